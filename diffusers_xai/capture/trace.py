@@ -1,0 +1,175 @@
+"""The per-step record of one sampling run: latents, predicted x0, model outputs, attention, activations."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import TraceConfig
+
+__all__ = ["Trace", "TraceStep"]
+
+_TENSOR_FIELDS = ("latents", "pred_original_sample", "model_output")
+
+
+@dataclass
+class TraceStep:
+    r"""
+    What was recorded at one denoising step.
+
+    Args:
+        step_index (`int`): 0-based index in the sampling loop.
+        timestep (`int`): the scheduler timestep $t$ of that step.
+        latents (`torch.Tensor`, *optional*): $x_t$, the input of the step, `[B, C, H, W]`.
+        pred_original_sample (`torch.Tensor`, *optional*): $\hat{x}_0(x_t, t)$, `[B, C, H, W]`.
+        model_output (`torch.Tensor`, *optional*): the raw denoiser output, `[B, C, H, W]`.
+        attentions (`dict[str, torch.Tensor]`): attention probabilities per `Attention` module name,
+            `[B, Q, K]` (heads averaged) or `[B, heads, Q, K]`.
+        activations (`dict[str, torch.Tensor]`): forward outputs of the traced modules.
+    """
+
+    step_index: int
+    timestep: int
+    latents: torch.Tensor | None = None
+    pred_original_sample: torch.Tensor | None = None
+    model_output: torch.Tensor | None = None
+    attentions: dict[str, torch.Tensor] = field(default_factory=dict)
+    activations: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {k: getattr(self, k) for k in _TENSOR_FIELDS if getattr(self, k) is not None}
+        out.update({f"attentions/{k}": v for k, v in self.attentions.items()})
+        out.update({f"activations/{k}": v for k, v in self.activations.items()})
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+
+
+@dataclass
+class Trace:
+    """
+    The record of one sampling run, step by step (see [`TraceConfig`] for what is kept).
+
+    `trace.steps` lists the recorded [`TraceStep`]s in loop order; `stack("latents")` gives a
+    `[S, B, C, H, W]` tensor over them, `attention(name)` the maps of one layer, and `save`/`load` round-trip
+    the whole trace through a safetensors file (no pickle).
+    """
+
+    config: TraceConfig
+    steps: list[TraceStep] = field(default_factory=list)
+    num_inference_steps: int | None = None
+    truncated: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the recorded tensors."""
+        return sum(s.nbytes for s in self.steps)
+
+    @property
+    def step_indices(self) -> list[int]:
+        return [s.step_index for s in self.steps]
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        return torch.tensor([s.timestep for s in self.steps], dtype=torch.long)
+
+    @property
+    def attention_layers(self) -> list[str]:
+        names: dict[str, None] = {}
+        for s in self.steps:
+            names.update(dict.fromkeys(s.attentions))
+        return list(names)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def step(self, step_index: int) -> TraceStep:
+        for s in self.steps:
+            if s.step_index == step_index:
+                return s
+        raise KeyError(f"Step {step_index} was not recorded; recorded steps are {self.step_indices}.")
+
+    def stack(self, name: str) -> torch.Tensor:
+        """Stack one per-step tensor (`"latents"`, `"pred_original_sample"`, `"model_output"`) into `[S, ...]`."""
+        if name not in _TENSOR_FIELDS:
+            raise ValueError(f"Unknown trace field {name!r}; choose one of {_TENSOR_FIELDS}.")
+        tensors = [getattr(s, name) for s in self.steps if getattr(s, name) is not None]
+        if not tensors:
+            raise ValueError(f"The trace holds no {name!r}: enable it in the TraceConfig.")
+        return torch.stack(tensors)
+
+    def attention(self, layer: str) -> torch.Tensor:
+        """Attention probabilities of one layer over the recorded steps, `[S, B, (heads,) Q, K]`."""
+        maps = [s.attentions[layer] for s in self.steps if layer in s.attentions]
+        if not maps:
+            raise ValueError(f"No attention recorded for layer {layer!r}; recorded layers: {self.attention_layers}.")
+        return torch.stack(maps)
+
+    # ---- persistence (safetensors + JSON metadata, never pickle) ----
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the trace to one `.safetensors` file, atomically (temp file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors, index = {}, []
+        for s in self.steps:
+            index.append({"step_index": s.step_index, "timestep": int(s.timestep)})
+            for key, value in s.tensors().items():
+                tensors[f"{s.step_index:06d}/{key}"] = value.contiguous()
+        meta = {
+            "steps": json.dumps(index),
+            "num_inference_steps": json.dumps(self.num_inference_steps),
+            "truncated": json.dumps(self.truncated),
+            "config": json.dumps(
+                {
+                    k: (str(v).replace("torch.", "") if isinstance(v, torch.dtype) else v)
+                    for k, v in self.config.__dict__.items()
+                }
+            ),
+        }
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Trace:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata()
+        tensors = load_file(str(path))
+        cfg = json.loads(meta["config"])
+        cfg["dtype"] = getattr(torch, cfg["dtype"])
+        trace = cls(
+            config=TraceConfig(**cfg),
+            num_inference_steps=json.loads(meta["num_inference_steps"]),
+            truncated=json.loads(meta["truncated"]),
+        )
+        for entry in json.loads(meta["steps"]):
+            step = TraceStep(step_index=entry["step_index"], timestep=entry["timestep"])
+            prefix = f"{step.step_index:06d}/"
+            for key, value in tensors.items():
+                if not key.startswith(prefix):
+                    continue
+                name = key[len(prefix) :]
+                if name.startswith("attentions/"):
+                    step.attentions[name[len("attentions/") :]] = value
+                elif name.startswith("activations/"):
+                    step.activations[name[len("activations/") :]] = value
+                else:
+                    setattr(step, name, value)
+            trace.steps.append(step)
+        return trace

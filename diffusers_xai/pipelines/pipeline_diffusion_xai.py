@@ -1,0 +1,231 @@
+"""`DiffusionXAIPipeline`: unconditional image sampling with a `UNet2DModel`, traced step by step."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DModel
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from .schedulers import make_scheduler, predict_original_sample
+
+__all__ = ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput", "DiffusionStep"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DiffusionXAIPipelineOutput(BaseOutput):
+    """
+    Output of [`DiffusionXAIPipeline`].
+
+    Args:
+        images (`list[PIL.Image.Image]`, `np.ndarray` `[B, H, W, C]` or `torch.Tensor` `[B, C, H, W]`):
+            the generated images in [0, 1].
+        trace ([`Trace`], *optional*): the per-step record, when `trace=` was set.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    trace: Trace | None = None
+
+
+@dataclass
+class DiffusionStep:
+    r"""One step of [`DiffusionXAIPipeline.progressive`]: $x_t$, $t$, $x_{t-1}$ and $\hat{x}_0$."""
+
+    step_index: int
+    timestep: int
+    sample: torch.Tensor
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor | None
+
+
+class DiffusionXAIPipeline(DiffusionPipeline):
+    r"""
+    Unconditional image generation that can record what happened at every step.
+
+    Sampling is exactly `DDPMPipeline`'s (or `DDIMPipeline`'s for a `DDIMScheduler`): the same generator gives
+    bit-identical images with and without `trace=`, because capture only reads tensors (see [`TraceRecorder`]).
+
+    Args:
+        unet ([`UNet2DModel`]): the denoiser $\epsilon_\theta(x_t, t)$ (or $v$/$x_0$ predictor).
+        scheduler ([`SchedulerMixin`]): [`DDPMScheduler`], [`DDIMScheduler`] or [`DPMSolverMultistepScheduler`].
+            Swap with `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)` or
+            `pipe.set_scheduler("dpmsolver")`; the latter sets DPM-Solver's pixel-space safe defaults
+            (`thresholding=True, sample_max_value=1.0`).
+
+    Example:
+
+    ```py
+    >>> from diffusers_xai import DiffusionXAIPipeline, TraceConfig
+    >>> pipe = DiffusionXAIPipeline.from_pretrained("outputs/quickstart/pipeline")
+    >>> out = pipe(batch_size=4, num_inference_steps=50, trace=TraceConfig(attention=True))
+    >>> out.images[0].save("digit.png"); out.trace.stack("pred_original_sample").shape
+    ```
+    """
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin):
+        super().__init__()
+        if not isinstance(scheduler, SchedulerMixin):
+            raise TypeError(f"`scheduler` must be a diffusers scheduler, got {type(scheduler).__name__}.")
+        if isinstance(scheduler, DPMSolverMultistepScheduler) and not scheduler.config.thresholding:
+            logger.warning(
+                "DPMSolverMultistepScheduler without thresholding diverges on some pixel-space samples; use "
+                "`pipe.set_scheduler('dpmsolver')` or pass thresholding=True, sample_max_value=1.0."
+            )
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @classmethod
+    def from_unet(cls, unet: UNet2DModel, scheduler: str = "ddpm", **scheduler_kwargs) -> DiffusionXAIPipeline:
+        """Build a pipeline from a UNet and a scheduler name (`"ddpm"`, `"ddim"`, `"dpmsolver"`)."""
+        return cls(unet=unet, scheduler=make_scheduler(scheduler, **scheduler_kwargs))
+
+    def set_scheduler(self, name: str, **kwargs) -> None:
+        """Replace the scheduler by name, keeping the noise schedule (betas, prediction type) of the current one."""
+        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
+
+    # ---- input checks ----
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        size = self.unet.config.sample_size
+        h, w = (size, size) if isinstance(size, int) else tuple(size)
+        return (self.unet.config.in_channels, h, w)
+
+    def check_inputs(self, batch_size, num_inference_steps, generator, latents) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
+        max_steps = self.scheduler.config.num_train_timesteps
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
+            raise ValueError(f"`num_inference_steps` must be an int, got {num_inference_steps!r}.")
+        if not 1 <= num_inference_steps <= max_steps:
+            raise ValueError(
+                f"`num_inference_steps` must be between 1 and the scheduler's num_train_timesteps ({max_steps}), "
+                f"got {num_inference_steps}."
+            )
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(
+                f"You have passed a list of generators of length {len(generator)}, but requested a batch size of "
+                f"{batch_size}. Make sure the batch size matches the length of the generators."
+            )
+        if latents is not None:
+            expected = (batch_size, *self.sample_shape)
+            if tuple(latents.shape) != expected:
+                raise ValueError(
+                    f"`latents` have shape {tuple(latents.shape)} but this UNet (in_channels="
+                    f"{self.unet.config.in_channels}, sample_size={self.unet.config.sample_size}) expects {expected}; "
+                    "pass latents of that shape or a UNet whose in_channels match your data."
+                )
+
+    def _step_kwargs(self, generator, eta: float) -> dict:
+        # as diffusers' `prepare_extra_step_kwargs`: only pass what this scheduler's step() accepts
+        params = set(inspect.signature(self.scheduler.step).parameters)
+        kwargs = {}
+        if "eta" in params:
+            kwargs["eta"] = eta
+        if "generator" in params:
+            kwargs["generator"] = generator
+        return kwargs
+
+    # ---- sampling ----
+    @torch.no_grad()
+    def progressive(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        eta: float = 0.0,
+        num_inference_steps: int = 1000,
+        latents: torch.Tensor | None = None,
+        recorder: TraceRecorder | None = None,
+    ) -> Iterator[DiffusionStep]:
+        r"""
+        Sample step by step, yielding a [`DiffusionStep`] after every scheduler step (as improved-diffusion's
+        `p_sample_loop_progressive`). Runs under `torch.no_grad()`; the caller drains it.
+        """
+        self.check_inputs(batch_size, num_inference_steps, generator, latents)
+        self.scheduler.set_timesteps(num_inference_steps)
+        device = self._execution_device
+        if latents is None:
+            image = randn_tensor((batch_size, *self.sample_shape), generator=generator, device=device, dtype=self.unet.dtype)
+        else:
+            image = latents.to(device=device, dtype=self.unet.dtype)
+        step_kwargs = self._step_kwargs(generator, eta)
+        for i, t in enumerate(self.scheduler.timesteps):
+            # 1. predict noise model_output
+            model_output = self.unet(image, t).sample
+            # 2. compute previous image: x_t -> x_t-1
+            out = self.scheduler.step(model_output, t, image, **step_kwargs)
+            pred_x0 = getattr(out, "pred_original_sample", None)
+            if recorder is not None and recorder.recording:
+                if pred_x0 is None:
+                    pred_x0 = predict_original_sample(self.scheduler, model_output, t, image)
+                recorder.record_latents(pred_original_sample=pred_x0)
+            yield DiffusionStep(i, int(t), image, out.prev_sample, pred_x0)
+            image = out.prev_sample
+
+    def postprocess(self, image: torch.Tensor, output_type: str):
+        image = (image / 2 + 0.5).clamp(0, 1)
+        if output_type == "pt":
+            return image
+        image = image.cpu().permute(0, 2, 3, 1).numpy()
+        return self.numpy_to_pil(image) if output_type == "pil" else image
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        eta: float = 0.0,
+        num_inference_steps: int = 1000,
+        latents: torch.Tensor | None = None,
+        trace: bool | TraceConfig | dict | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+    ) -> DiffusionXAIPipelineOutput | tuple:
+        r"""
+        Generate images, optionally recording a [`Trace`].
+
+        Args:
+            batch_size (`int`, *optional*, defaults to 1): number of images.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*): for reproducible sampling.
+            eta (`float`, *optional*, defaults to 0.0): DDIM's $\eta$ (ignored by schedulers without it).
+            num_inference_steps (`int`, *optional*, defaults to 1000): between 1 and `num_train_timesteps`.
+            latents (`torch.Tensor`, *optional*): $x_T$ of shape `[B, C, H, W]` instead of fresh noise.
+            trace (`bool`, `dict` or [`TraceConfig`], *optional*): `True` for the default [`TraceConfig`].
+            output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (`[B, H, W, C]`) or `"pt"`
+                (`[B, C, H, W]`).
+            return_dict (`bool`, *optional*, defaults to `True`): return a [`DiffusionXAIPipelineOutput`] or a tuple.
+
+        Returns:
+            [`DiffusionXAIPipelineOutput`] or `tuple` `(images, trace)`.
+        """
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
+        config = resolve_trace_config(trace)
+        self.check_inputs(batch_size, num_inference_steps, generator, latents)
+        self.scheduler.set_timesteps(num_inference_steps)
+        recorder = TraceRecorder(self.unet, config, num_steps=len(self.scheduler.timesteps)) if config else None
+        image = None
+        with recorder if recorder is not None else nullcontext():
+            steps = self.progressive(batch_size, generator, eta, num_inference_steps, latents, recorder)
+            with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
+                for step in steps:
+                    image = step.prev_sample
+                    bar.update()
+        images = self.postprocess(image, output_type)
+        self.maybe_free_model_hooks()
+        trace_out = recorder.trace if recorder is not None else None
+        if not return_dict:
+            return (images, trace_out)
+        return DiffusionXAIPipelineOutput(images=images, trace=trace_out)
