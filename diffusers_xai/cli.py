@@ -1,0 +1,41 @@
+"""`diffusers-xai` console script: one sub-command per module in `diffusers_xai.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+__all__ = ["main"]
+
+# Each module defines `register(subparsers)`, which adds its sub-parser and sets `func=callable(args) -> int`.
+COMMAND_MODULES = ("quickstart", "train", "evaluate", "push", "generate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffusers-xai", description="Generate synthetic data with diffusion models and explain every generation."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"diffusers_xai.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"diffusers_xai.commands.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
