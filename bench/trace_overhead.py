@@ -1,0 +1,94 @@
+"""Cost of tracing: DiffusionXAIPipeline vs stock DDPMPipeline / DDIMPipeline on the same UNet, in one run.
+
+    python bench/trace_overhead.py [--threads 2] [--steps 50] [--batch_size 16] [--repeats 5]
+
+Prints, per scheduler, the median wall time of each variant and its ratio to the stock pipeline, plus the
+trace's bytes. Targets (foundation issue): latents-only <= 1.05x, attention <= 1.5x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
+
+from diffusers_xai import DiffusionXAIPipeline, TraceConfig
+
+
+def digits_unet(seed: int = 0) -> UNet2DModel:
+    """The quickstart's architecture: 16x16 grayscale, attention at 8x8 and 4x4 and in the mid block."""
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=16,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+    ).eval()
+
+
+def timed(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    unet = digits_unet()
+    variants = {
+        "no trace": None,
+        "latents-only trace": TraceConfig(steps="all"),
+        "attention trace": TraceConfig(steps="all", attention=True, max_bytes=2**31),
+    }
+    print(f"torch threads={args.threads} steps={args.steps} batch={args.batch_size} repeats={args.repeats} (median)")
+    for name, stock_cls, sched in (
+        ("DDPM", DDPMPipeline, DDPMScheduler(num_train_timesteps=1000)),
+        ("DDIM", DDIMPipeline, DDIMScheduler(num_train_timesteps=1000)),
+    ):
+        stock = stock_cls(unet=unet, scheduler=sched)
+        ours = DiffusionXAIPipeline(unet=unet, scheduler=stock.scheduler)
+        for p in (stock, ours):
+            p.set_progress_bar_config(disable=True)
+
+        def run_stock():
+            return stock(batch_size=args.batch_size, generator=torch.Generator().manual_seed(0),
+                         num_inference_steps=args.steps, output_type="np").images
+
+        ref = run_stock()
+        t_stock = timed(run_stock, args.repeats)
+        print(f"\n{name}: stock {stock_cls.__name__}: {t_stock * 1000:.1f} ms")
+        for label, cfg in variants.items():
+            out = {}
+
+            def run_ours(cfg=cfg, out=out):
+                out["o"] = ours(batch_size=args.batch_size, generator=torch.Generator().manual_seed(0),
+                                num_inference_steps=args.steps, output_type="np", trace=cfg)
+
+            t = timed(run_ours, args.repeats)
+            identical = np.array_equal(out["o"].images, ref)
+            nbytes = out["o"].trace.nbytes if out["o"].trace is not None else 0
+            print(f"  {label:<20} {t * 1000:8.1f} ms  ratio {t / t_stock:5.3f}x  trace {nbytes / 2**20:7.2f} MiB  "
+                  f"bit-identical={identical}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    DDIMPipeline,
+    DDIMScheduler,
+    DDPMPipeline,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    UNet2DModel,
+)
+
+from diffusers_xai import DiffusionXAIPipeline, DiffusionXAIPipelineOutput, TraceConfig, make_scheduler
+from diffusers_xai.testing import tiny_pipeline, tiny_unet
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("beta_schedule", ["linear", "squaredcos_cap_v2"])
+@pytest.mark.parametrize(
+    "trace", [None, TraceConfig(), TraceConfig(attention=True, model_output=True, activations=["mid_block"])]
+)
+def test_ddpm_bit_identical_to_stock(beta_schedule, trace):
+    unet = tiny_unet()
+    scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule=beta_schedule)
+    stock = DDPMPipeline(unet=unet, scheduler=scheduler)
+    stock.set_progress_bar_config(disable=True)
+    ref = stock(batch_size=2, generator=gen(), num_inference_steps=4, output_type="np").images
+    pipe = DiffusionXAIPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(batch_size=2, generator=gen(), num_inference_steps=4, output_type="np", trace=trace)
+    assert out.images.shape == (2, 8, 8, 1)
+    np.testing.assert_array_equal(out.images, ref)
+    assert (out.trace is None) == (trace is None)
+
+
+@pytest.mark.parametrize("trace", [None, TraceConfig(attention=True)])
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_ddim_bit_identical_to_stock(trace, eta):
+    unet = tiny_unet(seed=1)
+    scheduler = DDIMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+    stock = DDIMPipeline(unet=unet, scheduler=scheduler)
+    stock.set_progress_bar_config(disable=True)
+    ref = stock(batch_size=2, generator=gen(3), eta=eta, num_inference_steps=5, output_type="np").images
+    pipe = DiffusionXAIPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(batch_size=2, generator=gen(3), eta=eta, num_inference_steps=5, output_type="np", trace=trace)
+    np.testing.assert_array_equal(out.images, ref)
+
+
+def test_fixed_seed_slice_and_output_types():
+    pipe = tiny_pipeline("ddpm")
+    pt = pipe(batch_size=1, generator=gen(), num_inference_steps=2, output_type="pt").images
+    np_img = pipe(batch_size=1, generator=gen(), num_inference_steps=2, output_type="np").images
+    pil = pipe(batch_size=1, generator=gen(), num_inference_steps=2, output_type="pil").images
+    assert pt.shape == (1, 1, 8, 8) and np_img.shape == (1, 8, 8, 1) and pil[0].size == (8, 8)
+    np.testing.assert_allclose(pt.permute(0, 2, 3, 1).numpy(), np_img, atol=0)
+    assert 0.0 <= np_img.min() and np_img.max() <= 1.0
+    # determinism on a fixed seed: same call, same numbers; different seed, different numbers
+    again = pipe(batch_size=1, generator=gen(), num_inference_steps=2, output_type="np").images
+    other = pipe(batch_size=1, generator=gen(1), num_inference_steps=2, output_type="np").images
+    np.testing.assert_array_equal(np_img, again)
+    assert not np.array_equal(np_img, other)
+
+
+def test_dict_and_tuple_outputs_match():
+    pipe = tiny_pipeline("ddim")
+    out = pipe(batch_size=1, generator=gen(), num_inference_steps=3, output_type="np", trace=True)
+    images, trace = pipe(batch_size=1, generator=gen(), num_inference_steps=3, output_type="np", trace=True, return_dict=False)
+    assert isinstance(out, DiffusionXAIPipelineOutput)
+    np.testing.assert_array_equal(out.images, images)
+    torch.testing.assert_close(out.trace.stack("latents"), trace.stack("latents"))
+
+
+def test_progressive_matches_call():
+    pipe = tiny_pipeline("ddpm")
+    steps = list(pipe.progressive(batch_size=2, generator=gen(), num_inference_steps=3))
+    assert [s.step_index for s in steps] == [0, 1, 2]
+    assert [s.timestep for s in steps] == pipe.scheduler.timesteps.tolist()
+    final = pipe(batch_size=2, generator=gen(), num_inference_steps=3, output_type="pt").images
+    torch.testing.assert_close(pipe.postprocess(steps[-1].prev_sample, "pt"), final, rtol=0, atol=0)
+    assert steps[0].pred_original_sample.shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("name,cls", [("ddpm", DDPMScheduler), ("ddim", DDIMScheduler), ("dpmsolver", DPMSolverMultistepScheduler)])
+def test_scheduler_swap_keeps_schedule(name, cls):
+    pipe = tiny_pipeline("ddpm")
+    pipe.scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+    pipe.set_scheduler(name)
+    assert type(pipe.scheduler) is cls
+    assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+    assert pipe.scheduler.config.num_train_timesteps == 100
+    # the diffusers idiom works too
+    pipe.scheduler = cls.from_config(pipe.scheduler.config)
+    out = pipe(batch_size=1, generator=gen(), num_inference_steps=3, output_type="np", trace=True)
+    assert np.isfinite(out.images).all()
+    assert out.trace.stack("pred_original_sample").shape == (3, 1, 1, 8, 8)
+
+
+def test_dpmsolver_pixel_defaults_and_override():
+    s = make_scheduler("dpmsolver")
+    assert s.config.thresholding is True and s.config.sample_max_value == 1.0
+    s = make_scheduler("dpmsolver", thresholding=False)
+    assert s.config.thresholding is False
+
+
+def test_dpmsolver_thresholding_keeps_pred_x0_in_range():
+    # an untrained UNet predicts garbage; with the safe default x0 predictions stay within sample_max_value
+    pipe = tiny_pipeline("dpmsolver")
+    out = pipe(batch_size=4, generator=gen(), num_inference_steps=5, output_type="pt", trace=True)
+    assert np.isfinite(out.images.numpy()).all()
+
+
+def test_save_load_round_trip(tmp_path):
+    pipe = tiny_pipeline("ddim")
+    pipe.save_pretrained(tmp_path)
+    files = {p.name for p in tmp_path.rglob("*") if p.is_file()}
+    assert "diffusion_pytorch_model.safetensors" in files
+    assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+    loaded = DiffusionXAIPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.scheduler) is DDIMScheduler
+    a = pipe(batch_size=2, generator=gen(), num_inference_steps=3, output_type="np").images
+    b = loaded(batch_size=2, generator=gen(), num_inference_steps=3, output_type="np").images
+    np.testing.assert_array_equal(a, b)
+
+
+# ---- bad input ----
+def test_unknown_scheduler():
+    with pytest.raises(ValueError, match="Unknown scheduler type 'euler'.*ddim"):
+        make_scheduler("euler")
+    with pytest.raises(ValueError, match="Unknown beta_schedule 'cosine'.*squaredcos_cap_v2"):
+        make_scheduler("ddpm", beta_schedule="cosine")
+    with pytest.raises(TypeError, match="diffusers scheduler"):
+        DiffusionXAIPipeline(unet=tiny_unet(), scheduler="ddpm")
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"batch_size": 0}, "`batch_size` must be a positive int, got 0"),
+    ({"num_inference_steps": 0}, "between 1 and the scheduler's num_train_timesteps \\(100\\), got 0"),
+    ({"num_inference_steps": 101}, "got 101"),
+    ({"output_type": "jpg"}, "'pil', 'np' or 'pt', got 'jpg'"),
+    ({"generator": [torch.Generator(), torch.Generator()]}, "list of generators of length 2"),
+])
+def test_bad_call_arguments(kwargs, match):
+    pipe = tiny_pipeline("ddpm")
+    with pytest.raises(ValueError, match=match):
+        pipe(**{"batch_size": 1, "num_inference_steps": 2, **kwargs})
+
+
+def test_wrong_in_channels_for_data():
+    pipe = tiny_pipeline("ddpm")  # in_channels=1
+    with pytest.raises(ValueError, match=r"in_channels=1.*expects \(1, 1, 8, 8\)"):
+        pipe(batch_size=1, num_inference_steps=2, latents=torch.randn(1, 3, 8, 8))
+
+
+def test_stock_unet_with_custom_sample_size_tuple():
+    unet = UNet2DModel(
+        sample_size=(8, 16), in_channels=3, out_channels=3, block_out_channels=(4, 8), layers_per_block=1,
+        norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+    )
+    pipe = DiffusionXAIPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=10))
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(batch_size=1, num_inference_steps=2, output_type="np", trace=True)
+    assert out.images.shape == (1, 8, 16, 3)
