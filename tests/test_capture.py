@@ -4,7 +4,14 @@ import torch
 from diffusers import DDPMPipeline, DDPMScheduler
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 
-from diffusers_xai import ActivationCapture, CapturingAttnProcessor, Trace, TraceConfig, TraceRecorder, find_attention_modules
+from diffusers_xai import (
+    ActivationCapture,
+    CapturingAttnProcessor,
+    Trace,
+    TraceConfig,
+    TraceRecorder,
+    find_attention_modules,
+)
 from diffusers_xai.testing import tiny_conditional_unet, tiny_pipeline, tiny_unet
 
 
@@ -111,7 +118,12 @@ def test_trace_shapes_steps_and_bytes():
 def test_trace_latents_equal_loop_values():
     pipe = tiny_pipeline("ddim")
     steps = list(pipe.progressive(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=4))
-    out = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=4, trace=TraceConfig(steps="all", dtype=torch.float32))
+    out = pipe(
+        batch_size=2,
+        generator=torch.Generator().manual_seed(0),
+        num_inference_steps=4,
+        trace=TraceConfig(steps="all", dtype=torch.float32),
+    )
     for s, rec in zip(steps, out.trace.steps):
         assert rec.timestep == s.timestep
         torch.testing.assert_close(rec.latents, s.sample, rtol=0, atol=0)
@@ -145,9 +157,13 @@ def test_stock_ddpm_pipeline_under_recorder():
     unet = tiny_unet()
     stock = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=50))
     stock.set_progress_bar_config(disable=True)
-    ref = stock(batch_size=1, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np").images
+    ref = stock(
+        batch_size=1, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np"
+    ).images
     with TraceRecorder(unet, TraceConfig(attention=True, model_output=True), num_steps=3) as rec:
-        got = stock(batch_size=1, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np").images
+        got = stock(
+            batch_size=1, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np"
+        ).images
     np.testing.assert_array_equal(got, ref)
     assert len(rec.trace) == 3 and rec.trace.stack("model_output").shape == (3, 1, 1, 8, 8)
     assert len(rec.trace.attention_layers) == 4
@@ -170,7 +186,9 @@ def test_activation_capture_gradients_hand_computed():
 
 def test_trace_save_load_round_trip(tmp_path):
     pipe = tiny_pipeline("ddpm")
-    trace = pipe(batch_size=2, num_inference_steps=3, trace=TraceConfig(attention=True, activations=["mid_block"])).trace
+    trace = pipe(
+        batch_size=2, num_inference_steps=3, trace=TraceConfig(attention=True, activations=["mid_block"])
+    ).trace
     path = trace.save(tmp_path / "trace.safetensors")
     loaded = Trace.load(path)
     assert loaded.step_indices == trace.step_indices and loaded.timesteps.tolist() == trace.timesteps.tolist()
@@ -192,13 +210,16 @@ def test_layer_name_that_matches_nothing():
         TraceRecorder(tiny_unet(attention=False), TraceConfig(attention=True))
 
 
-@pytest.mark.parametrize("kwargs,err,match", [
-    ({"steps": "some"}, ValueError, "'auto', 'all', an int stride"),
-    ({"steps": 0}, ValueError, "stride must be >= 1"),
-    ({"steps": [1, -2]}, ValueError, "non-negative"),
-    ({"head_reduction": "max"}, ValueError, "'mean' or 'none', got 'max'"),
-    ({"dtype": torch.int8}, TypeError, "floating torch.dtype"),
-])
+@pytest.mark.parametrize(
+    "kwargs,err,match",
+    [
+        ({"steps": "some"}, ValueError, "'auto', 'all', an int stride"),
+        ({"steps": 0}, ValueError, "stride must be >= 1"),
+        ({"steps": [1, -2]}, ValueError, "non-negative"),
+        ({"head_reduction": "max"}, ValueError, "'mean' or 'none', got 'max'"),
+        ({"dtype": torch.int8}, TypeError, "floating torch.dtype"),
+    ],
+)
 def test_bad_trace_config(kwargs, err, match):
     with pytest.raises(err, match=match):
         TraceConfig(**kwargs)

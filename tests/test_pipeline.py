@@ -68,7 +68,9 @@ def test_fixed_seed_slice_and_output_types():
 def test_dict_and_tuple_outputs_match():
     pipe = tiny_pipeline("ddim")
     out = pipe(batch_size=1, generator=gen(), num_inference_steps=3, output_type="np", trace=True)
-    images, trace = pipe(batch_size=1, generator=gen(), num_inference_steps=3, output_type="np", trace=True, return_dict=False)
+    images, trace = pipe(
+        batch_size=1, generator=gen(), num_inference_steps=3, output_type="np", trace=True, return_dict=False
+    )
     assert isinstance(out, DiffusionXAIPipelineOutput)
     np.testing.assert_array_equal(out.images, images)
     torch.testing.assert_close(out.trace.stack("latents"), trace.stack("latents"))
@@ -84,7 +86,9 @@ def test_progressive_matches_call():
     assert steps[0].pred_original_sample.shape == (2, 1, 8, 8)
 
 
-@pytest.mark.parametrize("name,cls", [("ddpm", DDPMScheduler), ("ddim", DDIMScheduler), ("dpmsolver", DPMSolverMultistepScheduler)])
+@pytest.mark.parametrize(
+    "name,cls", [("ddpm", DDPMScheduler), ("ddim", DDIMScheduler), ("dpmsolver", DPMSolverMultistepScheduler)]
+)
 def test_scheduler_swap_keeps_schedule(name, cls):
     pipe = tiny_pipeline("ddpm")
     pipe.scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
@@ -137,13 +141,16 @@ def test_unknown_scheduler():
         DiffusionXAIPipeline(unet=tiny_unet(), scheduler="ddpm")
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"batch_size": 0}, "`batch_size` must be a positive int, got 0"),
-    ({"num_inference_steps": 0}, "between 1 and the scheduler's num_train_timesteps \\(100\\), got 0"),
-    ({"num_inference_steps": 101}, "got 101"),
-    ({"output_type": "jpg"}, "'pil', 'np' or 'pt', got 'jpg'"),
-    ({"generator": [torch.Generator(), torch.Generator()]}, "list of generators of length 2"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"batch_size": 0}, "`batch_size` must be a positive int, got 0"),
+        ({"num_inference_steps": 0}, "between 1 and the scheduler's num_train_timesteps \\(100\\), got 0"),
+        ({"num_inference_steps": 101}, "got 101"),
+        ({"output_type": "jpg"}, "'pil', 'np' or 'pt', got 'jpg'"),
+        ({"generator": [torch.Generator(), torch.Generator()]}, "list of generators of length 2"),
+    ],
+)
 def test_bad_call_arguments(kwargs, match):
     pipe = tiny_pipeline("ddpm")
     with pytest.raises(ValueError, match=match):
@@ -158,8 +165,14 @@ def test_wrong_in_channels_for_data():
 
 def test_stock_unet_with_custom_sample_size_tuple():
     unet = UNet2DModel(
-        sample_size=(8, 16), in_channels=3, out_channels=3, block_out_channels=(4, 8), layers_per_block=1,
-        norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        sample_size=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
     )
     pipe = DiffusionXAIPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=10))
     pipe.set_progress_bar_config(disable=True)

@@ -61,9 +61,13 @@ class TraceConfig:
         if self.head_reduction not in ("mean", "none"):
             raise ValueError(f"`head_reduction` must be 'mean' or 'none', got {self.head_reduction!r}.")
         if isinstance(self.steps, bool) or not isinstance(self.steps, (str, int, list, tuple)):
-            raise TypeError(f"`steps` must be 'auto', 'all', an int stride or a list of step indices, got {self.steps!r}.")
+            raise TypeError(
+                f"`steps` must be 'auto', 'all', an int stride or a list of step indices, got {self.steps!r}."
+            )
         if isinstance(self.steps, str) and self.steps not in ("auto", "all"):
-            raise ValueError(f"`steps` must be 'auto', 'all', an int stride or a list of step indices, got {self.steps!r}.")
+            raise ValueError(
+                f"`steps` must be 'auto', 'all', an int stride or a list of step indices, got {self.steps!r}."
+            )
         if isinstance(self.steps, int) and self.steps < 1:
             raise ValueError(f"A step stride must be >= 1, got steps={self.steps}.")
         if isinstance(self.steps, (list, tuple)):

@@ -27,7 +27,8 @@ def attention_probabilities(
     temb: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""
-    $\mathrm{softmax}(QK^\top \cdot \text{scale} + M)$ of one diffusers `Attention` call, `[B, heads, Q, K]`, in float32.
+    $\mathrm{softmax}(QK^\top \cdot \text{scale} + M)$ of one diffusers `Attention` call, `[B, heads, Q, K]`,
+    in float32.
 
     Repeats the input preparation of diffusers' `AttnProcessor2_0` (spatial norm, 4-D → token layout, group
     norm, cross-attention norm, q/k norms) so the probabilities are those the layer actually uses. Written by

@@ -157,7 +157,9 @@ class DiffusionXAIPipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps)
         device = self._execution_device
         if latents is None:
-            image = randn_tensor((batch_size, *self.sample_shape), generator=generator, device=device, dtype=self.unet.dtype)
+            image = randn_tensor(
+                (batch_size, *self.sample_shape), generator=generator, device=device, dtype=self.unet.dtype
+            )
         else:
             image = latents.to(device=device, dtype=self.unet.dtype)
         step_kwargs = self._step_kwargs(generator, eta)

@@ -68,7 +68,9 @@ def make_scheduler(
             overrides[key] = value
     schedule = overrides.get("beta_schedule", (config or {}).get("beta_schedule", "linear"))
     if schedule not in BETA_SCHEDULES:
-        raise ValueError(f"Unknown beta_schedule {schedule!r}; choose one of {BETA_SCHEDULES} (cosine = 'squaredcos_cap_v2').")
+        raise ValueError(
+            f"Unknown beta_schedule {schedule!r}; choose one of {BETA_SCHEDULES} (cosine = 'squaredcos_cap_v2')."
+        )
     if cls is DPMSolverMultistepScheduler:
         for key, value in DPM_SOLVER_PIXEL_DEFAULTS.items():
             overrides.setdefault(key, value)
