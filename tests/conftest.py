@@ -15,3 +15,7 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "network" in item.keywords:
             item.add_marker(skip)
+
+
+# The local Hub server fixture (tests/hub_server.py), available to every test module.
+from tests.hub_fixtures import local_hub  # noqa: E402, F401

@@ -1,0 +1,1 @@
+../diffusers_xai/hub/community/diffusion_xai.py
