@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from . import viz
 from .capture import (
     ActivationCapture,
     CapturingAttnProcessor,
@@ -10,6 +11,22 @@ from .capture import (
     TraceRecorder,
     TraceStep,
     find_attention_modules,
+)
+from .explain import (
+    AttentionExplainer,
+    DenoiserAttribution,
+    DenoiserGradCAM,
+    DenoiserShap,
+    Explainer,
+    ExplanationReport,
+    ExplanationResult,
+    ExplanationTarget,
+    TrajectoryAnalysis,
+    analyze_trajectory,
+    deletion_insertion,
+    explain_generation,
+    model_randomization_check,
+    randomize_model,
 )
 from .hub import (
     ExplanationCardData,
@@ -30,6 +47,21 @@ from .pipelines import (
 )
 
 __all__ = [
+    "AttentionExplainer",
+    "DenoiserAttribution",
+    "DenoiserGradCAM",
+    "DenoiserShap",
+    "ExplanationReport",
+    "ExplanationResult",
+    "ExplanationTarget",
+    "Explainer",
+    "TrajectoryAnalysis",
+    "analyze_trajectory",
+    "deletion_insertion",
+    "explain_generation",
+    "model_randomization_check",
+    "randomize_model",
+    "viz",
     "SCHEDULERS",
     "ActivationCapture",
     "CapturingAttnProcessor",

@@ -1,0 +1,60 @@
+"""Explainers of diffusion generations: GradCAM, attention maps, captum attributions, SHAP, trajectories, faithfulness.
+
+Every explainer follows captum's verb: the constructor binds the pipeline (or denoiser) and its choices, and
+`attribute(inputs, timesteps=..., target=...)` explains a [`Trace`] (or a batch $x_t$) at chosen steps, returning an
+[`ExplanationResult`]. Plotting lives in `diffusers_xai.viz`.
+"""
+
+from .attention import AttentionExplainer, attention_maps, probabilities_to_maps
+from .attributions import ATTRIBUTION_METHODS, DenoiserAttribution, noise_level_baselines
+from .base import DenoiserExplainer, ExplanationResult, select_sample
+from .explain import DEFAULT_METHODS, EXPLAIN_METHODS, Explainer, ExplanationReport, explain_generation
+from .faithfulness import (
+    FaithfulnessResult,
+    SanityCheckResult,
+    deletion_insertion,
+    map_similarity,
+    model_randomization_check,
+    perturbation_curve,
+    random_map_curves,
+    randomize_model,
+)
+from .gradcam import DenoiserGradCAM, default_gradcam_layers, grad_cam
+from .shap_explainer import DenoiserShap
+from .target import DenoiserForward, ExplanationTarget, resolve_target
+from .trajectory import TrajectoryAnalysis, analyze_trajectory, commit_steps
+
+__all__ = [
+    "ATTRIBUTION_METHODS",
+    "DEFAULT_METHODS",
+    "EXPLAIN_METHODS",
+    "AttentionExplainer",
+    "DenoiserAttribution",
+    "DenoiserExplainer",
+    "DenoiserForward",
+    "DenoiserGradCAM",
+    "DenoiserShap",
+    "ExplanationReport",
+    "ExplanationResult",
+    "ExplanationTarget",
+    "Explainer",
+    "FaithfulnessResult",
+    "SanityCheckResult",
+    "TrajectoryAnalysis",
+    "analyze_trajectory",
+    "attention_maps",
+    "commit_steps",
+    "default_gradcam_layers",
+    "deletion_insertion",
+    "explain_generation",
+    "grad_cam",
+    "map_similarity",
+    "model_randomization_check",
+    "noise_level_baselines",
+    "perturbation_curve",
+    "probabilities_to_maps",
+    "random_map_curves",
+    "randomize_model",
+    "resolve_target",
+    "select_sample",
+]

@@ -1,0 +1,230 @@
+r"""captum attributions of the denoiser at a step: IntegratedGradients, GradientShap, Saliency, Occlusion, ..."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from captum.attr import GradientShap, InputXGradient, IntegratedGradients, Occlusion, Saliency
+
+from .base import DenoiserExplainer, ExplanationResult, frozen_parameters, progress
+from .target import ExplanationTarget, resolve_target
+
+__all__ = ["ATTRIBUTION_METHODS", "DenoiserAttribution", "alpha_bar", "noise_level_baselines"]
+
+ATTRIBUTION_METHODS = {
+    "integrated_gradients": IntegratedGradients,
+    "gradient_shap": GradientShap,
+    "saliency": Saliency,
+    "input_x_gradient": InputXGradient,
+    "occlusion": Occlusion,
+}
+_HAS_DELTA = ("integrated_gradients", "gradient_shap")
+
+
+def noise_level_baselines(
+    sample: torch.Tensor, alpha_bar_t: float, n: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    r"""
+    `n` draws of $\sqrt{1-\bar\alpha_t}\,\epsilon$, $\epsilon \sim \mathcal{N}(0, I)$: $x_t$ of a mid-grey image
+    ($x_0 = 0$) at the same noise level, the reference distribution of GradientShap/SHAP at timestep $t$.
+    """
+    noise = torch.randn((n, *sample.shape[1:]), generator=generator, dtype=torch.float32)
+    return (noise * (1 - alpha_bar_t) ** 0.5).to(device=sample.device, dtype=sample.dtype)
+
+
+def alpha_bar(scheduler, timestep: int) -> float:
+    if scheduler is None or not hasattr(scheduler, "alphas_cumprod"):
+        return 0.0  # no schedule known: treat x_t as pure noise
+    return float(scheduler.alphas_cumprod[int(timestep)])
+
+
+class DenoiserAttribution(DenoiserExplainer):
+    r"""
+    captum attributions of the target w.r.t. $x_t$ (and optionally the conditioning) at chosen steps.
+
+    Methods (`method=`):
+
+    - `"integrated_gradients"`: $(x - x')\int_0^1 \partial y(x' + \alpha(x - x'))/\partial x \,d\alpha$, baseline
+      $x' = 0$ (the mean of $x_t$) unless `baselines=` is given. https://arxiv.org/abs/1703.01365
+    - `"gradient_shap"`: expected gradients against a baseline *distribution*; the default is
+      [`noise_level_baselines`] (pure noise at the step's noise level). https://arxiv.org/abs/1705.07874
+    - `"saliency"`: $|\partial y / \partial x|$. https://arxiv.org/abs/1312.6034
+    - `"input_x_gradient"`: $x \odot \partial y / \partial x$.
+    - `"occlusion"`: the change of $y$ when a sliding window of $x_t$ is set to the baseline (default 0);
+      window `sliding_window_shapes=(C, k, k)` with $k = \max(1, H/8)$ and stride $k$ unless given.
+
+    With `include_conditioning=True` the conditioning is a second input and the attributions are a tuple
+    `(x_t attributions, conditioning attributions)`, as captum mirrors its inputs: `encoder_hidden_states`
+    `[B, tokens, dim]` for a `UNet2DConditionModel`, or, for a class-conditional UNet, the class *embedding* vector
+    `[B, dim]` (a discrete label has no gradient; its embedding is swapped in with a forward hook, baseline 0).
+    `metadata["conditioning_scores"]` sums them to one number per token `[K, B, tokens]` (or per sample `[K, B]`).
+
+    Args:
+        model (`DiffusionPipeline` or `torch.nn.Module`): a pipeline or a denoiser.
+        method (`str`, *optional*, defaults to `"integrated_gradients"`): one of [`ATTRIBUTION_METHODS`].
+        scheduler (*optional*): needed with a bare denoiser when the target is $\hat{x}_0$.
+        target ([`ExplanationTarget`] or callable, *optional*): what is explained.
+        multiply_by_inputs (`bool`, *optional*, defaults to `True`): captum's global (True) or local attributions
+            for IntegratedGradients/GradientShap.
+
+    Example:
+
+    ```py
+    >>> ig = DenoiserAttribution(pipe, "integrated_gradients")
+    >>> res = ig.attribute(out.trace, timesteps=[999], n_steps=32, return_convergence_delta=True)
+    >>> res.maps.shape, res.delta.abs().max()
+    ```
+    """
+
+    def __init__(
+        self,
+        model,
+        method: str = "integrated_gradients",
+        scheduler=None,
+        target: ExplanationTarget | Callable | None = None,
+        multiply_by_inputs: bool = True,
+    ):
+        if method not in ATTRIBUTION_METHODS:
+            raise ValueError(f"Unknown attribution method {method!r}; choose one of {sorted(ATTRIBUTION_METHODS)}.")
+        super().__init__(model, scheduler, target)
+        self.method = method
+        self.multiply_by_inputs = multiply_by_inputs
+
+    def _captum(self, forward):
+        cls = ATTRIBUTION_METHODS[self.method]
+        if self.method in ("integrated_gradients", "gradient_shap"):
+            return cls(forward, multiply_by_inputs=self.multiply_by_inputs)
+        return cls(forward)
+
+    def _conditioning_input(self, cond: dict, include: bool) -> tuple[str | None, torch.Tensor | None]:
+        if not include:
+            return None, None
+        if "encoder_hidden_states" in cond:
+            return "encoder_hidden_states", cond.pop("encoder_hidden_states")
+        if getattr(self.unet, "class_embedding", None) is not None:
+            labels = cond.get("class_labels")
+            if labels is None:
+                raise ValueError("include_conditioning=True on a class-conditional UNet needs `class_labels=`.")
+            with torch.no_grad():
+                emb = self.unet.class_embedding(labels)
+            return "class_embedding", emb.to(self.dtype)
+        raise ValueError(
+            f"include_conditioning=True but {type(self.unet).__name__} got no conditioning: pass "
+            "`encoder_hidden_states=` (text-conditional UNet) or `class_labels=` (class-conditional UNet)."
+        )
+
+    def attribute(
+        self,
+        inputs,
+        timesteps: int | Sequence[int] | None = None,
+        target: ExplanationTarget | Callable | None = None,
+        baselines: torch.Tensor | float | tuple | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+        include_conditioning: bool = False,
+        return_convergence_delta: bool = False,
+        seed: int = 0,
+        **method_kwargs,
+    ) -> ExplanationResult:
+        r"""
+        Args:
+            inputs ([`Trace`] or `torch.Tensor`): a trace (its recorded $x_t$) or a batch $x_t$ `[B, C, H, W]`.
+            timesteps (`int` or `list[int]`, *optional*): scheduler timesteps (default: every recorded step of a
+                trace; required for a tensor).
+            target (*optional*): overrides the target bound in the constructor.
+            baselines (*optional*): captum baselines (GradientShap: a distribution `[N, C, H, W]`).
+            encoder_hidden_states, class_labels (`torch.Tensor`, *optional*): the model's conditioning.
+            include_conditioning (`bool`, *optional*, defaults to `False`): also attribute to the conditioning.
+            return_convergence_delta (`bool`, *optional*, defaults to `False`): IG/GradientShap completeness gap.
+            seed (`int`, *optional*, defaults to 0): seeds the default GradientShap baselines.
+            **method_kwargs: passed to captum's `attribute` (`n_steps`, `n_samples`, `stdevs`,
+                `sliding_window_shapes`, `strides`, `perturbations_per_eval`, `internal_batch_size`, ...).
+
+        Returns:
+            [`ExplanationResult`]: `attributions` `[K, B, C, H, W]` (a tuple with the conditioning's when
+            `include_conditioning`), `maps` `[K, B, 1, H, W]`, `delta` `[K, B]` on request.
+        """
+        if return_convergence_delta and self.method not in _HAS_DELTA:
+            raise ValueError(f"return_convergence_delta is only defined for {_HAS_DELTA}, not {self.method!r}.")
+        target = self.target if target is None else resolve_target(target)
+        steps = self._steps(inputs, timesteps, target)
+        forward_fn = self.forward_function(target)
+        generator = torch.Generator().manual_seed(seed)
+        sample_attr, cond_attr, deltas = [], [], []
+        cond_name = None
+        with frozen_parameters(self.unet):
+            for step in progress(steps, desc=self.method):
+                x = step.sample
+                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0])
+                cond_name, cond_value = self._conditioning_input(cond, include_conditioning)
+                input_names = ["sample"] + ([cond_name] if cond_name else [])
+                xs = (x,) + ((cond_value,) if cond_value is not None else ())
+                forward = forward_fn.bind(input_names, list(cond), step.timestep)
+                kwargs = dict(method_kwargs)
+                if self.method not in ("saliency", "input_x_gradient"):
+                    kwargs["baselines"] = self._baselines(baselines, xs, step.timestep, generator)
+                if self.method == "occlusion":
+                    windows, strides = self._default_occlusion(xs)
+                    kwargs.setdefault("sliding_window_shapes", windows)
+                    kwargs.setdefault("strides", strides)
+                    kwargs.setdefault("perturbations_per_eval", 16)
+                if self.method in _HAS_DELTA and return_convergence_delta:
+                    kwargs["return_convergence_delta"] = True
+                extras = tuple(cond.values())
+                with torch.enable_grad():
+                    xs_grad = tuple(v.detach().requires_grad_(True) for v in xs)
+                    out = self._captum(forward).attribute(
+                        xs_grad if len(xs) > 1 else xs_grad[0], additional_forward_args=extras or None, **kwargs
+                    )
+                if return_convergence_delta:
+                    out, delta = out
+                    if self.method == "gradient_shap":  # one delta per (sample, baseline draw)
+                        delta = delta.reshape(x.shape[0], -1).mean(dim=1)
+                    deltas.append(delta.detach().float().cpu())
+                out = out if isinstance(out, tuple) else (out,)
+                sample_attr.append(out[0].detach().float().cpu())
+                if len(out) > 1:
+                    cond_attr.append(out[1].detach().float().cpu())
+        attributions = torch.stack(sample_attr)
+        metadata = {"multiply_by_inputs": self.multiply_by_inputs}
+        result_attr: torch.Tensor | tuple = attributions
+        if cond_attr:
+            cond_stack = torch.stack(cond_attr)
+            result_attr = (attributions, cond_stack)
+            metadata["conditioning"] = cond_name
+            metadata["conditioning_scores"] = cond_stack.sum(dim=-1)
+        return ExplanationResult(
+            method=self.method,
+            attributions=result_attr,
+            maps=attributions.sum(dim=2, keepdim=True),
+            timesteps=[s.timestep for s in steps],
+            step_indices=[s.step_index for s in steps],
+            delta=torch.stack(deltas) if deltas else None,
+            metadata=metadata,
+        )
+
+    def _baselines(self, baselines, xs: tuple, timestep: int, generator: torch.Generator):
+        if baselines is not None:
+            return baselines
+        if self.method != "gradient_shap":
+            return None  # captum's default: zeros
+        n = 8
+        draws = [noise_level_baselines(xs[0], alpha_bar(self.scheduler, timestep), n, generator)]
+        draws += [torch.zeros((n, *c.shape[1:]), device=c.device, dtype=c.dtype) for c in xs[1:]]
+        return tuple(draws) if len(draws) > 1 else draws[0]
+
+    @staticmethod
+    def _default_occlusion(xs: tuple) -> tuple:
+        """Windows of (C, H/8, W/8) patches of x_t with the same stride; one token (or the whole class embedding)."""
+        c, h, w = xs[0].shape[1:]
+        window = (c, max(1, h // 8), max(1, w // 8))
+        stride = (1, window[1], window[2])
+        if len(xs) == 1:
+            return window, stride
+        windows, strides = [window], [stride]
+        for extra in xs[1:]:
+            shape = tuple(extra.shape[1:])
+            windows.append((1, *shape[1:]) if len(shape) > 1 else shape)
+            strides.append(windows[-1])
+        return tuple(windows), tuple(strides)

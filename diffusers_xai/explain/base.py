@@ -1,0 +1,256 @@
+r"""Shared machinery of the denoiser explainers: binding a pipeline, picking steps from a trace, the result type."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from ..capture import Trace, TraceStep
+from .target import DenoiserForward, ExplanationTarget, resolve_target
+
+__all__ = ["DenoiserExplainer", "ExplanationResult", "StepInput", "resolve_denoiser", "select_sample"]
+
+
+@dataclass
+class StepInput:
+    """One explained step: $x_t$ `[B, C, H, W]`, its scheduler timestep and (from a trace) its loop index."""
+
+    sample: torch.Tensor
+    timestep: int
+    step_index: int | None = None
+
+
+@dataclass
+class ExplanationResult:
+    r"""
+    What an explainer's `attribute()` returns.
+
+    Args:
+        method (`str`): the method name (`"gradcam"`, `"integrated_gradients"`, ...).
+        attributions (`torch.Tensor` or `tuple[torch.Tensor, ...]`): raw attributions, mirroring the inputs with
+            a leading step dimension: `[K, B, C, H, W]` for $x_t$ (and `[K, B, ...]` for a conditioning input).
+        maps (`torch.Tensor`): one pixel map per step and sample, `[K, B, 1, H, W]` (channels summed), the
+            thing to plot and to score for faithfulness.
+        timesteps (`list[int]`): the scheduler timestep of each of the K steps.
+        step_indices (`list[int | None]`): their loop indices (when explained from a trace).
+        delta (`torch.Tensor`, *optional*): captum's convergence delta `[K, B]`, when requested.
+        metadata (`dict`): method specifics (layers, per-layer maps, baselines, ...).
+    """
+
+    method: str
+    attributions: torch.Tensor | tuple[torch.Tensor, ...]
+    maps: torch.Tensor
+    timesteps: list[int]
+    step_indices: list[int | None]
+    delta: torch.Tensor | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+def resolve_denoiser(model, scheduler=None) -> tuple[torch.nn.Module, object]:
+    """`(unet, scheduler)` from a pipeline (anything with `.unet` and `.scheduler`) or a bare denoiser."""
+    unet = getattr(model, "unet", None)
+    if unet is not None:
+        return unet, scheduler if scheduler is not None else getattr(model, "scheduler", None)
+    if isinstance(model, torch.nn.Module):
+        return model, scheduler
+    raise TypeError(f"Expected a diffusers pipeline (with `.unet`) or a torch.nn.Module, got {type(model).__name__}.")
+
+
+def select_sample(trace: Trace, index: int) -> Trace:
+    """A copy of `trace` that holds only batch element `index` of every tensor (`[1, ...]`)."""
+    if trace.steps and trace.steps[0].latents is not None:
+        size = trace.steps[0].latents.shape[0]
+        if not -size <= index < size:
+            raise ValueError(f"`sample_index` {index} is out of range for a batch of {size} samples.")
+
+    def take(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[index : index + 1 if index != -1 else None]
+
+    steps = [
+        TraceStep(
+            step_index=s.step_index,
+            timestep=s.timestep,
+            latents=take(s.latents),
+            pred_original_sample=take(s.pred_original_sample),
+            model_output=take(s.model_output),
+            attentions={k: take(v) for k, v in s.attentions.items()},
+            activations={k: take(v) for k, v in s.activations.items()},
+        )
+        for s in trace.steps
+    ]
+    return Trace(
+        config=trace.config, steps=steps, num_inference_steps=trace.num_inference_steps, truncated=trace.truncated
+    )
+
+
+def _schedule(scheduler, num_inference_steps: int | None) -> list[int] | None:
+    """The timesteps of a sampling run of `num_inference_steps` steps, computed on a copy of the scheduler."""
+    if scheduler is None or num_inference_steps is None:
+        return None
+    fresh = type(scheduler).from_config(scheduler.config)
+    fresh.set_timesteps(num_inference_steps)
+    return [int(t) for t in fresh.timesteps]
+
+
+def _is_scalar_tensor(t) -> bool:
+    return torch.is_tensor(t) and t.numel() == 1 and not t.is_floating_point()
+
+
+def _as_timestep_list(timesteps) -> list[int] | None:
+    if timesteps is None:
+        return None
+    if isinstance(timesteps, torch.Tensor):
+        return [int(t) for t in timesteps.flatten()]
+
+    def is_int(t) -> bool:
+        return isinstance(t, numbers.Integral) and not isinstance(t, bool)
+
+    if is_int(timesteps):
+        return [int(timesteps)]
+    if isinstance(timesteps, Sequence) and all(is_int(t) or _is_scalar_tensor(t) for t in timesteps):
+        return [int(t) for t in timesteps]
+    raise TypeError(f"`timesteps` must be an int, a list of ints or a tensor, got {timesteps!r}.")
+
+
+def resolve_steps(inputs: torch.Tensor | Trace, timesteps, scheduler) -> list[StepInput]:
+    """
+    The steps to explain. From a [`Trace`]: the recorded $x_t$ at each requested timestep (`None` = every recorded
+    step). From a tensor $x_t$: that tensor at each requested timestep (required), which must be in the
+    scheduler's schedule.
+
+    Raises:
+        ValueError: a timestep that is not in the schedule, or not recorded in the trace.
+    """
+    requested = _as_timestep_list(timesteps)
+    if isinstance(inputs, Trace):
+        recorded = [s for s in inputs.steps if s.latents is not None]
+        if not recorded:
+            raise ValueError("The trace holds no latents x_t; record them with TraceConfig(latents=True).")
+        by_t = {s.timestep: s for s in recorded}
+        if requested is None:
+            return [StepInput(s.latents, s.timestep, s.step_index) for s in recorded]
+        schedule = _schedule(scheduler, inputs.num_inference_steps)
+        out = []
+        for t in requested:
+            if t in by_t:
+                s = by_t[t]
+                out.append(StepInput(s.latents, s.timestep, s.step_index))
+            elif schedule is not None and t not in schedule:
+                raise ValueError(
+                    f"Timestep {t} is not in the schedule of this run ({_preview(schedule)}); pick one of the "
+                    f"recorded timesteps {_preview(list(by_t))}."
+                )
+            else:
+                raise ValueError(
+                    f"Timestep {t} was not recorded in the trace; recorded timesteps are {_preview(list(by_t))}. "
+                    "Record it with TraceConfig(steps=...)."
+                )
+        return out
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"`inputs` must be a Trace or a tensor x_t, got {type(inputs).__name__}.")
+    if inputs.ndim != 4:
+        raise ValueError(f"`inputs` must be a batch x_t of shape [B, C, H, W], got shape {tuple(inputs.shape)}.")
+    if requested is None:
+        raise ValueError("Explaining a tensor x_t needs `timesteps=` (the t of that x_t).")
+    if scheduler is not None:
+        schedule = [int(t) for t in scheduler.timesteps]
+        bad = [t for t in requested if t not in schedule]
+        if bad:
+            raise ValueError(
+                f"Timesteps {bad} are not in the scheduler's schedule ({_preview(schedule)}); call "
+                "`scheduler.set_timesteps(n)` for the run you explain and pass timesteps from `scheduler.timesteps`."
+            )
+    return [StepInput(inputs, t, None) for t in requested]
+
+
+def _preview(values: list[int], n: int = 8) -> str:
+    return "[" + ", ".join(map(str, values[:n])) + (", ...]" if len(values) > n else "]")
+
+
+@contextmanager
+def frozen_parameters(model: torch.nn.Module):
+    """
+    Turn off `requires_grad` on the model's parameters while explaining (restored in `finally`): attributions
+    only need gradients w.r.t. inputs and activations, and skipping weight gradients roughly halves the backward.
+    """
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def progress(iterable, desc: str, total: int | None = None) -> Iterator:
+    """A tqdm bar over the explained steps (hidden when stderr is not a terminal or there is one step)."""
+    items = list(iterable)
+    return iter(tqdm(items, desc=desc, total=total, leave=False, disable=None if len(items) > 1 else True))
+
+
+class DenoiserExplainer:
+    r"""
+    Base of the explainers: binds a denoiser (from a pipeline or a bare model), its scheduler and a target.
+
+    Subclasses implement `attribute(inputs, timesteps=None, target=None, ...)`, which takes either a [`Trace`]
+    (explain the recorded $x_t$ at the chosen steps; no re-sampling: K steps cost about K forward+backward
+    passes) or a tensor $x_t$ with its timestep(s). Sampling ran without gradients; `attribute()` enables them
+    only for the explained forward passes, with the model's weights frozen.
+    """
+
+    method: str = ""
+
+    def __init__(self, model, scheduler=None, target: ExplanationTarget | Callable | None = None):
+        self.unet, self.scheduler = resolve_denoiser(model, scheduler)
+        self.target = resolve_target(target)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    def with_model(self, unet: torch.nn.Module) -> DenoiserExplainer:
+        """A shallow copy bound to another denoiser (used by the model-randomisation sanity check)."""
+        clone = copy.copy(self)
+        clone.unet = unet
+        return clone
+
+    def forward_function(self, target=None) -> DenoiserForward:
+        return DenoiserForward(
+            self.unet, self.scheduler, resolve_target(target) if target is not None else self.target
+        )
+
+    def _steps(self, inputs, timesteps, target: ExplanationTarget) -> list[StepInput]:
+        steps = resolve_steps(inputs, timesteps, self.scheduler)
+        for step in steps:
+            target.check_mask(step.sample.shape)
+        return [StepInput(s.sample.to(device=self.device, dtype=self.dtype), s.timestep, s.step_index) for s in steps]
+
+    def _conditioning(self, encoder_hidden_states, class_labels, batch_size: int) -> dict:
+        cond = {}
+        if encoder_hidden_states is not None:
+            if encoder_hidden_states.shape[0] not in (1, batch_size):
+                raise ValueError(
+                    f"`encoder_hidden_states` has batch size {encoder_hidden_states.shape[0]}, x_t has {batch_size}."
+                )
+            cond["encoder_hidden_states"] = encoder_hidden_states.to(self.device, self.dtype).expand(
+                batch_size, *encoder_hidden_states.shape[1:]
+            )
+        if class_labels is not None:
+            labels = torch.as_tensor(class_labels, device=self.device).long().reshape(-1)
+            if labels.shape[0] == 1:
+                labels = labels.expand(batch_size)
+            if labels.shape[0] != batch_size:
+                raise ValueError(f"`class_labels` has {labels.shape[0]} entries but x_t has batch size {batch_size}.")
+            cond["class_labels"] = labels
+        return cond

@@ -1,0 +1,395 @@
+r"""`Explainer`: explain one generation of a pipeline with every method, score the maps, save PNGs and a JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..capture import Trace
+from .attention import AttentionExplainer
+from .attributions import ATTRIBUTION_METHODS, DenoiserAttribution
+from .base import DenoiserExplainer, ExplanationResult, progress, select_sample
+from .faithfulness import (
+    FaithfulnessResult,
+    SanityCheckResult,
+    deletion_insertion,
+    model_randomization_check,
+)
+from .gradcam import DenoiserGradCAM
+from .shap_explainer import DenoiserShap
+from .target import ExplanationTarget, resolve_target
+from .trajectory import TrajectoryAnalysis, analyze_trajectory
+
+__all__ = ["DEFAULT_METHODS", "EXPLAIN_METHODS", "ExplanationReport", "Explainer", "explain_generation"]
+
+logger = logging.getLogger(__name__)
+
+EXPLAIN_METHODS = ("trajectory", "attention", "gradcam", *ATTRIBUTION_METHODS, "shap", "shap_partition")
+# `shap_partition` is opt-in: shap's Partition explainer JIT-compiles numba code on first use (tens of seconds).
+DEFAULT_METHODS = ("trajectory", "attention", "gradcam", "integrated_gradients", "saliency", "occlusion", "shap")
+# per-method `attribute()` defaults that keep one explained step at a few dozen forward passes
+_ATTRIBUTE_DEFAULTS = {
+    "integrated_gradients": {"n_steps": 32},
+    "gradient_shap": {"n_samples": 16},
+    "shap": {"nsamples": 64},
+    "shap_partition": {"max_evals": 256},
+    "gradcam": {"relu_attributions": True},
+}
+
+
+def _check_methods(methods: Sequence[str]) -> list[str]:
+    if isinstance(methods, str):
+        methods = [methods]
+    unknown = [m for m in methods if m not in EXPLAIN_METHODS]
+    if unknown:
+        raise ValueError(f"Unknown explanation method(s) {unknown}; choose from {list(EXPLAIN_METHODS)}.")
+    return list(dict.fromkeys(methods))
+
+
+def _evenly(items: list, k: int) -> list:
+    if len(items) <= k:
+        return list(items)
+    return [items[round(i * (len(items) - 1) / (k - 1))] for i in range(k)] if k > 1 else [items[len(items) // 2]]
+
+
+@dataclass
+class ExplanationReport:
+    r"""
+    Everything [`Explainer.explain`] computed for one generated sample.
+
+    Args:
+        sample_index (`int`): which sample of the batch.
+        timesteps (`list[int]`): the explained timesteps.
+        image (`torch.Tensor`): the generated image `[1, C, H, W]` in [0, 1] (for plotting).
+        trace ([`Trace`]): the trace of that sample only.
+        results (`dict[str, ExplanationResult]`): method → maps `[K, 1, 1, H, W]`.
+        trajectory ([`TrajectoryAnalysis`], *optional*).
+        faithfulness (`dict[str, list[FaithfulnessResult]]`): method → one result per explained step.
+        sanity (`dict[str, SanityCheckResult]`): method → model-randomisation check at the middle explained step.
+    """
+
+    sample_index: int
+    timesteps: list[int]
+    image: torch.Tensor
+    trace: Trace
+    results: dict[str, ExplanationResult] = field(default_factory=dict)
+    trajectory: TrajectoryAnalysis | None = None
+    faithfulness: dict[str, list[FaithfulnessResult]] = field(default_factory=dict)
+    sanity: dict[str, SanityCheckResult] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        """JSON-able numbers: per method, the mean faithfulness AUCs (vs random) and the sanity-check similarity."""
+        out = {"sample_index": self.sample_index, "timesteps": self.timesteps, "methods": {}}
+        for name, result in self.results.items():
+            entry: dict = {"maps_shape": list(result.maps.shape), "timesteps": result.timesteps}
+            if name in self.faithfulness:
+                per_step = [f.summary() for f in self.faithfulness[name]]
+                keys = per_step[0].keys()
+                entry["faithfulness"] = {k: _mean([s[k] for s in per_step]) for k in keys} | {
+                    "per_step": dict(zip(map(str, result.timesteps), per_step))
+                }
+            if name in self.sanity:
+                entry["sanity_check"] = self.sanity[name].summary()
+            out["methods"][name] = entry
+        if self.trajectory is not None:
+            out["trajectory"] = self.trajectory.summary(0)
+        return out
+
+    def save(self, out_dir: str | os.PathLike, gif: bool = True) -> dict:
+        """
+        Write every PNG (and a GIF of the denoising) into `out_dir` plus `explanations.json`; returns the JSON
+        content: [`summary`] with the written files (relative to `out_dir`) per method.
+        """
+        from .. import viz
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = self.summary()
+        files: dict[str, list[str]] = {}
+
+        def add(key: str, path: Path) -> None:
+            files.setdefault(key, []).append(path.name)
+
+        add("sample", viz.save_image_grid(self.image, out_dir / "sample.png"))
+        add("trajectory", viz.save_trajectory_strip(self.trace, out_dir / "trajectory_strip.png"))
+        if gif:
+            add("trajectory", viz.save_denoising_gif(self.trace, out_dir / "denoising.gif"))
+        if self.trajectory is not None:
+            add("trajectory", viz.save_trajectory_curves(self.trajectory, out_dir / "trajectory_curves.png"))
+            add(
+                "trajectory", viz.save_commit_step_map(self.trajectory, out_dir / "commit_steps.png", image=self.image)
+            )
+        mid = len(self.timesteps) // 2
+        for name, result in self.results.items():
+            maps = result.maps[:, 0, 0]  # [K, H, W] of the one explained sample (first map channel/token)
+            add(
+                name, viz.save_step_grid(maps, out_dir / f"{name}_steps.png", self.image, result.timesteps, title=name)
+            )
+            add(
+                name,
+                viz.save_heatmap_overlay(
+                    self.image, maps[mid], out_dir / f"{name}_overlay.png", title=f"{name}, t={result.timesteps[mid]}"
+                ),
+            )
+            if name == "attention":
+                add(name, viz.save_attention_maps(result, out_dir / "attention_maps.png"))
+        if self.faithfulness:
+            curves = {n: f[mid] for n, f in self.faithfulness.items()}
+            path = viz.save_faithfulness_curves(curves, out_dir / "faithfulness.png", title=f"t={self.timesteps[mid]}")
+            for name in curves:
+                add(name, path)
+        if self.sanity:
+            path = viz.save_sanity_check(self.sanity, out_dir / "sanity_checks.png")
+            for name in self.sanity:
+                add(name, path)
+        if len(self.results) > 1:
+            grid = {n: r.maps[:, 0, 0] for n, r in self.results.items()}
+            add("all", viz.save_step_grid(grid, out_dir / "all_methods.png", self.image, self.timesteps))
+        for name, names in files.items():
+            if name in summary["methods"]:
+                summary["methods"][name]["files"] = names
+        summary["files"] = files
+        _write_json(summary, out_dir / "explanations.json")
+        return summary
+
+
+def _mean(values: list) -> float | None:
+    nums = [v for v in values if v is not None]
+    return round(sum(nums) / len(nums), 6) if nums else None
+
+
+def _write_json(obj: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+class Explainer:
+    r"""
+    Explain a generation of a diffusers pipeline: one object, every method, with faithfulness and sanity scores.
+
+    Consumes the output of a pipeline called with `trace=True` (or its [`Trace`]); it never re-samples. For each
+    method it explains the recorded $x_t$ at a few steps (K forward+backward passes), scores each map with
+    deletion/insertion AUCs against random maps at that step ([`deletion_insertion`]) and runs the
+    model-randomisation check at the middle step ([`model_randomization_check`]).
+
+    Args:
+        pipe (`DiffusionPipeline`): a pipeline with `unet` and `scheduler` (or any object with both).
+        methods (`list[str]`, *optional*, defaults to [`DEFAULT_METHODS`]): from [`EXPLAIN_METHODS`].
+        target ([`ExplanationTarget`] or callable, *optional*): what is explained (default: $\sum \hat{x}_0$).
+        num_explained_steps (`int`, *optional*, defaults to 3): evenly spaced recorded steps to explain.
+        faithfulness (`bool`, *optional*, defaults to `True`): compute deletion/insertion AUCs.
+        sanity_check (`bool`, *optional*, defaults to `True`): run the model-randomisation check.
+        method_kwargs (`dict[str, dict]`, *optional*): per-method `attribute()` keywords (e.g.
+            `{"integrated_gradients": {"n_steps": 64}}`) and constructor keywords under `"init"` (e.g.
+            `{"gradcam": {"init": {"layer": "mid_block"}}}`).
+        seed (`int`, *optional*, defaults to 0): seeds random baselines, random maps and re-initialisation.
+
+    Example:
+
+    ```py
+    >>> out = pipe(batch_size=4, num_inference_steps=50, trace=TraceConfig(attention=True), output_type="pt")
+    >>> report = Explainer(pipe).explain(out, sample_index=0)
+    >>> report.summary()["methods"]["gradcam"]["faithfulness"]["deletion_auc"]
+    >>> report.save("outputs/explanations")
+    ```
+    """
+
+    def __init__(
+        self,
+        pipe,
+        methods: Sequence[str] = DEFAULT_METHODS,
+        target: ExplanationTarget | Callable | None = None,
+        num_explained_steps: int = 3,
+        faithfulness: bool = True,
+        sanity_check: bool = True,
+        method_kwargs: dict[str, dict] | None = None,
+        seed: int = 0,
+    ):
+        if getattr(pipe, "unet", None) is None or getattr(pipe, "scheduler", None) is None:
+            raise TypeError(f"Explainer needs a pipeline with `unet` and `scheduler`, got {type(pipe).__name__}.")
+        if num_explained_steps < 1:
+            raise ValueError(f"`num_explained_steps` must be >= 1, got {num_explained_steps}.")
+        self.pipe = pipe
+        self.methods = _check_methods(methods)
+        self.target = resolve_target(target)
+        self.num_explained_steps = num_explained_steps
+        self.faithfulness = faithfulness
+        self.sanity_check = sanity_check
+        self.method_kwargs = method_kwargs or {}
+        unknown = [m for m in self.method_kwargs if m not in EXPLAIN_METHODS]
+        if unknown:
+            raise ValueError(f"`method_kwargs` names unknown methods {unknown}; choose from {list(EXPLAIN_METHODS)}.")
+        self.seed = seed
+
+    def explainer_for(self, method: str) -> DenoiserExplainer:
+        """The explainer object behind one method name."""
+        init = dict(self.method_kwargs.get(method, {}).get("init", {}))
+        if method == "gradcam":
+            return DenoiserGradCAM(self.pipe, target=self.target, **init)
+        if method == "attention":
+            return AttentionExplainer(self.pipe, **init)
+        if method in ATTRIBUTION_METHODS:
+            return DenoiserAttribution(self.pipe, method, target=self.target, **init)
+        if method == "shap":
+            return DenoiserShap(self.pipe, "gradient", target=self.target, **init)
+        if method == "shap_partition":
+            return DenoiserShap(self.pipe, "partition", target=self.target, **init)
+        raise ValueError(f"Method {method!r} has no map explainer; choose from {list(EXPLAIN_METHODS)}.")
+
+    def _attribute_kwargs(self, method: str, conditioning: dict) -> dict:
+        kwargs = dict(_ATTRIBUTE_DEFAULTS.get(method, {}))
+        if method in ATTRIBUTION_METHODS or method in ("shap", "shap_partition"):
+            kwargs["seed"] = self.seed
+        kwargs.update({k: v for k, v in self.method_kwargs.get(method, {}).items() if k != "init"})
+        kwargs.update(conditioning)
+        return kwargs
+
+    def explain(
+        self,
+        output,
+        sample_index: int = 0,
+        timesteps: Sequence[int] | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+    ) -> ExplanationReport:
+        r"""
+        Explain sample `sample_index` of a pipeline output (with a trace) or of a [`Trace`].
+
+        Args:
+            output (`DiffusionXAIPipelineOutput` or [`Trace`]): what the pipeline returned with `trace=...`.
+            sample_index (`int`, *optional*, defaults to 0): the sample of the batch to explain.
+            timesteps (`list[int]`, *optional*): recorded timesteps to explain (default: `num_explained_steps`
+                evenly spaced recorded steps).
+            encoder_hidden_states, class_labels (*optional*): conditioning of conditional denoisers, for that sample.
+
+        Returns:
+            [`ExplanationReport`].
+        """
+        trace = output if isinstance(output, Trace) else getattr(output, "trace", None)
+        if not isinstance(trace, Trace):
+            raise ValueError("The output holds no trace: call the pipeline with `trace=True` (or a TraceConfig).")
+        if not any(s.latents is not None for s in trace.steps):
+            raise ValueError("The trace holds no latents x_t; record them with TraceConfig(latents=True).")
+        batch_size = next(s.latents for s in trace.steps if s.latents is not None).shape[0]
+        trace = select_sample(trace, sample_index)  # raises on an index outside the batch
+        sample_index %= batch_size
+        recorded = [s.timestep for s in trace.steps if s.latents is not None]
+        if timesteps is None:
+            timesteps = _evenly(recorded, self.num_explained_steps)
+        else:
+            timesteps = [int(t) for t in timesteps]
+        image = self._image(output, trace, sample_index)
+        conditioning = {}
+        if encoder_hidden_states is not None:
+            conditioning["encoder_hidden_states"] = encoder_hidden_states
+        if class_labels is not None:
+            conditioning["class_labels"] = class_labels
+        report = ExplanationReport(sample_index=sample_index, timesteps=list(timesteps), image=image, trace=trace)
+        random_curves: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per timestep, shared by every method
+        if "trajectory" in self.methods:
+            if any(s.pred_original_sample is not None for s in trace.steps) and len(trace.steps) > 1:
+                report.trajectory = analyze_trajectory(trace, self.pipe.scheduler)
+            else:
+                logger.warning("Skipping trajectory analysis: it needs pred_original_sample at two or more steps.")
+        for method in progress([m for m in self.methods if m != "trajectory"], desc="explain"):
+            explainer = self.explainer_for(method)
+            kwargs = self._attribute_kwargs(method, conditioning)
+            result = explainer.attribute(trace, timesteps=timesteps, **kwargs)
+            report.results[method] = result
+            if self.faithfulness:
+                report.faithfulness[method] = self._faithfulness(trace, result, conditioning, random_curves)
+            if self.sanity_check:
+                mid = [timesteps[len(timesteps) // 2]]
+                report.sanity[method] = model_randomization_check(
+                    explainer, trace, init_seed=self.seed, timesteps=mid, **kwargs
+                )
+        return report
+
+    def _faithfulness(
+        self, trace: Trace, result: ExplanationResult, conditioning: dict, random_curves: dict
+    ) -> list[FaithfulnessResult]:
+        forward = DenoiserExplainer(self.pipe, target=self.target).forward_function()
+        unet = self.pipe.unet
+        device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
+        extra_names = list(conditioning)
+        extras = []
+        if "encoder_hidden_states" in conditioning:
+            extras.append(conditioning["encoder_hidden_states"].to(device, dtype))
+        if "class_labels" in conditioning:
+            extras.append(torch.as_tensor(conditioning["class_labels"], device=device).long().reshape(-1))
+        out = []
+        by_t = {s.timestep: s for s in trace.steps if s.latents is not None}
+        for k, t in enumerate(result.timesteps):
+            x = by_t[t].latents.to(device, dtype)
+            f = forward.bind(["sample"], extra_names, t)
+            out.append(
+                deletion_insertion(
+                    f, x, result.maps[k][:, :1].to(device), additional_forward_args=extras, seed=self.seed
+                )
+            )
+        return out
+
+    @staticmethod
+    def _image(output, trace: Trace, sample_index: int) -> torch.Tensor:
+        from ..viz._io import to_display_images
+
+        images = getattr(output, "images", None)
+        if images is not None:
+            if isinstance(images, list):
+                return to_display_images([images[sample_index]])
+            return to_display_images(images[sample_index : sample_index + 1], (0.0, 1.0))
+        last = trace.stack("pred_original_sample")[-1]
+        return to_display_images(last.float().clamp(-1, 1), (-1.0, 1.0))
+
+
+def explain_generation(
+    pipe,
+    output,
+    out_dir: str | os.PathLike,
+    methods: Sequence[str] | None = None,
+    sample_index: int = 0,
+    target: ExplanationTarget | Callable | None = None,
+    timesteps: Sequence[int] | None = None,
+    faithfulness: bool = True,
+    sanity_check: bool = True,
+    gif: bool = True,
+    **explainer_kwargs,
+) -> dict:
+    r"""
+    Explain one generated sample with every method, write the PNGs and `explanations.json` into `out_dir`, and return
+    the JSON content: per method the written files, the mean deletion/insertion AUCs against random maps and the
+    model-randomisation SSIM / Spearman correlation; plus the trajectory numbers.
+
+    Example:
+
+    ```py
+    >>> out = pipe(batch_size=4, num_inference_steps=50, trace=TraceConfig(attention=True), output_type="pt")
+    >>> summary = explain_generation(pipe, out, "outputs/quickstart/explanations")
+    >>> summary["methods"]["gradcam"]["faithfulness"]["deletion_gain"]
+    ```
+    """
+    explainer = Explainer(
+        pipe,
+        methods=DEFAULT_METHODS if methods is None else methods,
+        target=target,
+        faithfulness=faithfulness,
+        sanity_check=sanity_check,
+        **explainer_kwargs,
+    )
+    report = explainer.explain(output, sample_index=sample_index, timesteps=timesteps)
+    summary = report.save(out_dir, gif=gif)
+    summary["out_dir"] = str(Path(out_dir))
+    return summary

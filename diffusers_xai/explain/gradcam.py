@@ -1,0 +1,203 @@
+r"""GradCAM over the blocks of a diffusers UNet at chosen denoising steps (Selvaraju et al., 2017)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+
+from ..capture import ActivationCapture, resolve_module_names
+from .base import DenoiserExplainer, ExplanationResult, frozen_parameters, progress
+from .target import ExplanationTarget, resolve_target
+
+__all__ = ["DenoiserGradCAM", "default_gradcam_layers", "grad_cam"]
+
+
+def default_gradcam_layers(unet: torch.nn.Module) -> list[str]:
+    """The top-level blocks of a diffusers UNet: every `down_blocks.i`, `mid_block` and every `up_blocks.i`."""
+    names = [
+        n for n, _ in unet.named_modules() if n.count(".") == 1 and n.split(".")[0] in ("down_blocks", "up_blocks")
+    ]
+    if getattr(unet, "mid_block", None) is not None:
+        names.insert(len([n for n in names if n.startswith("down_blocks")]), "mid_block")
+    return names
+
+
+def _cam(activation: torch.Tensor, gradient: torch.Tensor, relu_attributions: bool) -> torch.Tensor:
+    # the same reduction as captum's LayerGradCam: mean gradient over every dimension after the channel one
+    alpha = gradient.mean(dim=tuple(range(2, gradient.ndim)), keepdim=True)
+    cam = (alpha * activation).sum(dim=1, keepdim=True)
+    return cam.clamp_min(0) if relu_attributions else cam
+
+
+def grad_cam(
+    forward_func: Callable[..., torch.Tensor],
+    model: torch.nn.Module,
+    layers: Sequence[str],
+    inputs: torch.Tensor,
+    additional_forward_args: Sequence = (),
+    relu_attributions: bool = False,
+) -> dict[str, torch.Tensor]:
+    r"""
+    GradCAM of several layers from ONE forward and backward pass, through [`ActivationCapture`].
+
+    For each layer with activations $A^k$ (`[B, K, h, w]`): $\alpha_k = \operatorname{mean}_{ij}
+    \partial y / \partial A^k_{ij}$ and $L = \sum_k \alpha_k A^k$ (`[B, 1, h, w]`), $y$ = `forward_func(inputs,
+    *additional_forward_args)` summed over the batch. As captum's `LayerGradCam`, the ReLU of the paper is applied
+    only with `relu_attributions=True`. Written by hand (instead of one captum `LayerGradCam` per layer) because
+    captum needs one backward per layer and cannot hook blocks that return tuples (diffusers' down blocks).
+
+    Returns:
+        `dict[str, torch.Tensor]`: layer name → `[B, 1, h, w]` (detached).
+    """
+    names = list(layers)
+    x = inputs.detach().requires_grad_(True)
+    with torch.enable_grad(), ActivationCapture(model, names) as cap:
+        y = forward_func(x, *additional_forward_args)
+        missing = [n for n in names if n not in cap.activations]
+        if missing:
+            raise ValueError(f"Layers {missing} were not called in the forward pass; pick layers the model runs.")
+        acts = [cap.activations[n] for n in names]
+        for name, a in zip(names, acts):
+            if a.ndim < 3:
+                raise ValueError(
+                    f"GradCAM needs a spatial layer output [B, C, h, w]; {name!r} gives {tuple(a.shape)}."
+                )
+        grads = torch.autograd.grad(y.sum(), acts, allow_unused=True)
+    return {
+        n: _cam(a.detach(), torch.zeros_like(a) if g is None else g.detach(), relu_attributions)
+        for n, a, g in zip(names, acts, grads)
+    }
+
+
+class DenoiserGradCAM(DenoiserExplainer):
+    r"""
+    GradCAM of a diffusers UNet's blocks at chosen denoising steps.
+
+    The target $y$ ([`ExplanationTarget`], default: $\sum \hat{x}_0$) is differentiated w.r.t. the activations of
+    each layer at the recorded $x_t$. A single layer whose output is a tensor goes through captum's
+    `LayerGradCam`; several layers (the default: every down block, the mid block, every up block) share one
+    forward+backward pass through [`grad_cam`]. Layer maps are upsampled bilinearly to the image size; the
+    combined map is the mean over layers of each map divided by its largest absolute value (per sample), so
+    every layer weighs the same.
+
+    Args:
+        model (`DiffusionPipeline` or `torch.nn.Module`): a pipeline (its `unet` and `scheduler`) or a denoiser.
+        layer (`str` or `list[str]`, *optional*): dotted module names or `fnmatch` patterns; default all blocks.
+        scheduler (*optional*): needed with a bare denoiser when the target is $\hat{x}_0$.
+        target ([`ExplanationTarget`] or callable, *optional*): what is explained.
+
+    Paper: https://arxiv.org/abs/1610.02391
+
+    Example:
+
+    ```py
+    >>> out = pipe(num_inference_steps=20, trace=True, output_type="pt")
+    >>> cam = DenoiserGradCAM(pipe, layer=["mid_block", "up_blocks.0"])
+    >>> res = cam.attribute(out.trace, timesteps=out.trace.timesteps[[0, -1]].tolist())
+    >>> res.maps.shape  # [K=2, B, 1, H, W]
+    ```
+    """
+
+    method = "gradcam"
+
+    def __init__(
+        self,
+        model,
+        layer: str | Sequence[str] | None = None,
+        scheduler=None,
+        target: ExplanationTarget | Callable | None = None,
+    ):
+        super().__init__(model, scheduler, target)
+        modules = {n: m for n, m in self.unet.named_modules() if n}
+        if layer is None:
+            self.layers = default_gradcam_layers(self.unet)
+            if not self.layers:
+                raise ValueError(f"{type(self.unet).__name__} has no down/mid/up blocks; pass `layer=` explicitly.")
+        else:
+            self.layers = resolve_module_names(modules, [layer] if isinstance(layer, str) else list(layer), "layer")
+        self._tensor_output: dict[str, bool] = {}
+
+    def _uses_captum(self, x: torch.Tensor, forward, extras) -> bool:
+        """Captum fits one layer whose forward output is a plain tensor (probed once with a no-grad forward)."""
+        if len(self.layers) != 1:
+            return False
+        name = self.layers[0]
+        if name not in self._tensor_output:
+            seen: dict[str, bool] = {}
+
+            def probe(module, args, output) -> None:  # returns None: a forward hook must not replace the output
+                seen.setdefault("tensor", torch.is_tensor(output))
+
+            module = dict(self.unet.named_modules())[name]
+            handle = module.register_forward_hook(probe)
+            try:
+                with torch.no_grad():
+                    forward(x[:1], *[e[:1] for e in extras])
+            finally:
+                handle.remove()
+            self._tensor_output[name] = seen.get("tensor", False)
+        return self._tensor_output[name]
+
+    def attribute(
+        self,
+        inputs,
+        timesteps: int | Sequence[int] | None = None,
+        target: ExplanationTarget | Callable | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        class_labels: torch.Tensor | None = None,
+        relu_attributions: bool = False,
+    ) -> ExplanationResult:
+        r"""
+        Args:
+            inputs ([`Trace`] or `torch.Tensor`): a trace (its recorded $x_t$) or a batch $x_t$ `[B, C, H, W]`.
+            timesteps (`int` or `list[int]`, *optional*): scheduler timesteps to explain (default: every recorded
+                step of a trace; required for a tensor).
+            target (*optional*): overrides the target bound in the constructor.
+            encoder_hidden_states (`torch.Tensor`, *optional*): text conditioning of a `UNet2DConditionModel`.
+            class_labels (`torch.Tensor`, *optional*): class labels of a class-conditional UNet.
+            relu_attributions (`bool`, *optional*, defaults to `False`): apply the paper's ReLU (captum's default
+                is off: negative evidence stays visible).
+
+        Returns:
+            [`ExplanationResult`] with `maps` `[K, B, 1, H, W]` and `metadata["per_layer"]` (`name → [K, B, 1, h, w]`).
+        """
+        target = self.target if target is None else resolve_target(target)
+        steps = self._steps(inputs, timesteps, target)
+        forward_fn = self.forward_function(target)
+        per_layer: dict[str, list[torch.Tensor]] = {n: [] for n in self.layers}
+        combined = []
+        with frozen_parameters(self.unet):
+            for step in progress(steps, desc="GradCAM"):
+                x = step.sample
+                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0])
+                forward = forward_fn.bind(["sample"], list(cond), step.timestep)
+                extras = tuple(cond.values())
+                if self._uses_captum(x, forward, extras):
+                    module = dict(self.unet.named_modules())[self.layers[0]]
+                    with torch.enable_grad():
+                        cam = LayerGradCam(forward, module).attribute(
+                            x.detach().requires_grad_(True),
+                            additional_forward_args=extras or None,
+                            relu_attributions=relu_attributions,
+                        )
+                    cams = {self.layers[0]: cam.detach()}
+                else:
+                    cams = grad_cam(forward, self.unet, self.layers, x, extras, relu_attributions)
+                ups = []
+                for name, cam in cams.items():
+                    per_layer[name].append(cam.float().cpu())
+                    up = LayerAttribution.interpolate(cam.float(), tuple(x.shape[-2:]), "bilinear")
+                    scale = up.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+                    ups.append(up / scale)
+                combined.append(torch.stack(ups).mean(0).cpu())
+        maps = torch.stack(combined)
+        return ExplanationResult(
+            method=self.method,
+            attributions=maps,
+            maps=maps,
+            timesteps=[s.timestep for s in steps],
+            step_indices=[s.step_index for s in steps],
+            metadata={"layers": list(self.layers), "per_layer": {n: torch.stack(v) for n, v in per_layer.items()}},
+        )

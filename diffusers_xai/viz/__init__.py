@@ -1,0 +1,21 @@
+"""Plotting helpers: every function writes one PNG (matplotlib, Agg canvas) atomically and returns its path."""
+
+from .attention import save_attention_maps, save_token_maps
+from .curves import save_faithfulness_curves, save_sanity_check
+from .heatmaps import save_heatmap_overlay, save_step_grid
+from .images import save_image_grid
+from .trajectory import save_commit_step_map, save_denoising_gif, save_trajectory_curves, save_trajectory_strip
+
+__all__ = [
+    "save_attention_maps",
+    "save_commit_step_map",
+    "save_denoising_gif",
+    "save_faithfulness_curves",
+    "save_heatmap_overlay",
+    "save_image_grid",
+    "save_sanity_check",
+    "save_step_grid",
+    "save_token_maps",
+    "save_trajectory_curves",
+    "save_trajectory_strip",
+]

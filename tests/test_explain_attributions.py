@@ -1,0 +1,152 @@
+"""captum attributions of the denoiser: closed-form values on a linear denoiser, UNet shapes, conditioning inputs."""
+
+import pytest
+import torch
+from diffusers import UNet2DModel
+from diffusers.models.unets.unet_2d import UNet2DOutput
+
+from diffusers_xai import DiffusionXAIPipeline
+from diffusers_xai.explain import ATTRIBUTION_METHODS, DenoiserAttribution, ExplanationTarget
+from diffusers_xai.testing import tiny_conditional_unet, tiny_pipeline
+
+W = torch.tensor([[[[1.0, -2.0], [0.5, 3.0]]]])
+X = torch.tensor([[[[2.0, 1.0], [-4.0, 0.5]]]])
+
+
+class LinearDenoiser(torch.nn.Module):
+    """model output = W * x, so the target sum(W * x) has gradient W."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(W.clone())
+
+    def forward(self, sample, timestep, **kwargs):
+        return UNet2DOutput(sample=self.w * sample)
+
+
+class FakeScheduler:
+    timesteps = torch.tensor([10, 0])
+
+
+@pytest.mark.parametrize(
+    "method, expected, kwargs",
+    [
+        ("integrated_gradients", W * X, {"n_steps": 8}),
+        ("gradient_shap", W * X, {"baselines": torch.zeros(3, 1, 2, 2), "n_samples": 4}),
+        ("saliency", W.abs(), {}),
+        ("input_x_gradient", W * X, {}),
+        ("occlusion", W * X, {"sliding_window_shapes": (1, 1, 1)}),
+    ],
+)
+def test_closed_form_attributions_of_a_linear_denoiser(method, expected, kwargs):
+    explainer = DenoiserAttribution(
+        LinearDenoiser(), method, scheduler=FakeScheduler(), target=ExplanationTarget(output="model_output")
+    )
+    res = explainer.attribute(X, timesteps=10, **kwargs)
+    assert res.attributions.shape == (1, 1, 1, 2, 2)
+    torch.testing.assert_close(res.attributions[0], expected)
+    torch.testing.assert_close(res.maps[0], expected.sum(dim=1, keepdim=True))
+
+
+def test_unet_attributions_shapes_and_completeness():
+    pipe = tiny_pipeline()
+    out = pipe(
+        batch_size=2, num_inference_steps=3, trace=True, output_type="pt", generator=torch.Generator().manual_seed(0)
+    )
+    t = out.trace.timesteps[1:].tolist()
+    for method in ATTRIBUTION_METHODS:
+        res = (
+            DenoiserAttribution(pipe, method).attribute(out.trace, timesteps=t, n_steps=4)
+            if method == "integrated_gradients"
+            else DenoiserAttribution(pipe, method).attribute(out.trace, timesteps=t)
+        )
+        assert res.attributions.shape == (2, 2, 1, 8, 8), method
+        assert res.maps.shape == (2, 2, 1, 8, 8), method
+        assert torch.isfinite(res.maps).all(), method
+    # IG completeness: sum of attributions - captum's delta = f(x) - f(0); the delta, which shrinks with n_steps
+    ig = DenoiserAttribution(pipe, "integrated_gradients")
+    coarse = ig.attribute(
+        out.trace, timesteps=t[:1], n_steps=2, method="riemann_trapezoid", return_convergence_delta=True
+    )
+    fine = ig.attribute(out.trace, timesteps=t[:1], n_steps=64, return_convergence_delta=True)
+    assert fine.delta.shape == (1, 2)
+    assert fine.delta.abs().max() < coarse.delta.abs().max()
+    x = out.trace.step(1).latents.float()
+    f = ig.forward_function().bind(["sample"], [], t[0])
+    with torch.no_grad():
+        gap = f(x) - f(torch.zeros_like(x))
+    torch.testing.assert_close(fine.attributions[0].sum(dim=(1, 2, 3)) - fine.delta[0], gap, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="Unknown attribution method 'lime'"):
+        DenoiserAttribution(pipe, "lime")
+    with pytest.raises(ValueError, match="only defined for"):
+        DenoiserAttribution(pipe, "saliency").attribute(out.trace, timesteps=t, return_convergence_delta=True)
+
+
+def test_text_conditioning_attributions():
+    unet = tiny_conditional_unet()
+    pipe = DiffusionXAIPipeline.from_unet(unet, "ddim", num_train_timesteps=100)
+    pipe.scheduler.set_timesteps(4)
+    t = int(pipe.scheduler.timesteps[1])
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(1, 5, 8, generator=torch.Generator().manual_seed(1))
+    ig = DenoiserAttribution(pipe, "integrated_gradients")
+    res = ig.attribute(
+        x,
+        timesteps=t,
+        encoder_hidden_states=text,
+        include_conditioning=True,
+        n_steps=16,
+        return_convergence_delta=True,
+    )
+    sample_attr, text_attr = res.attributions
+    assert sample_attr.shape == (1, 1, 4, 8, 8) and text_attr.shape == (1, 1, 5, 8)
+    assert res.metadata["conditioning"] == "encoder_hidden_states"
+    assert res.metadata["conditioning_scores"].shape == (1, 1, 5)
+    # completeness over both inputs: f(x, c) - f(0, 0)
+    f = ig.forward_function().bind(["sample", "encoder_hidden_states"], [], t)
+    with torch.no_grad():
+        gap = f(x, text) - f(torch.zeros_like(x), torch.zeros_like(text))
+    total = sample_attr[0].sum(dim=(1, 2, 3)) + text_attr[0].sum(dim=(1, 2)) - res.delta[0]
+    torch.testing.assert_close(total, gap, rtol=1e-4, atol=1e-4)
+    occ = DenoiserAttribution(pipe, "occlusion").attribute(
+        x, timesteps=t, encoder_hidden_states=text, include_conditioning=True
+    )
+    assert occ.attributions[1].shape == (1, 1, 5, 8)
+    with pytest.raises(ValueError, match="got no conditioning"):
+        DenoiserAttribution(tiny_pipeline(), "saliency").attribute(
+            torch.randn(1, 1, 8, 8), timesteps=[0], include_conditioning=True
+        )
+
+
+def test_class_label_attributions_go_through_the_class_embedding():
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        num_class_embeds=3,
+    ).eval()
+    pipe = DiffusionXAIPipeline.from_unet(unet, "ddpm", num_train_timesteps=100)
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 2])
+    ig = DenoiserAttribution(pipe, "integrated_gradients")
+    res = ig.attribute(
+        x, timesteps=50, class_labels=labels, include_conditioning=True, n_steps=16, return_convergence_delta=True
+    )
+    sample_attr, class_attr = res.attributions
+    assert class_attr.shape == (1, 2, 16)  # time_embed_dim = 4 * 4
+    assert res.metadata["conditioning"] == "class_embedding"
+    f = ig.forward_function().bind(["sample", "class_embedding"], ["class_labels"], 50)
+    with torch.no_grad():
+        emb = unet.class_embedding(labels)
+        gap = f(x, emb, labels) - f(torch.zeros_like(x), torch.zeros_like(emb), labels)
+    total = sample_attr[0].sum(dim=(1, 2, 3)) + class_attr[0].sum(dim=1) - res.delta[0]
+    torch.testing.assert_close(total, gap, rtol=1e-4, atol=1e-4)
+    assert sum(len(m._forward_hooks) for m in unet.modules()) == 0
+    with pytest.raises(ValueError, match="needs `class_labels=`"):
+        ig.attribute(x, timesteps=50, include_conditioning=True)
