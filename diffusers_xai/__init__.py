@@ -28,6 +28,14 @@ from .explain import (
     model_randomization_check,
     randomize_model,
 )
+from .generation import (
+    GenerationManifest,
+    GenerationResult,
+    dataset_card,
+    generate_dataset,
+    load_pipeline,
+    push_dataset_to_hub,
+)
 from .hub import (
     ExplanationCardData,
     HubPushError,
@@ -47,6 +55,12 @@ from .pipelines import (
 )
 
 __all__ = [
+    "GenerationManifest",
+    "GenerationResult",
+    "dataset_card",
+    "generate_dataset",
+    "load_pipeline",
+    "push_dataset_to_hub",
     "AttentionExplainer",
     "DenoiserAttribution",
     "DenoiserGradCAM",

@@ -1,0 +1,160 @@
+"""`diffusers-xai generate`: a sharded synthetic dataset from a saved pipeline, optionally pushed to the Hub.
+
+Runs on one process, or on several with `accelerate launch -m diffusers_xai.cli generate ...`
+(the missing shards are split across processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["add_arguments", "main", "register", "run"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--pipeline", required=True, help="A `save_pretrained` directory or a Hub model repo id.")
+    parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of --pipeline.")
+    parser.add_argument("--num_samples", required=True, type=_positive_int, help="Number of samples to generate.")
+    parser.add_argument("--out", required=True, help="Output directory (created; resumed if it holds this run).")
+    parser.add_argument("--shard_size", type=_positive_int, default=1000, help="Samples per Parquet shard.")
+    parser.add_argument("--batch_size", type=_positive_int, default=16, help="Samples per pipeline call.")
+    parser.add_argument("--num_inference_steps", type=_positive_int, default=50)
+    parser.add_argument(
+        "--scheduler", choices=["ddpm", "ddim", "dpmsolver"], default=None, help="Default: the pipeline's own."
+    )
+    parser.add_argument("--seed", type=_non_negative_int, default=0, help="Sample i uses seed `seed + i`.")
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="Add per-sample explanation summaries (commit_step, commit_fraction, attention_entropy).",
+    )
+    parser.add_argument("--commit_eps", type=_positive_float, default=0.1, help="Commit tolerance in data units.")
+    parser.add_argument("--summary_steps", type=_positive_int, default=50, help="Traced steps for the summaries.")
+    parser.add_argument("--license", default="other", help="License id for the dataset card (use the model's).")
+    parser.add_argument("--pretty_name", default=None, help="Title of the dataset card.")
+    parser.add_argument(
+        "--evaluation_report", default=None, help="JSON written by `EvaluationReport.save`, shown in the card."
+    )
+    parser.add_argument(
+        "--memorisation_json", default=None, help="JSON object of memorisation-check results, shown in the card."
+    )
+    parser.add_argument("--push_to_hub", action="store_true", help="Upload the dataset to --hub_dataset_id.")
+    parser.add_argument("--hub_dataset_id", default=None, help="Dataset repo id, e.g. `user/synthetic-digits`.")
+    parser.add_argument("--hub_private", action="store_true", help="Create the dataset repo as private.")
+    return parser
+
+
+def _read_json(path: str | None, flag: str):
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{flag} {path!r} could not be read as JSON: {err}") from err
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate everything, load the pipeline, generate the missing shards, write the card, push (main process)."""
+    from ..evaluation.report import EvaluationReport
+    from ..generation import distributed_state, generate_dataset, load_pipeline, push_dataset_to_hub
+
+    if args.push_to_hub and not args.hub_dataset_id:
+        raise ValueError("--push_to_hub needs --hub_dataset_id (e.g. `your-name/synthetic-digits`).")
+    evaluation = _read_json(args.evaluation_report, "--evaluation_report")
+    if evaluation is not None:
+        evaluation = EvaluationReport.from_dict(evaluation)
+    memorisation = _read_json(args.memorisation_json, "--memorisation_json")
+    if memorisation is not None and not isinstance(memorisation, dict):
+        raise ValueError(f"--memorisation_json must hold a JSON object, got {type(memorisation).__name__}.")
+    card_kwargs = {"license": args.license, "pretty_name": args.pretty_name}
+    card_kwargs.update(evaluation=evaluation, memorisation=memorisation)
+
+    state = distributed_state()
+    pipeline, resolved_revision = load_pipeline(args.pipeline, revision=args.revision)
+    if args.scheduler is not None:
+        pipeline.set_scheduler(args.scheduler)
+    result = generate_dataset(
+        pipeline,
+        args.out,
+        num_samples=args.num_samples,
+        shard_size=args.shard_size,
+        batch_size=args.batch_size,
+        num_inference_steps=args.num_inference_steps,
+        base_seed=args.seed,
+        explain=args.explain,
+        commit_eps=args.commit_eps,
+        summary_steps=args.summary_steps,
+        source_model=args.pipeline,
+        model_revision=resolved_revision,
+        state=state,
+        card_kwargs=card_kwargs,
+    )
+    if state.is_main_process:
+        print(
+            f"{result.output_dir}: {len(result.shard_paths)} shards, {args.num_samples} samples "
+            f"({len(result.skipped)} shards were already complete)."
+        )
+        if args.push_to_hub:
+            url = push_dataset_to_hub(
+                result.output_dir, args.hub_dataset_id, private=args.hub_private or None, **card_kwargs
+            )
+            print(f"Pushed to {url}")
+    state.wait_for_everyone()
+    return 0
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    try:
+        return run(args)
+    except ValueError as err:
+        print(f"diffusers-xai generate: error: {err}", file=sys.stderr)
+        return 2
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="Generate a sharded, resumable synthetic dataset (Parquet, HF datasets) from a saved pipeline.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=_run_cli)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="generate_dataset", description=__doc__)
+    return _run_cli(add_arguments(parser).parse_args(argv))

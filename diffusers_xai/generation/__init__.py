@@ -1,0 +1,31 @@
+"""Synthetic-dataset generation at scale: sharded, resumable, deterministic Parquet datasets, pushed to the Hub."""
+
+from .card import dataset_card, push_dataset_to_hub, save_dataset_card, size_category
+from .loading import load_pipeline
+from .manifest import MANIFEST_NAME, GenerationManifest, model_fingerprint
+from .samples import SAMPLE_FUNCTIONS, SampleBatch, get_sample_function, register_samples
+from .sharded import GenerationResult, distributed_state, generate_dataset, shard_path
+from .summaries import attention_entropy, explanation_summaries, sample_commit_steps, summary_trace_config
+
+__all__ = [
+    "MANIFEST_NAME",
+    "SAMPLE_FUNCTIONS",
+    "GenerationManifest",
+    "GenerationResult",
+    "SampleBatch",
+    "attention_entropy",
+    "dataset_card",
+    "distributed_state",
+    "explanation_summaries",
+    "generate_dataset",
+    "get_sample_function",
+    "load_pipeline",
+    "model_fingerprint",
+    "push_dataset_to_hub",
+    "register_samples",
+    "sample_commit_steps",
+    "save_dataset_card",
+    "shard_path",
+    "size_category",
+    "summary_trace_config",
+]

@@ -1,0 +1,60 @@
+"""Load a saved diffusers-xai pipeline from a directory or a Hub repo, resolving the revision it was loaded at."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pkgutil
+from pathlib import Path
+
+__all__ = ["load_pipeline"]
+
+
+def _pipeline_class(class_name: str, source: str):
+    """Find `class_name` among the modules of `diffusers_xai.pipelines` (exported or not)."""
+    from .. import pipelines
+
+    cls = getattr(pipelines, class_name, None)
+    for module in pkgutil.iter_modules(pipelines.__path__):
+        if cls is not None:
+            break
+        cls = getattr(importlib.import_module(f"{pipelines.__name__}.{module.name}"), class_name, None)
+    if cls is None:
+        raise ValueError(
+            f"{source} holds a {class_name!r} pipeline, which diffusers-xai cannot generate datasets from; save a "
+            "DiffusionXAIPipeline (or another diffusers-xai pipeline) with `save_pretrained`."
+        )
+    return cls
+
+
+def load_pipeline(name_or_path: str, revision: str | None = None, **kwargs):
+    """
+    Load the diffusers-xai pipeline saved in `name_or_path` (a `save_pretrained` directory or a Hub model repo).
+
+    The pipeline class comes from `model_index.json`. For a Hub repo the whole snapshot is fetched with
+    `snapshot_download`, so the commit it was loaded at is known exactly.
+
+    Returns:
+        `(pipeline, revision)`: `revision` is the Hub commit sha, or `None` for a local directory.
+    """
+    if not isinstance(name_or_path, str) or not name_or_path:
+        raise ValueError(f"`pipeline` must be a directory or a Hub repo id, got {name_or_path!r}.")
+    resolved = None
+    path = Path(name_or_path)
+    if path.is_dir():
+        if not (path / "model_index.json").is_file():
+            raise ValueError(f"{path} has no model_index.json; pass a directory written by `save_pretrained`.")
+        local = path
+    elif os.path.exists(name_or_path):
+        raise ValueError(f"{name_or_path} is a file; pass the pipeline's `save_pretrained` directory.")
+    elif name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1:
+        raise ValueError(f"Pipeline directory {name_or_path} does not exist; pass a `save_pretrained` directory.")
+    else:
+        from huggingface_hub import snapshot_download
+
+        local = Path(snapshot_download(name_or_path, revision=revision))
+        resolved = local.name  # .../snapshots/<commit sha>
+    class_name = json.loads((local / "model_index.json").read_text())["_class_name"]
+    cls = _pipeline_class(class_name, name_or_path)
+    return cls.from_pretrained(local, **kwargs), resolved
