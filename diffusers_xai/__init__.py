@@ -53,8 +53,20 @@ from .pipelines import (
     make_scheduler,
     predict_original_sample,
 )
+from .training import (
+    NonFiniteLossError,
+    TrainingConfig,
+    TrainResult,
+    digits_config,
+    train,
+)
 
 __all__ = [
+    "NonFiniteLossError",
+    "TrainResult",
+    "TrainingConfig",
+    "digits_config",
+    "train",
     "GenerationManifest",
     "GenerationResult",
     "dataset_card",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 __all__ = ["main"]
@@ -34,7 +35,14 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        # bad input is reported as one clear line, not a stack trace (set DIFFUSERS_XAI_DEBUG=1 for the trace)
+        if os.environ.get("DIFFUSERS_XAI_DEBUG") == "1":
+            raise
+        print(f"diffusers-xai {args.command}: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,41 +17,12 @@ import torch
 
 from .capture import TraceConfig
 from .data import load_digits_tensors
-from .training import TrainingConfig, train
+from .training import digits_config, train
 from .viz import save_attention_maps, save_image_grid, save_trajectory_strip
 
-__all__ = ["DIGITS_PRESET", "run_quickstart"]
+__all__ = ["run_quickstart"]
 
 logger = logging.getLogger(__name__)
-
-# The keys of train/configs/digits.yaml (kept here so the installed package needs no repo files): a UNet2DModel
-# 16x16 -> 8x8 -> 4x4 with self-attention at 4x4, trained on the 1,797 built-in digits.
-DIGITS_PRESET = dict(
-    modality="image",
-    dataset_name="sklearn-digits",
-    resolution=16,
-    channels=1,
-    validation_split=0.05,
-    block_out_channels=(16, 32, 64),
-    layers_per_block=1,
-    attention_head_dim=8,
-    norm_num_groups=8,
-    num_train_timesteps=1000,
-    beta_schedule="cosine",
-    prediction_type="epsilon",
-    train_batch_size=64,
-    learning_rate=2e-3,
-    lr_scheduler="constant_with_warmup",
-    lr_warmup_steps=100,
-    max_grad_norm=1.0,
-    use_ema=True,
-    ema_max_decay=0.999,
-    validation_steps=200,
-    validation_batch_size=36,
-    validation_num_inference_steps=50,
-    checkpointing_steps=250,
-    checkpoints_total_limit=2,
-)
 
 
 def _write_json(path: Path, payload: dict) -> Path:
@@ -64,7 +35,7 @@ def _write_json(path: Path, payload: dict) -> Path:
 
 def run_quickstart(
     output_dir: str | os.PathLike = "outputs/quickstart",
-    max_train_steps: int = 1000,
+    max_train_steps: int = 1200,
     max_train_minutes: float | None = 4.0,
     num_samples: int = 16,
     num_inference_steps: int = 50,
@@ -86,8 +57,7 @@ def run_quickstart(
     out.mkdir(parents=True, exist_ok=True)
     if not isinstance(num_samples, int) or not 1 <= num_samples <= 256:
         raise ValueError(f"`num_samples` must be an int in [1, 256], got {num_samples!r}.")
-    config = TrainingConfig(
-        **DIGITS_PRESET,
+    config = digits_config(
         output_dir=str(out / "training"),
         max_train_steps=max_train_steps,
         max_train_minutes=max_train_minutes,

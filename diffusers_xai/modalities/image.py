@@ -1,0 +1,225 @@
+"""The image modality: HF image datasets → `[B, C, H, W]` tensors in [-1, 1], a `UNet2DModel`, a pipeline."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import UNet2DModel
+
+from ..pipelines import DiffusionXAIPipeline, make_scheduler
+from .base import Modality, load_hf_dataset, register_modality
+
+__all__ = ["BUILTIN_IMAGE_DATASETS", "ImageModality", "save_image_grid"]
+
+logger = logging.getLogger(__name__)
+
+# datasets that ship with a dependency, usable with no files and no network
+BUILTIN_IMAGE_DATASETS = ("sklearn-digits",)
+
+
+@register_modality
+class ImageModality(Modality):
+    """
+    Unconditional image generation with a [`UNet2DModel`], saved as a [`DiffusionXAIPipeline`].
+
+    Reads `image_column` (PIL images or file paths) from `dataset_name` / `train_data_dir` (see
+    [`load_hf_dataset`]) or the built-in `sklearn-digits`; converts to `channels` (1 → "L", 3 → "RGB"), resizes
+    the short side to `resolution`, crops (center or random), optionally flips, and scales to [-1, 1]. (torchvision
+    would do these transforms, but it is not a dependency of this package, so they are a few lines of PIL here.)
+    """
+
+    name = "image"
+    pipeline_class = DiffusionXAIPipeline
+
+    # ---- before any data is read ----
+    def validate_config(self, config) -> None:
+        if config.channels not in (1, 3):
+            raise ValueError(f"`channels` must be 1 (grayscale) or 3 (RGB), got {config.channels}.")
+        if config.resolution < 8:
+            raise ValueError(f"`resolution` must be >= 8, got {config.resolution}.")
+        if config.model_config_name_or_path is not None:
+            unet_config = self._load_unet_config(config.model_config_name_or_path)
+            for key in ("in_channels", "out_channels"):
+                if unet_config.get(key, 3) != config.channels:
+                    raise ValueError(
+                        f"The UNet config {config.model_config_name_or_path!r} has {key}={unet_config.get(key, 3)} "
+                        f"but the data has channels={config.channels}; set `channels: {unet_config.get(key, 3)}` or "
+                        f"edit {key} in the model config."
+                    )
+            return
+        levels = len(config.block_out_channels)
+        down, up = self._block_types(config)
+        if len(down) != levels or len(up) != levels:
+            raise ValueError(
+                f"`down_block_types` ({len(down)}) and `up_block_types` ({len(up)}) need one entry per "
+                f"`block_out_channels` level ({levels})."
+            )
+        for ch in config.block_out_channels:
+            if ch % config.norm_num_groups:
+                raise ValueError(
+                    f"`norm_num_groups` ({config.norm_num_groups}) must divide every `block_out_channels` entry, "
+                    f"got {list(config.block_out_channels)}."
+                )
+        if config.resolution % 2 ** (levels - 1):
+            raise ValueError(
+                f"`resolution` ({config.resolution}) must be divisible by 2**(levels - 1) = {2 ** (levels - 1)} "
+                f"for a UNet with {levels} levels."
+            )
+
+    @staticmethod
+    def _load_unet_config(path: str) -> dict:
+        if not os.path.exists(path):
+            raise ValueError(
+                f"`model_config_name_or_path` {path!r} does not exist (a UNet2DModel config.json or folder)."
+            )
+        if os.path.isfile(path):
+            import json
+
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        return dict(UNet2DModel.load_config(path))
+
+    @staticmethod
+    def _block_types(config) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        levels = len(config.block_out_channels)
+        down = config.down_block_types or ("DownBlock2D",) * (levels - 1) + ("AttnDownBlock2D",)
+        if config.up_block_types:
+            up = config.up_block_types
+        else:
+            up = tuple(b.replace("Down", "Up") for b in reversed(down))
+        return tuple(down), tuple(up)
+
+    # ---- data ----
+    def load_dataset(self, config):
+        import datasets
+
+        if config.dataset_name in BUILTIN_IMAGE_DATASETS:
+            from ..data import load_digits_dataset
+
+            return load_digits_dataset(resolution=config.resolution)
+        dataset = load_hf_dataset(config)
+        column = config.image_column
+        if column not in dataset.column_names:
+            import difflib
+
+            close = difflib.get_close_matches(column, dataset.column_names, n=1, cutoff=0.4)
+            hint = f" Did you mean `image_column: {close[0]}`?" if close else ""
+            raise ValueError(
+                f"Image column {column!r} not found in the dataset; its columns are {dataset.column_names}.{hint}"
+            )
+        feature = dataset.features[column]
+        if len(dataset) == 0:
+            return dataset  # the trainer reports the empty dataset
+        if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+            dataset = dataset.cast_column(column, datasets.Image())  # file paths, e.g. from a CSV
+        elif not isinstance(feature, datasets.Image):
+            raise TypeError(
+                f"Column {column!r} holds {feature!r}, not images; it must be a `datasets.Image()` feature or file "
+                "paths (use `dataset.cast_column(column, datasets.Image())`)."
+            )
+        return dataset
+
+    def fit_preprocessor(self, dataset, config) -> None:
+        if len(dataset) and config.dataset_name not in BUILTIN_IMAGE_DATASETS:
+            mode = dataset[0][config.image_column].mode
+            target = "L" if config.channels == 1 else "RGB"
+            if mode != target:
+                logger.warning(f"Images are mode {mode!r}; converting to {target!r} for channels={config.channels}.")
+        return None
+
+    def to_tensors(self, examples: dict[str, list], preprocessor, config) -> dict[str, torch.Tensor]:
+        mode = "L" if config.channels == 1 else "RGB"
+        size = config.resolution
+        out = []
+        for image in examples[config.image_column]:
+            if image.mode != mode:
+                image = image.convert(mode)
+            w, h = image.size
+            if min(w, h) != size:
+                scale = size / min(w, h)
+                image = image.resize((max(size, round(w * scale)), max(size, round(h * scale))), PIL.Image.BILINEAR)
+                w, h = image.size
+            if (w, h) != (size, size):
+                if config.center_crop:
+                    left, top = (w - size) // 2, (h - size) // 2
+                else:
+                    left = int(torch.randint(0, w - size + 1, ()))
+                    top = int(torch.randint(0, h - size + 1, ()))
+                image = image.crop((left, top, left + size, top + size))
+            if config.random_flip and torch.rand(()) < 0.5:
+                image = image.transpose(PIL.Image.FLIP_LEFT_RIGHT)
+            array = np.asarray(image, dtype=np.float32).reshape(size, size, -1)
+            out.append(torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0)
+        return {"x0": torch.stack(out)}
+
+    # ---- model and pipeline ----
+    def build_model(self, config, preprocessor) -> UNet2DModel:
+        if config.model_config_name_or_path is not None:
+            unet_config = self._load_unet_config(config.model_config_name_or_path)
+            if unet_config.get("sample_size") != config.resolution:
+                logger.warning(
+                    f"UNet config sample_size={unet_config.get('sample_size')} differs from resolution="
+                    f"{config.resolution}; using resolution."
+                )
+            unet_config["sample_size"] = config.resolution
+            return UNet2DModel.from_config(unet_config)
+        down, up = self._block_types(config)
+        return UNet2DModel(
+            sample_size=config.resolution,
+            in_channels=config.channels,
+            out_channels=config.channels,
+            layers_per_block=config.layers_per_block,
+            block_out_channels=tuple(config.block_out_channels),
+            down_block_types=down,
+            up_block_types=up,
+            attention_head_dim=config.attention_head_dim,
+            norm_num_groups=config.norm_num_groups,
+            dropout=config.dropout,
+        )
+
+    def build_pipeline(self, model, scheduler, preprocessor) -> DiffusionXAIPipeline:
+        return DiffusionXAIPipeline(unet=model, scheduler=scheduler)
+
+    def log_validation(self, pipeline, step: int, config, accelerator) -> str:
+        """DDIM-sample `validation_batch_size` images from a fixed seed; save `samples/step_N.png`; log them."""
+        ddim = DiffusionXAIPipeline(unet=pipeline.unet, scheduler=make_scheduler("ddim", pipeline.scheduler.config))
+        ddim.set_progress_bar_config(disable=True)
+        generator = torch.Generator("cpu").manual_seed(config.seed or 0)
+        steps = min(config.validation_num_inference_steps, config.num_train_timesteps)
+        images = ddim(
+            batch_size=config.validation_batch_size, generator=generator, num_inference_steps=steps, output_type="np"
+        ).images
+        path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.png")
+        save_image_grid(images, path)
+        for tracker in accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.log_images({"samples": images}, step=step, dataformats="NHWC")
+        return path
+
+
+def save_image_grid(images: np.ndarray, path: str, min_cell: int = 64) -> str:
+    """Save `[N, H, W, C]` images in [0, 1] as one PNG grid: nearest-upscaled so small images stay visible, with a
+    gray gutter between cells."""
+    n, h, w, c = images.shape
+    scale = max(1, math.ceil(min_cell / max(h, w)))
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    h, w, pad = h * scale, w * scale, max(1, scale // 2)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 0.5, dtype=np.float32)
+    for i, image in enumerate(images):
+        r, col = divmod(i, cols)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        grid[top : top + h, left : left + w] = image
+    pixels = (grid * 255).round().clip(0, 255).astype(np.uint8)
+    picture = PIL.Image.fromarray(pixels[..., 0] if c == 1 else pixels)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp.png"
+    picture.save(tmp)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,401 @@
+"""`TrainingConfig`: every YAML/CLI key of `train/train_ddpm.py`, with validation that names typos and bad values."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from ..modalities.base import get_modality
+
+__all__ = ["TrainingConfig", "add_training_arguments", "config_from_args"]
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "squaredcos_cap_v2": "squaredcos_cap_v2"}
+LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
+REPORT_TO = ("tensorboard", "wandb", "none")
+
+
+def _help(text: str, default: Any = None, **kwargs) -> Any:
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata={"help": text, **kwargs})
+    return field(default=default, metadata={"help": text, **kwargs})
+
+
+@dataclass
+class TrainingConfig:
+    r"""
+    Settings of a training run; the field names are the YAML keys and the `--flags` of `train/train_ddpm.py`.
+
+    Build one directly, from a dict (`from_dict`, which names the closest valid key for a typo) or from a YAML
+    file (`from_yaml`). Keys of the selected modality's [`Modality.options`] are accepted too and readable as
+    attributes. `validate()` runs in `__post_init__`, so an invalid config never reaches the training loop.
+
+    Example:
+
+    ```py
+    >>> from diffusers_xai.training import TrainingConfig, train
+    >>> config = TrainingConfig(dataset_name="sklearn-digits", resolution=16, channels=1, max_train_steps=2000)
+    >>> result = train(config)
+    >>> result.pipeline(batch_size=16, num_inference_steps=50).images[0]
+    ```
+    """
+
+    # ---- data ----
+    modality: str = _help(
+        "Modality plug-in: `image` (UNet2DModel), or another registered one such as `tabular`.", "image"
+    )
+    dataset_name: str | None = _help(
+        "`sklearn-digits` (built in, no files), a Hub dataset id, a save_to_disk folder or a .csv/.parquet/.json path."
+    )
+    dataset_config_name: str | None = _help("Config name of a Hub dataset.")
+    train_data_dir: str | None = _help(
+        "A folder of images read with the `imagefolder` builder (instead of dataset_name)."
+    )
+    split: str = _help("Split to train on.", "train")
+    cache_dir: str | None = _help("Where `datasets` caches downloads.")
+    image_column: str = _help("Column holding the images (PIL images or file paths).", "image")
+    max_train_samples: int | None = _help("Train on a random subset of this many examples (for quick runs).")
+    validation_split: float = _help("Fraction held out to compute a validation loss every `validation_steps`.", 0.0)
+    resolution: int = _help("Images are resized (and cropped) to resolution x resolution.", 64)
+    channels: int = _help("1 (grayscale) or 3 (RGB); images are converted to this.", 3)
+    center_crop: bool = _help("Center-crop to `resolution` after resizing (else random crop).", False)
+    random_flip: bool = _help("Randomly flip images horizontally.", False)
+    dataloader_num_workers: int = _help("DataLoader worker processes (0 = load in the main process).", 0)
+    # ---- model ----
+    model_config_name_or_path: str | None = _help(
+        "A diffusers `config.json` (or folder) for the UNet; overrides fields below."
+    )
+    block_out_channels: tuple[int, ...] = _help("UNet channels per resolution level.", (32, 64, 128))
+    layers_per_block: int = _help("ResNet layers per UNet block.", 1)
+    down_block_types: tuple[str, ...] | None = _help(
+        "UNet down blocks; default: `DownBlock2D` everywhere but `AttnDownBlock2D` at the lowest resolution."
+    )
+    up_block_types: tuple[str, ...] | None = _help("UNet up blocks; default: mirror of down_block_types.")
+    attention_head_dim: int = _help("Channels per attention head.", 8)
+    norm_num_groups: int = _help("GroupNorm groups (must divide every block_out_channels entry).", 8)
+    dropout: float = _help("Dropout in the ResNet blocks.", 0.0)
+    # ---- noise schedule ----
+    num_train_timesteps: int = _help("Diffusion steps T of the DDPM forward process.", 1000)
+    beta_schedule: str = _help("`linear` or `cosine` (= diffusers' squaredcos_cap_v2).", "linear")
+    prediction_type: Literal["epsilon", "sample", "v_prediction"] = _help(
+        "What the model predicts: `epsilon`, `sample` (x0) or `v_prediction`.", "epsilon"
+    )
+    # ---- optimisation ----
+    train_batch_size: int = _help("Batch size per device.", 16)
+    num_epochs: int = _help("Epochs, unless max_train_steps is set.", 100)
+    max_train_steps: int | None = _help("Total optimizer steps; overrides num_epochs.")
+    max_train_minutes: float | None = _help("Stop (and save) after this many minutes of training.")
+    gradient_accumulation_steps: int = _help("Micro-batches per optimizer step.", 1)
+    learning_rate: float = _help("Peak AdamW learning rate.", 1e-4)
+    lr_scheduler: str = _help(f"diffusers `get_scheduler` name: {', '.join(LR_SCHEDULERS)}.", "cosine")
+    lr_warmup_steps: int = _help("Linear warmup steps of the learning rate.", 500)
+    adam_beta1: float = _help("AdamW beta1.", 0.95)
+    adam_beta2: float = _help("AdamW beta2.", 0.999)
+    adam_weight_decay: float = _help("AdamW weight decay.", 1e-6)
+    adam_epsilon: float = _help("AdamW epsilon.", 1e-8)
+    max_grad_norm: float | None = _help("Clip the gradient norm to this (null = no clipping).", 1.0)
+    mixed_precision: Literal["no", "fp16", "bf16"] = _help("`no`, `fp16` (GPU) or `bf16`.", "no")
+    seed: int | None = _help("Seed for weights, data order and noise (CPU runs are then bit-reproducible).")
+    # ---- EMA ----
+    use_ema: bool = _help("Keep an exponential moving average of the weights (saved as the final model).", True)
+    ema_inv_gamma: float = _help("EMA warmup inv_gamma: decay = 1 - (1 + step / inv_gamma) ** -power.", 1.0)
+    ema_power: float = _help("EMA warmup power.", 0.75)
+    ema_max_decay: float = _help("Maximum EMA decay.", 0.9999)
+    # ---- logging, validation, checkpoints ----
+    output_dir: str = _help("Where the pipeline, checkpoints, logs and samples are written.", "ddpm-model")
+    logging_dir: str = _help("Tensorboard folder, relative to output_dir.", "logs")
+    report_to: str = _help("`tensorboard`, `wandb` or `none`.", "tensorboard")
+    tracker_project_name: str = _help("Run name in the tracker.", "train_ddpm")
+    validation_steps: int | None = _help("Every N steps: validation loss and a sample grid (null = never).", 500)
+    validation_batch_size: int = _help("Samples in the validation grid.", 16)
+    validation_num_inference_steps: int = _help("DDIM steps for the validation grid.", 50)
+    checkpointing_steps: int | None = _help("Save a resumable checkpoint every N steps (null = never).", 500)
+    checkpoints_total_limit: int | None = _help("Keep only the newest N checkpoints.")
+    resume_from_checkpoint: str | None = _help("`latest` or a checkpoint folder (path, or name inside output_dir).")
+    push_to_hub: bool = _help("Upload the final pipeline (not the checkpoints) with `upload_folder`.", False)
+    hub_model_id: str | None = _help("Repo id for push_to_hub (default: the output_dir name).")
+    hub_token: str | None = _help("Token for push_to_hub (default: the logged-in token).")
+    hub_private_repo: bool = _help("Create the Hub repo as private.", False)
+    # ---- modality-specific keys (see `Modality.options`) ----
+    modality_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Keys of the modality."})
+
+    def __post_init__(self):
+        self.validate()
+
+    # ---- construction ----
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str | None = None) -> TrainingConfig:
+        """Build from flat keys; modality-specific keys go to `modality_options`. Unknown keys raise `ValueError`."""
+        if not isinstance(values, dict):
+            raise TypeError(f"A training config must be a mapping of keys to values, got {type(values).__name__}.")
+        values = dict(values)
+        modality = values.get("modality", "image")
+        options = dict(values.pop("modality_options", None) or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        modality_keys = set(get_modality(modality).options) if isinstance(modality, str) else set()
+        kwargs = {}
+        for key, value in values.items():
+            if key in known:
+                kwargs[key] = value
+            elif key in modality_keys:
+                options[key] = value
+            else:
+                raise ValueError(_unknown_key_message(key, known | modality_keys, modality, source))
+        return cls(**kwargs, modality_options=options)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> TrainingConfig:
+        """Read a YAML file of keys, apply `overrides` (e.g. from the command line) on top, and validate."""
+        if not os.path.isfile(path):
+            raise ValueError(f"Config file {str(path)!r} does not exist; see train/configs/ for examples.")
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{str(path)!r} must hold a mapping of keys to values, got {type(values).__name__}.")
+        return cls.from_dict({**values, **(overrides or {})}, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat YAML-able keys (modality options inlined), so `from_dict(config.to_dict())` round-trips."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "modality_options"}
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        out.update(self.modality_options)
+        out.pop("hub_token", None)
+        return out
+
+    def replace(self, **changes) -> TrainingConfig:
+        """A validated copy with some keys changed (modality keys allowed)."""
+        return type(self).from_dict({**self.to_dict(), "hub_token": self.hub_token, **changes})
+
+    def __getattr__(self, name: str):
+        # only reached for names that are not fields: expose the modality's options as attributes
+        if name.startswith("__") or name == "modality_options":
+            raise AttributeError(name)
+        options = self.__dict__.get("modality_options", {})
+        if name in options:
+            return options[name]
+        raise AttributeError(f"{type(self).__name__} has no key {name!r}.")
+
+    # ---- validation ----
+    def validate(self) -> None:
+        """Coerce YAML/CLI values to the field types and raise `ValueError` naming any bad value."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            if f.name != "modality_options":
+                setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        self.beta_schedule = _choice("beta_schedule", self.beta_schedule, tuple(BETA_SCHEDULES))
+        self.beta_schedule = BETA_SCHEDULES[self.beta_schedule]
+        _choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
+        _choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
+        _choice("report_to", self.report_to, REPORT_TO)
+        for name in (
+            "train_batch_size",
+            "num_epochs",
+            "gradient_accumulation_steps",
+            "num_train_timesteps",
+            "validation_batch_size",
+            "validation_num_inference_steps",
+            "layers_per_block",
+            "attention_head_dim",
+            "norm_num_groups",
+        ):
+            _positive(name, getattr(self, name))
+        for name in ("max_train_steps", "max_train_samples", "validation_steps", "checkpointing_steps"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if self.checkpoints_total_limit is not None:
+            _positive("checkpoints_total_limit", self.checkpoints_total_limit)
+        for name in ("lr_warmup_steps", "dataloader_num_workers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate}.")
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise ValueError(f"`max_train_minutes` must be > 0 (or null), got {self.max_train_minutes}.")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"`max_grad_norm` must be > 0 (or null to disable clipping), got {self.max_grad_norm}.")
+        if not 0.0 <= self.validation_split < 1.0:
+            raise ValueError(f"`validation_split` is a fraction in [0, 1), got {self.validation_split}.")
+        if not 0.0 < self.ema_max_decay < 1.0:
+            raise ValueError(f"`ema_max_decay` must be in (0, 1), got {self.ema_max_decay}.")
+        if self.dataset_name is not None and self.train_data_dir is not None:
+            raise ValueError(
+                f"Set either `dataset_name` ({self.dataset_name!r}) or `train_data_dir` ({self.train_data_dir!r}), "
+                "not both."
+            )
+        if self.dataset_name is None and self.train_data_dir is None:
+            raise ValueError(
+                "No training data: set `dataset_name` (e.g. `sklearn-digits`, a Hub id, a `save_to_disk` folder or a "
+                "CSV/Parquet file) or `train_data_dir` (a folder of images)."
+            )
+        if self.train_data_dir is not None and not os.path.isdir(self.train_data_dir):
+            raise ValueError(f"`train_data_dir` {self.train_data_dir!r} is not a directory.")
+        if self.report_to == "wandb":
+            import importlib.util
+
+            if importlib.util.find_spec("wandb") is None:
+                raise ImportError(
+                    "`report_to: wandb` needs wandb: `pip install wandb` (or use `report_to: tensorboard`)."
+                )
+        if self.resume_from_checkpoint is not None and self.resume_from_checkpoint != "latest":
+            from .checkpointing import resolve_checkpoint
+
+            resolve_checkpoint(self.resume_from_checkpoint, self.output_dir)
+        modality = get_modality(self.modality)
+        unknown = set(self.modality_options) - set(modality.options)
+        for key in sorted(unknown):
+            known = {f.name for f in dataclasses.fields(self)} | set(modality.options)
+            raise ValueError(_unknown_key_message(key, known, self.modality, None))
+        self.modality_options = {**modality.options, **self.modality_options}
+        modality.validate_config(self)
+
+
+# ---- command line ----
+def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """
+    Add `--config` and one `--key` per [`TrainingConfig`] field (defaults suppressed, so only keys given on the
+    command line override the YAML file). Use with `parse_known_args` and [`config_from_args`], which turns the
+    leftover `--key value` pairs into modality options or a typo error.
+    """
+    parser.add_argument("--config", type=str, default=None, help="YAML file of training keys (train/configs/*.yaml).")
+    hints = typing.get_type_hints(TrainingConfig)
+    for f in dataclasses.fields(TrainingConfig):
+        if f.name == "modality_options":
+            continue
+        kind = _base_type(hints[f.name])
+        kwargs = {"default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
+        if kind is bool:
+            kwargs.update(nargs="?", const=True, type=_parse_value, metavar="BOOL")
+        else:
+            kwargs.update(type=_parse_value, metavar=f.name.upper())
+        parser.add_argument(f"--{f.name}", **kwargs)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, unknown: list[str] | None = None) -> TrainingConfig:
+    """The [`TrainingConfig`] from `--config` plus the `--key value` overrides parsed by [`add_training_arguments`]."""
+    overrides = {k: v for k, v in vars(args).items() if k != "config" and k in TrainingConfig.__dataclass_fields__}
+    overrides.update(_pairs(unknown or []))
+    if args.config is not None:
+        return TrainingConfig.from_yaml(args.config, overrides)
+    return TrainingConfig.from_dict(overrides, source="the command-line arguments")
+
+
+def _pairs(tokens: list[str]) -> dict[str, Any]:
+    out, i = {}, 0
+    while i < len(tokens):
+        token = tokens[i]
+        if not token.startswith("--"):
+            raise ValueError(f"Unexpected command-line argument {token!r}; pass keys as `--key value`.")
+        key, _, value = token[2:].partition("=")
+        if not value and (i + 1 >= len(tokens) or tokens[i + 1].startswith("--")):
+            out[key.replace("-", "_")] = True
+        else:
+            if not value:
+                i += 1
+                value = tokens[i]
+            out[key.replace("-", "_")] = _parse_value(value)
+        i += 1
+    return out
+
+
+def _parse_value(text: str) -> Any:
+    # `--block_out_channels "[32, 64]"`, `--max_train_steps 10`, `--seed null`: YAML scalars and lists
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+# ---- helpers ----
+def _unknown_key_message(key: str, known: set[str], modality: str, source: str | None) -> str:
+    where = f" in {source}" if source else ""
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return (
+        f"Unknown training config key {key!r}{where} (modality {modality!r}).{hint} "
+        "Run `python train/train_ddpm.py --help` for the valid keys."
+    )
+
+
+def _choice(name: str, value, choices: tuple[str, ...]):
+    if value not in choices:
+        close = difflib.get_close_matches(str(value), choices, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"`{name}` must be one of {list(choices)}, got {value!r}.{hint}")
+    return value
+
+
+def _positive(name: str, value) -> None:
+    if value < 1:
+        raise ValueError(f"`{name}` must be >= 1, got {value}.")
+
+
+def _base_type(hint):
+    """`int | None` → int, `tuple[int, ...]` → tuple, `Literal[...]` → str."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _base_type(args[0])
+    if origin is Literal:
+        return str
+    return origin or hint
+
+
+def _coerce(name: str, value, hint):
+    optional = type(None) in typing.get_args(hint)
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"`{name}` cannot be null.")
+    kind = _base_type(hint)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads `1e-4` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif kind is tuple:
+        if isinstance(value, (list, tuple)):
+            item = typing.get_args(_strip_optional(hint))[0]
+            return tuple(_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value))
+    else:
+        return value
+    raise ValueError(f"`{name}` must be {_type_name(hint)}, got {value!r} ({type(value).__name__}).")
+
+
+def _strip_optional(hint):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
+def _type_name(hint) -> str:
+    kind = _base_type(hint)
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", tuple: "a list"}
+    text = names.get(kind, str(hint))
+    return text + " (or null)" if type(None) in typing.get_args(hint) else text
