@@ -12,6 +12,15 @@ from .capture import (
     TraceStep,
     find_attention_modules,
 )
+from .evaluation import (
+    EvaluationReport,
+    MetricResult,
+    compute_prdc,
+    evaluate_images,
+    evaluate_table,
+    evaluate_timeseries,
+    memorization_test,
+)
 from .explain import (
     AttentionExplainer,
     DenoiserAttribution,
@@ -62,6 +71,13 @@ from .training import (
 )
 
 __all__ = [
+    "EvaluationReport",
+    "MetricResult",
+    "compute_prdc",
+    "evaluate_images",
+    "evaluate_table",
+    "evaluate_timeseries",
+    "memorization_test",
     "NonFiniteLossError",
     "TrainResult",
     "TrainingConfig",

@@ -1,0 +1,107 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_wine
+
+from diffusers_xai.cli import main
+from diffusers_xai.evaluation import EvaluationReport, MetricResult
+from diffusers_xai.testing import tiny_pipeline
+
+
+def test_evaluate_pipeline_on_digits(tmp_path, capsys):
+    tiny_pipeline().save_pretrained(tmp_path / "pipe")
+    out = tmp_path / "report.json"
+    argv = [
+        "evaluate",
+        "--pipeline",
+        str(tmp_path / "pipe"),
+        "--data",
+        "digits",
+        "--num_samples",
+        "40",
+        "--num_inference_steps",
+        "2",
+        "--batch_size",
+        "16",
+        "--out",
+        str(out),
+        "--no_progress",
+    ]
+    assert main(argv) == 0
+    report = EvaluationReport.load(out)
+    assert report.modality == "images" and report.num_generated == 40 and report.num_real == 1797
+    assert report["fid"].name == "FID (digits-CNN features)" and report["fid"].value > 0
+    assert report.details["source"]["num_inference_steps"] == 2
+    assert sorted(p.name for p in (tmp_path / "eval_plots").iterdir()) == [
+        "class_histogram.png",
+        "nearest_neighbours.png",
+        "prdc.png",
+    ]
+    assert "FID (digits-CNN features)" in capsys.readouterr().out
+
+
+def test_evaluate_saved_table_samples(tmp_path):
+    df = load_wine(as_frame=True).frame
+    df.sample(100, random_state=0).to_csv(tmp_path / "synthetic.csv", index=False)
+    out = tmp_path / "wine.json"
+    argv = ["evaluate", "--samples", str(tmp_path / "synthetic.csv"), "--data", "wine", "--target", "target"]
+    assert main([*argv, "--out", str(out), "--no_progress", "--no_sdmetrics_privacy"]) == 0
+    data = json.loads(out.read_text())
+    keys = {m["key"] for m in data["metrics"]}
+    assert data["modality"] == "table" and {"quality_score", "tstr", "detection_auc", "dcr_median"} <= keys
+    assert "dcr_baseline_protection" not in keys
+    assert data["details"]["metadata"]["columns"]["target"] == {"sdtype": "categorical"}
+
+
+def test_evaluate_saved_windows(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "real.npy", rng.random((60, 12, 2)).astype(np.float32))
+    np.save(tmp_path / "fake.npy", rng.random((60, 12, 2)).astype(np.float32))
+    out = tmp_path / "ts.json"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--samples",
+                str(tmp_path / "fake.npy"),
+                "--data",
+                str(tmp_path / "real.npy"),
+                "--modality",
+                "timeseries",
+                "--discriminative_iterations",
+                "5",
+                "--predictive_iterations",
+                "5",
+                "--out",
+                str(out),
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
+    assert EvaluationReport.load(out).modality == "timeseries"
+
+
+def test_evaluate_bad_data_spec(tmp_path, capsys):
+    argv = ["evaluate", "--samples", str(tmp_path / "nope.npy"), "--data", "digits", "--out", str(tmp_path / "r.json")]
+    assert main(argv) == 2  # the CLI turns bad-input errors into one line on stderr
+    assert "neither a known dataset (digits, wine, breast_cancer) nor a file" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_report_json_round_trip_with_nan(tmp_path):
+    report = EvaluationReport(modality="images", num_real=3, num_generated=2, feature_space="digits-CNN")
+    report.add("FID (digits-CNN features)", 1.5, key="fid", higher_is_better=False)
+    report.add("IS (digits-CNN classifier)", float("nan"), std=float("nan"), key="is")
+    text = report.to_json()
+    assert "NaN" not in text and json.loads(text)["metrics"][1]["value"] is None
+    restored = EvaluationReport.load(report.save(tmp_path / "r.json"))
+    assert math.isnan(restored["is"].value) and restored["fid"] == MetricResult(
+        "FID (digits-CNN features)", 1.5, None, False, "fid", ""
+    )
+    assert restored.to_eval_results() == [("FID (digits-CNN features)", 1.5)]
+    assert len(restored.to_eval_results(include_nan=True)) == 2
+    with pytest.raises(KeyError, match="available keys"):
+        restored["kid"]

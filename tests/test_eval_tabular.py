@@ -1,0 +1,159 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer, load_wine
+from sklearn.model_selection import train_test_split
+
+from diffusers_xai.evaluation import (
+    EvaluationReport,
+    detection_auc,
+    distance_to_closest_record,
+    evaluate_table,
+    infer_metadata,
+    train_synthetic_test_real,
+)
+
+
+def _noisy(df, scale, seed=0, exclude=("target",)):
+    rng = np.random.default_rng(seed)
+    out = df.copy()
+    cols = [c for c in df.columns if c not in exclude and pd.api.types.is_float_dtype(df[c])]
+    out[cols] = out[cols] + rng.normal(0, scale, (len(df), len(cols))) * df[cols].std().to_numpy()
+    return out
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    df = load_breast_cancer(as_frame=True).frame
+    df = df[[*df.columns[:10], "target"]]  # the ten "mean ..." features keep the tests fast
+    return train_test_split(df, test_size=0.3, random_state=0, stratify=df["target"])
+
+
+@pytest.fixture(scope="module")
+def wine():
+    df = load_wine(as_frame=True).frame
+    df = df[["alcohol", "malic_acid", "magnesium", "flavanoids", "color_intensity", "proline", "target"]]
+    df["grade"] = pd.Categorical(np.where(df["alcohol"] > 13, "high", "low"))  # a string categorical column
+    return train_test_split(df, test_size=0.3, random_state=0, stratify=df["target"])
+
+
+def test_tstr_of_real_equals_train_on_real(cancer):
+    train, test = cancer
+    same = train_synthetic_test_real(train, train, test, "target")
+    assert same.task == "classification" and same.metric == "macro F1"
+    assert same.tstr == same.trtr and same.ratio == 1.0
+    assert 0.9 < same.trtr < 1.0
+    worse = train_synthetic_test_real(train, _noisy(train, 3.0), test, "target")
+    assert worse.trtr == same.trtr and worse.tstr < same.tstr
+
+
+def test_tstr_regression_uses_r2(wine):
+    train, test = wine
+    res = train_synthetic_test_real(train, train, test, "proline")
+    assert res.task == "regression" and res.metric == "R²" and res.tstr == res.trtr and 0.3 < res.trtr < 1
+
+
+def test_detection_auc_two_sample_test(cancer):
+    train, test = cancer
+    assert detection_auc(train, test, folds=3) == pytest.approx(0.5, abs=0.12)  # two real samples
+    assert detection_auc(train, _noisy(train, 2.0), folds=3) > 0.85
+
+
+def test_infer_metadata(wine):
+    md = infer_metadata(wine[0])["columns"]
+    assert md["target"]["sdtype"] == "categorical"  # integer with 3 values
+    assert md["grade"]["sdtype"] == "categorical"
+    assert md["proline"]["sdtype"] == "numerical"
+
+
+def test_evaluate_table_report(wine, tmp_path):
+    train, test = wine
+    copies = train.sample(frac=1.0, random_state=1)
+    report = evaluate_table(
+        train,
+        copies,
+        target="target",
+        real_test=test,
+        output_dir=tmp_path,
+        dataset_name="sklearn wine",
+        detection_folds=3,
+    )
+    assert report.modality == "table" and report.num_real == len(train)
+    assert report["quality_score"].value == pytest.approx(1.0, abs=1e-6)  # identical distributions
+    assert report["exact_copy_rate"].value == 1.0 and report["dcr_median"].value == 0.0
+    assert report["dcr_baseline_protection"].value == 0.0  # sdmetrics: copies have no protection
+    assert report["dcr_median_holdout"].value > 0
+    assert report["tstr"].value == report["trtr"].value
+    assert report["detection_auc"].value < 0.5  # duplicated rows in both classes: out-of-fold AUC collapses below 0.5
+    noisy = evaluate_table(train, _noisy(train, 0.5), target="target", real_test=test, detection_folds=3)
+    assert noisy["quality_score"].value < report["quality_score"].value
+    assert noisy["exact_copy_rate"].value == 0.0 and noisy["dcr_baseline_protection"].value > 0.2
+    assert 0 < noisy["dcr_overfitting_protection"].value <= 1
+    assert "SDMetrics DCRBaselineProtection" in dict(noisy.to_eval_results())
+    restored = EvaluationReport.load(noisy.save(tmp_path / "table.json"))
+    assert restored.to_eval_results() == noisy.to_eval_results()
+    assert (tmp_path / "table_scores.png").exists()
+
+
+def test_evaluate_table_without_holdout_warns(wine):
+    train, _ = wine
+    report = evaluate_table(train, _noisy(train, 0.3), target="target", detection_folds=3)
+    assert any("Pass `real_test`" in w for w in report.warnings)
+    assert "dcr_overfitting_protection" not in report
+
+
+def test_bad_tables(wine):
+    train, test = wine
+    with pytest.raises(ValueError, match=r"missing \['grade'\], unexpected \['extra'\]"):
+        evaluate_table(train, train.drop(columns="grade").assign(extra=1))
+    with pytest.raises(TypeError, match="pandas DataFrame"):
+        evaluate_table(train, train.to_numpy())
+    with pytest.raises(ValueError, match="'proline' is numerical .* dtype object"):
+        evaluate_table(train, train.assign(proline=train["proline"].astype(str)))
+    with pytest.raises(ValueError, match="`target` 'label' is not a column"):
+        train_synthetic_test_real(train, train, test, "label")
+    one_class = train.assign(target=0)
+    with pytest.raises(ValueError, match="single class"):
+        train_synthetic_test_real(train, one_class, test, "target")
+    with pytest.raises(ValueError, match="has no rows"):
+        evaluate_table(train, train.iloc[:0])
+
+
+def test_distance_to_closest_record_matches_sdmetrics():
+    from sdmetrics.single_table.privacy.dcr_utils import calculate_dcr
+
+    rng = np.random.default_rng(0)
+    real = pd.DataFrame(
+        {
+            "x": rng.normal(size=40),
+            "n": rng.integers(0, 3, 40).astype(float),
+            "c": rng.choice(["a", "b", "c"], 40),
+            "flag": rng.random(40) > 0.5,
+            "const": 1.0,
+        }
+    )
+    real.loc[3, "x"] = np.nan
+    real.loc[5, "c"] = None
+    synth = pd.DataFrame(
+        {
+            "x": rng.normal(scale=3, size=25),
+            "n": rng.integers(0, 5, 25).astype(float),
+            "c": rng.choice(["a", "b", "d"], 25),
+            "flag": rng.random(25) > 0.5,
+            "const": rng.choice([1.0, 2.0], 25),
+        }
+    )
+    synth.loc[0, "x"] = np.nan
+    synth.loc[1, "c"] = None
+    md = {
+        "columns": {
+            "x": {"sdtype": "numerical"},
+            "n": {"sdtype": "numerical"},
+            "c": {"sdtype": "categorical"},
+            "flag": {"sdtype": "boolean"},
+            "const": {"sdtype": "numerical"},
+        }
+    }
+    ours = distance_to_closest_record(synth, real, md, max_bytes=2_000)
+    ref = calculate_dcr(dataset=synth, reference_dataset=real, metadata=md).to_numpy(float)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
