@@ -42,6 +42,7 @@ def test_evaluate_pipeline_on_digits(tmp_path, capsys):
     assert "FID (digits-CNN features)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_evaluate_saved_table_samples(tmp_path):
     df = load_wine(as_frame=True).frame
     df.sample(100, random_state=0).to_csv(tmp_path / "synthetic.csv", index=False)

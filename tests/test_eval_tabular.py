@@ -66,6 +66,7 @@ def test_infer_metadata(wine):
     assert md["proline"]["sdtype"] == "numerical"
 
 
+@pytest.mark.slow
 def test_evaluate_table_report(wine, tmp_path):
     train, test = wine
     copies = train.sample(frac=1.0, random_state=1)
@@ -95,6 +96,7 @@ def test_evaluate_table_report(wine, tmp_path):
     assert (tmp_path / "table_scores.png").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_table_without_holdout_warns(wine):
     train, _ = wine
     report = evaluate_table(train, _noisy(train, 0.3), target="target", detection_folds=3)

@@ -30,6 +30,7 @@ def test_autocorrelation_matches_statsmodels():
             np.testing.assert_allclose(ours[i, :, d], acf(x[i, :, d], nlags=6)[1:], rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_predictive_score_tstr_of_real_equals_trtr():
     real = sines(256)
     kw = {"iterations": 60, "batch_size": 64, "learning_rate": 1e-2, "progress": False}
@@ -65,6 +66,7 @@ def test_window_fid_and_acf_distance_zero_on_self_and_monotonic():
     assert all(a < b for a, b in zip(fids, fids[1:])) and all(a < b for a, b in zip(acfs, acfs[1:]))
 
 
+@pytest.mark.slow
 def test_evaluate_timeseries_report(tmp_path):
     real, synth = sines(200), sines(200, seed=1)
     report = evaluate_timeseries(

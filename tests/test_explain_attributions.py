@@ -48,6 +48,7 @@ def test_closed_form_attributions_of_a_linear_denoiser(method, expected, kwargs)
     torch.testing.assert_close(res.maps[0], expected.sum(dim=1, keepdim=True))
 
 
+@pytest.mark.slow
 def test_unet_attributions_shapes_and_completeness():
     pipe = tiny_pipeline()
     out = pipe(
@@ -82,6 +83,7 @@ def test_unet_attributions_shapes_and_completeness():
         DenoiserAttribution(pipe, "saliency").attribute(out.trace, timesteps=t, return_convergence_delta=True)
 
 
+@pytest.mark.slow
 def test_text_conditioning_attributions():
     unet = tiny_conditional_unet()
     pipe = DiffusionXAIPipeline.from_unet(unet, "ddim", num_train_timesteps=100)

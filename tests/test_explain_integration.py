@@ -24,6 +24,7 @@ def generation():
     return pipe, out
 
 
+@pytest.mark.slow
 def test_explain_generation_writes_pngs_and_json(generation, tmp_path):
     pipe, out = generation
     processors = {n: type(m.get_processor()) for n, m in find_attention_modules(pipe.unet).items()}
