@@ -1,0 +1,1 @@
+"""The dashboard's tabs: `common` (shared), `images`, `tabular`, `timeseries`."""

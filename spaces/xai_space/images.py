@@ -1,0 +1,578 @@
+"""The Images tab: generate with a `DiffusionXAIPipeline`, scrub the trajectory, attention, explanations, quality."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import gradio as gr
+import numpy as np
+import PIL.Image
+import torch
+from safetensors.torch import load_file
+
+import diffusers_xai
+from diffusers_xai import DiffusionXAIPipeline, Trace, TraceConfig
+
+from .common import (
+    CONCURRENCY,
+    FILE_TTL_SECONDS,
+    MAX_SEED,
+    MAX_STEPS,
+    MODEL_LOCK,
+    SCHEDULER_CHOICES,
+    SPACE_DIR,
+    TIME_LIMIT_SECONDS,
+    TRACE_MAX_BYTES,
+    TRACE_MAX_STEPS,
+    check_choice,
+    check_int,
+    check_steps,
+    find_feature,
+    generation_info,
+    handle_errors,
+    load_pipeline,
+    load_trace,
+    model_choices,
+    new_output_path,
+    not_available,
+    recorded_step,
+    report_markdown,
+    require,
+    resolve_source,
+    save_tensors,
+    save_text,
+    state_file,
+    step_caption,
+    step_slider_update,
+    with_scheduler,
+    zip_folder,
+)
+
+BUNDLED_MODEL = SPACE_DIR / "digits-ddpm"
+BUNDLED_LABEL = "digits-ddpm (bundled, offline)"
+ENV_MODEL = "DIFFUSERS_XAI_MODEL"
+MAX_BATCH = 16
+MAX_IMAGE_SIDE = 128
+DISPLAY_CELL = 96  # pixels per image cell in the trajectory grids
+# methods of the Explain section: attention and trajectory have sections of their own; shap_partition is left out
+# because its first call JIT-compiles numba code for tens of seconds
+EXCLUDED_METHODS = ("trajectory", "attention", "shap_partition")
+ALL_BLOCKS = "all blocks"
+
+ATTENTION, ATTENTION_MISSING = find_feature(
+    {
+        "diffusers_xai.explain": ["probabilities_to_maps"],
+        "diffusers_xai.viz": ["save_heatmap_overlay", "save_attention_maps"],
+    }
+)
+EXPLAIN, EXPLAIN_MISSING = find_feature(
+    {
+        "diffusers_xai.explain": ["Explainer", "EXPLAIN_METHODS", "default_gradcam_layers"],
+        "diffusers_xai.viz": ["save_heatmap_overlay", "save_faithfulness_curves", "save_sanity_check"],
+    }
+)
+TRAJECTORY, TRAJECTORY_MISSING = find_feature(
+    {
+        "diffusers_xai.explain": ["analyze_trajectory", "select_sample"],
+        "diffusers_xai.viz": ["save_trajectory_curves", "save_commit_step_map", "save_denoising_gif"],
+    }
+)
+
+QUALITY, QUALITY_MISSING = find_feature(
+    {"diffusers_xai.evaluation": ["evaluate_images"], "diffusers_xai.data": ["load_digits_tensors"]}
+)
+
+
+def explain_methods() -> list[str]:
+    return [m for m in EXPLAIN.EXPLAIN_METHODS if m not in EXCLUDED_METHODS] if EXPLAIN else []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------------------------------------------
+def source_of(model: str | None) -> str:
+    return resolve_source(model, BUNDLED_LABEL, BUNDLED_MODEL)
+
+
+def load_image_pipeline(model: str | None) -> DiffusionXAIPipeline:
+    pipe = load_pipeline(DiffusionXAIPipeline, source_of(model), BUNDLED_MODEL)
+    if max(pipe.sample_shape[1:]) > MAX_IMAGE_SIDE:
+        raise ValueError(
+            f"{source_of(model)!r} generates {pipe.sample_shape[1]}x{pipe.sample_shape[2]} images; this Space accepts "
+            f"at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}."
+        )
+    return pipe
+
+
+def fresh_pipeline(model: str | None, scheduler: str) -> DiffusionXAIPipeline:
+    return with_scheduler(load_image_pipeline(model), scheduler)
+
+
+@handle_errors
+def model_info(model: str | None) -> str:
+    """Markdown summary of a model: image shape, parameters, noise schedule, attention layers."""
+    pipe = load_image_pipeline(model)
+    c, h, w = pipe.sample_shape
+    cfg = pipe.scheduler.config
+    n_params = sum(p.numel() for p in pipe.unet.parameters())
+    layers = diffusers_xai.find_attention_modules(pipe.unet)
+    name = BUNDLED_LABEL if source_of(model) == str(BUNDLED_MODEL) else source_of(model)
+    return (
+        f"**{name}**: {w}x{h} images, {c} channel(s), {n_params / 1e6:.2f}M parameters, T={cfg.num_train_timesteps} "
+        f"({cfg.beta_schedule}, {cfg.prediction_type}); {len(layers)} attention layer(s)."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# trajectory grids: plain numpy/PIL so that scrubbing the step slider stays instant
+# ---------------------------------------------------------------------------------------------------------------
+def to_unit(x: torch.Tensor) -> np.ndarray:
+    """`[B, C, H, W]` model-space images in [-1, 1] → `[B, H, W, C]` floats in [0, 1]."""
+    return ((x.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def upscale(image: np.ndarray, cell: int = DISPLAY_CELL) -> PIL.Image.Image:
+    """`[H, W, C]` in [0, 1] → a PIL image enlarged by nearest neighbour to at least `cell` pixels a side."""
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    pil = PIL.Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels[..., :3])
+    scale = max(1, math.ceil(cell / max(image.shape[:2])))
+    return pil.resize((pil.width * scale, pil.height * scale), PIL.Image.NEAREST)
+
+
+def tile(images: np.ndarray, cell: int = DISPLAY_CELL, pad: int = 2) -> PIL.Image.Image:
+    """`[B, H, W, C]` in [0, 1] → one grid image (at most 4 columns), cells separated by `pad` white pixels."""
+    cells = [upscale(im, cell).convert("RGB") for im in images]
+    cols = min(len(cells), 4)
+    rows = math.ceil(len(cells) / cols)
+    cw, ch = cells[0].size
+    grid = PIL.Image.new("RGB", (cols * cw + (cols + 1) * pad, rows * ch + (rows + 1) * pad), "white")
+    for i, c in enumerate(cells):
+        grid.paste(c, (pad + (i % cols) * (cw + pad), pad + (i // cols) * (ch + pad)))
+    return grid
+
+
+def trajectory_images(trace: Trace, position) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
+    position, step, _ = recorded_step(trace, position)
+    return tile(to_unit(step.latents)), tile(to_unit(step.pred_original_sample)), step_caption(trace, position)
+
+
+def explanation_summary(method: str, numbers: dict) -> str:
+    """One paragraph reading the numbers of an explanation (see `EXPLAIN_HELP`)."""
+    text = f"**{method}** at t = {numbers['timestep']} (step {numbers['step_index'] + 1})"
+    text += f", sample {numbers['sample_index']}."
+    faith = numbers.get("faithfulness")
+    if faith and faith.get("deletion_gain") is not None:
+        text += (
+            f" Faithfulness: deletion AUC {faith['deletion_auc']:.3f} vs {faith['random_deletion_auc']:.3f} for "
+            f"random maps (gain {faith['deletion_gain']:+.3f}), insertion AUC {faith['insertion_auc']:.3f} vs "
+            f"{faith['random_insertion_auc']:.3f} (gain {faith['insertion_gain']:+.3f}); positive gains: more "
+            "faithful than random."
+        )
+    elif faith:
+        text += " Faithfulness: undefined here (the target does not change between x_t and the baseline)."
+    sanity = numbers.get("sanity_check")
+    if sanity and sanity.get("ssim") is not None:
+        text += (
+            f" Sanity check: SSIM {sanity['ssim']:.3f}, Spearman {sanity['spearman']:.3f} between the maps of the "
+            "trained and a re-initialised model (it passes when both are far below 1)."
+        )
+    return text
+
+
+def trajectory_summary(numbers: dict) -> str:
+    distances = numbers["x0_distance_to_final"]
+    return (
+        f"On average a pixel's predicted x0 settles (stays within {numbers['eps']} of its final value) after "
+        f"{100 * numbers['mean_commit_fraction']:.0f}% of the steps. The RMS distance of the predicted x0 to the "
+        f"final sample falls from {distances[0]:.3f} at the first recorded step to {distances[-1]:.3f}."
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# handlers
+# ---------------------------------------------------------------------------------------------------------------
+@handle_errors
+def generate(
+    model,
+    scheduler,
+    num_inference_steps,
+    seed,
+    batch_size,
+    progress=gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio finds its progress tracker by this default)
+):
+    """Sample a batch with a trace (x_t, predicted x0, attention), save the trace, show the last recorded step."""
+    seed = check_int("Seed", seed, 0, MAX_SEED)
+    batch_size = check_int("Batch size", batch_size, 1, MAX_BATCH)
+    progress(0, desc="Loading the model")
+    pipe = fresh_pipeline(model, scheduler)
+    num_inference_steps = check_steps(pipe, num_inference_steps)
+    with MODEL_LOCK:
+        out = pipe(
+            batch_size=batch_size,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            num_inference_steps=num_inference_steps,
+            trace=TraceConfig(attention=True, max_recorded_steps=TRACE_MAX_STEPS, max_bytes=TRACE_MAX_BYTES),
+            output_type="np",
+        )
+    trace = out.trace
+    path = trace.save(new_output_path("trace", ".safetensors"))
+    samples_path = save_tensors(
+        {"images": torch.from_numpy(out.images).permute(0, 3, 1, 2).contiguous()},  # [B, C, H, W] in [0, 1]
+        new_output_path("samples", ".safetensors"),
+    )
+    state = {
+        "trace_path": str(path),
+        "samples_path": str(samples_path),
+        "model": source_of(model),
+        "scheduler": scheduler,
+        "num_inference_steps": num_inference_steps,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
+    last = len(trace) - 1
+    x_t, x0, caption = trajectory_images(trace, last)
+    layers = trace.attention_layers
+    cam_layers = [ALL_BLOCKS] + (list(EXPLAIN.default_gradcam_layers(pipe.unet)) if EXPLAIN else [])
+    info = generation_info(f"{batch_size} sample(s)", scheduler, num_inference_steps, seed, trace)
+    return (
+        [(upscale(im, 128), f"sample {i}") for i, im in enumerate(out.images)],
+        state,
+        str(path),
+        step_slider_update(trace, last),
+        x_t,
+        x0,
+        caption,
+        gr.Dropdown(choices=layers, value=layers[0] if layers else None),
+        gr.Dropdown(choices=list(range(batch_size)), value=0),
+        gr.Dropdown(choices=cam_layers, value=ALL_BLOCKS),
+        info,
+    )
+
+
+@handle_errors
+def show_step(state, position):
+    """x_t and the predicted x0 of every sample at one recorded step."""
+    return trajectory_images(load_trace(state), position)
+
+
+@handle_errors
+def show_attention(state, layer, sample, position, query_row, query_col):
+    """One layer's self-attention for one sample at one recorded step (over x0), and all layers over the steps."""
+    require(ATTENTION, ATTENTION_MISSING, "Attention maps")
+    trace = load_trace(state)
+    if not trace.attention_layers:
+        raise ValueError("This model has no attention layers: there are no attention maps to show.")
+    if layer not in trace.attention_layers:
+        raise ValueError(f"Unknown attention layer {layer!r}; recorded layers: {trace.attention_layers}.")
+    position, step, sample = recorded_step(trace, position, sample)
+    H, W = step.latents.shape[-2:]
+    row = check_int("Query row", -1 if query_row is None else query_row, -1, H - 1)
+    col = check_int("Query column", -1 if query_col is None else query_col, -1, W - 1)
+    query = None if row < 0 or col < 0 else (row, col)  # -1: the mean over every query
+    if layer not in step.attentions:
+        raise ValueError(
+            f"Layer {layer!r} was not recorded at step {step.step_index} (the trace hit its memory budget)."
+        )
+    maps = ATTENTION.probabilities_to_maps(step.attentions[layer][sample : sample + 1], "self", (H, W), layer, query)
+    amap = maps.mean(dim=1)[0, 0]  # heads averaged → [h, w]
+    amap = torch.nn.functional.interpolate(amap[None, None], size=(H, W), mode="nearest")[0, 0]
+    what = (
+        "the attention each position receives (mean over queries)" if query is None else f"where pixel {query} looks"
+    )
+    title = f"{layer}, t={step.timestep}"
+    x0 = torch.from_numpy(to_unit(step.pred_original_sample[sample : sample + 1])[0]).permute(2, 0, 1)  # [C, H, W]
+    overlay = ATTENTION.save_heatmap_overlay(x0, amap, new_output_path("attention", ".png"), title=title, signed=False)
+    overview = ATTENTION.save_attention_maps(trace, new_output_path("attention-layers", ".png"), sample_index=sample)
+    return str(overlay), str(overview), f"Sample {sample}, `{layer}`: {what}. " + step_caption(trace, position)
+
+
+@handle_errors
+def analyze(state, sample, progress=gr.Progress()):  # noqa: B008
+    """Trajectory analysis of one sample: distances to the final sample, commit step of every pixel, a GIF."""
+    require(TRAJECTORY, TRAJECTORY_MISSING, "Trajectory analysis")
+    trace = load_trace(state)
+    _, _, sample = recorded_step(trace, 0, sample)
+    if len(trace) < 2:
+        raise ValueError("Trajectory analysis needs at least two recorded steps: generate with Steps >= 2.")
+    progress(0, desc="Analysing the trajectory")
+    one = TRAJECTORY.select_sample(trace, sample)
+    scheduler = fresh_pipeline(state["model"], state["scheduler"]).scheduler
+    scheduler.set_timesteps(state["num_inference_steps"])
+    analysis = TRAJECTORY.analyze_trajectory(one, scheduler)
+    final = one.steps[-1].pred_original_sample
+    curves = TRAJECTORY.save_trajectory_curves(analysis, new_output_path("trajectory-curves", ".png"))
+    commit = TRAJECTORY.save_commit_step_map(analysis, new_output_path("commit-steps", ".png"), image=final)
+    gif = TRAJECTORY.save_denoising_gif(one, new_output_path("denoising", ".gif"))
+    numbers = analysis.summary(0)
+    return str(curves), str(commit), str(gif), trajectory_summary(numbers), numbers
+
+
+@handle_errors
+def evaluate(state, progress=gr.Progress()):  # noqa: B008
+    """Compare the generated batch with scikit-learn's digits in the digits-CNN feature space."""
+    require(QUALITY, QUALITY_MISSING, "Quality metrics")
+    load_trace(state)  # same "generate first" / "expired" messages as the other sections
+    fake = load_file(state_file(state, "samples_path"))["images"]  # [B, C, H, W] in [0, 1]
+    c, h, w = fake.shape[1:]
+    if c != 1 or h != w:
+        raise ValueError(
+            f"Quality metrics compare with scikit-learn's 1-channel square digits; this model makes {c}x{h}x{w} "
+            "images."
+        )
+    if fake.shape[0] < 2:
+        raise ValueError("Quality metrics need at least 2 generated images: generate with Batch size >= 2.")
+    progress(0, desc="Evaluating against the digits")
+    real, _ = QUALITY.load_digits_tensors(h)  # [-1, 1]
+    folder = new_output_path("quality")
+    with MODEL_LOCK:  # CPU-heavy: queued with the model runs
+        report = QUALITY.evaluate_images(
+            real,
+            fake * 2 - 1,
+            value_range=(-1.0, 1.0),
+            output_dir=folder,
+            dataset_name="sklearn-digits",
+            nearest_k=min(5, fake.shape[0] - 1),  # PRDC's k-NN balls need more than k samples per set
+            progress=False,
+        )
+    report.save(folder / "report.json")
+    archive = zip_folder(folder)
+    plots = [report.artifacts.get(k) for k in ("nearest_neighbours", "prdc", "class_histogram")]
+    return (
+        report_markdown(report),
+        *[str(p) if p else None for p in plots],
+        report.to_dict(),
+        str(archive),
+    )
+
+
+@handle_errors
+def explain(
+    state,
+    method,
+    layer,
+    sample,
+    position,
+    faithfulness,
+    sanity_check,
+    progress=gr.Progress(track_tqdm=True),  # noqa: B008
+):
+    """Explain one sample at one recorded step: map overlay, faithfulness curves, sanity check, numbers, a zip."""
+    require(EXPLAIN, EXPLAIN_MISSING, "Explanations")
+    check_choice("explanation method", method, explain_methods())
+    trace = load_trace(state)
+    position, step, sample = recorded_step(trace, position, sample)
+    pipe = fresh_pipeline(state["model"], state["scheduler"])
+    method_kwargs = {}
+    if method == "gradcam" and layer not in (None, "", ALL_BLOCKS):
+        method_kwargs["gradcam"] = {"init": {"layer": layer}}
+    explainer = EXPLAIN.Explainer(
+        pipe,
+        methods=[method],
+        faithfulness=bool(faithfulness),
+        sanity_check=bool(sanity_check),
+        method_kwargs=method_kwargs,
+    )
+    progress(0, desc=f"Explaining with {method}")
+    with MODEL_LOCK:
+        report = explainer.explain(trace, sample_index=sample, timesteps=[step.timestep])
+    result = report.results[method]
+    numbers = report.summary()["methods"][method]
+    numbers.update(sample_index=sample, timestep=int(step.timestep), step_index=int(step.step_index))
+    # only the three plots shown here (`report.save` would also draw per-step grids and trajectory strips)
+    folder = new_output_path(f"explanation-{method}")
+    folder.mkdir()
+    overlay = EXPLAIN.save_heatmap_overlay(
+        report.image, result.maps[0, 0, 0], folder / f"{method}_overlay.png", title=f"{method}, t={step.timestep}"
+    )
+    curves = sanity_plot = None
+    if method in report.faithfulness:
+        curves = EXPLAIN.save_faithfulness_curves(
+            report.faithfulness[method][0], folder / f"{method}_faithfulness.png"
+        )
+    if method in report.sanity:
+        sanity_plot = EXPLAIN.save_sanity_check(report.sanity[method], folder / f"{method}_sanity.png")
+    save_text(json.dumps(numbers, indent=2), folder / "explanation.json")
+    save_tensors({"maps": result.maps.float().contiguous()}, folder / "maps.safetensors")  # no pickle
+    archive = zip_folder(folder)  # the folder is only handed out once complete, as one renamed zip
+    return (
+        str(overlay),
+        str(curves) if curves else None,
+        str(sanity_plot) if sanity_plot else None,
+        explanation_summary(method, numbers),
+        numbers,
+        str(archive),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# layout
+# ---------------------------------------------------------------------------------------------------------------
+EXPLAIN_HELP = """Attributions of the denoiser's predicted x0 (summed) with respect to x_t at the recorded step above.
+**Faithfulness**: deletion/insertion AUCs of the map against random maps (a faithful map has a *lower* deletion AUC
+and a *higher* insertion AUC: positive gains). **Sanity check** (Adebayo et al., 2018): similarity of the maps of
+the trained and a re-initialised model; SSIM and Spearman far below 1 mean the map depends on what was learned."""
+
+
+def build_images_tab() -> list[tuple]:
+    """The Images tab's components and events (call inside a `gr.Tab`); returns its page-load events."""
+    choices = model_choices(ENV_MODEL, BUNDLED_LABEL)
+    state = gr.State(None, time_to_live=FILE_TTL_SECONDS)
+    with gr.Row():
+        model = gr.Dropdown(
+            choices,
+            value=choices[0],
+            allow_custom_value=True,
+            label="Model",
+            info=f"Hub id or local folder of a DiffusionXAIPipeline (default from ${ENV_MODEL}).",
+            scale=2,
+            elem_id="model",
+        )
+        model_md = gr.Markdown(elem_id="model-info")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            scheduler = gr.Radio(SCHEDULER_CHOICES, value="ddim", label="Scheduler")
+            steps = gr.Slider(1, MAX_STEPS, value=50, step=1, label="Steps")
+            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+            batch = gr.Slider(1, MAX_BATCH, value=8, step=1, label="Batch size")
+            run = gr.Button("Generate", variant="primary", elem_id="generate")
+            info = gr.Markdown(elem_id="generate-info")
+            trace_file = gr.File(label="Trace (.safetensors)", interactive=False, elem_id="trace-file")
+        with gr.Column(scale=2):
+            gallery = gr.Gallery(
+                label="Samples", columns=4, height=420, format="png", object_fit="contain", elem_id="gallery"
+            )
+    gr.Markdown("### Trajectory: x_t and the predicted x0 at each recorded step")
+    step_slider = gr.Slider(0, 1, value=0, step=1, label="Recorded step", elem_id="step-slider", interactive=False)
+    step_md = gr.Markdown(elem_id="step-caption")
+    with gr.Row():
+        xt_image = gr.Image(label="x_t", type="pil", format="png", elem_id="xt-image", interactive=False)
+        x0_image = gr.Image(label="predicted x0", type="pil", format="png", elem_id="x0-image", interactive=False)
+    sample = gr.Dropdown([0], value=0, label="Sample (for the sections below)", elem_id="sample")
+    with gr.Tabs():
+        with gr.Tab("Attention", id="attention"):
+            if ATTENTION is None:
+                gr.Markdown(not_available("Attention maps", ATTENTION_MISSING))
+            with gr.Row():
+                layer = gr.Dropdown([], label="Attention layer", elem_id="attention-layer")
+                query_row = gr.Number(-1, precision=0, label="Query row (-1: mean over queries)")
+                query_col = gr.Number(-1, precision=0, label="Query column")
+            attn_btn = gr.Button("Show attention", elem_id="show-attention", interactive=ATTENTION is not None)
+            attn_md = gr.Markdown()
+            with gr.Row():
+                attn_image = gr.Image(
+                    label="Attention at this step", type="filepath", elem_id="attention-image", height=300
+                )
+                attn_overview = gr.Image(
+                    label="Every layer over the steps", type="filepath", elem_id="attention-all", height=300
+                )
+        with gr.Tab("Explain", id="explain"):
+            methods = explain_methods()
+            if not methods:
+                gr.Markdown(not_available("Explanations", EXPLAIN_MISSING))
+            gr.Markdown(EXPLAIN_HELP)
+            with gr.Row():
+                method = gr.Dropdown(
+                    methods, value="gradcam" if "gradcam" in methods else None, label="Method", elem_id="method"
+                )
+                cam_layer = gr.Dropdown([ALL_BLOCKS], value=ALL_BLOCKS, label="GradCAM layer")
+                faithful = gr.Checkbox(True, label="Faithfulness (deletion/insertion)")
+                sanity = gr.Checkbox(True, label="Sanity check (model randomisation)")
+            explain_btn = gr.Button("Explain", elem_id="explain-button", interactive=bool(methods))
+            explain_md = gr.Markdown(elem_id="explain-summary")
+            with gr.Row():
+                explain_image = gr.Image(label="Map", type="filepath", elem_id="explain-image", height=260)
+                curves_image = gr.Image(
+                    label="Faithfulness curves", type="filepath", elem_id="faithfulness-image", height=260
+                )
+            with gr.Row():
+                sanity_image = gr.Image(label="Sanity check", type="filepath", elem_id="sanity-image", height=260)
+                with gr.Column():
+                    numbers = gr.JSON(label="Numbers", elem_id="explain-numbers", max_height=200)
+                    explain_file = gr.File(label="Explanation (PNGs, JSON, maps)", interactive=False)
+        with gr.Tab("Trajectory analysis", id="trajectory"):
+            if TRAJECTORY is None:
+                gr.Markdown(not_available("Trajectory analysis", TRAJECTORY_MISSING))
+            gr.Markdown(
+                "How the predicted x0 converges to the final sample, and from which step each pixel stays within a "
+                "tolerance of its final value (its *commit step*)."
+            )
+            traj_btn = gr.Button("Analyse trajectory", elem_id="analyze", interactive=TRAJECTORY is not None)
+            traj_md = gr.Markdown(elem_id="trajectory-summary")
+            curves_plot = gr.Image(label="Trajectory curves", type="filepath", elem_id="trajectory-curves", height=260)
+            with gr.Row():
+                commit_plot = gr.Image(label="Commit steps", type="filepath", elem_id="commit-steps", height=260)
+                gif = gr.Image(label="Denoising (predicted x0)", type="filepath", elem_id="denoising-gif", height=260)
+            traj_numbers = gr.JSON(label="Numbers", max_height=200)
+        with gr.Tab("Quality", id="quality"):
+            if QUALITY is None:
+                gr.Markdown(not_available("Quality metrics", QUALITY_MISSING))
+            gr.Markdown(
+                "The generated batch against the 1,797 digits of scikit-learn (the training data of the bundled "
+                "model) in the feature space of the package's digits CNN: FID/KID, precision/recall/density/"
+                "coverage, diversity, class coverage and memorisation. With at most 16 samples FID is biased; "
+                "KID and the nearest neighbours are the numbers to read."
+            )
+            quality_btn = gr.Button("Evaluate", elem_id="evaluate", interactive=QUALITY is not None)
+            quality_md = gr.Markdown(elem_id="quality-summary")
+            with gr.Row():
+                nn_plot = gr.Image(label="Nearest training images", type="filepath", elem_id="nn-plot", height=300)
+                with gr.Column():
+                    prdc_plot = gr.Image(label="Precision/recall/density/coverage", type="filepath", height=140)
+                    hist_plot = gr.Image(label="Classes (digits CNN)", type="filepath", height=140)
+            with gr.Row():
+                quality_json = gr.JSON(label="Report", max_height=200)
+                quality_file = gr.File(label="Report (JSON, PNGs)", interactive=False)
+
+    model.change(model_info, model, model_md, api_name="model_changed", api_visibility="private")
+    run.click(
+        generate,
+        [model, scheduler, steps, seed, batch],
+        [gallery, state, trace_file, step_slider, xt_image, x0_image, step_md, layer, sample, cam_layer, info],
+        api_name="generate",
+        concurrency_limit=CONCURRENCY,
+        concurrency_id="model",
+        time_limit=TIME_LIMIT_SECONDS,
+    )
+    step_slider.change(
+        show_step,
+        [state, step_slider],
+        [xt_image, x0_image, step_md],
+        api_name="trajectory",
+        trigger_mode="always_last",
+        show_progress="hidden",
+        concurrency_limit=4,
+    )
+    attn_btn.click(
+        show_attention,
+        [state, layer, sample, step_slider, query_row, query_col],
+        [attn_image, attn_overview, attn_md],
+        api_name="attention",
+        concurrency_limit=2,
+    )
+    explain_btn.click(
+        explain,
+        [state, method, cam_layer, sample, step_slider, faithful, sanity],
+        [explain_image, curves_image, sanity_image, explain_md, numbers, explain_file],
+        api_name="explain",
+        concurrency_limit=CONCURRENCY,
+        concurrency_id="model",
+        time_limit=TIME_LIMIT_SECONDS,
+    )
+    quality_btn.click(
+        evaluate,
+        [state],
+        [quality_md, nn_plot, prdc_plot, hist_plot, quality_json, quality_file],
+        api_name="evaluate",
+        concurrency_limit=CONCURRENCY,
+        concurrency_id="model",
+        time_limit=TIME_LIMIT_SECONDS,
+    )
+    traj_btn.click(
+        analyze,
+        [state, sample],
+        [curves_plot, commit_plot, gif, traj_md, traj_numbers],
+        api_name="analyze_trajectory",
+        concurrency_limit=2,
+    )
+    return [(model_info, model, model_md, "model_info")]

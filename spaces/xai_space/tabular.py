@@ -1,0 +1,414 @@
+"""The Tabular tab: generate rows with a `TabularXAIPipeline`, follow x0 over the steps, per-column attributions."""
+
+from __future__ import annotations
+
+import json
+
+import gradio as gr
+import pandas as pd
+import torch
+from safetensors.torch import load_file
+
+from .common import (
+    CONCURRENCY,
+    FILE_TTL_SECONDS,
+    MAX_SEED,
+    MAX_STEPS,
+    MODEL_LOCK,
+    SCHEDULER_CHOICES,
+    SPACE_DIR,
+    TIME_LIMIT_SECONDS,
+    TRACE_MAX_BYTES,
+    TRACE_MAX_STEPS,
+    check_choice,
+    check_int,
+    check_steps,
+    denoiser_of,
+    find_feature,
+    generation_info,
+    handle_errors,
+    load_pipeline,
+    load_trace,
+    model_choices,
+    new_output_path,
+    not_available,
+    recorded_step,
+    report_markdown,
+    require,
+    resolve_source,
+    save_tensors,
+    save_text,
+    state_file,
+    step_caption,
+    step_slider_update,
+    with_scheduler,
+    zip_folder,
+)
+
+BUNDLED_MODEL = SPACE_DIR / "wine-tabddpm"
+BUNDLED_LABEL = "wine-tabddpm (bundled, offline)"
+BUNDLED_DATASET = "wine"  # what the bundled model was trained on (`train/configs/wine.yaml`): the quality reference
+ENV_MODEL = "DIFFUSERS_XAI_TABULAR_MODEL"
+MAX_ROWS = 500
+MAX_EXPLAINED_ROWS = 64  # attributions are computed for the first rows only: their cost grows with the rows
+MIN_EVALUATED_ROWS = 20  # the detection classifier's 5 folds need a few rows of each kind
+PREVIEW_ROWS = 10
+RANDOM_LABEL = "random (training frequencies)"
+ALL_COLUMNS = "all columns"
+METHODS = ("integrated_gradients", "shap")
+
+TABULAR, TABULAR_MISSING = find_feature({"diffusers_xai": ["TabularXAIPipeline"]})
+ATTRIBUTION, ATTRIBUTION_MISSING = find_feature(
+    {
+        "diffusers_xai.explain": [
+            "TabularAttribution",
+            "plot_column_attributions",
+            "column_commit_steps",
+            "plot_column_commit_steps",
+        ]
+    }
+)
+QUALITY, QUALITY_MISSING = find_feature(
+    {"diffusers_xai.evaluation": ["evaluate_table"], "diffusers_xai.data": ["load_table"]}
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# model
+# ---------------------------------------------------------------------------------------------------------------
+def source_of(model: str | None) -> str:
+    return resolve_source(model, BUNDLED_LABEL, BUNDLED_MODEL)
+
+
+def load_tabular_pipeline(model: str | None):
+    require(TABULAR, TABULAR_MISSING, "Tabular generation")
+    return load_pipeline(TABULAR.TabularXAIPipeline, source_of(model), BUNDLED_MODEL)
+
+
+def columns_of(preprocessor) -> list[str]:
+    return [c["name"] for c in preprocessor.numerical + preprocessor.categorical]
+
+
+def class_choices(preprocessor) -> list[str]:
+    condition = preprocessor.condition
+    return [RANDOM_LABEL] + ([str(c) for c in condition["categories"]] if condition is not None else [])
+
+
+@handle_errors
+def model_info(model: str | None):
+    """Markdown summary of a tabular model, and the class choices of its condition column."""
+    pipe = load_tabular_pipeline(model)
+    pre = pipe.preprocessor
+    n_params = sum(p.numel() for p in denoiser_of(pipe).parameters())
+    condition = pre.condition
+    text = (
+        f"**{BUNDLED_LABEL if source_of(model) == str(BUNDLED_MODEL) else source_of(model)}**: "
+        f"{len(pre.numerical)} numerical and {len(pre.categorical)} categorical column(s), "
+        f"{n_params / 1e6:.2f}M parameters, T={pipe.scheduler.config.num_train_timesteps}; "
+        + (f"conditioned on `{condition['name']}`." if condition is not None else "unconditional.")
+    )
+    choices = class_choices(pre)
+    return text, gr.Dropdown(choices=choices, value=RANDOM_LABEL)
+
+
+def parse_class(preprocessor, label) -> object | None:
+    """The condition value behind a dropdown entry (`None`: draw classes from the training frequencies)."""
+    check_choice("class", label, class_choices(preprocessor))
+    if label == RANDOM_LABEL:
+        return None
+    return {str(c): c for c in preprocessor.condition["categories"]}[label]
+
+
+def rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.round(3)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# handlers
+# ---------------------------------------------------------------------------------------------------------------
+def _labels(state: dict) -> torch.Tensor | None:
+    path = state.get("labels_path")
+    return None if path is None else load_file(state_file(state, "labels_path"))["class_labels"]
+
+
+def _decoded_x0(pipe, trace, position, labels) -> tuple[pd.DataFrame, str]:
+    position, step, _ = recorded_step(trace, position)
+    x0 = step.pred_original_sample[:PREVIEW_ROWS].float()
+    frame = pipe.preprocessor.inverse_transform(x0, None if labels is None else labels[:PREVIEW_ROWS])
+    return rounded(frame), step_caption(trace, position)
+
+
+@handle_errors
+def generate(
+    model,
+    scheduler,
+    num_inference_steps,
+    seed,
+    num_rows,
+    label,
+    progress=gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio finds its progress tracker by this default)
+):
+    """Generate rows (with a trace), save them as CSV, show the decoded x0 of the first rows at the last step."""
+    seed = check_int("Seed", seed, 0, MAX_SEED)
+    num_rows = check_int("Rows", num_rows, 1, MAX_ROWS)
+    progress(0, desc="Loading the model")
+    pipe = with_scheduler(load_tabular_pipeline(model), scheduler)
+    num_inference_steps = check_steps(pipe, num_inference_steps)
+    class_value = parse_class(pipe.preprocessor, label)
+    with MODEL_LOCK:
+        out = pipe(
+            num_rows=num_rows,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            class_labels=class_value,
+            num_inference_steps=num_inference_steps,
+            trace={"max_recorded_steps": TRACE_MAX_STEPS, "max_bytes": TRACE_MAX_BYTES},
+            output_type="pd",
+        )
+    trace = out.trace
+    state = {
+        "trace_path": str(trace.save(new_output_path("tabular-trace", ".safetensors"))),
+        "rows_path": str(save_text(out.rows.to_csv(index=False), new_output_path("rows", ".csv"))),
+        "model": source_of(model),
+        "scheduler": scheduler,
+        "num_inference_steps": num_inference_steps,
+    }
+    labels = out.class_labels
+    if labels is not None:
+        path = save_tensors({"class_labels": labels.cpu()}, new_output_path("labels", ".safetensors"))
+        state["labels_path"] = str(path)
+    last = len(trace) - 1
+    preview, caption = _decoded_x0(pipe, trace, last, labels)
+    return (
+        rounded(out.rows),
+        state["rows_path"],
+        state,
+        step_slider_update(trace, last),
+        preview,
+        caption,
+        gr.Dropdown(choices=[ALL_COLUMNS, *columns_of(pipe.preprocessor)], value=ALL_COLUMNS),
+        generation_info(f"{num_rows} row(s)", scheduler, num_inference_steps, seed, trace),
+    )
+
+
+@handle_errors
+def show_step(state, position):
+    """The predicted x0 of the first rows at one recorded step, decoded to the original columns."""
+    trace = load_trace(state)
+    pipe = load_tabular_pipeline(state["model"])
+    return _decoded_x0(pipe, trace, position, _labels(state))
+
+
+@handle_errors
+def explain(state, method, target, position, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
+    """Attribute each generated column of x0 to the columns of x_t (and the class) at one recorded step."""
+    require(ATTRIBUTION, ATTRIBUTION_MISSING, "Column attributions")
+    check_choice("method", method, METHODS)
+    trace = load_trace(state)
+    pipe = load_tabular_pipeline(state["model"])
+    check_choice("target column", target, [ALL_COLUMNS, *columns_of(pipe.preprocessor)])
+    position, step, _ = recorded_step(trace, position)
+    rows = min(MAX_EXPLAINED_ROWS, step.latents.shape[0])
+    labels = _labels(state)
+    progress(0, desc=f"Explaining with {method}")
+    with MODEL_LOCK:
+        explanation = ATTRIBUTION.TabularAttribution(pipe, method).attribute(
+            step.latents[:rows].float(),
+            timesteps=step.timestep,
+            target=None if target == ALL_COLUMNS else target,
+            class_labels=None if labels is None else labels[:rows],
+        )
+    folder = new_output_path(f"tabular-{method}")
+    folder.mkdir()
+    plot = ATTRIBUTION.plot_column_attributions(explanation, str(folder / f"{method}_columns.png"), step=0)
+    matrix = explanation.matrix(0)  # [targets, input columns]: mean |attribution| over the rows
+    numbers = {
+        "method": method,
+        "timestep": int(step.timestep),
+        "step_index": int(step.step_index),
+        "rows": rows,
+        "mean_abs_attribution": {
+            t: {c: round(float(v), 6) for c, v in zip(explanation.columns, matrix[i])}
+            for i, t in enumerate(explanation.targets)
+        },
+    }
+    if explanation.condition is not None:
+        numbers["condition"] = {
+            t: round(float(v), 6) for t, v in zip(explanation.targets, explanation.condition[0].abs().mean(dim=0))
+        }
+    save_text(json.dumps(numbers, indent=2), folder / "attributions.json")
+    save_tensors({"attributions": explanation.attributions}, folder / "attributions.safetensors")
+    strongest = []
+    for i, t in enumerate(explanation.targets):  # every column mostly follows its own noisy value: name the next one
+        others = matrix[i].clone()
+        if t in explanation.columns:
+            others[explanation.columns.index(t)] = float("-inf")
+        strongest.append(f"`{t}` ← `{explanation.columns[int(others.argmax())]}`")
+    summary = (
+        f"**{method}** at t = {step.timestep} over the first {rows} rows. Apart from its own noisy value, the column "
+        f"of x_t that drives each generated column most: {', '.join(strongest)}."
+    )
+    return plot, summary, numbers, str(zip_folder(folder))
+
+
+@handle_errors
+def commit(state):
+    """When each column's decoded value settles along the trajectory of x0."""
+    require(ATTRIBUTION, ATTRIBUTION_MISSING, "Column commit steps")
+    trace = load_trace(state)
+    pipe = load_tabular_pipeline(state["model"])
+    result = ATTRIBUTION.column_commit_steps(trace, pipe.preprocessor)
+    plot = ATTRIBUTION.plot_column_commit_steps(result, str(new_output_path("column-commit", ".png")))
+    means = result.fraction.float().mean(dim=0)
+    numbers = {c: round(float(m), 4) for c, m in zip(result.columns, means)}
+    order = result.order()
+    summary = f"Earliest to settle: `{order[0]}`; last: `{order[-1]}` (mean commit step, as a fraction of the run)."
+    return plot, summary, numbers
+
+
+@handle_errors
+def evaluate(state, progress=gr.Progress()):  # noqa: B008
+    """Fidelity, utility and privacy of the generated rows against the real table the bundled model learned."""
+    require(QUALITY, QUALITY_MISSING, "Quality metrics")
+    load_trace(state)
+    if state["model"] != str(BUNDLED_MODEL):
+        raise ValueError(
+            "Quality metrics compare with the real table the model was trained on, which is known only for the "
+            f"bundled model ({BUNDLED_DATASET})."
+        )
+    synthetic = pd.read_csv(state_file(state, "rows_path"))
+    if len(synthetic) < MIN_EVALUATED_ROWS:
+        raise ValueError(f"Quality metrics need at least {MIN_EVALUATED_ROWS} rows; generate more rows.")
+    pipe = load_tabular_pipeline(state["model"])
+    condition = pipe.preprocessor.condition
+    progress(0, desc="Evaluating against the real table")
+    folder = new_output_path("tabular-quality")
+    with MODEL_LOCK:  # CPU-heavy: queued with the model runs
+        report = QUALITY.evaluate_table(
+            QUALITY.load_table(BUNDLED_DATASET),
+            synthetic,
+            target=None if condition is None else condition["name"],
+            sdmetrics_privacy=False,  # SDMetrics' DCR protection takes tens of seconds; our own DCR is reported
+            output_dir=folder,
+            dataset_name=BUNDLED_DATASET,
+        )
+    report.save(folder / "report.json")
+    plot = report.artifacts.get("scores")
+    return report_markdown(report), str(plot) if plot else None, report.to_dict(), str(zip_folder(folder))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# layout
+# ---------------------------------------------------------------------------------------------------------------
+def build_tabular_tab() -> list[tuple]:
+    """The Tabular tab's components and events (call inside a `gr.Tab`); returns its page-load events."""
+    if TABULAR is None:
+        gr.Markdown(not_available("Tabular generation", TABULAR_MISSING))
+        return []
+    choices = model_choices(ENV_MODEL, BUNDLED_LABEL)
+    state = gr.State(None, time_to_live=FILE_TTL_SECONDS)
+    with gr.Row():
+        model = gr.Dropdown(
+            choices,
+            value=choices[0],
+            allow_custom_value=True,
+            label="Model",
+            info=f"Hub id or local folder of a TabularXAIPipeline (default from ${ENV_MODEL}).",
+            scale=2,
+            elem_id="tabular-model",
+        )
+        model_md = gr.Markdown(elem_id="tabular-model-info")
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            scheduler = gr.Radio(SCHEDULER_CHOICES, value="ddim", label="Scheduler")
+            steps = gr.Slider(1, MAX_STEPS, value=50, step=1, label="Steps")
+            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="tabular-seed")
+            rows = gr.Slider(1, MAX_ROWS, value=100, step=1, label="Rows")
+            label = gr.Dropdown([RANDOM_LABEL], value=RANDOM_LABEL, label="Class (condition column)")
+            run = gr.Button("Generate", variant="primary", elem_id="tabular-generate")
+            info = gr.Markdown()
+            rows_file = gr.File(label="Rows (.csv)", interactive=False)
+        with gr.Column(scale=2):
+            table = gr.Dataframe(label="Generated rows", elem_id="tabular-rows", max_height=360, interactive=False)
+    gr.Markdown("### Trajectory: the predicted x0 of the first rows at each recorded step, decoded")
+    step_slider = gr.Slider(0, 1, value=0, step=1, label="Recorded step", elem_id="tabular-step", interactive=False)
+    step_md = gr.Markdown(elem_id="tabular-step-caption")
+    preview = gr.Dataframe(label="Predicted x0", elem_id="tabular-x0", interactive=False)
+    with gr.Tabs():
+        with gr.Tab("Column attributions"):
+            if ATTRIBUTION is None:
+                gr.Markdown(not_available("Column attributions", ATTRIBUTION_MISSING))
+            gr.Markdown(
+                "Which columns of the noisy row x_t (and the class) drive each generated column of the predicted "
+                f"x0 at the recorded step above, averaged over the first {MAX_EXPLAINED_ROWS} rows."
+            )
+            with gr.Row():
+                method = gr.Dropdown(list(METHODS), value=METHODS[0], label="Method")
+                target = gr.Dropdown([ALL_COLUMNS], value=ALL_COLUMNS, label="Generated column")
+            explain_btn = gr.Button("Explain", elem_id="tabular-explain", interactive=ATTRIBUTION is not None)
+            explain_md = gr.Markdown(elem_id="tabular-explain-summary")
+            with gr.Row():
+                heatmap = gr.Image(label="Mean |attribution|", type="filepath", elem_id="tabular-heatmap", height=360)
+                with gr.Column():
+                    numbers = gr.JSON(label="Numbers", max_height=260)
+                    explain_file = gr.File(label="Attributions (PNG, JSON, tensors)", interactive=False)
+        with gr.Tab("Commit steps"):
+            commit_btn = gr.Button("When does each column settle?", interactive=ATTRIBUTION is not None)
+            commit_md = gr.Markdown()
+            with gr.Row():
+                commit_plot = gr.Image(label="Commit step per column", type="filepath", height=360)
+                commit_json = gr.JSON(label="Mean commit fraction", max_height=300)
+        with gr.Tab("Quality"):
+            if QUALITY is None:
+                gr.Markdown(not_available("Quality metrics", QUALITY_MISSING))
+            gr.Markdown(
+                "The generated rows against the real wine table (the bundled model's training data): SDMetrics "
+                "column shapes and pair trends, detection AUC, train-synthetic-test-real, distance to the closest "
+                "real record."
+            )
+            quality_btn = gr.Button("Evaluate", elem_id="tabular-evaluate", interactive=QUALITY is not None)
+            quality_md = gr.Markdown(elem_id="tabular-quality-summary")
+            with gr.Row():
+                quality_plot = gr.Image(label="Scores", type="filepath", height=300)
+                with gr.Column():
+                    quality_json = gr.JSON(label="Report", max_height=260)
+                    quality_file = gr.File(label="Report (JSON, PNG)", interactive=False)
+
+    model.change(model_info, model, [model_md, label], api_name="tabular_model_changed", api_visibility="private")
+    run.click(
+        generate,
+        [model, scheduler, steps, seed, rows, label],
+        [table, rows_file, state, step_slider, preview, step_md, target, info],
+        api_name="tabular_generate",
+        concurrency_limit=CONCURRENCY,
+        concurrency_id="model",
+        time_limit=TIME_LIMIT_SECONDS,
+    )
+    step_slider.change(
+        show_step,
+        [state, step_slider],
+        [preview, step_md],
+        api_name="tabular_trajectory",
+        trigger_mode="always_last",
+        show_progress="hidden",
+        concurrency_limit=4,
+    )
+    explain_btn.click(
+        explain,
+        [state, method, target, step_slider],
+        [heatmap, explain_md, numbers, explain_file],
+        api_name="tabular_explain",
+        concurrency_limit=CONCURRENCY,
+        concurrency_id="model",
+        time_limit=TIME_LIMIT_SECONDS,
+    )
+    commit_btn.click(commit, [state], [commit_plot, commit_md, commit_json], api_name="tabular_commit_steps")
+    quality_btn.click(
+        evaluate,
+        [state],
+        [quality_md, quality_plot, quality_json, quality_file],
+        api_name="tabular_evaluate",
+        concurrency_limit=CONCURRENCY,
+        concurrency_id="model",
+        time_limit=TIME_LIMIT_SECONDS,
+    )
+    return [(model_info, model, [model_md, label], "tabular_model_info")]
