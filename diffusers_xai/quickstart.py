@@ -36,7 +36,7 @@ def _write_json(path: Path, payload: dict) -> Path:
 def run_quickstart(
     output_dir: str | os.PathLike = "outputs/quickstart",
     max_train_steps: int = 1200,
-    max_train_minutes: float | None = 4.0,
+    max_train_minutes: float | None = 6.0,
     num_samples: int = 16,
     num_inference_steps: int = 50,
     scheduler: str = "ddim",

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--output_dir", default="outputs/quickstart", help="Folder for everything the run writes.")
     p.add_argument("--max_train_steps", type=int, default=1200, help="Optimizer steps (default: 1200).")
-    p.add_argument("--max_train_minutes", type=float, default=4.0, help="Wall-clock training budget (default: 4).")
+    p.add_argument("--max_train_minutes", type=float, default=6.0, help="Wall-clock training budget (default: 6).")
     p.add_argument("--num_samples", type=int, default=16, help="Images in the traced sample grid (default: 16).")
     p.add_argument("--num_inference_steps", type=int, default=50, help="Sampling steps (default: 50).")
     p.add_argument(
