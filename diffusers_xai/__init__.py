@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from . import viz
+from . import models, viz
 from .capture import (
     ActivationCapture,
     CapturingAttnProcessor,
@@ -62,6 +62,8 @@ from .pipelines import (
     make_scheduler,
     predict_original_sample,
 )
+from .pipelines.pipeline_tabular import TabularXAIPipeline, TabularXAIPipelineOutput
+from .pipelines.pipeline_timeseries import TimeSeriesXAIPipeline, TimeSeriesXAIPipelineOutput
 from .training import (
     NonFiniteLossError,
     TrainingConfig,
@@ -71,6 +73,11 @@ from .training import (
 )
 
 __all__ = [
+    "TabularXAIPipeline",
+    "TabularXAIPipelineOutput",
+    "TimeSeriesXAIPipeline",
+    "TimeSeriesXAIPipelineOutput",
+    "models",
     "EvaluationReport",
     "MetricResult",
     "compute_prdc",

@@ -21,10 +21,38 @@ from .faithfulness import (
 )
 from .gradcam import DenoiserGradCAM, default_gradcam_layers, grad_cam
 from .shap_explainer import DenoiserShap
+from .tabular import (
+    ColumnCommitResult,
+    TabularAttribution,
+    TabularExplanation,
+    column_commit_steps,
+    plot_column_attributions,
+    plot_column_commit_steps,
+)
 from .target import DenoiserForward, ExplanationTarget, resolve_target
+from .timeseries import (
+    SeriesCommitResult,
+    TimeSeriesAttribution,
+    TimeSeriesExplanation,
+    plot_series_attributions,
+    plot_series_commit_steps,
+    series_commit_steps,
+)
 from .trajectory import TrajectoryAnalysis, analyze_trajectory, commit_steps
 
 __all__ = [
+    "ColumnCommitResult",
+    "TabularAttribution",
+    "TabularExplanation",
+    "column_commit_steps",
+    "plot_column_attributions",
+    "plot_column_commit_steps",
+    "SeriesCommitResult",
+    "TimeSeriesAttribution",
+    "TimeSeriesExplanation",
+    "plot_series_attributions",
+    "plot_series_commit_steps",
+    "series_commit_steps",
     "ATTRIBUTION_METHODS",
     "DEFAULT_METHODS",
     "EXPLAIN_METHODS",

@@ -48,8 +48,12 @@ class TimestepEmbedder(nn.Module):
                 "pass `class_labels` as a [B] long tensor."
             )
         if class_labels.shape != timestep.shape:
-            raise ValueError(f"`class_labels` must have shape {tuple(timestep.shape)}, got {tuple(class_labels.shape)}.")
+            raise ValueError(
+                f"`class_labels` must have shape {tuple(timestep.shape)}, got {tuple(class_labels.shape)}."
+            )
         n = self.class_embedding.num_embeddings
-        if class_labels.dtype.is_floating_point or (class_labels.numel() and (class_labels.min() < 0 or class_labels.max() >= n)):
+        if class_labels.dtype.is_floating_point or (
+            class_labels.numel() and (class_labels.min() < 0 or class_labels.max() >= n)
+        ):
             raise ValueError(f"`class_labels` must be integer indices in [0, {n}), got {class_labels.tolist()[:8]}...")
         return emb + self.class_embedding(class_labels.long()).to(dtype)

@@ -1,4 +1,4 @@
-"""`TimeSeriesDenoiser`: a 1-D denoiser over `[B, C, L]` windows (transformer or dilated conv), as a diffusers model."""
+"""`TimeSeriesDenoiser`: a 1-D denoiser over `[B, C, L]` windows (transformer or dilated conv), a diffusers model."""
 
 from __future__ import annotations
 

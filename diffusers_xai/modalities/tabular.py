@@ -1,0 +1,165 @@
+"""The tabular modality: a table → quantile-normal rows, a [`TabularDenoiser`], [`TabularXAIPipeline`]."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..data.tabular import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
+from ..models import TabularDenoiser
+from ..pipelines.pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline
+from ..pipelines.schedulers import make_scheduler, scheduler_name
+from .base import Modality, load_hf_dataset, register_modality
+
+__all__ = ["TabularModality"]
+
+logger = logging.getLogger(__name__)
+
+
+def _str_list(name: str, value) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"`{name}` must be a list of column names, got {value!r}.")
+    return list(value)
+
+
+def _int_tuple(name: str, value) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ValueError(f"`{name}` must be a non-empty list of positive ints, got {value!r}.")
+    return tuple(value)
+
+
+@register_modality
+class TabularModality(Modality):
+    """
+    TabDDPM-style table synthesis. `dataset_name` is a built-in table (`wine`, `breast_cancer`), a CSV/Parquet file,
+    a `save_to_disk` folder or a Hub id (see [`load_hf_dataset`]).
+
+    Keys (YAML / `--key value`): `categorical_columns`, `condition_column`, `categorical_encoding`
+    (`onehot`/`analog_bits`), `nan_policy` (`raise`, `impute`, or `drop` = train on complete rows), `n_quantiles`,
+    and the denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`, `time_embedding_dim` (plus the shared
+    `dropout`).
+    """
+
+    name = "tabular"
+    pipeline_class = TabularXAIPipeline
+    options = {
+        "categorical_columns": None,
+        "condition_column": None,
+        "categorical_encoding": "onehot",
+        "nan_policy": "raise",
+        "n_quantiles": None,
+        "architecture": "mlp",
+        "hidden_dims": [256, 256],
+        "time_embedding_dim": 128,
+    }
+
+    def validate_config(self, config) -> None:
+        opts = config.modality_options
+        opts["categorical_columns"] = _str_list("categorical_columns", opts["categorical_columns"])
+        if opts["condition_column"] is not None and not isinstance(opts["condition_column"], str):
+            raise ValueError(f"`condition_column` must be a column name, got {opts['condition_column']!r}.")
+        choices = {
+            "categorical_encoding": ("onehot", "analog_bits"),
+            "nan_policy": ("raise", "impute", "drop"),
+            "architecture": ("mlp", "resnet"),
+        }
+        for key, allowed in choices.items():
+            if opts[key] not in allowed:
+                raise ValueError(f"`{key}` must be one of {list(allowed)}, got {opts[key]!r}.")
+        opts["hidden_dims"] = list(_int_tuple("hidden_dims", opts["hidden_dims"]))
+        for key in ("n_quantiles", "time_embedding_dim"):
+            value = opts[key]
+            if value is None and key == "n_quantiles":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < (10 if key == "n_quantiles" else 1):
+                raise ValueError(f"`{key}` must be an int (n_quantiles >= 10), got {value!r}.")
+
+    # ---- data ----
+    def load_dataset(self, config):
+        if config.dataset_name in TABULAR_DATASETS:
+            dataset = load_tabular_dataset(config.dataset_name)
+        else:
+            dataset = load_hf_dataset(config)
+        columns = set(dataset.column_names)
+        wanted = (config.categorical_columns or []) + ([config.condition_column] if config.condition_column else [])
+        missing = [c for c in wanted if c not in columns]
+        if missing:
+            raise ValueError(
+                f"Columns {missing} (from the config) are not in the dataset; its columns are {dataset.column_names}."
+            )
+        if config.nan_policy == "drop":
+            import datasets
+
+            frame = dataset.to_pandas()
+            complete = frame.dropna().reset_index(drop=True)
+            logger.info(f"nan_policy=drop: training on {len(complete)} of {len(frame)} rows (complete cases).")
+            dataset = datasets.Dataset.from_pandas(complete, preserve_index=False)
+        return dataset
+
+    def fit_preprocessor(self, dataset, config) -> TabularPreprocessor:
+        return TabularPreprocessor.fit(
+            dataset.to_pandas(),
+            categorical_columns=config.categorical_columns,
+            condition_column=config.condition_column,
+            categorical_encoding=config.categorical_encoding,
+            nan_policy="impute" if config.nan_policy == "impute" else "raise",
+            n_quantiles=config.n_quantiles,
+            seed=config.seed or 0,
+        )
+
+    def to_tensors(self, examples: dict[str, list], preprocessor, config) -> dict[str, torch.Tensor]:
+        frame = pd.DataFrame(examples)
+        out = {"x0": preprocessor.transform(frame)}
+        if preprocessor.condition is not None:
+            out["class_labels"] = preprocessor.encode_labels(frame)
+        return out
+
+    # ---- model and pipeline ----
+    def build_model(self, config, preprocessor: TabularPreprocessor) -> TabularDenoiser:
+        return TabularDenoiser(
+            in_features=preprocessor.num_features,
+            hidden_dims=tuple(config.hidden_dims),
+            architecture=config.architecture,
+            time_embedding_dim=config.time_embedding_dim,
+            num_class_embeds=preprocessor.num_classes,
+            dropout=config.dropout,
+        )
+
+    def build_pipeline(self, model, scheduler, preprocessor) -> TabularXAIPipeline:
+        name = scheduler_name(scheduler)
+        # the trainer's DDPM scheduler clips x0 to [-1, 1] (the pixel default); tables clip to their own support
+        scheduler = make_scheduler(name, scheduler.config, **TABLE_SCHEDULER_KWARGS.get(name, {}))
+        return TabularXAIPipeline(denoiser=model, scheduler=scheduler, preprocessor=preprocessor)
+
+    def log_validation(self, pipeline, step: int, config, accelerator) -> str:
+        """Sample `validation_batch_size` rows with DDIM from a fixed seed and save them as `samples/step_N.csv`."""
+        ddim = TabularXAIPipeline(
+            denoiser=pipeline.denoiser,
+            scheduler=make_scheduler("ddim", pipeline.scheduler.config, **TABLE_SCHEDULER_KWARGS["ddim"]),
+            preprocessor=pipeline.preprocessor,
+        )
+        ddim.set_progress_bar_config(disable=True)
+        generator = torch.Generator("cpu").manual_seed(config.seed or 0)
+        steps = min(config.validation_num_inference_steps, config.num_train_timesteps)
+        rows = ddim(num_rows=config.validation_batch_size, generator=generator, num_inference_steps=steps).rows
+        path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.csv")
+        _write_csv(rows, path)
+        return path
+
+
+def _write_csv(frame: pd.DataFrame, path: str) -> Any:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path

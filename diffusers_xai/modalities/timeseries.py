@@ -1,0 +1,212 @@
+"""The time-series modality: windows → normalised `[C, L]` tensors, a [`TimeSeriesDenoiser`] and a
+[`TimeSeriesXAIPipeline`]."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from diffusers import UNet1DModel
+
+from ..data.timeseries import (
+    TIMESERIES_DATASETS,
+    TimeSeriesPreprocessor,
+    load_timeseries_dataset,
+    windows_from_columns,
+)
+from ..models import TimeSeriesDenoiser
+from ..pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
+from ..pipelines.schedulers import make_scheduler, scheduler_name
+from .base import Modality, load_hf_dataset, register_modality
+
+__all__ = ["TimeSeriesModality", "save_series_plot", "unet1d"]
+
+
+@register_modality
+class TimeSeriesModality(Modality):
+    """
+    Fixed-length multivariate windows. `dataset_name` is `sines` (TimeGAN's benchmark, `num_series` windows),
+    `co2` (weekly Mauna Loa CO2, windowed), or a CSV/Parquet file / `save_to_disk` folder / Hub id holding one long
+    series (numeric columns = channels; non-numeric columns such as dates are ignored).
+
+    Keys: `sequence_length`, `stride`, `value_columns` (the channels; default: every numeric column),
+    `normalization` (`minmax`/`standard`), `nan_policy` (`raise`/`interpolate`), `num_series` (sines only), and
+    the denoiser's `architecture` (`transformer`/`conv`: [`TimeSeriesDenoiser`]; `unet1d`: diffusers' stock
+    `UNet1DModel` with `num_layers` ResNet levels of widths `hidden_dim * 2**i`), `hidden_dim`, `num_layers`,
+    `num_heads`, `time_embedding_dim` (plus the shared `dropout`). (`value_columns`, not `channels`: the trainer's
+    `channels` key is the image channel count.)
+    """
+
+    name = "timeseries"
+    pipeline_class = TimeSeriesXAIPipeline
+    options = {
+        "sequence_length": 24,
+        "stride": 1,
+        "value_columns": None,
+        "normalization": "minmax",
+        "nan_policy": "raise",
+        "num_series": 10000,
+        "architecture": "transformer",
+        "hidden_dim": 64,
+        "num_layers": 3,
+        "num_heads": 4,
+        "time_embedding_dim": 128,
+    }
+
+    def validate_config(self, config) -> None:
+        opts = config.modality_options
+        for key in (
+            "sequence_length",
+            "stride",
+            "num_series",
+            "hidden_dim",
+            "num_layers",
+            "num_heads",
+            "time_embedding_dim",
+        ):
+            value = opts[key]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{key}` must be a positive int, got {value!r}.")
+        choices = {
+            "normalization": ("minmax", "standard"),
+            "nan_policy": ("raise", "interpolate"),
+            "architecture": ("transformer", "conv", "unet1d"),
+        }
+        for key, allowed in choices.items():
+            if opts[key] not in allowed:
+                raise ValueError(f"`{key}` must be one of {list(allowed)}, got {opts[key]!r}.")
+        if opts["architecture"] == "transformer" and opts["hidden_dim"] % opts["num_heads"]:
+            raise ValueError(
+                f"`hidden_dim` ({opts['hidden_dim']}) must be divisible by `num_heads` ({opts['num_heads']})."
+            )
+        if opts["architecture"] == "unet1d" and opts["hidden_dim"] % 8:
+            raise ValueError(f"`hidden_dim` must be a multiple of 8 for unet1d (GroupNorm), got {opts['hidden_dim']}.")
+        channels = opts["value_columns"]
+        if isinstance(channels, str):
+            opts["value_columns"] = [channels]
+        elif channels is not None and not (isinstance(channels, list) and all(isinstance(c, str) for c in channels)):
+            raise ValueError(f"`value_columns` must be a list of column names, got {channels!r}.")
+
+    # ---- data ----
+    def load_dataset(self, config):
+        source = config.dataset_name
+        if source not in TIMESERIES_DATASETS:
+            source = load_hf_dataset(config).to_pandas()
+        return load_timeseries_dataset(
+            source,
+            sequence_length=config.sequence_length,
+            stride=config.stride,
+            channels=config.value_columns,
+            nan_policy=config.nan_policy,
+            num_series=config.num_series,
+            seed=config.seed or 0,
+        )
+
+    def fit_preprocessor(self, dataset, config) -> TimeSeriesPreprocessor:
+        return TimeSeriesPreprocessor.fit(
+            dataset,
+            sequence_length=config.sequence_length,
+            stride=config.stride,
+            normalization=config.normalization,
+            nan_policy=config.nan_policy,
+        )
+
+    def to_tensors(self, examples: dict[str, list], preprocessor, config) -> dict[str, torch.Tensor]:
+        windows = windows_from_columns({c: examples[c] for c in preprocessor.channels})
+        return {"x0": preprocessor.transform(windows)}
+
+    # ---- model and pipeline ----
+    def build_model(self, config, preprocessor: TimeSeriesPreprocessor) -> TimeSeriesDenoiser | UNet1DModel:
+        if config.architecture == "unet1d":
+            return unet1d(
+                preprocessor.num_channels, preprocessor.config.sequence_length, config.hidden_dim, config.num_layers
+            )
+        return TimeSeriesDenoiser(
+            in_channels=preprocessor.num_channels,
+            sample_size=preprocessor.config.sequence_length,
+            architecture=config.architecture,
+            hidden_dim=config.hidden_dim,
+            num_layers=config.num_layers,
+            num_heads=config.num_heads,
+            time_embedding_dim=config.time_embedding_dim,
+            dropout=config.dropout,
+        )
+
+    def build_pipeline(self, model, scheduler, preprocessor) -> TimeSeriesXAIPipeline:
+        name = scheduler_name(scheduler)
+        scheduler = make_scheduler(
+            name, scheduler.config, **TimeSeriesXAIPipeline._scheduler_defaults(name, preprocessor)
+        )
+        return TimeSeriesXAIPipeline(denoiser=model, scheduler=scheduler, preprocessor=preprocessor)
+
+    def log_validation(self, pipeline, step: int, config, accelerator) -> str:
+        """Sample a few windows with DDIM from a fixed seed and plot them to `samples/step_N.png`."""
+        ddim = TimeSeriesXAIPipeline(
+            denoiser=pipeline.denoiser,
+            scheduler=make_scheduler("ddim", pipeline.scheduler.config),
+            preprocessor=pipeline.preprocessor,
+        )
+        ddim.set_progress_bar_config(disable=True)
+        generator = torch.Generator("cpu").manual_seed(config.seed or 0)
+        steps = min(config.validation_num_inference_steps, config.num_train_timesteps)
+        series = ddim(
+            num_series=min(config.validation_batch_size, 16), generator=generator, num_inference_steps=steps
+        ).series
+        path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.png")
+        return save_series_plot(series, pipeline.preprocessor.channels, path)
+
+
+def unet1d(in_channels: int, sample_size: int, hidden_dim: int = 64, num_layers: int = 2) -> UNet1DModel:
+    """diffusers' `UNet1DModel` in the ResNet configuration of its value-guided RL pipeline (positional timestep
+    embedding, `DownResnetBlock1D`/`UpResnetBlock1D`), `num_layers` levels of widths `hidden_dim * 2**i`."""
+    levels = max(2, num_layers)
+    if sample_size % 2 ** (levels - 1):
+        raise ValueError(
+            f"UNet1DModel with {levels} levels needs sequence_length divisible by {2 ** (levels - 1)}, got "
+            f"{sample_size}."
+        )
+    return UNet1DModel(
+        sample_size=sample_size,
+        in_channels=in_channels,
+        out_channels=in_channels,
+        block_out_channels=tuple(hidden_dim * 2**i for i in range(levels)),
+        down_block_types=("DownResnetBlock1D",) * levels,
+        up_block_types=("UpResnetBlock1D",) * (levels - 1),
+        mid_block_type="MidResTemporalBlock1D",
+        out_block_type="OutConv1DBlock",
+        time_embedding_type="positional",
+        use_timestep_embedding=True,
+        act_fn="mish",
+        norm_num_groups=8,
+        flip_sin_to_cos=False,
+        freq_shift=1,
+    )
+
+
+def save_series_plot(series: np.ndarray, channels: list[str], path: str, max_series: int = 16) -> str:
+    """Plot up to `max_series` windows `[N, L, C]` (one panel per window, one line per channel) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(len(series), max_series)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 1.8 * rows), squeeze=False, sharex=True)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        for c, name in enumerate(channels):
+            ax.plot(series[i, :, c], lw=1, label=name)
+        ax.tick_params(labelsize=6)
+    axes.flat[0].legend(fontsize=5, loc="best")
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,325 @@
+"""`TabularXAIPipeline`: TabDDPM-style row generation with a [`TabularDenoiser`], returned in the table's schema."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from ..data.tabular import QUANTILE_NORMAL_BOUND, TabularPreprocessor
+from .pipeline_diffusion_xai import DiffusionStep
+from .schedulers import make_scheduler, predict_original_sample
+
+__all__ = [
+    "TABLE_SCHEDULER_KWARGS",
+    "TabularXAIPipeline",
+    "TabularXAIPipelineOutput",
+    "check_sampling_args",
+    "denoise_progressive",
+]
+
+logger = logging.getLogger(__name__)
+
+# for data without a known bound (a z-scored series saved before `bound` existed)
+UNCLIPPED = {"ddpm": {"clip_sample": False}, "ddim": {"clip_sample": False}, "dpmsolver": {"thresholding": False}}
+# Rows live in [-B, B], B = QUANTILE_NORMAL_BOUND (~5.2, where sklearn's quantile-normal transform clips; the ±1
+# categorical codes are inside). DDPM's default x0 clip to [-1, 1] would distort them; no clip at all lets the
+# last steps of a cosine schedule (beta_t -> 0.999, x_{t-1} gets 1/sqrt(alpha_t) ~ 30x the noise-prediction error)
+# diverge: DDPM with 1000 steps produced |x| ~ 1e4 on breast cancer. Clipping x0 to the data's own support is exact
+# on real rows and removes the blow-up. DPM-Solver's dynamic thresholding rescales x0 to [-1, 1]: off.
+TABLE_SCHEDULER_KWARGS = {
+    "ddpm": {"clip_sample": True, "clip_sample_range": QUANTILE_NORMAL_BOUND},
+    "ddim": {"clip_sample": True, "clip_sample_range": QUANTILE_NORMAL_BOUND},
+    "dpmsolver": {"thresholding": False},
+}
+
+
+@dataclass
+class TabularXAIPipelineOutput(BaseOutput):
+    """
+    Output of [`TabularXAIPipeline`].
+
+    Args:
+        rows (`pd.DataFrame` or `torch.Tensor`): the generated table in the original schema (`output_type="pd"`),
+            or model-space rows `[num_rows, num_features]` (`output_type="pt"`).
+        class_labels (`torch.Tensor` `[num_rows]`, *optional*): class indices of the condition column used.
+        trace ([`Trace`], *optional*): the per-step record, when `trace=` was set.
+    """
+
+    rows: pd.DataFrame | torch.Tensor
+    class_labels: torch.Tensor | None = None
+    trace: Trace | None = None
+
+
+# ---- sampling helpers shared with the time-series pipeline ----
+def check_sampling_args(scheduler, batch_size: int, num_inference_steps: int, generator, what: str) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`{what}` must be a positive int, got {batch_size!r}.")
+    max_steps = scheduler.config.num_train_timesteps
+    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
+        raise ValueError(f"`num_inference_steps` must be an int, got {num_inference_steps!r}.")
+    if not 1 <= num_inference_steps <= max_steps:
+        raise ValueError(
+            f"`num_inference_steps` must be between 1 and the scheduler's num_train_timesteps ({max_steps}), "
+            f"got {num_inference_steps}."
+        )
+    if isinstance(generator, list) and len(generator) != batch_size:
+        raise ValueError(
+            f"You have passed a list of generators of length {len(generator)}, but requested {what}={batch_size}. "
+            "Make sure the number of generators matches."
+        )
+
+
+def denoise_progressive(
+    model: torch.nn.Module,
+    scheduler: SchedulerMixin,
+    sample: torch.Tensor,
+    generator=None,
+    eta: float = 0.0,
+    class_labels: torch.Tensor | None = None,
+    recorder: TraceRecorder | None = None,
+) -> Iterator[DiffusionStep]:
+    r"""
+    The reverse process from $x_T$ = `sample` over `scheduler.timesteps` (set by the caller), yielding a
+    [`DiffusionStep`] per step. Any model with the `model(x_t, t[, class_labels]).sample` convention works.
+    """
+    params = set(inspect.signature(scheduler.step).parameters)
+    step_kwargs = {k: v for k, v in (("eta", eta), ("generator", generator)) if k in params}
+    model_kwargs = {"class_labels": class_labels} if class_labels is not None else {}
+    for i, t in enumerate(scheduler.timesteps):
+        # 1. predict noise model_output
+        model_input = scheduler.scale_model_input(sample, t)
+        model_output = model(model_input, t, **model_kwargs).sample
+        # 2. compute previous sample: x_t -> x_t-1
+        out = scheduler.step(model_output, t, sample, **step_kwargs)
+        pred_x0 = getattr(out, "pred_original_sample", None)
+        if recorder is not None and recorder.recording:
+            if pred_x0 is None:
+                pred_x0 = predict_original_sample(scheduler, model_output, t, sample)
+            recorder.record_latents(pred_original_sample=pred_x0)
+        yield DiffusionStep(i, int(t), sample, out.prev_sample, pred_x0)
+        sample = out.prev_sample
+
+
+class TabularXAIPipeline(DiffusionPipeline):
+    r"""
+    Generate table rows with a diffusion model, in the original schema, optionally conditioned on one column and
+    traced step by step.
+
+    Rows are sampled in the preprocessor's model space (quantile-normal numericals, ±1 categorical codes) with any
+    diffusers scheduler, then mapped back by [`TabularPreprocessor.inverse_transform`]: original column names and
+    order, dtypes (int and bool kept), category sets, value ranges.
+
+    Args:
+        denoiser ([`TabularDenoiser`]): $\epsilon_\theta(x_t, t[, y])$ (or $v$/$x_0$ predictor).
+        scheduler ([`SchedulerMixin`]): [`DDPMScheduler`], [`DDIMScheduler`] or [`DPMSolverMultistepScheduler`],
+            with $x_0$ clipped to the data's support $[-5.2, 5.2]$, not $[-1, 1]$ (see
+            [`TabularXAIPipeline.set_scheduler`]).
+        preprocessor ([`TabularPreprocessor`]): the fitted schema and transforms, saved with the pipeline.
+
+    Example:
+
+    ```py
+    >>> from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
+    >>> pipe = TabularXAIPipeline.from_pretrained("outputs/wine/pipeline")
+    >>> out = pipe(num_rows=500, class_labels=[0] * 500, num_inference_steps=100, trace=True)
+    >>> out.rows.head(); out.trace.stack("pred_original_sample").shape  # [S, 500, num_features]
+    ```
+    """
+
+    model_cpu_offload_seq = "denoiser"
+
+    def __init__(self, denoiser: ModelMixin, scheduler: SchedulerMixin, preprocessor: TabularPreprocessor):
+        super().__init__()
+        if not isinstance(scheduler, SchedulerMixin):
+            raise TypeError(f"`scheduler` must be a diffusers scheduler, got {type(scheduler).__name__}.")
+        if not isinstance(preprocessor, TabularPreprocessor):
+            raise TypeError(f"`preprocessor` must be a TabularPreprocessor, got {type(preprocessor).__name__}.")
+        _check_match(denoiser, preprocessor)
+        narrow_clip = getattr(scheduler.config, "clip_sample", False) and (
+            scheduler.config.clip_sample_range < QUANTILE_NORMAL_BOUND - 1e-6
+        )
+        if narrow_clip or getattr(scheduler.config, "thresholding", False):
+            logger.warning(
+                "The scheduler clips/thresholds x0 to [-1, 1], which distorts quantile-normal columns; use "
+                f"`pipe.set_scheduler(name)` (clip_sample_range={QUANTILE_NORMAL_BOUND:.4f}, thresholding=False)."
+            )
+        self.register_modules(denoiser=denoiser, scheduler=scheduler, preprocessor=preprocessor)
+
+    @property
+    def unet(self) -> ModelMixin:
+        """Alias of `denoiser`, for tools written against [`DiffusionXAIPipeline`]."""
+        return self.denoiser
+
+    @classmethod
+    def from_denoiser(
+        cls, denoiser: ModelMixin, preprocessor: TabularPreprocessor, scheduler: str = "ddpm", **scheduler_kwargs
+    ) -> TabularXAIPipeline:
+        """A pipeline from a denoiser, a fitted preprocessor and a scheduler name (clipping: see `set_scheduler`)."""
+        kwargs = {**TABLE_SCHEDULER_KWARGS.get(scheduler, {}), **scheduler_kwargs}
+        return cls(denoiser=denoiser, scheduler=make_scheduler(scheduler, **kwargs), preprocessor=preprocessor)
+
+    def set_scheduler(self, name: str, **kwargs) -> None:
+        """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule and
+        clipping $x_0$ to the data's support (not [-1, 1]) and without thresholding unless `kwargs` say otherwise."""
+        kwargs = {**TABLE_SCHEDULER_KWARGS.get(name, {}), **kwargs}
+        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
+
+    # ---- input checks ----
+    def check_inputs(self, num_rows, num_inference_steps, generator, latents) -> None:
+        check_sampling_args(self.scheduler, num_rows, num_inference_steps, generator, "num_rows")
+        _check_match(self.denoiser, self.preprocessor)
+        if latents is not None and tuple(latents.shape) != (num_rows, self.preprocessor.num_features):
+            raise ValueError(
+                f"`latents` have shape {tuple(latents.shape)} but this pipeline samples "
+                f"[num_rows, num_features] = {(num_rows, self.preprocessor.num_features)}."
+            )
+
+    def prepare_class_labels(self, class_labels: Any, num_rows: int, generator=None) -> torch.Tensor | None:
+        """
+        `class_labels` → `[num_rows]` long indices of the condition column. A `torch.Tensor` is read as indices;
+        anything else (a value, a list, an array, a Series) as values of the column. `None` draws labels from the
+        training class frequencies.
+        """
+        pre = self.preprocessor
+        if pre.condition is None:
+            if class_labels is not None:
+                raise ValueError(
+                    "`class_labels` were given but this pipeline is unconditional; fit the preprocessor with "
+                    "condition_column=... and train a conditional denoiser to condition."
+                )
+            return None
+        device = self._execution_device
+        if class_labels is None:
+            gen = generator[0] if isinstance(generator, list) else generator
+            probs = pre.class_probabilities.float()
+            labels = torch.multinomial(probs, num_rows, replacement=True, generator=gen)
+        elif isinstance(class_labels, torch.Tensor):
+            labels = class_labels.long().reshape(-1)
+            if labels.numel() and (labels.min() < 0 or labels.max() >= pre.num_classes):
+                raise ValueError(
+                    f"Class indices must be in [0, {pre.num_classes}) for {pre.condition['name']!r} "
+                    f"(levels {pre.condition['categories']}), got {labels.unique().tolist()}."
+                )
+        else:
+            scalar = isinstance(class_labels, (str, int, float, bool, np.generic))
+            values = [class_labels] if scalar else list(class_labels)
+            labels = pre.encode_labels(values)
+        if labels.numel() == 1:
+            labels = labels.expand(num_rows)
+        if labels.numel() != num_rows:
+            raise ValueError(
+                f"Got {labels.numel()} class labels for num_rows={num_rows}; pass one or num_rows labels."
+            )
+        return labels.to(device)
+
+    # ---- sampling ----
+    @torch.no_grad()
+    def progressive(
+        self,
+        num_rows: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        class_labels: torch.Tensor | None = None,
+        eta: float = 0.0,
+        num_inference_steps: int = 1000,
+        latents: torch.Tensor | None = None,
+        recorder: TraceRecorder | None = None,
+    ) -> Iterator[DiffusionStep]:
+        r"""Sample step by step, yielding a [`DiffusionStep`] (`sample` is $x_t$ `[num_rows, num_features]`) after
+        every scheduler step. `class_labels` are indices (see `prepare_class_labels`). The caller drains it."""
+        self.check_inputs(num_rows, num_inference_steps, generator, latents)
+        self.scheduler.set_timesteps(num_inference_steps)
+        device, dtype = self._execution_device, self.denoiser.dtype
+        shape = (num_rows, self.preprocessor.num_features)
+        if latents is None:
+            x = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            x = latents.to(device=device, dtype=dtype)
+        x = x * self.scheduler.init_noise_sigma
+        yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, class_labels, recorder)
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        num_rows: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        class_labels: Any = None,
+        eta: float = 0.0,
+        num_inference_steps: int = 1000,
+        latents: torch.Tensor | None = None,
+        trace: bool | TraceConfig | dict | None = None,
+        output_type: str = "pd",
+        return_dict: bool = True,
+    ) -> TabularXAIPipelineOutput | tuple:
+        r"""
+        Generate rows, optionally conditioned on the condition column and recording a [`Trace`].
+
+        Args:
+            num_rows (`int`, *optional*, defaults to 1): number of rows.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*): for reproducible sampling.
+            class_labels (*optional*): values of the condition column (one value, or one per row), or a
+                `torch.Tensor` of class indices; `None` samples them from the training frequencies.
+            eta (`float`, *optional*, defaults to 0.0): DDIM's $\eta$.
+            num_inference_steps (`int`, *optional*, defaults to 1000): between 1 and `num_train_timesteps`.
+            latents (`torch.Tensor`, *optional*): $x_T$ `[num_rows, num_features]` instead of fresh noise.
+            trace (`bool`, `dict` or [`TraceConfig`], *optional*): `True` for the default [`TraceConfig`]; the trace's
+                `latents`/`pred_original_sample` are model-space rows `[num_rows, num_features]`.
+            output_type (`str`, *optional*, defaults to `"pd"`): `"pd"` (a DataFrame in the original schema) or
+                `"pt"` (model-space rows).
+            return_dict (`bool`, *optional*, defaults to `True`).
+
+        Returns:
+            [`TabularXAIPipelineOutput`] or `tuple` `(rows, class_labels, trace)`.
+        """
+        if output_type not in ("pd", "pt"):
+            raise ValueError(f"`output_type` must be 'pd' or 'pt', got {output_type!r}.")
+        config = resolve_trace_config(trace)
+        self.check_inputs(num_rows, num_inference_steps, generator, latents)
+        labels = self.prepare_class_labels(class_labels, num_rows, generator)
+        self.scheduler.set_timesteps(num_inference_steps)
+        recorder = TraceRecorder(self.denoiser, config, num_steps=len(self.scheduler.timesteps)) if config else None
+        x = None
+        with recorder if recorder is not None else nullcontext():
+            steps = self.progressive(num_rows, generator, labels, eta, num_inference_steps, latents, recorder)
+            with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
+                for step in steps:
+                    x = step.prev_sample
+                    bar.update()
+        rows = x if output_type == "pt" else self.preprocessor.inverse_transform(x, labels)
+        self.maybe_free_model_hooks()
+        trace_out = recorder.trace if recorder is not None else None
+        if not return_dict:
+            return (rows, labels, trace_out)
+        return TabularXAIPipelineOutput(rows=rows, class_labels=labels, trace=trace_out)
+
+
+def _check_match(denoiser, preprocessor: TabularPreprocessor) -> None:
+    """The denoiser must have been trained on this preprocessor's feature layout and condition column."""
+    width = getattr(denoiser.config, "in_features", None)
+    if width != preprocessor.num_features:
+        raise ValueError(
+            f"The denoiser expects {width} features per row but the preprocessor produces "
+            f"{preprocessor.num_features} ({len(preprocessor.numerical)} numerical, {len(preprocessor.categorical)} "
+            f"categorical, encoding={preprocessor.config.categorical_encoding!r}); load the preprocessor saved with "
+            "this model, or rebuild the denoiser with in_features=preprocessor.num_features and retrain."
+        )
+    classes = getattr(denoiser.config, "num_class_embeds", None)
+    if classes != preprocessor.num_classes:
+        raise ValueError(
+            f"The denoiser has num_class_embeds={classes} but the preprocessor's condition column "
+            f"{preprocessor.config.condition_column!r} has {preprocessor.num_classes} classes; use the matching "
+            "preprocessor or retrain the denoiser with num_class_embeds=preprocessor.num_classes."
+        )

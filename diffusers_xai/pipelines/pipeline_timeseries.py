@@ -1,0 +1,216 @@
+"""`TimeSeriesXAIPipeline`: fixed-length multivariate windows from a 1-D denoiser, in the original units."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from ..data.timeseries import TimeSeriesPreprocessor
+from .pipeline_diffusion_xai import DiffusionStep
+from .pipeline_tabular import UNCLIPPED, check_sampling_args, denoise_progressive
+from .schedulers import make_scheduler
+
+__all__ = ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TimeSeriesXAIPipelineOutput(BaseOutput):
+    """
+    Output of [`TimeSeriesXAIPipeline`].
+
+    Args:
+        series (`np.ndarray` `[N, L, C]`, `list[pd.DataFrame]` or `torch.Tensor` `[N, C, L]`): the generated windows
+            in the original units (`"np"`, time-major like TimeGAN's data; `"pd"`, one DataFrame with the channel
+            names per series) or in model space (`"pt"`, channels first).
+        trace ([`Trace`], *optional*): the per-step record (model space, `[N, C, L]`), when `trace=` was set.
+    """
+
+    series: np.ndarray | list[pd.DataFrame] | torch.Tensor
+    trace: Trace | None = None
+
+
+class TimeSeriesXAIPipeline(DiffusionPipeline):
+    r"""
+    Generate fixed-length multivariate time series and optionally trace every denoising step.
+
+    Windows are sampled as `[N, C, L]` in the preprocessor's normalised space by any model with the
+    `UNet1DModel` calling convention ([`TimeSeriesDenoiser`] or diffusers' `UNet1DModel`), then mapped back to the
+    original units by [`TimeSeriesPreprocessor.inverse_transform`].
+
+    Args:
+        denoiser ([`TimeSeriesDenoiser`] or `UNet1DModel`): $\epsilon_\theta(x_t, t)$ over `[B, C, L]`.
+        scheduler ([`SchedulerMixin`]): [`DDPMScheduler`], [`DDIMScheduler`] or [`DPMSolverMultistepScheduler`].
+        preprocessor ([`TimeSeriesPreprocessor`]): channel names, window length and normalisation statistics.
+
+    Example:
+
+    ```py
+    >>> from diffusers_xai.pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
+    >>> pipe = TimeSeriesXAIPipeline.from_pretrained("outputs/sines/pipeline")
+    >>> pipe.set_scheduler("ddim")
+    >>> out = pipe(num_series=100, num_inference_steps=50)
+    >>> out.series.shape  # (100, 24, 5)
+    ```
+    """
+
+    model_cpu_offload_seq = "denoiser"
+
+    def __init__(self, denoiser: ModelMixin, scheduler: SchedulerMixin, preprocessor: TimeSeriesPreprocessor):
+        super().__init__()
+        if not isinstance(scheduler, SchedulerMixin):
+            raise TypeError(f"`scheduler` must be a diffusers scheduler, got {type(scheduler).__name__}.")
+        if not isinstance(preprocessor, TimeSeriesPreprocessor):
+            raise TypeError(f"`preprocessor` must be a TimeSeriesPreprocessor, got {type(preprocessor).__name__}.")
+        _check_match(denoiser, preprocessor)
+        self.register_modules(denoiser=denoiser, scheduler=scheduler, preprocessor=preprocessor)
+
+    @property
+    def unet(self) -> ModelMixin:
+        """Alias of `denoiser`, for tools written against [`DiffusionXAIPipeline`]."""
+        return self.denoiser
+
+    @staticmethod
+    def _scheduler_defaults(name: str, preprocessor: TimeSeriesPreprocessor) -> dict:
+        # x0 is clipped to the training data's range in model space (see `TABLE_SCHEDULER_KWARGS` for why an
+        # unclipped cosine-schedule DDPM diverges): [-1, 1] for min-max data (the stock DDPM/DDIM default and
+        # DPM-Solver's pixel thresholding), [-bound, bound] for z-scores, where DPM-Solver's thresholding is off
+        bound = preprocessor.config.bound
+        if bound is None:
+            return dict(UNCLIPPED.get(name, {}))
+        if name in ("ddpm", "ddim"):
+            return {"clip_sample": True, "clip_sample_range": float(bound)}
+        return {} if preprocessor.config.normalization == "minmax" else {"thresholding": False}
+
+    @classmethod
+    def from_denoiser(
+        cls, denoiser: ModelMixin, preprocessor: TimeSeriesPreprocessor, scheduler: str = "ddpm", **scheduler_kwargs
+    ) -> TimeSeriesXAIPipeline:
+        """Build a pipeline from a denoiser, a fitted preprocessor and a scheduler name."""
+        kwargs = {**cls._scheduler_defaults(scheduler, preprocessor), **scheduler_kwargs}
+        return cls(denoiser=denoiser, scheduler=make_scheduler(scheduler, **kwargs), preprocessor=preprocessor)
+
+    def set_scheduler(self, name: str, **kwargs) -> None:
+        """Replace the scheduler by name, keeping the noise schedule (clipping only for min-max data)."""
+        kwargs = {**self._scheduler_defaults(name, self.preprocessor), **kwargs}
+        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
+
+    def check_inputs(self, num_series, num_inference_steps, generator, latents) -> None:
+        check_sampling_args(self.scheduler, num_series, num_inference_steps, generator, "num_series")
+        _check_match(self.denoiser, self.preprocessor)
+        expected = (num_series, *self.preprocessor.sample_shape)
+        if latents is not None and tuple(latents.shape) != expected:
+            raise ValueError(f"`latents` have shape {tuple(latents.shape)}; expected [N, C, L] = {expected}.")
+
+    @torch.no_grad()
+    def progressive(
+        self,
+        num_series: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        eta: float = 0.0,
+        num_inference_steps: int = 1000,
+        latents: torch.Tensor | None = None,
+        recorder: TraceRecorder | None = None,
+    ) -> Iterator[DiffusionStep]:
+        r"""Sample step by step, yielding a [`DiffusionStep`] (`sample` is $x_t$ `[N, C, L]`) after every step."""
+        self.check_inputs(num_series, num_inference_steps, generator, latents)
+        self.scheduler.set_timesteps(num_inference_steps)
+        device, dtype = self._execution_device, self.denoiser.dtype
+        shape = (num_series, *self.preprocessor.sample_shape)
+        if latents is None:
+            x = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+        else:
+            x = latents.to(device=device, dtype=dtype)
+        x = x * self.scheduler.init_noise_sigma
+        yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, None, recorder)
+
+    def postprocess(self, x: torch.Tensor, output_type: str):
+        if output_type == "pt":
+            return x
+        series = self.preprocessor.inverse_transform(x)
+        if output_type == "np":
+            return series
+        return [pd.DataFrame(s, columns=self.preprocessor.channels) for s in series]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        num_series: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        eta: float = 0.0,
+        num_inference_steps: int = 1000,
+        latents: torch.Tensor | None = None,
+        trace: bool | TraceConfig | dict | None = None,
+        output_type: str = "np",
+        return_dict: bool = True,
+    ) -> TimeSeriesXAIPipelineOutput | tuple:
+        r"""
+        Generate windows, optionally recording a [`Trace`].
+
+        Args:
+            num_series (`int`, *optional*, defaults to 1): number of windows.
+            generator (`torch.Generator` or `list[torch.Generator]`, *optional*): for reproducible sampling.
+            eta (`float`, *optional*, defaults to 0.0): DDIM's $\eta$.
+            num_inference_steps (`int`, *optional*, defaults to 1000): between 1 and `num_train_timesteps`.
+            latents (`torch.Tensor`, *optional*): $x_T$ `[num_series, C, L]` instead of fresh noise.
+            trace (`bool`, `dict` or [`TraceConfig`], *optional*): `True` for the default [`TraceConfig`];
+                `TraceConfig(attention=True)` records the transformer's attention over time steps.
+            output_type (`str`, *optional*, defaults to `"np"`): `"np"` (`[N, L, C]` original units), `"pd"`
+                (list of DataFrames) or `"pt"` (model space `[N, C, L]`).
+            return_dict (`bool`, *optional*, defaults to `True`).
+
+        Returns:
+            [`TimeSeriesXAIPipelineOutput`] or `tuple` `(series, trace)`.
+        """
+        if output_type not in ("np", "pd", "pt"):
+            raise ValueError(f"`output_type` must be 'np', 'pd' or 'pt', got {output_type!r}.")
+        config = resolve_trace_config(trace)
+        self.check_inputs(num_series, num_inference_steps, generator, latents)
+        self.scheduler.set_timesteps(num_inference_steps)
+        recorder = TraceRecorder(self.denoiser, config, num_steps=len(self.scheduler.timesteps)) if config else None
+        x = None
+        with recorder if recorder is not None else nullcontext():
+            steps = self.progressive(num_series, generator, eta, num_inference_steps, latents, recorder)
+            with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
+                for step in steps:
+                    x = step.prev_sample
+                    bar.update()
+        series = self.postprocess(x, output_type)
+        self.maybe_free_model_hooks()
+        trace_out = recorder.trace if recorder is not None else None
+        if not return_dict:
+            return (series, trace_out)
+        return TimeSeriesXAIPipelineOutput(series=series, trace=trace_out)
+
+
+def _check_match(denoiser, preprocessor: TimeSeriesPreprocessor) -> None:
+    """The denoiser's channels (and window length, when it has one) must match the preprocessor's."""
+    channels = getattr(denoiser.config, "in_channels", None)
+    if channels != preprocessor.num_channels:
+        raise ValueError(
+            f"The denoiser has in_channels={channels} but the preprocessor has {preprocessor.num_channels} channels "
+            f"{preprocessor.channels}; load the preprocessor saved with this model, or rebuild the denoiser with "
+            "in_channels=preprocessor.num_channels and retrain."
+        )
+    length = getattr(denoiser.config, "sample_size", None)
+    if (
+        getattr(denoiser.config, "architecture", None) == "transformer"
+        and length != preprocessor.config.sequence_length
+    ):
+        raise ValueError(
+            f"The denoiser was built for windows of length {length} but the preprocessor cuts "
+            f"{preprocessor.config.sequence_length}; use matching sequence_length/sample_size."
+        )

@@ -1,0 +1,195 @@
+"""TabularXAIPipeline and TabularDenoiser: schema of the output, conditioning, tracing, persistence, mismatches."""
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+from diffusers_xai.data.tabular import (
+    QUANTILE_NORMAL_BOUND,
+    TabularPreprocessor,
+    load_breast_cancer_frame,
+    load_wine_frame,
+)
+from diffusers_xai.models import TabularDenoiser
+from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline, TabularXAIPipelineOutput
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def tiny_tabular_pipeline(frame=None, condition_column="cultivar", architecture="mlp", scheduler="ddpm", seed=0):
+    frame = load_wine_frame() if frame is None else frame
+    pre = TabularPreprocessor.fit(frame, condition_column=condition_column)
+    torch.manual_seed(seed)
+    denoiser = TabularDenoiser(
+        in_features=pre.num_features,
+        hidden_dims=(16, 16),
+        architecture=architecture,
+        time_embedding_dim=16,
+        num_class_embeds=pre.num_classes,
+    ).eval()
+    pipe = TabularXAIPipeline.from_denoiser(denoiser, pre, scheduler, num_train_timesteps=50)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, frame
+
+
+@pytest.fixture(scope="module")
+def wine_pipe():
+    return tiny_tabular_pipeline()
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "resnet"])
+def test_denoiser_shapes_config_and_errors(architecture):
+    model = TabularDenoiser(in_features=7, hidden_dims=(8, 8), architecture=architecture, time_embedding_dim=8)
+    out = model(torch.randn(4, 7), torch.tensor([1, 2, 3, 4]))
+    assert out.sample.shape == (4, 7)
+    x = torch.randn(4, 7, generator=gen())
+    (tup,) = model(x, 5, return_dict=False)
+    assert torch.equal(tup, model(x, torch.full((4,), 5)).sample)  # scalar t is broadcast
+    with pytest.raises(ValueError, match=r"`sample` must have shape \[B, 7\]"):
+        model(torch.randn(4, 6), 1)
+    with pytest.raises(ValueError, match="this denoiser is unconditional"):
+        model(torch.randn(4, 7), 1, class_labels=torch.zeros(4, dtype=torch.long))
+    cond = TabularDenoiser(in_features=7, hidden_dims=(8,), time_embedding_dim=8, num_class_embeds=3)
+    with pytest.raises(ValueError, match="pass `class_labels`"):
+        cond(torch.randn(2, 7), 1)
+    with pytest.raises(ValueError, match=r"integer indices in \[0, 3\)"):
+        cond(torch.randn(2, 7), 1, class_labels=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="`architecture` must be 'mlp' or 'resnet'"):
+        TabularDenoiser(architecture="transformer")
+
+
+def test_rows_have_the_original_schema(wine_pipe):
+    pipe, frame = wine_pipe
+    out = pipe(num_rows=40, generator=gen(), num_inference_steps=5)
+    assert isinstance(out, TabularXAIPipelineOutput)
+    rows = out.rows
+    assert list(rows.columns) == list(frame.columns) and rows.dtypes.to_dict() == frame.dtypes.to_dict()
+    assert len(rows) == 40 and rows.notna().all().all()
+    assert set(rows["cultivar"]) <= {0, 1, 2}
+    for col in frame.columns:
+        assert frame[col].min() <= rows[col].min() and rows[col].max() <= frame[col].max(), col
+    assert (rows["proline"] == rows["proline"].round()).all()
+
+
+def test_breast_cancer_string_category_and_unconditional():
+    pipe, frame = tiny_tabular_pipeline(load_breast_cancer_frame(), condition_column=None)
+    rows = pipe(num_rows=16, generator=gen(), num_inference_steps=3).rows
+    assert rows["diagnosis"].dtype == object and set(rows["diagnosis"]) <= {"benign", "malignant"}
+    assert rows.shape == (16, 31)
+    with pytest.raises(ValueError, match="this pipeline is unconditional"):
+        pipe(num_rows=2, class_labels=["benign"], num_inference_steps=2)
+
+
+def test_fixed_seed_is_reproducible_and_matches_hard_coded_slice(wine_pipe):
+    pipe, _ = wine_pipe
+    a = pipe(num_rows=3, generator=gen(0), num_inference_steps=4, output_type="pt")
+    b, labels, trace = pipe(num_rows=3, generator=gen(0), num_inference_steps=4, output_type="pt", return_dict=False)
+    assert torch.equal(a.rows, b) and torch.equal(a.class_labels, labels) and trace is None
+    assert a.rows.shape == (3, 13)
+    expected = torch.tensor([0.2817, -2.5562, -0.6331, 0.3756])
+    torch.testing.assert_close(a.rows[0, :4], expected, atol=1e-3, rtol=0)
+
+
+def test_conditional_generation_respects_class_labels(wine_pipe):
+    pipe, _ = wine_pipe
+    rows = pipe(num_rows=10, class_labels=2, generator=gen(), num_inference_steps=3).rows
+    assert (rows["cultivar"] == 2).all()
+    out = pipe(num_rows=3, class_labels=[0, 1, 2], generator=gen(), num_inference_steps=3)
+    assert out.rows["cultivar"].tolist() == [0, 1, 2] and out.class_labels.tolist() == [0, 1, 2]
+    assert (
+        pipe(num_rows=2, class_labels=np.int64(2), generator=gen(), num_inference_steps=2).rows["cultivar"] == 2
+    ).all()
+    idx = pipe(num_rows=2, class_labels=torch.tensor([1, 1]), generator=gen(), num_inference_steps=3)
+    assert idx.rows["cultivar"].tolist() == [1, 1]
+    # the label changes the rows: same noise, different class
+    x0 = pipe(num_rows=4, class_labels=0, generator=gen(), num_inference_steps=3, output_type="pt").rows
+    x1 = pipe(num_rows=4, class_labels=1, generator=gen(), num_inference_steps=3, output_type="pt").rows
+    assert not torch.allclose(x0, x1)
+    # None draws labels from the training frequencies (59/71/48)
+    drawn = pipe(num_rows=2000, generator=gen(), num_inference_steps=1).class_labels
+    np.testing.assert_allclose(
+        np.bincount(drawn.numpy(), minlength=3) / 2000, [59 / 178, 71 / 178, 48 / 178], atol=0.03
+    )
+    with pytest.raises(ValueError, match=r"'cultivar' has levels \[5\] unseen"):
+        pipe(num_rows=2, class_labels=[5, 5], num_inference_steps=2)
+    with pytest.raises(ValueError, match=r"Class indices must be in \[0, 3\)"):
+        pipe(num_rows=2, class_labels=torch.tensor([0, 3]), num_inference_steps=2)
+    with pytest.raises(ValueError, match="Got 2 class labels for num_rows=3"):
+        pipe(num_rows=3, class_labels=[0, 1], num_inference_steps=2)
+
+
+def test_trace_records_model_space_rows(wine_pipe):
+    pipe, _ = wine_pipe
+    latents = torch.randn(5, 13, generator=gen(1))
+    kwargs = dict(num_rows=5, class_labels=1, latents=latents, num_inference_steps=6, output_type="pt")
+    out = pipe(**kwargs, generator=gen(2), trace=True)
+    trace = out.trace
+    assert len(trace) == 6 and trace.stack("latents").shape == (6, 5, 13)
+    assert trace.stack("pred_original_sample").shape == (6, 5, 13)
+    torch.testing.assert_close(trace.steps[0].latents.float(), latents, atol=2e-3, rtol=2e-3)  # fp16 storage
+    torch.testing.assert_close(trace.steps[-1].pred_original_sample.float(), out.rows, atol=2e-3, rtol=2e-3)
+    plain = pipe(**kwargs, generator=gen(2))
+    assert torch.equal(plain.rows, out.rows)  # tracing does not change the samples
+    assert not pipe.denoiser._forward_pre_hooks and not pipe.denoiser._forward_hooks
+
+
+def test_save_and_from_pretrained_round_trip(tmp_path, wine_pipe):
+    pipe, _ = wine_pipe
+    pipe.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert index["preprocessor"] == ["diffusers_xai.data.tabular", "TabularPreprocessor"]
+    assert index["denoiser"] == ["diffusers_xai.models.tabular_denoiser", "TabularDenoiser"]
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pkl"))
+    loaded = TabularXAIPipeline.from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    a = pipe(num_rows=8, generator=gen(3), num_inference_steps=4).rows
+    b = loaded(num_rows=8, generator=gen(3), num_inference_steps=4).rows
+    pd.testing.assert_frame_equal(a, b)
+    assert loaded.scheduler.config.clip_sample_range == QUANTILE_NORMAL_BOUND
+
+
+def test_schedulers_clip_to_the_data_support_not_to_unit_range(wine_pipe, caplog):
+    pipe, frame = wine_pipe
+    for name, cls in [("ddim", DDIMScheduler), ("dpmsolver", DPMSolverMultistepScheduler), ("ddpm", DDPMScheduler)]:
+        pipe.set_scheduler(name)
+        assert type(pipe.scheduler) is cls
+        assert getattr(pipe.scheduler.config, "clip_sample_range", QUANTILE_NORMAL_BOUND) == QUANTILE_NORMAL_BOUND
+        assert not getattr(pipe.scheduler.config, "thresholding", False)
+        rows = pipe(num_rows=4, generator=gen(), num_inference_steps=5).rows
+        assert rows.dtypes.to_dict() == frame.dtypes.to_dict()
+    with caplog.at_level(logging.WARNING):
+        TabularXAIPipeline(pipe.denoiser, DDPMScheduler(num_train_timesteps=50), pipe.preprocessor)
+    assert "clips/thresholds x0" in caplog.text
+
+
+def test_preprocessor_model_mismatch_and_bad_arguments(wine_pipe):
+    pipe, frame = wine_pipe
+    other = TabularPreprocessor.fit(load_breast_cancer_frame())
+    with pytest.raises(ValueError, match="expects 13 features per row but the preprocessor produces 32"):
+        TabularXAIPipeline(pipe.denoiser, pipe.scheduler, other)
+    unconditional = TabularPreprocessor.fit(frame)  # cultivar becomes a numerical column: 14 features
+    with pytest.raises(ValueError, match="expects 13 features per row but the preprocessor produces 14"):
+        TabularXAIPipeline(pipe.denoiser, pipe.scheduler, unconditional)
+    frame2 = frame.assign(cultivar=frame["cultivar"].clip(upper=1))
+    two_classes = TabularPreprocessor.fit(frame2, condition_column="cultivar")
+    with pytest.raises(
+        ValueError, match="num_class_embeds=3 but the preprocessor's condition column 'cultivar' has 2"
+    ):
+        TabularXAIPipeline(pipe.denoiser, pipe.scheduler, two_classes)
+    with pytest.raises(TypeError, match="must be a TabularPreprocessor"):
+        TabularXAIPipeline(pipe.denoiser, pipe.scheduler, None)
+    with pytest.raises(ValueError, match="`num_rows` must be a positive int"):
+        pipe(num_rows=0)
+    with pytest.raises(ValueError, match="`num_inference_steps` must be between 1 and"):
+        pipe(num_rows=1, num_inference_steps=51)
+    with pytest.raises(ValueError, match=r"`latents` have shape \(2, 5\)"):
+        pipe(num_rows=2, latents=torch.zeros(2, 5), num_inference_steps=2)
+    with pytest.raises(ValueError, match="`output_type` must be 'pd' or 'pt'"):
+        pipe(num_rows=1, num_inference_steps=2, output_type="np")

@@ -1,0 +1,173 @@
+"""TabularPreprocessor: schema round trips, exact persistence, sklearn equality, and bad input."""
+
+import datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.preprocessing import QuantileTransformer
+
+from diffusers_xai.data.tabular import (
+    TabularPreprocessor,
+    load_breast_cancer_frame,
+    load_table,
+    load_tabular_dataset,
+    load_wine_frame,
+)
+
+
+def mixed_frame(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "height": rng.normal(170, 10, n),
+            "weight32": rng.gamma(5, 10, n).astype(np.float32),
+            "age": rng.integers(18, 90, n).astype(np.int64),
+            "smoker": rng.random(n) < 0.3,
+            "city": pd.Categorical(rng.choice(["paris", "oslo", "rome"], n), categories=["rome", "oslo", "paris"]),
+            "blood": rng.choice(["A", "B", "AB", "O"], n).astype(object),
+            "grade": rng.integers(1, 4, n).astype(np.int64),  # an int code declared categorical
+        }
+    )
+
+
+@pytest.mark.parametrize("encoding", ["onehot", "analog_bits"])
+def test_schema_round_trip_mixed_types(encoding):
+    df = mixed_frame()
+    pre = TabularPreprocessor.fit(df, categorical_columns=["grade"], categorical_encoding=encoding)
+    assert [c["kind"] for c in pre.columns] == ["numerical"] * 3 + ["categorical"] * 4
+    widths = {"onehot": 2 + 3 + 4 + 3, "analog_bits": 1 + 2 + 2 + 2}[encoding]
+    assert pre.num_features == 3 + widths
+    x = pre.transform(df)
+    assert x.shape == (len(df), pre.num_features) and x.dtype == torch.float32
+    back = pre.inverse_transform(x)
+    assert list(back.columns) == list(df.columns)
+    assert back.dtypes.to_dict() == df.dtypes.to_dict()
+    assert list(back["city"].cat.categories) == ["rome", "oslo", "paris"]
+    for col in ["smoker", "city", "blood", "grade", "age"]:  # discrete columns come back exactly
+        assert back[col].tolist() == df[col].tolist(), col
+    np.testing.assert_allclose(back["height"], df["height"], atol=1e-3)
+    np.testing.assert_allclose(back["weight32"], df["weight32"], rtol=1e-4)
+
+
+def test_quantile_normal_equals_sklearn_and_training_range_is_kept():
+    df = load_breast_cancer_frame()
+    pre = TabularPreprocessor.fit(df, n_quantiles=50)
+    names = [c["name"] for c in pre.numerical]
+    values = df[names].to_numpy(np.float64)
+    qt = QuantileTransformer(n_quantiles=50, output_distribution="normal", subsample=10**9).fit(values)
+    probe = np.concatenate([values, values * 2.0, values - 1.0])
+    np.testing.assert_array_equal(pre._quantile_normal(probe), qt.transform(probe))
+    z = np.random.default_rng(0).normal(size=(300, len(names))) * 4
+    np.testing.assert_array_equal(pre._quantile_normal(z, inverse=True), qt.inverse_transform(z))
+    # far-out samples are clipped to the training range; the default n_quantiles is TabDDPM's rule
+    rows = pre.inverse_transform(torch.full((4, pre.num_features), 9.0))
+    assert (rows[names].to_numpy() == df[names].max().to_numpy()).all()
+    assert TabularPreprocessor.fit(df).config.n_quantiles == max(min(len(df) // 30, 1000), 10) == 18
+
+
+def test_save_and_reload_is_exact(tmp_path):
+    df = load_wine_frame()
+    pre = TabularPreprocessor.fit(df, condition_column="cultivar", categorical_encoding="analog_bits")
+    pre.save_pretrained(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
+    loaded = TabularPreprocessor.from_pretrained(tmp_path)
+    assert loaded.quantiles.dtype == torch.float64
+    assert torch.equal(loaded.quantiles, pre.quantiles) and torch.equal(loaded.references, pre.references)
+    assert loaded.columns == pre.columns and loaded.feature_slices == pre.feature_slices
+    assert torch.equal(loaded.transform(df), pre.transform(df))
+    z = torch.randn(50, pre.num_features, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(50) % 3
+    pd.testing.assert_frame_equal(loaded.inverse_transform(z, labels), pre.inverse_transform(z, labels))
+
+
+def test_condition_column_labels_and_frequencies():
+    df = load_wine_frame()
+    pre = TabularPreprocessor.fit(df, condition_column="cultivar")
+    assert pre.num_features == 13 and pre.num_classes == 3
+    assert pre.condition["categories"] == [0, 1, 2] and pre.condition["counts"] == [59, 71, 48]
+    np.testing.assert_allclose(pre.class_probabilities.numpy(), np.array([59, 71, 48]) / 178)
+    assert pre.encode_labels(df).tolist() == df["cultivar"].tolist()
+    with pytest.raises(ValueError, match=r"'cultivar' has levels \[7\] unseen"):
+        pre.encode_labels([0, 7])
+    with pytest.raises(ValueError, match="conditions on 'cultivar'"):
+        pre.inverse_transform(pre.transform(df))
+
+
+def test_feature_names_and_slices():
+    pre = TabularPreprocessor.fit(mixed_frame(), categorical_columns=["grade"])
+    names = pre.feature_names()
+    assert names[:3] == ["height", "weight32", "age"] and names[3:5] == ["smoker=False", "smoker=True"]
+    assert pre.feature_slices["blood"] == slice(8, 12) and len(names) == pre.num_features
+
+
+def test_inputs_csv_parquet_and_hf_dataset(tmp_path):
+    df = load_wine_frame()
+    df.to_csv(tmp_path / "wine.csv", index=False)
+    df.to_parquet(tmp_path / "wine.parquet")
+    for source in [tmp_path / "wine.csv", tmp_path / "wine.parquet", load_tabular_dataset("wine"), "wine"]:
+        pd.testing.assert_frame_equal(load_table(source).reset_index(drop=True), df, check_dtype=False)
+    with pytest.raises(ValueError, match="neither a file nor a built-in"):
+        load_table("no_such_table.csv")
+
+
+# ---- bad input ----
+def test_nested_objects_are_refused_naming_the_column():
+    df = mixed_frame(20)
+    df["tags"] = [["a", "b"]] * 20
+    with pytest.raises(TypeError, match=r"Column 'tags' holds nested objects \(e.g. a list"):
+        TabularPreprocessor.fit(df)
+
+
+def test_all_missing_column_is_refused():
+    df = mixed_frame(20)
+    df["empty"] = np.nan
+    with pytest.raises(ValueError, match="Column 'empty' is entirely missing"):
+        TabularPreprocessor.fit(df)
+
+
+def test_nans_raise_by_default_and_impute_on_request():
+    df = mixed_frame(60)
+    df.loc[[3, 7], "height"] = np.nan
+    df.loc[5, "blood"] = None
+    with pytest.raises(ValueError, match=r"missing values in \{'height': 2, 'blood': 1\}.*nan_policy='impute'"):
+        TabularPreprocessor.fit(df)
+    pre = TabularPreprocessor.fit(df, nan_policy="impute")
+    x = pre.transform(df)
+    assert torch.isfinite(x).all()
+    median = df["height"].median()
+    expected = pre.transform(df.assign(height=df["height"].fillna(median)))
+    assert torch.equal(x[3, 0], expected[3, 0])
+    clean = TabularPreprocessor.fit(df.dropna())
+    with pytest.raises(ValueError, match=r"Column 'height' has 2 missing values .*df\.dropna"):
+        clean.transform(df)
+
+
+def test_one_level_categorical_and_constant_numerical_are_refused():
+    df = mixed_frame(20)
+    with pytest.raises(ValueError, match="Categorical column 'only' has a single level 'x'"):
+        TabularPreprocessor.fit(df.assign(only="x"))
+    with pytest.raises(ValueError, match="Numerical column 'const' is constant"):
+        TabularPreprocessor.fit(df.assign(const=3.0))
+
+
+def test_unsupported_dtypes_and_bad_arguments():
+    df = mixed_frame(20)
+    with pytest.raises(TypeError, match="Column 'when' has dtype datetime64"):
+        TabularPreprocessor.fit(df.assign(when=pd.Timestamp("2024-01-01") + pd.to_timedelta(range(20), "D")))
+    with pytest.raises(TypeError, match="Column 'day' holds a date category"):
+        TabularPreprocessor.fit(df.assign(day=[datetime.date(2024, 1, 1 + i % 2) for i in range(20)]))
+    with pytest.raises(ValueError, match=r"Columns \['nope'\] are not in the table"):
+        TabularPreprocessor.fit(df, categorical_columns=["nope"])
+    with pytest.raises(ValueError, match="condition_column"):
+        TabularPreprocessor(columns=[], condition_column="x")
+    with pytest.raises(ValueError, match="`nan_policy` must be 'raise' or 'impute', got 'drop'"):
+        TabularPreprocessor.fit(df, nan_policy="drop")
+    pre = TabularPreprocessor.fit(df)
+    with pytest.raises(ValueError, match=r"lacks columns \['age'\]"):
+        pre.transform(df.drop(columns="age"))
+    with pytest.raises(ValueError, match=r"levels \['Z'\] unseen at fit time"):
+        pre.transform(df.assign(blood="Z"))
+    with pytest.raises(ValueError, match=r"Expected rows of shape \[N, 13\].*do not match"):
+        pre.inverse_transform(torch.zeros(2, 9))
