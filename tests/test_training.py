@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -228,8 +229,9 @@ def test_cli_train_command(tmp_path, capsys):
     from diffusers_xai.cli import main
 
     config = _write_config(tmp_path)
-    with pytest.raises(ValueError, match=r"'learing_rate'.*Did you mean 'learning_rate'"):
-        main(["train", "--config", config, "--learing_rate", "1e-3"])
+    # bad input: one clear line on stderr and exit code 2, no traceback
+    assert main(["train", "--config", config, "--learing_rate", "1e-3"]) == 2
+    assert re.search(r"'learing_rate'.*Did you mean 'learning_rate'", capsys.readouterr().err)
     assert main(["train", "--config", config, "--max_train_steps", "2", "--use_ema", "false"]) == 0
     assert "after 2 steps" in capsys.readouterr().out
     assert DiffusionXAIPipeline.from_pretrained(str(tmp_path / "out")).unet.config.sample_size == 8
