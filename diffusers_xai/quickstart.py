@@ -18,6 +18,7 @@ import torch
 from .capture import TraceConfig
 from .data import load_digits_tensors
 from .training import digits_config, train
+from .training.finish import RunSummary, write_card
 from .viz import save_attention_maps, save_image_grid, save_trajectory_strip
 
 __all__ = ["run_quickstart"]
@@ -63,6 +64,9 @@ def run_quickstart(
         max_train_minutes=max_train_minutes,
         seed=seed,
         resume_from_checkpoint="latest" if resume else None,
+        # the quickstart explains and evaluates below with more methods, then writes the card into pipeline/
+        eval_samples=None,
+        explanation_card=False,
     )
     # 1. train (the same loop as `accelerate launch train/train_ddpm.py`)
     result = train(config)
@@ -111,10 +115,14 @@ def run_quickstart(
     }
 
     # 3. explain one generated sample with every method (faithfulness + sanity check included)
+    explanation, report, methods = None, None, ()
     if explain:
-        from .explain import explain_generation
+        from .explain import DEFAULT_METHODS, explain_generation
+        from .modalities.image import card_fields_from_summary
 
         summary["explanations"] = explain_generation(pipe, generation, out / "explanations", sample_index=0)
+        explanation = card_fields_from_summary(summary["explanations"], out / "explanations", files["samples"])
+        methods = DEFAULT_METHODS
 
     # 4. evaluate a larger batch against the real digits (digits-CNN features, honest metric names)
     if evaluate:
@@ -132,5 +140,16 @@ def run_quickstart(
         )
         summary["evaluation"] = report.to_dict()
 
+    # 5. the explanation card in pipeline/, ready for `diffusers-xai push outputs/quickstart/pipeline --repo-id ...`
+    run = RunSummary(
+        global_step=result.global_step,
+        final_loss=result.loss_history[-1] if result.loss_history else None,
+        num_processes=1,
+        train_seconds=result.train_seconds,
+        stop_reason=result.stop_reason,
+    )
+    write_card(out / "pipeline", out / "pipeline", config, run, report, explanation, methods)
+    files["card"] = out / "pipeline" / "README.md"
+    summary["files"]["card"] = str(files["card"])
     _write_json(out / "summary.json", summary)
     return summary

@@ -86,22 +86,48 @@ def test_bad_inputs():
         compute_prdc(torch.randn(20, 2, 2), x)
 
 
-@pytest.mark.slow
-def test_published_reference_setting_10k_vs_10k_in_1000d():
-    # Naeem et al.'s README: 10,000 vs 10,000 draws of N(0, I_1000), k=5 -> 0.4772, 0.4705, 1.0555, 0.9735 for ONE
-    # unseeded draw. Across draws these numbers move far more than ±0.01 (hub points; measured over 5 seeds:
-    # density 0.86-1.15, precision 0.456-0.491), so no implementation reproduces the published draw to ±0.01.
-    # What is checked: exact agreement with the reference algorithm at full size, and the published values within
-    # the between-draw spread of ours.
+def test_equals_the_reference_implementation_package():
+    # clovaai/generative-evaluation-prdc (pip `prdc`), the implementation behind the published numbers
+    prdc = pytest.importorskip("prdc")
     rs = np.random.RandomState(0)
-    real = rs.normal(0.0, 1.0, size=[10000, 1000])
-    fake = rs.normal(0.0, 1.0, size=[10000, 1000])
+    real = rs.normal(0.0, 1.0, size=[1500, 64]).astype(np.float32)
+    fake = rs.normal(0.2, 1.0, size=[1200, 64]).astype(np.float32)
+    ref = prdc.compute_prdc(real, fake, nearest_k=5)
+    out = compute_prdc(real, fake, nearest_k=5, max_bytes=2_000_000)  # chunked: 2 MB blocks
+    for name, value in ref.items():
+        assert getattr(out, name) == pytest.approx(float(value), abs=1e-12), name
+
+
+# Naeem et al.'s README: 10,000 vs 10,000 draws of N(0, I_1000), k=5 -> 0.4772, 0.4705, 1.0555, 0.9735 for ONE
+# unseeded draw. One draw's numbers move by more than ±0.01 between seeds (hub points in 1000-D; measured over seeds
+# 0-11: sd 0.009 precision, 0.009 recall, 0.078 density, 0.007 coverage), so no implementation reproduces that draw to
+# ±0.01. The reproducible check is the mean over seeds: precision, recall and coverage within ±0.01 of the published
+# values, density within ±0.01 of its expectation 1 (Naeem et al. 2020, Sec. 4) with the published 1.0555 inside one
+# sd of the draws.
+PUBLISHED = {"precision": 0.4772, "recall": 0.4705, "density": 1.0555, "coverage": 0.9735}
+
+
+def _published_setting(seed):
+    rs = np.random.RandomState(seed)
+    return rs.normal(0.0, 1.0, size=[10000, 1000]), rs.normal(0.0, 1.0, size=[10000, 1000])
+
+
+@pytest.mark.slow
+def test_published_reference_setting_full_size_equals_reference_algorithm():
+    real, fake = _published_setting(0)
     out = compute_prdc(real, fake, nearest_k=5)
     ref = brute_force_prdc(real, fake, 5)
     for name, value in ref.items():
         assert getattr(out, name) == pytest.approx(value, abs=1e-12), name
-    published = {"precision": 0.4772, "recall": 0.4705, "density": 1.0555, "coverage": 0.9735}
-    spread = {"precision": 0.04, "recall": 0.04, "density": 0.2, "coverage": 0.025}
-    for name, value in published.items():
-        assert abs(getattr(out, name) - value) < spread[name], (name, getattr(out, name))
-    assert out.coverage == pytest.approx(expected_coverage(10000, 10000, 5), abs=0.02)
+
+
+@pytest.mark.slow
+def test_published_reference_values_as_the_mean_over_seeds():
+    draws = [compute_prdc(*_published_setting(seed), nearest_k=5).to_dict() for seed in range(12)]
+    mean = {k: float(np.mean([d[k] for d in draws])) for k in PUBLISHED}
+    sd = {k: float(np.std([d[k] for d in draws], ddof=1)) for k in PUBLISHED}
+    for name in ("precision", "recall", "coverage"):
+        assert mean[name] == pytest.approx(PUBLISHED[name], abs=0.01), (name, mean[name])
+    assert mean["density"] == pytest.approx(1.0, abs=0.01)
+    assert abs(PUBLISHED["density"] - mean["density"]) < sd["density"]
+    assert mean["coverage"] == pytest.approx(expected_coverage(10000, 10000, 5), abs=0.005)

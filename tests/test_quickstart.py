@@ -31,6 +31,22 @@ def test_quickstart_command_writes_the_output_folder(tmp_path, capsys):
     pipe.set_progress_bar_config(disable=True)
     images = pipe(batch_size=1, num_inference_steps=2, output_type="pt", generator=torch.Generator().manual_seed(0))
     assert images.images.shape == (1, 1, 16, 16)
+    # the pipeline folder carries its explanation card (no explanations or evaluation were asked for here)
+    card = json.loads((out / "pipeline" / "explanations" / "summary.json").read_text())
+    assert card["pipeline"]["components"]["scheduler"]["class_name"] == "DDPMScheduler"  # what is on disk
+    assert {"explanation figures", "evaluation results"} <= set(card["missing_sections"])
+    assert (out / "pipeline" / "training_config.yaml").is_file() and summary["files"]["card"].endswith("README.md")
+
+
+def test_quickstart_with_explanations_and_evaluation_writes_a_full_card(tmp_path):
+    out = tmp_path / "qs"
+    args = ["--max_train_steps", "3", "--num_samples", "2", "--num_inference_steps", "4", "--num_eval_samples", "64"]
+    assert main(["quickstart", "--output_dir", str(out), *args]) == 0
+    card = json.loads((out / "pipeline" / "explanations" / "summary.json").read_text())
+    assert card["missing_sections"] == []
+    assert set(card["faithfulness"]) >= {"gradcam", "integrated_gradients", "occlusion", "shap"}
+    readme = (out / "pipeline" / "README.md").read_text()
+    assert "FID (digits-CNN features)" in readme and "![gradcam_overlay](explanations/gradcam_overlay.png)" in readme
 
 
 def test_quickstart_bad_input_is_one_clear_line(tmp_path, capsys):

@@ -17,6 +17,7 @@ __all__ = [
     "TIMESERIES_DATASETS",
     "TimeSeriesPreprocessor",
     "clean_series",
+    "iter_windows",
     "load_co2_frame",
     "load_series",
     "load_timeseries_dataset",
@@ -172,6 +173,31 @@ def windows_from_columns(columns: dict[str, list]) -> np.ndarray:
         return np.stack([np.asarray(v, dtype=np.float64) for v in columns.values()], axis=-1)
     except ValueError as err:
         raise ValueError(f"The windows of channels {list(columns)} do not all have the same length: {err}") from None
+
+
+def iter_windows(rows: Any, channels: tuple[str, ...], sequence_length: int, stride: int = 1):
+    """
+    [`make_windows`] over a stream: rows (time steps, dicts with the `channels`) in, `{channel: [L] float32 list}`
+    windows out, starting every `stride` steps, the unfilled tail dropped; the same windows and values as
+    [`load_timeseries_dataset`] on the whole series. Holds only the last `sequence_length` rows. A missing value
+    raises `ValueError` with its time step: interpolation (`nan_policy="interpolate"`) needs the whole series.
+    """
+    import collections
+
+    window = collections.deque(maxlen=sequence_length)
+    for step, row in enumerate(rows):
+        values = [row[name] for name in channels]
+        if any(v is None or v != v for v in values):
+            missing = [name for name, v in zip(channels, values) if v is None or v != v]
+            raise ValueError(
+                f"Missing value in channels {missing} at time step {step} of the stream; streamed series must be "
+                "complete (interpolating needs the whole series): clean them first or train without streaming."
+            )
+        window.append(values)
+        start = step - sequence_length + 1
+        if start >= 0 and start % stride == 0:
+            block = np.asarray(window, dtype=np.float64).astype(np.float32)
+            yield {name: block[:, c].tolist() for c, name in enumerate(channels)}
 
 
 def load_timeseries_dataset(

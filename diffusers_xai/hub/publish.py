@@ -36,8 +36,10 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "COMMUNITY_PIPELINES",
     "HubPushError",
+    "check_repo_id",
     "community_pipeline_file",
     "publish",
+    "resolve_token",
     "save_pretrained_with_card",
 ]
 
@@ -69,7 +71,8 @@ def community_pipeline_file(pipeline_class: str) -> Path | None:
     return Path(str(resources.files("diffusers_xai.hub.community").joinpath(name)))
 
 
-def _check_repo_id(repo_id) -> str:
+def check_repo_id(repo_id) -> str:
+    """`repo_id` if it is a valid Hub repo id, else a `ValueError`/`TypeError` saying what a valid one looks like."""
     if not isinstance(repo_id, str):
         raise TypeError(f"repo_id must be a string like 'username/model-name', got {type(repo_id).__name__}.")
     try:
@@ -82,7 +85,8 @@ def _check_repo_id(repo_id) -> str:
     return repo_id
 
 
-def _resolve_token(token: str | None) -> str:
+def resolve_token(token: str | None) -> str:
+    """`token`, else `HF_TOKEN` / the `hf auth login` cache; a `ValueError` saying how to log in when there is none."""
     # The token is only ever passed to huggingface_hub; never logged, printed or written anywhere.
     token = token if token is not None else get_token()
     if not token:
@@ -281,8 +285,8 @@ def publish(
     >>> publish(pipe, "me/digits-ddpm", card, save_directory="outputs/digits-ddpm").commit_url
     ```
     """
-    repo_id = _check_repo_id(repo_id)
-    token = _resolve_token(token)
+    repo_id = check_repo_id(repo_id)
+    token = resolve_token(token)
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}.")
     api = HfApi(token=token)

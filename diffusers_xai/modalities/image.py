@@ -11,8 +11,9 @@ import PIL.Image
 import torch
 from diffusers import UNet2DModel
 
+from ..explain.explain import EXPLAIN_METHODS
 from ..pipelines import DiffusionXAIPipeline, make_scheduler
-from .base import Modality, load_hf_dataset, register_modality
+from .base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
 
 __all__ = ["BUILTIN_IMAGE_DATASETS", "ImageModality", "save_image_grid"]
 
@@ -124,6 +125,30 @@ class ImageModality(Modality):
             )
         return dataset
 
+    def load_streaming_dataset(self, config):
+        import datasets
+
+        if config.dataset_name in BUILTIN_IMAGE_DATASETS:
+            # 1,797 8x8 digits are built in memory anyway; streamed so the loop is the one large data takes
+            return to_stream(self.load_dataset(config))
+        stream = load_hf_dataset(config, streaming=True)
+        if stream.features is None:  # a CSV/JSON of file paths: `datasets` infers the features from its first rows
+            stream = stream._resolve_features()
+        column = config.image_column
+        if column not in stream.column_names:
+            raise ValueError(
+                f"Image column {column!r} not found in the dataset; its columns are {stream.column_names}."
+            )
+        feature = stream.features[column]
+        if isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"):
+            return stream.cast_column(column, datasets.Image())  # decoded lazily, row by row
+        if not isinstance(feature, datasets.Image):
+            raise TypeError(
+                f"Column {column!r} holds {feature!r}, not images; it must be a `datasets.Image()` feature or file "
+                "paths."
+            )
+        return stream
+
     def fit_preprocessor(self, dataset, config) -> None:
         if len(dataset) and config.dataset_name not in BUILTIN_IMAGE_DATASETS:
             mode = dataset[0][config.image_column].mode
@@ -185,14 +210,20 @@ class ImageModality(Modality):
     def build_pipeline(self, model, scheduler, preprocessor) -> DiffusionXAIPipeline:
         return DiffusionXAIPipeline(unet=model, scheduler=scheduler)
 
-    def log_validation(self, pipeline, step: int, config, accelerator) -> str:
-        """DDIM-sample `validation_batch_size` images from a fixed seed; save `samples/step_N.png`; log them."""
+    @staticmethod
+    def _ddim(pipeline) -> DiffusionXAIPipeline:
         ddim = DiffusionXAIPipeline(unet=pipeline.unet, scheduler=make_scheduler("ddim", pipeline.scheduler.config))
         ddim.set_progress_bar_config(disable=True)
+        return ddim
+
+    def log_validation(self, pipeline, step: int, config, accelerator) -> str:
+        """DDIM-sample `validation_batch_size` images from a fixed seed; save `samples/step_N.png`; log them."""
         generator = torch.Generator("cpu").manual_seed(config.seed or 0)
-        steps = min(config.validation_num_inference_steps, config.num_train_timesteps)
-        images = ddim(
-            batch_size=config.validation_batch_size, generator=generator, num_inference_steps=steps, output_type="np"
+        images = self._ddim(pipeline)(
+            batch_size=config.validation_batch_size,
+            generator=generator,
+            num_inference_steps=sampling_steps(config),
+            output_type="np",
         ).images
         path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.png")
         save_image_grid(images, path)
@@ -200,6 +231,88 @@ class ImageModality(Modality):
             if tracker.name == "tensorboard":
                 tracker.log_images({"samples": images}, step=step, dataformats="NHWC")
         return path
+
+    # ---- end of training ----
+    explain_methods = EXPLAIN_METHODS
+    # cheap enough to run after every training run (K forward+backward passes each); IG adds 32 per step
+    default_explain_methods = ("trajectory", "attention", "gradcam", "saliency", "integrated_gradients")
+
+    def reference_images(self, config, max_samples: int) -> torch.Tensor:
+        """Up to `max_samples` training images (a seeded subset) as `[N, C, H, W]` in [0, 1], center-cropped."""
+        dataset = self.reference_dataset(config, max_samples)
+        view = config.replace(center_crop=True, random_flip=False)
+        chunks = [self.to_tensors(dataset[i : i + 256], None, view)["x0"] for i in range(0, len(dataset), 256)]
+        return (torch.cat(chunks) + 1.0) / 2.0
+
+    def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
+        """FID/KID/IS, PRDC, diversity and memorisation (digits-CNN features) of DDIM samples vs training images."""
+        from ..evaluation import evaluate_images
+
+        ddim = self._ddim(pipeline)
+        steps = sampling_steps(config)
+        batches = sample_in_batches(
+            lambda n, g: ddim(batch_size=n, generator=g, num_inference_steps=steps, output_type="pt").images.cpu(),
+            num_samples,
+            config,
+        )
+        fake = torch.cat(batches)
+        real = self.reference_images(config, max(num_samples, 2000))
+        return evaluate_images(
+            real,
+            fake,
+            value_range=(0.0, 1.0),
+            output_dir=output_dir,
+            dataset_name=config.dataset_name or config.train_data_dir,
+            seed=config.seed or 0,
+        )
+
+    def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
+        """Explain sample 0 of a traced DDIM generation with every method ([`explain_generation`]); the card shows
+        each method's overlay and step grid, the trajectory, the faithfulness curves and the sanity check."""
+        from ..capture import TraceConfig
+        from ..explain import explain_generation
+
+        ddim = self._ddim(pipeline)
+        methods = list(methods)
+        has_attention = any(type(m).__name__ == "Attention" for m in ddim.unet.modules())
+        if "attention" in methods and not has_attention:
+            logger.warning("The UNet has no attention layers: the card has no attention maps.")
+            methods.remove("attention")
+        generation = ddim(
+            batch_size=min(config.validation_batch_size, 16),
+            generator=torch.Generator("cpu").manual_seed(config.seed or 0),
+            num_inference_steps=sampling_steps(config),
+            trace=TraceConfig(attention="attention" in methods),
+            output_type="pt",
+        )
+        grid = generation.images.permute(0, 2, 3, 1).numpy()
+        samples = save_image_grid(grid, os.path.join(output_dir, "samples.png"))
+        summary = explain_generation(ddim, generation, output_dir, methods=methods, sample_index=0, gif=False)
+        return card_fields_from_summary(summary, output_dir, samples)
+
+
+def card_fields_from_summary(summary: dict, output_dir: str, samples: str | None = None) -> dict:
+    """[`ExplanationCardData`] fields from an [`explain_generation`] summary whose PNGs are in `output_dir`."""
+    figures, faithfulness, sanity, explainers = {}, {}, {}, {}
+    for name in dict.fromkeys(f for files in summary["files"].values() for f in files):
+        if name.endswith(".png") and name != "sample.png":
+            stem = name[: -len(".png")]
+            figures[stem] = {"path": os.path.join(output_dir, name), "caption": stem.replace("_", " ")}
+    for method, entry in summary["methods"].items():
+        explainers[method] = {"timesteps": entry["timesteps"], "sample_index": summary["sample_index"]}
+        if "faithfulness" in entry:
+            faithfulness[method] = {k: v for k, v in entry["faithfulness"].items() if k != "per_step"}
+        if "sanity_check" in entry:
+            sanity[method] = entry["sanity_check"]
+    if "trajectory" in summary:
+        explainers["trajectory"] = {"timesteps": summary["timesteps"]}
+    return {
+        "samples": samples,
+        "figures": figures,
+        "explainers": explainers,
+        "faithfulness": faithfulness or None,
+        "sanity_checks": sanity or None,
+    }
 
 
 def save_image_grid(images: np.ndarray, path: str, min_cell: int = 64) -> str:

@@ -12,13 +12,16 @@ from diffusers import UNet1DModel
 from ..data.timeseries import (
     TIMESERIES_DATASETS,
     TimeSeriesPreprocessor,
+    iter_windows,
+    load_series,
     load_timeseries_dataset,
     windows_from_columns,
 )
 from ..models import TimeSeriesDenoiser
 from ..pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
 from ..pipelines.schedulers import make_scheduler, scheduler_name
-from .base import Modality, load_hf_dataset, register_modality
+from .base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
+from .explanations import ATTRIBUTION_CARD_METHODS, explain_rows
 
 __all__ = ["TimeSeriesModality", "save_series_plot", "unet1d"]
 
@@ -103,6 +106,39 @@ class TimeSeriesModality(Modality):
             seed=config.seed or 0,
         )
 
+    def load_streaming_dataset(self, config):
+        """
+        Windows cut from a streamed long series (rows = time steps) by [`iter_windows`]: the windows, stride and
+        values of the map-style read. Windows overlap, so neighbours are alike; the shuffle buffer mixes them.
+        The built-in `sines`/`co2` are windowed in memory (they are small) and then streamed.
+        """
+        import datasets
+        import pandas as pd
+
+        if config.dataset_name in TIMESERIES_DATASETS:
+            return to_stream(self.load_dataset(config))
+        if config.nan_policy != "raise":
+            raise ValueError(
+                f"`nan_policy: {config.nan_policy}` fills gaps from both sides along the whole series, which a stream "
+                "never holds; with `streaming: true` use `nan_policy: raise` (a missing value then stops training "
+                "naming its time step), or interpolate the series before training."
+            )
+        rows = load_hf_dataset(config, streaming=True)
+        # the channels by the map-style rules (`value_columns`, else every numeric column), read off the first rows
+        _, channels = load_series(pd.DataFrame(list(rows.take(100))), config.value_columns)
+        features = datasets.Features({name: datasets.Sequence(datasets.Value("float32")) for name in channels})
+        # `from_generator` with a tuple of channels: a list in `gen_kwargs` would be split into shards
+        return datasets.IterableDataset.from_generator(
+            iter_windows,
+            features=features,
+            gen_kwargs={
+                "rows": rows,
+                "channels": tuple(channels),
+                "sequence_length": config.sequence_length,
+                "stride": config.stride,
+            },
+        )
+
     def fit_preprocessor(self, dataset, config) -> TimeSeriesPreprocessor:
         return TimeSeriesPreprocessor.fit(
             dataset,
@@ -140,21 +176,79 @@ class TimeSeriesModality(Modality):
         )
         return TimeSeriesXAIPipeline(denoiser=model, scheduler=scheduler, preprocessor=preprocessor)
 
-    def log_validation(self, pipeline, step: int, config, accelerator) -> str:
-        """Sample a few windows with DDIM from a fixed seed and plot them to `samples/step_N.png`."""
+    @staticmethod
+    def _ddim(pipeline) -> TimeSeriesXAIPipeline:
         ddim = TimeSeriesXAIPipeline(
             denoiser=pipeline.denoiser,
             scheduler=make_scheduler("ddim", pipeline.scheduler.config),
             preprocessor=pipeline.preprocessor,
         )
         ddim.set_progress_bar_config(disable=True)
+        return ddim
+
+    def log_validation(self, pipeline, step: int, config, accelerator) -> str:
+        """Sample a few windows with DDIM from a fixed seed and plot them to `samples/step_N.png`."""
         generator = torch.Generator("cpu").manual_seed(config.seed or 0)
-        steps = min(config.validation_num_inference_steps, config.num_train_timesteps)
-        series = ddim(
-            num_series=min(config.validation_batch_size, 16), generator=generator, num_inference_steps=steps
+        series = self._ddim(pipeline)(
+            num_series=min(config.validation_batch_size, 16),
+            generator=generator,
+            num_inference_steps=sampling_steps(config),
         ).series
         path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.png")
         return save_series_plot(series, pipeline.preprocessor.channels, path)
+
+    # ---- end of training ----
+    explain_methods = ATTRIBUTION_CARD_METHODS
+    default_explain_methods = ("integrated_gradients", "commit_steps")
+
+    def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
+        """TimeGAN discriminative/predictive scores, autocorrelation distance and window FID/KID of DDIM windows
+        vs the training windows (original scale)."""
+        from ..evaluation import evaluate_timeseries
+
+        ddim = self._ddim(pipeline)
+        synthetic = np.concatenate(
+            sample_in_batches(
+                lambda n, g: ddim(num_series=n, generator=g, num_inference_steps=sampling_steps(config)).series,
+                num_samples,
+                config,
+                batch_size=256,
+            )
+        )
+        dataset = self.reference_dataset(config, 10_000)
+        real = windows_from_columns({c: dataset[c] for c in pipeline.preprocessor.channels})
+        return evaluate_timeseries(
+            real, synthetic, output_dir=output_dir, dataset_name=config.dataset_name, seed=config.seed or 0
+        )
+
+    def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
+        """Attributions of the whole predicted window to x_t (IG / SHAP) at the middle step of a traced DDIM run of
+        16 windows, and the step at which each time step commits."""
+        from ..explain.timeseries import (
+            TimeSeriesAttribution,
+            plot_series_attributions,
+            plot_series_commit_steps,
+            series_commit_steps,
+        )
+
+        ddim = self._ddim(pipeline)
+        out = ddim(
+            num_series=16,
+            generator=torch.Generator("cpu").manual_seed(config.seed or 0),
+            num_inference_steps=sampling_steps(config),
+            trace=True,
+        )
+        channels = ddim.preprocessor.channels
+        return explain_rows(
+            ddim,
+            out.trace,
+            TimeSeriesAttribution,
+            methods,
+            output_dir,
+            plot_series_attributions,
+            lambda trace, path: plot_series_commit_steps(series_commit_steps(trace, channels), path),
+            seed=config.seed or 0,
+        )
 
 
 def unet1d(in_channels: int, sample_size: int, hidden_dim: int = 64, num_layers: int = 2) -> UNet1DModel:

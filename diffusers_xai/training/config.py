@@ -70,6 +70,16 @@ class TrainingConfig:
     center_crop: bool = _help("Center-crop to `resolution` after resizing (else random crop).", False)
     random_flip: bool = _help("Randomly flip images horizontally.", False)
     dataloader_num_workers: int = _help("DataLoader worker processes (0 = load in the main process).", 0)
+    streaming: bool = _help(
+        "Read the data as a `datasets.IterableDataset`, never fully in memory (needs `max_train_steps`; "
+        "`max_train_samples` takes the first N rows).",
+        False,
+    )
+    shuffle_buffer_size: int = _help("Streaming: rows held in the `IterableDataset.shuffle` buffer.", 1000)
+    streaming_fit_samples: int = _help(
+        "Streaming: the preprocessor (table quantiles, series normalisation) is fitted on the first N rows/windows.",
+        10000,
+    )
     # ---- model ----
     model_config_name_or_path: str | None = _help(
         "A diffusers `config.json` (or folder) for the UNet; overrides fields below."
@@ -121,9 +131,25 @@ class TrainingConfig:
     checkpointing_steps: int | None = _help("Save a resumable checkpoint every N steps (null = never).", 500)
     checkpoints_total_limit: int | None = _help("Keep only the newest N checkpoints.")
     resume_from_checkpoint: str | None = _help("`latest` or a checkpoint folder (path, or name inside output_dir).")
-    push_to_hub: bool = _help("Upload the final pipeline (not the checkpoints) with `upload_folder`.", False)
-    hub_model_id: str | None = _help("Repo id for push_to_hub (default: the output_dir name).")
-    hub_token: str | None = _help("Token for push_to_hub (default: the logged-in token).")
+    # ---- end of training: evaluation, explanation card, Hub ----
+    eval_samples: int | None = _help(
+        "After training, generate N samples and score them against the training data (images: FID/KID/PRDC/"
+        "memorisation; tables: SDMetrics quality, detection, DCR; series: TimeGAN scores) into "
+        "evaluation/report.json and the card's model-index (null = no evaluation)."
+    )
+    explanation_card: bool = _help(
+        "Explain one traced generation of the final pipeline (figures, faithfulness, sanity check) and write the "
+        "explanation card (README.md + explanations/); false = the card without figures.",
+        True,
+    )
+    explain_methods: tuple[str, ...] | None = _help(
+        "Explanation methods for the card (default: the modality's `default_explain_methods`)."
+    )
+    push_to_hub: bool = _help(
+        "Push the final pipeline with its explanation card (not the checkpoints) to the Hub in one commit.", False
+    )
+    hub_model_id: str | None = _help("Repo id for push_to_hub (default: the output_dir name in your namespace).")
+    hub_token: str | None = _help("Token for push_to_hub (default: HF_TOKEN or the `hf auth login` cache).")
     hub_private_repo: bool = _help("Create the Hub repo as private.", False)
     # ---- modality-specific keys (see `Modality.options`) ----
     modality_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Keys of the modality."})
@@ -185,6 +211,23 @@ class TrainingConfig:
         raise AttributeError(f"{type(self).__name__} has no key {name!r}.")
 
     # ---- validation ----
+    def _validate_streaming(self) -> None:
+        """`streaming` reads a stream of unknown length: everything that needs the length is refused up front."""
+        _positive("shuffle_buffer_size", self.shuffle_buffer_size)
+        _positive("streaming_fit_samples", self.streaming_fit_samples)
+        if not self.streaming:
+            return
+        if self.max_train_steps is None:
+            raise ValueError(
+                "`streaming: true` reads the data as a stream of unknown length, so `num_epochs` cannot be turned "
+                "into steps; set `max_train_steps` (e.g. `--max_train_steps 10000`), or train without streaming."
+            )
+        if self.validation_split > 0:
+            raise ValueError(
+                f"`validation_split` ({self.validation_split}) is a fraction of the dataset's length, which a stream "
+                "does not have; set `validation_split: 0` with `streaming: true`, or train without streaming."
+            )
+
     def validate(self) -> None:
         """Coerce YAML/CLI values to the field types and raise `ValueError` naming any bad value."""
         hints = typing.get_type_hints(type(self))
@@ -209,7 +252,8 @@ class TrainingConfig:
             "norm_num_groups",
         ):
             _positive(name, getattr(self, name))
-        for name in ("max_train_steps", "max_train_samples", "validation_steps", "checkpointing_steps"):
+        optional = ("max_train_steps", "max_train_samples", "validation_steps", "checkpointing_steps", "eval_samples")
+        for name in optional:
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
         if self.checkpoints_total_limit is not None:
@@ -225,6 +269,7 @@ class TrainingConfig:
             raise ValueError(f"`max_grad_norm` must be > 0 (or null to disable clipping), got {self.max_grad_norm}.")
         if not 0.0 <= self.validation_split < 1.0:
             raise ValueError(f"`validation_split` is a fraction in [0, 1), got {self.validation_split}.")
+        self._validate_streaming()
         if not 0.0 < self.ema_max_decay < 1.0:
             raise ValueError(f"`ema_max_decay` must be in (0, 1), got {self.ema_max_decay}.")
         if self.dataset_name is not None and self.train_data_dir is not None:
@@ -256,6 +301,17 @@ class TrainingConfig:
             known = {f.name for f in dataclasses.fields(self)} | set(modality.options)
             raise ValueError(_unknown_key_message(key, known, self.modality, None))
         self.modality_options = {**modality.options, **self.modality_options}
+        if self.explain_methods is not None:
+            bad = [m for m in self.explain_methods if m not in modality.explain_methods]
+            if bad or not self.explain_methods:
+                raise ValueError(
+                    f"`explain_methods` {list(self.explain_methods)} are not methods of the {self.modality} modality; "
+                    f"choose from {list(modality.explain_methods)} (or `explanation_card: false` for none)."
+                )
+        if self.push_to_hub and self.hub_model_id is not None:
+            from ..hub.publish import check_repo_id
+
+            check_repo_id(self.hub_model_id)
         modality.validate_config(self)
 
 

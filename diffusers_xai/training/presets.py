@@ -44,6 +44,7 @@ DIGITS_16: dict[str, Any] = {
     "validation_num_inference_steps": 50,
     "checkpointing_steps": 400,
     "checkpoints_total_limit": 2,
+    "eval_samples": 1000,
 }
 
 

@@ -9,6 +9,7 @@ a wall-clock budget, and a stop on a non-finite loss before it reaches the weigh
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -26,7 +27,7 @@ from ..modalities.base import get_modality
 from ..pipelines import make_scheduler
 from .checkpointing import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from .config import TrainingConfig
-from .hub import push_output_dir, save_model_card
+from .finish import RunSummary, finish_run
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
 
@@ -55,6 +56,8 @@ class TrainResult:
         validation_loss_history (`list[tuple[int, float]]`): `(step, loss)` on the held-out split.
         stop_reason (`str`): `"max_train_steps"` or `"max_train_minutes"`.
         train_seconds (`float`): wall-clock time of this run's steps (setup and the final save excluded).
+        evaluation ([`EvaluationReport`], *optional*): the end-of-training evaluation, when `eval_samples` was set.
+        commit_url (`str`, *optional*): the Hub commit, when `push_to_hub` was set.
     """
 
     pipeline: object | None
@@ -65,6 +68,8 @@ class TrainResult:
     validation_loss_history: list[tuple[int, float]] = field(default_factory=list)
     stop_reason: str = "max_train_steps"
     train_seconds: float = 0.0
+    evaluation: object | None = None
+    commit_url: str | None = None
 
     @property
     def steps_per_second(self) -> float:
@@ -122,6 +127,40 @@ def _prepare_data(modality, config: TrainingConfig):
     if validation is not None:
         validation.set_transform(transform)
     return dataset, validation, preprocessor
+
+
+def _prepare_stream(modality, config: TrainingConfig, seed: int | None):
+    """
+    `streaming: true`: the modality's `datasets.IterableDataset`, cut to its first `max_train_samples` rows
+    (`take`: a stream has no random subset), the preprocessor fitted on a `datasets.Dataset` of its first
+    `streaming_fit_samples` rows (the only rows ever held in memory at once, undecoded), shuffled in a
+    `shuffle_buffer_size` buffer after permuting the shards (`seed=None` keeps the reading order), and mapped
+    through the same `to_tensors` as the map-style path. Returns `(stream, preprocessor)`.
+    """
+    import datasets
+
+    stream = modality.load_streaming_dataset(config)
+    if config.max_train_samples is not None:
+        stream = stream.take(config.max_train_samples)
+    # undecoded (images stay bytes until the fit reads them); a CSV/JSON stream has no features, so nothing to decode
+    head = list((stream.decode(False) if stream.features else stream).take(config.streaming_fit_samples))
+    if not head:
+        source = config.dataset_name or config.train_data_dir
+        raise ValueError(
+            f"The dataset {source!r} (split {config.split!r}) streamed no rows; there is nothing to train on."
+        )
+    columns = list(head[0])
+    preprocessor = modality.fit_preprocessor(datasets.Dataset.from_list(head, features=stream.features), config)
+    del head
+    if seed is not None:
+        stream = stream.shuffle(seed=seed, buffer_size=config.shuffle_buffer_size)
+
+    def transform(examples):
+        return modality.to_tensors(examples, preprocessor, config)
+
+    # after the shuffle, so the buffer holds raw (encoded) rows; one map batch per training batch bounds the memory
+    stream = stream.map(transform, batched=True, batch_size=config.train_batch_size, remove_columns=columns)
+    return stream, preprocessor
 
 
 @contextlib.contextmanager
@@ -274,6 +313,10 @@ def train(config: TrainingConfig) -> TrainResult:
     if not isinstance(config, TrainingConfig):
         raise TypeError(f"`config` must be a TrainingConfig, got {type(config).__name__}.")
     config.validate()
+    if config.push_to_hub:  # no token: say so now, not after hours of training
+        from ..hub.publish import resolve_token
+
+        resolve_token(config.hub_token)
     modality = get_modality(config.modality)
     accelerator = _make_accelerator(config)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
@@ -288,11 +331,20 @@ def train(config: TrainingConfig) -> TrainResult:
             logger.info(f"No checkpoint in {config.output_dir!r} to resume from; starting a new run.")
 
     # 1. data (every input check happens before the first step)
-    train_dataset, validation_dataset, preprocessor = _prepare_data(modality, config)
+    if config.streaming:
+        train_dataset, preprocessor = _prepare_stream(modality, config, seed)
+        validation_dataset = None  # the config refuses `validation_split` with streaming
+    else:
+        train_dataset, validation_dataset, preprocessor = _prepare_data(modality, config)
+    # A stream goes through `accelerate`'s default for iterable datasets, `dispatch_batches`: the main process reads
+    # `num_processes` batches per step and sends each rank its own. Rather than per-rank shards
+    # (`split_dataset_by_node`, or accelerate's `dispatch_batches=False`): those give ranks unequal row counts
+    # whenever the shards are uneven (one CSV is one shard), and a rank that runs out first leaves the others
+    # waiting in DDP's all-reduce; dispatching keeps the batches even and the order that of one process.
     train_dataloader = torch.utils.data.DataLoader(
         train_dataset,
         batch_size=config.train_batch_size,
-        shuffle=True,
+        shuffle=not config.streaming,  # a stream shuffles itself (shards + buffer, reseeded by `set_epoch`)
         num_workers=config.dataloader_num_workers,
     )
     validation_dataloader = None
@@ -328,11 +380,14 @@ def train(config: TrainingConfig) -> TrainResult:
         weight_decay=config.adam_weight_decay,
         eps=config.adam_epsilon,
     )
-    # batches each process sees per epoch once `prepare` has sharded the loader (as diffusers' text_to_image script)
-    batches_per_process = math.ceil(len(train_dataloader) / accelerator.num_processes)
-    steps_per_epoch = math.ceil(batches_per_process / config.gradient_accumulation_steps)
-    max_train_steps = config.max_train_steps or config.num_epochs * steps_per_epoch
-    num_epochs = math.ceil(max_train_steps / steps_per_epoch)
+    if config.streaming:  # no length, so no epochs to count: `max_train_steps` (required by the config) ends the run
+        max_train_steps, steps_per_epoch, num_epochs = config.max_train_steps, None, None
+    else:
+        # batches each process sees per epoch once `prepare` has sharded the loader (as diffusers' text_to_image)
+        batches_per_process = math.ceil(len(train_dataloader) / accelerator.num_processes)
+        steps_per_epoch = math.ceil(batches_per_process / config.gradient_accumulation_steps)
+        max_train_steps = config.max_train_steps or config.num_epochs * steps_per_epoch
+        num_epochs = math.ceil(max_train_steps / steps_per_epoch)
     lr_scheduler = get_scheduler(
         config.lr_scheduler,
         optimizer=optimizer,
@@ -355,26 +410,36 @@ def train(config: TrainingConfig) -> TrainResult:
     global_step = 0
     loss_history: list[float] = []
     validation_losses: list[tuple[int, float]] = []
+    # streaming: where the data stood at the last step, `{"epoch", "batches"}` (micro-batches read in that epoch)
+    stream_position = {"epoch": 0, "batches": 0}
     if resume_path is not None:
         logger.info(f"Resuming from {resume_path}")
         state = load_checkpoint(accelerator, resume_path, noise_generator)
         global_step = int(state["global_step"])
         loss_history = [float(v) for v in state.get("loss_history", [])][:global_step]
         validation_losses = [(int(s), float(v)) for s, v in state.get("validation_loss_history", [])]
+        if config.streaming and global_step:
+            if "stream_position" not in state:
+                logger.warning(f"{resume_path} was not written by a streaming run; the data order restarts.")
+            stream_position = {k: int(v) for k, v in state.get("stream_position", stream_position).items()}
     initial_global_step = global_step
 
     total_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
     logger.info(
-        f"***** Running training ({config.modality}) *****\n  examples = {len(train_dataset)}\n"
+        f"***** Running training ({config.modality}) *****\n"
+        f"  examples = {'streamed' if config.streaming else len(train_dataset)}\n"
         f"  total batch size = {total_batch}\n  optimization steps = {max_train_steps} (from {global_step})"
     )
 
     def trainer_state() -> dict:
-        return {
+        state = {
             "loss_history": loss_history,
             "validation_loss_history": validation_losses,
             "config": config.to_dict(),
         }
+        if config.streaming:
+            state["stream_position"] = dict(stream_position)
+        return state
 
     def run_validation(step: int) -> None:
         unwrapped = accelerator.unwrap_model(model)
@@ -401,20 +466,36 @@ def train(config: TrainingConfig) -> TrainResult:
     deadline = time.monotonic() + 60 * config.max_train_minutes if config.max_train_minutes else None
     stop_reason = "max_train_steps"
     check_grad_norm = config.mixed_precision != "fp16"  # fp16's GradScaler skips inf-gradient steps by design
-    first_epoch = global_step // steps_per_epoch
-    resume_batches = (global_step % steps_per_epoch) * config.gradient_accumulation_steps
+    if config.streaming:
+        # A stream cannot be indexed: resume replays the checkpoint's epoch (`set_epoch` reseeds the same shuffle)
+        # and drops the batches consumed before the checkpoint with `skip_first_batches`: exact, at the cost of
+        # reading and preprocessing those rows again. `IterableDataset.state_dict()` would not re-read them, but
+        # datasets drops the shuffle buffer on resume, so the order would differ from an uninterrupted run.
+        first_epoch, resume_batches = stream_position["epoch"], stream_position["batches"]
+        epochs = itertools.count(first_epoch)
+    else:
+        first_epoch = global_step // steps_per_epoch
+        resume_batches = (global_step % steps_per_epoch) * config.gradient_accumulation_steps
+        epochs = range(first_epoch, num_epochs)
     window_losses: list[torch.Tensor] = []
     start = time.perf_counter()
     model.train()
     try:
-        for epoch in range(first_epoch, num_epochs):
+        for epoch in epochs:
             if global_step >= max_train_steps or stop_reason == "max_train_minutes":
                 break
+            if config.streaming:
+                if epoch > first_epoch and stream_position["batches"] == 0:  # else `itertools.count` never ends
+                    raise ValueError(
+                        f"The stream yielded no batch in epoch {epoch - 1}; there is nothing to train on."
+                    )
+                stream_position.update(epoch=epoch, batches=resume_batches if epoch == first_epoch else 0)
             train_dataloader.set_epoch(epoch)
             batches = train_dataloader
             if epoch == first_epoch and resume_batches:
                 batches = accelerator.skip_first_batches(train_dataloader, resume_batches)
             for batch in batches:
+                stream_position["batches"] += 1
                 with accelerator.accumulate(model):
                     loss = _diffusion_loss(model, noise_scheduler, batch, noise_generator)
                     mean_loss = accelerator.gather(loss.detach()[None]).mean()
@@ -485,7 +566,7 @@ def train(config: TrainingConfig) -> TrainResult:
 
         # 6. save the pipeline (EMA weights), the model card, push
         accelerator.wait_for_everyone()
-        pipeline = None
+        pipeline = evaluation = commit_url = None
         if accelerator.is_main_process:
             unwrapped = accelerator.unwrap_model(model)
             if ema_model is not None:
@@ -493,16 +574,18 @@ def train(config: TrainingConfig) -> TrainResult:
             unwrapped.eval()
             pipeline = modality.build_pipeline(unwrapped, noise_scheduler, preprocessor)
             _save_pipeline(pipeline, config.output_dir)
-            save_model_card(
-                config.output_dir,
-                config,
-                type(pipeline).__name__,
-                global_step,
-                loss_history[-1] if loss_history else None,
-                accelerator.num_processes,
+            # evaluation (eval_samples), explanation card, push: the pipeline is saved first, so a failure here
+            # (e.g. the Hub is down) never costs the trained weights
+            run = RunSummary(
+                global_step=global_step,
+                final_loss=loss_history[-1] if loss_history else None,
+                num_processes=accelerator.num_processes,
+                train_seconds=train_seconds,
+                stop_reason=stop_reason,
             )
-            if config.push_to_hub:
-                push_output_dir(config.output_dir, config)
+            finished = finish_run(pipeline, modality, config, run)
+            evaluation = finished["report"]
+            commit_url = finished["commit_url"]
         accelerator.wait_for_everyone()
     finally:
         progress_bar.close()
@@ -517,4 +600,6 @@ def train(config: TrainingConfig) -> TrainResult:
         validation_loss_history=validation_losses,
         stop_reason=stop_reason,
         train_seconds=train_seconds,
+        evaluation=evaluation,
+        commit_url=commit_url,
     )
