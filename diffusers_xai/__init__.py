@@ -1,135 +1,172 @@
-"""diffusers-xai: generate synthetic data with diffusion models and explain every generation."""
+"""diffusers-xai: generate synthetic data with diffusion models and explain every generation.
+
+Importing the package is cheap: each public name is imported from its submodule on first use (PEP 562), as diffusers'
+own `_LazyModule` does (written out here because that class is private API). An eager import of everything (torch,
+diffusers, captum, shap, sdmetrics, datasets) costs ~12 CPU-seconds, paid by every CLI call and every
+`accelerate launch` process.
+"""
+
+# ruff: noqa: F401  (the TYPE_CHECKING imports below are re-exported through the lazy __getattr__)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
-from . import models, viz
-from .capture import (
-    ActivationCapture,
-    CapturingAttnProcessor,
-    Trace,
-    TraceConfig,
-    TraceRecorder,
-    TraceStep,
-    find_attention_modules,
-)
-from .evaluation import (
-    EvaluationReport,
-    MetricResult,
-    compute_prdc,
-    evaluate_images,
-    evaluate_table,
-    evaluate_timeseries,
-    memorization_test,
-)
-from .explain import (
-    AttentionExplainer,
-    DenoiserAttribution,
-    DenoiserGradCAM,
-    DenoiserShap,
-    Explainer,
-    ExplanationReport,
-    ExplanationResult,
-    ExplanationTarget,
-    TrajectoryAnalysis,
-    analyze_trajectory,
-    deletion_insertion,
-    explain_generation,
-    model_randomization_check,
-    randomize_model,
-)
-from .generation import (
-    GenerationManifest,
-    GenerationResult,
-    dataset_card,
-    generate_dataset,
-    load_pipeline,
-    push_dataset_to_hub,
-)
-from .hub import (
-    ExplanationCardData,
-    HubPushError,
-    explanation_card,
-    load_explanation_card_data,
-    publish,
-    save_explanation_card,
-    save_pretrained_with_card,
-)
-from .pipelines import (
-    SCHEDULERS,
-    DiffusionStep,
-    DiffusionXAIPipeline,
-    DiffusionXAIPipelineOutput,
-    make_scheduler,
-    predict_original_sample,
-)
-from .pipelines.pipeline_tabular import TabularXAIPipeline, TabularXAIPipelineOutput
-from .pipelines.pipeline_timeseries import TimeSeriesXAIPipeline, TimeSeriesXAIPipelineOutput
-from .training import (
-    NonFiniteLossError,
-    TrainingConfig,
-    TrainResult,
-    digits_config,
-    train,
-)
+# submodule -> the public names it provides at the top level
+_EXPORTS: dict[str, list[str]] = {
+    "capture": [
+        "ActivationCapture",
+        "CapturingAttnProcessor",
+        "Trace",
+        "TraceConfig",
+        "TraceRecorder",
+        "TraceStep",
+        "find_attention_modules",
+    ],
+    "evaluation": [
+        "EvaluationReport",
+        "MetricResult",
+        "compute_prdc",
+        "evaluate_images",
+        "evaluate_table",
+        "evaluate_timeseries",
+        "memorization_test",
+    ],
+    "explain": [
+        "AttentionExplainer",
+        "DenoiserAttribution",
+        "DenoiserGradCAM",
+        "DenoiserShap",
+        "Explainer",
+        "ExplanationReport",
+        "ExplanationResult",
+        "ExplanationTarget",
+        "TrajectoryAnalysis",
+        "analyze_trajectory",
+        "deletion_insertion",
+        "explain_generation",
+        "model_randomization_check",
+        "randomize_model",
+    ],
+    "generation": [
+        "GenerationManifest",
+        "GenerationResult",
+        "dataset_card",
+        "generate_dataset",
+        "load_pipeline",
+        "push_dataset_to_hub",
+    ],
+    "hub": [
+        "ExplanationCardData",
+        "HubPushError",
+        "explanation_card",
+        "load_explanation_card_data",
+        "publish",
+        "save_explanation_card",
+        "save_pretrained_with_card",
+    ],
+    "pipelines": [
+        "SCHEDULERS",
+        "DiffusionStep",
+        "DiffusionXAIPipeline",
+        "DiffusionXAIPipelineOutput",
+        "make_scheduler",
+        "predict_original_sample",
+    ],
+    "pipelines.pipeline_tabular": ["TabularXAIPipeline", "TabularXAIPipelineOutput"],
+    "pipelines.pipeline_timeseries": ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"],
+    "training": ["NonFiniteLossError", "TrainingConfig", "TrainResult", "digits_config", "train"],
+}
+_SUBMODULES = ("models", "viz")
+_NAME_TO_MODULE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = [
-    "TabularXAIPipeline",
-    "TabularXAIPipelineOutput",
-    "TimeSeriesXAIPipeline",
-    "TimeSeriesXAIPipelineOutput",
-    "models",
-    "EvaluationReport",
-    "MetricResult",
-    "compute_prdc",
-    "evaluate_images",
-    "evaluate_table",
-    "evaluate_timeseries",
-    "memorization_test",
-    "NonFiniteLossError",
-    "TrainResult",
-    "TrainingConfig",
-    "digits_config",
-    "train",
-    "GenerationManifest",
-    "GenerationResult",
-    "dataset_card",
-    "generate_dataset",
-    "load_pipeline",
-    "push_dataset_to_hub",
-    "AttentionExplainer",
-    "DenoiserAttribution",
-    "DenoiserGradCAM",
-    "DenoiserShap",
-    "ExplanationReport",
-    "ExplanationResult",
-    "ExplanationTarget",
-    "Explainer",
-    "TrajectoryAnalysis",
-    "analyze_trajectory",
-    "deletion_insertion",
-    "explain_generation",
-    "model_randomization_check",
-    "randomize_model",
-    "viz",
-    "SCHEDULERS",
-    "ActivationCapture",
-    "CapturingAttnProcessor",
-    "DiffusionStep",
-    "DiffusionXAIPipeline",
-    "DiffusionXAIPipelineOutput",
-    "ExplanationCardData",
-    "HubPushError",
-    "Trace",
-    "TraceConfig",
-    "TraceRecorder",
-    "TraceStep",
-    "__version__",
-    "explanation_card",
-    "load_explanation_card_data",
-    "publish",
-    "save_explanation_card",
-    "save_pretrained_with_card",
-    "find_attention_modules",
-    "make_scheduler",
-    "predict_original_sample",
-]
+__all__ = ["__version__", *_SUBMODULES, *_NAME_TO_MODULE]
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    module = _NAME_TO_MODULE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from . import models, viz
+    from .capture import (
+        ActivationCapture,
+        CapturingAttnProcessor,
+        Trace,
+        TraceConfig,
+        TraceRecorder,
+        TraceStep,
+        find_attention_modules,
+    )
+    from .evaluation import (
+        EvaluationReport,
+        MetricResult,
+        compute_prdc,
+        evaluate_images,
+        evaluate_table,
+        evaluate_timeseries,
+        memorization_test,
+    )
+    from .explain import (
+        AttentionExplainer,
+        DenoiserAttribution,
+        DenoiserGradCAM,
+        DenoiserShap,
+        Explainer,
+        ExplanationReport,
+        ExplanationResult,
+        ExplanationTarget,
+        TrajectoryAnalysis,
+        analyze_trajectory,
+        deletion_insertion,
+        explain_generation,
+        model_randomization_check,
+        randomize_model,
+    )
+    from .generation import (
+        GenerationManifest,
+        GenerationResult,
+        dataset_card,
+        generate_dataset,
+        load_pipeline,
+        push_dataset_to_hub,
+    )
+    from .hub import (
+        ExplanationCardData,
+        HubPushError,
+        explanation_card,
+        load_explanation_card_data,
+        publish,
+        save_explanation_card,
+        save_pretrained_with_card,
+    )
+    from .pipelines import (
+        SCHEDULERS,
+        DiffusionStep,
+        DiffusionXAIPipeline,
+        DiffusionXAIPipelineOutput,
+        make_scheduler,
+        predict_original_sample,
+    )
+    from .pipelines.pipeline_tabular import TabularXAIPipeline, TabularXAIPipelineOutput
+    from .pipelines.pipeline_timeseries import TimeSeriesXAIPipeline, TimeSeriesXAIPipelineOutput
+    from .training import (
+        NonFiniteLossError,
+        TrainingConfig,
+        TrainResult,
+        digits_config,
+        train,
+    )
