@@ -43,13 +43,14 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
         push_to_hub=True,
         hub_model_id=repo_id,
         hub_token=local_hub.token,
+        hub_private_repo=True,
     )
     result = train(config)
 
     # evaluation: written, returned and equal to the card's model-index
     report = EvaluationReport.load(out / "evaluation" / "report.json")
     assert result.evaluation.to_dict() == report.to_dict() and report.num_generated == 64
-    assert result.commit_url and local_hub.head(repo_id)
+    assert result.commit_url and local_hub.head(repo_id) and local_hub.is_private(repo_id)
 
     # the repo: pipeline, card, figures, summary, config, community file; no checkpoints
     files = local_hub.list_files(repo_id)

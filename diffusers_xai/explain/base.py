@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -167,6 +168,25 @@ def resolve_steps(inputs: torch.Tensor | Trace, timesteps, scheduler) -> list[St
                 "`scheduler.set_timesteps(n)` for the run you explain and pass timesteps from `scheduler.timesteps`."
             )
     return [StepInput(inputs, t, None) for t in requested]
+
+
+def recorded_inputs(trace: Trace, timesteps) -> list[tuple[torch.Tensor, int, int]]:
+    """
+    `[(x_t, t, step_index)]` of the steps of `trace` that hold $x_t$, only those at `timesteps` unless `None`: what
+    the tabular and time-series attributions explain. Raises `ValueError` for a timestep that was not recorded.
+    """
+    recorded = [s for s in trace.steps if s.latents is not None]
+    if not recorded:
+        raise ValueError("The trace holds no latents x_t; record them with TraceConfig(latents=True).")
+    wanted = None if timesteps is None else {int(t) for t in np.atleast_1d(timesteps)}
+    steps = [(s.latents, s.timestep, s.step_index) for s in recorded if wanted is None or s.timestep in wanted]
+    missing = (wanted or set()) - {t for _, t, _ in steps}
+    if missing:
+        raise ValueError(
+            f"Timesteps {sorted(missing)} were not recorded in the trace; recorded timesteps are "
+            f"{_preview([s.timestep for s in recorded])}."
+        )
+    return steps
 
 
 def _preview(values: list[int], n: int = 8) -> str:

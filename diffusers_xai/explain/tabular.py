@@ -3,7 +3,6 @@ columns (and the condition), and the step at which each column "commits" along t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -15,6 +14,9 @@ from tqdm.auto import tqdm
 
 from ..capture import Trace
 from ..pipelines.schedulers import predict_original_sample
+from ..viz._io import new_figure, save_figure
+from .base import frozen_parameters, recorded_inputs
+from .trajectory import first_settled_steps, recorded_pred_x0
 
 __all__ = [
     "ColumnCommitResult",
@@ -173,20 +175,10 @@ class TabularAttribution:
         """`[(x_t, t, step_index)]` to explain, and the final x0 of the trace (for categorical reference levels)."""
         width = self.pipeline.preprocessor.num_features
         if isinstance(inputs, Trace):
-            recorded = [s for s in inputs.steps if s.latents is not None]
-            if not recorded:
-                raise ValueError("The trace holds no latents x_t; record them with TraceConfig(latents=True).")
+            steps = recorded_inputs(inputs, timesteps)
             final = next(
                 (s.pred_original_sample for s in reversed(inputs.steps) if s.pred_original_sample is not None), None
             )
-            wanted = None if timesteps is None else {int(t) for t in np.atleast_1d(timesteps)}
-            steps = [(s.latents, s.timestep, s.step_index) for s in recorded if wanted is None or s.timestep in wanted]
-            missing = (wanted or set()) - {t for _, t, _ in steps}
-            if missing:
-                raise ValueError(
-                    f"Timesteps {sorted(missing)} were not recorded; recorded: "
-                    f"{[s.timestep for s in recorded][:10]}..."
-                )
             return steps, final
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"`inputs` must be a Trace or a tensor x_t [B, {width}], got {type(inputs).__name__}.")
@@ -236,10 +228,7 @@ class TabularAttribution:
         targets = self._targets(target)
         device, dtype = denoiser.device, denoiser.dtype
         feats, conds, deltas = [], [], []
-        params = [(p, p.requires_grad) for p in denoiser.parameters()]
-        try:
-            for p, _ in params:
-                p.requires_grad_(False)
+        with frozen_parameters(denoiser):
             for x_t, t, _ in tqdm(steps, desc="attribute", leave=False, disable=len(steps) < 2):
                 x_t = x_t.to(device=device, dtype=dtype)
                 labels = None if class_labels is None else class_labels.to(device).long().reshape(-1)
@@ -260,9 +249,6 @@ class TabularAttribution:
                 feats.append(f)
                 conds.append(c)
                 deltas.append(d)
-        finally:
-            for p, flag in params:
-                p.requires_grad_(flag)
         feature_attr = torch.stack(feats)  # [K, B, T, D]
         column_attr = torch.stack(
             [feature_attr[..., pre.feature_slices[name]].sum(-1) for name in self.columns], dim=-1
@@ -402,16 +388,7 @@ def column_commit_steps(trace: Trace, preprocessor, tolerance: float = 0.1) -> C
     `tolerance` (in standard-normal units) of its final value; a categorical column at the first step after which
     its decoded level never changes again. Needs a trace with `pred_original_sample` (the default `TraceConfig`).
     """
-    if not isinstance(trace, Trace):
-        raise TypeError(f"`trace` must be a Trace, got {type(trace).__name__}.")
-    if tolerance <= 0:
-        raise ValueError(f"`tolerance` must be > 0, got {tolerance}.")
-    steps = [s for s in trace.steps if s.pred_original_sample is not None]
-    if not steps:
-        raise ValueError(
-            "The trace holds no pred_original_sample; record it with TraceConfig(pred_original_sample=True)."
-        )
-    x0 = torch.stack([s.pred_original_sample.float() for s in steps])  # [S, B, D]
+    x0, recorded = recorded_pred_x0(trace, tolerance)  # [S, B, D]
     if x0.shape[-1] != preprocessor.num_features:
         raise ValueError(
             f"The trace has {x0.shape[-1]} features per row but the preprocessor {preprocessor.num_features}; "
@@ -423,44 +400,25 @@ def column_commit_steps(trace: Trace, preprocessor, tolerance: float = 0.1) -> C
     traj = torch.cat([num, levels], dim=-1)
     final = traj[-1:]
     settled = torch.cat([(num - final[..., :n_num]).abs() <= tolerance, levels == final[..., n_num:]], dim=-1)
-    # committed at s iff settled at every s' >= s: reverse cumulative AND
-    stays = torch.flip(torch.cummin(torch.flip(settled.int(), [0]), dim=0).values, [0]).bool()
-    first = torch.argmax(stays.int(), dim=0)  # first True (the last step is always settled)
-    recorded = [s.step_index for s in steps]
-    step_idx = torch.tensor(recorded)[first]
-    total = max(trace.num_inference_steps or (recorded[-1] + 1), 1)
+    step_idx, fraction = first_settled_steps(settled, recorded, trace.num_inference_steps)
     columns = [c["name"] for c in preprocessor.numerical + preprocessor.categorical]
-    return ColumnCommitResult(columns, step_idx, step_idx.float() / max(total - 1, 1), traj, recorded)
+    return ColumnCommitResult(columns, step_idx, fraction, traj, recorded)
 
 
-# ---- plots ----
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+# ---- plots (written with `viz`'s atomic `save_figure`, cropped to the content, at PLOT_DPI) ----
+PLOT_DPI = 110
 
 
 def plot_column_attributions(explanation: TabularExplanation, path: str, step: int = -1) -> str:
     """Heatmap of mean |attribution| (rows: generated columns, columns: input columns of $x_t$, plus the condition)
     at one explained step; saved as a PNG."""
-    plt = _pyplot()
     matrix = explanation.matrix(step).numpy()
     labels = list(explanation.columns)
     if explanation.condition is not None:
         matrix = np.concatenate([matrix, explanation.condition[step].abs().mean(dim=0).numpy()[:, None]], axis=1)
         labels.append("[condition]")
-    fig, ax = plt.subplots(figsize=(0.45 * len(labels) + 2.5, 0.35 * len(explanation.targets) + 1.8))
+    fig = new_figure(0.45 * len(labels) + 2.5, 0.35 * len(explanation.targets) + 1.8)
+    ax = fig.subplots()
     im = ax.imshow(matrix, cmap="viridis", aspect="auto")
     ax.set_xticks(range(len(labels)), labels, rotation=70, ha="right", fontsize=7)
     ax.set_yticks(range(len(explanation.targets)), explanation.targets, fontsize=7)
@@ -468,23 +426,19 @@ def plot_column_attributions(explanation: TabularExplanation, path: str, step: i
     ax.set_ylabel("generated column of x̂0")
     ax.set_title(f"{explanation.method}, t = {explanation.timesteps[step]}", fontsize=9)
     fig.colorbar(im, ax=ax, label="mean |attribution|")
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, tight=True, dpi=PLOT_DPI)
+    return path
 
 
 def plot_column_commit_steps(result: ColumnCommitResult, path: str) -> str:
     """Box plot of the commit fraction of each column over the rows (earliest-committing first); saved as a PNG."""
-    plt = _pyplot()
     order = result.order()
     data = [result.fraction[:, result.columns.index(c)].numpy() for c in order]
-    fig, ax = plt.subplots(figsize=(6, 0.3 * len(order) + 1.5))
+    fig = new_figure(6, 0.3 * len(order) + 1.5)
+    ax = fig.subplots()
     ax.boxplot(data, vert=False, tick_labels=order, showfliers=False)
     ax.set_xlim(-0.02, 1.02)
     ax.set_xlabel("commit step (fraction of the run)")
     ax.tick_params(labelsize=7)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, tight=True, dpi=PLOT_DPI)
+    return path

@@ -14,7 +14,10 @@ from tqdm.auto import tqdm
 
 from ..capture import Trace
 from ..pipelines.schedulers import predict_original_sample
-from .tabular import _pyplot, _save
+from ..viz._io import new_figure, save_figure
+from .base import frozen_parameters, recorded_inputs
+from .tabular import PLOT_DPI
+from .trajectory import first_settled_steps, recorded_pred_x0
 
 __all__ = [
     "SeriesCommitResult",
@@ -126,15 +129,7 @@ class TimeSeriesAttribution:
     def _steps(self, inputs, timesteps) -> list[tuple[torch.Tensor, int, int | None]]:
         shape = self.pipeline.preprocessor.sample_shape
         if isinstance(inputs, Trace):
-            recorded = [s for s in inputs.steps if s.latents is not None]
-            if not recorded:
-                raise ValueError("The trace holds no latents x_t; record them with TraceConfig(latents=True).")
-            wanted = None if timesteps is None else {int(t) for t in np.atleast_1d(timesteps)}
-            steps = [(s.latents, s.timestep, s.step_index) for s in recorded if wanted is None or s.timestep in wanted]
-            missing = (wanted or set()) - {t for _, t, _ in steps}
-            if missing:
-                raise ValueError(f"Timesteps {sorted(missing)} were not recorded in the trace.")
-            return steps
+            return recorded_inputs(inputs, timesteps)
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(f"`inputs` must be a Trace or a tensor x_t [B, C, L], got {type(inputs).__name__}.")
         if inputs.ndim != 3 or tuple(inputs.shape[1:]) != tuple(shape):
@@ -180,10 +175,7 @@ class TimeSeriesAttribution:
         steps = self._steps(inputs, timesteps)
         device, dtype = denoiser.device, denoiser.dtype
         attrs, deltas = [], []
-        params = [(p, p.requires_grad) for p in denoiser.parameters()]
-        try:
-            for p, _ in params:
-                p.requires_grad_(False)
+        with frozen_parameters(denoiser):
             for x_t, t, _ in tqdm(steps, desc="attribute", leave=False, disable=len(steps) < 2):
                 x_t = x_t.to(device=device, dtype=dtype)
                 with torch.enable_grad():
@@ -200,9 +192,6 @@ class TimeSeriesAttribution:
                             _RegionTarget(denoiser, pipe.scheduler, t, mask.to(device), True), x_t, nsamples, seed
                         )
                 attrs.append(attr.detach().cpu().float())
-        finally:
-            for p, flag in params:
-                p.requires_grad_(flag)
         return TimeSeriesExplanation(
             method=self.method,
             channels=list(pre.channels),
@@ -258,35 +247,21 @@ def series_commit_steps(
     `tolerance` (in normalised units; [-1, 1] for min-max data) of its final value. Needs `pred_original_sample`
     in the trace (the default `TraceConfig`).
     """
-    if not isinstance(trace, Trace):
-        raise TypeError(f"`trace` must be a Trace, got {type(trace).__name__}.")
-    if tolerance <= 0:
-        raise ValueError(f"`tolerance` must be > 0, got {tolerance}.")
-    steps = [s for s in trace.steps if s.pred_original_sample is not None]
-    if not steps:
-        raise ValueError(
-            "The trace holds no pred_original_sample; record it with TraceConfig(pred_original_sample=True)."
-        )
-    x0 = torch.stack([s.pred_original_sample.float() for s in steps])  # [S, B, C, L]
+    x0, recorded = recorded_pred_x0(trace, tolerance)  # [S, B, C, L]
     if x0.ndim != 4:
         raise ValueError(f"Expected a time-series trace with [B, C, L] samples, got {tuple(x0.shape[1:])}.")
-    settled = (x0 - x0[-1:]).abs() <= tolerance
-    stays = torch.flip(torch.cummin(torch.flip(settled.int(), [0]), dim=0).values, [0]).bool()
-    first = torch.argmax(stays.int(), dim=0)
-    recorded = [s.step_index for s in steps]
-    step_idx = torch.tensor(recorded)[first]
-    total = max(trace.num_inference_steps or (recorded[-1] + 1), 1)
+    step_idx, fraction = first_settled_steps((x0 - x0[-1:]).abs() <= tolerance, recorded, trace.num_inference_steps)
     names = channels or [f"channel_{i}" for i in range(x0.shape[2])]
-    return SeriesCommitResult(names, step_idx, step_idx.float() / max(total - 1, 1), recorded)
+    return SeriesCommitResult(names, step_idx, fraction, recorded)
 
 
 # ---- plots ----
 def plot_series_attributions(explanation: TimeSeriesExplanation, path: str, sample: int = 0, step: int = -1) -> str:
     """Heatmap of one window's attributions `[C, L]` (signed) with the per-time-step |attribution| underneath."""
-    plt = _pyplot()
     attr = explanation.attributions[step, sample].numpy()
     vmax = float(np.abs(attr).max()) or 1.0
-    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7, 1.0 + 0.35 * attr.shape[0] + 1.5), sharex=True)
+    fig = new_figure(7, 1.0 + 0.35 * attr.shape[0] + 1.5)
+    ax, ax2 = fig.subplots(2, 1, sharex=True)
     im = ax.imshow(attr, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
     ax.set_yticks(range(len(explanation.channels)), explanation.channels, fontsize=7)
     ax.set_title(f"{explanation.method}, t = {explanation.timesteps[step]}, target {explanation.target}", fontsize=8)
@@ -294,22 +269,18 @@ def plot_series_attributions(explanation: TimeSeriesExplanation, path: str, samp
     ax2.bar(range(attr.shape[1]), explanation.per_time_step[step, sample].numpy(), color="gray")
     ax2.set_xlabel("time step of x_t")
     ax2.set_ylabel("Σ|attr|", fontsize=8)
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, tight=True, dpi=PLOT_DPI)
+    return path
 
 
 def plot_series_commit_steps(result: SeriesCommitResult, path: str) -> str:
     """Heatmap of the mean commit fraction per channel and time step (darker = commits earlier)."""
-    plt = _pyplot()
     grid = result.fraction.mean(dim=0).numpy()
-    fig, ax = plt.subplots(figsize=(7, 0.35 * grid.shape[0] + 1.6))
+    fig = new_figure(7, 0.35 * grid.shape[0] + 1.6)
+    ax = fig.subplots()
     im = ax.imshow(grid, cmap="magma", vmin=0, vmax=1, aspect="auto")
     ax.set_yticks(range(len(result.channels)), result.channels, fontsize=7)
     ax.set_xlabel("time step")
     fig.colorbar(im, ax=ax, label="commit step (fraction of the run)")
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    save_figure(fig, path, tight=True, dpi=PLOT_DPI)
+    return path

@@ -8,7 +8,7 @@ import torch
 
 from ..capture import Trace
 
-__all__ = ["TrajectoryAnalysis", "analyze_trajectory", "commit_steps"]
+__all__ = ["TrajectoryAnalysis", "analyze_trajectory", "commit_steps", "first_settled_steps", "recorded_pred_x0"]
 
 
 @dataclass
@@ -74,6 +74,40 @@ def commit_steps(
     steps = torch.tensor(step_indices, dtype=torch.long).view(-1, 1, 1, 1).expand_as(settled)
     big = torch.full_like(steps, never)
     return torch.where(settled, steps, big).amin(dim=0)
+
+
+def recorded_pred_x0(trace: Trace, tolerance: float) -> tuple[torch.Tensor, list[int]]:
+    r"""
+    $\hat{x}_0$ of the recorded steps that hold it, stacked as float `[S, B, ...]`, and their loop indices: what the
+    per-column and per-time-step commit steps start from. Checks that `trace` is a [`Trace`] with
+    `pred_original_sample` and that `tolerance` > 0.
+    """
+    if not isinstance(trace, Trace):
+        raise TypeError(f"`trace` must be a Trace, got {type(trace).__name__}.")
+    if tolerance <= 0:
+        raise ValueError(f"`tolerance` must be > 0, got {tolerance}.")
+    steps = [s for s in trace.steps if s.pred_original_sample is not None]
+    if not steps:
+        raise ValueError(
+            "The trace holds no pred_original_sample; record it with TraceConfig(pred_original_sample=True)."
+        )
+    return torch.stack([s.pred_original_sample.float() for s in steps]), [s.step_index for s in steps]
+
+
+def first_settled_steps(
+    settled: torch.Tensor, recorded: list[int], num_inference_steps: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    Per element of `settled` `[S, ...]` (within tolerance of its final value at each recorded step), the loop index
+    of the first recorded step from which it stays settled until the end, and that index as a fraction of the run
+    of `num_inference_steps` (`None`: the last recorded step ends the run). The last step is always settled.
+    """
+    # committed at s iff settled at every s' >= s: reverse cumulative AND
+    stays = torch.flip(torch.cummin(torch.flip(settled.int(), [0]), dim=0).values, [0]).bool()
+    first = torch.argmax(stays.int(), dim=0)  # first True
+    step_idx = torch.tensor(recorded)[first]
+    total = max(num_inference_steps or (recorded[-1] + 1), 1)
+    return step_idx, step_idx.float() / max(total - 1, 1)
 
 
 def analyze_trajectory(

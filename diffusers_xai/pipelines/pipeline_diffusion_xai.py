@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import PIL.Image
@@ -14,10 +13,10 @@ import torch
 from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DModel
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 
 from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
-from .schedulers import make_scheduler, predict_original_sample
+from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
+from .schedulers import make_scheduler
 
 __all__ = ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput", "DiffusionStep"]
 
@@ -37,17 +36,6 @@ class DiffusionXAIPipelineOutput(BaseOutput):
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     trace: Trace | None = None
-
-
-@dataclass
-class DiffusionStep:
-    r"""One step of [`DiffusionXAIPipeline.progressive`]: $x_t$, $t$, $x_{t-1}$ and $\hat{x}_0$."""
-
-    step_index: int
-    timestep: int
-    sample: torch.Tensor
-    prev_sample: torch.Tensor
-    pred_original_sample: torch.Tensor | None
 
 
 class DiffusionXAIPipeline(DiffusionPipeline):
@@ -104,21 +92,7 @@ class DiffusionXAIPipeline(DiffusionPipeline):
         return (self.unet.config.in_channels, h, w)
 
     def check_inputs(self, batch_size, num_inference_steps, generator, latents) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"`batch_size` must be a positive int, got {batch_size!r}.")
-        max_steps = self.scheduler.config.num_train_timesteps
-        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-            raise ValueError(f"`num_inference_steps` must be an int, got {num_inference_steps!r}.")
-        if not 1 <= num_inference_steps <= max_steps:
-            raise ValueError(
-                f"`num_inference_steps` must be between 1 and the scheduler's num_train_timesteps ({max_steps}), "
-                f"got {num_inference_steps}."
-            )
-        if isinstance(generator, list) and len(generator) != batch_size:
-            raise ValueError(
-                f"You have passed a list of generators of length {len(generator)}, but requested a batch size of "
-                f"{batch_size}. Make sure the batch size matches the length of the generators."
-            )
+        check_sampling_args(self.scheduler, batch_size, num_inference_steps, generator, "batch_size")
         if latents is not None:
             expected = (batch_size, *self.sample_shape)
             if tuple(latents.shape) != expected:
@@ -127,16 +101,6 @@ class DiffusionXAIPipeline(DiffusionPipeline):
                     f"{self.unet.config.in_channels}, sample_size={self.unet.config.sample_size}) expects {expected}; "
                     "pass latents of that shape or a UNet whose in_channels match your data."
                 )
-
-    def _step_kwargs(self, generator, eta: float) -> dict:
-        # as diffusers' `prepare_extra_step_kwargs`: only pass what this scheduler's step() accepts
-        params = set(inspect.signature(self.scheduler.step).parameters)
-        kwargs = {}
-        if "eta" in params:
-            kwargs["eta"] = eta
-        if "generator" in params:
-            kwargs["generator"] = generator
-        return kwargs
 
     # ---- sampling ----
     @torch.no_grad()
@@ -155,26 +119,9 @@ class DiffusionXAIPipeline(DiffusionPipeline):
         """
         self.check_inputs(batch_size, num_inference_steps, generator, latents)
         self.scheduler.set_timesteps(num_inference_steps)
-        device = self._execution_device
-        if latents is None:
-            image = randn_tensor(
-                (batch_size, *self.sample_shape), generator=generator, device=device, dtype=self.unet.dtype
-            )
-        else:
-            image = latents.to(device=device, dtype=self.unet.dtype)
-        step_kwargs = self._step_kwargs(generator, eta)
-        for i, t in enumerate(self.scheduler.timesteps):
-            # 1. predict noise model_output
-            model_output = self.unet(image, t).sample
-            # 2. compute previous image: x_t -> x_t-1
-            out = self.scheduler.step(model_output, t, image, **step_kwargs)
-            pred_x0 = getattr(out, "pred_original_sample", None)
-            if recorder is not None and recorder.recording:
-                if pred_x0 is None:
-                    pred_x0 = predict_original_sample(self.scheduler, model_output, t, image)
-                recorder.record_latents(pred_original_sample=pred_x0)
-            yield DiffusionStep(i, int(t), image, out.prev_sample, pred_x0)
-            image = out.prev_sample
+        shape = (batch_size, *self.sample_shape)
+        image = prepare_latents(self.scheduler, shape, generator, self._execution_device, self.unet.dtype, latents)
+        yield from denoise_progressive(self.unet, self.scheduler, image, generator, eta, None, recorder)
 
     def postprocess(self, image: torch.Tensor, output_type: str):
         image = (image / 2 + 0.5).clamp(0, 1)
@@ -217,17 +164,10 @@ class DiffusionXAIPipeline(DiffusionPipeline):
         config = resolve_trace_config(trace)
         self.check_inputs(batch_size, num_inference_steps, generator, latents)
         self.scheduler.set_timesteps(num_inference_steps)
-        recorder = TraceRecorder(self.unet, config, num_steps=len(self.scheduler.timesteps)) if config else None
-        image = None
-        with recorder if recorder is not None else nullcontext():
-            steps = self.progressive(batch_size, generator, eta, num_inference_steps, latents, recorder)
-            with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
-                for step in steps:
-                    image = step.prev_sample
-                    bar.update()
+        progressive = partial(self.progressive, batch_size, generator, eta, num_inference_steps, latents)
+        image, trace_out = run_progressive(self, self.unet, config, progressive)
         images = self.postprocess(image, output_type)
         self.maybe_free_model_hooks()
-        trace_out = recorder.trace if recorder is not None else None
         if not return_dict:
             return (images, trace_out)
         return DiffusionXAIPipelineOutput(images=images, trace=trace_out)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -16,12 +15,13 @@ from diffusers import DiffusionPipeline
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 
+# diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
+from .. import models  # noqa: F401
 from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
 from ..data.tabular import QUANTILE_NORMAL_BOUND, TabularPreprocessor
-from .pipeline_diffusion_xai import DiffusionStep
-from .schedulers import make_scheduler, predict_original_sample
+from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
+from .schedulers import make_scheduler
 
 __all__ = [
     "TABLE_SCHEDULER_KWARGS",
@@ -62,56 +62,6 @@ class TabularXAIPipelineOutput(BaseOutput):
     rows: pd.DataFrame | torch.Tensor
     class_labels: torch.Tensor | None = None
     trace: Trace | None = None
-
-
-# ---- sampling helpers shared with the time-series pipeline ----
-def check_sampling_args(scheduler, batch_size: int, num_inference_steps: int, generator, what: str) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"`{what}` must be a positive int, got {batch_size!r}.")
-    max_steps = scheduler.config.num_train_timesteps
-    if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int):
-        raise ValueError(f"`num_inference_steps` must be an int, got {num_inference_steps!r}.")
-    if not 1 <= num_inference_steps <= max_steps:
-        raise ValueError(
-            f"`num_inference_steps` must be between 1 and the scheduler's num_train_timesteps ({max_steps}), "
-            f"got {num_inference_steps}."
-        )
-    if isinstance(generator, list) and len(generator) != batch_size:
-        raise ValueError(
-            f"You have passed a list of generators of length {len(generator)}, but requested {what}={batch_size}. "
-            "Make sure the number of generators matches."
-        )
-
-
-def denoise_progressive(
-    model: torch.nn.Module,
-    scheduler: SchedulerMixin,
-    sample: torch.Tensor,
-    generator=None,
-    eta: float = 0.0,
-    class_labels: torch.Tensor | None = None,
-    recorder: TraceRecorder | None = None,
-) -> Iterator[DiffusionStep]:
-    r"""
-    The reverse process from $x_T$ = `sample` over `scheduler.timesteps` (set by the caller), yielding a
-    [`DiffusionStep`] per step. Any model with the `model(x_t, t[, class_labels]).sample` convention works.
-    """
-    params = set(inspect.signature(scheduler.step).parameters)
-    step_kwargs = {k: v for k, v in (("eta", eta), ("generator", generator)) if k in params}
-    model_kwargs = {"class_labels": class_labels} if class_labels is not None else {}
-    for i, t in enumerate(scheduler.timesteps):
-        # 1. predict noise model_output
-        model_input = scheduler.scale_model_input(sample, t)
-        model_output = model(model_input, t, **model_kwargs).sample
-        # 2. compute previous sample: x_t -> x_t-1
-        out = scheduler.step(model_output, t, sample, **step_kwargs)
-        pred_x0 = getattr(out, "pred_original_sample", None)
-        if recorder is not None and recorder.recording:
-            if pred_x0 is None:
-                pred_x0 = predict_original_sample(scheduler, model_output, t, sample)
-            recorder.record_latents(pred_original_sample=pred_x0)
-        yield DiffusionStep(i, int(t), sample, out.prev_sample, pred_x0)
-        sample = out.prev_sample
 
 
 class TabularXAIPipeline(DiffusionPipeline):
@@ -242,13 +192,8 @@ class TabularXAIPipeline(DiffusionPipeline):
         every scheduler step. `class_labels` are indices (see `prepare_class_labels`). The caller drains it."""
         self.check_inputs(num_rows, num_inference_steps, generator, latents)
         self.scheduler.set_timesteps(num_inference_steps)
-        device, dtype = self._execution_device, self.denoiser.dtype
         shape = (num_rows, self.preprocessor.num_features)
-        if latents is None:
-            x = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        else:
-            x = latents.to(device=device, dtype=dtype)
-        x = x * self.scheduler.init_noise_sigma
+        x = prepare_latents(self.scheduler, shape, generator, self._execution_device, self.denoiser.dtype, latents)
         yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, class_labels, recorder)
 
     @torch.no_grad()
@@ -290,17 +235,10 @@ class TabularXAIPipeline(DiffusionPipeline):
         self.check_inputs(num_rows, num_inference_steps, generator, latents)
         labels = self.prepare_class_labels(class_labels, num_rows, generator)
         self.scheduler.set_timesteps(num_inference_steps)
-        recorder = TraceRecorder(self.denoiser, config, num_steps=len(self.scheduler.timesteps)) if config else None
-        x = None
-        with recorder if recorder is not None else nullcontext():
-            steps = self.progressive(num_rows, generator, labels, eta, num_inference_steps, latents, recorder)
-            with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
-                for step in steps:
-                    x = step.prev_sample
-                    bar.update()
+        progressive = partial(self.progressive, num_rows, generator, labels, eta, num_inference_steps, latents)
+        x, trace_out = run_progressive(self, self.denoiser, config, progressive)
         rows = x if output_type == "pt" else self.preprocessor.inverse_transform(x, labels)
         self.maybe_free_model_hooks()
-        trace_out = recorder.trace if recorder is not None else None
         if not return_dict:
             return (rows, labels, trace_out)
         return TabularXAIPipelineOutput(rows=rows, class_labels=labels, trace=trace_out)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -14,12 +14,13 @@ from diffusers import DiffusionPipeline
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 
+# diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
+from .. import models  # noqa: F401
 from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
 from ..data.timeseries import TimeSeriesPreprocessor
-from .pipeline_diffusion_xai import DiffusionStep
-from .pipeline_tabular import UNCLIPPED, check_sampling_args, denoise_progressive
+from .pipeline_tabular import UNCLIPPED
+from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
 from .schedulers import make_scheduler
 
 __all__ = ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"]
@@ -128,13 +129,8 @@ class TimeSeriesXAIPipeline(DiffusionPipeline):
         r"""Sample step by step, yielding a [`DiffusionStep`] (`sample` is $x_t$ `[N, C, L]`) after every step."""
         self.check_inputs(num_series, num_inference_steps, generator, latents)
         self.scheduler.set_timesteps(num_inference_steps)
-        device, dtype = self._execution_device, self.denoiser.dtype
         shape = (num_series, *self.preprocessor.sample_shape)
-        if latents is None:
-            x = randn_tensor(shape, generator=generator, device=device, dtype=dtype)
-        else:
-            x = latents.to(device=device, dtype=dtype)
-        x = x * self.scheduler.init_noise_sigma
+        x = prepare_latents(self.scheduler, shape, generator, self._execution_device, self.denoiser.dtype, latents)
         yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, None, recorder)
 
     def postprocess(self, x: torch.Tensor, output_type: str):
@@ -180,17 +176,10 @@ class TimeSeriesXAIPipeline(DiffusionPipeline):
         config = resolve_trace_config(trace)
         self.check_inputs(num_series, num_inference_steps, generator, latents)
         self.scheduler.set_timesteps(num_inference_steps)
-        recorder = TraceRecorder(self.denoiser, config, num_steps=len(self.scheduler.timesteps)) if config else None
-        x = None
-        with recorder if recorder is not None else nullcontext():
-            steps = self.progressive(num_series, generator, eta, num_inference_steps, latents, recorder)
-            with self.progress_bar(total=len(self.scheduler.timesteps)) as bar:
-                for step in steps:
-                    x = step.prev_sample
-                    bar.update()
+        progressive = partial(self.progressive, num_series, generator, eta, num_inference_steps, latents)
+        x, trace_out = run_progressive(self, self.denoiser, config, progressive)
         series = self.postprocess(x, output_type)
         self.maybe_free_model_hooks()
-        trace_out = recorder.trace if recorder is not None else None
         if not return_dict:
             return (series, trace_out)
         return TimeSeriesXAIPipelineOutput(series=series, trace=trace_out)

@@ -28,14 +28,17 @@ def _atomic_path(path: str | os.PathLike) -> tuple[Path, str]:
     return path, tmp
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, fmt: str = "png", tight: bool = False) -> Path:
+def save_figure(
+    fig: Figure, path: str | os.PathLike, fmt: str = "png", tight: bool = False, dpi: float | None = None
+) -> Path:
     """
     Write `fig` to `path` atomically (temp file in the same folder, then `os.replace`). `tight=True` crops to the
-    drawn content (an extra layout pass: about twice the time, so image grids place their labels themselves).
+    drawn content (an extra layout pass: about twice the time, so image grids place their labels themselves);
+    `dpi` overrides the figure's resolution.
     """
     path, tmp = _atomic_path(path)
     try:
-        fig.savefig(tmp, format=fmt, bbox_inches="tight" if tight else None)
+        fig.savefig(tmp, format=fmt, bbox_inches="tight" if tight else None, dpi=dpi)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

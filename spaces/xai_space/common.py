@@ -130,6 +130,16 @@ def denoiser_of(pipe) -> torch.nn.Module:
     return pipe.unet if getattr(pipe, "denoiser", None) is None else pipe.denoiser
 
 
+def count_parameters(model: torch.nn.Module) -> int:
+    """How many parameters `model` has (what `MAX_PARAMS` bounds and the model summaries report)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def display_name(source: str, bundled_label: str, bundled_dir: Path) -> str:
+    """How a model summary names `source` (from `resolve_source`): the bundled model by its label, others as given."""
+    return bundled_label if source == str(bundled_dir) else source
+
+
 @functools.lru_cache(maxsize=4)
 def _from_pretrained(pipeline_class: type, source: str):
     try:
@@ -141,7 +151,7 @@ def _from_pretrained(pipeline_class: type, source: str):
             "local folder written by `save_pretrained` or a Hub id (the Hub needs network access)."
         ) from err
     model = denoiser_of(pipe)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = count_parameters(model)
     if n_params > MAX_PARAMS:
         raise ValueError(
             f"{source!r} has {n_params / 1e6:.1f}M parameters; this Space accepts at most {MAX_PARAMS / 1e6:.0f}M "

@@ -12,32 +12,25 @@ import torch
 from safetensors.torch import load_file
 
 import diffusers_xai
-from diffusers_xai import DiffusionXAIPipeline, Trace, TraceConfig
+from diffusers_xai import DiffusionXAIPipeline, Trace
 
 from .common import (
-    CONCURRENCY,
     FILE_TTL_SECONDS,
     MAX_SEED,
-    MAX_STEPS,
     MODEL_LOCK,
-    SCHEDULER_CHOICES,
     SPACE_DIR,
-    TIME_LIMIT_SECONDS,
-    TRACE_MAX_BYTES,
-    TRACE_MAX_STEPS,
     check_choice,
     check_int,
-    check_steps,
+    count_parameters,
+    display_name,
     find_feature,
     generation_info,
     handle_errors,
     load_pipeline,
     load_trace,
-    model_choices,
     new_output_path,
     not_available,
     recorded_step,
-    report_markdown,
     require,
     resolve_source,
     save_tensors,
@@ -48,6 +41,8 @@ from .common import (
     with_scheduler,
     zip_folder,
 )
+from .layout import MODEL_RUN, SCRUB, model_box, sampling_controls, step_controls
+from .runs import generation_state, quality_results, sample_traced, sampling_pipeline
 
 BUNDLED_MODEL = SPACE_DIR / "digits-ddpm"
 BUNDLED_LABEL = "digits-ddpm (bundled, offline)"
@@ -115,9 +110,9 @@ def model_info(model: str | None) -> str:
     pipe = load_image_pipeline(model)
     c, h, w = pipe.sample_shape
     cfg = pipe.scheduler.config
-    n_params = sum(p.numel() for p in pipe.unet.parameters())
+    n_params = count_parameters(pipe.unet)
     layers = diffusers_xai.find_attention_modules(pipe.unet)
-    name = BUNDLED_LABEL if source_of(model) == str(BUNDLED_MODEL) else source_of(model)
+    name = display_name(source_of(model), BUNDLED_LABEL, BUNDLED_MODEL)
     return (
         f"**{name}**: {w}x{h} images, {c} channel(s), {n_params / 1e6:.2f}M parameters, T={cfg.num_train_timesteps} "
         f"({cfg.beta_schedule}, {cfg.prediction_type}); {len(layers)} attention layer(s)."
@@ -204,32 +199,23 @@ def generate(
     """Sample a batch with a trace (x_t, predicted x0, attention), save the trace, show the last recorded step."""
     seed = check_int("Seed", seed, 0, MAX_SEED)
     batch_size = check_int("Batch size", batch_size, 1, MAX_BATCH)
-    progress(0, desc="Loading the model")
-    pipe = fresh_pipeline(model, scheduler)
-    num_inference_steps = check_steps(pipe, num_inference_steps)
-    with MODEL_LOCK:
-        out = pipe(
-            batch_size=batch_size,
-            generator=torch.Generator("cpu").manual_seed(seed),
-            num_inference_steps=num_inference_steps,
-            trace=TraceConfig(attention=True, max_recorded_steps=TRACE_MAX_STEPS, max_bytes=TRACE_MAX_BYTES),
-            output_type="np",
-        )
+    pipe, num_inference_steps = sampling_pipeline(load_image_pipeline, model, scheduler, num_inference_steps, progress)
+    out = sample_traced(pipe, seed, num_inference_steps, attention=True, batch_size=batch_size, output_type="np")
     trace = out.trace
-    path = trace.save(new_output_path("trace", ".safetensors"))
     samples_path = save_tensors(
         {"images": torch.from_numpy(out.images).permute(0, 3, 1, 2).contiguous()},  # [B, C, H, W] in [0, 1]
         new_output_path("samples", ".safetensors"),
     )
-    state = {
-        "trace_path": str(path),
-        "samples_path": str(samples_path),
-        "model": source_of(model),
-        "scheduler": scheduler,
-        "num_inference_steps": num_inference_steps,
-        "seed": seed,
-        "batch_size": batch_size,
-    }
+    state = generation_state(
+        trace,
+        "trace",
+        source_of(model),
+        scheduler,
+        num_inference_steps,
+        samples_path=str(samples_path),
+        seed=seed,
+        batch_size=batch_size,
+    )
     last = len(trace) - 1
     x_t, x0, caption = trajectory_images(trace, last)
     layers = trace.attention_layers
@@ -238,7 +224,7 @@ def generate(
     return (
         [(upscale(im, 128), f"sample {i}") for i, im in enumerate(out.images)],
         state,
-        str(path),
+        state["trace_path"],
         step_slider_update(trace, last),
         x_t,
         x0,
@@ -335,15 +321,7 @@ def evaluate(state, progress=gr.Progress()):  # noqa: B008
             nearest_k=min(5, fake.shape[0] - 1),  # PRDC's k-NN balls need more than k samples per set
             progress=False,
         )
-    report.save(folder / "report.json")
-    archive = zip_folder(folder)
-    plots = [report.artifacts.get(k) for k in ("nearest_neighbours", "prdc", "class_histogram")]
-    return (
-        report_markdown(report),
-        *[str(p) if p else None for p in plots],
-        report.to_dict(),
-        str(archive),
-    )
+    return quality_results(report, folder, plots=("nearest_neighbours", "prdc", "class_histogram"))
 
 
 @handle_errors
@@ -416,24 +394,11 @@ the trained and a re-initialised model; SSIM and Spearman far below 1 mean the m
 
 def build_images_tab() -> list[tuple]:
     """The Images tab's components and events (call inside a `gr.Tab`); returns its page-load events."""
-    choices = model_choices(ENV_MODEL, BUNDLED_LABEL)
     state = gr.State(None, time_to_live=FILE_TTL_SECONDS)
-    with gr.Row():
-        model = gr.Dropdown(
-            choices,
-            value=choices[0],
-            allow_custom_value=True,
-            label="Model",
-            info=f"Hub id or local folder of a DiffusionXAIPipeline (default from ${ENV_MODEL}).",
-            scale=2,
-            elem_id="model",
-        )
-        model_md = gr.Markdown(elem_id="model-info")
+    model, model_md = model_box(ENV_MODEL, BUNDLED_LABEL, "DiffusionXAIPipeline", "model")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            scheduler = gr.Radio(SCHEDULER_CHOICES, value="ddim", label="Scheduler")
-            steps = gr.Slider(1, MAX_STEPS, value=50, step=1, label="Steps")
-            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="seed")
+            scheduler, steps, seed = sampling_controls("seed")
             batch = gr.Slider(1, MAX_BATCH, value=8, step=1, label="Batch size")
             run = gr.Button("Generate", variant="primary", elem_id="generate")
             info = gr.Markdown(elem_id="generate-info")
@@ -442,9 +407,9 @@ def build_images_tab() -> list[tuple]:
             gallery = gr.Gallery(
                 label="Samples", columns=4, height=420, format="png", object_fit="contain", elem_id="gallery"
             )
-    gr.Markdown("### Trajectory: x_t and the predicted x0 at each recorded step")
-    step_slider = gr.Slider(0, 1, value=0, step=1, label="Recorded step", elem_id="step-slider", interactive=False)
-    step_md = gr.Markdown(elem_id="step-caption")
+    step_slider, step_md = step_controls(
+        "Trajectory: x_t and the predicted x0 at each recorded step", "step-slider", "step-caption"
+    )
     with gr.Row():
         xt_image = gr.Image(label="x_t", type="pil", format="png", elem_id="xt-image", interactive=False)
         x0_image = gr.Image(label="predicted x0", type="pil", format="png", elem_id="x0-image", interactive=False)
@@ -530,19 +495,9 @@ def build_images_tab() -> list[tuple]:
         [model, scheduler, steps, seed, batch],
         [gallery, state, trace_file, step_slider, xt_image, x0_image, step_md, layer, sample, cam_layer, info],
         api_name="generate",
-        concurrency_limit=CONCURRENCY,
-        concurrency_id="model",
-        time_limit=TIME_LIMIT_SECONDS,
+        **MODEL_RUN,
     )
-    step_slider.change(
-        show_step,
-        [state, step_slider],
-        [xt_image, x0_image, step_md],
-        api_name="trajectory",
-        trigger_mode="always_last",
-        show_progress="hidden",
-        concurrency_limit=4,
-    )
+    step_slider.change(show_step, [state, step_slider], [xt_image, x0_image, step_md], api_name="trajectory", **SCRUB)
     attn_btn.click(
         show_attention,
         [state, layer, sample, step_slider, query_row, query_col],
@@ -555,18 +510,14 @@ def build_images_tab() -> list[tuple]:
         [state, method, cam_layer, sample, step_slider, faithful, sanity],
         [explain_image, curves_image, sanity_image, explain_md, numbers, explain_file],
         api_name="explain",
-        concurrency_limit=CONCURRENCY,
-        concurrency_id="model",
-        time_limit=TIME_LIMIT_SECONDS,
+        **MODEL_RUN,
     )
     quality_btn.click(
         evaluate,
         [state],
         [quality_md, nn_plot, prdc_plot, hist_plot, quality_json, quality_file],
         api_name="evaluate",
-        concurrency_limit=CONCURRENCY,
-        concurrency_id="model",
-        time_limit=TIME_LIMIT_SECONDS,
+        **MODEL_RUN,
     )
     traj_btn.click(
         analyze,

@@ -2,38 +2,29 @@
 
 from __future__ import annotations
 
-import json
-
 import gradio as gr
 import pandas as pd
 import torch
 from safetensors.torch import load_file
 
 from .common import (
-    CONCURRENCY,
     FILE_TTL_SECONDS,
     MAX_SEED,
-    MAX_STEPS,
     MODEL_LOCK,
-    SCHEDULER_CHOICES,
     SPACE_DIR,
-    TIME_LIMIT_SECONDS,
-    TRACE_MAX_BYTES,
-    TRACE_MAX_STEPS,
     check_choice,
     check_int,
-    check_steps,
+    count_parameters,
     denoiser_of,
+    display_name,
     find_feature,
     generation_info,
     handle_errors,
     load_pipeline,
     load_trace,
-    model_choices,
     new_output_path,
     not_available,
     recorded_step,
-    report_markdown,
     require,
     resolve_source,
     save_tensors,
@@ -41,9 +32,9 @@ from .common import (
     state_file,
     step_caption,
     step_slider_update,
-    with_scheduler,
-    zip_folder,
 )
+from .layout import MODEL_RUN, SCRUB, attributions_panel, model_box, quality_tab, sampling_controls, step_controls
+from .runs import generation_state, quality_results, sample_traced, sampling_pipeline, save_attributions
 
 BUNDLED_MODEL = SPACE_DIR / "wine-tabddpm"
 BUNDLED_LABEL = "wine-tabddpm (bundled, offline)"
@@ -99,10 +90,10 @@ def model_info(model: str | None):
     """Markdown summary of a tabular model, and the class choices of its condition column."""
     pipe = load_tabular_pipeline(model)
     pre = pipe.preprocessor
-    n_params = sum(p.numel() for p in denoiser_of(pipe).parameters())
+    n_params = count_parameters(denoiser_of(pipe))
     condition = pre.condition
     text = (
-        f"**{BUNDLED_LABEL if source_of(model) == str(BUNDLED_MODEL) else source_of(model)}**: "
+        f"**{display_name(source_of(model), BUNDLED_LABEL, BUNDLED_MODEL)}**: "
         f"{len(pre.numerical)} numerical and {len(pre.categorical)} categorical column(s), "
         f"{n_params / 1e6:.2f}M parameters, T={pipe.scheduler.config.num_train_timesteps}; "
         + (f"conditioned on `{condition['name']}`." if condition is not None else "unconditional.")
@@ -151,27 +142,16 @@ def generate(
     """Generate rows (with a trace), save them as CSV, show the decoded x0 of the first rows at the last step."""
     seed = check_int("Seed", seed, 0, MAX_SEED)
     num_rows = check_int("Rows", num_rows, 1, MAX_ROWS)
-    progress(0, desc="Loading the model")
-    pipe = with_scheduler(load_tabular_pipeline(model), scheduler)
-    num_inference_steps = check_steps(pipe, num_inference_steps)
+    pipe, num_inference_steps = sampling_pipeline(
+        load_tabular_pipeline, model, scheduler, num_inference_steps, progress
+    )
     class_value = parse_class(pipe.preprocessor, label)
-    with MODEL_LOCK:
-        out = pipe(
-            num_rows=num_rows,
-            generator=torch.Generator("cpu").manual_seed(seed),
-            class_labels=class_value,
-            num_inference_steps=num_inference_steps,
-            trace={"max_recorded_steps": TRACE_MAX_STEPS, "max_bytes": TRACE_MAX_BYTES},
-            output_type="pd",
-        )
+    out = sample_traced(pipe, seed, num_inference_steps, num_rows=num_rows, class_labels=class_value, output_type="pd")
     trace = out.trace
-    state = {
-        "trace_path": str(trace.save(new_output_path("tabular-trace", ".safetensors"))),
-        "rows_path": str(save_text(out.rows.to_csv(index=False), new_output_path("rows", ".csv"))),
-        "model": source_of(model),
-        "scheduler": scheduler,
-        "num_inference_steps": num_inference_steps,
-    }
+    rows_path = save_text(out.rows.to_csv(index=False), new_output_path("rows", ".csv"))
+    state = generation_state(
+        trace, "tabular-trace", source_of(model), scheduler, num_inference_steps, rows_path=str(rows_path)
+    )
     labels = out.class_labels
     if labels is not None:
         path = save_tensors({"class_labels": labels.cpu()}, new_output_path("labels", ".safetensors"))
@@ -235,8 +215,7 @@ def explain(state, method, target, position, progress=gr.Progress(track_tqdm=Tru
         numbers["condition"] = {
             t: round(float(v), 6) for t, v in zip(explanation.targets, explanation.condition[0].abs().mean(dim=0))
         }
-    save_text(json.dumps(numbers, indent=2), folder / "attributions.json")
-    save_tensors({"attributions": explanation.attributions}, folder / "attributions.safetensors")
+    archive = save_attributions(folder, numbers, explanation.attributions)
     strongest = []
     for i, t in enumerate(explanation.targets):  # every column mostly follows its own noisy value: name the next one
         others = matrix[i].clone()
@@ -247,7 +226,7 @@ def explain(state, method, target, position, progress=gr.Progress(track_tqdm=Tru
         f"**{method}** at t = {step.timestep} over the first {rows} rows. Apart from its own noisy value, the column "
         f"of x_t that drives each generated column most: {', '.join(strongest)}."
     )
-    return plot, summary, numbers, str(zip_folder(folder))
+    return plot, summary, numbers, archive
 
 
 @handle_errors
@@ -291,9 +270,7 @@ def evaluate(state, progress=gr.Progress()):  # noqa: B008
             output_dir=folder,
             dataset_name=BUNDLED_DATASET,
         )
-    report.save(folder / "report.json")
-    plot = report.artifacts.get("scores")
-    return report_markdown(report), str(plot) if plot else None, report.to_dict(), str(zip_folder(folder))
+    return quality_results(report, folder)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -304,24 +281,11 @@ def build_tabular_tab() -> list[tuple]:
     if TABULAR is None:
         gr.Markdown(not_available("Tabular generation", TABULAR_MISSING))
         return []
-    choices = model_choices(ENV_MODEL, BUNDLED_LABEL)
     state = gr.State(None, time_to_live=FILE_TTL_SECONDS)
-    with gr.Row():
-        model = gr.Dropdown(
-            choices,
-            value=choices[0],
-            allow_custom_value=True,
-            label="Model",
-            info=f"Hub id or local folder of a TabularXAIPipeline (default from ${ENV_MODEL}).",
-            scale=2,
-            elem_id="tabular-model",
-        )
-        model_md = gr.Markdown(elem_id="tabular-model-info")
+    model, model_md = model_box(ENV_MODEL, BUNDLED_LABEL, "TabularXAIPipeline", "tabular-model")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            scheduler = gr.Radio(SCHEDULER_CHOICES, value="ddim", label="Scheduler")
-            steps = gr.Slider(1, MAX_STEPS, value=50, step=1, label="Steps")
-            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="tabular-seed")
+            scheduler, steps, seed = sampling_controls("tabular-seed")
             rows = gr.Slider(1, MAX_ROWS, value=100, step=1, label="Rows")
             label = gr.Dropdown([RANDOM_LABEL], value=RANDOM_LABEL, label="Class (condition column)")
             run = gr.Button("Generate", variant="primary", elem_id="tabular-generate")
@@ -329,9 +293,11 @@ def build_tabular_tab() -> list[tuple]:
             rows_file = gr.File(label="Rows (.csv)", interactive=False)
         with gr.Column(scale=2):
             table = gr.Dataframe(label="Generated rows", elem_id="tabular-rows", max_height=360, interactive=False)
-    gr.Markdown("### Trajectory: the predicted x0 of the first rows at each recorded step, decoded")
-    step_slider = gr.Slider(0, 1, value=0, step=1, label="Recorded step", elem_id="tabular-step", interactive=False)
-    step_md = gr.Markdown(elem_id="tabular-step-caption")
+    step_slider, step_md = step_controls(
+        "Trajectory: the predicted x0 of the first rows at each recorded step, decoded",
+        "tabular-step",
+        "tabular-step-caption",
+    )
     preview = gr.Dataframe(label="Predicted x0", elem_id="tabular-x0", interactive=False)
     with gr.Tabs():
         with gr.Tab("Column attributions"):
@@ -344,34 +310,20 @@ def build_tabular_tab() -> list[tuple]:
             with gr.Row():
                 method = gr.Dropdown(list(METHODS), value=METHODS[0], label="Method")
                 target = gr.Dropdown([ALL_COLUMNS], value=ALL_COLUMNS, label="Generated column")
-            explain_btn = gr.Button("Explain", elem_id="tabular-explain", interactive=ATTRIBUTION is not None)
-            explain_md = gr.Markdown(elem_id="tabular-explain-summary")
-            with gr.Row():
-                heatmap = gr.Image(label="Mean |attribution|", type="filepath", elem_id="tabular-heatmap", height=360)
-                with gr.Column():
-                    numbers = gr.JSON(label="Numbers", max_height=260)
-                    explain_file = gr.File(label="Attributions (PNG, JSON, tensors)", interactive=False)
+            explain_btn, explain_outputs = attributions_panel("tabular", "Mean |attribution|", ATTRIBUTION is not None)
         with gr.Tab("Commit steps"):
             commit_btn = gr.Button("When does each column settle?", interactive=ATTRIBUTION is not None)
             commit_md = gr.Markdown()
             with gr.Row():
                 commit_plot = gr.Image(label="Commit step per column", type="filepath", height=360)
                 commit_json = gr.JSON(label="Mean commit fraction", max_height=300)
-        with gr.Tab("Quality"):
-            if QUALITY is None:
-                gr.Markdown(not_available("Quality metrics", QUALITY_MISSING))
-            gr.Markdown(
-                "The generated rows against the real wine table (the bundled model's training data): SDMetrics "
-                "column shapes and pair trends, detection AUC, train-synthetic-test-real, distance to the closest "
-                "real record."
-            )
-            quality_btn = gr.Button("Evaluate", elem_id="tabular-evaluate", interactive=QUALITY is not None)
-            quality_md = gr.Markdown(elem_id="tabular-quality-summary")
-            with gr.Row():
-                quality_plot = gr.Image(label="Scores", type="filepath", height=300)
-                with gr.Column():
-                    quality_json = gr.JSON(label="Report", max_height=260)
-                    quality_file = gr.File(label="Report (JSON, PNG)", interactive=False)
+        quality_btn, quality_outputs = quality_tab(
+            "tabular",
+            "The generated rows against the real wine table (the bundled model's training data): SDMetrics column "
+            "shapes and pair trends, detection AUC, train-synthetic-test-real, distance to the closest real record.",
+            QUALITY,
+            QUALITY_MISSING,
+        )
 
     model.change(model_info, model, [model_md, label], api_name="tabular_model_changed", api_visibility="private")
     run.click(
@@ -379,36 +331,12 @@ def build_tabular_tab() -> list[tuple]:
         [model, scheduler, steps, seed, rows, label],
         [table, rows_file, state, step_slider, preview, step_md, target, info],
         api_name="tabular_generate",
-        concurrency_limit=CONCURRENCY,
-        concurrency_id="model",
-        time_limit=TIME_LIMIT_SECONDS,
+        **MODEL_RUN,
     )
-    step_slider.change(
-        show_step,
-        [state, step_slider],
-        [preview, step_md],
-        api_name="tabular_trajectory",
-        trigger_mode="always_last",
-        show_progress="hidden",
-        concurrency_limit=4,
-    )
+    step_slider.change(show_step, [state, step_slider], [preview, step_md], api_name="tabular_trajectory", **SCRUB)
     explain_btn.click(
-        explain,
-        [state, method, target, step_slider],
-        [heatmap, explain_md, numbers, explain_file],
-        api_name="tabular_explain",
-        concurrency_limit=CONCURRENCY,
-        concurrency_id="model",
-        time_limit=TIME_LIMIT_SECONDS,
+        explain, [state, method, target, step_slider], explain_outputs, api_name="tabular_explain", **MODEL_RUN
     )
     commit_btn.click(commit, [state], [commit_plot, commit_md, commit_json], api_name="tabular_commit_steps")
-    quality_btn.click(
-        evaluate,
-        [state],
-        [quality_md, quality_plot, quality_json, quality_file],
-        api_name="tabular_evaluate",
-        concurrency_limit=CONCURRENCY,
-        concurrency_id="model",
-        time_limit=TIME_LIMIT_SECONDS,
-    )
+    quality_btn.click(evaluate, [state], quality_outputs, api_name="tabular_evaluate", **MODEL_RUN)
     return [(model_info, model, [model_md, label], "tabular_model_info")]

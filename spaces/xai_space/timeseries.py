@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import gradio as gr
@@ -12,30 +11,23 @@ from matplotlib.figure import Figure
 from safetensors.torch import load_file
 
 from .common import (
-    CONCURRENCY,
     FILE_TTL_SECONDS,
     MAX_SEED,
-    MAX_STEPS,
     MODEL_LOCK,
-    SCHEDULER_CHOICES,
     SPACE_DIR,
-    TIME_LIMIT_SECONDS,
-    TRACE_MAX_BYTES,
-    TRACE_MAX_STEPS,
     check_choice,
     check_int,
-    check_steps,
+    count_parameters,
     denoiser_of,
+    display_name,
     find_feature,
     generation_info,
     handle_errors,
     load_pipeline,
     load_trace,
-    model_choices,
     new_output_path,
     not_available,
     recorded_step,
-    report_markdown,
     require,
     resolve_source,
     save_tensors,
@@ -43,9 +35,9 @@ from .common import (
     state_file,
     step_caption,
     step_slider_update,
-    with_scheduler,
-    zip_folder,
 )
+from .layout import MODEL_RUN, SCRUB, attributions_panel, model_box, quality_tab, sampling_controls, step_controls
+from .runs import generation_state, quality_results, sample_traced, sampling_pipeline, save_attributions
 
 BUNDLED_MODEL = SPACE_DIR / "sines-timeseries"
 BUNDLED_LABEL = "sines-timeseries (bundled, offline)"
@@ -91,8 +83,8 @@ def model_info(model: str | None) -> str:
     pipe = load_series_pipeline(model)
     pre = pipe.preprocessor
     c, length = pre.sample_shape
-    n_params = sum(p.numel() for p in denoiser_of(pipe).parameters())
-    name = BUNDLED_LABEL if source_of(model) == str(BUNDLED_MODEL) else source_of(model)
+    n_params = count_parameters(denoiser_of(pipe))
+    name = display_name(source_of(model), BUNDLED_LABEL, BUNDLED_MODEL)
     return (
         f"**{name}**: windows of {length} steps x {c} channel(s) ({', '.join(pre.channels)}), "
         f"{n_params / 1e6:.2f}M parameters, T={pipe.scheduler.config.num_train_timesteps}."
@@ -148,28 +140,17 @@ def generate(
     """Generate windows (with a trace), save them, plot the first ones and the last recorded step."""
     seed = check_int("Seed", seed, 0, MAX_SEED)
     num_series = check_int("Series", num_series, 1, MAX_SERIES)
-    progress(0, desc="Loading the model")
-    pipe = with_scheduler(load_series_pipeline(model), scheduler)
-    num_inference_steps = check_steps(pipe, num_inference_steps)
-    with MODEL_LOCK:
-        out = pipe(
-            num_series=num_series,
-            generator=torch.Generator("cpu").manual_seed(seed),
-            num_inference_steps=num_inference_steps,
-            trace={"max_recorded_steps": TRACE_MAX_STEPS, "max_bytes": TRACE_MAX_BYTES},
-            output_type="np",
-        )
+    pipe, num_inference_steps = sampling_pipeline(
+        load_series_pipeline, model, scheduler, num_inference_steps, progress
+    )
+    out = sample_traced(pipe, seed, num_inference_steps, num_series=num_series, output_type="np")
     series = np.asarray(out.series, dtype=np.float32)  # [N, L, C], original units
     channels = pipe.preprocessor.channels
     trace = out.trace
     series_path = save_tensors({"series": torch.from_numpy(series)}, new_output_path("series", ".safetensors"))
-    state = {
-        "trace_path": str(trace.save(new_output_path("series-trace", ".safetensors"))),
-        "series_path": str(series_path),
-        "model": source_of(model),
-        "scheduler": scheduler,
-        "num_inference_steps": num_inference_steps,
-    }
+    state = generation_state(
+        trace, "series-trace", source_of(model), scheduler, num_inference_steps, series_path=str(series_path)
+    )
     n, length, c = series.shape
     header = "series,time," + ",".join(channels)
     lines = [f"{i},{t}," + ",".join(f"{v:.6g}" for v in series[i, t]) for i in range(n) for t in range(length)]
@@ -233,14 +214,13 @@ def explain(state, method, sample, channel, time, position, progress=gr.Progress
         "per_time_step": [round(float(v), 6) for v in per_time],
         "per_channel": {c: round(float(v), 6) for c, v in zip(channels, per_channel)},
     }
-    save_text(json.dumps(numbers, indent=2), folder / "attributions.json")
-    save_tensors({"attributions": explanation.attributions}, folder / "attributions.safetensors")
+    archive = save_attributions(folder, numbers, explanation.attributions)
     summary = (
         f"**{method}** at t = {step.timestep}, window {sample}, target {channel} / "
         f"{'every time step' if time < 0 else f'time step {time}'}: the most influential time step of x_t is "
         f"{int(per_time.argmax())} and the most influential channel `{channels[int(per_channel.argmax())]}`."
     )
-    return plot, summary, numbers, str(zip_folder(folder))
+    return plot, summary, numbers, archive
 
 
 @handle_errors
@@ -287,9 +267,7 @@ def evaluate(state, progress=gr.Progress()):  # noqa: B008
             dataset_name="sines",
             progress=False,
         )
-    report.save(folder / "report.json")
-    plot = report.artifacts.get("scores")
-    return report_markdown(report), str(plot) if plot else None, report.to_dict(), str(zip_folder(folder))
+    return quality_results(report, folder)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -300,33 +278,22 @@ def build_timeseries_tab() -> list[tuple]:
     if TIMESERIES is None:
         gr.Markdown(not_available("Time-series generation", TIMESERIES_MISSING))
         return []
-    choices = model_choices(ENV_MODEL, BUNDLED_LABEL)
     state = gr.State(None, time_to_live=FILE_TTL_SECONDS)
-    with gr.Row():
-        model = gr.Dropdown(
-            choices,
-            value=choices[0],
-            allow_custom_value=True,
-            label="Model",
-            info=f"Hub id or local folder of a TimeSeriesXAIPipeline (default from ${ENV_MODEL}).",
-            scale=2,
-            elem_id="series-model",
-        )
-        model_md = gr.Markdown(elem_id="series-model-info")
+    model, model_md = model_box(ENV_MODEL, BUNDLED_LABEL, "TimeSeriesXAIPipeline", "series-model")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            scheduler = gr.Radio(SCHEDULER_CHOICES, value="ddim", label="Scheduler")
-            steps = gr.Slider(1, MAX_STEPS, value=50, step=1, label="Steps")
-            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Seed", elem_id="series-seed")
+            scheduler, steps, seed = sampling_controls("series-seed")
             num_series = gr.Slider(1, MAX_SERIES, value=16, step=1, label="Series")
             run = gr.Button("Generate", variant="primary", elem_id="series-generate")
             info = gr.Markdown()
             series_file = gr.File(label="Series (.csv)", interactive=False)
         with gr.Column(scale=2):
             series_plot = gr.Image(label="Generated windows", type="filepath", elem_id="series-plot", height=420)
-    gr.Markdown("### Trajectory: x_t and the predicted x0 of the first windows at each recorded step")
-    step_slider = gr.Slider(0, 1, value=0, step=1, label="Recorded step", elem_id="series-step", interactive=False)
-    step_md = gr.Markdown(elem_id="series-step-caption")
+    step_slider, step_md = step_controls(
+        "Trajectory: x_t and the predicted x0 of the first windows at each recorded step",
+        "series-step",
+        "series-step-caption",
+    )
     step_plot = gr.Image(label="x_t and predicted x0", type="filepath", elem_id="series-step-plot", height=420)
     with gr.Tabs():
         with gr.Tab("Attributions"):
@@ -341,34 +308,21 @@ def build_timeseries_tab() -> list[tuple]:
                 sample = gr.Dropdown([0], value=0, label="Window")
                 channel = gr.Dropdown([ALL_CHANNELS], value=ALL_CHANNELS, label="Target channel")
                 time = gr.Slider(-1, 1, value=-1, step=1, label="Target time step (-1: all)")
-            explain_btn = gr.Button("Explain", elem_id="series-explain", interactive=ATTRIBUTION is not None)
-            explain_md = gr.Markdown(elem_id="series-explain-summary")
-            with gr.Row():
-                heatmap = gr.Image(label="Attributions", type="filepath", elem_id="series-heatmap", height=360)
-                with gr.Column():
-                    numbers = gr.JSON(label="Numbers", max_height=260)
-                    explain_file = gr.File(label="Attributions (PNG, JSON, tensors)", interactive=False)
+            explain_btn, explain_outputs = attributions_panel("series", "Attributions", ATTRIBUTION is not None)
         with gr.Tab("Commit steps"):
             commit_btn = gr.Button("When does each time step settle?", interactive=ATTRIBUTION is not None)
             commit_md = gr.Markdown()
             with gr.Row():
                 commit_plot = gr.Image(label="Commit step per channel and time step", type="filepath", height=300)
                 commit_json = gr.JSON(label="Mean commit fraction per time step", max_height=300)
-        with gr.Tab("Quality"):
-            if QUALITY is None:
-                gr.Markdown(not_available("Quality metrics", QUALITY_MISSING))
-            gr.Markdown(
-                f"The generated windows against {REAL_SERIES} real sines (the bundled model's data): TimeGAN's "
-                f"discriminative and predictive scores ({EVALUATION_ITERATIONS} iterations each, to stay quick), "
-                "the autocorrelation distance and the FID of window embeddings."
-            )
-            quality_btn = gr.Button("Evaluate", elem_id="series-evaluate", interactive=QUALITY is not None)
-            quality_md = gr.Markdown(elem_id="series-quality-summary")
-            with gr.Row():
-                quality_plot = gr.Image(label="Scores", type="filepath", height=300)
-                with gr.Column():
-                    quality_json = gr.JSON(label="Report", max_height=260)
-                    quality_file = gr.File(label="Report (JSON, PNG)", interactive=False)
+        quality_btn, quality_outputs = quality_tab(
+            "series",
+            f"The generated windows against {REAL_SERIES} real sines (the bundled model's data): TimeGAN's "
+            f"discriminative and predictive scores ({EVALUATION_ITERATIONS} iterations each, to stay quick), "
+            "the autocorrelation distance and the FID of window embeddings.",
+            QUALITY,
+            QUALITY_MISSING,
+        )
 
     model.change(model_info, model, model_md, api_name="timeseries_model_changed", api_visibility="private")
     run.click(
@@ -376,36 +330,18 @@ def build_timeseries_tab() -> list[tuple]:
         [model, scheduler, steps, seed, num_series],
         [series_plot, series_file, state, step_slider, step_plot, step_md, sample, channel, time, info],
         api_name="timeseries_generate",
-        concurrency_limit=CONCURRENCY,
-        concurrency_id="model",
-        time_limit=TIME_LIMIT_SECONDS,
+        **MODEL_RUN,
     )
     step_slider.change(
-        show_step,
-        [state, step_slider],
-        [step_plot, step_md],
-        api_name="timeseries_trajectory",
-        trigger_mode="always_last",
-        show_progress="hidden",
-        concurrency_limit=4,
+        show_step, [state, step_slider], [step_plot, step_md], api_name="timeseries_trajectory", **SCRUB
     )
     explain_btn.click(
         explain,
         [state, method, sample, channel, time, step_slider],
-        [heatmap, explain_md, numbers, explain_file],
+        explain_outputs,
         api_name="timeseries_explain",
-        concurrency_limit=CONCURRENCY,
-        concurrency_id="model",
-        time_limit=TIME_LIMIT_SECONDS,
+        **MODEL_RUN,
     )
     commit_btn.click(commit, [state], [commit_plot, commit_md, commit_json], api_name="timeseries_commit_steps")
-    quality_btn.click(
-        evaluate,
-        [state],
-        [quality_md, quality_plot, quality_json, quality_file],
-        api_name="timeseries_evaluate",
-        concurrency_limit=CONCURRENCY,
-        concurrency_id="model",
-        time_limit=TIME_LIMIT_SECONDS,
-    )
+    quality_btn.click(evaluate, [state], quality_outputs, api_name="timeseries_evaluate", **MODEL_RUN)
     return [(model_info, model, model_md, "timeseries_model_info")]
