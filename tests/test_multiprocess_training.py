@@ -102,7 +102,8 @@ def test_two_process_training_syncs_ranks_and_resumes_exactly(tmp_path):
     assert [r["num_processes"] for r in ranks] == [2, 2]
     assert {r["distributed_type"] for r in ranks} == {"DistributedType.MULTI_CPU"}
     assert ranks[0]["sha256"] == ranks[1]["sha256"]  # DDP kept the ranks in sync
-    assert "batch: 4 x 1 accumulation x 2 processes" in (tmp_path / "a" / "README.md").read_text()
+    card = (tmp_path / "a" / "README.md").read_text()  # written once, by the main process
+    assert "**effective batch size**: 8" in card and "**processes**: 2" in card
     assert "after 4 steps" in proc.stdout  # printed by the main process only
     assert proc.stdout.count("Saved DiffusionXAIPipeline") == 1
     state = json.loads((tmp_path / "a" / "checkpoint-4" / "trainer_state.json").read_text())
