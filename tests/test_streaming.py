@@ -16,25 +16,12 @@ from diffusers_xai.modalities.base import get_modality
 from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.training import TrainingConfig, train
 from diffusers_xai.training.trainer import _prepare_data, _prepare_stream
+from tests import test_training
 
-# an 8x8 digits subset and a 4/8-channel UNet (as tests/test_training.py): a step takes milliseconds. 20 rows in
+# the 8x8 digits subset and 4/8-channel UNet of tests/test_training.py: a step takes milliseconds. 20 rows in
 # batches of 8 make 3 batches an epoch, so 6 steps cross two epoch boundaries (a new `set_epoch` shuffle each).
 TINY = dict(
-    dataset_name="sklearn-digits",
-    resolution=8,
-    channels=1,
-    max_train_samples=20,
-    block_out_channels=[4, 8],
-    norm_num_groups=4,
-    attention_head_dim=4,
-    num_train_timesteps=50,
-    train_batch_size=8,
-    learning_rate=1e-3,
-    lr_warmup_steps=1,
-    seed=0,
-    report_to="none",
-    validation_steps=None,
-    checkpointing_steps=None,
+    **{**test_training.TINY, "max_train_samples": 20},
     streaming=True,
     shuffle_buffer_size=8,
     max_train_steps=6,
