@@ -118,10 +118,14 @@ class DiffusionXAIPipeline(DiffusionPipeline):
         `p_sample_loop_progressive`). Runs under `torch.no_grad()`; the caller drains it.
         """
         self.check_inputs(batch_size, num_inference_steps, generator, latents)
+        image = self._initial_sample(batch_size, generator, num_inference_steps, latents)
+        yield from denoise_progressive(self.unet, self.scheduler, image, generator, eta, None, recorder)
+
+    def _initial_sample(self, batch_size, generator, num_inference_steps, latents) -> torch.Tensor:
+        """$x_T$, with the scheduler's timesteps set (call after `check_inputs`)."""
         self.scheduler.set_timesteps(num_inference_steps)
         shape = (batch_size, *self.sample_shape)
-        image = prepare_latents(self.scheduler, shape, generator, self._execution_device, self.unet.dtype, latents)
-        yield from denoise_progressive(self.unet, self.scheduler, image, generator, eta, None, recorder)
+        return prepare_latents(self.scheduler, shape, generator, self._execution_device, self.unet.dtype, latents)
 
     def postprocess(self, image: torch.Tensor, output_type: str):
         image = (image / 2 + 0.5).clamp(0, 1)
@@ -163,9 +167,9 @@ class DiffusionXAIPipeline(DiffusionPipeline):
             raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
         config = resolve_trace_config(trace)
         self.check_inputs(batch_size, num_inference_steps, generator, latents)
-        self.scheduler.set_timesteps(num_inference_steps)
-        progressive = partial(self.progressive, batch_size, generator, eta, num_inference_steps, latents)
-        image, trace_out = run_progressive(self, self.unet, config, progressive)
+        image = self._initial_sample(batch_size, generator, num_inference_steps, latents)
+        denoise = partial(denoise_progressive, self.unet, self.scheduler, image, generator, eta, None)
+        image, trace_out = run_progressive(self, self.unet, config, denoise)
         images = self.postprocess(image, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:

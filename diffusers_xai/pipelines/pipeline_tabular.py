@@ -191,10 +191,14 @@ class TabularXAIPipeline(DiffusionPipeline):
         r"""Sample step by step, yielding a [`DiffusionStep`] (`sample` is $x_t$ `[num_rows, num_features]`) after
         every scheduler step. `class_labels` are indices (see `prepare_class_labels`). The caller drains it."""
         self.check_inputs(num_rows, num_inference_steps, generator, latents)
+        x = self._initial_sample(num_rows, generator, num_inference_steps, latents)
+        yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, class_labels, recorder)
+
+    def _initial_sample(self, num_rows, generator, num_inference_steps, latents) -> torch.Tensor:
+        """$x_T$, with the scheduler's timesteps set (call after `check_inputs` and drawing the class labels)."""
         self.scheduler.set_timesteps(num_inference_steps)
         shape = (num_rows, self.preprocessor.num_features)
-        x = prepare_latents(self.scheduler, shape, generator, self._execution_device, self.denoiser.dtype, latents)
-        yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, class_labels, recorder)
+        return prepare_latents(self.scheduler, shape, generator, self._execution_device, self.denoiser.dtype, latents)
 
     @torch.no_grad()
     def __call__(
@@ -233,10 +237,10 @@ class TabularXAIPipeline(DiffusionPipeline):
             raise ValueError(f"`output_type` must be 'pd' or 'pt', got {output_type!r}.")
         config = resolve_trace_config(trace)
         self.check_inputs(num_rows, num_inference_steps, generator, latents)
-        labels = self.prepare_class_labels(class_labels, num_rows, generator)
-        self.scheduler.set_timesteps(num_inference_steps)
-        progressive = partial(self.progressive, num_rows, generator, labels, eta, num_inference_steps, latents)
-        x, trace_out = run_progressive(self, self.denoiser, config, progressive)
+        labels = self.prepare_class_labels(class_labels, num_rows, generator)  # drawn before x_T, as always
+        x = self._initial_sample(num_rows, generator, num_inference_steps, latents)
+        denoise = partial(denoise_progressive, self.denoiser, self.scheduler, x, generator, eta, labels)
+        x, trace_out = run_progressive(self, self.denoiser, config, denoise)
         rows = x if output_type == "pt" else self.preprocessor.inverse_transform(x, labels)
         self.maybe_free_model_hooks()
         if not return_dict:

@@ -128,10 +128,14 @@ class TimeSeriesXAIPipeline(DiffusionPipeline):
     ) -> Iterator[DiffusionStep]:
         r"""Sample step by step, yielding a [`DiffusionStep`] (`sample` is $x_t$ `[N, C, L]`) after every step."""
         self.check_inputs(num_series, num_inference_steps, generator, latents)
+        x = self._initial_sample(num_series, generator, num_inference_steps, latents)
+        yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, None, recorder)
+
+    def _initial_sample(self, num_series, generator, num_inference_steps, latents) -> torch.Tensor:
+        """$x_T$, with the scheduler's timesteps set (call after `check_inputs`)."""
         self.scheduler.set_timesteps(num_inference_steps)
         shape = (num_series, *self.preprocessor.sample_shape)
-        x = prepare_latents(self.scheduler, shape, generator, self._execution_device, self.denoiser.dtype, latents)
-        yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, None, recorder)
+        return prepare_latents(self.scheduler, shape, generator, self._execution_device, self.denoiser.dtype, latents)
 
     def postprocess(self, x: torch.Tensor, output_type: str):
         if output_type == "pt":
@@ -175,9 +179,9 @@ class TimeSeriesXAIPipeline(DiffusionPipeline):
             raise ValueError(f"`output_type` must be 'np', 'pd' or 'pt', got {output_type!r}.")
         config = resolve_trace_config(trace)
         self.check_inputs(num_series, num_inference_steps, generator, latents)
-        self.scheduler.set_timesteps(num_inference_steps)
-        progressive = partial(self.progressive, num_series, generator, eta, num_inference_steps, latents)
-        x, trace_out = run_progressive(self, self.denoiser, config, progressive)
+        x = self._initial_sample(num_series, generator, num_inference_steps, latents)
+        denoise = partial(denoise_progressive, self.denoiser, self.scheduler, x, generator, eta, None)
+        x, trace_out = run_progressive(self, self.denoiser, config, denoise)
         series = self.postprocess(x, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:

@@ -113,9 +113,10 @@ def run_progressive(
     progressive: Callable[..., Iterator[DiffusionStep]],
 ) -> tuple[torch.Tensor, Trace | None]:
     """
-    What a pipeline's `__call__` does once its inputs are checked and `pipeline.scheduler.set_timesteps` is called:
-    drain `progressive(recorder=...)` under the pipeline's progress bar, with a [`TraceRecorder`] on `model` open
-    for the whole loop when `config` is set. Returns the final sample $x_0$ (model space) and the trace (or `None`).
+    What a pipeline's `__call__` does once its inputs are checked, `pipeline.scheduler.set_timesteps` is called and
+    $x_T$ is drawn: drain `progressive(recorder=...)` (e.g. [`denoise_progressive`] with everything but the recorder
+    bound) under the pipeline's progress bar, with a [`TraceRecorder`] on `model` open for the whole loop when
+    `config` is set. Returns the final sample $x_0$ (model space) and the trace (or `None`).
     """
     num_steps = len(pipeline.scheduler.timesteps)
     recorder = TraceRecorder(model, config, num_steps=num_steps) if config else None
