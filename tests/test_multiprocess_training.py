@@ -12,29 +12,19 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
+from tests import test_training
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "train" / "train_ddpm.py"
 ACCELERATE_CONFIG = REPO / "train" / "configs" / "accelerate" / "multi_cpu.yaml"
-# an 8x8 digits subset and a 4/8-channel UNet: a step takes milliseconds. No EMA: the main process copies the EMA
-# weights into its model before saving, which would make the per-rank weights differ by design.
-TINY = dict(
-    dataset_name="sklearn-digits",
-    resolution=8,
-    channels=1,
-    max_train_samples=40,
-    block_out_channels=[4, 8],
-    norm_num_groups=4,
-    attention_head_dim=4,
-    num_train_timesteps=50,
-    train_batch_size=4,
-    learning_rate=1e-3,
-    lr_warmup_steps=1,
-    seed=0,
-    use_ema=False,
-    report_to="none",
-    validation_steps=None,
-    checkpointing_steps=2,
-)
+# the 8x8 digits subset and 4/8-channel UNet of tests/test_training.py: a step takes milliseconds. No EMA: the main
+# process copies the EMA weights into its model before saving, which would make the per-rank weights differ by design.
+TINY = {
+    **test_training.TINY,
+    "train_batch_size": 4,
+    "use_ema": False,
+    "checkpointing_steps": 2,
+}
 
 # Test-only: every rank hashes the weights of the models it prepared when the trainer ends training, and writes
 # `rank-<i>.json`; train_ddpm.py itself runs unchanged (as `__main__`).
