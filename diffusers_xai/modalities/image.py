@@ -11,7 +11,6 @@ import PIL.Image
 import torch
 from diffusers import UNet2DModel
 
-from ..explain.explain import EXPLAIN_METHODS
 from ..pipelines import DiffusionXAIPipeline, make_scheduler
 from .base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
 
@@ -233,7 +232,13 @@ class ImageModality(Modality):
         return path
 
     # ---- end of training ----
-    explain_methods = EXPLAIN_METHODS
+    @property
+    def explain_methods(self) -> tuple[str, ...]:
+        # read from the explainers on use: importing them (captum) at start-up would cost every training process ~1.5 s
+        from ..explain.explain import EXPLAIN_METHODS
+
+        return EXPLAIN_METHODS
+
     # cheap enough to run after every training run (K forward+backward passes each); IG adds 32 per step
     default_explain_methods = ("trajectory", "attention", "gradcam", "saliency", "integrated_gradients")
 
