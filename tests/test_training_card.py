@@ -11,7 +11,8 @@ from huggingface_hub import ModelCard, metadata_load, snapshot_download
 
 from diffusers_xai import DiffusionXAIPipeline
 from diffusers_xai.evaluation import EvaluationReport
-from diffusers_xai.hub import HubPushError
+from diffusers_xai.hub import SUMMARY_PATH, HubPushError
+from diffusers_xai.hub.files import upload_allow_list
 from diffusers_xai.training import TrainingConfig, train
 from tests import hub_fixtures
 from tests.test_tabular_training import TINY as TINY_TABLE
@@ -73,7 +74,9 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
     ):
         assert path in files, path
     assert not [f for f in files if f.startswith("checkpoint-")]
-    assert set(files) - {".gitattributes"} == set(tree(out)) - {f for f in tree(out) if f.startswith("checkpoint-")}
+    # exactly the allow-list: what the card links to plus the pipeline files; never checkpoints or other files
+    assert set(files) - {".gitattributes"} == set(upload_allow_list(out, SUMMARY_PATH, ("diffusion_xai.py",)))
+    assert "explanations/explanations.json" in tree(out) and "explanations/explanations.json" not in files
 
     # bit-identical samples from the Hub copy
     downloaded = DiffusionXAIPipeline.from_pretrained(repo_id)

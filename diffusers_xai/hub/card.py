@@ -20,6 +20,8 @@ import jinja2
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .files import check_png, resolve_inside
+
 __all__ = [
     "MODALITIES",
     "SUMMARY_PATH",
@@ -276,8 +278,7 @@ def _normalize_figures(figures: dict) -> dict[str, dict]:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"Figure {name!r} points to {path}, which does not exist; save the PNG first.")
-        if path.suffix.lower() != ".png":
-            raise ValueError(f"Figure {name!r} must be a PNG file, got {path.name}.")
+        check_png(path, f"Figure {name!r}")
         out[name] = {"source": path, "path": f"{FIGURES_DIR}/{name}.png", "caption": caption or name}
     return out
 
@@ -355,6 +356,8 @@ def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, comm
     samples = Path(data.samples) if data.samples is not None else None
     if samples is not None and not samples.is_file():
         raise ValueError(f"samples={samples} does not exist; save the sample grid PNG first.")
+    if samples is not None:
+        check_png(samples, "samples")
     sections = {
         "model and scheduler summary": summary is not None,
         "training data and config": bool(training),
@@ -591,13 +594,17 @@ def load_explanation_card_data(save_directory: str | os.PathLike) -> Explanation
     summary = json.loads(path.read_text())
     if summary.get("format") != SUMMARY_FORMAT:
         raise ValueError(f"{path} is not a diffusers-xai explanation summary (format={summary.get('format')!r}).")
-    figures = {
-        n: {"path": save_directory / f["path"], "caption": f.get("caption")} for n, f in summary["figures"].items()
-    }
+    # paths in a summary are data from the folder (maybe someone else's): resolved inside it, PNGs only
+    figures = {}
+    for n, f in (summary.get("figures") or {}).items():
+        what = f"figure {n!r} in {path}"
+        figure = resolve_inside(save_directory, f.get("path") if isinstance(f, dict) else f, what)
+        figures[n] = {"path": check_png(figure, what), "caption": f.get("caption") if isinstance(f, dict) else None}
     known = {f.name for f in fields(ExplanationCardData)}
     kwargs = {k: v for k, v in summary.items() if k in known and v is not None}
     kwargs["figures"] = figures
     if summary.get("samples"):
-        kwargs["samples"] = save_directory / summary["samples"]
+        what = f"'samples' in {path}"
+        kwargs["samples"] = check_png(resolve_inside(save_directory, summary["samples"], what), what)
     kwargs["eval_results"] = [EvalResult(**r) for r in summary.get("eval_results") or []]
     return ExplanationCardData(**kwargs)

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
-from huggingface_hub import CommitInfo, HfApi, get_token
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, get_token
 from huggingface_hub.utils import HFValidationError, get_session, validate_repo_id
 
 from .card import (
@@ -27,6 +27,7 @@ from .card import (
     load_explanation_card_data,
     save_explanation_card,
 )
+from .files import upload_allow_list
 
 try:  # the HTTP library huggingface_hub uses: httpx2 in 2.x, httpx in 1.x
     import httpx2 as _httpx
@@ -47,8 +48,6 @@ logger = logging.getLogger(__name__)
 
 # pipeline class name -> community pipeline file shipped in `diffusers_xai/hub/community/`
 COMMUNITY_PIPELINES = {"DiffusionXAIPipeline": "diffusion_xai.py"}
-# never uploaded from a folder: training checkpoints (optimizer state) and temporary/hidden files
-IGNORE_PATTERNS = ["checkpoint-*", "*.tmp", "*.tmp.*", ".*"]
 
 
 class HubPushError(RuntimeError):
@@ -214,8 +213,9 @@ def _pipeline_class_name(folder: Path) -> str:
     return class_name[-1] if isinstance(class_name, list) else class_name
 
 
-def _prepare_folder(folder: Path, card, repo_id: str, community_pipeline) -> None:
-    """Check a saved pipeline folder and add what is missing (card, community file) before pushing it."""
+def _prepare_folder(folder: Path, card, repo_id: str, community_pipeline) -> str | None:
+    """Check a saved pipeline folder and add what is missing (card, community file) before pushing it; returns the
+    community file's name (or `None`)."""
     index = folder / "model_index.json"
     if not index.is_file():
         raise ValueError(
@@ -231,6 +231,7 @@ def _prepare_folder(folder: Path, card, repo_id: str, community_pipeline) -> Non
     if card is not None or not (folder / "README.md").is_file():
         community_stem = community.stem if community is not None else None
         save_explanation_card(folder, None, card, repo_id=repo_id, community_file=community_stem)
+    return community.name if community is not None else None
 
 
 def publish(
@@ -254,9 +255,11 @@ def publish(
     `DiffusionPipeline.from_pretrained(repo_id, custom_pipeline="diffusion_xai", trust_remote_code=True)` load it.
 
     Args:
-        pipeline (`DiffusionPipeline`, `str` or `os.PathLike`): a pipeline, or a folder it was saved to (pushed as
-            is, without `checkpoint-*` folders and temporary files; the card is (re)written into it first if it has
-            none, if `card` is given, or if it is our card written for another repo id).
+        pipeline (`DiffusionPipeline`, `str` or `os.PathLike`): a pipeline, or a folder it was saved to (only an
+            allow-list is pushed: the pipeline's configs and safetensors, the card with the figures and summary it
+            names, `training_config.yaml`, `evaluation/report.json` and the community file, each resolved inside
+            the folder; never `checkpoint-*` folders, pickles or other files; the card is (re)written into it first
+            if it has none, if `card` is given, or if it is our card written for another repo id).
         repo_id (`str`): `"username/model-name"` (or `"model-name"` in your own namespace).
         card ([`ExplanationCardData`] or `dict`, *optional*): what the card shows.
         save_directory (`str` or `os.PathLike`, *optional*): also keep the pushed folder here. Without it a
@@ -305,7 +308,7 @@ def publish(
         temporary = None
         if isinstance(pipeline, (str, os.PathLike)):
             local_dir = Path(pipeline)
-            _prepare_folder(local_dir, card, repo_id, community_pipeline)
+            community_name = _prepare_folder(local_dir, card, repo_id, community_pipeline)
             class_name = _pipeline_class_name(local_dir)
         else:
             if save_directory is None:
@@ -322,14 +325,17 @@ def publish(
                     shutil.rmtree(temporary, ignore_errors=True)
                 raise
             class_name = type(pipeline).__name__
+            community = _community_source(class_name, community_pipeline)
+            community_name = community.name if community is not None else None
+        # only the allow-list, each file resolved inside the folder (checked before the repo is even created)
+        allowed = upload_allow_list(local_dir, SUMMARY_PATH, (community_name,) if community_name else ())
 
         try:
             api.create_repo(repo_id, private=private, exist_ok=True)
-            info = api.upload_folder(
+            info = api.create_commit(
                 repo_id=repo_id,
-                folder_path=local_dir,
+                operations=[CommitOperationAdd(name, str(local_dir / name)) for name in allowed],
                 commit_message=commit_message or f"Upload {class_name} with explanation card",
-                ignore_patterns=IGNORE_PATTERNS,
             )
         except (_httpx.HTTPError, OSError, RuntimeError, ValueError) as err:
             # HTTP errors and timeouts, LFS upload failures (RuntimeError), README metadata refused by the Hub

@@ -1,0 +1,109 @@
+"""Security: what a push uploads, which checkpoints a run resumes from, where tokens come from.
+
+Each test here was seen failing on the code before the fix it guards (see the issue "Security and reliability")."""
+
+import json
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from diffusers_xai.cli import main as cli_main
+from diffusers_xai.hub import SUMMARY_PATH, ExplanationCardData, publish, save_pretrained_with_card
+from diffusers_xai.testing import tiny_pipeline
+from tests import hub_fixtures
+
+local_hub = hub_fixtures.local_hub  # registers the fixture in this module
+
+REPO = "xai-tester/crafted"
+
+
+def write_png(path, seed=0):
+    rng = np.random.default_rng(seed)
+    PIL.Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline(seed=3)
+
+
+@pytest.fixture
+def folder(pipe, tmp_path):
+    """A saved pipeline with a card written for REPO (so `push` would upload it as is) and one figure."""
+    (tmp_path / "figs").mkdir()
+    card = ExplanationCardData(figures={"gradcam": write_png(tmp_path / "figs" / "gradcam.png")})
+    return save_pretrained_with_card(pipe, tmp_path / "downloaded", card, repo_id=REPO)
+
+
+@pytest.fixture
+def secret(tmp_path):
+    """A readable file outside the folder; a valid PNG, so only the containment check can refuse it."""
+    (tmp_path / "home").mkdir()
+    return write_png(tmp_path / "home" / "id_rsa.png", seed=7)
+
+
+def _edit_summary(folder, **changes):
+    summary = json.loads((folder / SUMMARY_PATH).read_text())
+    summary.update(changes)
+    (folder / SUMMARY_PATH).write_text(json.dumps(summary))
+
+
+def _crafted(folder, secret, how):
+    if how == "absolute":
+        _edit_summary(folder, figures={"gradcam": {"path": str(secret), "caption": "x"}})
+    elif how == "dotdot":
+        _edit_summary(folder, figures={"gradcam": {"path": "explanations/../../home/id_rsa.png", "caption": "x"}})
+    elif how == "samples":
+        _edit_summary(folder, samples=os.path.relpath(secret, folder))
+    elif how == "symlink":
+        (folder / "explanations" / "gradcam.png").unlink()
+        (folder / "explanations" / "gradcam.png").symlink_to(secret)
+    elif how == "not_png":
+        (folder / "explanations" / "gradcam.png").write_bytes(b"-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    return {"absolute": str(secret), "dotdot": "../../home", "samples": "home/id_rsa.png"}.get(how, "gradcam")
+
+
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "samples", "symlink", "not_png"])
+@pytest.mark.parametrize("card_from_folder", [False, True])
+def test_push_of_a_crafted_folder_uploads_nothing(local_hub, folder, secret, how, card_from_folder, capsys):
+    named = _crafted(folder, secret, how)
+    # card_from_folder: the summary was written for another repo, so publish() re-renders the card from it
+    repo_id = "xai-tester/other" if card_from_folder else REPO
+    with pytest.raises(ValueError, match="inside|symlink|PNG") as err:
+        publish(folder, repo_id)
+    assert named in str(err.value)
+    assert cli_main(["push", str(folder), "--repo-id", repo_id]) == 2
+    assert named in capsys.readouterr().err
+    for repo in (REPO, "xai-tester/other"):  # the repo was not even created
+        assert local_hub.store.load_repo("model", repo) is None
+
+
+def test_push_uploads_only_the_allow_list(local_hub, folder):
+    for junk in ("notes.txt", ".env", "unet/diffusion_pytorch_model.bin", "optimizer.bin", "checkpoint-2/x.json"):
+        (folder / junk).parent.mkdir(exist_ok=True)
+        (folder / junk).write_text("not for the Hub")
+    publish(folder, REPO)
+    assert local_hub.list_files(REPO) == [
+        ".gitattributes",
+        "README.md",
+        "diffusion_xai.py",
+        "explanations/gradcam.png",
+        "explanations/summary.json",
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+    ]
+
+
+def test_card_sources_must_be_pngs(pipe, tmp_path):
+    text = tmp_path / "grid.png"
+    text.write_text("a text file named .png")
+    with pytest.raises(ValueError, match=r"samples must be a PNG file, got grid.png"):
+        save_pretrained_with_card(pipe, tmp_path / "out", ExplanationCardData(samples=text))
+    with pytest.raises(ValueError, match=r"Figure 'gradcam' must be a PNG file, got grid.png"):
+        save_pretrained_with_card(pipe, tmp_path / "out", ExplanationCardData(figures={"gradcam": text}))
+    assert not (tmp_path / "out").exists()
