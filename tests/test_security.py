@@ -12,7 +12,10 @@ import pytest
 from diffusers_xai.cli import main as cli_main
 from diffusers_xai.hub import SUMMARY_PATH, ExplanationCardData, publish, save_pretrained_with_card
 from diffusers_xai.testing import tiny_pipeline
+from diffusers_xai.training import TrainingConfig
+from diffusers_xai.training.checkpointing import TRAINER_STATE_NAME, resolve_checkpoint
 from tests import hub_fixtures
+from tests.test_training import TINY, tiny
 
 local_hub = hub_fixtures.local_hub  # registers the fixture in this module
 
@@ -107,3 +110,50 @@ def test_card_sources_must_be_pngs(pipe, tmp_path):
     with pytest.raises(ValueError, match=r"Figure 'gradcam' must be a PNG file, got grid.png"):
         save_pretrained_with_card(pipe, tmp_path / "out", ExplanationCardData(figures={"gradcam": text}))
     assert not (tmp_path / "out").exists()
+
+
+# ---- tokens: only HF_TOKEN / `hf auth login`, never a config key or a flag ----
+SECRET = "hf_doNotLeakThisToken123"
+
+
+def test_train_refuses_a_token_flag_or_key_without_echoing_it(tmp_path, capsys):
+    argv = ["train", "--dataset_name", "sklearn-digits", "--output_dir", str(tmp_path / "o"), "--hub_token", SECRET]
+    assert cli_main([*argv, "--max_train_steps", "0"]) == 2  # refused before any other check
+    err = capsys.readouterr().err
+    assert "`hub_token` is not a training key" in err and "HF_TOKEN" in err and SECRET not in err
+    with pytest.raises(ValueError, match="hf auth login") as info:
+        TrainingConfig.from_dict({**TINY, "hub_token": SECRET})
+    assert SECRET not in str(info.value)
+    assert "hub_token" not in TrainingConfig.__dataclass_fields__
+    assert not (tmp_path / "o").exists()
+
+
+# ---- resume: accelerate's optimizer/RNG pickles are loaded only from the run's own checkpoints ----
+def _fake_checkpoint(path):
+    path.mkdir(parents=True)
+    (path / TRAINER_STATE_NAME).write_text('{"global_step": 5}')
+    return path
+
+
+def test_resume_only_from_the_runs_own_checkpoints(tmp_path):
+    out = tmp_path / "run"
+    elsewhere = _fake_checkpoint(tmp_path / "downloads" / "checkpoint-5")
+    with pytest.raises(ValueError, match=r"not a checkpoint-N folder of output_dir .*unpickles") as info:
+        tiny(out, resume_from_checkpoint=str(elsewhere))
+    assert str(elsewhere) in str(info.value)
+    # a `checkpoint-N` symlink in output_dir that points elsewhere is refused too, also as `latest`
+    out.mkdir()
+    (out / "checkpoint-5").symlink_to(elsewhere)
+    for value in ("checkpoint-5", "latest"):
+        with pytest.raises(ValueError, match=r"not a checkpoint-N folder of output_dir"):
+            resolve_checkpoint(value, out)
+    # a nested folder that merely looks like a checkpoint is not one of the run's checkpoints
+    nested = _fake_checkpoint(out / "sub" / "checkpoint-5")
+    with pytest.raises(ValueError, match=r"not a checkpoint-N folder"):
+        resolve_checkpoint(str(nested), out)
+    # the run's own checkpoints resolve, by name or path
+    (out / "checkpoint-5").unlink()
+    own = _fake_checkpoint(out / "checkpoint-5")
+    assert resolve_checkpoint("latest", out) == str(own)
+    assert resolve_checkpoint("checkpoint-5", out) == str(own)
+    assert resolve_checkpoint(str(own), out) == str(own)

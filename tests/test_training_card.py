@@ -43,7 +43,6 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
         eval_samples=64,
         push_to_hub=True,
         hub_model_id=repo_id,
-        hub_token=local_hub.token,
         hub_private_repo=True,
     )
     result = train(config)
@@ -106,7 +105,7 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
     for folder in (out, snapshot):
         for path in tree(folder):
             assert local_hub.token.encode() not in open(os.path.join(folder, path), "rb").read(), path
-    assert local_hub.token not in caplog.text
+    assert local_hub.token not in caplog.text and local_hub.token not in repr(config)
 
 
 def test_push_needs_a_token_before_training_starts(local_hub, tmp_path, monkeypatch):

@@ -59,7 +59,8 @@ def resolve_checkpoint(value: str, output_dir: str | os.PathLike) -> str | None:
     otherwise a path or a folder name inside `output_dir`, which must be a complete checkpoint.
     """
     if value == "latest":
-        return find_latest_checkpoint(output_dir)
+        latest = find_latest_checkpoint(output_dir)
+        return _check_inside(latest, value, output_dir) if latest is not None else None
     for path in (value, os.path.join(output_dir, value)):
         if os.path.isdir(path):
             if not os.path.isfile(os.path.join(path, TRAINER_STATE_NAME)):
@@ -67,12 +68,28 @@ def resolve_checkpoint(value: str, output_dir: str | os.PathLike) -> str | None:
                     f"`resume_from_checkpoint` {value!r} is not a complete checkpoint (no {TRAINER_STATE_NAME}); "
                     "it may be an interrupted save. Pass 'latest' or another checkpoint-N folder."
                 )
-            return path
+            return _check_inside(path, value, output_dir)
     available = [os.path.basename(p) for _, p in list_checkpoints(output_dir)]
     raise ValueError(
         f"`resume_from_checkpoint` {value!r} does not exist (nor as {os.path.join(output_dir, value)!r}). "
         f"Pass 'latest' or one of the checkpoints in {str(output_dir)!r}: {available or 'none yet'}."
     )
+
+
+def _check_inside(path: str, value: str, output_dir: str | os.PathLike) -> str:
+    """
+    `path` if it is a `checkpoint-N` folder inside `output_dir` (symlinks resolved). Resuming unpickles the
+    optimizer, scheduler and RNG states accelerate saved (`torch.load` / pickle), which can run code: only a run's
+    own checkpoints are trusted, never a folder from elsewhere.
+    """
+    real, root = os.path.realpath(path), os.path.realpath(output_dir)
+    if os.path.dirname(real) != root or not CHECKPOINT_PATTERN.match(os.path.basename(real)):
+        raise ValueError(
+            f"`resume_from_checkpoint` {value!r} is not a checkpoint-N folder of output_dir {str(output_dir)!r}: "
+            "resuming unpickles optimizer and RNG states, which is only safe for this run's own checkpoints. Resume "
+            "inside the run's output_dir, or copy the checkpoint there if you trust where it came from."
+        )
+    return path
 
 
 def _fsync_tree(path: str) -> None:

@@ -130,7 +130,9 @@ class TrainingConfig:
     validation_num_inference_steps: int = _help("DDIM steps for the validation grid.", 50)
     checkpointing_steps: int | None = _help("Save a resumable checkpoint every N steps (null = never).", 500)
     checkpoints_total_limit: int | None = _help("Keep only the newest N checkpoints.")
-    resume_from_checkpoint: str | None = _help("`latest` or a checkpoint folder (path, or name inside output_dir).")
+    resume_from_checkpoint: str | None = _help(
+        "`latest` or a checkpoint-N folder of output_dir (name or path); others are refused: resuming unpickles it."
+    )
     # ---- end of training: evaluation, explanation card, Hub ----
     eval_samples: int | None = _help(
         "After training, generate N samples and score them against the training data (images: FID/KID/PRDC/"
@@ -149,7 +151,6 @@ class TrainingConfig:
         "Push the final pipeline with its explanation card (not the checkpoints) to the Hub in one commit.", False
     )
     hub_model_id: str | None = _help("Repo id for push_to_hub (default: the output_dir name in your namespace).")
-    hub_token: str | None = _help("Token for push_to_hub (default: HF_TOKEN or the `hf auth login` cache).")
     hub_private_repo: bool = _help("Create the Hub repo as private.", False)
     # ---- modality-specific keys (see `Modality.options`) ----
     modality_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Keys of the modality."})
@@ -164,6 +165,12 @@ class TrainingConfig:
         if not isinstance(values, dict):
             raise TypeError(f"A training config must be a mapping of keys to values, got {type(values).__name__}.")
         values = dict(values)
+        if "hub_token" in values:  # never echo the value: it is a secret
+            raise ValueError(
+                "`hub_token` is not a training key: a token on the command line or in a config file ends up in "
+                "`ps` output, shell history and copies of the file. Set the HF_TOKEN environment variable or run "
+                "`hf auth login` instead."
+            )
         modality = values.get("modality", "image")
         options = dict(values.pop("modality_options", None) or {})
         known = {f.name for f in dataclasses.fields(cls)}
@@ -194,12 +201,11 @@ class TrainingConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "modality_options"}
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
         out.update(self.modality_options)
-        out.pop("hub_token", None)
         return out
 
     def replace(self, **changes) -> TrainingConfig:
         """A validated copy with some keys changed (modality keys allowed)."""
-        return type(self).from_dict({**self.to_dict(), "hub_token": self.hub_token, **changes})
+        return type(self).from_dict({**self.to_dict(), **changes})
 
     def __getattr__(self, name: str):
         # only reached for names that are not fields: expose the modality's options as attributes

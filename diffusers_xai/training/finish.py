@@ -29,7 +29,7 @@ CARD_MODALITY = {"image": "image", "tabular": "tabular", "timeseries": "time-ser
 MEMORIZATION_KEYS = re.compile(r"^(memorized_fraction|nn_distance|dcr|exact_copy)")
 _HUB_DATASET_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 CONFIG_FILE = "training_config.yaml"
-REPRODUCE = """The run's configuration is [`{config}`]({config}) in this repo (the token is never saved). Retrain with
+REPRODUCE = """The run's configuration is [`{config}`]({config}) in this repo (it holds no token). Retrain with
 
 ```bash
 accelerate launch train/train_ddpm.py --config {config}
@@ -112,7 +112,7 @@ def write_card(
     save_directory, pipeline, config, run: RunSummary, report=None, explanation=None, methods: tuple[str, ...] = ()
 ):
     """
-    Write `training_config.yaml` (the run's keys; `TrainingConfig.to_dict` leaves the token out) and the
+    Write `training_config.yaml` (the run's keys; there is no token key) and the
     explanation card ([`build_card_data`] → `save_explanation_card`) into `save_directory`; returns the `ModelCard`.
     `pipeline` is the pipeline object or the folder it was saved to (then the card summarises what is on disk).
     """
@@ -151,6 +151,6 @@ def finish_run(pipeline, modality, config, run: RunSummary) -> dict:
     commit_url = None
     if config.push_to_hub:
         repo_id = config.hub_model_id or os.path.basename(os.path.abspath(output_dir))
-        info = publish(output_dir, repo_id, private=config.hub_private_repo or None, token=config.hub_token)
+        info = publish(output_dir, repo_id, private=config.hub_private_repo or None)
         commit_url = info.commit_url
     return {"report": report, "card": card, "commit_url": commit_url}

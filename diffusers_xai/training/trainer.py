@@ -316,7 +316,7 @@ def train(config: TrainingConfig) -> TrainResult:
     if config.push_to_hub:  # no token: say so now, not after hours of training
         from ..hub.publish import resolve_token
 
-        resolve_token(config.hub_token)
+        resolve_token(None)  # HF_TOKEN or the `hf auth login` cache; never a config key
     modality = get_modality(config.modality)
     accelerator = _make_accelerator(config)
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
