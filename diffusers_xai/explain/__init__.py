@@ -8,18 +8,34 @@ Every explainer follows captum's verb: the constructor binds the pipeline (or de
 from .attention import AttentionExplainer, attention_maps, probabilities_to_maps
 from .attributions import ATTRIBUTION_METHODS, DenoiserAttribution, noise_level_baselines
 from .base import DenoiserExplainer, ExplanationResult, select_sample
+from .checks import (
+    ConfidenceInterval,
+    ExplanationChecks,
+    FaithfulnessCheck,
+    bootstrap_ci,
+    faithfulness_check,
+    run_checks,
+)
 from .explain import DEFAULT_METHODS, EXPLAIN_METHODS, Explainer, ExplanationReport, explain_generation
 from .faithfulness import (
     FaithfulnessResult,
-    SanityCheckResult,
     deletion_insertion,
-    map_similarity,
-    model_randomization_check,
+    diffused_baseline,
     perturbation_curve,
+    perturbation_curves,
     random_map_curves,
-    randomize_model,
 )
 from .gradcam import DenoiserGradCAM, default_gradcam_layers, grad_cam
+from .randomization import (
+    RandomizationCheck,
+    SanityCheckResult,
+    cascade_stages,
+    cascading_randomization,
+    map_similarity,
+    model_randomization_check,
+    randomize_model,
+    spearman_per_map,
+)
 from .shap_explainer import DenoiserShap
 from .tabular import (
     ColumnCommitResult,
@@ -29,7 +45,7 @@ from .tabular import (
     plot_column_attributions,
     plot_column_commit_steps,
 )
-from .target import DenoiserForward, ExplanationTarget, resolve_target
+from .target import DenoiserForward, ExplanationTarget, class_embedding_module, resolve_target, x0_coefficients
 from .timeseries import (
     SeriesCommitResult,
     TimeSeriesAttribution,
@@ -54,6 +70,20 @@ __all__ = [
     "plot_series_commit_steps",
     "series_commit_steps",
     "ATTRIBUTION_METHODS",
+    "ConfidenceInterval",
+    "ExplanationChecks",
+    "FaithfulnessCheck",
+    "RandomizationCheck",
+    "bootstrap_ci",
+    "cascade_stages",
+    "cascading_randomization",
+    "class_embedding_module",
+    "diffused_baseline",
+    "faithfulness_check",
+    "perturbation_curves",
+    "run_checks",
+    "spearman_per_map",
+    "x0_coefficients",
     "DEFAULT_METHODS",
     "EXPLAIN_METHODS",
     "AttentionExplainer",

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from captum.attr import GradientShap, InputXGradient, IntegratedGradients, Occlusion, Saliency
 
-from .base import DenoiserExplainer, ExplanationResult, frozen_parameters, progress
+from .base import DenoiserExplainer, ExplanationResult, attribution_maps, frozen_parameters, progress
 from .target import ExplanationTarget, resolve_target
 
 __all__ = ["ATTRIBUTION_METHODS", "DenoiserAttribution", "alpha_bar", "noise_level_baselines"]
@@ -27,7 +27,8 @@ def noise_level_baselines(
 ) -> torch.Tensor:
     r"""
     `n` draws of $\sqrt{1-\bar\alpha_t}\,\epsilon$, $\epsilon \sim \mathcal{N}(0, I)$: $x_t$ of a mid-grey image
-    ($x_0 = 0$) at the same noise level, the reference distribution of GradientShap/SHAP at timestep $t$.
+    (a mean row / window; $x_0 = 0$) at the same noise level, the reference distribution of GradientShap/SHAP at
+    timestep $t$. `sample` is `[B, *S]`; returns `[n, *S]`.
     """
     noise = torch.randn((n, *sample.shape[1:]), generator=generator, dtype=torch.float32)
     return (noise * (1 - alpha_bar_t) ** 0.5).to(device=sample.device, dtype=sample.dtype)
@@ -52,7 +53,11 @@ class DenoiserAttribution(DenoiserExplainer):
     - `"saliency"`: $|\partial y / \partial x|$. https://arxiv.org/abs/1312.6034
     - `"input_x_gradient"`: $x \odot \partial y / \partial x$.
     - `"occlusion"`: the change of $y$ when a sliding window of $x_t$ is set to the baseline (default 0);
-      window `sliding_window_shapes=(C, k, k)` with $k = \max(1, H/8)$ and stride $k$ unless given.
+      window `sliding_window_shapes=(C, k, k)` with $k = \max(1, H/8)$ and stride $k$ unless given (windows
+      `(C, max(1, L/8))`, rows one feature). Occluded inputs are evaluated `perturbations_per_eval=64` at a time.
+
+    Inputs are any `[B, *S]`: images `[B, C, H, W]`, table rows `[B, F]`, series windows `[B, C, L]`; `maps` sum the
+    channels of images and windows and keep rows' features (see [`ExplanationResult`]).
 
     With `include_conditioning=True` the conditioning is a second input and the attributions are a tuple
     `(x_t attributions, conditioning attributions)`, as captum mirrors its inputs: `encoder_hidden_states`
@@ -129,7 +134,7 @@ class DenoiserAttribution(DenoiserExplainer):
     ) -> ExplanationResult:
         r"""
         Args:
-            inputs ([`Trace`] or `torch.Tensor`): a trace (its recorded $x_t$) or a batch $x_t$ `[B, C, H, W]`.
+            inputs ([`Trace`] or `torch.Tensor`): a trace (its recorded $x_t$) or a batch $x_t$ `[B, *S]`.
             timesteps (`int` or `list[int]`, *optional*): scheduler timesteps (default: every recorded step of a
                 trace; required for a tensor).
             target (*optional*): overrides the target bound in the constructor.
@@ -142,8 +147,9 @@ class DenoiserAttribution(DenoiserExplainer):
                 `sliding_window_shapes`, `strides`, `perturbations_per_eval`, `internal_batch_size`, ...).
 
         Returns:
-            [`ExplanationResult`]: `attributions` `[K, B, C, H, W]` (a tuple with the conditioning's when
-            `include_conditioning`), `maps` `[K, B, 1, H, W]`, `delta` `[K, B]` on request.
+            [`ExplanationResult`]: `attributions` `[K, B, *S]` (a tuple with the conditioning's when
+            `include_conditioning`), `maps` (`[K, B, 1, H, W]`, `[K, B, 1, L]` or `[K, B, F]`), `delta` `[K, B]` on
+            request, `feature_names` from the pipeline's preprocessor (tables, series).
         """
         if return_convergence_delta and self.method not in _HAS_DELTA:
             raise ValueError(f"return_convergence_delta is only defined for {_HAS_DELTA}, not {self.method!r}.")
@@ -168,7 +174,7 @@ class DenoiserAttribution(DenoiserExplainer):
                     windows, strides = self._default_occlusion(xs)
                     kwargs.setdefault("sliding_window_shapes", windows)
                     kwargs.setdefault("strides", strides)
-                    kwargs.setdefault("perturbations_per_eval", 16)
+                    kwargs.setdefault("perturbations_per_eval", 64)
                 if self.method in _HAS_DELTA and return_convergence_delta:
                     kwargs["return_convergence_delta"] = True
                 extras = tuple(cond.values())
@@ -197,11 +203,12 @@ class DenoiserAttribution(DenoiserExplainer):
         return ExplanationResult(
             method=self.method,
             attributions=result_attr,
-            maps=attributions.sum(dim=2, keepdim=True),
+            maps=attribution_maps(attributions),
             timesteps=[s.timestep for s in steps],
             step_indices=[s.step_index for s in steps],
             delta=torch.stack(deltas) if deltas else None,
             metadata=metadata,
+            feature_names=self.feature_names,
         )
 
     def _baselines(self, baselines, xs: tuple, timestep: int, generator: torch.Generator):
@@ -216,10 +223,14 @@ class DenoiserAttribution(DenoiserExplainer):
 
     @staticmethod
     def _default_occlusion(xs: tuple) -> tuple:
-        """Windows of (C, H/8, W/8) patches of x_t with the same stride; one token (or the whole class embedding)."""
-        c, h, w = xs[0].shape[1:]
-        window = (c, max(1, h // 8), max(1, w // 8))
-        stride = (1, window[1], window[2])
+        """Windows of (C, H/8, W/8) patches of x_t ((C, L/8) of a window, one feature of a row) with the same
+        stride; one token (or the whole class embedding) of the conditioning."""
+        shape = tuple(xs[0].shape[1:])
+        if len(shape) == 1:
+            window, stride = (1,), (1,)
+        else:
+            window = (shape[0], *(max(1, s // 8) for s in shape[1:]))
+            stride = (1, *window[1:])
         if len(xs) == 1:
             return window, stride
         windows, strides = [window], [stride]

@@ -13,14 +13,28 @@ import torch
 from tqdm.auto import tqdm
 
 from ..capture import Trace, TraceStep
-from .target import DenoiserForward, ExplanationTarget, resolve_target
+from .target import (
+    DenoiserForward,
+    ExplanationTarget,
+    accepts_text_conditioning,
+    class_embedding_module,
+    resolve_target,
+)
 
-__all__ = ["DenoiserExplainer", "ExplanationResult", "StepInput", "resolve_denoiser", "select_sample"]
+__all__ = [
+    "DenoiserExplainer",
+    "ExplanationResult",
+    "StepInput",
+    "attribution_maps",
+    "check_conditioning",
+    "resolve_denoiser",
+    "select_sample",
+]
 
 
 @dataclass
 class StepInput:
-    """One explained step: $x_t$ `[B, C, H, W]`, its scheduler timestep and (from a trace) its loop index."""
+    """One explained step: $x_t$ `[B, *S]`, its scheduler timestep and (from a trace) its loop index."""
 
     sample: torch.Tensor
     timestep: int
@@ -30,18 +44,22 @@ class StepInput:
 @dataclass
 class ExplanationResult:
     r"""
-    What an explainer's `attribute()` returns.
+    What an explainer's `attribute()` returns, for inputs $x_t$ of shape `[B, *S]`: images `[B, C, H, W]`, table
+    rows `[B, F]`, series windows `[B, C, L]`.
 
     Args:
         method (`str`): the method name (`"gradcam"`, `"integrated_gradients"`, ...).
         attributions (`torch.Tensor` or `tuple[torch.Tensor, ...]`): raw attributions, mirroring the inputs with
-            a leading step dimension: `[K, B, C, H, W]` for $x_t$ (and `[K, B, ...]` for a conditioning input).
-        maps (`torch.Tensor`): one pixel map per step and sample, `[K, B, 1, H, W]` (channels summed), the
-            thing to plot and to score for faithfulness.
+            a leading step dimension: `[K, B, *S]` for $x_t$ (and `[K, B, ...]` for a conditioning input).
+        maps (`torch.Tensor`): one map per step and sample, the thing to plot and to score for faithfulness: the
+            channels summed for images `[K, B, 1, H, W]` and windows `[K, B, 1, L]` (one value per pixel / time
+            point), the attributions themselves for rows `[K, B, F]` (one value per feature).
         timesteps (`list[int]`): the scheduler timestep of each of the K steps.
         step_indices (`list[int | None]`): their loop indices (when explained from a trace).
         delta (`torch.Tensor`, *optional*): captum's convergence delta `[K, B]`, when requested.
         metadata (`dict`): method specifics (layers, per-layer maps, baselines, ...).
+        feature_names (`list[str]`, *optional*): names along the sample's first axis: the feature names of table
+            rows (`preprocessor.feature_names()`), the channel names of series windows.
     """
 
     method: str
@@ -51,16 +69,41 @@ class ExplanationResult:
     step_indices: list[int | None]
     delta: torch.Tensor | None = None
     metadata: dict = field(default_factory=dict)
+    feature_names: list[str] | None = None
+
+
+def attribution_maps(attributions: torch.Tensor) -> torch.Tensor:
+    """`[K, B, *S]` attributions → maps: channels summed (`[K, B, 1, *spatial]`) unless the samples are rows `[F]`."""
+    return attributions if attributions.ndim <= 3 else attributions.sum(dim=2, keepdim=True)
 
 
 def resolve_denoiser(model, scheduler=None) -> tuple[torch.nn.Module, object]:
-    """`(unet, scheduler)` from a pipeline (anything with `.unet` and `.scheduler`) or a bare denoiser."""
-    unet = getattr(model, "unet", None)
-    if unet is not None:
-        return unet, scheduler if scheduler is not None else getattr(model, "scheduler", None)
+    """`(denoiser, scheduler)` from a pipeline (with `.unet` or `.denoiser`, and `.scheduler`) or a bare denoiser."""
+    if isinstance(model, torch.nn.Module) and not hasattr(model, "scheduler"):
+        return model, scheduler
+    for name in ("denoiser", "unet"):
+        denoiser = getattr(model, name, None)
+        if isinstance(denoiser, torch.nn.Module):
+            return denoiser, scheduler if scheduler is not None else getattr(model, "scheduler", None)
     if isinstance(model, torch.nn.Module):
         return model, scheduler
-    raise TypeError(f"Expected a diffusers pipeline (with `.unet`) or a torch.nn.Module, got {type(model).__name__}.")
+    raise TypeError(
+        f"Expected a diffusers pipeline (with `.unet` or `.denoiser`) or a torch.nn.Module, got "
+        f"{type(model).__name__}."
+    )
+
+
+def sample_names(model) -> tuple[tuple[int, ...] | None, list[str] | None]:
+    """`(sample shape S, names along its first axis)` from a pipeline's preprocessor (tables, series), else `None`s."""
+    pre = getattr(model, "preprocessor", None)
+    if pre is None:
+        return None, None
+    if callable(getattr(pre, "feature_names", None)):
+        names = list(pre.feature_names())
+        return (len(names),), names
+    channels = getattr(pre, "channels", None)
+    shape = getattr(pre, "sample_shape", None)
+    return (tuple(int(s) for s in shape) if shape is not None else None), (list(channels) if channels else None)
 
 
 def select_sample(trace: Trace, index: int) -> Trace:
@@ -155,8 +198,11 @@ def resolve_steps(inputs: torch.Tensor | Trace, timesteps, scheduler) -> list[St
         return out
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"`inputs` must be a Trace or a tensor x_t, got {type(inputs).__name__}.")
-    if inputs.ndim != 4:
-        raise ValueError(f"`inputs` must be a batch x_t of shape [B, C, H, W], got shape {tuple(inputs.shape)}.")
+    if inputs.ndim < 2:
+        raise ValueError(
+            "`inputs` must be a batch x_t of shape [B, *S] (images [B, C, H, W], rows [B, F], windows [B, C, L]), "
+            f"got shape {tuple(inputs.shape)}."
+        )
     if requested is None:
         raise ValueError("Explaining a tensor x_t needs `timesteps=` (the t of that x_t).")
     if scheduler is not None:
@@ -187,6 +233,27 @@ def recorded_inputs(trace: Trace, timesteps) -> list[tuple[torch.Tensor, int, in
             f"{_preview([s.timestep for s in recorded])}."
         )
     return steps
+
+
+def check_conditioning(denoiser: torch.nn.Module, encoder_hidden_states=None, class_labels=None) -> None:
+    """Raise a `ValueError` for a condition the denoiser cannot take, or for a class-conditional one without labels."""
+    name = type(denoiser).__name__
+    conditional = class_embedding_module(denoiser) is not None
+    if class_labels is not None and not conditional:
+        raise ValueError(
+            f"`class_labels` were given but {name} is unconditional (it has no class embedding); drop `class_labels` "
+            "or explain a class-conditional model (e.g. UNet2DModel(num_class_embeds=...))."
+        )
+    if class_labels is None and conditional:
+        raise ValueError(
+            f"{name} is class-conditional and needs `class_labels=`: pass the `class_labels` used to sample "
+            "(out.class_labels)."
+        )
+    if encoder_hidden_states is not None and not accepts_text_conditioning(denoiser):
+        raise ValueError(
+            f"`encoder_hidden_states` were given but {name} takes no text conditioning; drop them or explain a "
+            "UNet2DConditionModel."
+        )
 
 
 def _preview(values: list[int], n: int = 8) -> str:
@@ -230,6 +297,12 @@ class DenoiserExplainer:
     def __init__(self, model, scheduler=None, target: ExplanationTarget | Callable | None = None):
         self.unet, self.scheduler = resolve_denoiser(model, scheduler)
         self.target = resolve_target(target)
+        self.sample_shape, self.feature_names = sample_names(model)
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The explained denoiser (a diffusers UNet or our table/series denoiser; `unet` is the same object)."""
+        return self.unet
 
     @property
     def device(self) -> torch.device:
@@ -251,12 +324,18 @@ class DenoiserExplainer:
         )
 
     def _steps(self, inputs, timesteps, target: ExplanationTarget) -> list[StepInput]:
+        if isinstance(inputs, torch.Tensor) and self.sample_shape and tuple(inputs.shape[1:]) != self.sample_shape:
+            raise ValueError(
+                f"`inputs` x_t must have shape [B, {', '.join(map(str, self.sample_shape))}] for this pipeline, got "
+                f"{tuple(inputs.shape)}."
+            )
         steps = resolve_steps(inputs, timesteps, self.scheduler)
         for step in steps:
             target.check_mask(step.sample.shape)
         return [StepInput(s.sample.to(device=self.device, dtype=self.dtype), s.timestep, s.step_index) for s in steps]
 
     def _conditioning(self, encoder_hidden_states, class_labels, batch_size: int) -> dict:
+        check_conditioning(self.unet, encoder_hidden_states, class_labels)
         cond = {}
         if encoder_hidden_states is not None:
             if encoder_hidden_states.shape[0] not in (1, batch_size):

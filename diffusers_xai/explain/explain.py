@@ -16,13 +16,9 @@ from ..capture import Trace
 from .attention import AttentionExplainer
 from .attributions import ATTRIBUTION_METHODS, DenoiserAttribution
 from .base import DenoiserExplainer, ExplanationResult, progress, select_sample
-from .faithfulness import (
-    FaithfulnessResult,
-    SanityCheckResult,
-    deletion_insertion,
-    model_randomization_check,
-)
+from .faithfulness import FaithfulnessResult, deletion_insertion
 from .gradcam import DenoiserGradCAM
+from .randomization import SanityCheckResult, model_randomization_check
 from .shap_explainer import DenoiserShap
 from .target import ExplanationTarget, resolve_target
 from .trajectory import TrajectoryAnalysis, analyze_trajectory

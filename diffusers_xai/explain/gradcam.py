@@ -13,6 +13,10 @@ from .target import ExplanationTarget, resolve_target
 
 __all__ = ["DenoiserGradCAM", "default_gradcam_layers", "grad_cam"]
 
+# upsampling of a layer map to the sample: series windows [B, C, L], images [B, C, H, W], volumes [B, C, D, H, W]
+_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+_MODES_BY_NDIM = (3, 4, 5)
+
 
 def default_gradcam_layers(unet: torch.nn.Module) -> list[str]:
     """The top-level blocks of a diffusers UNet: every `down_blocks.i`, `mid_block` and every `up_blocks.i`."""
@@ -78,7 +82,8 @@ class DenoiserGradCAM(DenoiserExplainer):
     The target $y$ ([`ExplanationTarget`], default: $\sum \hat{x}_0$) is differentiated w.r.t. the activations of
     each layer at the recorded $x_t$. A single layer whose output is a tensor goes through captum's
     `LayerGradCam`; several layers (the default: every down block, the mid block, every up block) share one
-    forward+backward pass through [`grad_cam`]. Layer maps are upsampled bilinearly to the image size; the
+    forward+backward pass through [`grad_cam`]. Layer maps are upsampled (bi)linearly to the sample size (images
+    `[B, C, H, W]`, series windows `[B, C, L]` of 1-D UNets; rows have no spatial axis and are refused); the
     combined map is the mean over layers of each map divided by its largest absolute value (per sample), so
     every layer weighs the same.
 
@@ -165,6 +170,11 @@ class DenoiserGradCAM(DenoiserExplainer):
         """
         target = self.target if target is None else resolve_target(target)
         steps = self._steps(inputs, timesteps, target)
+        if steps[0].sample.ndim not in _MODES_BY_NDIM:
+            raise ValueError(
+                f"GradCAM maps layer activations back onto the sample's spatial axes; samples of shape "
+                f"{tuple(steps[0].sample.shape)} have none (table rows): use DenoiserAttribution or DenoiserShap."
+            )
         forward_fn = self.forward_function(target)
         per_layer: dict[str, list[torch.Tensor]] = {n: [] for n in self.layers}
         combined = []
@@ -188,8 +198,8 @@ class DenoiserGradCAM(DenoiserExplainer):
                 ups = []
                 for name, cam in cams.items():
                     per_layer[name].append(cam.float().cpu())
-                    up = LayerAttribution.interpolate(cam.float(), tuple(x.shape[-2:]), "bilinear")
-                    scale = up.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+                    up = LayerAttribution.interpolate(cam.float(), tuple(x.shape[2:]), _MODES[x.ndim - 2])
+                    scale = up.abs().flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, *[1] * (up.ndim - 1))
                     ups.append(up / scale)
                 combined.append(torch.stack(ups).mean(0).cpu())
         maps = torch.stack(combined)
@@ -200,4 +210,5 @@ class DenoiserGradCAM(DenoiserExplainer):
             timesteps=[s.timestep for s in steps],
             step_indices=[s.step_index for s in steps],
             metadata={"layers": list(self.layers), "per_layer": {n: torch.stack(v) for n, v in per_layer.items()}},
+            feature_names=self.feature_names,
         )

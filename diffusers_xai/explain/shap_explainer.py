@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .attributions import alpha_bar, noise_level_baselines
-from .base import DenoiserExplainer, ExplanationResult, frozen_parameters, progress
+from .base import DenoiserExplainer, ExplanationResult, attribution_maps, frozen_parameters, progress
 from .target import ExplanationTarget, resolve_target
 
 __all__ = ["DenoiserShap"]
@@ -51,7 +51,8 @@ class DenoiserShap(DenoiserExplainer):
       hierarchy of image patches, whose "absent" value is `mask_value` (default 0, the mean of $x_t$). Coarse,
       model-agnostic and readable; costs about `max_evals` forward passes per sample.
 
-    Each sample of the batch is explained on its own (shap explains one input at a time).
+    Each sample of the batch is explained on its own (shap explains one input at a time). The gradient algorithm takes
+    any `[B, *S]` (images, table rows `[B, F]`, series windows `[B, C, L]`); the partition algorithm images only.
     https://arxiv.org/abs/1705.07874
 
     Example:
@@ -90,10 +91,10 @@ class DenoiserShap(DenoiserExplainer):
     ) -> ExplanationResult:
         r"""
         Args:
-            inputs ([`Trace`] or `torch.Tensor`): a trace or a batch $x_t$ `[B, C, H, W]`.
+            inputs ([`Trace`] or `torch.Tensor`): a trace or a batch $x_t$ `[B, *S]`.
             timesteps (`int` or `list[int]`, *optional*): default every recorded step (required for a tensor).
             target (*optional*): overrides the target bound in the constructor.
-            background (`torch.Tensor`, *optional*): GradientExplainer background `[N, C, H, W]`.
+            background (`torch.Tensor`, *optional*): GradientExplainer background `[N, *S]`.
             nsamples (`int`, *optional*, defaults to 64): GradientExplainer samples per input.
             max_evals (`int`, *optional*, defaults to 256): Partition explainer budget per input.
             mask_value (`float` or `np.ndarray` `[H, W, C]`, *optional*, defaults to 0.0): value of a masked patch.
@@ -101,12 +102,17 @@ class DenoiserShap(DenoiserExplainer):
             seed (`int`, *optional*, defaults to 0): seeds the background and shap's sampling.
 
         Returns:
-            [`ExplanationResult`]: `attributions` `[K, B, C, H, W]`, `maps` `[K, B, 1, H, W]`,
+            [`ExplanationResult`]: `attributions` `[K, B, *S]`, `maps` (see [`ExplanationResult`]),
             `metadata["expected_value"]` `[K, B]` (the mean target over the background/fully masked input).
         """
         shap = _import_shap()
         target = self.target if target is None else resolve_target(target)
         steps = self._steps(inputs, timesteps, target)
+        if self.algorithm == "partition" and steps[0].sample.ndim != 4:
+            raise ValueError(
+                f"algorithm='partition' masks image patches; samples of shape {tuple(steps[0].sample.shape)} are not "
+                "images [B, C, H, W]: use DenoiserShap(model, algorithm='gradient')."
+            )
         forward_fn = self.forward_function(target)
         generator = torch.Generator().manual_seed(seed)
         values, expected = [], []
@@ -136,10 +142,11 @@ class DenoiserShap(DenoiserExplainer):
         return ExplanationResult(
             method=self.method,
             attributions=attributions,
-            maps=attributions.sum(dim=2, keepdim=True),
+            maps=attribution_maps(attributions),
             timesteps=[s.timestep for s in steps],
             step_indices=[s.step_index for s in steps],
             metadata={"algorithm": self.algorithm, "expected_value": torch.stack(expected)},
+            feature_names=self.feature_names,
         )
 
     def _gradient(self, shap, model, x, timestep, background, nsamples, generator, seed):

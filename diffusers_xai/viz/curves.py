@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..explain.faithfulness import FaithfulnessResult, SanityCheckResult
+from ..explain.faithfulness import FaithfulnessResult
+from ..explain.randomization import SanityCheckResult
 from ._io import label_row, new_figure, save_figure
 
 __all__ = ["save_faithfulness_curves", "save_sanity_check"]
