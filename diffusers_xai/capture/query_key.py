@@ -1,0 +1,264 @@
+r"""Q and K of one diffusers attention call, exactly as its processor builds them, and chunked softmax(QKᵀ/√d).
+
+diffusers' processors hand Q, K and V to `F.scaled_dot_product_attention` or to the attention dispatcher, whose
+backends never return the attention weights. To read them we rebuild Q and K the way each supported processor does
+(fused `to_qkv`/`to_kv`/`to_added_qkv` projections, q/k norms, Flux's rotary embeddings, the joint text+image
+sequence of SD3 and Flux) and compute the softmax on the side, a chunk of queries at a time so memory stays bounded.
+This is written by hand because no diffusers or torch API exposes the probabilities of these processors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from diffusers.models.attention_processor import (
+    AttnProcessor,
+    AttnProcessor2_0,
+    FusedAttnProcessor2_0,
+    FusedJointAttnProcessor2_0,
+    JointAttnProcessor2_0,
+)
+from diffusers.models.embeddings import apply_rotary_emb
+from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
+
+__all__ = [
+    "SUPPORTED_PROCESSORS",
+    "QueryKey",
+    "UnsupportedAttentionProcessorError",
+    "attention_query_key",
+    "check_processor_supported",
+    "chunked_attention_probabilities",
+]
+
+
+class UnsupportedAttentionProcessorError(ValueError):
+    """The attention probabilities of a module cannot be recomputed for its processor."""
+
+
+@dataclass
+class QueryKey:
+    r"""
+    Q and K of one attention call, per head, with the token layout of the joint sequence.
+
+    Args:
+        query (`torch.Tensor`): `[B, heads, N, d]`.
+        key (`torch.Tensor`): `[B, heads, M, d]`.
+        scale (`float`): the softmax temperature the processor uses ($1/\sqrt{d}$ for SDPA-based processors).
+        mask (`torch.Tensor`, *optional*): additive (float) or keep (bool) mask broadcastable to `[B, heads, N, M]`.
+        image_queries (`slice`): positions of the image tokens among the queries.
+        image_keys (`slice`): positions of the image tokens among the keys.
+        text_keys (`slice`, *optional*): positions of the text tokens among the keys (`None`: no text in this call).
+    """
+
+    query: torch.Tensor
+    key: torch.Tensor
+    scale: float
+    mask: torch.Tensor | None
+    image_queries: slice
+    image_keys: slice
+    text_keys: slice | None
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return x.view(x.shape[0], -1, heads, x.shape[-1] // heads).transpose(1, 2)
+
+
+def _attn_qk(attn, processor, hidden_states, encoder_hidden_states, attention_mask, temb=None, **_) -> QueryKey:
+    """`AttnProcessor`, `AttnProcessor2_0`, `FusedAttnProcessor2_0` (UNet2DConditionModel, PixArt, DiT)."""
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    if hidden_states.ndim == 4:
+        b, c, h, w = hidden_states.shape
+        hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+    batch_size, sequence_length, _ = (
+        hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+    )
+    if attention_mask is not None:
+        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+        attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    is_cross = encoder_hidden_states is not None
+    fused = isinstance(processor, FusedAttnProcessor2_0)
+    if fused and not is_cross:
+        query, key, _ = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    else:
+        query = attn.to_q(hidden_states)
+        context = hidden_states if not is_cross else encoder_hidden_states
+        if is_cross and attn.norm_cross:
+            context = attn.norm_encoder_hidden_states(context)
+        key = attn.to_kv(context).chunk(2, dim=-1)[0] if fused else attn.to_k(context)
+    query, key = _heads(query, attn.heads), _heads(key, attn.heads)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    # AttnProcessor multiplies by attn.scale; the SDPA processors leave SDPA's default 1/sqrt(d) in place.
+    scale = attn.scale if type(processor) is AttnProcessor else 1.0 / math.sqrt(query.shape[-1])
+    everything = slice(0, None)
+    return QueryKey(
+        query,
+        key,
+        scale,
+        attention_mask,
+        everything,
+        slice(0, 0) if is_cross else everything,
+        everything if is_cross else None,
+    )
+
+
+def _joint_qk(attn, processor, hidden_states, encoder_hidden_states, attention_mask=None, **_) -> QueryKey:
+    """`JointAttnProcessor2_0`/`FusedJointAttnProcessor2_0` (SD3): the sequence is [image tokens, text tokens]."""
+    if isinstance(processor, FusedJointAttnProcessor2_0):
+        query, key, _ = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    else:
+        query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
+    query, key = _heads(query, attn.heads), _heads(key, attn.heads)
+    # diffusers 0.42's FusedJointAttnProcessor2_0 applies no q/k norms (the unfused one does): mirror what it computes
+    normed = not isinstance(processor, FusedJointAttnProcessor2_0)
+    if normed and attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if normed and attn.norm_k is not None:
+        key = attn.norm_k(key)
+    n = query.shape[2]
+    if encoder_hidden_states is None:
+        return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), None, slice(0, n), slice(0, n), None)
+    if isinstance(processor, FusedJointAttnProcessor2_0):
+        ctx_q, ctx_k, _ = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)
+    else:
+        ctx_q, ctx_k = attn.add_q_proj(encoder_hidden_states), attn.add_k_proj(encoder_hidden_states)
+    ctx_q, ctx_k = _heads(ctx_q, attn.heads), _heads(ctx_k, attn.heads)
+    if normed and attn.norm_added_q is not None:
+        ctx_q = attn.norm_added_q(ctx_q)
+    if normed and attn.norm_added_k is not None:
+        ctx_k = attn.norm_added_k(ctx_k)
+    query, key = torch.cat([query, ctx_q], dim=2), torch.cat([key, ctx_k], dim=2)
+    return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), None, slice(0, n), slice(0, n), slice(n, None))
+
+
+def _flux_qk(
+    attn, processor, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb=None, text_length=None, **_
+):
+    """`FluxAttnProcessor`: double-stream blocks see [text, image]; single-stream blocks get it pre-concatenated."""
+    if attn.fused_projections:
+        query, key, _ = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    else:
+        query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
+    query, key = (
+        attn.norm_q(query.unflatten(-1, (-1, attn.head_dim))),
+        attn.norm_k(key.unflatten(-1, (-1, attn.head_dim))),
+    )
+    if attn.added_kv_proj_dim is not None and encoder_hidden_states is not None:
+        if attn.fused_projections:
+            ctx_q, ctx_k, _ = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)
+        else:
+            ctx_q, ctx_k = attn.add_q_proj(encoder_hidden_states), attn.add_k_proj(encoder_hidden_states)
+        ctx_q = attn.norm_added_q(ctx_q.unflatten(-1, (-1, attn.head_dim)))
+        ctx_k = attn.norm_added_k(ctx_k.unflatten(-1, (-1, attn.head_dim)))
+        query, key = torch.cat([ctx_q, query], dim=1), torch.cat([ctx_k, key], dim=1)
+        text_length = encoder_hidden_states.shape[1]
+    elif text_length is None:
+        raise UnsupportedAttentionProcessorError(
+            "A Flux single-stream attention call needs the text length of the joint sequence; capture it through "
+            "the transformer's forward (AttentionProbabilityCapture does) rather than calling the module alone."
+        )
+    if image_rotary_emb is not None:
+        query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+        key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+    query, key = query.transpose(1, 2), key.transpose(1, 2)  # the dispatcher's native layout is [B, S, H, d]
+    image = slice(text_length, None)
+    return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), attention_mask, image, image, slice(0, text_length))
+
+
+SUPPORTED_PROCESSORS: dict[type, Callable[..., QueryKey]] = {
+    AttnProcessor: _attn_qk,
+    AttnProcessor2_0: _attn_qk,
+    FusedAttnProcessor2_0: _attn_qk,
+    JointAttnProcessor2_0: _joint_qk,
+    FusedJointAttnProcessor2_0: _joint_qk,
+    FluxAttnProcessor: _flux_qk,
+}
+
+
+def check_processor_supported(name: str, module: torch.nn.Module, processor) -> None:
+    """Raise [`UnsupportedAttentionProcessorError`] naming the module and processor if we cannot recompute it."""
+    if type(processor) not in SUPPORTED_PROCESSORS:
+        supported = ", ".join(sorted(c.__name__ for c in SUPPORTED_PROCESSORS))
+        raise UnsupportedAttentionProcessorError(
+            f"Cannot recompute the attention probabilities of module {name!r} ({type(module).__name__}) with "
+            f"processor {type(processor).__name__}: supported processors are {supported}. Restore the default with "
+            "`model.set_default_attn_processor()` or leave this module out of `layers=`."
+        )
+    if getattr(processor, "_parallel_config", None) is not None:
+        raise UnsupportedAttentionProcessorError(
+            f"Module {name!r} runs context-parallel attention (processor {type(processor).__name__} has a "
+            "`_parallel_config`): its sequence is sharded, so probabilities cannot be recomputed on one device."
+        )
+
+
+def attention_query_key(
+    attn, processor, hidden_states, encoder_hidden_states=None, attention_mask=None, **kwargs
+) -> QueryKey:
+    r"""
+    Rebuild Q and K of one attention call the way `processor` does (see [`QueryKey`]).
+
+    Args:
+        attn: the diffusers `Attention` or `FluxAttention` module.
+        processor: its (original) processor; its type selects the recipe.
+        hidden_states, encoder_hidden_states, attention_mask: the processor's inputs.
+        kwargs: `temb`, `image_rotary_emb`, and `text_length` (the text tokens in a Flux single-stream sequence).
+    """
+    recipe = SUPPORTED_PROCESSORS.get(type(processor))
+    if recipe is None:
+        check_processor_supported(type(attn).__name__, attn, processor)
+    return recipe(attn, processor, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
+
+
+def chunked_attention_probabilities(
+    qk: QueryKey,
+    queries: Literal["image", "all"] | torch.Tensor = "image",
+    keys: Literal["text", "image", "all"] = "text",
+    max_chunk_bytes: int = 2**26,
+) -> torch.Tensor:
+    r"""
+    $P = \mathrm{softmax}(QK^\top \cdot \text{scale} + M)$ over *all* keys, restricted to the chosen query rows and key
+    columns, `[B, heads, n_q, n_k]` in float32.
+
+    The softmax is normalised over the whole joint sequence (as the layer does), then sliced: for joint attention the
+    image→text block does not sum to one. Queries are processed in chunks so the `[B, heads, chunk, M]` score tensor
+    stays under `max_chunk_bytes`.
+
+    Args:
+        queries (`"image"`, `"all"` or `torch.Tensor`): image queries, every query, or indices *among the image
+            tokens* (self-attention of chosen pixels).
+        keys (`"text"`, `"image"` or `"all"`): which key columns to keep.
+    """
+    q, k = qk.query, qk.key.float()
+    b, heads, n, d = q.shape
+    if isinstance(queries, torch.Tensor):
+        rows = torch.arange(n, device=q.device)[qk.image_queries][queries.to(q.device)]
+    else:
+        rows = (
+            torch.arange(n, device=q.device)
+            if queries == "all"
+            else torch.arange(n, device=q.device)[qk.image_queries]
+        )
+    if keys == "text" and qk.text_keys is None:
+        raise ValueError("This attention call has no text keys (self-attention); ask for keys='image' or 'all'.")
+    cols = {"text": qk.text_keys, "image": qk.image_keys, "all": slice(0, None)}[keys]
+    m = k.shape[2]
+    out = torch.empty(b, heads, len(rows), len(range(m)[cols]), dtype=torch.float32, device=q.device)
+    chunk = max(1, max_chunk_bytes // max(1, b * heads * m * 4))
+    mask = None if qk.mask is None else qk.mask.expand(b, heads, n, m) if qk.mask.shape[2] != 1 else qk.mask
+    for start in range(0, len(rows), chunk):
+        idx = rows[start : start + chunk]
+        scores = (q[:, :, idx].float() @ k.transpose(-1, -2)) * qk.scale
+        if mask is not None:
+            part = mask if mask.shape[2] == 1 else mask[:, :, idx]
+            scores = scores.masked_fill(~part, float("-inf")) if part.dtype == torch.bool else scores + part.float()
+        out[:, :, start : start + len(idx)] = scores.softmax(dim=-1)[..., cols]
+    return out
