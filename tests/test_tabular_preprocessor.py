@@ -127,42 +127,53 @@ def test_all_missing_column_is_refused():
         TabularPreprocessor.fit(df)
 
 
-def test_nans_raise_by_default_and_impute_on_request():
+def test_nans_are_modelled_by_default_imputed_or_refused_on_request():
     df = mixed_frame(60)
     df.loc[[3, 7], "height"] = np.nan
     df.loc[5, "blood"] = None
-    with pytest.raises(ValueError, match=r"missing values in \{'height': 2, 'blood': 1\}.*nan_policy='impute'"):
-        TabularPreprocessor.fit(df)
+    with pytest.raises(ValueError, match=r"missing values in \{'height': 2, 'blood': 1\}.*nan_policy='model'"):
+        TabularPreprocessor.fit(df, nan_policy="raise")
     pre = TabularPreprocessor.fit(df, nan_policy="impute")
     x = pre.transform(df)
-    assert torch.isfinite(x).all()
+    assert torch.isfinite(x).all() and pre.num_features == 13
     median = df["height"].median()
     expected = pre.transform(df.assign(height=df["height"].fillna(median)))
     assert torch.equal(x[3, 0], expected[3, 0])
+    modelled = TabularPreprocessor.fit(df)  # default: one missingness indicator per column with NaNs
+    assert modelled.config.nan_policy == "model" and modelled.num_features == 13 + 2
+    assert modelled.feature_names()[-2:] == ["height=NaN", "blood=NaN"]
+    xm = modelled.transform(df)
+    assert xm[:, -2].eq(1).nonzero().flatten().tolist() == [3, 7] and xm[:, -1].eq(1).nonzero().item() == 5
+    back = modelled.inverse_transform(xm)
+    assert back["height"].isna().tolist() == df["height"].isna().tolist()
+    assert back["blood"].isna().tolist() == df["blood"].isna().tolist()
     clean = TabularPreprocessor.fit(df.dropna())
     with pytest.raises(ValueError, match=r"Column 'height' has 2 missing values .*df\.dropna"):
         clean.transform(df)
 
 
-def test_one_level_categorical_and_constant_numerical_are_refused():
+def test_constant_columns_are_kept_and_a_one_level_condition_is_refused():
     df = mixed_frame(20)
-    with pytest.raises(ValueError, match="Categorical column 'only' has a single level 'x'"):
-        TabularPreprocessor.fit(df.assign(only="x"))
-    with pytest.raises(ValueError, match="Numerical column 'const' is constant"):
-        TabularPreprocessor.fit(df.assign(const=3.0))
+    pre = TabularPreprocessor.fit(df.assign(only="x", const=3.0))
+    assert {c["name"]: c["kind"] for c in pre.columns}["only"] == "constant" and pre.num_features == 13
+    back = pre.inverse_transform(torch.zeros(4, 13))
+    assert back["only"].tolist() == ["x"] * 4 and back["const"].tolist() == [3.0] * 4
+    assert back["const"].dtype == np.float64 and list(back.columns) == list(df.columns) + ["only", "const"]
+    with pytest.raises(ValueError, match="The condition column 'only' has a single level 'x'.*train unconditionally"):
+        TabularPreprocessor.fit(df.assign(only="x"), condition_column="only")
 
 
 def test_unsupported_dtypes_and_bad_arguments():
     df = mixed_frame(20)
-    with pytest.raises(TypeError, match="Column 'when' has dtype datetime64"):
-        TabularPreprocessor.fit(df.assign(when=pd.Timestamp("2024-01-01") + pd.to_timedelta(range(20), "D")))
+    with pytest.raises(TypeError, match="Column 'wait' has dtype timedelta64"):
+        TabularPreprocessor.fit(df.assign(wait=pd.to_timedelta(range(20), "D")))
     with pytest.raises(TypeError, match="Column 'day' holds a date category"):
         TabularPreprocessor.fit(df.assign(day=[datetime.date(2024, 1, 1 + i % 2) for i in range(20)]))
     with pytest.raises(ValueError, match=r"Columns \['nope'\] are not in the table"):
         TabularPreprocessor.fit(df, categorical_columns=["nope"])
     with pytest.raises(ValueError, match="condition_column"):
         TabularPreprocessor(columns=[], condition_column="x")
-    with pytest.raises(ValueError, match="`nan_policy` must be 'raise' or 'impute', got 'drop'"):
+    with pytest.raises(ValueError, match=r"`nan_policy` must be one of \['model', 'impute', 'raise'\], got 'drop'"):
         TabularPreprocessor.fit(df, nan_policy="drop")
     pre = TabularPreprocessor.fit(df)
     with pytest.raises(ValueError, match=r"lacks columns \['age'\]"):

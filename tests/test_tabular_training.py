@@ -55,7 +55,7 @@ def test_nan_policy_drop_trains_on_complete_rows(tmp_path):
     frame.to_csv(path, index=False)
     base = {**TINY, "dataset_name": str(path), "max_train_steps": 2, "output_dir": str(tmp_path / "out")}
     with pytest.raises(ValueError, match=r"missing values in \{'alcohol': 3\}"):
-        train(TrainingConfig.from_dict(base))
+        train(TrainingConfig.from_dict({**base, "nan_policy": "raise"}))
     train(TrainingConfig.from_dict({**base, "nan_policy": "drop"}))
     dropped = TabularXAIPipeline.from_pretrained(tmp_path / "out").preprocessor
     complete_case = TabularPreprocessor.fit(frame.dropna())  # the quantiles of the 175 complete rows
@@ -64,12 +64,15 @@ def test_nan_policy_drop_trains_on_complete_rows(tmp_path):
     imputed = TabularXAIPipeline.from_pretrained(tmp_path / "imputed").preprocessor
     assert imputed.config.nan_policy == "impute"
     assert imputed.numerical[0]["fill"] == pytest.approx(frame["alcohol"].median())
+    train(TrainingConfig.from_dict({**base, "output_dir": str(tmp_path / "modelled")}))  # the default
+    modelled = TabularXAIPipeline.from_pretrained(tmp_path / "modelled").preprocessor
+    assert modelled.config.nan_policy == "model" and [c["name"] for c in modelled.missing] == ["alcohol"]
 
 
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("categorical_encoding", "bits", r"`categorical_encoding` must be one of \['onehot', 'analog_bits'\]"),
+        ("categorical_encoding", "bits", r"`categorical_encoding` must be one of \['auto', 'onehot', 'analog_bits'\]"),
         ("architecture", "unet", r"`architecture` must be one of \['mlp', 'resnet'\]"),
         ("hidden_dims", [16, 0], "`hidden_dims` must be a non-empty list of positive ints"),
         ("n_quantiles", 3, "`n_quantiles` must be an int"),

@@ -16,6 +16,18 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from scipy.special import ndtr, ndtri
 
+from .tabular_schema import (
+    MAX_DISCRETE_SUPPORT,
+    check_mixed_types,
+    datetime_spec,
+    decode_datetime,
+    encode_datetime,
+    id_spec,
+    learn_decimals,
+    regenerate_ids,
+    snap_to_support,
+)
+
 __all__ = [
     "QUANTILE_NORMAL_BOUND",
     "TABULAR_DATASETS",
@@ -28,8 +40,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CategoricalEncoding = Literal["onehot", "analog_bits"]
-NanPolicy = Literal["raise", "impute"]
+CategoricalEncoding = Literal["auto", "onehot", "analog_bits"]
+NanPolicy = Literal["model", "impute", "raise"]
+IdPolicy = Literal["regenerate", "drop"]
+NAN_POLICIES = ("model", "impute", "raise")
+# `categorical_encoding="auto"`: one-hot up to this many levels, analog bits (⌈log2 K⌉ features) above
+MAX_ONEHOT_LEVELS = 32
+# feature_slices key of a column's missingness indicator
+MISSING_SUFFIX = ":missing"
 _NESTED = (list, dict, set, tuple, np.ndarray)
 # sklearn.preprocessing._data.BOUNDS_THRESHOLD and the clip values QuantileTransformer derives from it
 _BOUNDS_THRESHOLD = 1e-7
@@ -113,18 +131,18 @@ def _to_python(value: Any, column: str) -> Any:
     )
 
 
-def _describe_column(name: str, series: pd.Series, categorical: bool) -> dict:
-    """The schema of one column: kind, dtype, category set or value range (raises on unsupported input)."""
+def _check_supported(name: str, series: pd.Series) -> None:
+    """Refuse what no column kind can hold (all missing, timedeltas, complex numbers, nested objects)."""
     dtype = series.dtype
     if series.isna().all():
         raise ValueError(
             f"Column {name!r} is entirely missing ({len(series)} NaN values); drop it before fitting (it cannot be "
             "learned) and add it back after sampling if needed."
         )
-    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+    if pd.api.types.is_timedelta64_dtype(dtype):
         raise TypeError(
             f"Column {name!r} has dtype {dtype}, which is not supported; convert it to a number (e.g. "
-            "`df[col].astype('int64')` for epoch nanoseconds or `.dt.days`) or drop it."
+            "`df[col].dt.total_seconds()`) or drop it."
         )
     if pd.api.types.is_complex_dtype(dtype) or isinstance(dtype, (pd.PeriodDtype, pd.IntervalDtype)):
         raise TypeError(f"Column {name!r} has unsupported dtype {dtype}; convert it to float, int, bool or str.")
@@ -136,35 +154,46 @@ def _describe_column(name: str, series: pd.Series, categorical: bool) -> dict:
                 f"Column {name!r} holds nested objects (e.g. a {type(example).__name__}: {str(example)[:40]!r}); "
                 "flatten it into scalar columns (or json.dumps it into a string category) before fitting."
             )
-    is_numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
-    values = series.dropna()
-    if categorical or not is_numeric:
-        if isinstance(dtype, pd.CategoricalDtype):
-            present = set(values.unique().tolist())
-            categories = [c for c in dtype.categories.tolist() if c in present]
-        else:
-            categories = sorted(values.unique().tolist(), key=lambda v: (str(type(v)), v))
-        categories = [_to_python(c, name) for c in categories]
-        if len(categories) < 2:
+
+
+def _describe_categorical(name: str, series: pd.Series, condition: bool) -> dict:
+    dtype, values = series.dtype, series.dropna()
+    if isinstance(dtype, pd.CategoricalDtype):
+        present = set(values.unique().tolist())
+        categories = [c for c in dtype.categories.tolist() if c in present]
+    else:
+        categories = sorted(values.unique().tolist(), key=lambda v: (str(type(v)), v))
+    categories = [_to_python(c, name) for c in categories]
+    if len(categories) < 2:
+        if condition:
             raise ValueError(
-                f"Categorical column {name!r} has a single level {categories[0]!r}; a constant column carries no "
-                "information for the model: drop it before fitting and add it back after sampling."
+                f"The condition column {name!r} has a single level {categories[0]!r}: there is nothing to condition "
+                "on; train unconditionally (leave `condition_column` unset) or pick a column with several levels."
             )
-        counts = values.map({c: i for i, c in enumerate(categories)}).value_counts().sort_index()
-        return {
-            "name": name,
-            "kind": "categorical",
-            "dtype": str(dtype),
-            "categories": categories,
-            "counts": [int(counts.get(i, 0)) for i in range(len(categories))],
-            "fill": categories[int(np.argmax(counts.reindex(range(len(categories)), fill_value=0)))],
-        }
-    vmin, vmax = float(values.min()), float(values.max())
+        return {"name": name, "kind": "constant", "dtype": str(dtype), "value": categories[0], "datetime": None}
+    counts = values.map({c: i for i, c in enumerate(categories)}).value_counts().sort_index()
+    return {
+        "name": name,
+        "kind": "categorical",
+        "dtype": str(dtype),
+        "categories": categories,
+        "counts": [int(counts.get(i, 0)) for i in range(len(categories))],
+        "fill": categories[int(np.argmax(counts.reindex(range(len(categories)), fill_value=0)))],
+    }
+
+
+def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None) -> dict:
+    """A numerical (or date, as numbers) column: range, decimals, small discrete support, fill value."""
+    finite = values[np.isfinite(values)]
+    vmin, vmax = float(finite.min()), float(finite.max())
     if vmin == vmax:
-        raise ValueError(
-            f"Numerical column {name!r} is constant ({vmin}); drop it before fitting and add it back after sampling."
-        )
+        value = vmin if date is not None else _to_python(pd.Series(finite[:1]).astype(dtype).iloc[0], name)
+        return {"name": name, "kind": "constant", "dtype": str(dtype), "value": value, "datetime": date}
     integer = pd.api.types.is_integer_dtype(dtype)
+    unique = np.unique(finite)
+    # a few repeated values (counts, ratings, years): write back observed values only, never 3.4 children; not
+    # on small tables, where every column has few distinct values and snapping would copy rows
+    discrete = len(unique) <= min(MAX_DISCRETE_SUPPORT, len(finite) // 4)
     return {
         "name": name,
         "kind": "numerical",
@@ -172,8 +201,33 @@ def _describe_column(name: str, series: pd.Series, categorical: bool) -> dict:
         "min": vmin,
         "max": vmax,
         "integer": bool(integer),
-        "fill": float(values.median()),
+        "decimals": 0 if integer or date is not None else learn_decimals(finite),
+        "support": unique.tolist() if discrete else None,
+        "datetime": date,
+        "fill": float(np.median(finite)),
     }
+
+
+def _describe_column(name: str, series: pd.Series, categorical: bool, condition: bool = False) -> dict:
+    """
+    The schema of one column: kind (`numerical`, `categorical`, `constant` or `id`), dtype, and what is needed to
+    write it back exactly (categories, range, decimals, date format, identifier format). Raises on unsupported or
+    inconsistent input, naming the column.
+    """
+    _check_supported(name, series)
+    dtype = series.dtype
+    if not categorical:
+        check_mixed_types(name, series)
+        date = datetime_spec(name, series)
+        if date is not None:
+            return _describe_numerical(name, encode_datetime(series, date), dtype, date)
+        ids = id_spec(name, series) if not condition else None
+        if ids is not None:
+            return {"name": name, "kind": "id", "dtype": str(dtype), "id": ids}
+    is_numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    if categorical or not is_numeric:
+        return _describe_categorical(name, series, condition)
+    return _describe_numerical(name, series.to_numpy(dtype=np.float64, na_value=np.nan), dtype, None)
 
 
 def _codebook(num_categories: int, encoding: str) -> np.ndarray:
@@ -185,27 +239,93 @@ def _codebook(num_categories: int, encoding: str) -> np.ndarray:
     return 2.0 * bits - 1.0
 
 
+def _check_table(df: pd.DataFrame) -> None:
+    if len(df) < 2:
+        raise ValueError(
+            f"The table has {len(df)} row(s); a generative model needs many rows to learn from (at least 2, in "
+            "practice hundreds): pass the whole table, not a single record."
+        )
+    if df.columns.duplicated().any():
+        raise ValueError(f"Duplicate column names: {df.columns[df.columns.duplicated()].tolist()}; rename them.")
+
+
+def _check_policies(nan_policy: str, id_columns: str) -> None:
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(
+            f"`nan_policy` must be one of {list(NAN_POLICIES)}, got {nan_policy!r} (drop incomplete rows with "
+            "df.dropna())."
+        )
+    if id_columns not in ("regenerate", "drop"):
+        raise ValueError(f"`id_columns` must be 'regenerate' or 'drop', got {id_columns!r}.")
+
+
+def _resolve_encoding(encoding: str, num_categories: int) -> str:
+    if encoding != "auto":
+        return encoding
+    return "onehot" if num_categories <= MAX_ONEHOT_LEVELS else "analog_bits"
+
+
+def _resolve_columns(columns: list[dict], df: pd.DataFrame, encoding: str, nan_policy: str, id_columns: str) -> None:
+    """Per-column encodings, missingness indicators and identifier handling, said in the log; refuses NaNs under
+    `nan_policy="raise"`."""
+    missing = {c["name"]: int(df[c["name"]].isna().sum()) for c in columns if df[c["name"]].isna().any()}
+    if missing and nan_policy == "raise":
+        raise ValueError(
+            f"The table has missing values in {missing} (column: count). Pass nan_policy='model' to generate them "
+            "at the real rate, 'impute' to fill them with the median / most frequent level, or drop incomplete "
+            "rows with df.dropna() before fitting."
+        )
+    for c in columns:
+        c["missing"] = nan_policy == "model" and c["name"] in missing
+        if c["kind"] == "categorical":
+            c["encoding"] = _resolve_encoding(encoding, len(c["categories"]))
+            if encoding == "auto" and c["encoding"] == "analog_bits":
+                logger.warning(
+                    f"Column {c['name']!r} has {len(c['categories'])} levels (> {MAX_ONEHOT_LEVELS}): encoded as "
+                    f"{_codebook(len(c['categories']), 'analog_bits').shape[1]} analog bits instead of one-hot."
+                )
+        elif c["kind"] == "id":
+            c["drop"] = id_columns == "drop"
+            logger.warning(
+                f"Column {c['name']!r} looks like an identifier (all {len(df)} values unique): it is not modelled "
+                f"and {'left out of generated tables' if c['drop'] else 'written as fresh unique values'} "
+                "(id_columns='regenerate'/'drop'; list it in `categorical_columns` to model it anyway)."
+            )
+
+
 class TabularPreprocessor(ModelMixin, ConfigMixin):
     r"""
-    Maps a table to the Gaussian-diffusion space of [`TabularDenoiser`] and back, with the table's schema.
+    Maps a table to the Gaussian-diffusion space of [`TabularDenoiser`] and back, with the table's exact schema.
 
     - **Numerical** columns (float and int) go through a quantile transform to a standard normal, as in TabDDPM
       ([Kotelnikov et al., 2023](https://arxiv.org/abs/2209.15421)). It is *fitted* with scikit-learn's
       `QuantileTransformer`; its fitted `quantiles_` and `references_` are stored as float64 buffers (safetensors)
       and the transformer is rebuilt from them, so a reloaded preprocessor is bit-exact and nothing is pickled.
-      Samples are mapped back, clipped to the training range and, for integer columns, rounded and cast back.
+      Samples are mapped back, clipped to the training range (SDV's `enforce_min_max_values`), rounded to the
+      column's learned number of decimals (SDV's `learn_rounding_scheme`: 12.8 stays 12.8, not 12.8392...), snapped
+      to the observed values when a column has only a few (at most 20, and at most a quarter of the rows), and cast
+      back (ints stay ints).
+    - **Dates and times** (datetime64 columns, and string columns whose values all parse with one format) are
+      modelled as numbers in their coarsest exact unit (years, months, days, ..., nanoseconds) and written back in
+      the original dtype or string format.
     - **Categorical** columns (object/str, `category`, bool, or any column listed in `categorical_columns`) are
-      embedded as ±1 codes *inside the Gaussian process*: one-hot (`"onehot"`, width K) or analog bits
-      (`"analog_bits"`, width ⌈log2 K⌉, Chen et al. 2023, https://arxiv.org/abs/2208.04202) and decoded to the
-      nearest code. TabDDPM instead runs a separate multinomial diffusion for them; we keep one Gaussian process
-      so that every diffusers scheduler (DDPM, DDIM, DPM-Solver), the trace and gradient attributions w.r.t.
-      $x_t$ apply to every column. `bench/tabular_quality.py --categorical-encoding` measures both codes.
+      embedded as ±1 codes *inside the Gaussian process*: one-hot (width K) or analog bits (width ⌈log2 K⌉, Chen et
+      al. 2023, https://arxiv.org/abs/2208.04202) and decoded to the nearest code. `categorical_encoding="auto"`
+      (default) picks one-hot up to 32 levels and analog bits above, per column, and logs the switch. TabDDPM
+      instead runs a separate multinomial diffusion for them; we keep one Gaussian process so that every diffusers
+      scheduler (DDPM, DDIM, DPM-Solver), the trace and gradient attributions w.r.t. $x_t$ apply to every column.
+    - **Identifier** columns (all values present and unique: strings, or integers forming a contiguous range) carry
+      no distribution and would be copied row for row: they are not modelled; `id_columns="regenerate"` (default)
+      writes fresh unique values in the same format, `"drop"` leaves them out. Both log a warning.
+    - **Constant** columns are kept and written back as they were.
     - An optional **condition column** (categorical) is taken out of the features and given to the denoiser as
       `class_labels`; its empirical class frequencies are stored to sample labels when none are given.
 
-    Missing values: `nan_policy="raise"` (default) refuses them, naming the columns; `"impute"` fits on the
-    observed values and fills NaNs with the training median (numerical) or most frequent level (categorical).
-    Drop incomplete rows yourself (`df.dropna()`) for complete-case training.
+    Missing values: `nan_policy="model"` (default) adds one ±1 missingness indicator per column that has NaNs (as
+    SDV's `missing_value_generation="random"` and synthcity do), fills the value itself with the training median /
+    most frequent level, and writes NaN wherever the generated indicator is positive, so synthetic tables carry
+    missing values at the real rate and jointly with the other columns. `"impute"` fills NaNs and never generates
+    them; `"raise"` refuses them, naming the columns.
 
     The preprocessor is a diffusers `ModelMixin` only to reuse its persistence (config JSON + safetensors), which
     is what lets `DiffusionPipeline.save_pretrained`/`from_pretrained` save and load it as a pipeline component.
@@ -230,19 +350,15 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         condition_column: str | None = None,
         n_quantiles: int = 10,
         nan_policy: NanPolicy = "raise",
+        id_columns: IdPolicy = "regenerate",
     ):
         super().__init__()
-        if categorical_encoding not in ("onehot", "analog_bits"):
+        if categorical_encoding not in ("auto", "onehot", "analog_bits"):
             raise ValueError(
-                f"`categorical_encoding` must be 'onehot' or 'analog_bits', got {categorical_encoding!r}."
+                f"`categorical_encoding` must be 'auto', 'onehot' or 'analog_bits', got {categorical_encoding!r}."
             )
-        if nan_policy not in ("raise", "impute"):
-            raise ValueError(
-                f"`nan_policy` must be 'raise' or 'impute', got {nan_policy!r} (drop incomplete rows with "
-                "df.dropna())."
-            )
+        _check_policies(nan_policy, id_columns)
         self.columns = [dict(c) for c in (columns or [])]
-        names = [c["name"] for c in self.columns]
         if condition_column is not None:
             spec = next((c for c in self.columns if c["name"] == condition_column), None)
             if spec is None or spec["kind"] != "categorical":
@@ -250,7 +366,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         self.numerical = [c for c in self.columns if c["kind"] == "numerical"]
         self.categorical = [c for c in self.columns if c["kind"] == "categorical" and c["name"] != condition_column]
         self.condition = next((c for c in self.columns if c["name"] == condition_column), None)
-        self.codebooks = {c["name"]: _codebook(len(c["categories"]), categorical_encoding) for c in self.categorical}
+        self.missing = [c for c in self.columns if c.get("missing")]
+        for c in self.categorical:  # saved before per-column encodings existed: the config's one
+            c.setdefault("encoding", _resolve_encoding(categorical_encoding, len(c["categories"])))
+        self.codebooks = {c["name"]: _codebook(len(c["categories"]), c["encoding"]) for c in self.categorical}
         self.feature_slices: dict[str, slice] = {}
         start = 0
         for c in self.numerical:
@@ -260,8 +379,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             width = self.codebooks[c["name"]].shape[1]
             self.feature_slices[c["name"]] = slice(start, start + width)
             start += width
+        for c in self.missing:  # the missingness indicators, after every column's own features
+            self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"] = slice(start, start + 1)
+            start += 1
         self.num_features = start
-        self.column_names = names
+        self.column_names = [c["name"] for c in self.columns]
         # the fitted QuantileTransformer, as data (filled by `fit` or by `from_pretrained`'s state dict)
         self.register_buffer("quantiles", torch.zeros(n_quantiles, len(self.numerical), dtype=torch.float64))
         self.register_buffer("references", torch.zeros(n_quantiles, dtype=torch.float64))
@@ -273,10 +395,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         data: Any,
         categorical_columns: list[str] | None = None,
         condition_column: str | None = None,
-        categorical_encoding: CategoricalEncoding = "onehot",
-        nan_policy: NanPolicy = "raise",
+        categorical_encoding: CategoricalEncoding = "auto",
+        nan_policy: NanPolicy = "model",
         n_quantiles: int | None = None,
         seed: int = 0,
+        id_columns: IdPolicy = "regenerate",
     ) -> TabularPreprocessor:
         """
         Learn the schema and the quantile transform of a table.
@@ -284,40 +407,38 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         Args:
             data (`pd.DataFrame`, path, built-in name or `datasets.Dataset`): the training table (see [`load_table`]).
             categorical_columns (`list[str]`, *optional*): columns to treat as categorical although numeric
-                (e.g. an integer class code). Object, string, `category` and bool columns always are.
+                (e.g. an integer class code). Object, string, `category` and bool columns always are, unless their
+                strings are dates.
             condition_column (`str`, *optional*): a categorical column to condition on (given as `class_labels`).
-            categorical_encoding (`"onehot"` or `"analog_bits"`, *optional*, defaults to `"onehot"`).
-            nan_policy (`"raise"` or `"impute"`, *optional*, defaults to `"raise"`).
+            categorical_encoding (`"auto"`, `"onehot"` or `"analog_bits"`, *optional*, defaults to `"auto"`): `"auto"`
+                is one-hot up to 32 levels and analog bits above, per column.
+            nan_policy (`"model"`, `"impute"` or `"raise"`, *optional*, defaults to `"model"`): see the class doc.
             n_quantiles (`int`, *optional*): defaults to TabDDPM's `max(min(N // 30, 1000), 10)`.
             seed (`int`, *optional*, defaults to 0): `random_state` of the `QuantileTransformer`.
+            id_columns (`"regenerate"` or `"drop"`, *optional*, defaults to `"regenerate"`): what to write for
+                identifier columns (all values unique), which are never modelled.
         """
         from sklearn.preprocessing import QuantileTransformer
 
         df = load_table(data)
-        if len(df) < 2:
-            raise ValueError(f"Need at least 2 rows to fit a TabularPreprocessor, got {len(df)}.")
-        if df.columns.duplicated().any():
-            raise ValueError(f"Duplicate column names: {df.columns[df.columns.duplicated()].tolist()}; rename them.")
+        _check_table(df)
         categorical_columns = list(categorical_columns or [])
         if condition_column is not None and condition_column not in categorical_columns:
             categorical_columns.append(condition_column)
         unknown = [c for c in categorical_columns if c not in df.columns]
         if unknown:
             raise ValueError(f"Columns {unknown} are not in the table; its columns are {df.columns.tolist()}.")
-        if nan_policy not in ("raise", "impute"):
-            raise ValueError(
-                f"`nan_policy` must be 'raise' or 'impute', got {nan_policy!r} (drop incomplete rows with "
-                "df.dropna())."
-            )
-        columns = [_describe_column(str(name), df[name], name in categorical_columns) for name in df.columns]
-        missing = {c["name"]: int(df[c["name"]].isna().sum()) for c in columns if df[c["name"]].isna().any()}
-        if missing and nan_policy == "raise":
-            raise ValueError(
-                f"The table has missing values in {missing} (column: count). Pass nan_policy='impute' to fill them "
-                "with the median / most frequent level, or drop incomplete rows with df.dropna() before fitting."
-            )
+        _check_policies(nan_policy, id_columns)
         if condition_column is not None and df[condition_column].isna().any():
-            raise ValueError(f"The condition column {condition_column!r} has missing values; drop those rows first.")
+            raise ValueError(
+                f"The condition column {condition_column!r} has {int(df[condition_column].isna().sum())} missing "
+                "values; drop those rows (df.dropna(subset=[...])) or fill them with a level of their own first."
+            )
+        columns = [
+            _describe_column(str(name), df[name], name in categorical_columns, name == condition_column)
+            for name in df.columns
+        ]
+        _resolve_columns(columns, df, categorical_encoding, nan_policy, id_columns)
         numerical = [c["name"] for c in columns if c["kind"] == "numerical"]
         if n_quantiles is None:
             n_quantiles = max(min(len(df) // 30, 1000), 10)
@@ -328,9 +449,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             condition_column=condition_column,
             n_quantiles=n_quantiles,
             nan_policy=nan_policy,
+            id_columns=id_columns,
         )
         if numerical:
-            values = df[numerical].to_numpy(dtype=np.float64)
+            values = pre._numerical_values(df, fill=False)
             qt = QuantileTransformer(
                 n_quantiles=n_quantiles, output_distribution="normal", subsample=10**9, random_state=seed
             ).fit(values)  # NaNs are ignored by the fit (np.nanpercentile)
@@ -392,14 +514,15 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         return counts / counts.sum()
 
     def feature_names(self) -> list[str]:
-        """One name per model feature: the column name, with `=level` (one-hot) or `#bit` (analog bits)."""
+        """One name per model feature: the column name, with `=level` (one-hot) or `#bit` (analog bits), and
+        `=NaN` for missingness indicators."""
         names = [c["name"] for c in self.numerical]
         for c in self.categorical:
-            if self.config.categorical_encoding == "onehot":
+            if c["encoding"] == "onehot":
                 names += [f"{c['name']}={v}" for v in c["categories"]]
             else:
                 names += [f"{c['name']}#{b}" for b in range(self.codebooks[c["name"]].shape[1])]
-        return names
+        return names + [f"{c['name']}=NaN" for c in self.missing]
 
     # ---- table -> model space ----
     def _check_frame(self, df: pd.DataFrame, needed: list[dict]) -> None:
@@ -412,33 +535,42 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
 
     def _missing_error(self, name: str, count: int) -> ValueError:
         return ValueError(
-            f"Column {name!r} has {count} missing values and this preprocessor was fitted with nan_policy='raise'; "
-            "drop those rows (df.dropna()) or refit with nan_policy='impute'."
+            f"Column {name!r} has {count} missing values and this preprocessor was fitted on a column without any "
+            f"(nan_policy={self.config.nan_policy!r}); drop those rows (df.dropna()) or refit on data with missing "
+            "values (nan_policy='model' or 'impute')."
         )
 
-    def _numerical_values(self, df: pd.DataFrame) -> np.ndarray:
-        names = [c["name"] for c in self.numerical]
-        try:
-            values = df[names].to_numpy(dtype=np.float64)
-        except (TypeError, ValueError):
-            bad = [n for n in names if not pd.api.types.is_numeric_dtype(df[n])]
-            raise TypeError(f"Numerical columns {bad} hold non-numeric values; convert them to numbers.") from None
+    def _can_fill(self, spec: dict) -> bool:
+        return self.config.nan_policy == "impute" or bool(spec.get("missing"))
+
+    def _numerical_values(self, df: pd.DataFrame, fill: bool = True) -> np.ndarray:
+        """The numerical columns, float64 `[N, len(numerical)]` (dates as numbers); NaNs filled unless `fill=False`."""
+        columns = []
+        for c in self.numerical:
+            col = df[c["name"]]
+            if c.get("datetime"):
+                columns.append(encode_datetime(col, c["datetime"]))
+            elif not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+                raise TypeError(f"Numerical column {c['name']!r} holds non-numeric values; convert them to numbers.")
+            else:
+                columns.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
+        values = np.stack(columns, axis=1)
         missing = np.isnan(values)
-        if missing.any():
+        if fill and missing.any():
             counts = missing.sum(axis=0)
-            if self.config.nan_policy != "impute":
-                j = int(np.flatnonzero(counts)[0])
-                raise self._missing_error(names[j], int(counts[j]))
-            fill = np.array([c["fill"] for c in self.numerical])
-            values = np.where(missing, fill[None, :], values)
+            for j in np.flatnonzero(counts):
+                if not self._can_fill(self.numerical[j]):
+                    raise self._missing_error(self.numerical[j]["name"], int(counts[j]))
+            fill_values = np.array([c["fill"] for c in self.numerical])
+            values = np.where(missing, fill_values[None, :], values)
         return values
 
     def _filled(self, df: pd.DataFrame, spec: dict) -> pd.Series:
         col = df[spec["name"]]
         if col.isna().any():
-            if self.config.nan_policy != "impute":
+            if not self._can_fill(spec):
                 raise self._missing_error(spec["name"], int(col.isna().sum()))
-            col = col.astype(object).fillna(spec["fill"])
+            col = col.astype(object).where(col.notna(), spec["fill"])
         return col
 
     def _category_indices(self, series: pd.Series, spec: dict) -> np.ndarray:
@@ -454,16 +586,19 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
 
     def transform(self, data: Any) -> torch.Tensor:
         """
-        The features $x_0$ of every row, `[N, num_features]` float32: quantile-normal numericals then the ±1 codes
-        of the categoricals (see `feature_slices`). The condition column is not included (see `encode_labels`).
+        The features $x_0$ of every row, `[N, num_features]` float32: quantile-normal numericals, the ±1 codes of
+        the categoricals, then the ±1 missingness indicators (+1 = missing; see `feature_slices`). The condition
+        column is not included (see `encode_labels`); identifier and constant columns are not needed.
         """
         df = load_table(data)
-        self._check_frame(df, self.numerical + self.categorical)
+        self._check_frame(df, self.numerical + self.categorical + self.missing)
         parts = []
         if self.numerical:
             parts.append(self._quantile_normal(self._numerical_values(df)))
         for c in self.categorical:
             parts.append(self.codebooks[c["name"]][self._category_indices(self._filled(df, c), c)])
+        for c in self.missing:
+            parts.append(np.where(df[c["name"]].isna().to_numpy(), 1.0, -1.0)[:, None])
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
         return torch.from_numpy(x.astype(np.float32))
 
@@ -486,19 +621,51 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
     def _restore_dtype(self, values: list | np.ndarray, spec: dict) -> pd.Series:
         dtype = spec["dtype"]
         if dtype == "category":
-            return pd.Series(pd.Categorical(values, categories=spec["categories"]))
-        if dtype in ("object", "str"):
-            return pd.Series(list(values), dtype=object)
+            return pd.Series(pd.Categorical(values, categories=spec.get("categories")))
+        if dtype in ("object", "str", "string"):
+            return pd.Series(list(values), dtype=object if dtype != "string" else "string")
         return pd.Series(values).astype(dtype)
 
-    def inverse_transform(self, x: torch.Tensor | np.ndarray, class_labels: Any | None = None) -> pd.DataFrame:
+    def _round(self, values: np.ndarray, spec: dict) -> np.ndarray:
+        """Decoded numbers on the column's grid: whole date units, observed values, ints, learned decimals."""
+        if spec.get("support"):
+            return snap_to_support(values, spec["support"])
+        if spec.get("datetime"):
+            return np.rint(values)
+        if spec["integer"] or spec.get("decimals") == 0:
+            return np.rint(values)
+        if spec.get("decimals") is not None:
+            return np.round(values, spec["decimals"])
+        return values
+
+    def _decode_numerical(self, values: np.ndarray, spec: dict) -> pd.Series:
+        values = self._round(np.clip(values, spec["min"], spec["max"]), spec)
+        if spec.get("datetime"):
+            return decode_datetime(values, spec["datetime"], spec["dtype"])
+        return self._restore_dtype(values, spec)
+
+    def _decode_other(self, spec: dict, num_rows: int, rng: np.random.Generator) -> pd.Series:
+        """Constant and identifier columns, which have no features."""
+        if spec["kind"] == "constant":
+            if spec.get("datetime"):
+                return decode_datetime(
+                    np.full(num_rows, spec["value"], dtype=np.float64), spec["datetime"], spec["dtype"]
+                )
+            return self._restore_dtype([spec["value"]] * num_rows, spec)
+        return self._restore_dtype(regenerate_ids(spec["id"], num_rows, rng), spec)
+
+    def inverse_transform(
+        self, x: torch.Tensor | np.ndarray, class_labels: Any | None = None, seed: int | None = None
+    ) -> pd.DataFrame:
         """
-        Model-space rows `[N, num_features]` → a DataFrame with the original column names, order and dtypes,
-        categories from the fitted level sets and numericals clipped to the training range (ints rounded).
+        Model-space rows `[N, num_features]` → a DataFrame with the original column names, order, dtypes and
+        formats: categories from the fitted level sets, numericals clipped to the training range and rounded to
+        their decimals, dates in their format, NaN where the missingness indicator is positive, fresh identifiers.
 
         Args:
             x (`torch.Tensor` or `np.ndarray` `[N, num_features]`): generated $x_0$.
             class_labels (`[N]` ints, *optional*): class indices of the condition column (required when there is one).
+            seed (`int`, *optional*): seeds the fresh identifiers (`id_columns="regenerate"`).
         """
         x = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.num_features:
@@ -511,22 +678,28 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             num = x[:, : len(self.numerical)]
             num = self._quantile_normal(np.nan_to_num(num, nan=0.0, posinf=10, neginf=-10), inverse=True)
             for j, c in enumerate(self.numerical):
-                col = np.clip(num[:, j], c["min"], c["max"])
-                if c["integer"]:
-                    col = np.rint(col)
-                out[c["name"]] = self._restore_dtype(col, c)
+                out[c["name"]] = self._decode_numerical(num[:, j], c)
         for c in self.categorical:
             idx = self._decode_categorical(x[:, self.feature_slices[c["name"]]], c)
             out[c["name"]] = self._restore_dtype([c["categories"][i] for i in idx], c)
         if self.condition is not None:
-            if class_labels is None:
-                raise ValueError(
-                    f"This preprocessor conditions on {self.condition['name']!r}: pass the `class_labels` used "
-                    "to sample."
-                )
-            labels = torch.as_tensor(class_labels).long().cpu().numpy().reshape(-1)
-            if len(labels) != len(x):
-                raise ValueError(f"Got {len(labels)} class labels for {len(x)} rows.")
-            cats = self.condition["categories"]
-            out[self.condition["name"]] = self._restore_dtype([cats[i] for i in labels], self.condition)
-        return pd.DataFrame({name: out[name] for name in self.column_names})
+            out[self.condition["name"]] = self._decode_labels(class_labels, len(x))
+        rng = np.random.default_rng(seed)
+        for c in self.columns:
+            if c["kind"] in ("constant", "id") and not c.get("drop"):
+                out[c["name"]] = self._decode_other(c, len(x), rng)
+        for c in self.missing:
+            missing = x[:, self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"]][:, 0] > 0
+            out[c["name"]] = out[c["name"]].where(~missing)
+        return pd.DataFrame({name: out[name] for name in self.column_names if name in out})
+
+    def _decode_labels(self, class_labels: Any, num_rows: int) -> pd.Series:
+        if class_labels is None:
+            raise ValueError(
+                f"This preprocessor conditions on {self.condition['name']!r}: pass the `class_labels` used to sample."
+            )
+        labels = torch.as_tensor(class_labels).long().cpu().numpy().reshape(-1)
+        if len(labels) != num_rows:
+            raise ValueError(f"Got {len(labels)} class labels for {num_rows} rows.")
+        cats = self.condition["categories"]
+        return self._restore_dtype([cats[i] for i in labels], self.condition)

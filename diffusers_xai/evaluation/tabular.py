@@ -34,12 +34,22 @@ MAX_INTEGER_CATEGORIES = 10
 def infer_metadata(df: pd.DataFrame) -> dict:
     """
     SDMetrics single-table metadata `{"columns": {name: {"sdtype": ...}}}` guessed from dtypes: bool → boolean,
-    datetime → datetime, object/category/string → categorical, integers with at most 10 distinct values →
-    categorical (class labels), other numbers → numerical. Pass your own `metadata=` when the guess is wrong.
+    datetime (and strings that all parse as dates in one format) → datetime, all-unique strings → id (not scored),
+    object/category/string → categorical, integers with at most 10 distinct values → categorical (class labels),
+    other numbers → numerical. Pass your own `metadata=` when the guess is wrong.
     """
+    from ..data.tabular_schema import datetime_spec, id_spec
+
     columns = {}
     for name in df.columns:
         s = df[name]
+        date = datetime_spec(str(name), s) if pd.api.types.is_object_dtype(s) else None
+        if date is not None:
+            columns[str(name)] = {"sdtype": "datetime", "datetime_format": date["format"]}
+            continue
+        if pd.api.types.is_object_dtype(s) and (id_spec(str(name), s) or {}).get("type") == "str":
+            columns[str(name)] = {"sdtype": "id"}
+            continue
         if pd.api.types.is_bool_dtype(s):
             sdtype = "boolean"
         elif pd.api.types.is_datetime64_any_dtype(s):
@@ -133,13 +143,23 @@ def _model(task: Task, categorical: list[str], numerical: list[str], seed: int):
     )
 
 
-def _prepare(df: pd.DataFrame, categorical: list[str], numerical: list[str]) -> pd.DataFrame:
+def _as_number(series: pd.Series, fmt: str | None = None) -> pd.Series:
+    """A numerical column as float; datetimes (datetime64, or strings in `fmt`) as seconds since 1970, NaT → NaN."""
+    if fmt is not None and not pd.api.types.is_datetime64_any_dtype(series):
+        series = pd.to_datetime(series, format=fmt, errors="coerce")
+    if pd.api.types.is_datetime64_any_dtype(series):
+        if getattr(series.dtype, "tz", None) is not None:
+            series = series.dt.tz_convert("UTC").dt.tz_localize(None)
+        return (series - pd.Timestamp(0)).dt.total_seconds()
+    return series.astype(float)
+
+
+def _prepare(df: pd.DataFrame, categorical: list[str], numerical: list[str], metadata: dict) -> pd.DataFrame:
     out = pd.DataFrame(index=df.index)
     for c in categorical:
         out[c] = df[c].astype(object).where(df[c].notna(), np.nan).astype(str).where(df[c].notna(), np.nan)
     for c in numerical:
-        s = df[c]
-        out[c] = s.astype("int64").astype(float) if pd.api.types.is_datetime64_any_dtype(s) else s.astype(float)
+        out[c] = _as_number(df[c], metadata["columns"][c].get("datetime_format"))
     return out
 
 
@@ -184,8 +204,8 @@ def _fit_score(train: pd.DataFrame, test: pd.DataFrame, target: str, metadata: d
                 "cannot be trained on it."
             )
     model = _model(task, categorical, numerical, seed)
-    model.fit(_prepare(train, categorical, numerical), y_train)
-    pred = model.predict(_prepare(test, categorical, numerical))
+    model.fit(_prepare(train, categorical, numerical, metadata), y_train)
+    pred = model.predict(_prepare(test, categorical, numerical, metadata))
     if task == "classification":
         return float(f1_score(y_test, pred, average="macro"))
     return float(r2_score(y_test.astype(float), pred))
@@ -246,7 +266,9 @@ def detection_auc(
     categorical, numerical = _feature_columns(metadata, None)
     model = _model("classification", categorical, numerical, seed)
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    proba = cross_val_predict(model, _prepare(data, categorical, numerical), labels, cv=cv, method="predict_proba")
+    proba = cross_val_predict(
+        model, _prepare(data, categorical, numerical, metadata), labels, cv=cv, method="predict_proba"
+    )
     return float(roc_auc_score(labels, proba[:, 1]))
 
 
@@ -274,10 +296,7 @@ def distance_to_closest_record(
     def numbers(df):
         cols = []
         for c in numerical:
-            col = df[c]
-            if pd.api.types.is_datetime64_any_dtype(col):
-                col = (col - pd.Timestamp(0)).dt.total_seconds()
-            cols.append(col.astype(float).to_numpy())
+            cols.append(_as_number(df[c], metadata["columns"][c].get("datetime_format")).to_numpy())
         return torch.from_numpy(np.stack(cols, 1) if cols else np.zeros((len(df), 0)))
 
     a_num, b_num = numbers(dataset), numbers(reference)

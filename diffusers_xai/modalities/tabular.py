@@ -51,8 +51,10 @@ class TabularModality(Modality):
     a `save_to_disk` folder or a Hub id (see [`load_hf_dataset`]).
 
     Keys (YAML / `--key value`): `categorical_columns`, `condition_column`, `categorical_encoding`
-    (`onehot`/`analog_bits`), `nan_policy` (`raise`, `impute`, or `drop` = train on complete rows), `n_quantiles`,
-    and the denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`, `time_embedding_dim` (plus the shared
+    (`auto` = one-hot up to 32 levels, analog bits above; `onehot`; `analog_bits`), `nan_policy` (`model` = generate
+    missing values at the real rate through one indicator per column, `impute`, `raise`, or `drop` = train on
+    complete rows), `id_columns` (`regenerate` or `drop` all-unique identifier columns), `n_quantiles`, and the
+    denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`, `time_embedding_dim` (plus the shared
     `dropout`).
     """
 
@@ -61,8 +63,9 @@ class TabularModality(Modality):
     options = {
         "categorical_columns": None,
         "condition_column": None,
-        "categorical_encoding": "onehot",
-        "nan_policy": "raise",
+        "categorical_encoding": "auto",
+        "nan_policy": "model",
+        "id_columns": "regenerate",
         "n_quantiles": None,
         "architecture": "mlp",
         "hidden_dims": [256, 256],
@@ -75,8 +78,9 @@ class TabularModality(Modality):
         if opts["condition_column"] is not None and not isinstance(opts["condition_column"], str):
             raise ValueError(f"`condition_column` must be a column name, got {opts['condition_column']!r}.")
         choices = {
-            "categorical_encoding": ("onehot", "analog_bits"),
-            "nan_policy": ("raise", "impute", "drop"),
+            "categorical_encoding": ("auto", "onehot", "analog_bits"),
+            "nan_policy": ("model", "impute", "raise", "drop"),
+            "id_columns": ("regenerate", "drop"),
             "architecture": ("mlp", "resnet"),
         }
         for key, allowed in choices.items():
@@ -134,7 +138,8 @@ class TabularModality(Modality):
             categorical_columns=config.categorical_columns,
             condition_column=config.condition_column,
             categorical_encoding=config.categorical_encoding,
-            nan_policy="impute" if config.nan_policy == "impute" else "raise",
+            nan_policy="raise" if config.nan_policy == "drop" else config.nan_policy,
+            id_columns=config.id_columns,
             n_quantiles=config.n_quantiles,
             seed=config.seed or 0,
         )
@@ -188,7 +193,8 @@ class TabularModality(Modality):
     default_explain_methods = ("integrated_gradients", "commit_steps")
 
     def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
-        """SDMetrics quality, detection AUC, DCR (and TSTR on `condition_column`) of DDIM rows vs the training data."""
+        """SDMetrics quality, detection AUC, DCR and the DCR ratio against the `validation_split` holdout (and TSTR on
+        `condition_column`) of DDIM rows vs the training data."""
         from ..evaluation import evaluate_table
 
         ddim = self._ddim(pipeline)
@@ -201,16 +207,36 @@ class TabularModality(Modality):
             ),
             ignore_index=True,
         )
-        # at most 10,000 rows: SDMetrics' pandas reports grow quadratically in memory and time beyond that
-        real = self.reference_dataset(config, 10_000).to_pandas()
+        real, holdout = self._train_and_holdout(config, 10_000)
         return evaluate_table(
             real,
             synthetic,
             target=config.condition_column,
+            real_test=holdout,
             output_dir=output_dir,
             dataset_name=config.dataset_name,
             seed=config.seed or 0,
         )
+
+    def _train_and_holdout(self, config, max_rows: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        """
+        The training rows (at most `max_rows`: SDMetrics' pandas reports grow quadratically beyond 10,000) and the
+        rows held out by `validation_split`, drawn exactly as the trainer draws them; the holdout is what the DCR
+        ratio and TSTR are measured against. Without `validation_split` there is no holdout (`None`).
+        """
+        if not config.validation_split or getattr(config, "streaming", False):
+            logger.warning(
+                "No holdout (validation_split: 0): the DCR ratio privacy check is not computed and TSTR is scored on "
+                "rows the model saw; set validation_split: 0.2 to measure them."
+            )
+            return self.reference_dataset(config, max_rows).to_pandas(), None
+        dataset = self.load_dataset(config)
+        n_val = max(1, round(len(dataset) * config.validation_split))  # as `training.trainer._prepare_data`
+        split = dataset.train_test_split(test_size=n_val, seed=config.seed or 0, shuffle=True)
+        train_rows = split["train"]
+        if len(train_rows) > max_rows:
+            train_rows = train_rows.shuffle(seed=config.seed or 0).select(range(max_rows))
+        return train_rows.to_pandas(), split["test"].to_pandas()
 
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Column attributions (IG / SHAP) at the middle step of a traced DDIM run of 16 rows (SHAP costs ~0.3 s a

@@ -71,7 +71,8 @@ class TabularXAIPipeline(DiffusionPipeline):
 
     Rows are sampled in the preprocessor's model space (quantile-normal numericals, ±1 categorical codes) with any
     diffusers scheduler, then mapped back by [`TabularPreprocessor.inverse_transform`]: original column names and
-    order, dtypes (int and bool kept), category sets, value ranges.
+    order, dtypes (int and bool kept), category sets, value ranges, decimals, date formats, missing values (drawn
+    by the model under `nan_policy="model"`) and fresh identifiers.
 
     Args:
         denoiser ([`TabularDenoiser`]): $\epsilon_\theta(x_t, t[, y])$ (or $v$/$x_0$ predictor).
@@ -241,11 +242,17 @@ class TabularXAIPipeline(DiffusionPipeline):
         x = self._initial_sample(num_rows, generator, num_inference_steps, latents)
         denoise = partial(denoise_progressive, self.denoiser, self.scheduler, x, generator, eta, labels)
         x, trace_out = run_progressive(self, self.denoiser, config, denoise)
-        rows = x if output_type == "pt" else self.preprocessor.inverse_transform(x, labels)
+        rows = x if output_type == "pt" else self.preprocessor.inverse_transform(x, labels, _id_seed(generator))
         self.maybe_free_model_hooks()
         if not return_dict:
             return (rows, labels, trace_out)
         return TabularXAIPipelineOutput(rows=rows, class_labels=labels, trace=trace_out)
+
+
+def _id_seed(generator) -> int:
+    """A seed for fresh identifier values, drawn after sampling so the rows themselves do not change."""
+    gen = generator[0] if isinstance(generator, list) else generator
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device if gen is not None else "cpu"))
 
 
 def _check_match(denoiser, preprocessor: TabularPreprocessor) -> None:

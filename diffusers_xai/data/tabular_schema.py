@@ -1,0 +1,279 @@
+"""What a table's columns *are*, beyond their dtype: decimals, discrete supports, date formats, identifier columns and
+mixed-type mistakes. Learned at fit time by [`TabularPreprocessor.fit`] and applied when rows are written back, so
+that synthetic tables have the real table's exact schema (what SDV's RDT transformers do by default:
+`learn_rounding_scheme`, `enforce_min_max_values`, datetime formats, `RegexGenerator` ids)."""
+
+from __future__ import annotations
+
+import logging
+import string
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DATETIME_UNITS",
+    "MAX_DISCRETE_SUPPORT",
+    "check_mixed_types",
+    "datetime_spec",
+    "decode_datetime",
+    "encode_datetime",
+    "id_spec",
+    "learn_decimals",
+    "regenerate_ids",
+    "snap_to_support",
+]
+
+logger = logging.getLogger(__name__)
+
+# rdt.transformers.utils.learn_rounding_digits: float64 carries 15 significant digits, 14 decimals are safe
+MAX_DECIMALS = sys.float_info.dig - 1
+# numerical columns with at most this many distinct values are written back on their observed values only
+MAX_DISCRETE_SUPPORT = 20
+# an all-unique string (or contiguous integer) column of at least this many rows is an identifier
+MIN_ID_ROWS = 10
+_NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+# coarsest first: a column whose every value falls on Jan 1 (or the 1st of a month) at midnight is modelled in years
+# (months), so written-back dates fall on the same grid; otherwise in the coarsest exact time unit
+DATETIME_UNITS = ("Y", "M", *_NS)
+
+
+# ---- numbers ----
+def learn_decimals(values: np.ndarray) -> int | None:
+    """
+    The number of decimals every finite value has (RDT's `learn_rounding_digits`): 0 for whole numbers, 1 for
+    `12.8, 13.3`, ..., `None` when some value needs more than 14 (a measured float: no rounding).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0 or np.all(values % 1 == 0):
+        return 0
+    if not np.all(values == np.round(values, MAX_DECIMALS)):
+        return None
+    for decimals in range(MAX_DECIMALS + 1):
+        if np.all(values == np.round(values, decimals)):
+            return decimals
+    return None
+
+
+def snap_to_support(values: np.ndarray, support: list[float]) -> np.ndarray:
+    """Each value replaced by the nearest of the (sorted) observed `support` values."""
+    grid = np.asarray(support, dtype=np.float64)
+    idx = np.clip(np.searchsorted(grid, values), 1, len(grid) - 1)
+    left, right = grid[idx - 1], grid[idx]
+    return np.where(np.abs(values - left) <= np.abs(right - values), left, right)
+
+
+# ---- mixed types ----
+def check_mixed_types(name: str, series: pd.Series) -> None:
+    """
+    Refuse an object column whose type changes midway: Python numbers beside strings, or strings that are numbers
+    in most rows but not in some (a CSV column with a stray `"n/a"`). Raises a `ValueError` naming the column, an
+    example of each kind and the fix.
+    """
+    values = series.dropna()
+    if not pd.api.types.is_object_dtype(series.dtype) or values.empty:
+        return
+    is_str = values.map(lambda v: isinstance(v, str))
+    is_num = values.map(lambda v: isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)))
+    if is_str.any() and is_num.any():
+        raise ValueError(
+            f"Column {name!r} mixes numbers and strings (e.g. {values[is_num].iloc[0]!r} at row "
+            f"{values[is_num].index[0]} and {values[is_str].iloc[0]!r} at row {values[is_str].index[0]}); make it "
+            "one type: convert it with pd.to_numeric(errors='coerce') (non-numbers become missing) or with "
+            ".astype(str) and list it in `categorical_columns`."
+        )
+    if is_str.all():
+        parsed = pd.to_numeric(values, errors="coerce")
+        bad = parsed.isna()
+        if bad.any() and bad.mean() < 0.5:
+            raise ValueError(
+                f"Column {name!r} holds numbers in {int((~bad).sum())} rows but non-numbers in {int(bad.sum())} "
+                f"(e.g. {values[bad].iloc[0]!r} at row {values[bad].index[0]}); mark those as missing "
+                "(pd.read_csv(..., na_values=[...]) or pd.to_numeric(errors='coerce')), or list the column in "
+                "`categorical_columns` to model it as categories."
+            )
+
+
+# ---- dates and times ----
+def _datetime_unit(ns: np.ndarray) -> str:
+    stamps = pd.to_datetime(ns)
+    midnight = (ns % _NS["D"]) == 0
+    if midnight.all() and (stamps.day == 1).all():
+        return "Y" if (stamps.month == 1).all() else "M"
+    return next(unit for unit, size in _NS.items() if np.all(ns % size == 0))
+
+
+def datetime_spec(name: str, series: pd.Series) -> dict | None:
+    """
+    The date/time description of a column, or `None` if it is not one: a datetime64 column, or an object column
+    whose strings all parse with one format (pandas' `guess_datetime_format` on the first value). Keys: `source`
+    (`"datetime64"` or `"string"`), `format` (strings), `tz`, `unit` (see `DATETIME_UNITS`). A string column whose
+    values mostly parse as dates but not all with one format raises a `ValueError` naming the column.
+    """
+    dtype = series.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        tz = str(dtype.tz) if getattr(dtype, "tz", None) is not None else None
+        spec = {"source": "datetime64", "format": None, "tz": tz}
+        parsed = series
+    elif pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+        values = series.dropna()
+        if values.empty or not values.map(lambda v: isinstance(v, str)).all():
+            return None
+        if pd.to_numeric(values, errors="coerce").notna().any():
+            return None  # numeric codes ("2001", "12") are not dates
+        fmt, parsed = _best_format(values)
+        if fmt is None:
+            return None
+        failed = values[parsed[values.index].isna()]
+        if not failed.empty:
+            if len(failed) > len(values) / 2:
+                return None  # mostly not dates: a string category that happens to start with one
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                other = pd.to_datetime(failed, format="mixed", errors="coerce")
+            kind = "in another date format" if other.notna().any() else "that are not dates"
+            raise ValueError(
+                f"Column {name!r} holds dates in format {fmt!r} (e.g. {values.iloc[0]!r}) but {len(failed)} values "
+                f"{kind} (e.g. {failed.iloc[0]!r} at row {failed.index[0]}); write every date in one format, e.g. "
+                f"df[{name!r}] = pd.to_datetime(df[{name!r}], format='mixed').dt.strftime({fmt!r}), or mark "
+                "non-dates as missing."
+            )
+        spec = {"source": "string", "format": fmt, "tz": None}
+    else:
+        return None
+    ns = _to_ns(parsed, spec["tz"])
+    spec["unit"] = _datetime_unit(ns[~np.isnan(ns)].astype(np.int64))
+    return spec
+
+
+def _best_format(values: pd.Series) -> tuple[str | None, pd.Series | None]:
+    """The date format (guessed from the first values, month-first and day-first) that parses the most values."""
+    from pandas.tseries.api import guess_datetime_format
+
+    candidates = []  # month-first guesses first: they win ties ("2006-01-01" is %Y-%m-%d, not %Y-%d-%m)
+    for dayfirst in (False, True):
+        for value in values.iloc[:20]:
+            with warnings.catch_warnings():  # "Parsing dates in %d/%m/%Y format when dayfirst=False": we try both
+                warnings.simplefilter("ignore")
+                fmt = guess_datetime_format(value, dayfirst=dayfirst)
+            if fmt is not None and fmt not in candidates and any(d in fmt for d in ("%Y", "%y", "%d", "%b", "%B")):
+                candidates.append(fmt)
+    best, best_parsed = None, None
+    for fmt in candidates:
+        parsed = pd.to_datetime(values, format=fmt, errors="coerce")
+        if best_parsed is None or parsed.notna().sum() > best_parsed.notna().sum():
+            best, best_parsed = fmt, parsed
+    return best, best_parsed
+
+
+def _to_ns(parsed: pd.Series, tz: str | None) -> np.ndarray:
+    parsed = pd.Series(parsed)
+    if tz is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    out = parsed.astype("datetime64[ns]").to_numpy().astype(np.int64).astype(np.float64)
+    out[parsed.isna().to_numpy()] = np.nan
+    return out
+
+
+def encode_datetime(series: pd.Series, spec: dict) -> np.ndarray:
+    """A date/time column → float64 numbers in its `unit` since 1970 (years/months counted from 1970-01); NaT → NaN."""
+    parsed = series if spec["source"] == "datetime64" else pd.to_datetime(series, format=spec["format"])
+    ns = _to_ns(parsed, spec["tz"])
+    if spec["unit"] in ("Y", "M"):
+        stamps = pd.to_datetime(np.nan_to_num(ns).astype(np.int64))
+        months = (stamps.year.to_numpy() - 1970) * 12 + stamps.month.to_numpy() - 1
+        out = months / 12.0 if spec["unit"] == "Y" else months.astype(np.float64)
+        return np.where(np.isnan(ns), np.nan, out)
+    return ns / _NS[spec["unit"]]
+
+
+def decode_datetime(values: np.ndarray, spec: dict, dtype: str) -> pd.Series:
+    """Numbers of [`encode_datetime`] (rounded to whole units) → the column in its original dtype and format."""
+    missing = np.isnan(values)
+    units = np.rint(np.nan_to_num(values)).astype(np.int64)
+    if spec["unit"] in ("Y", "M"):
+        months = units * 12 if spec["unit"] == "Y" else units
+        stamps = pd.to_datetime({"year": 1970 + months // 12, "month": months % 12 + 1, "day": 1})
+    else:
+        stamps = pd.to_datetime(units * _NS[spec["unit"]])
+    stamps = pd.Series(stamps).where(~missing, pd.NaT)
+    if spec["tz"] is not None:
+        stamps = stamps.dt.tz_localize("UTC").dt.tz_convert(spec["tz"])
+    if spec["source"] == "string":
+        return pd.Series(stamps.dt.strftime(spec["format"]).where(~missing, np.nan), dtype=object)
+    return stamps.astype(dtype)
+
+
+# ---- identifiers ----
+def id_spec(name: str, series: pd.Series) -> dict | None:
+    """
+    The identifier description of a column whose values are all present and unique, or `None`: strings (kept
+    with their per-position character sets when they all have one length), or integers forming a contiguous range
+    (a row number). Such a column carries no distribution to learn and would be copied row for row.
+    """
+    if len(series) < MIN_ID_ROWS or series.isna().any() or not series.is_unique:
+        return None
+    if pd.api.types.is_integer_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
+        lo, hi = int(series.min()), int(series.max())
+        return {"type": "int", "min": lo, "max": hi} if hi - lo == len(series) - 1 else None
+    if not (pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)):
+        return None
+    if not series.map(lambda v: isinstance(v, str)).all():
+        return None
+    values = series.tolist()
+    lengths = sorted({len(v) for v in values})
+    prefix = _common_prefix(values)
+    return {
+        "type": "str",
+        # fixed-length ids: the characters seen at each position (IATA codes, "ORD-00042")
+        "positions": ["".join(sorted(set(chars))) for chars in zip(*values)] if len(lengths) == 1 else None,
+        "prefix": prefix,
+        "lengths": lengths,
+        "alphabet": "".join(sorted(set("".join(v[len(prefix) :] for v in values)))),
+    }
+
+
+def _common_prefix(values: list[str]) -> str:
+    first, last = min(values), max(values)
+    n = next((i for i, (a, b) in enumerate(zip(first, last)) if a != b), min(len(first), len(last)))
+    return first[:n]
+
+
+def regenerate_ids(spec: dict, num_rows: int, rng: np.random.Generator, seen: set | None = None) -> list:
+    """
+    `num_rows` fresh, distinct identifiers in the training column's format, none equal to a training identifier
+    when the format leaves room: integers continue after the training range; fixed-length strings are drawn
+    per position from the characters seen there (rejecting collisions); other strings are the common prefix plus
+    a random alphanumeric tail.
+    """
+    if spec["type"] == "int":
+        start = spec["max"] + 1
+        return (start + rng.permutation(num_rows)).tolist()
+    if spec["positions"] is not None:
+        alphabets = [np.array(list(p)) for p in spec["positions"]]
+        space = float(np.prod([len(a) for a in alphabets]))
+        if space >= 2 * (num_rows + len(seen or ())):
+            out, taken = [], set(seen or ())
+            while len(out) < num_rows:
+                draw = ["".join(chars) for chars in zip(*(rng.choice(a, num_rows) for a in alphabets))]
+                for value in draw:
+                    if value not in taken and len(out) < num_rows:
+                        taken.add(value)
+                        out.append(value)
+            return out
+    # variable-length strings: the common prefix, then a tail of an observed length from the observed characters
+    alphabet = np.array(list(spec.get("alphabet") or string.ascii_lowercase + string.digits))
+    prefix = spec.get("prefix") or ""
+    lengths = [max(n - len(prefix), 1) for n in spec.get("lengths") or [len(prefix) + 8]]
+    while float(len(alphabet)) ** min(lengths) < 2 * (num_rows + len(seen or ())):
+        lengths = [n + 1 for n in lengths]  # too few combinations for fresh values: one character longer
+    out, taken = [], set(seen or ())
+    while len(out) < num_rows:
+        value = prefix + "".join(rng.choice(alphabet, rng.choice(lengths)))
+        if value not in taken:
+            taken.add(value)
+            out.append(value)
+    return out

@@ -1,0 +1,198 @@
+"""Exact output schema of synthetic tables: decimals, bounds, discrete supports, dates, missing values, identifiers,
+high-cardinality categoricals, and the bad input refused before training."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from diffusers_xai.data.tabular import TabularPreprocessor
+from diffusers_xai.data.tabular_schema import learn_decimals, regenerate_ids, snap_to_support
+from diffusers_xai.models import TabularDenoiser
+from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
+
+
+def shop_frame(n=200, seed=0):
+    """A generated table of every kind the schema handles."""
+    rng = np.random.default_rng(seed)
+    weight = np.round(rng.gamma(4, 2.5, n), 2)
+    weight[rng.random(n) < 0.1] = np.nan
+    return pd.DataFrame(
+        {
+            "order_id": [f"ORD-{i:05d}" for i in rng.permutation(n)],
+            "temperature": np.round(rng.normal(12, 3, n), 1),
+            "weight": weight,
+            "items": rng.integers(1, 5, n).astype(np.int64),
+            "express": rng.random(n) < 0.4,
+            "placed": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 24 * 90, n), "h"),
+            "day": (pd.Timestamp("2023-06-01") + pd.to_timedelta(rng.integers(0, 365, n), "D")).strftime("%d/%m/%Y"),
+            "store": rng.choice(["north", "south", "east"], n).astype(object),
+        }
+    )
+
+
+def random_rows(pre, n=400, seed=0, scale=1.5):
+    return torch.randn(n, pre.num_features, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def decimals_of(series: pd.Series) -> int:
+    return learn_decimals(series.dropna().to_numpy(np.float64))
+
+
+def test_learn_decimals_known_answers():
+    assert learn_decimals(np.array([12.8, 13.3, np.nan])) == 1
+    assert learn_decimals(np.array([1.0, 2.0, 7.0])) == 0
+    assert learn_decimals(np.array([1.25, 0.5])) == 2
+    assert learn_decimals(np.array([0.1 + 0.2])) is None  # 0.30000000000000004: a measured float, not rounded
+    np.testing.assert_array_equal(snap_to_support(np.array([0.2, 2.9, 3.6, 99.0]), [1, 3, 8]), [1, 3, 3, 8])
+
+
+def test_generated_rows_have_the_exact_schema():
+    df = shop_frame()
+    pre = TabularPreprocessor.fit(df)
+    kinds = {c["name"]: c["kind"] for c in pre.columns}
+    assert kinds == {
+        "order_id": "id",
+        "temperature": "numerical",
+        "weight": "numerical",
+        "items": "numerical",
+        "express": "categorical",
+        "placed": "numerical",
+        "day": "numerical",
+        "store": "categorical",
+    }
+    units = {c["name"]: c["datetime"]["unit"] for c in pre.numerical if c["datetime"]}
+    assert units == {"placed": "h", "day": "D"}
+    rows = pre.inverse_transform(random_rows(pre), seed=0)
+    assert list(rows.columns) == list(df.columns)
+    assert rows.dtypes.to_dict() == df.dtypes.to_dict()
+    assert decimals_of(rows["temperature"]) == 1 and decimals_of(rows["weight"]) == 2
+    for col in ["temperature", "weight", "items"]:  # enforce_min_max_values
+        assert rows[col].min() >= df[col].min() and rows[col].max() <= df[col].max()
+    assert set(rows["items"]) == {1, 2, 3, 4}  # a small discrete support: only observed values
+    assert (rows["placed"].dt.minute == 0).all() and rows["placed"].between(
+        df["placed"].min(), df["placed"].max()
+    ).all()
+    parsed = pd.to_datetime(rows["day"], format="%d/%m/%Y")
+    assert (parsed.dt.strftime("%d/%m/%Y") == rows["day"]).all() and parsed.dt.year.isin([2023, 2024]).all()
+    assert rows["weight"].isna().any() and not rows["temperature"].isna().any()
+    ids = rows["order_id"]
+    assert ids.is_unique and ids.str.len().eq(9).all() and ids.str.startswith("ORD-").all()
+
+
+def test_dates_from_packaged_tables_round_trip():
+    from vega_datasets import local_data
+
+    employment = local_data.us_employment()  # "month" strings, the first of each month
+    pre = TabularPreprocessor.fit(employment)
+    spec = next(c for c in pre.numerical if c["name"] == "month")["datetime"]
+    assert spec == {"source": "string", "format": "%Y-%m-%d", "tz": None, "unit": "M"}
+    back = pre.inverse_transform(pre.transform(employment))
+    assert back["month"].tolist() == employment["month"].tolist()
+    months = pre.inverse_transform(random_rows(pre))["month"]
+    assert months.str.fullmatch(r"20(0[6-9]|1[0-5])-\d\d-01").all()
+    cars = local_data.cars()  # datetime64 "Year": every value is January 1st
+    pre = TabularPreprocessor.fit(cars)
+    assert next(c for c in pre.numerical if c["name"] == "Year")["datetime"]["unit"] == "Y"
+    years = pre.inverse_transform(random_rows(pre))["Year"]
+    assert years.dtype == cars["Year"].dtype and (years.dt.dayofyear == 1).all()
+    assert set(years.dt.year) <= set(cars["Year"].dt.year)
+
+
+def test_time_zones_are_kept():
+    stamps = pd.date_range("2024-03-30 22:00", periods=50, freq="15min", tz="Europe/Paris")
+    df = pd.DataFrame({"at": stamps, "load": np.linspace(0, 1, 50)})
+    pre = TabularPreprocessor.fit(df)
+    back = pre.inverse_transform(pre.transform(df))
+    assert str(back["at"].dtype) == "datetime64[ns, Europe/Paris]" and back["at"].tolist() == df["at"].tolist()
+
+
+def test_missing_values_follow_the_indicators_of_a_packaged_table():
+    import palmerpenguins
+
+    penguins = palmerpenguins.load_penguins()
+    pre = TabularPreprocessor.fit(penguins)
+    assert [c["name"] for c in pre.missing] == [
+        "bill_length_mm",
+        "bill_depth_mm",
+        "flipper_length_mm",
+        "body_mass_g",
+        "sex",
+    ]
+    back = pre.inverse_transform(pre.transform(penguins))
+    pd.testing.assert_frame_equal(back.isna(), penguins.isna())
+    x = pre.transform(penguins)
+    x[:, pre.feature_slices["sex:missing"]] = 1.0
+    assert pre.inverse_transform(x)["sex"].isna().all()
+
+
+def test_identifiers_are_regenerated_or_dropped(caplog):
+    from vega_datasets import local_data
+
+    airports = local_data.airports()
+    with caplog.at_level(logging.WARNING):
+        pre = TabularPreprocessor.fit(airports)
+    assert "Column 'iata' looks like an identifier (all 3376 values unique)" in caplog.text
+    assert "Column 'city' has 2674 levels (> 32): encoded as 12 analog bits instead of one-hot" in caplog.text
+    assert pre.num_features == 2 + 12 + 12 + 6 + 5 + 2  # 2 numericals, name, city, state, country, 2 NaN flags
+    iata = pre.inverse_transform(random_rows(pre, 300), seed=0)["iata"]
+    assert iata.is_unique and set(iata.str.len()) <= set(airports["iata"].str.len())
+    assert set("".join(iata)) <= set("".join(airports["iata"]))
+    dropped = TabularPreprocessor.fit(airports, id_columns="drop")
+    assert list(dropped.inverse_transform(random_rows(dropped, 5)).columns) == list(airports.columns[1:])
+    spec = {"type": "int", "min": 1, "max": 40}
+    assert regenerate_ids(spec, 5, np.random.default_rng(0)) == [43, 45, 44, 41, 42]
+    row_numbers = pd.DataFrame({"row": np.arange(1, 41), "value": np.linspace(0, 1, 40)})
+    assert TabularPreprocessor.fit(row_numbers).columns[0]["kind"] == "id"
+    as_levels = TabularPreprocessor.fit(airports.head(100), categorical_columns=["iata"])
+    assert as_levels.columns[0]["kind"] == "categorical" and as_levels.columns[0]["encoding"] == "analog_bits"
+
+
+def test_pipeline_rows_keep_the_schema_of_a_packaged_table():
+    from vega_datasets import local_data
+
+    cars = local_data.cars()
+    pre = TabularPreprocessor.fit(cars)
+    torch.manual_seed(0)
+    pipe = TabularXAIPipeline.from_denoiser(TabularDenoiser(in_features=pre.num_features, hidden_dims=(16,)), pre)
+    pipe.set_progress_bar_config(disable=True)
+    rows = pipe(num_rows=64, generator=torch.Generator().manual_seed(0), num_inference_steps=4).rows
+    assert rows.dtypes.to_dict() == cars.dtypes.to_dict()
+    for col in ["Miles_per_Gallon", "Displacement", "Acceleration"]:
+        assert decimals_of(rows[col]) <= 1 and rows[col].dropna().between(cars[col].min(), cars[col].max()).all()
+    assert set(rows["Cylinders"]) <= {3, 4, 5, 6, 8} and set(rows["Origin"]) <= {"USA", "Europe", "Japan"}
+
+
+# ---- bad input, refused before training ----
+@pytest.mark.parametrize(
+    "column, values, message",
+    [
+        (
+            "price",
+            [1.5, 2.0, "n/a", 3] * 10,
+            r"Column 'price' mixes numbers and strings \(e.g. 1.5 at row 0 and 'n/a'",
+        ),
+        ("price", ["1.5", "2", "3.25", "n/a"] * 10, r"Column 'price' holds numbers in 30 rows but non-numbers in 10"),
+        ("empty", [np.nan] * 40, r"Column 'empty' is entirely missing \(40 NaN values\); drop it"),
+        (
+            "when",
+            ["2024-01-05", "2024-02-11", "05/03/2024", "2024-03-09"] * 10,
+            r"Column 'when' holds dates in format '%Y-%m-%d'.*10 values in another date format \(e.g. '05/03/2024'",
+        ),
+        ("when", ["2024-01-05", "2024-02-11", "soon", "2024-03-09"] * 10, r"10 values that are not dates"),
+    ],
+)
+def test_inconsistent_columns_are_refused_naming_the_column(column, values, message):
+    df = pd.DataFrame({"x": np.linspace(0, 1, 40), column: values})
+    with pytest.raises(ValueError, match=message):
+        TabularPreprocessor.fit(df)
+
+
+def test_a_single_row_and_a_one_level_condition_are_refused():
+    with pytest.raises(ValueError, match=r"The table has 1 row\(s\); a generative model needs many rows"):
+        TabularPreprocessor.fit(pd.DataFrame({"a": [1.0], "b": ["x"]}))
+    df = pd.DataFrame({"a": np.linspace(0, 1, 20), "label": ["only"] * 20})
+    with pytest.raises(ValueError, match="The condition column 'label' has a single level 'only'"):
+        TabularPreprocessor.fit(df, condition_column="label")
