@@ -352,9 +352,9 @@ def evaluate_table(
     - Utility (when `target` is given): [`train_synthetic_test_real`] on a real test set.
     - Privacy: distance to closest record (SDMetrics' range-normalised DCR, [`distance_to_closest_record`]) of
       synthetic rows to the real training rows (median, fraction of exact copies), the same for real held-out rows
-      as the baseline when `real_test` is given, and SDMetrics' own `DCRBaselineProtection` (and
-      `DCROverfittingProtection` with `real_test`) unless `sdmetrics_privacy=False`: those run SDMetrics' pandas
-      DCR twice each, ~10-25 s per 1,000 x 1,000 rows on a CPU.
+      as the baseline when `real_test` is given and their ratio (`dcr_ratio`, a warning below 0.9), and
+      SDMetrics' own `DCRBaselineProtection` (and `DCROverfittingProtection` with `real_test`) unless
+      `sdmetrics_privacy=False`: those run SDMetrics' pandas DCR twice each, ~10-25 s per 1,000 x 1,000 rows on a CPU.
 
     Args:
         real (`pd.DataFrame`): the real data the generator was trained on.
@@ -437,9 +437,24 @@ def evaluate_table(
         higher_is_better=False,
     )
     if real_test is not None:
+        from .tabular_privacy import DCRRatio
+
         holdout_dcr = distance_to_closest_record(real_test, real, metadata)
         report.add("Median DCR real holdout→real (baseline)", float(np.median(holdout_dcr)), key="dcr_median_holdout")
-        report.warnings += test_notes
+        median_holdout = float(np.median(holdout_dcr))
+        ratio = DCRRatio(
+            ratio=float(np.median(dcr)) / median_holdout if median_holdout > 0 else float("nan"),
+            median_synthetic=float(np.median(dcr)),
+            median_holdout=median_holdout,
+        )
+        report.add(
+            "DCR ratio (median DCR synthetic→train / holdout→train)",
+            ratio.ratio,
+            key="dcr_ratio",
+            description="About 1: as far from the training rows as unseen real rows; below 0.9: memorisation.",
+        )
+        report.details["dcr_ratio"] = ratio.to_dict()
+        report.warnings += test_notes + ([ratio.warning] if ratio.warning else [])
     if sdmetrics_privacy:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -1,0 +1,92 @@
+"""Privacy of synthetic tables: the DCR ratio against a holdout (report, training run) and the near-copy guard."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffusers_xai.evaluation.tabular import distance_to_closest_record, evaluate_table, infer_metadata
+from diffusers_xai.evaluation.tabular_privacy import DCRRatio, dcr_ratio, reject_near_copies
+from diffusers_xai.training import TrainingConfig, train
+
+
+def gaussian_table(n, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    return pd.DataFrame({"a": x[:, 0], "b": x[:, 1] + 0.5 * x[:, 0], "c": x[:, 2], "g": rng.choice(["u", "v"], n)})
+
+
+def test_dcr_ratio_separates_copies_from_fresh_rows():
+    train_rows, holdout = gaussian_table(300, 0), gaussian_table(100, 1)
+    copies = dcr_ratio(train_rows.iloc[:100], train_rows, holdout)
+    assert copies.ratio == 0.0 and copies.median_synthetic == 0.0
+    assert copies.warning.startswith("DCR ratio 0.000 < 0.9: synthetic rows are closer to the training rows")
+    fresh = dcr_ratio(gaussian_table(1000, 2), train_rows, holdout)
+    # a fresh draw of the same distribution is as far from the training rows as the holdout is
+    assert abs(fresh.ratio - 1) < 0.1 and fresh.warning is None
+    half = pd.concat([train_rows.iloc[:500], gaussian_table(500, 3)], ignore_index=True)
+    assert dcr_ratio(half, train_rows, holdout).ratio < 0.9 < fresh.ratio
+
+
+def test_evaluation_reports_the_dcr_ratio_with_a_warning():
+    train_rows, holdout = gaussian_table(200, 0), gaussian_table(80, 1)
+    synthetic = pd.concat([train_rows.iloc[:150], gaussian_table(50, 2)], ignore_index=True)
+    report = evaluate_table(train_rows, synthetic, real_test=holdout, sdmetrics_privacy=False)
+    expected = dcr_ratio(synthetic, train_rows, holdout)
+    assert report["dcr_ratio"].value == pytest.approx(expected.ratio) and expected.ratio < 0.9
+    assert any(w.startswith("DCR ratio") for w in report.warnings)
+    assert report.details["dcr_ratio"]["median_holdout"] == pytest.approx(expected.median_holdout)
+
+
+def test_near_copy_guard_rejects_rows_closer_than_the_holdout_quantile():
+    train_rows, holdout = gaussian_table(300, 0), gaussian_table(100, 1)
+    metadata = infer_metadata(train_rows)
+
+    def leaky_sampler(n, round_index):  # half the rows are copies of training rows
+        rng = np.random.default_rng(round_index)
+        fresh = gaussian_table(n - n // 2, 100 + round_index)
+        return pd.concat([train_rows.iloc[rng.choice(300, n // 2)], fresh], ignore_index=True)
+
+    guarded = reject_near_copies(leaky_sampler, 200, train_rows, holdout, quantile=0.05)
+    threshold = np.quantile(distance_to_closest_record(holdout, train_rows, metadata), 0.05)
+    assert guarded.threshold == pytest.approx(threshold) and len(guarded.rows) == 200
+    assert (distance_to_closest_record(guarded.rows, train_rows, metadata) >= threshold).all()
+    assert 0.5 <= guarded.rejection_rate < 0.6  # all copies, plus about 5% of the fresh rows
+    assert dcr_ratio(guarded.rows, train_rows, holdout).ratio > 0.9
+    with pytest.raises(ValueError, match=r"Only 0 of .* drawn rows are farther .* the generator copies"):
+        reject_near_copies(lambda n, r: train_rows.iloc[:n], 10, train_rows, holdout, max_rounds=2)
+    with pytest.raises(ValueError, match=r"`quantile` must be in \(0, 1\), got 1.5"):
+        reject_near_copies(leaky_sampler, 10, train_rows, holdout, quantile=1.5)
+
+
+def test_dcr_ratio_dataclass_round_trip():
+    ok = DCRRatio(ratio=1.02, median_synthetic=0.102, median_holdout=0.1)
+    assert ok.to_dict() == {"ratio": 1.02, "median_synthetic": 0.102, "median_holdout": 0.1, "warning": None}
+
+
+def test_training_with_a_holdout_reports_the_dcr_ratio(tmp_path):
+    config = TrainingConfig.from_dict(
+        {
+            "modality": "tabular",
+            "dataset_name": "wine",
+            "condition_column": "cultivar",
+            "validation_split": 0.2,
+            "hidden_dims": [16, 16],
+            "time_embedding_dim": 16,
+            "num_train_timesteps": 50,
+            "max_train_steps": 3,
+            "validation_steps": None,
+            "checkpointing_steps": None,
+            "validation_num_inference_steps": 4,
+            "eval_samples": 60,
+            "report_to": "none",
+            "seed": 0,
+            "output_dir": str(tmp_path),
+        }
+    )
+    result = train(config)
+    report = result.evaluation
+    assert report.num_real == 142 and report["dcr_ratio"].value == pytest.approx(
+        report.details["dcr_ratio"]["median_synthetic"] / report.details["dcr_ratio"]["median_holdout"]
+    )
+    assert "dcr_ratio" in (tmp_path / "evaluation" / "report.json").read_text()
+    assert "DCR ratio" in (tmp_path / "README.md").read_text()
