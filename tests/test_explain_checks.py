@@ -189,3 +189,41 @@ def test_run_checks_summary(traced):
     assert checks.passed == (checks.faithfulness.passed and checks.randomization.passed)
     with pytest.raises(ValueError, match=r"`randomization_timesteps` \[10\] are not among"):
         run_checks(DenoiserAttribution(pipe, "saliency"), out.trace, timesteps=[70, 40], randomization_timesteps=[10])
+
+
+class MaskDenoiser(torch.nn.Module):
+    """f(x) = 2 * mask * x for rows [B, F] or windows [B, C, L]: only the masked features / time points count."""
+
+    def __init__(self, mask: torch.Tensor):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor(2.0))
+        self.register_buffer("mask", mask)
+
+    def forward(self, sample, timestep, **kwargs):
+        return UNet2DOutput(sample=self.w * self.mask * sample)
+
+
+@pytest.mark.parametrize(
+    "shape, mask, map_shape",
+    [
+        ((6,), torch.tensor([1.0, 1.0, 0, 0, 0, 0]), (1, 8, 6)),
+        ((2, 8), torch.tensor([0.0] * 6 + [1.0] * 2), (1, 8, 1, 8)),
+    ],
+    ids=["rows", "windows"],
+)
+def test_one_family_checks_rows_and_windows(shape, mask, map_shape):
+    scheduler = DDPMScheduler(num_train_timesteps=100)
+    scheduler.set_timesteps(10)
+    x = torch.rand(8, *shape, generator=torch.Generator().manual_seed(0)) + 0.5
+    target = ExplanationTarget(output="model_output")  # positive weights: the masked units raise the target
+    explainer = DenoiserAttribution(MaskDenoiser(mask), "input_x_gradient", scheduler=scheduler, target=target)
+    result = explainer.attribute(x, timesteps=[50])
+    assert result.maps.shape == map_shape  # rows keep one value per feature, windows one per time point
+    check = faithfulness_check(explainer, x, timesteps=[50], result=result, n_random=4, curve_steps=len(mask))
+    assert check.passed and check.deletion_gain.shape == (1, 8)
+    # deleting the masked units first (the first 2 of 6 features, the last 2 of 8 time points) leaves only noise there
+    first = check.per_step[0]
+    units = int(mask.sum())
+    torch.testing.assert_close(first.deletion_raw[:, units], first.deletion_raw[:, -1])
+    randomized = cascading_randomization(explainer, x, timesteps=[50])
+    assert randomized.stages == ["full"]  # one weight, no blocks: the cascade is the full randomisation

@@ -1,6 +1,6 @@
 """The dashboard's Tabular and Time series tabs, called directly (no server) on their bundled models.
 
-The tabs use public names only (`diffusers_xai.TabularXAIPipeline`, `diffusers_xai.explain.TabularAttribution`, ...).
+The tabs use public names only (`diffusers_xai.TabularXAIPipeline`, `diffusers_xai.explain.column_attributions`, ...).
 While a name is not exported yet, the tab shows "not available" in the app, and these tests bind the same
 objects from their modules so that the handlers are still exercised against the real pipelines.
 """
@@ -28,14 +28,17 @@ APP_PATH = Path(__file__).resolve().parents[1] / "spaces" / "app.py"
 SOURCES = {
     "TabularXAIPipeline": "diffusers_xai.pipelines.pipeline_tabular",
     "TimeSeriesXAIPipeline": "diffusers_xai.pipelines.pipeline_timeseries",
-    "TabularAttribution": "diffusers_xai.explain.tabular",
-    "plot_column_attributions": "diffusers_xai.explain.tabular",
-    "column_commit_steps": "diffusers_xai.explain.tabular",
-    "plot_column_commit_steps": "diffusers_xai.explain.tabular",
-    "TimeSeriesAttribution": "diffusers_xai.explain.timeseries",
-    "plot_series_attributions": "diffusers_xai.explain.timeseries",
-    "series_commit_steps": "diffusers_xai.explain.timeseries",
-    "plot_series_commit_steps": "diffusers_xai.explain.timeseries",
+    "DenoiserAttribution": "diffusers_xai.explain",
+    "DenoiserShap": "diffusers_xai.explain",
+    "step_trace": "diffusers_xai.explain",
+    "column_attributions": "diffusers_xai.explain",
+    "plot_column_attributions": "diffusers_xai.viz",
+    "column_commit_steps": "diffusers_xai.explain",
+    "plot_column_commit_steps": "diffusers_xai.viz",
+    "series_target": "diffusers_xai.explain",
+    "plot_series_attributions": "diffusers_xai.viz",
+    "series_commit_steps": "diffusers_xai.explain",
+    "plot_series_commit_steps": "diffusers_xai.viz",
     "evaluate_table": "diffusers_xai.evaluation",
     "evaluate_timeseries": "diffusers_xai.evaluation",
     "load_table": "diffusers_xai.data.tabular",
@@ -45,9 +48,12 @@ FEATURES = {
     "tabular": {
         "TABULAR": ["TabularXAIPipeline"],
         "ATTRIBUTION": [
-            "TabularAttribution",
-            "plot_column_attributions",
+            "DenoiserAttribution",
+            "DenoiserShap",
+            "column_attributions",
             "column_commit_steps",
+            "step_trace",
+            "plot_column_attributions",
             "plot_column_commit_steps",
         ],
         "QUALITY": ["evaluate_table", "load_table"],
@@ -55,9 +61,12 @@ FEATURES = {
     "timeseries": {
         "TIMESERIES": ["TimeSeriesXAIPipeline"],
         "ATTRIBUTION": [
-            "TimeSeriesAttribution",
-            "plot_series_attributions",
+            "DenoiserAttribution",
+            "DenoiserShap",
             "series_commit_steps",
+            "series_target",
+            "step_trace",
+            "plot_series_attributions",
             "plot_series_commit_steps",
         ],
         "QUALITY": ["evaluate_timeseries", "make_sines"],

@@ -1,4 +1,5 @@
-"""Per-column explanations: IG against hand-computed values on a linear denoiser, completeness, commit steps, plots."""
+"""Per-column explanations with the one explainer family: IG against hand-computed values on a linear denoiser,
+completeness, the condition, commit steps, plots."""
 
 import numpy as np
 import pandas as pd
@@ -11,14 +12,26 @@ from diffusers.utils import BaseOutput
 
 from diffusers_xai import Trace, TraceConfig, TraceStep
 from diffusers_xai.data.tabular import TabularPreprocessor, load_wine_frame
-from diffusers_xai.explain.tabular import (
-    TabularAttribution,
+from diffusers_xai.explain import (
+    DenoiserAttribution,
+    DenoiserShap,
+    ExplanationTarget,
+    column_attributions,
     column_commit_steps,
-    plot_column_attributions,
-    plot_column_commit_steps,
+    column_target,
 )
 from diffusers_xai.models import TabularDenoiser
 from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.viz import plot_column_attributions, plot_column_commit_steps
+
+
+def row_explainer(pipe, method="integrated_gradients"):
+    """The table explainer of the one family: captum IG or shap's GradientExplainer over rows [B, F]."""
+    return DenoiserShap(pipe) if method == "shap" else DenoiserAttribution(pipe, method)
+
+
+def attribute(explainer, inputs, **kwargs):
+    return column_attributions(explainer, inputs, **kwargs)
 
 
 class LinearDenoiser(ModelMixin, ConfigMixin):
@@ -53,7 +66,10 @@ def test_integrated_gradients_match_hand_computed_values_on_a_linear_denoiser():
     w = pipe.denoiser.weight.detach().double()
     m = (torch.eye(5, dtype=torch.float64) - (1 - ab).sqrt() * w) / ab.sqrt()  # x0_hat = M x_t
     x = torch.tensor([[0.5, -1.0, 0.3, -0.2, 0.9], [-0.4, 0.2, -0.8, 0.6, 0.1]])
-    expl = TabularAttribution(pipe).attribute(x, timesteps=t, n_steps=8, return_convergence_delta=True)
+    explainer = row_explainer(pipe)
+    expl = attribute(
+        explainer, x, timesteps=t, output="pred_original_sample", n_steps=8, return_convergence_delta=True
+    )
     assert expl.columns == ["a", "b", "kind"] and expl.targets == ["a", "b", "kind"]
     assert expl.feature_attributions.shape == (1, 2, 3, 5) and expl.attributions.shape == (1, 2, 3, 3)
     xd = x.double()
@@ -85,7 +101,8 @@ def wine_run():
 def test_conditional_attributions_from_a_trace_are_complete(wine_run):
     pipe, out = wine_run
     t = out.trace.steps[2].timestep
-    expl = TabularAttribution(pipe).attribute(
+    expl = attribute(
+        row_explainer(pipe),
         out.trace,
         timesteps=t,
         target=["alcohol", "proline"],
@@ -98,8 +115,8 @@ def test_conditional_attributions_from_a_trace_are_complete(wine_run):
     assert expl.delta.abs().max() < 5e-3  # x_t and condition attributions sum to y(x_t, e_y) - y(0, 0)
     assert expl.matrix().shape == (2, 13)
     # an all-recorded-steps explanation stacks K = 5 steps
-    assert TabularAttribution(pipe).attribute(
-        out.trace, target="hue", class_labels=out.class_labels, n_steps=4
+    assert attribute(
+        row_explainer(pipe), out.trace, target="hue", class_labels=out.class_labels, n_steps=4
     ).attributions.shape == (5, 4, 1, 13)
     # hooks and requires_grad are restored
     assert not pipe.denoiser.embedder.class_embedding._forward_hooks
@@ -109,8 +126,8 @@ def test_conditional_attributions_from_a_trace_are_complete(wine_run):
 def test_shap_attributions_agree_with_integrated_gradients_on_a_linear_denoiser():
     pipe = linear_pipeline()
     x = torch.tensor([[1.5, -1.0, 0.3, -0.2, 0.9]])
-    ig = TabularAttribution(pipe).attribute(x, timesteps=30, target="a").feature_attributions[0, 0, 0]
-    sh = TabularAttribution(pipe, method="shap").attribute(x, timesteps=30, target="a", nsamples=200)
+    ig = attribute(row_explainer(pipe), x, timesteps=30, target="a").feature_attributions[0, 0, 0]
+    sh = attribute(row_explainer(pipe, method="shap"), x, timesteps=30, target="a", nsamples=200)
     assert sh.method == "shap" and sh.feature_attributions.shape == (1, 1, 1, 5)
     # expected gradients = M * (x - background mean): close to IG from 0 for a standard-normal background
     torch.testing.assert_close(sh.feature_attributions[0, 0, 0], ig, atol=0.35, rtol=0.2)
@@ -118,8 +135,13 @@ def test_shap_attributions_agree_with_integrated_gradients_on_a_linear_denoiser(
 
 def test_shap_with_a_condition(wine_run):
     pipe, out = wine_run
-    sh = TabularAttribution(pipe, method="shap").attribute(
-        out.trace, timesteps=out.trace.steps[1].timestep, target="alcohol", class_labels=out.class_labels, nsamples=16
+    sh = attribute(
+        row_explainer(pipe, method="shap"),
+        out.trace,
+        timesteps=out.trace.steps[1].timestep,
+        target="alcohol",
+        class_labels=out.class_labels,
+        nsamples=16,
     )
     assert sh.attributions.shape == (1, 4, 1, 13) and sh.condition.shape == (1, 4, 1)
     assert torch.isfinite(sh.attributions).all()
@@ -127,21 +149,29 @@ def test_shap_with_a_condition(wine_run):
 
 def test_attribute_errors(wine_run):
     pipe, out = wine_run
-    explainer = TabularAttribution(pipe)
+    explainer = row_explainer(pipe)
     with pytest.raises(ValueError, match="pass the `class_labels` used to sample"):
-        explainer.attribute(out.trace)
+        attribute(explainer, out.trace)
     with pytest.raises(ValueError, match=r"Target columns \['colour'\] are not generated columns"):
-        explainer.attribute(out.trace, target="colour", class_labels=out.class_labels)
-    with pytest.raises(ValueError, match=r"Timesteps \[3\] were not recorded"):
-        explainer.attribute(out.trace, timesteps=3, class_labels=out.class_labels)
+        attribute(explainer, out.trace, target="colour", class_labels=out.class_labels)
+    with pytest.raises(ValueError, match=r"Timestep 3 is not in the schedule of this run"):
+        attribute(explainer, out.trace, timesteps=3, class_labels=out.class_labels)
     with pytest.raises(ValueError, match=r"x_t must have shape \[B, 13\]"):
-        explainer.attribute(torch.zeros(2, 5), timesteps=10, class_labels=torch.zeros(2, dtype=torch.long))
+        attribute(explainer, torch.zeros(2, 5), timesteps=10, class_labels=torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="only available for method='integrated_gradients'"):
-        TabularAttribution(pipe, "shap").attribute(
-            out.trace, class_labels=out.class_labels, return_convergence_delta=True
+        attribute(row_explainer(pipe, "shap"), out.trace, class_labels=out.class_labels, return_convergence_delta=True)
+    with pytest.raises(ValueError, match="Unknown attribution method 'lime'"):
+        row_explainer(pipe, "lime")
+    # bad input of the one family on rows: a region mask of the wrong shape, a condition for an unconditional model
+    with pytest.raises(
+        ValueError, match=r"mask has shape \(5,\) but rows are \[B, 13\]; pass a mask of shape \(13,\)"
+    ):
+        DenoiserAttribution(pipe, target=ExplanationTarget(mask=torch.ones(5))).attribute(
+            out.trace, class_labels=out.class_labels
         )
-    with pytest.raises(ValueError, match="`method` must be"):
-        TabularAttribution(pipe, "lime")
+    with pytest.raises(ValueError, match="`class_labels` were given but LinearDenoiser is unconditional"):
+        DenoiserAttribution(linear_pipeline()).attribute(torch.zeros(1, 5), timesteps=10, class_labels=torch.zeros(1))
+    assert column_target(pipe.preprocessor, "alcohol").mask.tolist() == [1.0] + [0.0] * 12
 
 
 def test_commit_steps_on_a_hand_made_trajectory():
@@ -162,9 +192,10 @@ def test_commit_steps_on_a_hand_made_trajectory():
 
 def test_plots_are_written(tmp_path, wine_run):
     pipe, out = wine_run
-    expl = TabularAttribution(pipe).attribute(
-        out.trace, timesteps=out.trace.steps[-2].timestep, class_labels=out.class_labels, n_steps=4
-    )
+    expl = attribute(
+        row_explainer(pipe), out.trace, timesteps=out.trace.steps[-2].timestep, class_labels=out.class_labels,
+        n_steps=4,
+    )  # fmt: skip
     a = plot_column_attributions(expl, str(tmp_path / "attr.png"))
     b = plot_column_commit_steps(column_commit_steps(out.trace, pipe.preprocessor), str(tmp_path / "commit.png"))
     for path in (a, b):

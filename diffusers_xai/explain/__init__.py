@@ -1,13 +1,14 @@
 """Explainers of diffusion generations: GradCAM, attention maps, captum attributions, SHAP, trajectories, faithfulness.
 
 Every explainer follows captum's verb: the constructor binds the pipeline (or denoiser) and its choices, and
-`attribute(inputs, timesteps=..., target=...)` explains a [`Trace`] (or a batch $x_t$) at chosen steps, returning an
-[`ExplanationResult`]. Plotting lives in `diffusers_xai.viz`.
+`attribute(inputs, timesteps=..., target=...)` explains a [`Trace`] (or a batch $x_t$ `[B, *S]`: images, table rows,
+series windows) at chosen steps, returning an [`ExplanationResult`]. The same classes serve every modality; tables
+and series add targets ([`column_target`], [`series_target`]). Plotting lives in `diffusers_xai.viz`.
 """
 
 from .attention import AttentionExplainer, attention_maps, probabilities_to_maps
 from .attributions import ATTRIBUTION_METHODS, DenoiserAttribution, noise_level_baselines
-from .base import DenoiserExplainer, ExplanationResult, select_sample
+from .base import DenoiserExplainer, ExplanationResult, select_sample, step_trace
 from .checks import (
     ConfidenceInterval,
     ExplanationChecks,
@@ -37,38 +38,21 @@ from .randomization import (
     spearman_per_map,
 )
 from .shap_explainer import DenoiserShap
-from .tabular import (
-    ColumnCommitResult,
-    TabularAttribution,
-    TabularExplanation,
-    column_commit_steps,
-    plot_column_attributions,
-    plot_column_commit_steps,
-)
+from .tabular import ColumnCommitResult, TabularExplanation, column_attributions, column_commit_steps, column_target
 from .target import DenoiserForward, ExplanationTarget, class_embedding_module, resolve_target, x0_coefficients
-from .timeseries import (
-    SeriesCommitResult,
-    TimeSeriesAttribution,
-    TimeSeriesExplanation,
-    plot_series_attributions,
-    plot_series_commit_steps,
-    series_commit_steps,
-)
+from .timeseries import SeriesCommitResult, series_commit_steps, series_target
 from .trajectory import TrajectoryAnalysis, analyze_trajectory, commit_steps
 
 __all__ = [
     "ColumnCommitResult",
-    "TabularAttribution",
     "TabularExplanation",
+    "column_attributions",
     "column_commit_steps",
-    "plot_column_attributions",
-    "plot_column_commit_steps",
+    "column_target",
     "SeriesCommitResult",
-    "TimeSeriesAttribution",
-    "TimeSeriesExplanation",
-    "plot_series_attributions",
-    "plot_series_commit_steps",
     "series_commit_steps",
+    "series_target",
+    "step_trace",
     "ATTRIBUTION_METHODS",
     "ConfidenceInterval",
     "ExplanationChecks",

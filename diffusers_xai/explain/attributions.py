@@ -8,7 +8,7 @@ import torch
 from captum.attr import GradientShap, InputXGradient, IntegratedGradients, Occlusion, Saliency
 
 from .base import DenoiserExplainer, ExplanationResult, attribution_maps, frozen_parameters, progress
-from .target import ExplanationTarget, resolve_target
+from .target import ExplanationTarget, class_embedding_module, resolve_target
 
 __all__ = ["ATTRIBUTION_METHODS", "DenoiserAttribution", "alpha_bar", "noise_level_baselines"]
 
@@ -107,12 +107,13 @@ class DenoiserAttribution(DenoiserExplainer):
             return None, None
         if "encoder_hidden_states" in cond:
             return "encoder_hidden_states", cond.pop("encoder_hidden_states")
-        if getattr(self.unet, "class_embedding", None) is not None:
+        module = class_embedding_module(self.unet)
+        if module is not None:
             labels = cond.get("class_labels")
             if labels is None:
                 raise ValueError("include_conditioning=True on a class-conditional UNet needs `class_labels=`.")
             with torch.no_grad():
-                emb = self.unet.class_embedding(labels)
+                emb = module(labels)
             return "class_embedding", emb.to(self.dtype)
         raise ValueError(
             f"include_conditioning=True but {type(self.unet).__name__} got no conditioning: pass "
@@ -127,6 +128,7 @@ class DenoiserAttribution(DenoiserExplainer):
         baselines: torch.Tensor | float | tuple | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         class_labels: torch.Tensor | None = None,
+        target_inputs: torch.Tensor | None = None,
         include_conditioning: bool = False,
         return_convergence_delta: bool = False,
         seed: int = 0,
@@ -140,6 +142,7 @@ class DenoiserAttribution(DenoiserExplainer):
             target (*optional*): overrides the target bound in the constructor.
             baselines (*optional*): captum baselines (GradientShap: a distribution `[N, C, H, W]`).
             encoder_hidden_states, class_labels (`torch.Tensor`, *optional*): the model's conditioning.
+            target_inputs (`torch.Tensor`, *optional*): per-sample inputs of the target's `fn` ([`ExplanationTarget`]).
             include_conditioning (`bool`, *optional*, defaults to `False`): also attribute to the conditioning.
             return_convergence_delta (`bool`, *optional*, defaults to `False`): IG/GradientShap completeness gap.
             seed (`int`, *optional*, defaults to 0): seeds the default GradientShap baselines.
@@ -162,7 +165,7 @@ class DenoiserAttribution(DenoiserExplainer):
         with frozen_parameters(self.unet):
             for step in progress(steps, desc=self.method):
                 x = step.sample
-                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0])
+                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0], target_inputs)
                 cond_name, cond_value = self._conditioning_input(cond, include_conditioning)
                 input_names = ["sample"] + ([cond_name] if cond_name else [])
                 xs = (x,) + ((cond_value,) if cond_value is not None else ())

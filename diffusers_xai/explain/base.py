@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -29,6 +28,7 @@ __all__ = [
     "check_conditioning",
     "resolve_denoiser",
     "select_sample",
+    "step_trace",
 ]
 
 
@@ -133,6 +133,16 @@ def select_sample(trace: Trace, index: int) -> Trace:
     )
 
 
+def step_trace(sample: torch.Tensor, timestep: int, step_index: int | None = None) -> Trace:
+    """A one-step [`Trace`] holding a recorded $x_t$ `[B, *S]` at `timestep`: explains it as recorded, without checking
+    the timestep against the scheduler's *current* schedule (which a later sampling call may have changed)."""
+    from ..capture import TraceConfig
+
+    return Trace(
+        config=TraceConfig(), steps=[TraceStep(step_index=step_index, timestep=int(timestep), latents=sample)]
+    )
+
+
 def _schedule(scheduler, num_inference_steps: int | None) -> list[int] | None:
     """The timesteps of a sampling run of `num_inference_steps` steps, computed on a copy of the scheduler."""
     if scheduler is None or num_inference_steps is None:
@@ -216,25 +226,6 @@ def resolve_steps(inputs: torch.Tensor | Trace, timesteps, scheduler) -> list[St
     return [StepInput(inputs, t, None) for t in requested]
 
 
-def recorded_inputs(trace: Trace, timesteps) -> list[tuple[torch.Tensor, int, int]]:
-    """
-    `[(x_t, t, step_index)]` of the steps of `trace` that hold $x_t$, only those at `timesteps` unless `None`: what
-    the tabular and time-series attributions explain. Raises `ValueError` for a timestep that was not recorded.
-    """
-    recorded = [s for s in trace.steps if s.latents is not None]
-    if not recorded:
-        raise ValueError("The trace holds no latents x_t; record them with TraceConfig(latents=True).")
-    wanted = None if timesteps is None else {int(t) for t in np.atleast_1d(timesteps)}
-    steps = [(s.latents, s.timestep, s.step_index) for s in recorded if wanted is None or s.timestep in wanted]
-    missing = (wanted or set()) - {t for _, t, _ in steps}
-    if missing:
-        raise ValueError(
-            f"Timesteps {sorted(missing)} were not recorded in the trace; recorded timesteps are "
-            f"{_preview([s.timestep for s in recorded])}."
-        )
-    return steps
-
-
 def check_conditioning(denoiser: torch.nn.Module, encoder_hidden_states=None, class_labels=None) -> None:
     """Raise a `ValueError` for a condition the denoiser cannot take, or for a class-conditional one without labels."""
     name = type(denoiser).__name__
@@ -298,6 +289,7 @@ class DenoiserExplainer:
         self.unet, self.scheduler = resolve_denoiser(model, scheduler)
         self.target = resolve_target(target)
         self.sample_shape, self.feature_names = sample_names(model)
+        self.preprocessor = getattr(model, "preprocessor", None)
 
     @property
     def denoiser(self) -> torch.nn.Module:
@@ -334,7 +326,9 @@ class DenoiserExplainer:
             target.check_mask(step.sample.shape)
         return [StepInput(s.sample.to(device=self.device, dtype=self.dtype), s.timestep, s.step_index) for s in steps]
 
-    def _conditioning(self, encoder_hidden_states, class_labels, batch_size: int) -> dict:
+    def _conditioning(self, encoder_hidden_states, class_labels, batch_size: int, target_inputs=None) -> dict:
+        """The denoiser's conditioning for a batch (checked, on the device, expanded to `batch_size`), plus the
+        target's per-sample `target_inputs` (see [`ExplanationTarget`]) under that key."""
         check_conditioning(self.unet, encoder_hidden_states, class_labels)
         cond = {}
         if encoder_hidden_states is not None:
@@ -352,4 +346,9 @@ class DenoiserExplainer:
             if labels.shape[0] != batch_size:
                 raise ValueError(f"`class_labels` has {labels.shape[0]} entries but x_t has batch size {batch_size}.")
             cond["class_labels"] = labels
+        if target_inputs is not None:
+            extra = torch.as_tensor(target_inputs, device=self.device)
+            if extra.shape[0] != batch_size:
+                raise ValueError(f"`target_inputs` has {extra.shape[0]} entries but x_t has batch size {batch_size}.")
+            cond["target_inputs"] = extra
         return cond

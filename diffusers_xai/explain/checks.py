@@ -132,7 +132,10 @@ class FaithfulnessCheck:
 
 def _conditioning(explainer, attribute_kwargs: dict, batch_size: int) -> dict:
     return explainer._conditioning(
-        attribute_kwargs.get("encoder_hidden_states"), attribute_kwargs.get("class_labels"), batch_size
+        attribute_kwargs.get("encoder_hidden_states"),
+        attribute_kwargs.get("class_labels"),
+        batch_size,
+        attribute_kwargs.get("target_inputs"),
     )
 
 

@@ -152,6 +152,7 @@ class DenoiserGradCAM(DenoiserExplainer):
         target: ExplanationTarget | Callable | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         class_labels: torch.Tensor | None = None,
+        target_inputs: torch.Tensor | None = None,
         relu_attributions: bool = False,
     ) -> ExplanationResult:
         r"""
@@ -162,6 +163,7 @@ class DenoiserGradCAM(DenoiserExplainer):
             target (*optional*): overrides the target bound in the constructor.
             encoder_hidden_states (`torch.Tensor`, *optional*): text conditioning of a `UNet2DConditionModel`.
             class_labels (`torch.Tensor`, *optional*): class labels of a class-conditional UNet.
+            target_inputs (`torch.Tensor`, *optional*): per-sample inputs of the target's `fn` ([`ExplanationTarget`]).
             relu_attributions (`bool`, *optional*, defaults to `False`): apply the paper's ReLU (captum's default
                 is off: negative evidence stays visible).
 
@@ -181,7 +183,7 @@ class DenoiserGradCAM(DenoiserExplainer):
         with frozen_parameters(self.unet):
             for step in progress(steps, desc="GradCAM"):
                 x = step.sample
-                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0])
+                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0], target_inputs)
                 forward = forward_fn.bind(["sample"], list(cond), step.timestep)
                 extras = tuple(cond.values())
                 if self._uses_captum(x, forward, extras):

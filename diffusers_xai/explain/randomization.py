@@ -364,5 +364,5 @@ def _forward_order(explainer, step, attribute_kwargs: dict) -> list[str]:
     cond = explainer._conditioning(
         attribute_kwargs.get("encoder_hidden_states"), attribute_kwargs.get("class_labels"), step.sample.shape[0]
     )
-    cond = {k: v[:1] for k, v in cond.items()}
+    cond = {k: v[:1] for k, v in cond.items() if k != "target_inputs"}
     return cascade_stages(explainer.unet, explainer.unet, step.sample[:1], step.timestep, **cond)

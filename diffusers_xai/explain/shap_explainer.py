@@ -10,7 +10,7 @@ import torch
 
 from .attributions import alpha_bar, noise_level_baselines
 from .base import DenoiserExplainer, ExplanationResult, attribution_maps, frozen_parameters, progress
-from .target import ExplanationTarget, resolve_target
+from .target import ExplanationTarget, class_embedding_module, resolve_target
 
 __all__ = ["DenoiserShap"]
 
@@ -21,6 +21,11 @@ def _import_shap():
     except ImportError as err:  # pragma: no cover - shap is a core dependency
         raise ImportError("SHAP explanations need the `shap` package: `pip install shap`.") from err
     return shap
+
+
+def _drop_output_axis(phi: np.ndarray, like: torch.Tensor) -> np.ndarray:
+    """shap appends an output axis of size 1 to each input's values: drop it."""
+    return phi[..., 0] if phi.ndim == like.ndim + 1 else phi
 
 
 class _ScalarModel(torch.nn.Module):
@@ -35,9 +40,10 @@ class _ScalarModel(torch.nn.Module):
         self._forward = forward
         self._cond = cond
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, class_embedding: torch.Tensor | None = None) -> torch.Tensor:
         cond = {k: v.expand(x.shape[0], *v.shape[1:]) for k, v in self._cond.items()}
-        return self._forward(x, *cond.values()).unsqueeze(1)
+        inputs = (x,) if class_embedding is None else (x, class_embedding)
+        return self._forward(*inputs, *cond.values()).unsqueeze(1)
 
 
 class DenoiserShap(DenoiserExplainer):
@@ -87,6 +93,8 @@ class DenoiserShap(DenoiserExplainer):
         mask_value: float | np.ndarray = 0.0,
         encoder_hidden_states: torch.Tensor | None = None,
         class_labels: torch.Tensor | None = None,
+        target_inputs: torch.Tensor | None = None,
+        include_conditioning: bool = False,
         seed: int = 0,
     ) -> ExplanationResult:
         r"""
@@ -99,6 +107,11 @@ class DenoiserShap(DenoiserExplainer):
             max_evals (`int`, *optional*, defaults to 256): Partition explainer budget per input.
             mask_value (`float` or `np.ndarray` `[H, W, C]`, *optional*, defaults to 0.0): value of a masked patch.
             encoder_hidden_states, class_labels (*optional*): the model's conditioning.
+            target_inputs (`torch.Tensor`, *optional*): per-sample inputs of the target's `fn` ([`ExplanationTarget`]).
+            include_conditioning (`bool`, *optional*, defaults to `False`): also attribute to the class embedding of a
+                class-conditional model (gradient algorithm; background: the embeddings of every class), as
+                [`DenoiserAttribution`] does; `attributions` become `(x_t, class embedding)` and
+                `metadata["conditioning_scores"]` `[K, B]` sums the latter.
             seed (`int`, *optional*, defaults to 0): seeds the background and shap's sampling.
 
         Returns:
@@ -113,23 +126,30 @@ class DenoiserShap(DenoiserExplainer):
                 f"algorithm='partition' masks image patches; samples of shape {tuple(steps[0].sample.shape)} are not "
                 "images [B, C, H, W]: use DenoiserShap(model, algorithm='gradient')."
             )
+        embedding = self._class_embeddings() if include_conditioning else None
         forward_fn = self.forward_function(target)
         generator = torch.Generator().manual_seed(seed)
-        values, expected = [], []
+        values, cond_values, expected = [], [], []
         with frozen_parameters(self.unet):
             for step in progress(steps, desc=self.method):
                 x = step.sample
-                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0])
-                forward = forward_fn.bind(["sample"], list(cond), step.timestep)
-                per_sample, per_expected = [], []
+                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0], target_inputs)
+                names = ["sample"] + (["class_embedding"] if embedding is not None else [])
+                forward = forward_fn.bind(names, list(cond), step.timestep)
+                per_sample, per_cond, per_expected = [], [], []
                 for j in range(x.shape[0]):
                     model = _ScalarModel(forward, {k: v[j : j + 1] for k, v in cond.items()})
                     xj = x[j : j + 1]
                     numpy_state = np.random.get_state()  # shap re-seeds numpy's global RNG: give it back after
                     try:
-                        if self.algorithm == "gradient":
+                        if embedding is not None:
+                            emb = (embedding[0](cond["class_labels"][j : j + 1]).detach(), embedding[1])
+                            v, c, e = self._gradient(shap, model, xj, step.timestep, background, nsamples, generator,
+                                                     seed, emb)  # fmt: skip
+                            per_cond.append(c)
+                        elif self.algorithm == "gradient":
                             t = step.timestep
-                            v, e = self._gradient(shap, model, xj, t, background, nsamples, generator, seed)
+                            v, _, e = self._gradient(shap, model, xj, t, background, nsamples, generator, seed)
                         else:
                             v, e = self._partition(shap, model, xj, max_evals, mask_value)
                     finally:
@@ -137,19 +157,39 @@ class DenoiserShap(DenoiserExplainer):
                     per_sample.append(v)
                     per_expected.append(e)
                 values.append(torch.cat(per_sample))
+                cond_values += [torch.cat(per_cond)] if per_cond else []
                 expected.append(torch.tensor(per_expected))
         attributions = torch.stack(values)
+        metadata = {"algorithm": self.algorithm, "expected_value": torch.stack(expected)}
+        if cond_values:
+            metadata |= {"conditioning": "class_embedding", "conditioning_scores": torch.stack(cond_values).sum(-1)}
         return ExplanationResult(
             method=self.method,
-            attributions=attributions,
+            attributions=(attributions, torch.stack(cond_values)) if cond_values else attributions,
             maps=attribution_maps(attributions),
             timesteps=[s.timestep for s in steps],
             step_indices=[s.step_index for s in steps],
-            metadata={"algorithm": self.algorithm, "expected_value": torch.stack(expected)},
+            metadata=metadata,
             feature_names=self.feature_names,
         )
 
-    def _gradient(self, shap, model, x, timestep, background, nsamples, generator, seed):
+    def _class_embeddings(self) -> tuple[torch.nn.Module, torch.Tensor]:
+        """The class-embedding layer and the embedding of every class (the background of the conditioning input)."""
+        if self.algorithm != "gradient":
+            raise ValueError(
+                "include_conditioning=True needs algorithm='gradient' (the partition explainer masks pixels)."
+            )
+        module = class_embedding_module(self.unet)
+        if module is None or not hasattr(module, "num_embeddings"):
+            raise ValueError(
+                f"include_conditioning=True needs a class-conditional model with an nn.Embedding class embedding; "
+                f"{type(self.unet).__name__} has none: drop include_conditioning."
+            )
+        with torch.no_grad():
+            return module, module(torch.arange(module.num_embeddings, device=self.device)).to(self.dtype)
+
+    def _gradient(self, shap, model, x, timestep, background, nsamples, generator, seed, embedding=None):
+        """shap values of one input `[1, *S]` (and of its class embedding when `embedding = (e_y, every e_k)`)."""
         if background is None:
             background = noise_level_baselines(x, alpha_bar(self.scheduler, timestep), 16, generator)
         background = background.to(device=x.device, dtype=x.dtype)
@@ -157,15 +197,20 @@ class DenoiserShap(DenoiserExplainer):
             raise ValueError(
                 f"`background` must be [N, {', '.join(map(str, x.shape[1:]))}], got {tuple(background.shape)}."
             )
+        data, point = background, x
+        if embedding is not None:  # background embeddings: every class in turn, as many as background rows
+            every = embedding[1]
+            data = [background, every[torch.arange(background.shape[0], device=every.device) % every.shape[0]]]
+            point = [x, embedding[0]]
         with torch.enable_grad():
-            explainer = shap.GradientExplainer(model, background, batch_size=nsamples)
-            phi = explainer.shap_values(x, nsamples=nsamples, rseed=seed)
-        phi = np.asarray(phi)
-        if phi.ndim == x.ndim + 1:  # a trailing output dimension of size 1
-            phi = phi[..., 0]
+            explainer = shap.GradientExplainer(model, data, batch_size=nsamples)
+            phi = explainer.shap_values(point, nsamples=nsamples, rseed=seed)
+        phis = [_drop_output_axis(np.asarray(p), p_in) for p, p_in in zip(phi, point)] if embedding else None
+        phi_x = phis[0] if phis else _drop_output_axis(np.asarray(phi), x)
         with torch.no_grad():
-            expected = float(model(background).mean())
-        return torch.from_numpy(phi).float().reshape(x.shape).cpu(), expected
+            expected = float(model(*([data] if embedding is None else data)).mean())
+        phi_c = torch.from_numpy(phis[1]).float().cpu() if phis else None
+        return torch.from_numpy(phi_x).float().reshape(x.shape).cpu(), phi_c, expected
 
     def _partition(self, shap, model, x, max_evals, mask_value):
         c, h, w = x.shape[1:]

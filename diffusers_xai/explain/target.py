@@ -79,7 +79,10 @@ class ExplanationTarget:
       `[1, 1 or C, H, W]`; rows `[F]` or `[1, F]`; windows `[L]`, `[1 or C, L]` or `[1, 1 or C, L]`.
     - `reduction`: `"sum"` or `"mean"` over the (masked) elements. A mean divides by the mask's weight.
     - `fn`: a user callable that receives the selected output `[B, *S]` (masked when `mask` is set) and returns `[B]`
-      (or `[B, ...]`, reduced with `reduction`), e.g. a classifier's logit on $\hat{x}_0$.
+      (or `[B, ...]`, reduced with `reduction`), e.g. a classifier's logit on $\hat{x}_0$. When the explainer's
+      `attribute(..., target_inputs=...)` gets a per-sample tensor `[B, ...]` (e.g. the level of a categorical column
+      each row ends up with), `fn(selected, target_inputs)` receives it, expanded along with the inputs as captum
+      expands its `additional_forward_args`.
 
     Args:
         output (`"model_contribution"`, `"pred_original_sample"` or `"model_output"`, *optional*, defaults to
@@ -145,7 +148,7 @@ class ExplanationTarget:
             out = out + a * sample.float()
         return out.to(model_output.dtype)
 
-    def __call__(self, selected: torch.Tensor) -> torch.Tensor:
+    def __call__(self, selected: torch.Tensor, target_inputs: torch.Tensor | None = None) -> torch.Tensor:
         """The target $y$ `[B]` of the selected output `[B, *S]` (see [`select`])."""
         y = selected
         weight = None
@@ -153,8 +156,10 @@ class ExplanationTarget:
             self.check_mask(y.shape)
             weight = self.mask.to(device=y.device, dtype=y.dtype).expand_as(y[:1])
             y = y * weight
+        if target_inputs is not None and self.fn is None:
+            raise ValueError("`target_inputs` were given but the target has no `fn` to read them; pass `fn=`.")
         if self.fn is not None:
-            y = self.fn(y)
+            y = self.fn(y) if target_inputs is None else self.fn(y, target_inputs)
             if not isinstance(y, torch.Tensor) or y.ndim == 0 or y.shape[0] != selected.shape[0]:
                 raise ValueError(
                     f"The target callable must return a tensor with the batch size {selected.shape[0]} as first "
@@ -249,10 +254,12 @@ class DenoiserForward:
         with _class_embedding_override(self.unet, class_embedding):
             return self.unet(sample, timestep, **kwargs).sample
 
-    def __call__(self, sample: torch.Tensor, timestep: int, **conditioning) -> torch.Tensor:
+    def __call__(
+        self, sample: torch.Tensor, timestep: int, target_inputs: torch.Tensor | None = None, **conditioning
+    ) -> torch.Tensor:
         model_output = self.model_output(sample, timestep, **conditioning)
         coefficients = x0_coefficients(self.scheduler, timestep) if self.target.needs_scheduler else None
-        return self.target(self.target.select(model_output, sample, coefficients))
+        return self.target(self.target.select(model_output, sample, coefficients), target_inputs)
 
     def bind(self, input_names: Sequence[str], extra_names: Sequence[str], timestep: int) -> Callable:
         """A positional forward function `f(*inputs, *extras)` as captum calls it, for a fixed timestep."""

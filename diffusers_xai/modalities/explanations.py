@@ -1,11 +1,11 @@
 """End-of-training explanation card figures for denoisers of rows and windows (tables, time series).
 
 Images go through [`explain_generation`] (GradCAM, attention, captum maps with deletion/insertion scores). Tables and
-series have captum/shap attributions of $\\hat{x}_0$ to $x_t$ ([`TabularAttribution`], [`TimeSeriesAttribution`])
-and commit steps; this module runs them on one traced generation and scores each attribution the way the image
-explainers are scored: integrated gradients' completeness error (Sundararajan et al. 2017) as the faithfulness
-number, and Adebayo et al.'s model-randomisation check (Spearman correlation of |attributions| from the trained
-and from a re-initialised denoiser) as the sanity check.
+series use the same explainer classes ([`DenoiserAttribution`], [`DenoiserShap`]) over `[B, F]` rows and
+`[B, C, L]` windows, plus commit steps; this module runs them on one traced generation and scores each attribution
+as the image explainers are scored: integrated gradients' completeness error (Sundararajan et al. 2017) as a
+faithfulness number, and Adebayo et al.'s model-randomisation check (Spearman correlation of |attributions| from the
+trained and from a fully re-initialised denoiser) as the sanity check.
 """
 
 from __future__ import annotations
@@ -26,10 +26,16 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return round(float(spearman_corrcoef(a.abs().flatten().double(), b.abs().flatten().double())), 6)
 
 
+def _explainer(pipeline, method: str):
+    from ..explain import DenoiserAttribution, DenoiserShap
+
+    return DenoiserShap(pipeline, "gradient") if method == "shap" else DenoiserAttribution(pipeline, method)
+
+
 def explain_rows(
     pipeline,
     trace,
-    attribution_cls: type,
+    attribute: Callable,
     methods: tuple[str, ...],
     output_dir: str,
     plot_attributions: Callable[[object, str], str],
@@ -45,12 +51,13 @@ def explain_rows(
         pipeline: a [`TabularXAIPipeline`] or [`TimeSeriesXAIPipeline`] (with `denoiser`, `scheduler`,
             `preprocessor`).
         trace ([`Trace`]): the traced generation to explain.
-        attribution_cls: [`TabularAttribution`] or [`TimeSeriesAttribution`].
+        attribute (`callable`): `(explainer, trace, **kwargs) -> explanation` with `.attributions`, `.delta` (and
+            `.condition` for tables): [`column_attributions`] or the explainer's own `attribute`.
         plot_attributions (`callable`): `(explanation, path) -> path` of the PNG.
         commit_figure (`callable`): `(trace, path) -> path`: computes and plots the commit steps.
         **attribute_kwargs: passed to `attribute()` (e.g. `class_labels=`).
     """
-    from ..explain.faithfulness import randomize_model
+    from ..explain import randomize_model
 
     recorded = [s.timestep for s in trace.steps if s.latents is not None]
     t = recorded[len(recorded) // 2]
@@ -64,23 +71,30 @@ def explain_rows(
         kwargs = dict(attribute_kwargs, timesteps=[t], seed=seed)
         if method == "integrated_gradients":
             kwargs["return_convergence_delta"] = True
-        explanation = attribution_cls(pipeline, method).attribute(trace, **kwargs)
+        explanation = attribute(_explainer(pipeline, method), trace, **kwargs)
         path = plot_attributions(explanation, os.path.join(output_dir, f"{method}.png"))
-        figures[method] = {"path": path, "caption": f"{method.replace('_', ' ')} of x0_hat w.r.t. x_t at t={t}"}
-        explainers[method] = {"timesteps": [t], "num_samples": int(explanation.attributions.shape[1])}
+        figures[method] = {
+            "path": path,
+            "caption": f"{method.replace('_', ' ')} of the model's x0 term w.r.t. x_t at t={t}",
+        }
+        attributions = (
+            explanation.attributions[0] if isinstance(explanation.attributions, tuple) else explanation.attributions
+        )
+        explainers[method] = {"timesteps": [t], "num_samples": int(attributions.shape[1])}
         if explanation.delta is not None:
             # completeness: sum(attributions) = f(x_t) - f(baseline) exactly for ideal IG; the error is the Riemann gap
-            total = explanation.attributions.reshape(*explanation.delta.shape, -1).sum(-1)
+            total = attributions.reshape(*explanation.delta.shape, -1).sum(-1)
             if getattr(explanation, "condition", None) is not None:
                 total = total + explanation.condition
             faithfulness[method] = {
                 "completeness_error_mean_abs": round(float(explanation.delta.abs().mean()), 6),
                 "attribution_sum_mean_abs": round(float(total.abs().mean()), 6),
             }
-        random_explanation = attribution_cls(random_pipeline, method).attribute(trace, **kwargs)
-        sanity[method] = {
-            "spearman_vs_randomized_model": _spearman(explanation.attributions, random_explanation.attributions)
-        }
+        random_explanation = attribute(_explainer(random_pipeline, method), trace, **kwargs)
+        random_attributions = random_explanation.attributions
+        if isinstance(random_attributions, tuple):
+            random_attributions = random_attributions[0]
+        sanity[method] = {"spearman_vs_randomized_model": _spearman(attributions, random_attributions)}
     if "commit_steps" in methods:
         path = commit_figure(trace, os.path.join(output_dir, "commit_steps.png"))
         figures["commit_steps"] = {"path": path, "caption": "denoising step at which each output settles"}

@@ -241,12 +241,8 @@ class TabularModality(Modality):
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Column attributions (IG / SHAP) at the middle step of a traced DDIM run of 16 rows (SHAP costs ~0.3 s a
         row), and the step at which each column commits."""
-        from ..explain.tabular import (
-            TabularAttribution,
-            column_commit_steps,
-            plot_column_attributions,
-            plot_column_commit_steps,
-        )
+        from ..explain import column_attributions, column_commit_steps
+        from ..viz import plot_column_attributions, plot_column_commit_steps
 
         ddim = self._ddim(pipeline)
         out = ddim(
@@ -258,7 +254,7 @@ class TabularModality(Modality):
         return explain_rows(
             ddim,
             out.trace,
-            TabularAttribution,
+            column_attributions,
             methods,
             output_dir,
             plot_column_attributions,

@@ -224,12 +224,8 @@ class TimeSeriesModality(Modality):
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Attributions of the whole predicted window to x_t (IG / SHAP) at the middle step of a traced DDIM run of
         16 windows, and the step at which each time step commits."""
-        from ..explain.timeseries import (
-            TimeSeriesAttribution,
-            plot_series_attributions,
-            plot_series_commit_steps,
-            series_commit_steps,
-        )
+        from ..explain import series_commit_steps
+        from ..viz import plot_series_attributions, plot_series_commit_steps
 
         ddim = self._ddim(pipeline)
         out = ddim(
@@ -242,7 +238,7 @@ class TimeSeriesModality(Modality):
         return explain_rows(
             ddim,
             out.trace,
-            TimeSeriesAttribution,
+            lambda explainer, trace, **kwargs: explainer.attribute(trace, **kwargs),
             methods,
             output_dir,
             plot_series_attributions,

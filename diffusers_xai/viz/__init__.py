@@ -4,9 +4,19 @@ from .attention import save_attention_maps, save_token_maps
 from .curves import save_faithfulness_curves, save_sanity_check
 from .heatmaps import save_heatmap_overlay, save_step_grid
 from .images import save_image_grid
+from .rows import (
+    plot_column_attributions,
+    plot_column_commit_steps,
+    plot_series_attributions,
+    plot_series_commit_steps,
+)
 from .trajectory import save_commit_step_map, save_denoising_gif, save_trajectory_curves, save_trajectory_strip
 
 __all__ = [
+    "plot_column_attributions",
+    "plot_column_commit_steps",
+    "plot_series_attributions",
+    "plot_series_commit_steps",
     "save_attention_maps",
     "save_commit_step_map",
     "save_denoising_gif",

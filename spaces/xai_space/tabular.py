@@ -52,11 +52,13 @@ TABULAR, TABULAR_MISSING = find_feature({"diffusers_xai": ["TabularXAIPipeline"]
 ATTRIBUTION, ATTRIBUTION_MISSING = find_feature(
     {
         "diffusers_xai.explain": [
-            "TabularAttribution",
-            "plot_column_attributions",
+            "DenoiserAttribution",
+            "DenoiserShap",
+            "column_attributions",
             "column_commit_steps",
-            "plot_column_commit_steps",
-        ]
+            "step_trace",
+        ],
+        "diffusers_xai.viz": ["plot_column_attributions", "plot_column_commit_steps"],
     }
 )
 QUALITY, QUALITY_MISSING = find_feature(
@@ -191,9 +193,12 @@ def explain(state, method, target, position, progress=gr.Progress(track_tqdm=Tru
     labels = _labels(state)
     progress(0, desc=f"Explaining with {method}")
     with MODEL_LOCK:
-        explanation = ATTRIBUTION.TabularAttribution(pipe, method).attribute(
-            step.latents[:rows].float(),
-            timesteps=step.timestep,
+        explainer = (
+            ATTRIBUTION.DenoiserShap(pipe) if method == "shap" else ATTRIBUTION.DenoiserAttribution(pipe, method)
+        )
+        explanation = ATTRIBUTION.column_attributions(
+            explainer,
+            ATTRIBUTION.step_trace(step.latents[:rows].float(), step.timestep, step.step_index),
             target=None if target == ALL_COLUMNS else target,
             class_labels=None if labels is None else labels[:rows],
         )

@@ -54,11 +54,13 @@ TIMESERIES, TIMESERIES_MISSING = find_feature({"diffusers_xai": ["TimeSeriesXAIP
 ATTRIBUTION, ATTRIBUTION_MISSING = find_feature(
     {
         "diffusers_xai.explain": [
-            "TimeSeriesAttribution",
-            "plot_series_attributions",
+            "DenoiserAttribution",
+            "DenoiserShap",
             "series_commit_steps",
-            "plot_series_commit_steps",
-        ]
+            "series_target",
+            "step_trace",
+        ],
+        "diffusers_xai.viz": ["plot_series_attributions", "plot_series_commit_steps"],
     }
 )
 QUALITY, QUALITY_MISSING = find_feature(
@@ -194,17 +196,23 @@ def explain(state, method, sample, channel, time, position, progress=gr.Progress
     time = check_int("Time step", time, -1, length - 1)
     progress(0, desc=f"Explaining with {method}")
     with MODEL_LOCK:
-        explanation = ATTRIBUTION.TimeSeriesAttribution(pipe, method).attribute(
-            step.latents[sample : sample + 1].float(),
-            timesteps=step.timestep,
-            target_channel=None if channel == ALL_CHANNELS else channel,
-            target_time=None if time < 0 else time,
+        region = ATTRIBUTION.series_target(
+            channels, length, None if channel == ALL_CHANNELS else channel, None if time < 0 else time
+        )
+        explainer = (
+            ATTRIBUTION.DenoiserShap(pipe) if method == "shap" else ATTRIBUTION.DenoiserAttribution(pipe, method)
+        )
+        explanation = explainer.attribute(
+            ATTRIBUTION.step_trace(step.latents[sample : sample + 1].float(), step.timestep, step.step_index),
+            target=region,
         )
     folder = new_output_path(f"series-{method}")
     folder.mkdir()
-    plot = ATTRIBUTION.plot_series_attributions(explanation, str(folder / f"{method}_series.png"), sample=0, step=0)
-    per_time = explanation.per_time_step[0, 0]
-    per_channel = explanation.per_channel[0, 0]
+    title = f"{method}, t = {step.timestep}, target {channel} / {'all' if time < 0 else time}"
+    path = str(folder / f"{method}_series.png")
+    plot = ATTRIBUTION.plot_series_attributions(explanation, path, sample=0, step=0, channels=channels, title=title)
+    per_time = explanation.attributions[0, 0].abs().sum(dim=0)
+    per_channel = explanation.attributions[0, 0].abs().sum(dim=1)
     numbers = {
         "method": method,
         "timestep": int(step.timestep),
