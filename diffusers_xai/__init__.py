@@ -18,7 +18,9 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, list[str]] = {
     "capture": [
         "ActivationCapture",
+        "AttentionProbabilityCapture",
         "CapturingAttnProcessor",
+        "LatentTraceCallback",
         "Trace",
         "TraceConfig",
         "TraceRecorder",
@@ -36,6 +38,8 @@ _EXPORTS: dict[str, list[str]] = {
     ],
     "explain": [
         "AttentionExplainer",
+        "TextToImageExplainer",
+        "explain_prompt",
         "DenoiserAttribution",
         "DenoiserGradCAM",
         "DenoiserShap",
@@ -108,7 +112,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from . import models, viz
     from .capture import (
         ActivationCapture,
+        AttentionProbabilityCapture,
         CapturingAttnProcessor,
+        LatentTraceCallback,
         Trace,
         TraceConfig,
         TraceRecorder,
@@ -134,11 +140,13 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         ExplanationReport,
         ExplanationResult,
         ExplanationTarget,
+        TextToImageExplainer,
         TrajectoryAnalysis,
         analyze_trajectory,
         cascading_randomization,
         deletion_insertion,
         explain_generation,
+        explain_prompt,
         faithfulness_check,
         model_randomization_check,
         randomize_model,

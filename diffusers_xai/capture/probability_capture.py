@@ -134,6 +134,7 @@ class AttentionProbabilityCapture:
             `head_reduction`, `dtype`, `device` and `max_bytes` apply; the image→text block is stored, or the chosen
             self-attention rows for layers without text).
         num_steps (`int`, *optional*): denoising steps of the run, to resolve `trace_config.steps`.
+        step_filter (`Callable[[int], bool]`, *optional*): record only the steps it accepts (others cost nothing).
         max_chunk_bytes (`int`, *optional*, defaults to 64 MiB): bound of one chunk of attention scores.
 
     Raises:
@@ -159,6 +160,7 @@ class AttentionProbabilityCapture:
         self_attention_queries: Sequence[int] | Callable[[int], Sequence[int]] | None = None,
         trace_config: TraceConfig | None = None,
         num_steps: int | None = None,
+        step_filter: Callable[[int], bool] | None = None,
         max_chunk_bytes: int = 2**26,
     ):
         modules = find_all_attention_modules(model)
@@ -172,7 +174,7 @@ class AttentionProbabilityCapture:
         self.model, self.sink, self.condition = model, sink, condition
         self.modules = {n: modules[n] for n in names}
         self.image_to_text, self.self_attention_queries = image_to_text, self_attention_queries
-        self.max_chunk_bytes = max_chunk_bytes
+        self.max_chunk_bytes, self.step_filter = max_chunk_bytes, step_filter
         self.trace = Trace(config=trace_config, num_inference_steps=num_steps) if trace_config is not None else None
         self._kept_steps = trace_config.step_indices(num_steps) if trace_config is not None else None
         self._forward_signature = inspect.signature(model.forward)
@@ -195,6 +197,9 @@ class AttentionProbabilityCapture:
         if self.rows is None:
             return
         self.step_index += 1
+        if self.step_filter is not None and not self.step_filter(self.step_index):
+            self.rows = None
+            return
         self.timestep = float(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else timestep
         self.text_length = None if context is None else context.shape[1]
         kept = self.trace is not None and (self._kept_steps is None or self.step_index in self._kept_steps)
@@ -220,6 +225,9 @@ class AttentionProbabilityCapture:
     # ---- per attention call ----
     def _record(self, name: str, attn, processor, inputs: dict) -> None:
         rows = self.rows
+        plain_self_attention = isinstance(attn, Attention) and inputs.get("encoder_hidden_states") is None
+        if self.self_attention_queries is None and plain_self_attention:
+            return  # no text in this call and no self-attention asked for: nothing to compute
         with torch.no_grad():
             sel = {k: _select_rows(v, rows, k) for k, v in inputs.items()}
             qk = attention_query_key(attn, processor, text_length=self.text_length, **sel)

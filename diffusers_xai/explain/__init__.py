@@ -40,10 +40,14 @@ from .randomization import (
 from .shap_explainer import DenoiserShap
 from .tabular import ColumnCommitResult, TabularExplanation, column_attributions, column_commit_steps, column_target
 from .target import DenoiserForward, ExplanationTarget, class_embedding_module, resolve_target, x0_coefficients
+from .text_to_image import TextToImageExplainer, TextToImageExplanation, explain_prompt
 from .timeseries import SeriesCommitResult, series_commit_steps, series_target
 from .trajectory import TrajectoryAnalysis, analyze_trajectory, commit_steps
 
 __all__ = [
+    "TextToImageExplainer",
+    "TextToImageExplanation",
+    "explain_prompt",
     "ColumnCommitResult",
     "TabularExplanation",
     "column_attributions",

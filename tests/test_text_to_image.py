@@ -1,0 +1,227 @@
+"""TextToImageExplainer on tiny stock SD, SDXL, SD3, Flux and PixArt pipelines (offline, 2 steps)."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DPMSolverMultistepScheduler
+
+from diffusers_xai.capture import LatentTraceCallback, TraceConfig
+from diffusers_xai.explain.faithfulness import FaithfulnessResult
+from diffusers_xai.explain.randomization import SanityCheckResult
+from diffusers_xai.explain.text_to_image import TextToImageExplainer, explain_prompt
+from diffusers_xai.testing_text_to_image import TEXT_TO_IMAGE_FAMILIES, tiny_call_kwargs, tiny_text_to_image_pipeline
+
+PROMPT = "a red kitten"
+
+
+@pytest.fixture(scope="module", params=TEXT_TO_IMAGE_FAMILIES)
+def family_pipe(request):
+    return request.param, tiny_text_to_image_pipeline(request.param)
+
+
+def _denoiser(pipe):
+    return pipe.unet if hasattr(pipe, "unet") else pipe.transformer
+
+
+def _processors(model):
+    return {n: m.get_processor() for n, m in model.named_modules() if hasattr(m, "get_processor")}
+
+
+def test_word_maps_merge_subwords_and_keep_images_identical(family_pipe):
+    family, pipe = family_pipe
+    stock = pipe(PROMPT, **tiny_call_kwargs(family, guidance_scale=5.0)).images
+    before = _processors(_denoiser(pipe))
+    res = TextToImageExplainer(pipe).attribute(
+        PROMPT, include_special=True, **tiny_call_kwargs(family, guidance_scale=5.0)
+    )
+    np.testing.assert_array_equal(res.images, stock)
+    assert _processors(_denoiser(pipe)) == before
+    specials = {"sd": ["<|startoftext|>", "<|endoftext|>"], "sdxl": ["<|startoftext|>", "<|endoftext|>"]}
+    specials |= {"sd3": ["<|startoftext|>", "<|endoftext|>", "</s>"], "flux": ["</s>"], "pixart": ["</s>"]}
+    assert res.words == ["a", "red", "kitten", *specials[family]]
+    assert res.word_maps.shape == (len(res.words), 16, 16) and res.step_indices == [0, 1]
+    # "kitten" is ki + t + ten</w> in CLIP and ▁kit + ten in T5; its word map is the sum of those token maps
+    subwords = {"sd": ["ki", "t", "ten</w>"], "sdxl": ["ki", "t", "ten</w>"], "flux": ["▁kit", "ten"]}
+    subwords |= {"pixart": ["▁kit", "ten"], "sd3": ["ki", "t", "ten</w>", "▁kit", "ten"]}
+    idx = [i for i, tok in enumerate(res.tokens) if tok in subwords[family]]
+    assert [res.tokens[i] for i in idx] == subwords[family]
+    torch.testing.assert_close(res.word_map("kitten"), res.token_maps[idx].sum(0), rtol=1e-5, atol=1e-7)
+    if family in ("sd", "sdxl", "pixart"):  # cross-attention: a softmax over the text keys alone
+        assert float(res.token_maps.sum(0).max()) <= 1 + 1e-5
+    else:  # joint attention: the image→text share of a softmax over [image, text]
+        assert float(res.token_maps.sum(0).max()) < 1
+    if family != "pixart":  # PixArt's pipeline has no callback_on_step_end
+        assert len(res.trace) == 2 and res.trace.steps[0].latents is not None
+
+
+def test_unconditional_half_never_leaks(family_pipe):
+    family, pipe = family_pipe
+    if family == "flux":  # only true CFG has a negative pass
+        a = dict(true_cfg_scale=3.0, negative_prompt="a dog")
+        b = dict(true_cfg_scale=3.0, negative_prompt="blue grass")
+    else:
+        a, b = (
+            dict(guidance_scale=5.0, negative_prompt="a dog"),
+            dict(guidance_scale=5.0, negative_prompt="blue grass"),
+        )
+    explainer = TextToImageExplainer(pipe)
+    # step 0 sees the same x_T whatever the negative prompt: its conditional maps must not depend on it
+    first = explainer.attribute(PROMPT, steps=[0], trace=False, **tiny_call_kwargs(family, **a))
+    second = explainer.attribute(PROMPT, steps=[0], trace=False, **tiny_call_kwargs(family, **b))
+    assert not np.array_equal(first.images, second.images)  # the negative prompt did change the generation
+    torch.testing.assert_close(first.word_maps, second.word_maps, rtol=0, atol=0)
+    no_cfg = explainer.attribute(PROMPT, steps=[0], trace=False, **tiny_call_kwargs(family, guidance_scale=1.0))
+    torch.testing.assert_close(first.word_maps, no_cfg.word_maps, rtol=1e-5, atol=1e-7)
+
+
+def _embeddings(pipe, family):
+    """The pipeline's own conditioning for PROMPT, as keyword arguments of its __call__ (no CFG)."""
+    with torch.no_grad():
+        if family == "sd":
+            pe, _ = pipe.encode_prompt(PROMPT, "cpu", 1, False)
+            return {"prompt_embeds": pe}
+        if family in ("sdxl", "sd3"):
+            extra = {"prompt_3": None, "max_sequence_length": 12} if family == "sd3" else {}
+            out = pipe.encode_prompt(
+                PROMPT, None, device="cpu", num_images_per_prompt=1, do_classifier_free_guidance=False, **extra
+            )
+            return {"prompt_embeds": out[0], "pooled_prompt_embeds": out[2]}
+        if family == "flux":
+            pe, pooled, _ = pipe.encode_prompt(PROMPT, None, max_sequence_length=12)
+            return {"prompt_embeds": pe, "pooled_prompt_embeds": pooled}
+        pe, mask, _, _ = pipe.encode_prompt(PROMPT, False, max_sequence_length=12)
+        return {"prompt_embeds": pe, "prompt_attention_mask": mask}
+
+
+def test_zeroed_word_loses_its_map_and_its_attribution(family_pipe):
+    family, pipe = family_pipe
+    explainer = TextToImageExplainer(pipe)
+    kwargs = tiny_call_kwargs(family, guidance_scale=1.0)
+    normal = explainer.attribute(PROMPT, integrated_gradients=True, check_step=1, trace=False, **kwargs)
+    embeds = _embeddings(pipe, family)
+    kitten = normal.layout.word_positions(normal.layout.words.index("kitten"))
+    embeds["prompt_embeds"] = embeds["prompt_embeds"].clone()
+    embeds["prompt_embeds"][:, kitten] = 0
+    zeroed = explainer.attribute(
+        PROMPT,
+        integrated_gradients=True,
+        check_step=1,
+        trace=False,
+        **tiny_call_kwargs(family, guidance_scale=1.0),
+        **embeds,
+    )
+    ig = zeroed.attributions["integrated_gradients"]
+    assert float(ig["tokens"][kitten].abs().max()) == 0.0  # IG with a zero baseline: x - x' = 0
+    assert float(ig["words"][2]) == 0.0 and float(normal.attributions["integrated_gradients"]["words"][2]) != 0.0
+    # every zeroed position has the same key: its tokens' maps collapse onto one content-free map
+    maps = zeroed.token_maps[[zeroed.token_positions.index(p) for p in kitten]]
+    torch.testing.assert_close(maps, maps[:1].expand_as(maps), rtol=1e-5, atol=1e-7)
+    before = normal.token_maps[[normal.token_positions.index(p) for p in kitten]]
+    assert float((before - before[:1]).abs().max()) > 1e-4
+
+
+def test_integrated_gradients_complete_and_region(family_pipe):
+    family, pipe = family_pipe
+    res = explain_prompt(
+        pipe,
+        PROMPT,
+        integrated_gradients=True,
+        check_step=0,
+        region=(0.0, 0.0, 0.5, 0.5),
+        n_ig_steps=32,
+        trace=False,
+        **tiny_call_kwargs(family, guidance_scale=1.0),
+    )
+    ig = res.attributions["integrated_gradients"]
+    assert ig["tokens"].shape == (len(res.layout.tokens),) and ig["words"].shape == (3,)
+    # completeness: the attributions add up to f(embeddings) - f(0) up to the Riemann error
+    assert float(ig["delta"].abs()) < 0.05 * float(ig["tokens"].abs().sum())
+
+
+def test_faithfulness_and_sanity_checks_on_word_maps():
+    pipe = tiny_text_to_image_pipeline("sd3")
+    res = explain_prompt(
+        pipe, PROMPT, faithfulness=True, sanity=True, trace=False, **tiny_call_kwargs("sd3", num_inference_steps=3)
+    )
+    faith = res.attributions["faithfulness"]
+    assert list(faith) == ["a", "red", "kitten"] and all(isinstance(r, FaithfulnessResult) for r in faith.values())
+    r = faith["kitten"]
+    assert r.deletion.shape == (1, 9) and torch.allclose(r.deletion_raw[:, 0], torch.ones(1), atol=1e-4)  # f(x_t) = 1
+    sanity = res.attributions["sanity"]
+    assert isinstance(sanity, SanityCheckResult) and sanity.ssim_per_map.shape == (3,)
+    assert sanity.spearman < 0.9  # a re-initialised transformer gives different word maps
+    # the randomised denoiser was swapped back
+    again = explain_prompt(pipe, PROMPT, trace=False, **tiny_call_kwargs("sd3", num_inference_steps=3))
+    torch.testing.assert_close(again.word_maps, res.word_maps)
+
+
+def test_processors_restored_after_an_error_and_bad_input():
+    pipe = tiny_text_to_image_pipeline("sd")
+    before = _processors(pipe.unet)
+    explainer = TextToImageExplainer(pipe)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        explainer.attribute(PROMPT, **tiny_call_kwargs("sd", height=15))
+    assert _processors(pipe.unet) == before and not pipe.unet._forward_pre_hooks and not pipe.unet._forward_hooks
+    with pytest.raises(ValueError, match="one string"):
+        explainer.attribute(["a", "b"])
+    with pytest.raises(ValueError, match="`steps` must be"):
+        explainer.attribute(PROMPT, steps=3)
+    with pytest.raises(ValueError, match="check_step=5"):
+        explainer.attribute(PROMPT, integrated_gradients=True, check_step=5, **tiny_call_kwargs("sd"))
+    with pytest.raises(ValueError, match="callback_on_step_end"):
+        explainer.attribute(PROMPT, callback_on_step_end=lambda *a: a[-1], **tiny_call_kwargs("sd"))
+    with pytest.raises(ValueError, match="not a text-to-image pipeline"):
+        TextToImageExplainer(object())
+
+
+def test_latent_trace_callback_flow_matching_x0():
+    pipe = tiny_text_to_image_pipeline("sd3")
+    seen = []
+    handle = pipe.transformer.register_forward_hook(
+        lambda m, a, k, out: seen.append((k["hidden_states"].clone(), out[0].clone())), with_kwargs=True
+    )
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    callback = LatentTraceCallback(TraceConfig(steps="all", dtype=torch.float32), initial_latents=latents)
+    try:
+        pipe(
+            PROMPT,
+            latents=latents,
+            callback_on_step_end=callback,
+            **tiny_call_kwargs("sd3", num_inference_steps=3, guidance_scale=1.0),
+        )
+    finally:
+        handle.remove()
+    trace = callback.trace
+    assert trace.step_indices == [0, 1, 2] and trace.stack("latents").shape == (3, 1, 4, 8, 8)
+    for i, (x, v) in enumerate(seen):  # x̂0 = x_t - sigma_t v
+        torch.testing.assert_close(
+            trace.steps[i].pred_original_sample, x - pipe.scheduler.sigmas[i] * v, rtol=1e-4, atol=1e-4
+        )
+    torch.testing.assert_close(trace.steps[1].latents, seen[2][0])  # step i records x_{t_{i+1}}
+
+
+def test_latent_trace_callback_dpm_solver_x0_and_budget(caplog):
+    pipe = tiny_text_to_image_pipeline("sd")
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)  # dpmsolver++: data prediction
+    seen = []
+    handle = pipe.unet.register_forward_hook(
+        lambda m, a, k, out: seen.append((a[0].clone(), a[1], out[0].clone())), with_kwargs=True
+    )
+    callback = LatentTraceCallback(TraceConfig(steps="all", dtype=torch.float32))
+    try:
+        pipe(
+            PROMPT, callback_on_step_end=callback, **tiny_call_kwargs("sd", num_inference_steps=3, guidance_scale=1.0)
+        )
+    finally:
+        handle.remove()
+    alphas = pipe.scheduler.alphas_cumprod
+    for step, (x, t, eps) in zip(callback.trace.steps, seen):
+        a = alphas[int(t)]
+        torch.testing.assert_close(
+            step.pred_original_sample, (x - (1 - a).sqrt() * eps) / a.sqrt(), rtol=1e-4, atol=1e-4
+        )
+    small = LatentTraceCallback(TraceConfig(steps="all", dtype=torch.float32, max_bytes=2100))
+    pipe(PROMPT, callback_on_step_end=small, **tiny_call_kwargs("sd", num_inference_steps=3))
+    assert (
+        small.trace.truncated and len(small.trace) == 1 and small.trace.nbytes == 2048
+    )  # x_t and x̂0 of step 0 and "max_bytes=2100" in caplog.text
