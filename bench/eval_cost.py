@@ -47,7 +47,6 @@ def main(args) -> None:
     from sklearn.datasets import load_breast_cancer
     from sklearn.neighbors import NearestNeighbors
 
-    from diffusers_xai.data import load_digits_tensors
     from diffusers_xai.evaluation import (
         DigitsCNN,
         autocorrelation_distance,
@@ -66,6 +65,7 @@ def main(args) -> None:
     )
     from diffusers_xai.evaluation.neighbors import DEFAULT_MAX_BYTES
     from diffusers_xai.evaluation.timeseries import WindowStatsEncoder
+    from diffusers_xai.modalities.image.data import load_digits_tensors
 
     n = args.num_samples
     per_k = 1000 / n

@@ -33,9 +33,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from diffusers_xai.data.tabular import TABULAR_DATASETS  # noqa: E402
 from diffusers_xai.evaluation.tabular import evaluate_table, infer_metadata  # noqa: E402
-from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline  # noqa: E402
+from diffusers_xai.modalities.tabular.data import TABULAR_DATASETS  # noqa: E402
+from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline  # noqa: E402
 from diffusers_xai.training import TrainingConfig, train  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -28,9 +28,9 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from diffusers_xai.data.timeseries import make_sines  # noqa: E402
 from diffusers_xai.evaluation.timeseries import discriminative_score, predictive_score  # noqa: E402
-from diffusers_xai.pipelines.pipeline_timeseries import TimeSeriesXAIPipeline  # noqa: E402
+from diffusers_xai.modalities.timeseries.data import make_sines  # noqa: E402
+from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline  # noqa: E402
 from diffusers_xai.training import TrainingConfig, train  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -75,16 +75,11 @@ _EXPORTS: dict[str, list[str]] = {
         "save_explanation_card",
         "save_pretrained_with_card",
     ],
-    "pipelines": [
-        "SCHEDULERS",
-        "DiffusionStep",
-        "DiffusionXAIPipeline",
-        "DiffusionXAIPipelineOutput",
-        "make_scheduler",
-        "predict_original_sample",
-    ],
-    "pipelines.pipeline_tabular": ["TabularXAIPipeline", "TabularXAIPipelineOutput"],
-    "pipelines.pipeline_timeseries": ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"],
+    "modalities": ["Modality", "get_modality", "register_modality"],
+    "modalities.image": ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput"],
+    "modalities.tabular": ["TabularXAIPipeline", "TabularXAIPipelineOutput"],
+    "modalities.timeseries": ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"],
+    "pipelines": ["SCHEDULERS", "DiffusionStep", "make_scheduler", "predict_original_sample"],
     "training": ["NonFiniteLossError", "TrainingConfig", "TrainResult", "digits_config", "train"],
 }
 _SUBMODULES = ("models", "viz")
@@ -169,16 +164,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         save_explanation_card,
         save_pretrained_with_card,
     )
-    from .pipelines import (
-        SCHEDULERS,
-        DiffusionStep,
-        DiffusionXAIPipeline,
-        DiffusionXAIPipelineOutput,
-        make_scheduler,
-        predict_original_sample,
-    )
-    from .pipelines.pipeline_tabular import TabularXAIPipeline, TabularXAIPipelineOutput
-    from .pipelines.pipeline_timeseries import TimeSeriesXAIPipeline, TimeSeriesXAIPipelineOutput
+    from .modalities import Modality, get_modality, register_modality
+    from .modalities.image import DiffusionXAIPipeline, DiffusionXAIPipelineOutput
+    from .modalities.tabular import TabularXAIPipeline, TabularXAIPipelineOutput
+    from .modalities.timeseries import TimeSeriesXAIPipeline, TimeSeriesXAIPipelineOutput
+    from .pipelines import SCHEDULERS, DiffusionStep, make_scheduler, predict_original_sample
     from .training import (
         NonFiniteLossError,
         TrainingConfig,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from .capture import TraceConfig
-from .data import load_digits_tensors
+from .modalities.image.data import load_digits_tensors
 from .training import digits_config, train
 from .training.finish import RunSummary, write_card
 from .viz import save_attention_maps, save_image_grid, save_trajectory_strip
@@ -118,7 +118,7 @@ def run_quickstart(
     explanation, report, methods = None, None, ()
     if explain:
         from .explain import DEFAULT_METHODS, explain_generation
-        from .modalities.image import card_fields_from_summary
+        from .modalities.image.modality import card_fields_from_summary
 
         summary["explanations"] = explain_generation(pipe, generation, out / "explanations", sample_index=0)
         explanation = card_fields_from_summary(summary["explanations"], out / "explanations", files["samples"])

@@ -44,7 +44,7 @@ def tiny_conditional_unet(seed: int = 0, cross_attention_dim: int = 8) -> UNet2D
 
 def tiny_pipeline(scheduler: str = "ddpm", seed: int = 0, num_train_timesteps: int = 100, **unet_kwargs):
     """A [`DiffusionXAIPipeline`] around [`tiny_unet`] with a fresh scheduler of the given name."""
-    from .pipelines import DiffusionXAIPipeline
+    from .modalities.image import DiffusionXAIPipeline
 
     pipe = DiffusionXAIPipeline.from_unet(
         tiny_unet(seed=seed, **unet_kwargs), scheduler, num_train_timesteps=num_train_timesteps

@@ -31,7 +31,7 @@ def test_evaluate_pipeline_on_digits(tmp_path, capsys):
     ]
     assert main(argv) == 0
     report = EvaluationReport.load(out)
-    assert report.modality == "images" and report.num_generated == 40 and report.num_real == 1797
+    assert report.modality == "image" and report.num_generated == 40 and report.num_real == 1797
     assert report["fid"].name == "FID (digits-CNN features)" and report["fid"].value > 0
     assert report.details["source"]["num_inference_steps"] == 2
     assert sorted(p.name for p in (tmp_path / "eval_plots").iterdir()) == [
@@ -51,7 +51,7 @@ def test_evaluate_saved_table_samples(tmp_path):
     assert main([*argv, "--out", str(out), "--no_progress", "--no_sdmetrics_privacy"]) == 0
     data = json.loads(out.read_text())
     keys = {m["key"] for m in data["metrics"]}
-    assert data["modality"] == "table" and {"quality_score", "tstr", "detection_auc", "dcr_median"} <= keys
+    assert data["modality"] == "tabular" and {"quality_score", "tstr", "detection_auc", "dcr_median"} <= keys
     assert "dcr_baseline_protection" not in keys
     assert data["details"]["metadata"]["columns"]["target"] == {"sdtype": "categorical"}
 
@@ -92,8 +92,18 @@ def test_evaluate_bad_data_spec(tmp_path, capsys):
     assert not (tmp_path / "r.json").exists()
 
 
+@pytest.mark.parametrize(("old", "new"), [("images", "image"), ("table", "tabular"), ("time-series", "timeseries")])
+def test_old_modality_names_name_the_new_one(tmp_path, capsys, old, new):
+    argv = ["evaluate", "--samples", str(tmp_path / "x.npy"), "--data", "digits", "--modality", old]
+    assert main([*argv, "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"diffusers-xai evaluate: error: The modality {old!r} is now called {new!r}; use that name."
+    with pytest.raises(ValueError, match=f"is now called {new!r}"):
+        EvaluationReport(modality=old)
+
+
 def test_report_json_round_trip_with_nan(tmp_path):
-    report = EvaluationReport(modality="images", num_real=3, num_generated=2, feature_space="digits-CNN")
+    report = EvaluationReport(modality="image", num_real=3, num_generated=2, feature_space="digits-CNN")
     report.add("FID (digits-CNN features)", 1.5, key="fid", higher_is_better=False)
     report.add("IS (digits-CNN classifier)", float("nan"), std=float("nan"), key="is")
     text = report.to_json()

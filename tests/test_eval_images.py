@@ -6,7 +6,6 @@ import scipy.linalg
 import torch
 from PIL import Image
 
-from diffusers_xai.data import load_digits_tensors
 from diffusers_xai.evaluation import (
     DigitsCNN,
     EvaluationReport,
@@ -19,6 +18,7 @@ from diffusers_xai.evaluation import (
     resolve_feature_extractor,
     to_unit_images,
 )
+from diffusers_xai.modalities.image.data import load_digits_tensors
 
 
 @pytest.fixture(scope="module")

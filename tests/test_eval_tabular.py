@@ -79,7 +79,7 @@ def test_evaluate_table_report(wine, tmp_path):
         dataset_name="sklearn wine",
         detection_folds=3,
     )
-    assert report.modality == "table" and report.num_real == len(train)
+    assert report.modality == "tabular" and report.num_real == len(train)
     assert report["quality_score"].value == pytest.approx(1.0, abs=1e-6)  # identical distributions
     assert report["exact_copy_rate"].value == 1.0 and report["dcr_median"].value == 0.0
     assert report["dcr_baseline_protection"].value == 0.0  # sdmetrics: copies have no protection

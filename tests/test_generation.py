@@ -245,7 +245,7 @@ def test_dataset_card_metadata_and_sections(pipe, tmp_path):
     assert "| samples | 7 (seeds 0 to 6) |" in card.text
     assert "No evaluation was attached" in card.text and "No memorisation check was attached" in card.text
 
-    report = EvaluationReport(modality="images", num_real=100, num_generated=7, dataset_name="digits")
+    report = EvaluationReport(modality="image", num_real=100, num_generated=7, dataset_name="digits")
     report.add("FID (digits-CNN features)", 12.3456, key="fid")
     memorisation = memorization_test(torch.rand(20, 4), torch.rand(30, 4), k=5)
     card = dataset_card(result.output_dir, result.manifest, evaluation=report, memorisation=memorisation)

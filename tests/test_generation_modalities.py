@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from diffusers_xai.data.tabular import TabularPreprocessor, load_wine_frame
-from diffusers_xai.data.timeseries import TimeSeriesPreprocessor, make_sines
 from diffusers_xai.generation import generate_dataset, load_pipeline, model_fingerprint
 from diffusers_xai.generation.card import dataset_card
+from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
+from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, make_sines
+from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
 from diffusers_xai.models import TabularDenoiser, TimeSeriesDenoiser
-from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
-from diffusers_xai.pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
 
 STEPS = 3
 
@@ -63,7 +63,7 @@ def test_table_rows_keep_the_schema_and_do_not_depend_on_the_batch(wine, tmp_pat
     assert ds.column_names[: len(frame.columns)] == list(frame.columns)
     assert set(ds["cultivar"]) <= set(frame["cultivar"])
     assert [ds.features[name].dtype for name in frame.columns] == [str(t) for t in frame.dtypes]
-    assert result.manifest.modality == "table"
+    assert result.manifest.modality == "tabular"
 
     # row i is what the pipeline gives for its own generator (label drawn first from that generator)
     g = torch.Generator().manual_seed(4)

@@ -182,6 +182,10 @@ def test_modality_tags(pipe):
     assert "A tabular diffusion model" in card.text
     with pytest.raises(ValueError, match="modality must be one of"):
         explanation_card(pipe, {"modality": "audio"})
+    with pytest.raises(ValueError, match="^The modality 'time-series' is now called 'timeseries'; use that name.$"):
+        explanation_card(pipe, {"modality": "time-series"})
+    card = explanation_card(pipe, {"modality": "timeseries"})
+    assert "timeseries" in card.data.tags and "A time-series diffusion model" in card.text
     with pytest.raises(ValueError, match="Pass modality="):
         explanation_card(None, None)
 

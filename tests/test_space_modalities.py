@@ -26,8 +26,8 @@ from diffusers_xai import Trace  # noqa: E402
 APP_PATH = Path(__file__).resolve().parents[1] / "spaces" / "app.py"
 # where each name the tabs need lives today (used only while the public export is missing)
 SOURCES = {
-    "TabularXAIPipeline": "diffusers_xai.pipelines.pipeline_tabular",
-    "TimeSeriesXAIPipeline": "diffusers_xai.pipelines.pipeline_timeseries",
+    "TabularXAIPipeline": "diffusers_xai.modalities.tabular.pipeline_tabular",
+    "TimeSeriesXAIPipeline": "diffusers_xai.modalities.timeseries.pipeline_timeseries",
     "DenoiserAttribution": "diffusers_xai.explain",
     "DenoiserShap": "diffusers_xai.explain",
     "step_trace": "diffusers_xai.explain",
@@ -41,8 +41,8 @@ SOURCES = {
     "plot_series_commit_steps": "diffusers_xai.viz",
     "evaluate_table": "diffusers_xai.evaluation",
     "evaluate_timeseries": "diffusers_xai.evaluation",
-    "load_table": "diffusers_xai.data.tabular",
-    "make_sines": "diffusers_xai.data.timeseries",
+    "load_table": "diffusers_xai.modalities.tabular.data",
+    "make_sines": "diffusers_xai.modalities.timeseries.data",
 }
 FEATURES = {
     "tabular": {

@@ -10,10 +10,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from diffusers_xai import DiffusionXAIPipeline
-from diffusers_xai.data import load_digits_dataset
-from diffusers_xai.data.tabular import TabularPreprocessor, load_wine_frame
 from diffusers_xai.modalities.base import get_modality
-from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.modalities.image.data import load_digits_dataset
+from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
+from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.training import TrainingConfig, train
 from diffusers_xai.training.trainer import _prepare_data, _prepare_stream
 from tests import test_training

@@ -11,7 +11,6 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
 from diffusers_xai import Trace, TraceConfig, TraceStep
-from diffusers_xai.data.tabular import TabularPreprocessor, load_wine_frame
 from diffusers_xai.explain import (
     DenoiserAttribution,
     DenoiserShap,
@@ -20,8 +19,9 @@ from diffusers_xai.explain import (
     column_commit_steps,
     column_target,
 )
+from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
+from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.models import TabularDenoiser
-from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.viz import plot_column_attributions, plot_column_commit_steps
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.preprocessing import QuantileTransformer
 
-from diffusers_xai.data.tabular import (
+from diffusers_xai.modalities.tabular.data import (
     TabularPreprocessor,
     load_breast_cancer_frame,
     load_table,

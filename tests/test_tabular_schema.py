@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusers_xai.data.tabular import TabularPreprocessor
-from diffusers_xai.data.tabular_schema import learn_decimals, regenerate_ids, snap_to_support
+from diffusers_xai.modalities.tabular.data import TabularPreprocessor
+from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.modalities.tabular.schema import learn_decimals, regenerate_ids, snap_to_support
 from diffusers_xai.models import TabularDenoiser
-from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
 
 
 def shop_frame(n=200, seed=0):

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusers_xai.data.tabular import TabularPreprocessor, load_wine_frame
-from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
+from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.training import TrainingConfig, train
 
 TINY = dict(

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusers_xai.data.timeseries import (
+from diffusers_xai.modalities.timeseries.data import (
     TimeSeriesPreprocessor,
     clean_series,
     load_co2_frame,

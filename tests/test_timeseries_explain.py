@@ -9,7 +9,6 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
 from diffusers_xai import Trace, TraceConfig, TraceStep
-from diffusers_xai.data.timeseries import TimeSeriesPreprocessor, make_sines
 from diffusers_xai.explain import (
     DenoiserAttribution,
     DenoiserShap,
@@ -17,8 +16,9 @@ from diffusers_xai.explain import (
     series_commit_steps,
     series_target,
 )
+from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, make_sines
+from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
 from diffusers_xai.models import TimeSeriesDenoiser
-from diffusers_xai.pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
 from diffusers_xai.viz import plot_series_attributions, plot_series_commit_steps
 
 

@@ -8,9 +8,9 @@ import torch
 from diffusers import UNet1DModel
 
 from diffusers_xai import TraceConfig
-from diffusers_xai.data.timeseries import TimeSeriesPreprocessor, load_co2_frame, make_sines
+from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, load_co2_frame, make_sines
+from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
 from diffusers_xai.models import TimeSeriesDenoiser
-from diffusers_xai.pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
 from diffusers_xai.training import TrainingConfig, train
 
 
@@ -93,7 +93,7 @@ def test_save_and_from_pretrained_round_trip(tmp_path):
     assert pipe.scheduler.config.clip_sample_range == bound
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["preprocessor"] == ["diffusers_xai.data.timeseries", "TimeSeriesPreprocessor"]
+    assert index["preprocessor"] == ["diffusers_xai.modalities.timeseries.data", "TimeSeriesPreprocessor"]
     loaded = TimeSeriesXAIPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     a = pipe(num_series=2, generator=gen(1), num_inference_steps=3).series

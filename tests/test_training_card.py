@@ -164,7 +164,7 @@ def test_tabular_run_card_has_column_attributions_sanity_check_and_table_metrics
     )
     result = train(config)
     report = result.evaluation
-    assert report.modality == "table" and report.num_generated == 100 and report.num_real == 178
+    assert report.modality == "tabular" and report.num_generated == 100 and report.num_real == 178
     assert 0 < report["quality_score"].value <= 1 and 0 <= report["detection_auc"].value <= 1
     assert "tstr" in report  # TSTR on the condition column
     summary = json.loads((out / "explanations" / "summary.json").read_text())
@@ -207,7 +207,7 @@ def test_timeseries_run_card_has_attributions_and_commit_steps(tmp_path):
     )
     train(config)
     summary = json.loads((out / "explanations" / "summary.json").read_text())
-    assert summary["modality"] == "time-series"
+    assert summary["modality"] == "timeseries"
     assert set(summary["figures"]) == {"integrated_gradients", "commit_steps"}
     assert summary["explainers"]["integrated_gradients"]["num_samples"] == 16
     assert summary["faithfulness"]["integrated_gradients"]["completeness_error_mean_abs"] >= 0

@@ -171,7 +171,7 @@ def test_modality_options_are_keys_of_that_modality_only(monkeypatch):
 
 # ---- data sources and bad data (errors raised by train() before the first step) ----
 def _digit_images(n=6, size=8):
-    from diffusers_xai.data import load_digits_dataset
+    from diffusers_xai.modalities.image.data import load_digits_dataset
 
     return [load_digits_dataset(size)[i]["image"] for i in range(n)]
 

@@ -47,7 +47,11 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", required=True, help="Where to write the JSON report.")
     p.add_argument("--output_dir", default=None, help="Folder for the PNGs (default: next to --out).")
-    p.add_argument("--modality", choices=("auto", "images", "table", "timeseries"), default="auto")
+    p.add_argument(
+        "--modality",
+        default="auto",
+        help="A registered modality (image, tabular, timeseries, ...), or 'auto' to tell it from the data.",
+    )
     p.add_argument("--num_samples", type=int, default=1000, help="Samples to generate with --pipeline.")
     p.add_argument("--num_inference_steps", type=int, default=50)
     p.add_argument("--batch_size", type=int, default=64, help="Sampling batch size.")
@@ -105,7 +109,7 @@ def _load(spec: str, resolution: int = 16):
     import pandas as pd
 
     if spec == "digits":
-        from ..data import load_digits_tensors
+        from ..modalities.image.data import load_digits_tensors
 
         return load_digits_tensors(resolution=resolution)[0]
     if spec in TABLE_DATASETS:
@@ -179,21 +183,23 @@ def _image_size(pipe) -> int | None:
 def _modality(args, pipe, real) -> str:
     import pandas as pd
 
+    from ..modalities import BUILTIN_MODALITIES, get_modality, modality_of
+
     if args.modality != "auto":
-        return args.modality
+        return get_modality(args.modality).name
     if isinstance(real, pd.DataFrame):
-        return "table"
+        return "tabular"
     if pipe is not None:
-        name = type(pipe).__name__.lower()
-        if "tabular" in name:
-            return "table"
-        if "timeseries" in name or "time_series" in name:
-            return "timeseries"
-        if _image_size(pipe) is not None and getattr(real, "ndim", 0) >= 3:
-            return "images"
+        try:
+            return modality_of(pipe).name
+        except ValueError:
+            if _image_size(pipe) is not None and getattr(real, "ndim", 0) >= 3:
+                return "image"
     if args.data == "digits" or isinstance(real, list) or getattr(real, "ndim", 0) == 4:
-        return "images"
-    raise ValueError("Cannot tell the modality from --data and the samples; pass --modality images|table|timeseries.")
+        return "image"
+    raise ValueError(
+        f"Cannot tell the modality from --data and the samples; pass --modality {'|'.join(BUILTIN_MODALITIES)}."
+    )
 
 
 def _call_kwargs(pipe, **candidates) -> dict:
@@ -215,14 +221,14 @@ def _first_output(out):
 
 # What each modality's pipeline is asked for: images as [B, C, H, W] tensors in [0, 1], windows as [B, T, D] arrays in
 # the data's scale, rows as a DataFrame with the original schema. Keywords a pipeline does not take are left out.
-OUTPUT_TYPES = {"images": "pt", "timeseries": "np", "table": "pd"}
+OUTPUT_TYPES = {"image": "pt", "timeseries": "np", "tabular": "pd"}
 
 
 def _generate(pipe, modality: str, args, device: str):
     generator = torch.Generator(device=device).manual_seed(args.seed)
     common = {"generator": generator, "num_inference_steps": args.num_inference_steps}
     common["output_type"] = OUTPUT_TYPES[modality]
-    if modality == "table":
+    if modality == "tabular":
         return _first_output(pipe(**_call_kwargs(pipe, num_rows=args.num_samples, **common)))
     chunks, done = [], 0
     with tqdm(total=args.num_samples, desc="sampling", disable=args.no_progress) as bar:
@@ -257,7 +263,7 @@ def run(args) -> int:
             real = _load("digits", int(h))
     output_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.out)), "eval_plots")
     progress = not args.no_progress
-    if modality == "images":
+    if modality == "image":
         feature = int(args.feature) if args.feature.isdigit() else args.feature
         report = evaluate_images(
             real,
@@ -269,7 +275,7 @@ def run(args) -> int:
             progress=progress,
             seed=args.seed,
         )
-    elif modality == "table":
+    elif modality == "tabular":
         test = _load(args.test_data) if args.test_data else None
         report = evaluate_table(
             real,

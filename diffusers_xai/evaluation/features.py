@@ -42,9 +42,9 @@ class DigitsCNN(
 ):
     r"""
     A small CNN classifier of scikit-learn's handwritten digits (8x8 upscaled to 16x16, as
-    `diffusers_xai.data.load_digits_tensors`), used as the offline feature space for FID/KID/PRDC and its logits for
-    the Inception Score. The shipped weights (`DIGITS_CNN_DIR`, ~190 KB of safetensors) are reproduced bit for bit on
-    the same torch build by `python -m diffusers_xai.evaluation.train_digits_features`.
+    `diffusers_xai.modalities.image.load_digits_tensors`), used as the offline feature space for FID/KID/PRDC and its
+    logits for the Inception Score. The shipped weights (`DIGITS_CNN_DIR`, ~190 KB of safetensors) are reproduced bit
+    for bit on the same torch build by `python -m diffusers_xai.evaluation.train_digits_features`.
 
     Metrics in this space are NOT comparable with Inception-based numbers from papers; every report names them
     "FID (digits-CNN features)" and so on.

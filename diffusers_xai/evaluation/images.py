@@ -67,12 +67,12 @@ def evaluate_images(
         progress (`bool`): tqdm bars for the long loops. seed (`int`): seeds KID and IS subset draws.
 
     Returns:
-        [`EvaluationReport`] with `modality="images"`.
+        [`EvaluationReport`] with `modality="image"`.
 
     Example:
 
     ```py
-    >>> from diffusers_xai.data import load_digits_tensors
+    >>> from diffusers_xai.modalities.image.data import load_digits_tensors
     >>> from diffusers_xai.evaluation import evaluate_images
     >>> real, _ = load_digits_tensors(16)  # [-1, 1]
     >>> fake = pipe(batch_size=500, output_type="pt").images  # [0, 1]
@@ -96,7 +96,7 @@ def evaluate_images(
     extractor = resolve_feature_extractor(feature)
     space = feature_space_name(extractor)
     report = EvaluationReport(
-        modality="images",
+        modality="image",
         num_real=len(real_x),
         num_generated=len(fake_x),
         feature_space=space,

@@ -7,11 +7,9 @@ import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 __all__ = ["EvaluationReport", "MetricResult"]
-
-Modality = Literal["images", "table", "timeseries"]
 
 
 @dataclass
@@ -63,7 +61,7 @@ class EvaluationReport:
     The result of [`evaluate_images`], [`evaluate_table`] or [`evaluate_timeseries`].
 
     Args:
-        modality (`str`): `"images"`, `"table"` or `"timeseries"`.
+        modality (`str`): the [`Modality`] name (`"image"`, `"tabular"`, `"timeseries"`).
         metrics (`list[MetricResult]`): every number, in a fixed order.
         num_real (`int`) / num_generated (`int`): sample counts the metrics were computed on.
         feature_space (`str`, *optional*): the embedding used by the feature-space metrics (`"digits-CNN"`).
@@ -81,7 +79,7 @@ class EvaluationReport:
     ```
     """
 
-    modality: Modality
+    modality: str
     metrics: list[MetricResult] = field(default_factory=list)
     num_real: int = 0
     num_generated: int = 0
@@ -90,6 +88,11 @@ class EvaluationReport:
     warnings: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        from ..modalities.base import check_modality_name
+
+        check_modality_name(self.modality)
 
     def __getitem__(self, key: str) -> MetricResult:
         """Look a metric up by `key` (`"fid"`) or by display name (`"FID (digits-CNN features)"`)."""

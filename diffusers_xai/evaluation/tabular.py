@@ -38,7 +38,7 @@ def infer_metadata(df: pd.DataFrame) -> dict:
     object/category/string → categorical, integers with at most 10 distinct values → categorical (class labels),
     other numbers → numerical. Pass your own `metadata=` when the guess is wrong.
     """
-    from ..data.tabular_schema import datetime_spec, id_spec
+    from ..modalities.tabular.schema import datetime_spec, id_spec
 
     columns = {}
     for name in df.columns:
@@ -369,7 +369,7 @@ def evaluate_table(
         seed (`int`): seeds splits, folds, the model and the random DCR baseline.
 
     Returns:
-        [`EvaluationReport`] with `modality="table"`.
+        [`EvaluationReport`] with `modality="tabular"`.
     """
     with warnings.catch_warnings():  # sdmetrics warns about its own import paths on import
         warnings.simplefilter("ignore")
@@ -381,7 +381,7 @@ def evaluate_table(
     if real_test is not None:
         real_test, test_notes = check_table_pair(real, real_test, metadata, "real_test")
     report = EvaluationReport(
-        modality="table", num_real=len(real), num_generated=len(synthetic), dataset_name=dataset_name
+        modality="tabular", num_real=len(real), num_generated=len(synthetic), dataset_name=dataset_name
     )
     report.warnings += notes
     report.details["metadata"] = metadata

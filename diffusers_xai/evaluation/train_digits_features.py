@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from diffusers_xai.data import load_digits_tensors
 from diffusers_xai.evaluation.features import DIGITS_CNN_DIR, DigitsCNN
+from diffusers_xai.modalities.image.data import load_digits_tensors
 
 CARD = """---
 library_name: diffusers_xai

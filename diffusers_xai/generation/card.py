@@ -16,12 +16,6 @@ from .manifest import MANIFEST_NAME, GenerationManifest
 __all__ = ["dataset_card", "push_dataset_to_hub", "save_dataset_card", "size_category"]
 
 TEMPLATE_PATH = Path(__file__).with_name("dataset_card_template.md")
-TASK_CATEGORIES = {
-    "image": ["unconditional-image-generation"],
-    "table": ["tabular-classification", "tabular-regression"],
-    "timeseries": ["time-series-forecasting"],
-}
-MODALITY_NOUNS = {"image": "images", "table": "table rows", "timeseries": "time series"}
 COLUMN_MEANINGS = {
     "image": "the generated image (PNG)",
     "series": "the generated series, `[length, channels]`",
@@ -159,14 +153,17 @@ def dataset_card(
             (`diffusers_xai.evaluation.memorization_test(...)`, or e.g. `{"near-copies": 0}`).
         tags (`list[str]`, *optional*): extra tags.
     """
+    from ..modalities import get_modality
+
+    modality = get_modality(manifest.modality)
     output_dir = Path(output_dir)
     num_rows = manifest.settings["num_samples"]
     source = manifest.source_model or "unknown"
     card_data = DatasetCardData(
         license=license,
-        task_categories=TASK_CATEGORIES.get(manifest.modality, []),
+        task_categories=list(modality.task_categories),
         size_categories=[size_category(num_rows)],
-        pretty_name=pretty_name or f"Synthetic {MODALITY_NOUNS.get(manifest.modality, 'samples')} from {source}",
+        pretty_name=pretty_name or f"Synthetic {modality.data_noun} from {source}",
         tags=["synthetic", "diffusers-xai", manifest.modality, *(tags or [])],
         source_model=source,
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
@@ -186,7 +183,7 @@ def dataset_card(
         card_data,
         template_str=TEMPLATE_PATH.read_text(),
         pretty_name=card_data.pretty_name,
-        modality_noun=MODALITY_NOUNS.get(manifest.modality, "samples"),
+        modality_noun=modality.data_noun,
         source_model=source,
         repo_id=repo_id or str(output_dir),
         model_revision=manifest.model_revision,

@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import pkgutil
 from pathlib import Path
 
 __all__ = ["load_pipeline"]
 
 
 def _pipeline_class(class_name: str, source: str):
-    """Find `class_name` among the modules of `diffusers_xai.pipelines` (exported or not)."""
-    from .. import pipelines
+    """The `pipeline_class` of the registered modality that generates with `class_name`."""
+    from ..modalities import modality_of
 
-    cls = getattr(pipelines, class_name, None)
-    for module in pkgutil.iter_modules(pipelines.__path__):
-        if cls is not None:
-            break
-        cls = getattr(importlib.import_module(f"{pipelines.__name__}.{module.name}"), class_name, None)
-    if cls is None:
+    try:
+        return modality_of(class_name).pipeline_class
+    except ValueError:
         raise ValueError(
             f"{source} holds a {class_name!r} pipeline, which diffusers-xai cannot generate datasets from; save a "
             "DiffusionXAIPipeline (or another diffusers-xai pipeline) with `save_pretrained`."
-        )
-    return cls
+        ) from None
 
 
 def load_pipeline(name_or_path: str, revision: str | None = None, **kwargs):

@@ -69,7 +69,7 @@ class GenerationManifest:
         settings (`dict`): generation settings that determine the samples (num_samples, shard_size, batch_size,
             base_seed, num_inference_steps, scheduler, eta, summaries...).
         num_shards (`int`): number of shards of the complete dataset.
-        modality (`str`): `"image"`, `"table"` or `"timeseries"`.
+        modality (`str`): the [`Modality`] name: `"image"`, `"tabular"` or `"timeseries"`.
     """
 
     model_fingerprint: str

@@ -44,8 +44,9 @@ SAMPLE_FUNCTIONS: dict[str, SampleFunction] = {}
 
 def register_samples(*pipeline_class_names: str, modality: str) -> Callable[[SampleFunction], SampleFunction]:
     """
-    Register a sample function for pipelines whose class (or a base class) has one of these names. `modality`
-    (`"image"`, `"table"`, `"timeseries"`) is stored as `fn.modality` and picks the dataset card's task category.
+    Register a sample function for pipelines whose class (or a base class) has one of these names. `modality` (a
+    registered [`Modality`] name: `"image"`, `"tabular"`, `"timeseries"`) is stored as `fn.modality` and picks the
+    dataset card's task categories.
     """
 
     def wrap(fn: SampleFunction) -> SampleFunction:
@@ -99,7 +100,7 @@ def _value_type(dtype) -> str:
     return "string"
 
 
-@register_samples("TabularXAIPipeline", modality="table")
+@register_samples("TabularXAIPipeline", modality="tabular")
 def table_samples(pipeline, generators, num_inference_steps, trace) -> SampleBatch:
     """
     Rows from a `TabularXAIPipeline`, one column per column of the original table.

@@ -1,7 +1,6 @@
 """Publishing: explanation cards (our Jinja template → `huggingface_hub.ModelCard`) and pushing to the Hub."""
 
 from .card import (
-    MODALITIES,
     SUMMARY_PATH,
     ExplanationCardData,
     explanation_card,
@@ -13,7 +12,6 @@ from .publish import COMMUNITY_PIPELINES, HubPushError, community_pipeline_file,
 
 __all__ = [
     "COMMUNITY_PIPELINES",
-    "MODALITIES",
     "SUMMARY_PATH",
     "ExplanationCardData",
     "HubPushError",

@@ -14,7 +14,7 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 import torch
@@ -23,7 +23,6 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from .files import check_png, resolve_inside
 
 __all__ = [
-    "MODALITIES",
     "SUMMARY_PATH",
     "ExplanationCardData",
     "explanation_card",
@@ -39,9 +38,6 @@ SAMPLES_PATH = "samples/grid.png"
 FIGURES_DIR = "explanations"
 SUMMARY_FORMAT = "diffusers-xai/explanation-card"
 BASE_TAGS = ("diffusers-xai", "explainability", "synthetic-data")
-MODALITIES = ("image", "tabular", "time-series")
-# pipeline_tag only where a Hub task honestly fits: there is no "tabular/time-series generation" task.
-PIPELINE_TAGS = {"image": "unconditional-image-generation"}
 # Metrics computed in a learned feature space: their name must say which network made the features.
 FEATURE_SPACE_METRICS = ("fid", "kid", "fd", "inception_score", "is", "precision", "recall", "density", "coverage")
 # Keys never copied from a training config into the card or summary (a `--hub_token` flag must not be published).
@@ -65,7 +61,8 @@ class ExplanationCardData:
     What an explanation card shows. Every field is optional; missing sections are named in the card.
 
     Args:
-        modality (`str`, *optional*): `"image"`, `"tabular"` or `"time-series"`; inferred from the pipeline if unset.
+        modality (`str`, *optional*): a registered [`Modality`] name (`"image"`, `"tabular"`, `"timeseries"`);
+            inferred from the pipeline if unset.
         model_name (`str`, *optional*): title of the card and `model-index` name; defaults to the repo name.
         training (`dict`, *optional*): training data and config, e.g. `{"dataset": "sklearn digits (8x8)",
             "num_examples": 1797, "config": {...}}`. Keys that look like secrets (`*token*`, `*password*`, ...)
@@ -91,7 +88,7 @@ class ExplanationCardData:
             pipeline_tag (`str`, *optional*: overrides the modality default).
     """
 
-    modality: Literal["image", "tabular", "time-series"] | None = None
+    modality: str | None = None
     model_name: str | None = None
     training: dict | None = None
     samples: str | os.PathLike | None = None
@@ -249,17 +246,26 @@ def summarize_pipeline(pipeline) -> dict:
 
 
 def _infer_modality(summary: dict) -> str:
-    name = summary["class_name"].lower()
-    if "tabular" in name:
-        return "tabular"
-    if "timeseries" in name or "time_series" in name:
-        return "time-series"
-    unet = summary["components"].get("unet", {})
-    if unet.get("class_name", "").startswith(("UNet2D", "UVit", "Transformer2D")):
-        return "image"
-    raise ValueError(
-        f"Cannot infer the modality of a {summary['class_name']}; pass modality= one of {MODALITIES} in the card data."
-    )
+    from ..modalities import modality_of
+
+    denoisers = [c["class_name"] for c in summary["components"].values()]
+    try:
+        return modality_of(summary["class_name"], denoisers).name
+    except ValueError as err:
+        raise ValueError(f"Cannot infer the modality of a {summary['class_name']}: {err} Pass modality=.") from None
+
+
+def _resolve_modality(name: str | None):
+    """The registered [`Modality`] a card is about (a `ValueError` for an old or unknown name)."""
+    from ..modalities import check_modality_name, list_modalities
+
+    names = [m.name for m in list_modalities()]
+    if name is None:
+        raise ValueError(f"Pass modality= one of {names} (there is no pipeline to infer it from).")
+    check_modality_name(name)
+    if name not in names:
+        raise ValueError(f"modality must be one of {names}, got {name!r}.")
+    return next(m for m in list_modalities() if m.name == name)
 
 
 def _normalize_figures(figures: dict) -> dict[str, dict]:
@@ -341,16 +347,13 @@ DEFAULT_LIMITATIONS = (
 
 def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, community_file: str | None) -> dict:
     summary = summarize_pipeline(pipeline) if pipeline is not None else None
-    modality = data.modality or (_infer_modality(summary) if summary else None)
-    if modality is None:
-        raise ValueError(f"Pass modality= one of {MODALITIES} (there is no pipeline to infer it from).")
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}.")
+    plugin = _resolve_modality(data.modality or (_infer_modality(summary) if summary else None))
+    modality, adjective = plugin.name, plugin.adjective or plugin.name
     model_name = data.model_name or (repo_id.split("/")[-1] if repo_id else None) or "diffusers-xai-model"
-    pipeline_tag = data.pipeline_tag or PIPELINE_TAGS.get(modality)
+    pipeline_tag = data.pipeline_tag or plugin.pipeline_tag
     training = _jsonable(_redact(data.training)) if data.training else None
     dataset_hint = training.get("dataset") if isinstance(training, dict) else None
-    default_task = pipeline_tag or f"{modality}-generation"
+    default_task = pipeline_tag or f"{adjective}-generation"
     eval_results = _normalize_eval_results(data.eval_results, default_task, dataset_hint)
     figures = _normalize_figures(data.figures)
     samples = Path(data.samples) if data.samples is not None else None
@@ -373,6 +376,7 @@ def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, comm
     return {
         "summary": summary,
         "modality": modality,
+        "adjective": adjective,
         "model_name": model_name,
         "pipeline_tag": pipeline_tag,
         "training": training,
@@ -466,7 +470,7 @@ def _render(data: ExplanationCardData, ctx: dict) -> ModelCard:
             card_data=card_data.to_yaml(),
             model_name=ctx["model_name"],
             repo_id=ctx["repo_id"] or "<namespace>/<repo>",
-            modality=ctx["modality"],
+            modality=ctx["adjective"],
             pipeline_class=summary["class_name"] if summary else None,
             components=components,
             training_rows=training_rows,
@@ -478,7 +482,7 @@ def _render(data: ExplanationCardData, ctx: dict) -> ModelCard:
             sanity_checks=_rows(data.sanity_checks),
             memorization=_rows(data.memorization),
             eval_rows=eval_rows,
-            intended_use=data.intended_use or DEFAULT_INTENDED_USE.format(modality=ctx["modality"]),
+            intended_use=data.intended_use or DEFAULT_INTENDED_USE.format(modality=ctx["adjective"]),
             limitations=data.limitations or DEFAULT_LIMITATIONS,
             reproduce=data.reproduce,
             community_file=ctx["community_file"],

@@ -16,9 +16,14 @@ import torch
 from tqdm.auto import tqdm
 
 __all__ = [
+    "BUILTIN_MODALITIES",
     "MODALITIES",
+    "RENAMED_MODALITIES",
     "Modality",
+    "check_modality_name",
     "get_modality",
+    "list_modalities",
+    "modality_of",
     "load_hf_dataset",
     "register_modality",
     "sample_in_batches",
@@ -27,6 +32,8 @@ __all__ = [
 ]
 
 MODALITIES: dict[str, type[Modality]] = {}
+# the folders of `diffusers_xai/modalities/`, imported (and so registered) on first use
+BUILTIN_MODALITIES = ("image", "tabular", "timeseries")
 
 # `dataset_name` values ending like this are read with the matching `datasets` builder (`load_dataset("csv", ...)`).
 DATA_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
@@ -52,6 +59,17 @@ class Modality(ABC):
     name: ClassVar[str]
     pipeline_class: ClassVar[type]
     options: ClassVar[dict[str, Any]] = {}
+
+    # ---- how cards and reports speak of it (`name` stays the one identifier in files, flags and tags) ----
+    # "A {adjective} diffusion model", "synthetic {adjective} data"; defaults to `name`
+    adjective: ClassVar[str | None] = None
+    # "Synthetic {data_noun} from ..." (dataset cards)
+    data_noun: ClassVar[str] = "samples"
+    # the Hub task of a model card (only where one honestly fits) and the task categories of a generated dataset
+    pipeline_tag: ClassVar[str | None] = None
+    task_categories: ClassVar[tuple[str, ...]] = ()
+    # class-name prefixes of stock diffusers denoisers whose pipelines are of this modality (cards infer it from them)
+    denoiser_prefixes: ClassVar[tuple[str, ...]] = ()
 
     def validate_config(self, config) -> None:
         """Raise `ValueError` for settings this modality cannot train with; runs before any data is loaded."""
@@ -145,8 +163,20 @@ def register_modality(cls: type[Modality]) -> type[Modality]:
     return cls
 
 
+# names used before `Modality.name` was the only identifier: they raise, naming the new one
+RENAMED_MODALITIES = {"images": "image", "table": "tabular", "time-series": "timeseries"}
+
+
+def check_modality_name(name) -> str:
+    """`name` unchanged, or a `ValueError` naming the current name if `name` is one of [`RENAMED_MODALITIES`]."""
+    if isinstance(name, str) and name in RENAMED_MODALITIES:
+        raise ValueError(f"The modality {name!r} is now called {RENAMED_MODALITIES[name]!r}; use that name.")
+    return name
+
+
 def get_modality(name: str) -> Modality:
     """The registered modality `name`, importing `diffusers_xai.modalities.<name>` on first use."""
+    check_modality_name(name)
     if isinstance(name, str) and name not in MODALITIES and name.isidentifier():
         try:
             importlib.import_module(f"{__package__}.{name}")
@@ -154,8 +184,41 @@ def get_modality(name: str) -> Modality:
             if err.name != f"{__package__}.{name}":
                 raise
     if name not in MODALITIES:
-        raise ValueError(f"Unknown modality {name!r}; choose one of {sorted(MODALITIES) or ['image']}.")
+        raise ValueError(
+            f"Unknown modality {name!r}; choose one of {sorted(set(MODALITIES) | set(BUILTIN_MODALITIES))}."
+        )
     return MODALITIES[name]()
+
+
+def list_modalities() -> list[Modality]:
+    """Every registered modality (the built-in ones imported first), in registration order."""
+    for name in BUILTIN_MODALITIES:
+        get_modality(name)
+    return [cls() for cls in MODALITIES.values()]
+
+
+def modality_of(pipeline_or_class, denoisers: list[str] | tuple[str, ...] = ()) -> Modality:
+    """
+    The registered modality of a pipeline: the one whose `pipeline_class` is its class (`pipeline_or_class` is an
+    instance, a class or a class name as in `model_index.json`'s `_class_name`), else, for a stock diffusers
+    pipeline, the one whose `denoiser_prefixes` start one of the `denoisers` class names (`"UNet2DModel"` → image).
+    """
+    if isinstance(pipeline_or_class, str):
+        name = pipeline_or_class
+    else:
+        cls = pipeline_or_class if isinstance(pipeline_or_class, type) else type(pipeline_or_class)
+        name = cls.__name__
+    modalities = list_modalities()
+    for modality in modalities:
+        if modality.pipeline_class.__name__ == name:
+            return modality
+    for modality in modalities:
+        if modality.denoiser_prefixes and any(d.startswith(modality.denoiser_prefixes) for d in denoisers):
+            return modality
+    raise ValueError(
+        f"No registered modality generates with a {name!r} pipeline (the registered ones use "
+        f"{[m.pipeline_class.__name__ for m in modalities]})."
+    )
 
 
 def load_hf_dataset(config, split: str | None = None, streaming: bool = False):

@@ -1,6 +1,21 @@
-"""Denoisers for non-image modalities: a TabDDPM-style MLP/ResNet for tables and a 1-D model for time series."""
+"""Denoiser building blocks shared by the modalities (`embeddings`), and the denoisers themselves, which live with
+their modality (`diffusers_xai.modalities.<name>.denoiser`) and are re-exported here on first use."""
 
-from .tabular_denoiser import TabularDenoiser, TabularDenoiserOutput
-from .timeseries_denoiser import TimeSeriesDenoiser, TimeSeriesDenoiserOutput
+import importlib
 
-__all__ = ["TabularDenoiser", "TabularDenoiserOutput", "TimeSeriesDenoiser", "TimeSeriesDenoiserOutput"]
+from .embeddings import TimestepEmbedder, broadcast_timesteps
+
+_DENOISERS = {
+    "TabularDenoiser": "tabular",
+    "TabularDenoiserOutput": "tabular",
+    "TimeSeriesDenoiser": "timeseries",
+    "TimeSeriesDenoiserOutput": "timeseries",
+}
+
+__all__ = ["TimestepEmbedder", "broadcast_timesteps", *_DENOISERS]
+
+
+def __getattr__(name: str):
+    if name not in _DENOISERS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"..modalities.{_DENOISERS[name]}.denoiser", __name__), name)

@@ -1,14 +1,7 @@
-"""Pipelines: `DiffusionXAIPipeline` (images) and the schedulers they build."""
+"""What every modality's pipeline shares: the sampling loop and the schedulers it builds. The pipelines themselves
+live with their modality (`diffusers_xai.modalities.<name>`)."""
 
-from .pipeline_diffusion_xai import DiffusionStep, DiffusionXAIPipeline, DiffusionXAIPipelineOutput
+from .sampling import DiffusionStep
 from .schedulers import SCHEDULERS, make_scheduler, predict_original_sample, scheduler_name
 
-__all__ = [
-    "SCHEDULERS",
-    "DiffusionStep",
-    "DiffusionXAIPipeline",
-    "DiffusionXAIPipelineOutput",
-    "make_scheduler",
-    "predict_original_sample",
-    "scheduler_name",
-]
+__all__ = ["SCHEDULERS", "DiffusionStep", "make_scheduler", "predict_original_sample", "scheduler_name"]

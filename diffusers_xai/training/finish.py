@@ -23,8 +23,6 @@ __all__ = ["RunSummary", "build_card_data", "finish_run", "write_card"]
 
 logger = logging.getLogger(__name__)
 
-# training modality name -> explanation card modality
-CARD_MODALITY = {"image": "image", "tabular": "tabular", "timeseries": "time-series"}
 # report metric keys that belong in the card's memorisation section (rather than only in the model-index)
 MEMORIZATION_KEYS = re.compile(r"^(memorized_fraction|nn_distance|dcr|exact_copy)")
 _HUB_DATASET_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -95,7 +93,7 @@ def build_card_data(
     if methods:
         reproduce += FIGURES.format(seed=config.seed, steps=sampling_steps(config), methods=", ".join(methods))
     return ExplanationCardData(
-        modality=CARD_MODALITY.get(config.modality),
+        modality=config.modality,
         model_name=(config.hub_model_id or os.path.basename(os.path.abspath(config.output_dir))).split("/")[-1],
         training=_training_section(config, run),
         figures=figures,

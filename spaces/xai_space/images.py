@@ -75,7 +75,7 @@ TRAJECTORY, TRAJECTORY_MISSING = find_feature(
 )
 
 QUALITY, QUALITY_MISSING = find_feature(
-    {"diffusers_xai.evaluation": ["evaluate_images"], "diffusers_xai.data": ["load_digits_tensors"]}
+    {"diffusers_xai.evaluation": ["evaluate_images"], "diffusers_xai.modalities.image": ["load_digits_tensors"]}
 )
 
 

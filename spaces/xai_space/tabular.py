@@ -62,7 +62,7 @@ ATTRIBUTION, ATTRIBUTION_MISSING = find_feature(
     }
 )
 QUALITY, QUALITY_MISSING = find_feature(
-    {"diffusers_xai.evaluation": ["evaluate_table"], "diffusers_xai.data": ["load_table"]}
+    {"diffusers_xai.evaluation": ["evaluate_table"], "diffusers_xai.modalities.tabular": ["load_table"]}
 )
 
 

@@ -64,7 +64,7 @@ ATTRIBUTION, ATTRIBUTION_MISSING = find_feature(
     }
 )
 QUALITY, QUALITY_MISSING = find_feature(
-    {"diffusers_xai.evaluation": ["evaluate_timeseries"], "diffusers_xai.data": ["make_sines"]}
+    {"diffusers_xai.evaluation": ["evaluate_timeseries"], "diffusers_xai.modalities.timeseries": ["make_sines"]}
 )
 
 

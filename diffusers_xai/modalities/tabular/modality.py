@@ -9,12 +9,12 @@ from typing import Any
 import pandas as pd
 import torch
 
-from ..data.tabular import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
-from ..models import TabularDenoiser
-from ..pipelines.pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline
-from ..pipelines.schedulers import make_scheduler, scheduler_name
-from .base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
-from .explanations import ATTRIBUTION_CARD_METHODS, explain_rows
+from ...pipelines.schedulers import make_scheduler, scheduler_name
+from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
+from ..explanations import ATTRIBUTION_CARD_METHODS, explain_rows
+from .data import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
+from .denoiser import TabularDenoiser
+from .pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline
 
 __all__ = ["TabularModality"]
 
@@ -60,6 +60,8 @@ class TabularModality(Modality):
 
     name = "tabular"
     pipeline_class = TabularXAIPipeline
+    data_noun = "table rows"
+    task_categories = ("tabular-classification", "tabular-regression")
     options = {
         "categorical_columns": None,
         "condition_column": None,
@@ -195,7 +197,7 @@ class TabularModality(Modality):
     def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
         """SDMetrics quality, detection AUC, DCR and the DCR ratio against the `validation_split` holdout (and TSTR on
         `condition_column`) of DDIM rows vs the training data."""
-        from ..evaluation import evaluate_table
+        from ...evaluation import evaluate_table
 
         ddim = self._ddim(pipeline)
         synthetic = pd.concat(
@@ -241,8 +243,8 @@ class TabularModality(Modality):
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Column attributions (IG / SHAP) at the middle step of a traced DDIM run of 16 rows (SHAP costs ~0.3 s a
         row), and the step at which each column commits."""
-        from ..explain import column_attributions, column_commit_steps
-        from ..viz import plot_column_attributions, plot_column_commit_steps
+        from ...explain import column_attributions, column_commit_steps
+        from ...viz import plot_column_attributions, plot_column_commit_steps
 
         ddim = self._ddim(pipeline)
         out = ddim(

@@ -9,7 +9,10 @@ import numpy as np
 import torch
 from diffusers import UNet1DModel
 
-from ..data.timeseries import (
+from ...pipelines.schedulers import make_scheduler, scheduler_name
+from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
+from ..explanations import ATTRIBUTION_CARD_METHODS, explain_rows
+from .data import (
     TIMESERIES_DATASETS,
     TimeSeriesPreprocessor,
     iter_windows,
@@ -17,11 +20,8 @@ from ..data.timeseries import (
     load_timeseries_dataset,
     windows_from_columns,
 )
-from ..models import TimeSeriesDenoiser
-from ..pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
-from ..pipelines.schedulers import make_scheduler, scheduler_name
-from .base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
-from .explanations import ATTRIBUTION_CARD_METHODS, explain_rows
+from .denoiser import TimeSeriesDenoiser
+from .pipeline_timeseries import TimeSeriesXAIPipeline
 
 __all__ = ["TimeSeriesModality", "save_series_plot", "unet1d"]
 
@@ -43,6 +43,9 @@ class TimeSeriesModality(Modality):
 
     name = "timeseries"
     pipeline_class = TimeSeriesXAIPipeline
+    adjective = "time-series"
+    data_noun = "time series"
+    task_categories = ("time-series-forecasting",)
     options = {
         "sequence_length": 24,
         "stride": 1,
@@ -204,7 +207,7 @@ class TimeSeriesModality(Modality):
     def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
         """TimeGAN discriminative/predictive scores, autocorrelation distance and window FID/KID of DDIM windows
         vs the training windows (original scale)."""
-        from ..evaluation import evaluate_timeseries
+        from ...evaluation import evaluate_timeseries
 
         ddim = self._ddim(pipeline)
         synthetic = np.concatenate(
@@ -224,8 +227,8 @@ class TimeSeriesModality(Modality):
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Attributions of the whole predicted window to x_t (IG / SHAP) at the middle step of a traced DDIM run of
         16 windows, and the step at which each time step commits."""
-        from ..explain import series_commit_steps
-        from ..viz import plot_series_attributions, plot_series_commit_steps
+        from ...explain import series_commit_steps
+        from ...viz import plot_series_attributions, plot_series_commit_steps
 
         ddim = self._ddim(pipeline)
         out = ddim(

@@ -11,7 +11,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .embeddings import TimestepEmbedder, broadcast_timesteps
+from ...models.embeddings import TimestepEmbedder, broadcast_timesteps
 
 __all__ = ["TabularDenoiser", "TabularDenoiserOutput"]
 

@@ -13,7 +13,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from .embeddings import TimestepEmbedder, broadcast_timesteps
+from ...models.embeddings import TimestepEmbedder, broadcast_timesteps
 
 __all__ = ["TimeSeriesDenoiser", "TimeSeriesDenoiserOutput"]
 

@@ -11,8 +11,9 @@ import PIL.Image
 import torch
 from diffusers import UNet2DModel
 
-from ..pipelines import DiffusionXAIPipeline, make_scheduler
-from .base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
+from ...pipelines import make_scheduler
+from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
+from .pipeline_diffusion_xai import DiffusionXAIPipeline
 
 __all__ = ["BUILTIN_IMAGE_DATASETS", "ImageModality", "save_image_grid"]
 
@@ -35,6 +36,10 @@ class ImageModality(Modality):
 
     name = "image"
     pipeline_class = DiffusionXAIPipeline
+    data_noun = "images"
+    pipeline_tag = "unconditional-image-generation"
+    task_categories = ("unconditional-image-generation",)
+    denoiser_prefixes = ("UNet2D", "UVit", "Transformer2D")
 
     # ---- before any data is read ----
     def validate_config(self, config) -> None:
@@ -99,7 +104,7 @@ class ImageModality(Modality):
         import datasets
 
         if config.dataset_name in BUILTIN_IMAGE_DATASETS:
-            from ..data import load_digits_dataset
+            from .data import load_digits_dataset
 
             return load_digits_dataset(resolution=config.resolution)
         dataset = load_hf_dataset(config)
@@ -235,7 +240,7 @@ class ImageModality(Modality):
     @property
     def explain_methods(self) -> tuple[str, ...]:
         # read from the explainers on use: importing them (captum) at start-up would cost every training process ~1.5 s
-        from ..explain.explain import EXPLAIN_METHODS
+        from ...explain.explain import EXPLAIN_METHODS
 
         return EXPLAIN_METHODS
 
@@ -251,7 +256,7 @@ class ImageModality(Modality):
 
     def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
         """FID/KID/IS, PRDC, diversity and memorisation (digits-CNN features) of DDIM samples vs training images."""
-        from ..evaluation import evaluate_images
+        from ...evaluation import evaluate_images
 
         ddim = self._ddim(pipeline)
         steps = sampling_steps(config)
@@ -274,8 +279,8 @@ class ImageModality(Modality):
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Explain sample 0 of a traced DDIM generation with every method ([`explain_generation`]); the card shows
         each method's overlay and step grid, the trajectory, the faithfulness curves and the sanity check."""
-        from ..capture import TraceConfig
-        from ..explain import explain_generation
+        from ...capture import TraceConfig
+        from ...explain import explain_generation
 
         ddim = self._ddim(pipeline)
         methods = list(methods)

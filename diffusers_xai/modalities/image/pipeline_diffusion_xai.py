@@ -14,9 +14,15 @@ from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DMode
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
-from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
-from .schedulers import make_scheduler
+from ...capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from ...pipelines.sampling import (
+    DiffusionStep,
+    check_sampling_args,
+    denoise_progressive,
+    prepare_latents,
+    run_progressive,
+)
+from ...pipelines.schedulers import make_scheduler
 
 __all__ = ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput", "DiffusionStep"]
 

@@ -16,12 +16,19 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
+from ...capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from ...pipelines.sampling import (
+    DiffusionStep,
+    check_sampling_args,
+    denoise_progressive,
+    prepare_latents,
+    run_progressive,
+)
+from ...pipelines.schedulers import make_scheduler
+from .data import QUANTILE_NORMAL_BOUND, TabularPreprocessor
+
 # diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
-from .. import models  # noqa: F401
-from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
-from ..data.tabular import QUANTILE_NORMAL_BOUND, TabularPreprocessor
-from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
-from .schedulers import make_scheduler
+from .denoiser import TabularDenoiser  # noqa: F401
 
 __all__ = [
     "TABLE_SCHEDULER_KWARGS",
@@ -84,7 +91,7 @@ class TabularXAIPipeline(DiffusionPipeline):
     Example:
 
     ```py
-    >>> from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
+    >>> from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
     >>> pipe = TabularXAIPipeline.from_pretrained("outputs/wine/pipeline")
     >>> out = pipe(num_rows=500, class_labels=[0] * 500, num_inference_steps=100, trace=True)
     >>> out.rows.head(); out.trace.stack("pred_original_sample").shape  # [S, 500, num_features]

@@ -15,13 +15,20 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
+from ...capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from ...pipelines.sampling import (
+    DiffusionStep,
+    check_sampling_args,
+    denoise_progressive,
+    prepare_latents,
+    run_progressive,
+)
+from ...pipelines.schedulers import make_scheduler
+from ..tabular.pipeline_tabular import UNCLIPPED
+from .data import TimeSeriesPreprocessor
+
 # diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
-from .. import models  # noqa: F401
-from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
-from ..data.timeseries import TimeSeriesPreprocessor
-from .pipeline_tabular import UNCLIPPED
-from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
-from .schedulers import make_scheduler
+from .denoiser import TimeSeriesDenoiser  # noqa: F401
 
 __all__ = ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"]
 
@@ -60,7 +67,7 @@ class TimeSeriesXAIPipeline(DiffusionPipeline):
     Example:
 
     ```py
-    >>> from diffusers_xai.pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
+    >>> from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
     >>> pipe = TimeSeriesXAIPipeline.from_pretrained("outputs/sines/pipeline")
     >>> pipe.set_scheduler("ddim")
     >>> out = pipe(num_series=100, num_inference_steps=50)

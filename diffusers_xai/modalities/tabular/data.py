@@ -16,7 +16,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from scipy.special import ndtr, ndtri
 
-from .tabular_schema import (
+from .schema import (
     MAX_DISCRETE_SUPPORT,
     check_mixed_types,
     datetime_spec,
