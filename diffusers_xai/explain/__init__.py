@@ -15,6 +15,7 @@ from .checks import (
     FaithfulnessCheck,
     bootstrap_ci,
     faithfulness_check,
+    faithfulness_curves,
     run_checks,
 )
 from .explain import DEFAULT_METHODS, EXPLAIN_METHODS, Explainer, ExplanationReport, explain_generation
@@ -68,6 +69,7 @@ __all__ = [
     "class_embedding_module",
     "diffused_baseline",
     "faithfulness_check",
+    "faithfulness_curves",
     "perturbation_curves",
     "run_checks",
     "spearman_per_map",

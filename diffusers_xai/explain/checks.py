@@ -20,6 +20,7 @@ __all__ = [
     "FaithfulnessCheck",
     "bootstrap_ci",
     "faithfulness_check",
+    "faithfulness_curves",
     "run_checks",
 ]
 
@@ -144,6 +145,53 @@ def _unit_map(maps: torch.Tensor, sample: torch.Tensor) -> torch.Tensor:
     return maps if sample.ndim == 2 else maps[:, :1]
 
 
+def faithfulness_curves(
+    explainer,
+    inputs,
+    timesteps: int | Sequence[int] | None = None,
+    result=None,
+    baseline: str | float = "noise",
+    baseline_x0: float | torch.Tensor = 0.0,
+    curve_steps: int = 16,
+    n_random: int = 8,
+    seed: int = 0,
+    batch_size: int = 64,
+    random_curves_cache: dict | None = None,
+    **attribute_kwargs,
+) -> tuple[object, list[FaithfulnessResult]]:
+    r"""
+    The per-step deletion/insertion curves of [`faithfulness_check`] (same protocol, no bootstrap): returns the
+    explained `result` and one [`FaithfulnessResult`] per step, with gains over random maps per sample.
+    """
+    steps = explainer._steps(inputs, timesteps, explainer.target)
+    timesteps = [s.timestep for s in steps]
+    if result is None:
+        result = explainer.attribute(inputs, timesteps=timesteps, **attribute_kwargs)
+    if list(result.timesteps) != timesteps:
+        raise ValueError(f"`result` explains timesteps {result.timesteps}, not {timesteps}; pass matching ones.")
+    target = resolve_target(attribute_kwargs.get("target")) if attribute_kwargs.get("target") else explainer.target
+    forward = explainer.forward_function(target)
+    cond = _conditioning(explainer, attribute_kwargs, steps[0].sample.shape[0])
+    extras = tuple(cond.values())
+    cache = {} if random_curves_cache is None else random_curves_cache
+    per_step = []
+    for k, step in enumerate(steps):
+        x = step.sample
+        f = forward.bind(["sample"], list(cond), step.timestep)
+        key = (step.timestep, tuple(x.shape), baseline, curve_steps, n_random, seed)
+        if key not in cache:
+            if baseline == "noise":
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + step.timestep)
+                base = diffused_baseline(x, alpha_bar(explainer.scheduler, step.timestep), baseline_x0, generator)
+            else:
+                base = float(baseline)
+            cache[key] = (base, random_map_curves(f, x, n_random, seed, base, curve_steps, extras, batch_size))
+        base, curves = cache[key]
+        maps = _unit_map(result.maps[k], x).to(x.device)
+        per_step.append(deletion_insertion(f, x, maps, base, curve_steps, n_random, seed, extras, batch_size, curves))
+    return result, per_step
+
+
 def faithfulness_check(
     explainer,
     inputs,
@@ -168,9 +216,9 @@ def faithfulness_check(
     delete them most-important-first by replacing them with a fresh draw of $q(x_t \mid x_0 = $ `baseline_x0`$)$ at
     that step's $\bar\alpha_t$ ([`diffused_baseline`]; the deleted $x_t$ stays at the step's noise level), or insert
     them into that draw, and evaluate the *same* target the map explains after each $1/n$ of the units. The AUC gains
-    over `n_random` seeded random maps (same baseline draw) are computed per (sample, step); their means get 95%
-    percentile-bootstrap intervals over the samples × steps pairs ([`bootstrap_ci`], seeded). A method passes when
-    both intervals lie above 0.
+    over `n_random` seeded random maps (same baseline draw) are computed per (sample, step) ([`faithfulness_curves`]);
+    their means get 95% percentile-bootstrap intervals over the samples × steps pairs ([`bootstrap_ci`], seeded). A
+    method passes when both intervals lie above 0.
 
     Args:
         explainer: an explainer of this package (images, rows or windows).
@@ -182,7 +230,7 @@ def faithfulness_check(
         curve_steps (`int`, *optional*, defaults to 16): the curves' resolution (fractions $0, 1/n, \dots, 1$).
         n_random (`int`, *optional*, defaults to 8): random maps per (sample, step).
         n_boot, confidence, seed: the bootstrap (and the seeds of the noise draws and random maps).
-        random_curves_cache (`dict`, *optional*): filled with `{timestep: (baseline, random curves)}` and reused, so
+        random_curves_cache (`dict`, *optional*): filled with `{key: (baseline, random curves)}` and reused, so
             several methods explained on the same inputs share the random reference (pass the same dict).
         **attribute_kwargs: passed to `explainer.attribute` (`class_labels=`, `target=`, `n_steps=`, ...).
 
@@ -191,45 +239,22 @@ def faithfulness_check(
     """
     steps = explainer._steps(inputs, timesteps, explainer.target)
     units = len(steps) * steps[0].sample.shape[0]
-    if units < 8:
+    if units < MIN_CI_UNITS:
         raise ValueError(
-            f"faithfulness_check needs at least 8 samples x steps for a 95% bootstrap CI, got "
+            f"faithfulness_check needs at least {MIN_CI_UNITS} samples x steps for a 95% bootstrap CI, got "
             f"{steps[0].sample.shape[0]} sample(s) x {len(steps)} step(s) = {units}; pass a trace of >= 8 samples "
             "(e.g. pipe(batch_size=8, ..., trace=True)) or more `timesteps`."
         )
-    timesteps = [s.timestep for s in steps]
-    if result is None:
-        result = explainer.attribute(inputs, timesteps=timesteps, **attribute_kwargs)
-    if list(result.timesteps) != timesteps:
-        raise ValueError(f"`result` explains timesteps {result.timesteps}, not {timesteps}; pass matching ones.")
-    target = resolve_target(attribute_kwargs.get("target")) if attribute_kwargs.get("target") else explainer.target
-    forward = explainer.forward_function(target)
-    cond = _conditioning(explainer, attribute_kwargs, steps[0].sample.shape[0])
-    cache = {} if random_curves_cache is None else random_curves_cache
-    per_step = []
-    for k, step in enumerate(steps):
-        x = step.sample
-        f = forward.bind(["sample"], list(cond), step.timestep)
-        key = (step.timestep, tuple(x.shape), baseline, curve_steps, n_random, seed)
-        if key not in cache:
-            if baseline == "noise":
-                generator = torch.Generator().manual_seed(seed * 1_000_003 + step.timestep)
-                base = diffused_baseline(x, alpha_bar(explainer.scheduler, step.timestep), baseline_x0, generator)
-            else:
-                base = float(baseline)
-            curves = random_map_curves(f, x, n_random, seed, base, curve_steps, tuple(cond.values()), batch_size)
-            cache[key] = (base, curves)
-        base, curves = cache[key]
-        maps = _unit_map(result.maps[k], x).to(x.device)
-        per_step.append(
-            deletion_insertion(f, x, maps, base, curve_steps, n_random, seed, tuple(cond.values()), batch_size, curves)
-        )
+    result, per_step = faithfulness_curves(
+        explainer, inputs, [s.timestep for s in steps], result, baseline, baseline_x0, curve_steps, n_random, seed,
+        batch_size, random_curves_cache, **attribute_kwargs,
+    )  # fmt: skip
     deletion = torch.stack([r.deletion_gain for r in per_step])
     insertion = torch.stack([r.insertion_gain for r in per_step])
     what = "finite (sample, step) gains"
     return FaithfulnessCheck(
         method=result.method,
-        timesteps=timesteps,
+        timesteps=list(result.timesteps),
         deletion_gain=deletion,
         insertion_gain=insertion,
         deletion_ci=bootstrap_ci(deletion, n_boot, confidence, seed, what),

@@ -16,7 +16,8 @@ from ..capture import Trace
 from .attention import AttentionExplainer
 from .attributions import ATTRIBUTION_METHODS, DenoiserAttribution
 from .base import DenoiserExplainer, ExplanationResult, progress, select_sample
-from .faithfulness import FaithfulnessResult, deletion_insertion
+from .checks import faithfulness_curves
+from .faithfulness import FaithfulnessResult
 from .gradcam import DenoiserGradCAM
 from .randomization import SanityCheckResult, model_randomization_check
 from .shap_explainer import DenoiserShap
@@ -178,8 +179,10 @@ class Explainer:
 
     Consumes the output of a pipeline called with `trace=True` (or its [`Trace`]); it never re-samples. For each
     method it explains the recorded $x_t$ at a few steps (K forward+backward passes), scores each map with
-    deletion/insertion AUCs against random maps at that step ([`deletion_insertion`]) and runs the
-    model-randomisation check at the middle step ([`model_randomization_check`]).
+    deletion/insertion AUCs against random maps at that step, deleted pixels replaced by fresh noise at the step's
+    noise level ([`faithfulness_curves`]; CIs over many samples: [`faithfulness_check`]) and runs the
+    model-randomisation check at the middle step ([`model_randomization_check`]; the cascade:
+    [`cascading_randomization`]).
 
     Args:
         pipe (`DiffusionPipeline`): a pipeline with `unet` and `scheduler` (or any object with both).
@@ -294,7 +297,7 @@ class Explainer:
         if class_labels is not None:
             conditioning["class_labels"] = class_labels
         report = ExplanationReport(sample_index=sample_index, timesteps=list(timesteps), image=image, trace=trace)
-        random_curves: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per timestep, shared by every method
+        random_curves: dict = {}  # per timestep, shared by every method
         if "trajectory" in self.methods:
             if any(s.pred_original_sample is not None for s in trace.steps) and len(trace.steps) > 1:
                 report.trajectory = analyze_trajectory(trace, self.pipe.scheduler)
@@ -306,7 +309,7 @@ class Explainer:
             result = explainer.attribute(trace, timesteps=timesteps, **kwargs)
             report.results[method] = result
             if self.faithfulness:
-                report.faithfulness[method] = self._faithfulness(trace, result, conditioning, random_curves)
+                report.faithfulness[method] = self._faithfulness(explainer, trace, result, conditioning, random_curves)
             if self.sanity_check:
                 mid = [timesteps[len(timesteps) // 2]]
                 report.sanity[method] = model_randomization_check(
@@ -315,28 +318,15 @@ class Explainer:
         return report
 
     def _faithfulness(
-        self, trace: Trace, result: ExplanationResult, conditioning: dict, random_curves: dict
+        self, explainer, trace: Trace, result: ExplanationResult, conditioning: dict, random_curves: dict
     ) -> list[FaithfulnessResult]:
-        forward = DenoiserExplainer(self.pipe, target=self.target).forward_function()
-        unet = self.pipe.unet
-        device, dtype = next(unet.parameters()).device, next(unet.parameters()).dtype
-        extra_names = list(conditioning)
-        extras = []
-        if "encoder_hidden_states" in conditioning:
-            extras.append(conditioning["encoder_hidden_states"].to(device, dtype))
-        if "class_labels" in conditioning:
-            extras.append(torch.as_tensor(conditioning["class_labels"], device=device).long().reshape(-1))
-        out = []
-        by_t = {s.timestep: s for s in trace.steps if s.latents is not None}
-        for k, t in enumerate(result.timesteps):
-            x = by_t[t].latents.to(device, dtype)
-            f = forward.bind(["sample"], extra_names, t)
-            out.append(
-                deletion_insertion(
-                    f, x, result.maps[k][:, :1].to(device), additional_forward_args=extras, seed=self.seed
-                )
-            )
-        return out
+        """Deletion/insertion per explained step with fresh noise at the step's noise level ([`faithfulness_curves`]),
+        on the report's target; the random-map curves are shared by every method."""
+        _, per_step = faithfulness_curves(
+            explainer, trace, result.timesteps, result, seed=self.seed, random_curves_cache=random_curves,
+            target=self.target, **conditioning,
+        )  # fmt: skip
+        return per_step
 
     @staticmethod
     def _image(output, trace: Trace, sample_index: int) -> torch.Tensor:
