@@ -225,3 +225,18 @@ def test_latent_trace_callback_dpm_solver_x0_and_budget(caplog):
     assert (
         small.trace.truncated and len(small.trace) == 1 and small.trace.nbytes == 2048
     )  # x_t and x̂0 of step 0 and "max_bytes=2100" in caplog.text
+
+
+def test_save_word_maps_png(tmp_path):
+    from PIL import Image
+
+    from diffusers_xai.viz import save_word_maps
+
+    pipe = tiny_text_to_image_pipeline("flux")
+    res = explain_prompt(
+        pipe, PROMPT, integrated_gradients=True, check_step=0, **tiny_call_kwargs("flux", output_type="pil")
+    )
+    path = save_word_maps(res, tmp_path / "words.png")
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == (int(1.8 * 4 * 100), int(2.1 * 100))  # image + 3 words
+    assert not list(tmp_path.glob(".*.tmp"))  # written atomically

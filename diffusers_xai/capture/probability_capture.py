@@ -76,11 +76,17 @@ class _ProbabilityProcessor:
 
     def _call(self, attn, *args, **kwargs):
         output = self.original(attn, *args, **kwargs)
-        if self.capture.recording:
+        if self.capture.recording and not self._text_free(attn, args, kwargs):
             bound = self._signature.bind(attn, *args, **kwargs)
             bound.apply_defaults()
             self.capture._record(self.name, attn, self.original, dict(list(bound.arguments.items())[1:]))
         return output
+
+    def _text_free(self, attn, args, kwargs) -> bool:
+        """A plain self-attention call (no text keys) when no self-attention rows are asked for: nothing to do."""
+        if self.capture.self_attention_queries is not None or not isinstance(attn, Attention):
+            return False
+        return kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None) is None
 
 
 @functools.cache
@@ -225,9 +231,6 @@ class AttentionProbabilityCapture:
     # ---- per attention call ----
     def _record(self, name: str, attn, processor, inputs: dict) -> None:
         rows = self.rows
-        plain_self_attention = isinstance(attn, Attention) and inputs.get("encoder_hidden_states") is None
-        if self.self_attention_queries is None and plain_self_attention:
-            return  # no text in this call and no self-attention asked for: nothing to compute
         with torch.no_grad():
             sel = {k: _select_rows(v, rows, k) for k, v in inputs.items()}
             qk = attention_query_key(attn, processor, text_length=self.text_length, **sel)

@@ -10,6 +10,7 @@ from .rows import (
     plot_series_attributions,
     plot_series_commit_steps,
 )
+from .text_to_image import save_word_maps
 from .trajectory import save_commit_step_map, save_denoising_gif, save_trajectory_curves, save_trajectory_strip
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "save_token_maps",
     "save_trajectory_curves",
     "save_trajectory_strip",
+    "save_word_maps",
 ]
