@@ -32,8 +32,9 @@ def main(args: argparse.Namespace) -> int:
     result = train(config)
     if result.pipeline is not None:
         final_loss = result.loss_history[-1] if result.loss_history else float("nan")
+        what = "the LoRA adapter" if config.lora_rank else type(result.pipeline).__name__
         print(
-            f"Saved {type(result.pipeline).__name__} to {result.output_dir} after {result.global_step} steps "
+            f"Saved {what} to {result.output_dir} after {result.global_step} steps "
             f"({result.stop_reason}); final loss {final_loss:.4f}."
         )
     return 0

@@ -59,6 +59,8 @@ class Modality(ABC):
     name: ClassVar[str]
     pipeline_class: ClassVar[type]
     options: ClassVar[dict[str, Any]] = {}
+    # whether `build_model` can start from `pretrained_model_name_or_path` (and so LoRA fine-tuning works)
+    supports_pretrained: ClassVar[bool] = False
 
     # ---- how cards and reports speak of it (`name` stays the one identifier in files, flags and tags) ----
     # "A {adjective} diffusion model", "synthetic {adjective} data"; defaults to `name`

@@ -93,6 +93,20 @@ class TrainingConfig:
     attention_head_dim: int = _help("Channels per attention head.", 8)
     norm_num_groups: int = _help("GroupNorm groups (must divide every block_out_channels entry).", 8)
     dropout: float = _help("Dropout in the ResNet blocks.", 0.0)
+    # ---- fine-tuning ----
+    pretrained_model_name_or_path: str | None = _help(
+        "Fine-tune: start from this pipeline's UNet weights and noise schedule instead of a fresh model (a folder "
+        "written by save_pretrained/train_ddpm.py or a Hub id such as google/ddpm-cifar10-32; images only)."
+    )
+    lora_rank: int | None = _help(
+        "Fine-tune a LoRA adapter of this rank (peft) on the pretrained UNet instead of all its weights; only the "
+        "adapter is trained and saved (pytorch_lora_weights.safetensors + adapter_config.json). No EMA."
+    )
+    lora_alpha: float | None = _help("LoRA scale numerator: the update is lora_alpha/lora_rank * B A (default: rank)")
+    lora_target_modules: tuple[str, ...] | None = _help(
+        "Layers LoRA adapts, by name suffix (default: attention to_q, to_k, to_v, to_out.0; add conv1, conv2 for the "
+        "ResNet convolutions)."
+    )
     # ---- noise schedule ----
     num_train_timesteps: int = _help("Diffusion steps T of the DDPM forward process.", 1000)
     beta_schedule: str = _help("`linear` or `cosine` (= diffusers' squaredcos_cap_v2).", "linear")
@@ -234,6 +248,24 @@ class TrainingConfig:
                 "does not have; set `validation_split: 0` with `streaming: true`, or train without streaming."
             )
 
+    def _validate_finetuning(self) -> None:
+        if self.lora_rank is not None:
+            _positive("lora_rank", self.lora_rank)
+            if self.pretrained_model_name_or_path is None:
+                raise ValueError(
+                    f"`lora_rank` ({self.lora_rank}) adapts a trained model: set `pretrained_model_name_or_path` to "
+                    "the pipeline to adapt, or leave `lora_rank` unset to train a model from scratch."
+                )
+        elif self.lora_alpha is not None or self.lora_target_modules is not None:
+            raise ValueError("`lora_alpha` and `lora_target_modules` only apply with `lora_rank`; set `lora_rank`.")
+        if self.lora_alpha is not None and not self.lora_alpha > 0:
+            raise ValueError(f"`lora_alpha` must be > 0, got {self.lora_alpha}.")
+        if self.pretrained_model_name_or_path is not None and self.model_config_name_or_path is not None:
+            raise ValueError(
+                "Set either `pretrained_model_name_or_path` (start from trained weights) or "
+                "`model_config_name_or_path` (a fresh model from a config), not both."
+            )
+
     def validate(self) -> None:
         """Coerce YAML/CLI values to the field types and raise `ValueError` naming any bad value."""
         hints = typing.get_type_hints(type(self))
@@ -276,6 +308,7 @@ class TrainingConfig:
         if not 0.0 <= self.validation_split < 1.0:
             raise ValueError(f"`validation_split` is a fraction in [0, 1), got {self.validation_split}.")
         self._validate_streaming()
+        self._validate_finetuning()
         if not 0.0 < self.ema_max_decay < 1.0:
             raise ValueError(f"`ema_max_decay` must be in (0, 1), got {self.ema_max_decay}.")
         if self.dataset_name is not None and self.train_data_dir is not None:
@@ -314,6 +347,11 @@ class TrainingConfig:
                     f"`explain_methods` {list(self.explain_methods)} are not methods of the {self.modality} modality; "
                     f"choose from {list(modality.explain_methods)} (or `explanation_card: false` for none)."
                 )
+        if self.pretrained_model_name_or_path is not None and not modality.supports_pretrained:
+            raise ValueError(
+                f"The {self.modality} modality cannot start from a pretrained pipeline yet; unset "
+                "`pretrained_model_name_or_path` (fine-tuning is available for images)."
+            )
         if self.push_to_hub and self.hub_model_id is not None:
             from ..hub.publish import check_repo_id
 

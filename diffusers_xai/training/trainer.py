@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..modalities.base import get_modality
-from ..pipelines import make_scheduler
 from .checkpointing import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from .config import TrainingConfig
+from .finetune import build_noise_scheduler, prepare_for_finetuning, save_finetuned
 from .finish import RunSummary, finish_run
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FOLDER = "unet"
 EMA_FOLDER = "unet_ema"
+LORA_FOLDER = "unet_lora"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -181,12 +182,18 @@ def _register_state_hooks(accelerator, ema_model, model_cls):
     """Make `save_state`/`load_state` write diffusers folders `unet/` and `unet_ema/` (safetensors + config)."""
     from diffusers.training_utils import EMAModel
 
+    from ..models.lora import has_lora, load_lora_state, save_lora
+
     def save_model_hook(models, weights, output_dir):
         if accelerator.is_main_process:
             if ema_model is not None:
                 ema_model.save_pretrained(os.path.join(output_dir, EMA_FOLDER))
             for model in models:
-                accelerator.unwrap_model(model).save_pretrained(os.path.join(output_dir, MODEL_FOLDER))
+                model = accelerator.unwrap_model(model)
+                if has_lora(model):  # LoRA: the adapter only, the base weights are the pretrained ones
+                    save_lora(model, os.path.join(output_dir, LORA_FOLDER))
+                else:
+                    model.save_pretrained(os.path.join(output_dir, MODEL_FOLDER))
         # accelerate would also pickle the weights: we saved them already
         while weights:
             weights.pop()
@@ -200,6 +207,9 @@ def _register_state_hooks(accelerator, ema_model, model_cls):
             del loaded
         while models:
             model = accelerator.unwrap_model(models.pop())
+            if has_lora(model):
+                load_lora_state(model, os.path.join(input_dir, LORA_FOLDER))
+                continue
             loaded = model_cls.from_pretrained(input_dir, subfolder=MODEL_FOLDER)
             model.register_to_config(**loaded.config)
             model.load_state_dict(loaded.state_dict())
@@ -352,13 +362,9 @@ def train(config: TrainingConfig) -> TrainResult:
         validation_dataloader = torch.utils.data.DataLoader(validation_dataset, batch_size=config.train_batch_size)
 
     # 2. model, noise schedule, EMA
-    model = modality.build_model(config, preprocessor)
-    noise_scheduler = make_scheduler(
-        "ddpm",
-        num_train_timesteps=config.num_train_timesteps,
-        beta_schedule=config.beta_schedule,
-        prediction_type=config.prediction_type,
-    )
+    # (fine-tuning: the pretrained UNet and noise schedule, with a LoRA adapter when `lora_rank` is set)
+    model = prepare_for_finetuning(modality.build_model(config, preprocessor), config)
+    noise_scheduler = build_noise_scheduler(config)
     ema_model = None
     if config.use_ema:
         ema_model = EMAModel(
@@ -374,7 +380,7 @@ def train(config: TrainingConfig) -> TrainResult:
 
     # 3. optimisation
     optimizer = torch.optim.AdamW(
-        model.parameters(),
+        [p for p in model.parameters() if p.requires_grad],
         lr=config.learning_rate,
         betas=(config.adam_beta1, config.adam_beta2),
         weight_decay=config.adam_weight_decay,
@@ -573,7 +579,10 @@ def train(config: TrainingConfig) -> TrainResult:
                 ema_model.copy_to(unwrapped.parameters())
             unwrapped.eval()
             pipeline = modality.build_pipeline(unwrapped, noise_scheduler, preprocessor)
-            _save_pipeline(pipeline, config.output_dir)
+            if config.lora_rank:
+                save_finetuned(pipeline, config)
+            else:
+                _save_pipeline(pipeline, config.output_dir)
             # evaluation (eval_samples), explanation card, push: the pipeline is saved first, so a failure here
             # (e.g. the Hub is down) never costs the trained weights
             run = RunSummary(

@@ -40,6 +40,7 @@ class ImageModality(Modality):
     pipeline_tag = "unconditional-image-generation"
     task_categories = ("unconditional-image-generation",)
     denoiser_prefixes = ("UNet2D", "UVit", "Transformer2D")
+    supports_pretrained = True  # `pretrained_model_name_or_path`, `lora_rank` (see `diffusers_xai.training.finetune`)
 
     # ---- before any data is read ----
     def validate_config(self, config) -> None:
@@ -47,6 +48,13 @@ class ImageModality(Modality):
             raise ValueError(f"`channels` must be 1 (grayscale) or 3 (RGB), got {config.channels}.")
         if config.resolution < 8:
             raise ValueError(f"`resolution` must be >= 8, got {config.resolution}.")
+        if config.pretrained_model_name_or_path is not None:
+            from ...training.finetune import check_pretrained_fits, load_pretrained_configs
+
+            source = config.pretrained_model_name_or_path
+            unet_config, _ = load_pretrained_configs(source)
+            check_pretrained_fits(unet_config, config.channels, config.resolution, source)
+            return
         if config.model_config_name_or_path is not None:
             unet_config = self._load_unet_config(config.model_config_name_or_path)
             for key in ("in_channels", "out_channels"):
@@ -188,6 +196,10 @@ class ImageModality(Modality):
 
     # ---- model and pipeline ----
     def build_model(self, config, preprocessor) -> UNet2DModel:
+        if config.pretrained_model_name_or_path is not None:
+            from ...training.finetune import load_pretrained_unet
+
+            return load_pretrained_unet(config.pretrained_model_name_or_path)
         if config.model_config_name_or_path is not None:
             unet_config = self._load_unet_config(config.model_config_name_or_path)
             if unet_config.get("sample_size") != config.resolution:

@@ -15,6 +15,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
 from ...capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from ...models.lora import LoraPipelineMixin
 from ...pipelines.sampling import (
     DiffusionStep,
     check_sampling_args,
@@ -44,7 +45,7 @@ class DiffusionXAIPipelineOutput(BaseOutput):
     trace: Trace | None = None
 
 
-class DiffusionXAIPipeline(DiffusionPipeline):
+class DiffusionXAIPipeline(LoraPipelineMixin, DiffusionPipeline):
     r"""
     Unconditional image generation that can record what happened at every step.
 
