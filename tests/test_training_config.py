@@ -138,7 +138,7 @@ def test_shipped_configs_validate(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
     config = TrainingConfig.from_yaml(
-        os.path.join(REPO, "train/configs/imagefolder.yaml"), {"train_data_dir": str(folder)}
+        os.path.join(REPO, "train/configs/imagefolder_gpu.yaml"), {"train_data_dir": str(folder)}
     )
     assert config.train_data_dir == str(folder) and config.dataset_name is None
 

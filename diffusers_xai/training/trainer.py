@@ -28,6 +28,7 @@ from .checkpointing import load_checkpoint, prune_checkpoints, resolve_checkpoin
 from .config import TrainingConfig
 from .finetune import build_noise_scheduler, prepare_for_finetuning, save_finetuned
 from .finish import RunSummary, finish_run
+from .schedule import TimeBudget, get_budgeted_scheduler
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
 
@@ -317,7 +318,6 @@ def train(config: TrainingConfig) -> TrainResult:
     ```
     """
     from accelerate.utils import set_seed
-    from diffusers.optimization import get_scheduler
     from diffusers.training_utils import EMAModel
 
     if not isinstance(config, TrainingConfig):
@@ -394,11 +394,14 @@ def train(config: TrainingConfig) -> TrainResult:
         steps_per_epoch = math.ceil(batches_per_process / config.gradient_accumulation_steps)
         max_train_steps = config.max_train_steps or config.num_epochs * steps_per_epoch
         num_epochs = math.ceil(max_train_steps / steps_per_epoch)
-    lr_scheduler = get_scheduler(
+    # a `max_train_minutes` run that stops early still goes through its whole LR schedule (see `schedule.py`)
+    budget = TimeBudget(config.max_train_minutes) if config.max_train_minutes else None
+    lr_scheduler = get_budgeted_scheduler(
         config.lr_scheduler,
-        optimizer=optimizer,
+        optimizer,
         num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
         num_training_steps=max_train_steps * accelerator.num_processes,
+        budget=budget,
     )
     _register_state_hooks(accelerator, ema_model, type(model))
     model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
@@ -469,7 +472,6 @@ def train(config: TrainingConfig) -> TrainResult:
     progress_bar = tqdm(
         total=max_train_steps, initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
     )
-    deadline = time.monotonic() + 60 * config.max_train_minutes if config.max_train_minutes else None
     stop_reason = "max_train_steps"
     check_grad_norm = config.mixed_precision != "fp16"  # fp16's GradScaler skips inf-gradient steps by design
     if config.streaming:
@@ -485,6 +487,8 @@ def train(config: TrainingConfig) -> TrainResult:
         epochs = range(first_epoch, num_epochs)
     window_losses: list[torch.Tensor] = []
     start = time.perf_counter()
+    if budget is not None:
+        budget.start()
     model.train()
     try:
         for epoch in epochs:
@@ -558,13 +562,14 @@ def train(config: TrainingConfig) -> TrainResult:
 
                 if global_step >= max_train_steps:
                     break
-                if deadline is not None:
-                    out_of_time = torch.tensor(float(time.monotonic() > deadline), device=accelerator.device)
+                if budget is not None:
+                    elapsed = torch.tensor(budget.elapsed_fraction(), device=accelerator.device)
                     if accelerator.num_processes > 1:  # the main process's clock decides for everyone
                         from accelerate.utils import broadcast
 
-                        out_of_time = broadcast(out_of_time)
-                    if out_of_time.item():
+                        elapsed = broadcast(elapsed)
+                    budget.update(elapsed.item())
+                    if budget.exhausted:
                         stop_reason = "max_train_minutes"
                         break
         train_seconds = time.perf_counter() - start
