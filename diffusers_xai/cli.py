@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="diffusers-xai", description="Generate synthetic data with diffusion models and explain every generation."
     )
+    parser.add_argument(
+        "--debug", action="store_true", help="Show the full traceback of an error (or set DIFFUSERS_XAI_DEBUG=1)."
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -39,14 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        # bad input is reported as one clear line, not a stack trace (set DIFFUSERS_XAI_DEBUG=1 for the trace)
-        if os.environ.get("DIFFUSERS_XAI_DEBUG") == "1":
-            raise
-        print(f"diffusers-xai {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    from .errors import report_user_errors
+
+    # bad input is reported as one clear line naming the value and the fix, exit code 2 (`--debug` or
+    # DIFFUSERS_XAI_DEBUG=1 for the traceback); bugs keep their traceback
+    return report_user_errors(f"diffusers-xai {args.command}", lambda: args.func(args), debug=args.debug)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,6 @@ def run_quickstart(
     validation grids), `explanations/` (one PNG per method + `explanations.json`), `evaluation/` and `summary.json`.
     """
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if not isinstance(num_samples, int) or not 1 <= num_samples <= 256:
         raise ValueError(f"`num_samples` must be an int in [1, 256], got {num_samples!r}.")
     config = digits_config(
@@ -68,6 +67,7 @@ def run_quickstart(
         eval_samples=None,
         explanation_card=False,
     )
+    out.mkdir(parents=True, exist_ok=True)  # only after every input is checked
     # 1. train (the same loop as `accelerate launch train/train_ddpm.py`)
     result = train(config)
     pipe = result.pipeline

@@ -1,7 +1,7 @@
 """Generate a sharded synthetic dataset from a saved diffusers-xai pipeline (same flags as `diffusers-xai generate`).
 
     python train/generate_dataset.py --pipeline outputs/digits/pipeline --num_samples 1000 --out synthetic-digits
-    accelerate launch --config_file train/configs/accelerate/multi_cpu_2proc.yaml \\
+    accelerate launch --config_file train/configs/accelerate/multi_cpu.yaml \\
         train/generate_dataset.py --pipeline outputs/digits/pipeline --num_samples 1000 --out synthetic-digits
 """
 

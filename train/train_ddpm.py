@@ -13,12 +13,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from diffusers_xai.errors import report_user_errors
 from diffusers_xai.training import add_training_arguments, config_from_args, train
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Train a diffusion model on an HF dataset with accelerate.", allow_abbrev=False
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="Show the full traceback of an error (or set DIFFUSERS_XAI_DEBUG=1)."
     )
     add_training_arguments(parser)
     args, unknown = parser.parse_known_args(argv)
@@ -28,6 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(args: argparse.Namespace) -> int:
+    # bad input (a missing config, a typo'd key, `max_train_steps: 0`, a typo'd Hub id, no network, a missing
+    # optional dependency, a failed push, a diverged run) is one line naming the value and the fix, exit code 2
+    return report_user_errors("train_ddpm.py", lambda: _train(args), debug=getattr(args, "debug", False))
+
+
+def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args, args.extra_overrides)
     result = train(config)
     if result.pipeline is not None:

@@ -146,10 +146,22 @@ class Trace:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trace:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata()
+        if not os.path.isfile(path):
+            raise ValueError(f"Trace file {str(path)!r} does not exist; write one with `Trace.save`.")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata()
+        except SafetensorError as err:
+            raise ValueError(
+                f"{str(path)!r} is not a safetensors file ({err}); load a file written by `Trace.save`."
+            ) from err
+        if not meta or not {"config", "steps", "num_inference_steps", "truncated"} <= set(meta):
+            raise ValueError(
+                f"{str(path)!r} is a safetensors file but not a diffusers-xai trace (its metadata has no trace "
+                "config/steps, e.g. model weights); load a file written by `Trace.save`."
+            )
         tensors = load_file(str(path))
         cfg = json.loads(meta["config"])
         cfg["dtype"] = getattr(torch, cfg["dtype"])

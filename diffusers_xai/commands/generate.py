@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 
 __all__ = ["add_arguments", "main", "register", "run"]
@@ -128,11 +127,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    try:
-        return run(args)
-    except ValueError as err:
-        print(f"diffusers-xai generate: error: {err}", file=sys.stderr)
-        return 2
+    from ..errors import report_user_errors
+
+    return report_user_errors("diffusers-xai generate", lambda: run(args), debug=getattr(args, "debug", False))
 
 
 def register(subparsers) -> None:

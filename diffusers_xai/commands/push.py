@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 __all__ = ["register", "run"]
@@ -73,24 +72,17 @@ def _card_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..hub import HubPushError, publish
+    from ..hub import publish
 
-    try:
-        card = _card_from_args(args)
-        info = publish(
-            args.dir,
-            args.repo_id,
-            card,
-            private=args.private or None,
-            commit_message=args.commit_message,
-            timeout=args.timeout,
-            community_pipeline=args.community_pipeline,
-        )
-    except HubPushError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    # errors (a bad card, a refused or failed push) become one line with exit code 2 in `cli.main`
+    info = publish(
+        args.dir,
+        args.repo_id,
+        _card_from_args(args),
+        private=args.private or None,
+        commit_message=args.commit_message,
+        timeout=args.timeout,
+        community_pipeline=args.community_pipeline,
+    )
     print(f"Pushed {args.dir} to {info.commit_url}")
     return 0

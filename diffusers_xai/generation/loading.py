@@ -46,8 +46,17 @@ def load_pipeline(name_or_path: str, revision: str | None = None, **kwargs):
         raise ValueError(f"Pipeline directory {name_or_path} does not exist; pass a `save_pretrained` directory.")
     else:
         from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError
 
-        local = Path(snapshot_download(name_or_path, revision=revision))
+        try:
+            local = Path(snapshot_download(name_or_path, revision=revision))
+        except OSError as err:
+            if isinstance(err, HfHubHTTPError):  # the Hub answered (repo/revision not found, gated): its own message
+                raise
+            raise ConnectionError(
+                f"Could not download the pipeline {name_or_path!r} from the Hub and it is not cached "
+                f"({type(err).__name__}: {err})"
+            ) from err
         resolved = local.name  # .../snapshots/<commit sha>
     class_name = json.loads((local / "model_index.json").read_text())["_class_name"]
     cls = _pipeline_class(class_name, name_or_path)

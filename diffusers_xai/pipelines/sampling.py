@@ -15,7 +15,14 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..capture import Trace, TraceConfig, TraceRecorder
 from .schedulers import predict_original_sample
 
-__all__ = ["DiffusionStep", "check_sampling_args", "denoise_progressive", "prepare_latents", "run_progressive"]
+__all__ = [
+    "DiffusionStep",
+    "check_eta",
+    "check_sampling_args",
+    "denoise_progressive",
+    "prepare_latents",
+    "run_progressive",
+]
 
 
 @dataclass
@@ -50,6 +57,13 @@ def check_sampling_args(scheduler, batch_size: int, num_inference_steps: int, ge
             f"You have passed a list of generators of length {len(generator)}, but requested {what}={batch_size}. "
             "Make sure the number of generators matches."
         )
+
+
+def check_eta(eta) -> None:
+    r"""DDIM's $\eta$ must be a number in [0, 1] (0: deterministic DDIM, 1: DDPM's posterior variance); beyond 1 the
+    variance $\sigma_t^2$ exceeds $1 - \bar\alpha_{t-1}$ and the step takes the square root of a negative number."""
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0.0 <= eta <= 1.0:
+        raise ValueError(f"`eta` must be a number in [0, 1] (0 = deterministic DDIM, 1 = DDPM noise), got {eta!r}.")
 
 
 def prepare_latents(
@@ -88,6 +102,7 @@ def denoise_progressive(
     accepts them (as diffusers' `prepare_extra_step_kwargs`). With a `recorder`, $\hat{x}_0$ is recorded at every
     recorded step (computed from the model output when the scheduler does not return it).
     """
+    check_eta(eta)
     params = set(inspect.signature(scheduler.step).parameters)
     step_kwargs = {k: v for k, v in (("eta", eta), ("generator", generator)) if k in params}
     model_kwargs = {"class_labels": class_labels} if class_labels is not None else {}
