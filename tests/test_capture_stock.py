@@ -230,3 +230,27 @@ def test_chunking_and_trace_budget(caplog):
         AttentionProbabilityCapture(pipe.unet, image_to_text=False)
     with pytest.raises(ValueError, match="matches nothing"):
         AttentionProbabilityCapture(pipe.unet, layers=["nope.*"])
+
+
+def test_dit_self_attention_for_chosen_queries_only():
+    from diffusers import DiTTransformer2DModel
+
+    torch.manual_seed(0)
+    dit = DiTTransformer2DModel(
+        num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8, num_layers=2, sample_size=8,
+        patch_size=2, num_embeds_ada_norm=1000,
+    ).eval()  # fmt: skip
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+    args = dict(hidden_states=x, timestep=torch.tensor([10, 10]), class_labels=torch.tensor([1, 3]))
+    with torch.no_grad():
+        stock = dit(**args).sample
+        calls = []
+        with _SdpaSpy(dit) as spy, AttentionProbabilityCapture(dit, calls.append, self_attention_queries=[2, 7]):
+            captured = dit(**args).sample
+    torch.testing.assert_close(captured, stock, rtol=0, atol=0)
+    assert [c.layer for c in calls] == ["transformer_blocks.0.attn1", "transformer_blocks.1.attn1"]
+    for call, ref in zip(calls, spy.probs):  # class-conditional: no text, only the asked rows [b, heads, 2, 16]
+        assert call.image_to_text is None and call.self_attention.shape == (2, 2, 2, 16)
+        torch.testing.assert_close(call.self_attention, ref.float()[:, :, [2, 7]], rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="Nothing to record"):
+        AttentionProbabilityCapture(dit, image_to_text=False)
