@@ -162,6 +162,7 @@ def test_processors_restored_after_an_error_and_bad_input():
     with pytest.raises(ValueError, match="divisible by 8"):
         explainer.attribute(PROMPT, **tiny_call_kwargs("sd", height=15))
     assert _processors(pipe.unet) == before and not pipe.unet._forward_pre_hooks and not pipe.unet._forward_hooks
+    assert "encode_prompt" not in vars(pipe)  # the embeddings reader is removed too
     with pytest.raises(ValueError, match="one string"):
         explainer.attribute(["a", "b"])
     with pytest.raises(ValueError, match="`steps` must be"):

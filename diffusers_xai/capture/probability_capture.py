@@ -142,6 +142,9 @@ class AttentionProbabilityCapture:
         num_steps (`int`, *optional*): denoising steps of the run, to resolve `trace_config.steps`.
         step_filter (`Callable[[int], bool]`, *optional*): record only the steps it accepts (others cost nothing).
         max_chunk_bytes (`int`, *optional*, defaults to 64 MiB): bound of one chunk of attention scores.
+        match_condition (`bool`, *optional*): record only rows matching `condition` even though it is set later
+            (before the first denoiser call, e.g. from the pipeline's `encode_prompt`); defaults to
+            `condition is not None`.
 
     Raises:
         UnsupportedAttentionProcessorError: on enter, naming the first module whose processor we cannot recompute.
@@ -168,6 +171,7 @@ class AttentionProbabilityCapture:
         num_steps: int | None = None,
         step_filter: Callable[[int], bool] | None = None,
         max_chunk_bytes: int = 2**26,
+        match_condition: bool | None = None,
     ):
         modules = find_all_attention_modules(model)
         if not modules:
@@ -178,6 +182,7 @@ class AttentionProbabilityCapture:
         if not image_to_text and self_attention_queries is None:
             raise ValueError("Nothing to record: set `image_to_text=True` or give `self_attention_queries=`.")
         self.model, self.sink, self.condition = model, sink, condition
+        self.match_condition = condition is not None if match_condition is None else match_condition
         self.modules = {n: modules[n] for n in names}
         self.image_to_text, self.self_attention_queries = image_to_text, self_attention_queries
         self.max_chunk_bytes, self.step_filter = max_chunk_bytes, step_filter
@@ -216,6 +221,10 @@ class AttentionProbabilityCapture:
         self.rows = None
 
     def _conditional_rows(self, context: torch.Tensor | None, sample) -> torch.Tensor | None:
+        if self.condition is None and self.match_condition:
+            raise ValueError(
+                "The denoiser ran before its conditioning was known: set `condition=` before the first call."
+            )
         if self.condition is None:
             batch = next((x.shape[0] for x in (context, sample) if isinstance(x, torch.Tensor)), 1)
             return torch.arange(batch)

@@ -156,20 +156,6 @@ class TextToImageExplainer:
     def denoiser_name(self) -> str:
         return "unet" if getattr(self.pipeline, "unet", None) is not None else "transformer"
 
-    def encode(self, prompt: str, **pipeline_kwargs) -> torch.Tensor:
-        """The conditional text embeddings the pipeline hands its denoiser for `prompt` (no CFG, one image)."""
-        signature = inspect.signature(self.pipeline.encode_prompt).parameters
-        # the denoiser's device: `pipeline._execution_device` walks every component (~8 ms per call on CPU)
-        device = next(self.denoiser.parameters()).device
-        kwargs = {"prompt": prompt, "device": device, "num_images_per_prompt": 1}
-        kwargs |= {"do_classifier_free_guidance": False}
-        kwargs |= {k: v for k, v in pipeline_kwargs.items() if k in ("max_sequence_length", "clip_skip")}
-        # prompt_2 / prompt_3 (SDXL, SD3, Flux) default to `prompt` inside the pipelines when None
-        kwargs |= {k: pipeline_kwargs.get(k) for k in signature if k in ("prompt_2", "prompt_3")}
-        kwargs = {k: v for k, v in kwargs.items() if k in signature}
-        with torch.no_grad():
-            return self.pipeline.encode_prompt(**kwargs)[0]
-
     def attribute(
         self,
         prompt: str,
@@ -240,7 +226,7 @@ class TextToImageExplainer:
         return result
 
     def _run(self, prompt, steps, include_special, prompt_embeds, trace, max_chunk_bytes, snapshot_step, kwargs):
-        condition = prompt_embeds if prompt_embeds is not None else self.encode(prompt, **kwargs)
+        condition = prompt_embeds  # otherwise read from the pipeline's own encode_prompt call (_remember_encoding)
         aspect = self._aspect(kwargs)
         accumulate = _MapAccumulator(aspect, None if steps == "all" else set(steps))
         callback = self._trace_callback(trace, kwargs)
@@ -255,9 +241,11 @@ class TextToImageExplainer:
             condition=condition,
             step_filter=None if steps == "all" else set(steps).__contains__,
             max_chunk_bytes=max_chunk_bytes,
+            match_condition=True,
         )
         snapshot = StepSnapshot(self.denoiser, capture, snapshot_step, self.pipeline.scheduler, aspect)
-        with capture, snapshot if snapshot_step is not None else contextlib.nullcontext():
+        remember = self._remember_encoding(capture) if prompt_embeds is None else contextlib.nullcontext()
+        with remember, capture, snapshot if snapshot_step is not None else contextlib.nullcontext():
             output = self.pipeline(**call)
         if snapshot_step is not None and snapshot.call is None:
             raise ValueError(f"`check_step={snapshot_step}` was not run; pick a step below `num_inference_steps`.")
@@ -282,6 +270,33 @@ class TextToImageExplainer:
             setattr(self.pipeline, name, original)
         n = len(result.layout.words)
         return word_map_sanity(result.word_maps[:n], randomised.word_maps[:n])
+
+    @contextlib.contextmanager
+    def _remember_encoding(self, capture: AttentionProbabilityCapture):
+        """Take the conditional embeddings from the pipeline's own (first) `encode_prompt` call.
+
+        Every stock pipeline encodes the prompt once before its loop and returns the conditional embeddings first
+        (Flux's true-CFG negative encoding comes second); reading them there instead of encoding the prompt again
+        saves one text-encoder pass per explanation. The instance attribute is removed in `finally`.
+        """
+        pipe = self.pipeline
+        own = pipe.__dict__.get("encode_prompt")
+        original = pipe.encode_prompt
+
+        def encode_prompt(*args, **kwargs):
+            out = original(*args, **kwargs)
+            if capture.condition is None:
+                capture.condition = out[0].detach()
+            return out
+
+        pipe.__dict__["encode_prompt"] = encode_prompt
+        try:
+            yield
+        finally:
+            if own is None:
+                pipe.__dict__.pop("encode_prompt", None)
+            else:
+                pipe.__dict__["encode_prompt"] = own
 
     def _check_call(self, prompt, steps, pipeline_kwargs) -> None:
         if not isinstance(prompt, str):
