@@ -196,3 +196,26 @@ def test_a_single_row_and_a_one_level_condition_are_refused():
     df = pd.DataFrame({"a": np.linspace(0, 1, 20), "label": ["only"] * 20})
     with pytest.raises(ValueError, match="The condition column 'label' has a single level 'only'"):
         TabularPreprocessor.fit(df, condition_column="label")
+
+
+def test_numerical_condition_column_is_binned_and_values_stay_in_their_bin():
+    from diffusers_xai.data.tabular import load_wine_frame
+
+    wine = load_wine_frame()
+    pre = TabularPreprocessor.fit(wine, condition_column="alcohol", condition_bins=4)
+    edges = np.quantile(wine["alcohol"], [0, 0.25, 0.5, 0.75, 1])
+    assert pre.num_classes == 4 and pre.condition["bins"] == pytest.approx(edges.tolist())
+    assert pre.condition["counts"] == np.bincount(np.searchsorted(edges[1:-1], wine["alcohol"], "right")).tolist()
+    assert pre.num_features == 14  # alcohol is still generated (13 numericals + the int cultivar)
+    assert pre.encode_labels([11.0, edges[2], 13.9, 99.0]).tolist() == [0, 2, 3, 3]
+    torch.manual_seed(0)
+    pipe = TabularXAIPipeline.from_denoiser(
+        TabularDenoiser(in_features=pre.num_features, hidden_dims=(16,), num_class_embeds=4), pre
+    )
+    pipe.set_progress_bar_config(disable=True)
+    rows = pipe(num_rows=50, class_labels=13.9, generator=torch.Generator().manual_seed(0), num_inference_steps=4).rows
+    assert rows["alcohol"].between(edges[3], edges[4]).all() and decimals_of(rows["alcohol"]) <= 2
+    with pytest.raises(ValueError, match="`condition_bins` must be an int >= 2, got 1"):
+        TabularPreprocessor.fit(wine, condition_column="alcohol", condition_bins=1)
+    as_classes = TabularPreprocessor.fit(wine, condition_column="cultivar")  # 3 values <= 10 bins: levels
+    assert as_classes.condition["kind"] == "categorical" and as_classes.num_classes == 3

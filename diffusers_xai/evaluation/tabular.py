@@ -195,6 +195,7 @@ def _fit_score(train: pd.DataFrame, test: pd.DataFrame, target: str, metadata: d
     from sklearn.metrics import f1_score, r2_score
 
     categorical, numerical = _feature_columns(metadata, target)
+    train, test = train[train[target].notna()], test[test[target].notna()]  # rows without a label cannot be scored
     y_train, y_test = train[target], test[target]
     if task == "classification":
         y_train, y_test = y_train.astype(str), y_test.astype(str)

@@ -259,6 +259,34 @@ def _check_policies(nan_policy: str, id_columns: str) -> None:
         raise ValueError(f"`id_columns` must be 'regenerate' or 'drop', got {id_columns!r}.")
 
 
+def _is_binnable(df: pd.DataFrame, name: str, categorical_columns: list[str], bins: int) -> bool:
+    """A numerical (or date) condition column with more distinct values than `bins` is binned at its quantiles."""
+    if name not in df.columns or name in categorical_columns:
+        return False
+    series = df[name]
+    numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+    if not (numeric or pd.api.types.is_datetime64_any_dtype(series)):
+        return False
+    if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        raise ValueError(f"`condition_bins` must be an int >= 2, got {bins!r}.")
+    return series.nunique() > bins
+
+
+def _quantile_bins(spec: dict, series: pd.Series, bins: int) -> dict:
+    """Quantile bin edges of a numerical condition column (in model units), with the training count of each bin."""
+    values = encode_datetime(series, spec["datetime"]) if spec.get("datetime") else series.to_numpy(np.float64)
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, bins + 1)))
+    if len(edges) < 3:
+        raise ValueError(
+            f"The condition column {spec['name']!r} has too few distinct values to bin ({len(edges) - 1} bin); "
+            "list it in `categorical_columns` to condition on its levels."
+        )
+    index = np.searchsorted(edges[1:-1], values, side="right")
+    counts = np.bincount(index, minlength=len(edges) - 1)
+    labels = [f"[{lo:.4g}, {hi:.4g}]" for lo, hi in zip(edges[:-1], edges[1:])]
+    return {"bins": edges.tolist(), "counts": counts.tolist(), "categories": labels}
+
+
 def _resolve_encoding(encoding: str, num_categories: int) -> str:
     if encoding != "auto":
         return encoding
@@ -361,8 +389,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         self.columns = [dict(c) for c in (columns or [])]
         if condition_column is not None:
             spec = next((c for c in self.columns if c["name"] == condition_column), None)
-            if spec is None or spec["kind"] != "categorical":
-                raise ValueError(f"`condition_column` {condition_column!r} must be one of the categorical columns.")
+            if spec is None or not (spec["kind"] == "categorical" or spec.get("bins")):
+                raise ValueError(
+                    f"`condition_column` {condition_column!r} must be one of the categorical columns or a binned "
+                    "numerical one."
+                )
         self.numerical = [c for c in self.columns if c["kind"] == "numerical"]
         self.categorical = [c for c in self.columns if c["kind"] == "categorical" and c["name"] != condition_column]
         self.condition = next((c for c in self.columns if c["name"] == condition_column), None)
@@ -400,6 +431,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         n_quantiles: int | None = None,
         seed: int = 0,
         id_columns: IdPolicy = "regenerate",
+        condition_bins: int = 10,
     ) -> TabularPreprocessor:
         """
         Learn the schema and the quantile transform of a table.
@@ -409,7 +441,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             categorical_columns (`list[str]`, *optional*): columns to treat as categorical although numeric
                 (e.g. an integer class code). Object, string, `category` and bool columns always are, unless their
                 strings are dates.
-            condition_column (`str`, *optional*): a categorical column to condition on (given as `class_labels`).
+            condition_column (`str`, *optional*): a column to condition on (given as `class_labels`): categorical, or
+                numerical with more than `condition_bins` distinct values, which is then binned at its quantiles
+                (the bin is the class; the value itself is still generated, inside the bin).
             categorical_encoding (`"auto"`, `"onehot"` or `"analog_bits"`, *optional*, defaults to `"auto"`): `"auto"`
                 is one-hot up to 32 levels and analog bits above, per column.
             nan_policy (`"model"`, `"impute"` or `"raise"`, *optional*, defaults to `"model"`): see the class doc.
@@ -417,13 +451,17 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             seed (`int`, *optional*, defaults to 0): `random_state` of the `QuantileTransformer`.
             id_columns (`"regenerate"` or `"drop"`, *optional*, defaults to `"regenerate"`): what to write for
                 identifier columns (all values unique), which are never modelled.
+            condition_bins (`int`, *optional*, defaults to 10): quantile bins of a numerical `condition_column`.
         """
         from sklearn.preprocessing import QuantileTransformer
 
         df = load_table(data)
         _check_table(df)
         categorical_columns = list(categorical_columns or [])
-        if condition_column is not None and condition_column not in categorical_columns:
+        binned = condition_column is not None and _is_binnable(
+            df, condition_column, categorical_columns, condition_bins
+        )
+        if condition_column is not None and not binned and condition_column not in categorical_columns:
             categorical_columns.append(condition_column)
         unknown = [c for c in categorical_columns if c not in df.columns]
         if unknown:
@@ -439,6 +477,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             for name in df.columns
         ]
         _resolve_columns(columns, df, categorical_encoding, nan_policy, id_columns)
+        if binned:
+            spec = next(c for c in columns if c["name"] == condition_column)
+            spec.update(_quantile_bins(spec, df[condition_column], condition_bins))
         numerical = [c["name"] for c in columns if c["kind"] == "numerical"]
         if n_quantiles is None:
             n_quantiles = max(min(len(df) // 30, 1000), 10)
@@ -500,6 +541,18 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         return out
 
     # ---- properties ----
+    def _bin_indices(self, values: Any) -> np.ndarray:
+        """Values of a binned numerical condition column → bin indices (values outside the range: the end bins)."""
+        spec = self.condition
+        numbers = encode_datetime(pd.Series(values), spec["datetime"]) if spec.get("datetime") else None
+        numbers = numbers if numbers is not None else pd.to_numeric(pd.Series(values), errors="coerce").to_numpy()
+        if np.isnan(numbers).any():
+            raise ValueError(
+                f"Values of the binned condition column {spec['name']!r} must be numbers, got {values!r}."
+            )
+        inner = np.asarray(spec["bins"][1:-1], dtype=np.float64)
+        return np.searchsorted(inner, numbers, side="right").astype(np.int64)
+
     @property
     def num_classes(self) -> int | None:
         """Number of levels of the condition column (`num_class_embeds` of the denoiser), or `None`."""
@@ -611,6 +664,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         if isinstance(values, pd.DataFrame):
             self._check_frame(values, [self.condition])
             values = values[self.condition["name"]]
+        if self.condition.get("bins"):
+            return torch.from_numpy(self._bin_indices(list(values)))
         return torch.from_numpy(self._category_indices(pd.Series(list(values), dtype=object), self.condition))
 
     # ---- model space -> table ----
@@ -678,12 +733,19 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             num = x[:, : len(self.numerical)]
             num = self._quantile_normal(np.nan_to_num(num, nan=0.0, posinf=10, neginf=-10), inverse=True)
             for j, c in enumerate(self.numerical):
+                if c.get("bins"):  # a binned condition column: its value stays inside the bin it was sampled for
+                    edges = np.asarray(c["bins"])
+                    labels = self._labels(class_labels, len(x))
+                    num[:, j] = np.clip(num[:, j], edges[labels], edges[labels + 1])
                 out[c["name"]] = self._decode_numerical(num[:, j], c)
         for c in self.categorical:
             idx = self._decode_categorical(x[:, self.feature_slices[c["name"]]], c)
             out[c["name"]] = self._restore_dtype([c["categories"][i] for i in idx], c)
-        if self.condition is not None:
-            out[self.condition["name"]] = self._decode_labels(class_labels, len(x))
+        if self.condition is not None and not self.condition.get("bins"):
+            cats = self.condition["categories"]
+            out[self.condition["name"]] = self._restore_dtype(
+                [cats[i] for i in self._labels(class_labels, len(x))], self.condition
+            )
         rng = np.random.default_rng(seed)
         for c in self.columns:
             if c["kind"] in ("constant", "id") and not c.get("drop"):
@@ -693,7 +755,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             out[c["name"]] = out[c["name"]].where(~missing)
         return pd.DataFrame({name: out[name] for name in self.column_names if name in out})
 
-    def _decode_labels(self, class_labels: Any, num_rows: int) -> pd.Series:
+    def _labels(self, class_labels: Any, num_rows: int) -> np.ndarray:
         if class_labels is None:
             raise ValueError(
                 f"This preprocessor conditions on {self.condition['name']!r}: pass the `class_labels` used to sample."
@@ -701,5 +763,4 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         labels = torch.as_tensor(class_labels).long().cpu().numpy().reshape(-1)
         if len(labels) != num_rows:
             raise ValueError(f"Got {len(labels)} class labels for {num_rows} rows.")
-        cats = self.condition["categories"]
-        return self._restore_dtype([cats[i] for i in labels], self.condition)
+        return labels

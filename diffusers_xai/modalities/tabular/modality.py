@@ -53,7 +53,8 @@ class TabularModality(Modality):
     Keys (YAML / `--key value`): `categorical_columns`, `condition_column`, `categorical_encoding`
     (`auto` = one-hot up to 32 levels, analog bits above; `onehot`; `analog_bits`), `nan_policy` (`model` = generate
     missing values at the real rate through one indicator per column, `impute`, `raise`, or `drop` = train on
-    complete rows), `id_columns` (`regenerate` or `drop` all-unique identifier columns), `n_quantiles`, and the
+    complete rows), `id_columns` (`regenerate` or `drop` all-unique identifier columns), `condition_bins` (quantile
+    bins of a numerical `condition_column`, whose TSTR is then a regression R²), `n_quantiles`, and the
     denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`, `time_embedding_dim` (plus the shared
     `dropout`).
     """
@@ -68,6 +69,7 @@ class TabularModality(Modality):
         "categorical_encoding": "auto",
         "nan_policy": "model",
         "id_columns": "regenerate",
+        "condition_bins": 10,
         "n_quantiles": None,
         "architecture": "mlp",
         "hidden_dims": [256, 256],
@@ -89,6 +91,9 @@ class TabularModality(Modality):
             if opts[key] not in allowed:
                 raise ValueError(f"`{key}` must be one of {list(allowed)}, got {opts[key]!r}.")
         opts["hidden_dims"] = list(_int_tuple("hidden_dims", opts["hidden_dims"]))
+        bins = opts["condition_bins"]
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+            raise ValueError(f"`condition_bins` must be an int >= 2, got {bins!r}.")
         for key in ("n_quantiles", "time_embedding_dim"):
             value = opts[key]
             if value is None and key == "n_quantiles":
@@ -142,6 +147,7 @@ class TabularModality(Modality):
             categorical_encoding=config.categorical_encoding,
             nan_policy="raise" if config.nan_policy == "drop" else config.nan_policy,
             id_columns=config.id_columns,
+            condition_bins=config.condition_bins,
             n_quantiles=config.n_quantiles,
             seed=config.seed or 0,
         )
