@@ -199,7 +199,7 @@ def test_a_single_row_and_a_one_level_condition_are_refused():
 
 
 def test_numerical_condition_column_is_binned_and_values_stay_in_their_bin():
-    from diffusers_xai.data.tabular import load_wine_frame
+    from diffusers_xai.modalities.tabular.data import load_wine_frame
 
     wine = load_wine_frame()
     pre = TabularPreprocessor.fit(wine, condition_column="alcohol", condition_bins=4)
