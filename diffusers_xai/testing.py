@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 
-__all__ = ["tiny_conditional_unet", "tiny_pipeline", "tiny_unet"]
+__all__ = ["fit_denoiser", "tiny_class_conditional_unet", "tiny_conditional_unet", "tiny_pipeline", "tiny_unet"]
 
 
 def tiny_unet(seed: int = 0, in_channels: int = 1, sample_size: int = 8, attention: bool = True) -> UNet2DModel:
@@ -51,3 +51,74 @@ def tiny_pipeline(scheduler: str = "ddpm", seed: int = 0, num_train_timesteps: i
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_class_conditional_unet(
+    num_classes: int, seed: int = 0, sample_size: int = 8, null_class: bool = True, channels: tuple = (16, 32)
+) -> UNet2DModel:
+    """
+    A 2-level class-conditional `UNet2DModel` (`num_class_embeds`). With `null_class=True` it has one extra
+    embedding, index `num_classes`, for the unconditional prediction of classifier-free guidance (train it with
+    [`fit_denoiser`]'s `label_dropout`).
+    """
+    torch.manual_seed(seed)
+    return UNet2DModel(
+        sample_size=sample_size,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=channels,
+        layers_per_block=1,
+        norm_num_groups=8,
+        attention_head_dim=8,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        num_class_embeds=num_classes + int(null_class),
+    )
+
+
+def fit_denoiser(
+    model: torch.nn.Module,
+    x0: torch.Tensor,
+    scheduler,
+    class_labels: torch.Tensor | None = None,
+    null_class: int | None = None,
+    label_dropout: float = 0.1,
+    num_steps: int = 300,
+    batch_size: int = 64,
+    learning_rate: float = 2e-3,
+    seed: int = 0,
+) -> torch.nn.Module:
+    r"""
+    Fit a small denoiser on in-memory tensors `x0` `[N, *S]` (with the trainer's loss, `_diffusion_loss`), for
+    planted-ground-truth models in tests and benchmarks. Returns the model in eval mode.
+
+    Hand-written rather than [`train`]: planted data lives in memory, the fit takes seconds, and classifier-free
+    guidance needs label dropout (a label replaced by `null_class` with probability `label_dropout`, Ho & Salimans
+    2022, https://arxiv.org/abs/2207.12598), which the trainer's modalities do not do.
+    """
+    from tqdm.auto import tqdm
+
+    from .training.trainer import _diffusion_loss
+
+    if num_steps < 1 or batch_size < 1:
+        raise ValueError(f"`num_steps` and `batch_size` must be >= 1, got {num_steps} and {batch_size}.")
+    if null_class is not None and class_labels is None:
+        raise ValueError("`null_class` needs `class_labels` (label dropout replaces labels by the null class).")
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=num_steps, pct_start=0.1)
+    model.train()
+    for _ in tqdm(range(num_steps), desc="fit", leave=False, disable=None):
+        index = torch.randint(0, x0.shape[0], (batch_size,), generator=generator)
+        batch = {"x0": x0[index]}
+        if class_labels is not None:
+            labels = class_labels[index].clone()
+            if null_class is not None:
+                labels[torch.rand(batch_size, generator=generator) < label_dropout] = null_class
+            batch["class_labels"] = labels
+        loss = _diffusion_loss(model, scheduler, batch, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return model.eval()

@@ -1,0 +1,172 @@
+"""Planted ground truth: the data builders, the recovery scores, and "why this class" on a model trained on them."""
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from diffusers_xai.explain.condition import ConditionContrast, ConditionContrastForward
+from diffusers_xai.explain.planted import (
+    corner_regions,
+    planted_images,
+    planted_series,
+    planted_table,
+    pointing_game,
+    rank_correlation,
+    top_k_precision,
+)
+from diffusers_xai.explain.target import ExplanationTarget
+from diffusers_xai.testing import fit_denoiser, tiny_class_conditional_unet, tiny_unet
+
+# ---- the data carry the planted structure ----
+
+
+def test_planted_table_dependency_graph():
+    table = planted_table(4000, seed=0)
+    corr = table.frame.corr()
+    assert corr.loc["a", "c"] > 0.85  # c = tanh(2a) + noise
+    assert abs(corr.loc["b", "c"]) < 0.05 and abs(corr.loc["d", "c"]) < 0.05
+    assert corr.loc["d", "y"] > 0.85 and abs(corr.loc["a", "y"]) < 0.05
+    assert table.parents == {"c": ["a"]} and table.condition_effects == ["d"]
+    assert planted_table(16, seed=3).frame.equals(planted_table(16, seed=3).frame)
+
+
+def test_planted_series_repeats_the_driver_at_the_delay():
+    series = planted_series(512, length=24, delay=3, seed=0)
+    w = series.windows
+    assert w.shape == (512, 24, 2) and w.dtype == np.float32
+    # follower[tau] = driver[tau - 3] + 0.1 noise: the residual at the delay is the noise alone
+    residual = w[:, 3:, 1] - w[:, :-3, 0]
+    assert 0.09 < residual.std() < 0.11
+    lagged = [np.corrcoef(w[:, 12, 1], w[:, 12 - k, 0])[0, 1] for k in range(6)]
+    assert int(np.argmax(lagged)) == 3
+    assert series.true_position(12) == 9
+    with pytest.raises(ValueError, match=r"`position` must be in \[3, 24\)"):
+        series.true_position(2)
+
+
+def test_planted_images_mark_the_class_corner():
+    data = planted_images(64, resolution=16, seed=0)
+    assert data.images.shape == (64, 1, 16, 16) and data.num_classes == 4
+    for image, label in zip(data.images[:, 0], data.class_labels):
+        region = data.regions[label]
+        assert (image[region] == 1).all()
+        others = data.regions[torch.arange(4) != label].any(0)
+        assert (image[others] == -1).all()  # no other corner is marked
+    # the digit is independent of the class: every class sees several digits
+    assert all(len(set(data.digits[data.class_labels == k].tolist())) > 3 for k in range(4))
+
+
+def test_corner_regions_layout():
+    r = corner_regions(8)
+    assert r.shape == (4, 8, 8) and r.sum(dim=(1, 2)).tolist() == [4, 4, 4, 4]
+    assert r[0, 0, 0] and r[0, 1, 1] and r[1, 0, 7] and r[2, 7, 0] and r[3, 6, 6] and not r[:, 2:6, 2:6].any()
+    with pytest.raises(ValueError, match="`num_classes` must be 2, 3 or 4"):
+        corner_regions(8, num_classes=5)
+
+
+# ---- the scores ----
+
+
+def test_top_k_precision_known_answers():
+    scores = torch.tensor([[3.0, 1.0, 2.0, 0.0], [0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
+    truth = torch.tensor([True, False, True, False])
+    # k = 2 true features; the all-equal row keeps feature order (0, 1): one hit of two
+    assert top_k_precision(scores, truth).tolist() == [1.0, 0.5, 0.5]
+    assert top_k_precision(scores, truth, k=1).tolist() == [1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="at least one true feature"):
+        top_k_precision(scores, torch.zeros(4, dtype=torch.bool))
+
+
+def test_pointing_game_and_rank_correlation():
+    maps = torch.zeros(3, 4, 4)
+    maps[0, 0, 0] = 1.0  # in the region
+    maps[1, 3, 3] = 1.0  # outside
+    regions = torch.zeros(3, 4, 4, dtype=torch.bool)
+    regions[:, :2, :2] = True
+    assert pointing_game(maps, regions).tolist() == [1.0, 0.0, 0.0]  # a constant map is a miss
+    assert pointing_game(maps, regions, tolerance=2).tolist() == [1.0, 1.0, 0.0]
+    rho = rank_correlation(torch.tensor([[0.1, 0.5, 0.9], [0.9, 0.5, 0.1]]), torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.allclose(rho, torch.tensor([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"must both be \[N, H, W\]"):
+        pointing_game(maps, regions[:, :2])
+
+
+# ---- "why this class" on a model trained on planted images ----
+
+
+def _scheduler():
+    return DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True)
+
+
+def _planted_image_model(resolution: int, channels: tuple, num_steps: int):
+    data = planted_images(1797, resolution, seed=0)
+    unet = tiny_class_conditional_unet(4, sample_size=resolution, channels=channels)
+    scheduler = _scheduler()
+    fit_denoiser(unet, data.images, scheduler, data.class_labels, null_class=4, num_steps=num_steps, batch_size=32)
+    return unet, scheduler
+
+
+def _why_this_class_hits(unet, scheduler, resolution: int, timestep: int, null_class) -> float:
+    test = planted_images(64, resolution, seed=1)  # images the model never saw
+    noise = torch.randn(test.images.shape, generator=torch.Generator().manual_seed(0))
+    x_t = scheduler.add_noise(test.images, noise, torch.tensor([timestep]))
+    result = ConditionContrast(unet, scheduler, null_class=null_class).attribute(
+        x_t, timesteps=[timestep], class_labels=test.class_labels
+    )
+    assert result.maps.shape == (1, 64, 1, resolution, resolution)
+    return pointing_game(result.maps[0], test.regions[test.class_labels]).mean().item()
+
+
+@pytest.fixture(scope="module")
+def planted_unet_8px():
+    return _planted_image_model(8, (8, 16), num_steps=200)
+
+
+@pytest.mark.parametrize("null_class", [4, "mean"])
+def test_why_this_class_points_at_the_planted_corner(planted_unet_8px, null_class):
+    unet, scheduler = planted_unet_8px
+    for t in (600, 300):
+        assert _why_this_class_hits(unet, scheduler, 8, t, null_class) >= 0.8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("null_class", [4, "mean"])
+def test_why_this_class_points_at_the_planted_corner_16px(null_class):
+    unet, scheduler = _planted_image_model(16, (16, 32), num_steps=600)
+    for t in (800, 600, 400):
+        assert _why_this_class_hits(unet, scheduler, 16, t, null_class) >= 0.8
+
+
+def test_condition_contrast_cancels_the_scheduler_term(planted_unet_8px):
+    unet, scheduler = planted_unet_8px
+    x_t = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 3])
+    forward = ConditionContrastForward(unet, scheduler, ExplanationTarget(), null_class=4)
+    delta = forward.contrast(x_t, 500, labels)
+    with torch.no_grad():
+        eps_c = unet(x_t, 500, class_labels=labels).sample
+        eps_0 = unet(x_t, 500, class_labels=torch.tensor([4, 4])).sample
+    ab = scheduler.alphas_cumprod[500]
+    expected = -((1 - ab) ** 0.5) / ab**0.5 * (eps_c - eps_0)  # x0(c) - x0(null): x_t / sqrt(ab) cancels
+    torch.testing.assert_close(delta.detach(), expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(forward(x_t, 500, labels).detach(), expected.sum(dim=(1, 2, 3)), rtol=1e-4, atol=1e-4)
+
+
+def test_condition_bad_input():
+    scheduler = _scheduler()
+    with pytest.raises(ValueError, match="UNet2DModel is unconditional .* train a class-conditional model"):
+        ConditionContrast(tiny_unet(), scheduler)
+    unet = tiny_class_conditional_unet(2, channels=(8, 16))
+    with pytest.raises(ValueError, match=r"`null_class` must be the index .* in \[0, 3\) or 'mean'"):
+        ConditionContrast(unet, scheduler, null_class=3)
+    explainer = ConditionContrast(unet, scheduler, null_class=2)
+    x_t = torch.randn(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="needs `class_labels=`"):
+        explainer.attribute(x_t, timesteps=[10])
+    with pytest.raises(ValueError, match="contain the null class 2"):
+        explainer.attribute(x_t, timesteps=[10], class_labels=[2, 0])
+    with pytest.raises(ValueError, match="`class_labels` has 3 entries but x_t has batch size 2"):
+        explainer.attribute(x_t, timesteps=[10], class_labels=[0, 1, 0])
+    with pytest.raises(ValueError, match="needs `timesteps=`"):
+        explainer.attribute(x_t, class_labels=[0, 1])
