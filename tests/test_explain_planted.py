@@ -5,7 +5,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from diffusers_xai.explain.condition import ConditionContrast, ConditionContrastForward
+from diffusers_xai.explain import DenoiserAttribution
+from diffusers_xai.explain.condition import ConditionContrast, ConditionContrastForward, ConditionTarget
 from diffusers_xai.explain.planted import (
     corner_regions,
     planted_images,
@@ -142,15 +143,36 @@ def test_condition_contrast_cancels_the_scheduler_term(planted_unet_8px):
     unet, scheduler = planted_unet_8px
     x_t = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 3])
-    forward = ConditionContrastForward(unet, scheduler, ExplanationTarget(), null_class=4)
-    delta = forward.contrast(x_t, 500, labels)
     with torch.no_grad():
         eps_c = unet(x_t, 500, class_labels=labels).sample
         eps_0 = unet(x_t, 500, class_labels=torch.tensor([4, 4])).sample
+        eps_all = torch.stack([unet(x_t, 500, class_labels=torch.tensor([k, k])).sample for k in range(5)])
     ab = scheduler.alphas_cumprod[500]
-    expected = -((1 - ab) ** 0.5) / ab**0.5 * (eps_c - eps_0)  # x0(c) - x0(null): x_t / sqrt(ab) cancels
-    torch.testing.assert_close(delta.detach(), expected, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(forward(x_t, 500, labels).detach(), expected.sum(dim=(1, 2, 3)), rtol=1e-4, atol=1e-4)
+    b_t = -((1 - ab) ** 0.5) / ab**0.5
+    for output in ("model_contribution", "pred_original_sample"):  # x0(c) - x0(null): x_t / sqrt(ab) cancels
+        forward = ConditionContrastForward(unet, scheduler, ExplanationTarget(output=output), null_class=4)
+        torch.testing.assert_close(forward.contrast(x_t, 500, labels), b_t * (eps_c - eps_0), rtol=1e-4, atol=1e-5)
+    forward = ConditionContrastForward(unet, scheduler, ExplanationTarget(output="model_output"), null_class="mean")
+    torch.testing.assert_close(forward.contrast(x_t, 500, labels), eps_c - eps_all.mean(0), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(forward(x_t, 500, labels), (eps_c - eps_all.mean(0)).sum(dim=(1, 2, 3)))
+
+
+def test_condition_target_drives_any_explainer(planted_unet_8px):
+    """Saliency of the class's contribution w.r.t. x_t equals autograd of the contrast, by hand."""
+    unet, scheduler = planted_unet_8px
+    x_t = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([1, 2])
+    explainer = DenoiserAttribution(unet, "saliency", scheduler=scheduler, target=ConditionTarget(null_class=4))
+    result = explainer.attribute(x_t, timesteps=[400], class_labels=labels)
+    x = x_t.clone().requires_grad_(True)
+    ab = scheduler.alphas_cumprod[400]
+    y = (
+        -((1 - ab) ** 0.5)
+        / ab**0.5
+        * (unet(x, 400, class_labels=labels).sample - unet(x, 400, class_labels=torch.tensor([4, 4])).sample)
+    )
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(result.attributions[0], grad.abs(), rtol=1e-4, atol=1e-6)
 
 
 def test_condition_bad_input():

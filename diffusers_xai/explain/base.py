@@ -311,8 +311,10 @@ class DenoiserExplainer:
         return clone
 
     def forward_function(self, target=None) -> DenoiserForward:
-        return DenoiserForward(
-            self.unet, self.scheduler, resolve_target(target) if target is not None else self.target
+        target = resolve_target(target) if target is not None else self.target
+        make = getattr(target, "forward_function", None)  # a target with its own forward (ConditionTarget)
+        return (
+            make(self.unet, self.scheduler) if make is not None else DenoiserForward(self.unet, self.scheduler, target)
         )
 
     def _steps(self, inputs, timesteps, target: ExplanationTarget) -> list[StepInput]:

@@ -3,57 +3,63 @@ r"""Why this class / this condition: the difference a condition makes to the pre
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
 
 from ..capture import Trace
-from ..pipelines.schedulers import predict_original_sample
-from .base import ExplanationResult, progress, recorded_inputs
-from .target import ExplanationTarget, resolve_target
+from .base import ExplanationResult, attribution_maps, progress, recorded_inputs, resolve_denoiser
+from .target import DenoiserForward, ExplanationTarget, class_embedding_module, resolve_target, x0_coefficients
 
-__all__ = ["ConditionContrast", "ConditionContrastForward", "class_embedding_module"]
+__all__ = ["ConditionContrast", "ConditionContrastForward", "ConditionTarget"]
 
 NullClass = int | Literal["mean"]
 
 
-def class_embedding_module(denoiser: torch.nn.Module) -> torch.nn.Embedding | None:
-    """The class-label embedding of a diffusers `UNet2DModel` (`class_embedding`) or of our table/series
-    denoisers (`embedder.class_embedding`); `None` for an unconditional model."""
-    module = getattr(denoiser, "class_embedding", None)
-    if module is None:
-        module = getattr(getattr(denoiser, "embedder", None), "class_embedding", None)
-    return module if isinstance(module, torch.nn.Embedding) else None
+@dataclass
+class ConditionTarget(ExplanationTarget):
+    r"""
+    An [`ExplanationTarget`] of the difference the condition makes: the selected output (by default the model's
+    contribution to $\hat{x}_0$) of $f(x_t, c) - f(x_t, \varnothing)$ instead of $f(x_t, c)$, with the same `mask`,
+    `reduction` and `fn`. Any explainer of this package given this target attributes "why this class" to the units
+    of $x_t$ ([`ConditionContrastForward`]).
+
+    Args:
+        null_class (`int` or `"mean"`, *optional*, defaults to `"mean"`): the model's unconditional class index
+            (trained with label dropout), or the mean over every class for a model without one.
+
+    Example:
+
+    ```py
+    >>> ig = DenoiserAttribution(pipe, "integrated_gradients", target=ConditionTarget(null_class=10))
+    >>> ig.attribute(x_t, timesteps=[500], class_labels=labels).maps  # where in x_t the class's effect comes from
+    ```
+    """
+
+    null_class: NullClass = "mean"
+
+    def forward_function(self, denoiser: torch.nn.Module, scheduler) -> ConditionContrastForward:
+        return ConditionContrastForward(denoiser, scheduler, self, self.null_class)
 
 
-def _denoiser_of(model) -> tuple[torch.nn.Module, object]:
-    for name in ("unet", "denoiser"):
-        denoiser = getattr(model, name, None)
-        if isinstance(denoiser, torch.nn.Module):
-            return denoiser, getattr(model, "scheduler", None)
-    if isinstance(model, torch.nn.Module):
-        return model, None
-    raise TypeError(f"Expected a diffusers pipeline or a denoiser (torch.nn.Module), got {type(model).__name__}.")
-
-
-class ConditionContrastForward:
+class ConditionContrastForward(DenoiserForward):
     r"""
     $y = \mathrm{target}\big(f(x_t, c) - f(x_t, \varnothing)\big)$: the part of the prediction that the condition
     $c$ is responsible for, the quantity classifier-free guidance scales (Ho & Salimans, 2022,
-    https://arxiv.org/abs/2207.12598). $f$ is $\hat{x}_0$ (or the raw model output, by `target.output`). In
-    $\hat{x}_0$ units the $x_t/\sqrt{\bar\alpha_t}$ term cancels, so $y$ is the model's alone:
-    $\Delta\hat{x}_0 = -\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}\,(\epsilon_\theta(x_t, c) - \epsilon_\theta(x_t,
-    \varnothing))$ for $\epsilon$-prediction, $-\sqrt{1-\bar\alpha_t}\,(v_c - v_\varnothing)$ for $v$-prediction.
+    https://arxiv.org/abs/2207.12598). With $\hat{x}_0 = a_t x_t + b_t f_\theta$ ([`x0_coefficients`]) the
+    $a_t x_t$ term cancels in the difference, so in $\hat{x}_0$ units (`"model_contribution"` or
+    `"pred_original_sample"`) $y$ reads $b_t\,(f_\theta(x_t, c) - f_\theta(x_t, \varnothing))$: the model's alone.
 
     The unconditional prediction $f(x_t, \varnothing)$ is the model's null class (`null_class=<index>`, a model
     trained with label dropout to that index) or, for a model without one, `null_class="mean"`: the mean of
-    $f(x_t, k)$ over every class $k$, the unconditional prediction under a uniform class posterior.
-    Returns `[B]` (or the contrast itself, `[B, *S]`, from [`contrast`]).
+    $f(x_t, k)$ over every class $k$, the unconditional prediction under a uniform class posterior. Both terms come
+    from one batched forward pass. Returns `[B]` (or the contrast itself, `[B, *S]`, from [`contrast`]).
     """
 
     def __init__(self, denoiser: torch.nn.Module, scheduler, target: ExplanationTarget, null_class: NullClass):
         embedding = class_embedding_module(denoiser)
-        if embedding is None:
+        if not isinstance(embedding, torch.nn.Embedding):
             raise ValueError(
                 f"{type(denoiser).__name__} is unconditional (it has no class embedding), so there is no condition "
                 "to explain: train a class-conditional model (UNet2DModel(num_class_embeds=...), or a table/series "
@@ -65,12 +71,8 @@ class ConditionContrastForward:
                 f"`null_class` must be the index of the model's null (unconditional) class in [0, {num}) or 'mean' "
                 f"(average over every class) for a model trained without label dropout, got {null_class!r}."
             )
-        if target.needs_scheduler and scheduler is None:
-            raise ValueError(
-                "The contrast in x0 units needs the noise schedule: pass a pipeline or `scheduler=`, or use "
-                "ExplanationTarget(output='model_output')."
-            )
-        self.denoiser, self.scheduler, self.target, self.null_class = denoiser, scheduler, target, null_class
+        super().__init__(denoiser, scheduler, target)
+        self.null_class = null_class
         self.num_embeddings = num
 
     def check_labels(self, class_labels, batch_size: int, device) -> torch.Tensor:
@@ -90,14 +92,8 @@ class ConditionContrastForward:
             )
         return labels
 
-    def _predict(self, sample: torch.Tensor, timestep: int, labels: torch.Tensor) -> torch.Tensor:
-        out = self.denoiser(sample, timestep, class_labels=labels).sample
-        if self.target.needs_scheduler:
-            out = predict_original_sample(self.scheduler, out, timestep, sample)
-        return out
-
-    def contrast(self, sample: torch.Tensor, timestep: int, class_labels) -> torch.Tensor:
-        """$f(x_t, c) - f(x_t, \\varnothing)$, `[B, *S]`: one batched forward pass for both terms."""
+    def contrast(self, sample: torch.Tensor, timestep: int, class_labels=None, **conditioning) -> torch.Tensor:
+        """The selected output of $f(x_t, c) - f(x_t, \varnothing)$, `[B, *S]` (before mask and reduction)."""
         b = sample.shape[0]
         labels = self.check_labels(class_labels, b, sample.device)
         if self.null_class == "mean":
@@ -105,17 +101,16 @@ class ConditionContrastForward:
         else:
             nulls = torch.full((b,), self.null_class, dtype=torch.long, device=sample.device)
         reps = nulls.shape[0] // b
-        both = self._predict(sample.repeat(1 + reps, *[1] * (sample.ndim - 1)), timestep, torch.cat([labels, nulls]))
-        conditional, unconditional = both[:b], both[b:].reshape(reps, *sample.shape).mean(dim=0)
-        return conditional - unconditional
+        repeat = (1 + reps, *[1] * (sample.ndim - 1))
+        extra = {k: v.repeat(*repeat[: v.ndim]) for k, v in conditioning.items() if torch.is_tensor(v)}
+        both = self.model_output(sample.repeat(*repeat), timestep, class_labels=torch.cat([labels, nulls]), **extra)
+        delta = both[:b] - both[b:].reshape(reps, b, *both.shape[1:]).mean(dim=0)
+        coefficients = x0_coefficients(self.scheduler, timestep) if self.target.needs_scheduler else None
+        # a_t x_t cancels in the difference: select from a zero sample so that x0 and the contribution coincide
+        return self.target.select(delta, torch.zeros_like(delta), coefficients)
 
-    def __call__(self, sample: torch.Tensor, timestep: int, class_labels=None) -> torch.Tensor:
-        delta = self.contrast(sample, timestep, class_labels)
-        return self.target(delta, delta)
-
-    def bind(self, timestep: int) -> Callable:
-        """`f(x_t, class_labels) -> [B]` at a fixed timestep, as captum calls it."""
-        return lambda sample, class_labels: self(sample, timestep, class_labels)
+    def __call__(self, sample: torch.Tensor, timestep: int, class_labels=None, **conditioning) -> torch.Tensor:
+        return self.target(self.contrast(sample, timestep, class_labels, **conditioning))
 
 
 class ConditionContrast:
@@ -129,8 +124,8 @@ class ConditionContrast:
     `UNet2DConditionModel` are explained by their cross-attention instead ([`AttentionExplainer`] with
     `kind="cross"`, DAAM-style per-token maps).
 
-    To attribute the contrast to the pixels of $x_t$ with any gradient or perturbation method, use
-    [`ConditionContrastForward`] as the forward function.
+    To attribute the contrast to the units of $x_t$ with any gradient or perturbation method, give that explainer a
+    [`ConditionTarget`].
 
     Args:
         model (`DiffusionPipeline` or `torch.nn.Module`): a pipeline or a class-conditional denoiser.
@@ -157,10 +152,8 @@ class ConditionContrast:
         null_class: NullClass = "mean",
         target: ExplanationTarget | Callable | None = None,
     ):
-        denoiser, pipe_scheduler = _denoiser_of(model)
-        self.forward = ConditionContrastForward(
-            denoiser, scheduler or pipe_scheduler, resolve_target(target), null_class
-        )
+        denoiser, scheduler = resolve_denoiser(model, scheduler)
+        self.forward = ConditionContrastForward(denoiser, scheduler, resolve_target(target), null_class)
 
     def attribute(
         self, inputs: Trace | torch.Tensor, timesteps: int | Sequence[int] | None = None, class_labels=None
@@ -173,8 +166,9 @@ class ConditionContrast:
             class_labels (`[B]` ints): the condition of each sample.
 
         Returns:
-            [`ExplanationResult`]: `attributions` $\Delta$ `[K, B, *S]`; `maps` the same with image channels
-            summed (`[K, B, 1, H, W]` for images).
+            [`ExplanationResult`]: `attributions` $\Delta$ `[K, B, *S]` (in the target's output, by default the
+            model's contribution to $\hat{x}_0$); `maps` with channels summed (`[K, B, 1, H, W]` for images, the
+            attributions themselves for rows).
         """
         if isinstance(inputs, Trace):
             steps = [(x, t, i) for x, t, i in recorded_inputs(inputs, timesteps)]
@@ -184,17 +178,16 @@ class ConditionContrast:
             steps = [(inputs, int(t), None) for t in torch.as_tensor(timesteps).reshape(-1).tolist()]
         else:
             raise TypeError(f"`inputs` must be a Trace or a tensor x_t, got {type(inputs).__name__}.")
-        param = next(self.forward.denoiser.parameters())
+        param = next(self.forward.unet.parameters())
         deltas = []
         with torch.no_grad():
             for x, t, _ in progress(steps, desc=self.method):
                 deltas.append(self.forward.contrast(x.to(param.device, param.dtype), t, class_labels).float().cpu())
         attributions = torch.stack(deltas)
-        maps = attributions.sum(dim=2, keepdim=True) if attributions.ndim == 5 else attributions
         return ExplanationResult(
             method=self.method,
             attributions=attributions,
-            maps=maps,
+            maps=attribution_maps(attributions),
             timesteps=[t for _, t, _ in steps],
             step_indices=[i for _, _, i in steps],
             metadata={"null_class": self.forward.null_class},
