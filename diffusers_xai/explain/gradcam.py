@@ -198,6 +198,9 @@ class DenoiserGradCAM(DenoiserExplainer):
                 else:
                     cams = grad_cam(forward, self.unet, self.layers, x, extras, relu_attributions)
                 ups = []
+                # a target whose forward runs the denoiser on a stacked batch (ConditionTarget: [x_t | c; x_t | null])
+                # yields one CAM per stacked sample: the first B are the explained (conditional) pass
+                cams = {name: cam[: x.shape[0]] for name, cam in cams.items()}
                 for name, cam in cams.items():
                     per_layer[name].append(cam.float().cpu())
                     up = LayerAttribution.interpolate(cam.float(), tuple(x.shape[2:]), _MODES[x.ndim - 2])

@@ -38,6 +38,9 @@ __all__ = [
     "planted_table",
     "pointing_game",
     "rank_correlation",
+    "recover_class_region",
+    "recover_lag",
+    "recover_parents",
     "top_k_precision",
 ]
 
@@ -286,3 +289,71 @@ def rank_correlation(scores: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"`scores` must be [N, F] with F >= 2, got shape {tuple(scores.shape)}.")
     truth = torch.as_tensor(truth).double().expand_as(scores)
     return spearman_corrcoef(scores.T.contiguous(), truth.T.contiguous()).reshape(-1).float()
+
+
+# ---- recovery by an explainer ----
+
+
+def _maps(explainer, x_t: torch.Tensor, timesteps, target, **kwargs) -> torch.Tensor:
+    """The explainer's maps `[K, B, ...]`, explaining `target` when the method takes one (attention maps do not)."""
+    import inspect
+
+    if "target" in inspect.signature(explainer.attribute).parameters:
+        kwargs["target"] = target
+    return explainer.attribute(x_t, timesteps=list(timesteps), **kwargs).maps.float()
+
+
+def recover_parents(explainer, x_t: torch.Tensor, timesteps, column: int, parents, class_labels=None) -> torch.Tensor:
+    r"""
+    Explain the model's contribution to $\hat{x}_0[\text{column}]$ of rows $x_t$ `[B, F]` and score, per (step, row),
+    the top-k precision of |attributions| over the *other* features against the true `parents` (indices): `[K * B]`.
+    The target's own feature is left out: that $\hat{x}_0[c]$ depends on $x_t[c]$ is denoising, not the planted
+    dependency.
+    """
+    from .target import ExplanationTarget
+
+    width = x_t.shape[1]
+    mask = torch.zeros(width)
+    mask[column] = 1.0
+    maps = _maps(explainer, x_t, timesteps, ExplanationTarget(mask=mask), class_labels=class_labels)
+    scores = maps.reshape(-1, width).abs()
+    others = [i for i in range(width) if i != column]
+    truth = torch.zeros(width, dtype=torch.bool)
+    truth[list(parents)] = True
+    return top_k_precision(scores[:, others], truth[others])
+
+
+def recover_lag(explainer, x_t: torch.Tensor, timesteps, channel: int, position: int, cause: int) -> torch.Tensor:
+    r"""
+    Explain the model's contribution to $\hat{x}_0[\text{channel}, \text{position}]$ of windows $x_t$ `[B, C, L]` and
+    score, per (step, window), whether |map| (one value per time point) peaks at `cause` among the time points other
+    than `position` itself (whose influence is denoising, not the planted lag): `[K * B]` hits.
+    """
+    from .target import ExplanationTarget
+
+    c, length = x_t.shape[1:]
+    mask = torch.zeros(c, length)
+    mask[channel, position] = 1.0
+    maps = _maps(explainer, x_t, timesteps, ExplanationTarget(mask=mask))
+    scores = maps.abs().reshape(maps.shape[0] * maps.shape[1], -1, length).sum(dim=1)  # [K * B, L]
+    others = [i for i in range(length) if i != position]
+    truth = torch.zeros(length, dtype=torch.bool)
+    truth[cause] = True
+    return top_k_precision(scores[:, others], truth[others], k=1)
+
+
+def recover_class_region(
+    explainer, x_t: torch.Tensor, timesteps, class_labels: torch.Tensor, regions: torch.Tensor, null_class
+) -> torch.Tensor:
+    r"""
+    Explain "why this class" ([`ConditionTarget`]: the class's contribution to $\hat{x}_0$, conditional minus
+    unconditional) on images $x_t$ `[B, 1, H, W]` and score the pointing game of |map| against each sample's class
+    region (`regions[class_labels]`): `[K * B]` hits.
+    """
+    from .condition import ConditionTarget
+
+    maps = _maps(explainer, x_t, timesteps, ConditionTarget(null_class=null_class), class_labels=class_labels)
+    maps = maps[:, :, :1] if maps.ndim == 5 else maps  # attention maps stack one map per token: the first
+    k, b = maps.shape[:2]
+    truth = regions[class_labels].unsqueeze(0).expand(k, -1, -1, -1)
+    return pointing_game(maps.abs().reshape(k * b, *maps.shape[-2:]), truth.reshape(k * b, *truth.shape[-2:]))

@@ -1,0 +1,328 @@
+"""Do the explanation methods pass their own checks? Faithfulness, randomisation and planted ground truth (issue 13).
+
+For each modality (the bundled Space checkpoints: `spaces/digits-ddpm` images, `spaces/wine-tabddpm` tables,
+`spaces/sines-timeseries` series) and each candidate method, on `--samples` generated samples (DDIM,
+`--inference-steps`, seeded) at `--steps` explained steps (evenly inside the schedule: fractions 1/(K+1) .. K/(K+1)
+of the run; the first step is pure noise and the last is x0 itself):
+
+1. deletion and insertion AUC gains over random maps, units replaced by fresh noise at the step's noise level, on the
+   method's own (default: the model's contribution to x0) target, with 95% percentile-bootstrap CIs over the
+   samples x steps; passes when both intervals exclude 0 from above ([`faithfulness_check`]);
+2. cascading model randomisation (output layers inwards, then fully); passes when the Spearman of |maps| between the
+   trained and the fully randomised model is < 0.5 ([`cascading_randomization`]);
+3. planted ground truth: a small model of the same modality fitted here on data whose answer is known
+   ([`diffusers_xai.explain.planted`]), explained at the same fractions of its schedule on `--planted-samples`
+   held-out samples diffused to each step: tables, top-1 precision of the parent `a` of column `c`; series, the peak
+   of the follower's attribution at the true lag; images, the pointing game of "why this class" in the class's
+   corner. Passes at >= 0.8.
+
+Prints one markdown table per modality and writes the numbers as JSON (`--out`); `--write-verdicts` also stores
+them as the package's verdicts (`diffusers_xai/explain/verdicts.json`), which cards, the Space and the default
+method lists read. Heavy: run it under the shared lock.
+
+    flock /tmp/dxai-heavy.lock python bench/explain_faithfulness.py --threads 2 --write-verdicts
+    python bench/explain_faithfulness.py --samples 8 --steps 1 --planted-samples 16 --planted-fit-scale 0.2  # short
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {
+    "image": ROOT / "spaces" / "digits-ddpm",
+    "tabular": ROOT / "spaces" / "wine-tabddpm",
+    "timeseries": ROOT / "spaces" / "sines-timeseries",
+}
+CANDIDATES = {
+    "image": ("integrated_gradients", "occlusion", "shap", "gradcam", "saliency", "attention"),
+    "tabular": ("integrated_gradients", "occlusion", "shap", "saliency"),
+    "timeseries": ("integrated_gradients", "occlusion", "shap", "saliency"),
+}
+# per-method `attribute()` keywords: those of the explanation card (`Explainer`)
+ATTRIBUTE_KWARGS = {
+    "integrated_gradients": {"n_steps": 32},
+    "shap": {"nsamples": 64},
+    "gradcam": {"relu_attributions": True},
+}
+PLANTED_FIT_STEPS = {"image": 600, "tabular": 1500, "timeseries": 1500}
+RECOVERY_THRESHOLD = 0.8
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modalities", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--methods", nargs="+", default=None, help="override the candidate methods (every modality)")
+    parser.add_argument("--samples", type=int, default=32, help="generated samples explained per modality")
+    parser.add_argument("--steps", type=int, default=3, help="explained steps K per sample")
+    parser.add_argument("--inference-steps", type=int, default=50, help="DDIM steps of the generation")
+    parser.add_argument("--n-random", type=int, default=8, help="random maps per (sample, step)")
+    parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the CIs")
+    parser.add_argument("--max-stages", type=int, default=4, help="cascading randomisation stages (incl. full)")
+    parser.add_argument("--planted-samples", type=int, default=64, help="held-out planted samples per step")
+    parser.add_argument("--planted-fit-scale", type=float, default=1.0, help="scales the planted models' fit steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--out", default="explain_faithfulness.json", help="JSON with every number")
+    parser.add_argument("--write-verdicts", action="store_true", help="store the results as the package's verdicts")
+    args = parser.parse_args(argv)
+    if args.samples * args.steps < 8:
+        parser.error(f"--samples x --steps must be >= 8 for a 95% bootstrap CI, got {args.samples * args.steps}")
+    return args
+
+
+# ---- the models and their generations ----
+
+
+def load_pipeline(modality: str):
+    from diffusers_xai import DiffusionXAIPipeline
+    from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
+    from diffusers_xai.pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
+
+    cls = {"image": DiffusionXAIPipeline, "tabular": TabularXAIPipeline, "timeseries": TimeSeriesXAIPipeline}
+    pipe = cls[modality].from_pretrained(str(MODELS[modality]), use_safetensors=True).to(torch.float32)
+    pipe.set_scheduler("ddim")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def generate(pipe, modality: str, n: int, steps: int, seed: int) -> tuple:
+    """`(trace, attribute kwargs)` of one seeded DDIM generation of `n` samples."""
+    from diffusers_xai import TraceConfig
+
+    generator = torch.Generator().manual_seed(seed)
+    trace = TraceConfig(attention=False)
+    if modality == "image":
+        out = pipe(batch_size=n, generator=generator, num_inference_steps=steps, trace=trace, output_type="pt")
+        return out.trace, {}
+    if modality == "tabular":
+        out = pipe(num_rows=n, generator=generator, num_inference_steps=steps, trace=trace, output_type="pt")
+        return out.trace, ({"class_labels": out.class_labels} if out.class_labels is not None else {})
+    out = pipe(num_series=n, generator=generator, num_inference_steps=steps, trace=trace, output_type="pt")
+    return out.trace, {}
+
+
+def inner_fractions(timesteps: list[int], k: int) -> list[int]:
+    """`k` timesteps at fractions 1/(k+1) .. k/(k+1) of a run (never the pure-noise first or the last step)."""
+    n = len(timesteps)
+    return [int(timesteps[round((i + 1) * (n - 1) / (k + 1))]) for i in range(k)]
+
+
+def make_explainer(model, method: str):
+    from diffusers_xai.explain import AttentionExplainer, DenoiserAttribution, DenoiserGradCAM, DenoiserShap
+
+    if method == "gradcam":
+        return DenoiserGradCAM(model)
+    if method == "attention":
+        return AttentionExplainer(model)
+    if method == "shap":
+        return DenoiserShap(model, "gradient")
+    return DenoiserAttribution(model, method)
+
+
+# ---- planted ground truth ----
+
+
+def planted_setup(modality: str, args) -> dict:
+    """A model fitted on the modality's planted data, held-out x_0 and how to score recovery."""
+    from diffusers_xai.explain import planted
+    from diffusers_xai.testing import planted_image_model, planted_series_pipeline, planted_table_pipeline
+
+    steps = max(1, round(PLANTED_FIT_STEPS[modality] * args.planted_fit_scale))
+    n, seed = args.planted_samples, args.seed + 1
+    if modality == "image":
+        unet, scheduler, data = planted_image_model(16, (16, 32), num_steps=steps, seed=args.seed)
+        test = planted.planted_images(n, 16, seed=seed)
+        model = SimpleNamespace(unet=unet, scheduler=scheduler)
+
+        def score(explainer, x_t, t):
+            return planted.recover_class_region(explainer, x_t, [t], test.class_labels, test.regions, data.num_classes)
+
+        return {"model": model, "x0": test.images, "score": score, "truth": "pointing game of 'why this class'"}
+    if modality == "tabular":
+        pipe, data = planted_table_pipeline(num_steps=steps, seed=args.seed)
+        test = planted.planted_table(n, seed=seed)
+        labels = pipe.preprocessor.encode_labels(test.frame["y"])
+        names = pipe.preprocessor.feature_names()
+        column, parents = names.index("c"), [names.index(p) for p in data.parents["c"]]
+
+        def score(explainer, x_t, t):
+            return planted.recover_parents(explainer, x_t, [t], column, parents, class_labels=labels)
+
+        x0 = pipe.preprocessor.transform(test.frame)
+        return {"model": pipe, "x0": x0, "score": score, "truth": "top-1 precision of parent a of c"}
+    pipe, data = planted_series_pipeline(num_steps=steps, seed=args.seed)
+    test = planted.planted_series(n, seed=seed)
+    position = test.windows.shape[1] // 2
+
+    def score(explainer, x_t, t):
+        return planted.recover_lag(explainer, x_t, [t], 1, position, test.true_position(position))
+
+    x0 = pipe.preprocessor.transform(test.windows)
+    return {"model": pipe, "x0": x0, "score": score, "truth": f"peak at the true lag ({data.delay})"}
+
+
+def planted_recovery(setup: dict, method: str, fractions_k: int, args) -> dict:
+    model = setup["model"]
+    scheduler = type(model.scheduler).from_config(model.scheduler.config)
+    scheduler.set_timesteps(args.inference_steps)
+    timesteps = inner_fractions([int(t) for t in scheduler.timesteps], fractions_k)
+    generator = torch.Generator().manual_seed(args.seed)
+    hits = []
+    explainer = make_explainer(model, method)
+    for t in timesteps:
+        x0 = setup["x0"]
+        x_t = model.scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), torch.tensor([t]))
+        hits.append(setup["score"](explainer, x_t, t).float())
+    hits = torch.cat(hits)
+    value = float(hits.mean())
+    per_step = [round(float(h.mean()), 4) for h in hits.chunk(len(timesteps))]
+    return {
+        "value": round(value, 4),
+        "per_step": dict(zip(map(str, timesteps), per_step)),
+        "n": int(hits.numel()),
+        "truth": setup["truth"],
+        "threshold": RECOVERY_THRESHOLD,
+        "passed": value >= RECOVERY_THRESHOLD,
+    }
+
+
+# ---- one modality ----
+
+
+def check_modality(modality: str, args) -> dict:
+    from diffusers_xai.explain import run_checks
+
+    pipe = load_pipeline(modality)
+    trace, cond = generate(pipe, modality, args.samples, args.inference_steps, args.seed)
+    recorded = [s.timestep for s in trace.steps if s.latents is not None]
+    timesteps = inner_fractions(recorded, args.steps)
+    print(f"\n[{modality}] {MODELS[modality].relative_to(ROOT)}: {args.samples} samples x timesteps {timesteps}", flush=True)
+    start = time.perf_counter()
+    setup = planted_setup(modality, args)
+    print(f"[{modality}] planted model fitted in {time.perf_counter() - start:.0f} s", flush=True)
+    results, cache = {}, {}
+    for method in args.methods or CANDIDATES[modality]:
+        start = time.perf_counter()
+        entry: dict = {}
+        try:
+            explainer = make_explainer(pipe, method)
+            kwargs = dict(ATTRIBUTE_KWARGS.get(method, {}), **cond)
+            checks = run_checks(
+                explainer, trace, timesteps, max_stages=args.max_stages, seed=args.seed, random_curves_cache=cache,
+                faithfulness_kwargs={"n_random": args.n_random, "n_boot": args.n_boot}, **kwargs,
+            )  # fmt: skip
+            entry = checks.summary()
+            entry["planted"] = planted_recovery(setup, method, args.steps, args)
+            entry["passed"] = bool(checks.passed and entry["planted"]["passed"])
+        except (ValueError, TypeError, NotImplementedError) as err:  # a method that cannot explain this modality
+            entry = {"method": method, "passed": False, "error": f"{type(err).__name__}: {err}"}
+        entry["seconds_total"] = round(time.perf_counter() - start, 1)
+        results[method] = entry
+        print(f"[{modality}] {method}: {'pass' if entry['passed'] else 'FAIL'} ({entry['seconds_total']} s)", flush=True)
+    return {
+        "model": str(MODELS[modality].relative_to(ROOT)),
+        "samples": args.samples,
+        "timesteps": timesteps,
+        "inference_steps": args.inference_steps,
+        "methods": results,
+    }
+
+
+# ---- output ----
+
+
+def _ci(check: dict | None) -> str:
+    if not check or check.get("mean") is None:
+        return "–"
+    mark = "✓" if check.get("passed") else "✗"
+    return f"{mark} {check['mean']:+.3f} [{check['ci_low']:+.3f}, {check['ci_high']:+.3f}]"
+
+
+def markdown_table(modality: str, result: dict) -> str:
+    """One row per method: deletion / insertion gains with CIs, randomisation Spearman, planted recovery, verdict."""
+    lines = [
+        f"**{modality}** (`{result['model']}`, {result['samples']} samples × timesteps {result['timesteps']} of "
+        f"{result['inference_steps']} DDIM steps)",
+        "",
+        "| method | deletion gain [95% CI] | insertion gain [95% CI] | randomisation Spearman (full) | planted "
+        "recovery | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for method, entry in result["methods"].items():
+        if "error" in entry:
+            lines.append(f"| {method} | – | – | – | – | fails: {entry['error'][:80]} |")
+            continue
+        faith = entry.get("faithfulness") or {}
+        rand = entry.get("randomization") or {}
+        planted = entry.get("planted") or {}
+        rho = rand.get("spearman_full")
+        rho_cell = "–" if rho is None else f"{'✓' if rand.get('passed') else '✗'} {rho:.3f}"
+        rec_cell = f"{'✓' if planted.get('passed') else '✗'} {planted.get('value', float('nan')):.3f}"
+        verdict = "**pass**" if entry["passed"] else "**fail**"
+        lines.append(
+            f"| {method} | {_ci(faith.get('deletion_gain'))} | {_ci(faith.get('insertion_gain'))} | {rho_cell} | "
+            f"{rec_cell} | {verdict} |"
+        )
+    return "\n".join(lines)
+
+
+def write_json(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def main(args) -> dict:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    report = {
+        "command": "python bench/explain_faithfulness.py " + " ".join(sys.argv[1:]),
+        "conditions": {
+            "samples": args.samples,
+            "explained_steps": args.steps,
+            "inference_steps": args.inference_steps,
+            "n_random": args.n_random,
+            "n_boot": args.n_boot,
+            "max_stages": args.max_stages,
+            "planted_samples": args.planted_samples,
+            "planted_fit_scale": args.planted_fit_scale,
+            "threads": args.threads,
+            "seed": args.seed,
+        },
+        "modalities": {},
+    }
+    start = time.perf_counter()
+    for modality in args.modalities:
+        report["modalities"][modality] = check_modality(modality, args)
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    for modality, result in report["modalities"].items():
+        print("\n" + markdown_table(modality, result))
+    print(f"\n{report['seconds']:.0f} s in all.")
+    write_json(report, Path(args.out))
+    if args.write_verdicts:
+        from diffusers_xai.explain.verdicts import VERDICTS_PATH
+
+        write_json(report, VERDICTS_PATH)
+        print(f"verdicts written to {VERDICTS_PATH}")
+    return report
+
+
+if __name__ == "__main__":
+    main(parse_args())

@@ -1,0 +1,114 @@
+r"""Which explanation methods passed their checks: the measured verdicts of `bench/explain_faithfulness.py`.
+
+The benchmark runs every candidate method of every modality through three checks on the bundled models (deletion
+and insertion gains over random maps with 95% bootstrap CIs, cascading model randomisation, recovery of planted
+ground truth) and stores the numbers in `verdicts.json` next to this module. Cards, the Space and the default method
+lists read them from here, so a method that failed is shown failing with its numbers and kept off the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+__all__ = ["VERDICTS_PATH", "load_verdicts", "method_verdicts", "passing_methods", "verdict_table"]
+
+VERDICTS_PATH = Path(__file__).with_name("verdicts.json")
+_MODALITIES = ("image", "tabular", "timeseries")
+
+
+@lru_cache(maxsize=1)
+def _load(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_verdicts(path: str | Path | None = None) -> dict:
+    """The stored benchmark report: `command`, `conditions` and per modality the per-method numbers."""
+    return _load(str(path or VERDICTS_PATH))
+
+
+def method_verdicts(modality: str, path: str | Path | None = None) -> dict[str, dict]:
+    """Method name → its stored checks on `modality` (`"image"`, `"tabular"` or `"timeseries"`)."""
+    if modality not in _MODALITIES:
+        raise ValueError(f"`modality` must be one of {_MODALITIES}, got {modality!r}.")
+    entry = load_verdicts(path)["modalities"].get(modality)
+    return dict(entry["methods"]) if entry else {}
+
+
+def passing_methods(modality: str, path: str | Path | None = None) -> tuple[str, ...]:
+    """The methods that passed all three checks on `modality`, in benchmark order."""
+    return tuple(m for m, v in method_verdicts(modality, path).items() if v.get("passed"))
+
+
+def _ci_cell(check: dict | None) -> str:
+    if not check or check.get("mean") is None:
+        return "–"
+    mark = "pass" if check.get("passed") else "fail"
+    return f"{mark}: {check['mean']:+.3f} [{check['ci_low']:+.3f}, {check['ci_high']:+.3f}]"
+
+
+def verdict_rows(modality: str, methods=None, path: str | Path | None = None) -> list[dict]:
+    """
+    One row of strings per method (all benchmarked methods, or `methods` in that order; an unbenchmarked method gets
+    "not benchmarked"): `method`, `deletion`, `insertion`, `randomization`, `planted`, `verdict`.
+    """
+    stored = method_verdicts(modality, path)
+    rows = []
+    for method in methods if methods is not None else stored:
+        entry = stored.get(method)
+        if entry is None:
+            rows.append(dict.fromkeys(("deletion", "insertion", "randomization", "planted"), "–"))
+            rows[-1].update(method=method, verdict="not benchmarked")
+            continue
+        if "error" in entry:
+            rows.append(dict.fromkeys(("deletion", "insertion", "randomization", "planted"), "–"))
+            rows[-1].update(method=method, verdict=f"fail ({entry['error'][:60]})")
+            continue
+        faith = entry.get("faithfulness") or {}
+        rand = entry.get("randomization") or {}
+        planted = entry.get("planted") or {}
+        rho = rand.get("spearman_full")
+        rows.append(
+            {
+                "method": method,
+                "deletion": _ci_cell(faith.get("deletion_gain")),
+                "insertion": _ci_cell(faith.get("insertion_gain")),
+                "randomization": "–" if rho is None else f"{'pass' if rand.get('passed') else 'fail'}: {rho:.3f}",
+                "planted": "–"
+                if not planted
+                else f"{'pass' if planted.get('passed') else 'fail'}: {planted['value']:.3f}",
+                "verdict": "pass" if entry.get("passed") else "fail",
+            }
+        )
+    return rows
+
+
+def verdict_table(modality: str, methods=None, path: str | Path | None = None) -> str:
+    """
+    The verdicts of `modality` as a markdown table (pass/fail per check, numbers, 95% CIs), followed by the command
+    and conditions it was measured with.
+    """
+    report = load_verdicts(path)
+    entry = report["modalities"].get(modality)
+    if not entry:
+        return f"No benchmarked verdicts for the {modality} modality."
+    lines = [
+        "| method | deletion gain [95% CI] | insertion gain [95% CI] | randomisation Spearman (full, < 0.5) | planted "
+        "recovery (>= 0.8) | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in verdict_rows(modality, methods, path):
+        lines.append(
+            f"| {r['method']} | {r['deletion']} | {r['insertion']} | {r['randomization']} | {r['planted']} | "
+            f"**{r['verdict']}** |"
+        )
+    c = report["conditions"]
+    lines += [
+        "",
+        f"Measured on `{entry['model']}`: {entry['samples']} generated samples × timesteps {entry['timesteps']} of "
+        f"{entry['inference_steps']} DDIM steps, {c['n_random']} random maps, {c['n_boot']} bootstrap resamples; "
+        f"planted ground truth on {c['planted_samples']} held-out samples per step (`{report['command']}`).",
+    ]
+    return "\n".join(lines)
