@@ -54,7 +54,7 @@ ATTRIBUTE_KWARGS = {
     "shap": {"nsamples": 64},
     "gradcam": {"relu_attributions": True},
 }
-PLANTED_FIT_STEPS = {"image": 600, "tabular": 1500, "timeseries": 1500}
+PLANTED_FIT_STEPS = {"image": 400, "tabular": 1500, "timeseries": 1500}
 RECOVERY_THRESHOLD = 0.8
 
 
@@ -140,7 +140,7 @@ def planted_setup(modality: str, args) -> dict:
     steps = max(1, round(PLANTED_FIT_STEPS[modality] * args.planted_fit_scale))
     n, seed = args.planted_samples, args.seed + 1
     if modality == "image":
-        unet, scheduler, data = planted_image_model(16, (16, 32), num_steps=steps, seed=args.seed)
+        unet, scheduler, data = planted_image_model(16, (8, 16), num_steps=steps, seed=args.seed)
         test = planted.planted_images(n, 16, seed=seed)
         model = SimpleNamespace(unet=unet, scheduler=scheduler)
 

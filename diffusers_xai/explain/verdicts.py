@@ -18,8 +18,10 @@ VERDICTS_PATH = Path(__file__).with_name("verdicts.json")
 _MODALITIES = ("image", "tabular", "timeseries")
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=4)
 def _load(path: str) -> dict:
+    if not Path(path).is_file():  # not benchmarked yet: no verdicts rather than made-up ones
+        return {"command": None, "conditions": {}, "modalities": {}}
     with open(path) as f:
         return json.load(f)
 

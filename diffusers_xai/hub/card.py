@@ -75,6 +75,11 @@ class ExplanationCardData:
             `{"gradcam": {"layer": "mid_block.resnets.1", "timesteps": [999, 500, 10]}}`.
         faithfulness (`dict[str, float]`, *optional*): faithfulness numbers (deletion/insertion AUC, ...).
         sanity_checks (`dict`, *optional*): sanity-check results (model/data randomisation rank correlations, ...).
+        verdicts (`list[dict]`, *optional*): per-method verdict rows (`method`, `deletion`, `insertion`,
+            `randomization`, `planted`, `verdict`: strings with pass/fail, numbers and CIs). Defaults to the measured
+            verdicts of `bench/explain_faithfulness.py` for this modality ([`verdict_rows`]).
+        explanation_warnings (`list[str]`, *optional*): warnings about the explanations, e.g. a target that does not
+            depend on the model; `"warning"` entries of `sanity_checks` are added.
         memorization (`dict`, *optional*): memorisation check (nearest-neighbour distances to training data, ...).
         eval_results (`list[EvalResult | dict]`, *optional*): generation metrics for the `model-index`. A dict
             needs `metric_type`, `metric_value`, `dataset_name` (and takes `task_type`, `dataset_type`,
@@ -97,6 +102,8 @@ class ExplanationCardData:
     faithfulness: dict[str, Any] | None = None
     sanity_checks: dict[str, Any] | None = None
     memorization: dict[str, Any] | None = None
+    verdicts: list[dict] | None = None
+    explanation_warnings: list[str] | None = None
     eval_results: list[EvalResult | dict] | None = None
     intended_use: str | None = None
     limitations: str | None = None
@@ -345,6 +352,46 @@ DEFAULT_LIMITATIONS = (
 )
 
 
+_VERDICT_KEYS = ("method", "deletion", "insertion", "randomization", "planted", "verdict")
+
+
+def _warnings(obj: Any) -> list[str]:
+    """Every non-empty `"warning"` string in a nested dict/list (the sanity checks' model-independence flags)."""
+    if isinstance(obj, dict):
+        found = [obj["warning"]] if isinstance(obj.get("warning"), str) and obj["warning"] else []
+        return found + [w for k, v in obj.items() if k != "warning" for w in _warnings(v)]
+    if isinstance(obj, list | tuple):
+        return [w for v in obj for w in _warnings(v)]
+    return []
+
+
+def _verdicts(data: ExplanationCardData, modality: str) -> tuple[list[dict], str | None]:
+    """The per-method verdict rows of the card and the note that says where they were measured."""
+    if data.verdicts is not None:
+        rows = [{k: str(r.get(k, "–")) for k in _VERDICT_KEYS} for r in data.verdicts]
+        return rows, None
+    from ..explain.verdicts import load_verdicts, verdict_rows
+
+    key = "timeseries" if modality == "time-series" else modality
+    report = load_verdicts()
+    entry = report["modalities"].get(key)
+    if not entry:
+        return [], None
+    benchmarked = set(entry["methods"])
+    shown = [m for m in (data.explainers or {}) if m in benchmarked]
+    rows = verdict_rows(key, methods=None)  # every benchmarked method: the failing ones are shown failing
+    note = (
+        f"Measured by `{report['command']}` on the bundled `{entry['model']}` model: {entry['samples']} generated "
+        f"samples × timesteps {entry['timesteps']} of {entry['inference_steps']} DDIM steps. A method passes when "
+        "both 95% bootstrap intervals of its deletion and insertion gains over random maps exclude 0, its maps change "
+        "under full model randomisation (Spearman < 0.5) and it recovers planted ground truth (>= 0.8); failing "
+        "methods are off the default methods."
+    )
+    if shown:
+        note += f" Methods explained on this card: {', '.join(shown)}."
+    return rows, note
+
+
 def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, community_file: str | None) -> dict:
     summary = summarize_pipeline(pipeline) if pipeline is not None else None
     plugin = _resolve_modality(data.modality or (_infer_modality(summary) if summary else None))
@@ -373,7 +420,12 @@ def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, comm
         "evaluation results": bool(eval_results),
         "how to reproduce": bool(data.reproduce),
     }
+    verdicts, verdict_note = _verdicts(data, modality)
+    warnings = list(dict.fromkeys([*(data.explanation_warnings or []), *_warnings(data.sanity_checks)]))
     return {
+        "verdicts": verdicts,
+        "verdict_note": verdict_note,
+        "explanation_warnings": warnings,
         "summary": summary,
         "modality": modality,
         "adjective": adjective,
@@ -407,6 +459,8 @@ def _summary_json(data: ExplanationCardData, ctx: dict) -> dict:
         "faithfulness": _jsonable(data.faithfulness),
         "sanity_checks": _jsonable(data.sanity_checks),
         "memorization": _jsonable(data.memorization),
+        "verdicts": ctx["verdicts"],
+        "explanation_warnings": ctx["explanation_warnings"],
         "eval_results": [
             _jsonable({k: v for k, v in asdict(r).items() if v is not None}) for r in ctx["eval_results"]
         ],
@@ -481,6 +535,9 @@ def _render(data: ExplanationCardData, ctx: dict) -> ModelCard:
             faithfulness=_rows(data.faithfulness),
             sanity_checks=_rows(data.sanity_checks),
             memorization=_rows(data.memorization),
+            verdicts=ctx["verdicts"],
+            verdict_note=ctx["verdict_note"],
+            explanation_warnings=ctx["explanation_warnings"],
             eval_rows=eval_rows,
             intended_use=data.intended_use or DEFAULT_INTENDED_USE.format(modality=ctx["adjective"]),
             limitations=data.limitations or DEFAULT_LIMITATIONS,

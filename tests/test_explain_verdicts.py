@@ -1,0 +1,118 @@
+"""Per-method verdicts of the faithfulness benchmark: reading them, their markdown, and the card's verdict table."""
+
+import json
+
+import pytest
+
+from diffusers_xai.explain.verdicts import (
+    load_verdicts,
+    method_verdicts,
+    passing_methods,
+    verdict_rows,
+    verdict_table,
+)
+from diffusers_xai.hub import ExplanationCardData, explanation_card
+from diffusers_xai.testing import tiny_pipeline
+
+
+def _ci(mean, low, high):
+    return {"mean": mean, "ci_low": low, "ci_high": high, "confidence": 0.95, "n": 96, "passed": low > 0}
+
+
+REPORT = {
+    "command": "python bench/explain_faithfulness.py --samples 32",
+    "conditions": {"n_random": 8, "n_boot": 2000, "planted_samples": 64},
+    "modalities": {
+        "image": {
+            "model": "spaces/digits-ddpm",
+            "samples": 32,
+            "timesteps": [741, 501, 241],
+            "inference_steps": 50,
+            "methods": {
+                "saliency": {
+                    "passed": True,
+                    "faithfulness": {"deletion_gain": _ci(0.21, 0.12, 0.3), "insertion_gain": _ci(0.3, 0.2, 0.41)},
+                    "randomization": {"spearman_full": 0.08, "passed": True},
+                    "planted": {"value": 0.92, "passed": True},
+                },
+                "attention": {
+                    "passed": False,
+                    "faithfulness": {"deletion_gain": _ci(-0.01, -0.05, 0.03), "insertion_gain": _ci(0.0, -0.1, 0.1)},
+                    "randomization": {"spearman_full": 0.61, "passed": False},
+                    "planted": {"value": 0.25, "passed": False},
+                },
+                "shap": {"passed": False, "error": "ValueError: no layer"},
+            },
+        }
+    },
+}
+
+
+@pytest.fixture
+def report_path(tmp_path):
+    path = tmp_path / "verdicts.json"
+    path.write_text(json.dumps(REPORT))
+    return path
+
+
+def test_verdicts_read_back(report_path):
+    assert load_verdicts(report_path)["command"] == REPORT["command"]
+    assert passing_methods("image", report_path) == ("saliency",)
+    assert list(method_verdicts("image", report_path)) == ["saliency", "attention", "shap"]
+    assert method_verdicts("tabular", report_path) == {}
+    with pytest.raises(ValueError, match="`modality` must be one of .* got 'images'"):
+        method_verdicts("images", report_path)
+
+
+def test_verdict_rows_and_table(report_path):
+    rows = verdict_rows("image", path=report_path)
+    assert rows[0] == {
+        "method": "saliency",
+        "deletion": "pass: +0.210 [+0.120, +0.300]",
+        "insertion": "pass: +0.300 [+0.200, +0.410]",
+        "randomization": "pass: 0.080",
+        "planted": "pass: 0.920",
+        "verdict": "pass",
+    }
+    assert rows[1]["deletion"] == "fail: -0.010 [-0.050, +0.030]" and rows[1]["verdict"] == "fail"
+    assert rows[2]["verdict"] == "fail (ValueError: no layer)"
+    assert verdict_rows("image", ["gradcam"], report_path)[0]["verdict"] == "not benchmarked"
+    table = verdict_table("image", path=report_path)
+    assert (
+        "| attention | fail: -0.010 [-0.050, +0.030] | fail: +0.000 [-0.100, +0.100] | fail: 0.610 | fail: 0.250 "
+        in table
+    )
+    assert "32 generated samples × timesteps [741, 501, 241] of 50 DDIM steps" in table
+    assert f"(`{REPORT['command']}`)" in table
+    assert verdict_table("tabular", path=report_path) == "No benchmarked verdicts for the tabular modality."
+
+
+def test_missing_verdicts_file_means_no_verdicts(tmp_path):
+    assert load_verdicts(tmp_path / "absent.json")["modalities"] == {}
+    assert passing_methods("image", tmp_path / "absent.json") == ()
+
+
+def test_card_shows_given_verdicts_and_warnings():
+    rows = [{"method": "saliency", "deletion": "pass: +0.2 [+0.1, +0.3]", "verdict": "pass"}]
+    warning = "saliency: the maps of a fully randomised model are nearly those of the trained one"
+    card = explanation_card(
+        tiny_pipeline(),
+        ExplanationCardData(verdicts=rows, sanity_checks={"saliency": {"spearman": 0.95, "warning": warning}}),
+    )
+    assert "### Per-method verdicts" in card.text
+    assert "| saliency | pass: +0.2 [+0.1, +0.3] | – | – | – | **pass** |" in card.text
+    assert f"> **Warning:** {warning}" in card.text
+
+
+def test_card_defaults_to_the_benchmark_verdicts(monkeypatch, report_path):
+    from diffusers_xai.explain import verdicts
+
+    monkeypatch.setattr(verdicts, "VERDICTS_PATH", report_path)
+    card = explanation_card(tiny_pipeline(), ExplanationCardData(explainers={"saliency": {"timesteps": [50]}}))
+    assert (
+        "| saliency | pass: +0.210 [+0.120, +0.300] | pass: +0.300 [+0.200, +0.410] | pass: 0.080 | pass: 0.920 "
+        in (card.text)
+    )
+    assert "| attention |" in card.text and "**fail**" in card.text  # failing methods are shown failing
+    assert f"Measured by `{REPORT['command']}` on the bundled `spaces/digits-ddpm` model" in card.text
+    assert "Methods explained on this card: saliency." in card.text
