@@ -3,7 +3,7 @@ r"""Planted ground truth: small datasets built in code whose true explanation is
 An explanation method earns trust when it finds an answer that was put there on purpose. Each builder returns the
 training data of one modality together with the answer a faithful explanation of a model trained on it must give:
 
-- [`planted_table`]: columns with a known dependency graph. $c = \tanh(2a) + 0.2\,\epsilon$, while $b$ and $d$ are
+- [`planted_table`]: columns with a known dependency graph. $c = a + 0.3\sin 2a + 0.2\,\epsilon$, while $b$ and $d$ are
   independent of $c$; and a condition $y$ that only moves $d$. Explaining $\hat{x}_0[c]$ w.r.t. the row $x_t$ must
   rank $a$ first among the other columns; "why this condition" must point at $d$.
 - [`planted_series`]: a driver channel (an AR(2) process) and a follower that repeats it `delay` steps later:
@@ -76,7 +76,8 @@ class PlantedTable:
 def planted_table(num_rows: int = 2048, seed: int = 0) -> PlantedTable:
     r"""
     Rows of $a, b, d' \sim \mathcal{N}(0, 1)$ i.i.d., $y \sim \mathcal{U}\{0, 1, 2\}$,
-    $c = \tanh(2a) + 0.2\,\epsilon$ and $d = 1.5\,(y - 1) + 0.5\,d'$.
+    $c = f(a) + 0.2\,\epsilon$ with $f(a) = a + 0.3 \sin 2a$ (nonlinear, and never flat: $f' \ge 0.4$, so every row
+    depends on $a$) and $d = 1.5\,(y - 1) + 0.5\,d'$.
 
     The truth: $c$'s only parent is $a$ ($b$ and $d$ carry no information on $c$), and the condition $y$ changes
     only $d$. A faithful attribution of $\hat{x}_0[c]$ ranks $a$ above $b$ and $d$; "why this condition" puts
@@ -94,7 +95,7 @@ def planted_table(num_rows: int = 2048, seed: int = 0) -> PlantedTable:
         {
             "a": a,
             "b": b,
-            "c": np.tanh(2.0 * a) + 0.2 * c_noise,
+            "c": a + 0.3 * np.sin(2.0 * a) + 0.2 * c_noise,
             "d": 1.5 * (y - 1.0) + 0.5 * d_noise,
             "y": y.astype(np.int64),
         }
@@ -294,13 +295,17 @@ def rank_correlation(scores: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
 # ---- recovery by an explainer ----
 
 
-def _maps(explainer, x_t: torch.Tensor, timesteps, target, **kwargs) -> torch.Tensor:
-    """The explainer's maps `[K, B, ...]`, explaining `target` when the method takes one (attention maps do not)."""
+def _attribute(explainer, x_t: torch.Tensor, timesteps, target, **kwargs):
+    """The explainer's result, explaining `target` when the method takes one (attention maps do not)."""
     import inspect
 
     if "target" in inspect.signature(explainer.attribute).parameters:
         kwargs["target"] = target
-    return explainer.attribute(x_t, timesteps=list(timesteps), **kwargs).maps.float()
+    return explainer.attribute(x_t, timesteps=list(timesteps), **kwargs)
+
+
+def _maps(explainer, x_t: torch.Tensor, timesteps, target, **kwargs) -> torch.Tensor:
+    return _attribute(explainer, x_t, timesteps, target, **kwargs).maps.float()
 
 
 def recover_parents(explainer, x_t: torch.Tensor, timesteps, column: int, parents, class_labels=None) -> torch.Tensor:
@@ -323,20 +328,29 @@ def recover_parents(explainer, x_t: torch.Tensor, timesteps, column: int, parent
     return top_k_precision(scores[:, others], truth[others])
 
 
-def recover_lag(explainer, x_t: torch.Tensor, timesteps, channel: int, position: int, cause: int) -> torch.Tensor:
+def recover_lag(
+    explainer, x_t: torch.Tensor, timesteps, channel: int, position: int, cause: int, cause_channel: int = 0
+) -> torch.Tensor:
     r"""
     Explain the model's contribution to $\hat{x}_0[\text{channel}, \text{position}]$ of windows $x_t$ `[B, C, L]` and
-    score, per (step, window), whether |map| (one value per time point) peaks at `cause` among the time points other
-    than `position` itself (whose influence is denoising, not the planted lag): `[K * B]` hits.
+    score, per (step, window), whether the |attribution| on `cause_channel` (the driver) peaks at time `cause`:
+    `[K * B]` hits. Methods without per-channel attributions (GradCAM, attention: one value per time point) are scored
+    on their map, leaving out `position` itself when `cause_channel == channel` (its influence is denoising).
     """
     from .target import ExplanationTarget
 
     c, length = x_t.shape[1:]
     mask = torch.zeros(c, length)
     mask[channel, position] = 1.0
-    maps = _maps(explainer, x_t, timesteps, ExplanationTarget(mask=mask))
-    scores = maps.abs().reshape(maps.shape[0] * maps.shape[1], -1, length).sum(dim=1)  # [K * B, L]
-    others = [i for i in range(length) if i != position]
+    result = _attribute(explainer, x_t, timesteps, ExplanationTarget(mask=mask))
+    attributions = result.attributions[0] if isinstance(result.attributions, tuple) else result.attributions
+    if attributions.ndim == 4 and attributions.shape[2] == c:  # [K, B, C, L]: the driver channel
+        scores = attributions[:, :, cause_channel].float().abs().reshape(-1, length)
+        others = list(range(length))
+    else:
+        maps = result.maps.float()
+        scores = maps.abs().reshape(maps.shape[0] * maps.shape[1], -1, length).sum(dim=1)  # [K * B, L]
+        others = [i for i in range(length) if i != position or cause_channel != channel]
     truth = torch.zeros(length, dtype=torch.bool)
     truth[cause] = True
     return top_k_precision(scores[:, others], truth[others], k=1)
