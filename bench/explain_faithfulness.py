@@ -85,8 +85,8 @@ def parse_args(argv=None):
 
 def load_pipeline(modality: str):
     from diffusers_xai import DiffusionXAIPipeline
-    from diffusers_xai.pipelines.pipeline_tabular import TabularXAIPipeline
-    from diffusers_xai.pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
+    from diffusers_xai.modalities.tabular import TabularXAIPipeline
+    from diffusers_xai.modalities.timeseries import TimeSeriesXAIPipeline
 
     cls = {"image": DiffusionXAIPipeline, "tabular": TabularXAIPipeline, "timeseries": TimeSeriesXAIPipeline}
     pipe = cls[modality].from_pretrained(str(MODELS[modality]), use_safetensors=True).to(torch.float32)
@@ -206,7 +206,10 @@ def check_modality(modality: str, args) -> dict:
     trace, cond = generate(pipe, modality, args.samples, args.inference_steps, args.seed)
     recorded = [s.timestep for s in trace.steps if s.latents is not None]
     timesteps = inner_fractions(recorded, args.steps)
-    print(f"\n[{modality}] {MODELS[modality].relative_to(ROOT)}: {args.samples} samples x timesteps {timesteps}", flush=True)
+    print(
+        f"\n[{modality}] {MODELS[modality].relative_to(ROOT)}: {args.samples} samples x timesteps {timesteps}",
+        flush=True,
+    )
     start = time.perf_counter()
     setup = planted_setup(modality, args)
     print(f"[{modality}] planted model fitted in {time.perf_counter() - start:.0f} s", flush=True)
@@ -228,7 +231,9 @@ def check_modality(modality: str, args) -> dict:
             entry = {"method": method, "passed": False, "error": f"{type(err).__name__}: {err}"}
         entry["seconds_total"] = round(time.perf_counter() - start, 1)
         results[method] = entry
-        print(f"[{modality}] {method}: {'pass' if entry['passed'] else 'FAIL'} ({entry['seconds_total']} s)", flush=True)
+        print(
+            f"[{modality}] {method}: {'pass' if entry['passed'] else 'FAIL'} ({entry['seconds_total']} s)", flush=True
+        )
     return {
         "model": str(MODELS[modality].relative_to(ROOT)),
         "samples": args.samples,

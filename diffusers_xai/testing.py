@@ -155,10 +155,8 @@ def planted_table_pipeline(num_steps: int = 1000, hidden_dims: tuple = (128, 128
     `(pipeline, data)`: a [`TabularXAIPipeline`] (DDIM) whose [`TabularDenoiser`], conditioned on `y`, is fitted on
     [`planted_table`] through its [`TabularPreprocessor`] (features `a, b, c, d` in that order).
     """
-    from .data.tabular import TabularPreprocessor
     from .explain.planted import planted_table
-    from .models import TabularDenoiser
-    from .pipelines.pipeline_tabular import TabularXAIPipeline
+    from .modalities.tabular import TabularDenoiser, TabularPreprocessor, TabularXAIPipeline
 
     data = planted_table(2048, seed=seed)
     pre = TabularPreprocessor.fit(data.frame, categorical_columns=["y"], condition_column="y", seed=seed)
@@ -178,10 +176,8 @@ def planted_series_pipeline(
     `(pipeline, data)`: a [`TimeSeriesXAIPipeline`] (DDIM) whose [`TimeSeriesDenoiser`] is fitted on
     [`planted_series`] (channels `driver`, `follower`; delay 3; standardised).
     """
-    from .data.timeseries import TimeSeriesPreprocessor
     from .explain.planted import planted_series
-    from .models import TimeSeriesDenoiser
-    from .pipelines.pipeline_timeseries import TimeSeriesXAIPipeline
+    from .modalities.timeseries import TimeSeriesDenoiser, TimeSeriesPreprocessor, TimeSeriesXAIPipeline
 
     data = planted_series(2048, seed=seed)
     length = data.windows.shape[1]

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from ..capture import Trace
-from .base import ExplanationResult, attribution_maps, progress, recorded_inputs, resolve_denoiser
+from .base import ExplanationResult, attribution_maps, progress, resolve_denoiser, resolve_steps
 from .target import DenoiserForward, ExplanationTarget, class_embedding_module, resolve_target, x0_coefficients
 
 __all__ = ["ConditionContrast", "ConditionContrastForward", "ConditionTarget"]
@@ -170,14 +170,9 @@ class ConditionContrast:
             model's contribution to $\hat{x}_0$); `maps` with channels summed (`[K, B, 1, H, W]` for images, the
             attributions themselves for rows).
         """
-        if isinstance(inputs, Trace):
-            steps = [(x, t, i) for x, t, i in recorded_inputs(inputs, timesteps)]
-        elif isinstance(inputs, torch.Tensor):
-            if timesteps is None:
-                raise ValueError("Explaining a tensor x_t needs `timesteps=` (the t of that x_t).")
-            steps = [(inputs, int(t), None) for t in torch.as_tensor(timesteps).reshape(-1).tolist()]
-        else:
-            raise TypeError(f"`inputs` must be a Trace or a tensor x_t, got {type(inputs).__name__}.")
+        steps = [
+            (s.sample, s.timestep, s.step_index) for s in resolve_steps(inputs, timesteps, self.forward.scheduler)
+        ]
         param = next(self.forward.unet.parameters())
         deltas = []
         with torch.no_grad():

@@ -216,7 +216,7 @@ def planted_images(num_images: int = 1797, resolution: int = 16, num_classes: in
         num_classes (`int`, *optional*, defaults to 4): 2 to 4.
         seed (`int`, *optional*, defaults to 0).
     """
-    from ..data.digits import load_digits_tensors
+    from ..modalities.image.data import load_digits_tensors
 
     _check_count("num_images", num_images, 8)
     regions = corner_regions(resolution, num_classes)
