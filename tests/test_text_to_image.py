@@ -241,3 +241,12 @@ def test_save_word_maps_png(tmp_path):
     with Image.open(path) as img:
         assert img.format == "PNG" and img.size == (int(1.8 * 4 * 100), int(2.1 * 100))  # image + 3 words
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+
+
+def test_sd3_without_t5_and_a_non_square_image():
+    pipe = tiny_text_to_image_pipeline("sd3")
+    pipe.text_encoder_3 = None  # SD3 then feeds zeros in place of the T5 tokens
+    res = explain_prompt(pipe, PROMPT, trace=False, **tiny_call_kwargs("sd3", height=16, width=32))
+    assert res.words == ["a", "red", "kitten"] and res.word_maps.shape == (3, 16, 32)
+    assert res.per_step_word_maps.shape[-2:] == (8, 16)  # 8 x 16 latent tokens (patch size 1)
+    assert res.layout.tokens[12:] == ["<pad>"] * (len(res.layout.tokens) - 12)

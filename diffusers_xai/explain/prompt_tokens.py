@@ -44,7 +44,8 @@ def _segments(pipe, text_length: int) -> list[tuple[str, object, int]]:
         PixArtSigmaPipeline = PixArtAlphaPipeline
     if isinstance(pipe, StableDiffusion3Pipeline):  # [CLIP tokens (padded to T5 width), T5 tokens]
         clip = pipe.tokenizer.model_max_length
-        return [("clip", pipe.tokenizer, clip), ("t5", pipe.tokenizer_3, text_length - clip)]
+        t5 = pipe.tokenizer_3 if pipe.text_encoder_3 is not None else None  # without T5: zero embeddings
+        return [("clip", pipe.tokenizer, clip), ("t5", t5, text_length - clip)]
     if isinstance(pipe, FluxPipeline):
         return [("t5", pipe.tokenizer_2, text_length)]
     if isinstance(pipe, (PixArtAlphaPipeline, PixArtSigmaPipeline)):
@@ -69,6 +70,11 @@ def prompt_layout(pipe, prompt: str, text_length: int) -> PromptLayout:
     words = [prompt[a:b] for a, b in spans]
     layout = PromptLayout([], [], [], [], words)
     for name, tokenizer, length in _segments(pipe, text_length):
+        if tokenizer is None:  # an encoder the pipeline replaced by zeros (SD3 without T5): padding only
+            layout.tokens += ["<pad>"] * length
+            layout.segments += [name] * length
+            layout.word_of += [None] * length
+            continue
         enc = tokenizer(
             prompt,
             padding="max_length",

@@ -62,10 +62,10 @@ class TextToImageExplanation:
 
 
 def _grid(n_queries: int, aspect: float, layer: str) -> tuple[int, int]:
-    """The (h, w) grid of a layer's image tokens, given the image aspect ratio h / w."""
-    h = round(math.sqrt(n_queries * aspect))
-    w = n_queries // max(h, 1)
-    if h * w != n_queries:
+    """The (h, w) grid of a layer's image tokens: the factor pair of `n_queries` closest to the aspect ratio h / w."""
+    pairs = [(h, n_queries // h) for h in range(1, n_queries + 1) if n_queries % h == 0]
+    h, w = min(pairs, key=lambda p: abs(math.log(p[0] / p[1]) - math.log(aspect)))
+    if max(h / w, w / h) > 4 * max(aspect, 1 / aspect):
         raise ValueError(f"Layer {layer!r} has {n_queries} image tokens, not a grid of aspect {aspect:.3f}.")
     return h, w
 
