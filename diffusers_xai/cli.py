@@ -25,14 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="Show the full traceback of an error (or set DIFFUSERS_XAI_DEBUG=1)."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"diffusers_xai.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"diffusers_xai.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+    for name in COMMAND_MODULES:  # a command module that fails to import is an error, never a missing command
+        importlib.import_module(f"diffusers_xai.commands.{name}").register(sub)
     return parser
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .capture import TraceConfig
 from .modalities.image.data import load_digits_tensors
 from .training import digits_config, train
 from .training.finish import RunSummary, write_card
+from .utils.io import atomic_write
 from .viz import save_attention_maps, save_image_grid, save_trajectory_strip
 
 __all__ = ["run_quickstart"]
@@ -27,11 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def _write_json(path: Path, payload: dict) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, default=str)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(payload, indent=2, default=str))
 
 
 def run_quickstart(

@@ -97,7 +97,8 @@ def test_old_modality_names_name_the_new_one(tmp_path, capsys, old, new):
     argv = ["evaluate", "--samples", str(tmp_path / "x.npy"), "--data", "digits", "--modality", old]
     assert main([*argv, "--out", str(tmp_path / "r.json")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"diffusers-xai evaluate: error: The modality {old!r} is now called {new!r}; use that name."
+    assert err.startswith(f"diffusers-xai evaluate: error: The modality {old!r} is now called {new!r}; use that name.")
+    assert len(err.splitlines()) == 1
     with pytest.raises(ValueError, match=f"is now called {new!r}"):
         EvaluationReport(modality=old)
 

@@ -18,13 +18,14 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])  # the main job trains v-prediction
 @pytest.mark.parametrize("beta_schedule", ["linear", "squaredcos_cap_v2"])
 @pytest.mark.parametrize(
     "trace", [None, TraceConfig(), TraceConfig(attention=True, model_output=True, activations=["mid_block"])]
 )
-def test_ddpm_bit_identical_to_stock(beta_schedule, trace):
+def test_ddpm_bit_identical_to_stock(beta_schedule, trace, prediction_type):
     unet = tiny_unet()
-    scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule=beta_schedule)
+    scheduler = DDPMScheduler(num_train_timesteps=100, beta_schedule=beta_schedule, prediction_type=prediction_type)
     stock = DDPMPipeline(unet=unet, scheduler=scheduler)
     stock.set_progress_bar_config(disable=True)
     ref = stock(batch_size=2, generator=gen(), num_inference_steps=4, output_type="np").images
@@ -36,11 +37,14 @@ def test_ddpm_bit_identical_to_stock(beta_schedule, trace):
     assert (out.trace is None) == (trace is None)
 
 
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 @pytest.mark.parametrize("trace", [None, TraceConfig(attention=True)])
 @pytest.mark.parametrize("eta", [0.0, 0.5])
-def test_ddim_bit_identical_to_stock(trace, eta):
+def test_ddim_bit_identical_to_stock(trace, eta, prediction_type):
     unet = tiny_unet(seed=1)
-    scheduler = DDIMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2")
+    scheduler = DDIMScheduler(
+        num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type
+    )
     stock = DDIMPipeline(unet=unet, scheduler=scheduler)
     stock.set_progress_bar_config(disable=True)
     ref = stock(batch_size=2, generator=gen(3), eta=eta, num_inference_steps=5, output_type="np").images

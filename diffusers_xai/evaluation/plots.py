@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import torch
 
+from ..utils.io import atomic_path
 from .memorization import MemorizationResult
 
 __all__ = ["plot_class_histogram", "plot_metric_bars", "plot_nearest_neighbours"]
@@ -24,17 +24,11 @@ def _figure(*args, **kwargs):
 
 def _save(plt, fig, path: str | os.PathLike) -> str:
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".plot-", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=fig.dpi, bbox_inches="tight")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=fig.dpi, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

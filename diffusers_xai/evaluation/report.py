@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from ..utils.io import atomic_write
 
 __all__ = ["EvaluationReport", "MetricResult"]
 
@@ -126,17 +127,7 @@ class EvaluationReport:
     def save(self, path: str | os.PathLike) -> str:
         """Write the report as JSON atomically (temp file + `os.replace`); returns the path."""
         path = os.fspath(path)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".report-", suffix=".json.tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(self.to_json())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        atomic_write(path, self.to_json())
         return path
 
     @classmethod

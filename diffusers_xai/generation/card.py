@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import DatasetCard, DatasetCardData, HfApi
 
+from ..utils.io import atomic_write
 from .manifest import MANIFEST_NAME, GenerationManifest
 
 __all__ = ["dataset_card", "push_dataset_to_hub", "save_dataset_card", "size_category"]
@@ -210,16 +210,7 @@ def save_dataset_card(output_dir: str | os.PathLike, manifest: GenerationManifes
     if manifest is None:
         raise ValueError(f"{output_dir} has no {MANIFEST_NAME}; pass a directory written by `generate_dataset`.")
     card = dataset_card(output_dir, manifest, **kwargs)
-    path = output_dir / "README.md"
-    fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=".README.md.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(str(card))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return atomic_write(output_dir / "README.md", str(card))
 
 
 def push_dataset_to_hub(

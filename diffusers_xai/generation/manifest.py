@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from ..utils.io import atomic_write
 
 __all__ = ["MANIFEST_NAME", "GenerationManifest", "config_dict", "model_fingerprint"]
 
@@ -94,18 +95,7 @@ class GenerationManifest:
         """Write the manifest atomically (temp file in the same directory, then `os.replace`)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / MANIFEST_NAME
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{MANIFEST_NAME}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(self.to_json())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        return atomic_write(directory / MANIFEST_NAME, self.to_json(), fsync=True)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> GenerationManifest | None:

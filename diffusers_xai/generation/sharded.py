@@ -6,7 +6,6 @@ import glob
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..capture import find_attention_modules
 from ..pipelines.schedulers import scheduler_name
+from ..utils.io import atomic_path
 from .manifest import GenerationManifest, config_dict, model_fingerprint
 from .samples import get_sample_function
 from .summaries import SUMMARY_FEATURES, explanation_summaries, summary_trace_config
@@ -100,23 +100,15 @@ def _shard_is_complete(path: Path, expected_rows: int) -> bool:
 
 
 def _atomic_write_parquet(table, path: Path, row_group_size: int | None) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path, fsync=True) as tmp:
         pq.write_table(table, tmp, row_group_size=row_group_size)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def _shard_table(pipeline, sample_fn, indices: range, batch_size, base_seed, num_inference_steps, manifest):
     """The Arrow table of one shard: samples `indices`, in batches of `batch_size` that start at the shard start."""
     settings = manifest.settings
     explain = settings["explain"]
-    denoiser = getattr(pipeline, "unet", None)
+    denoiser = getattr(pipeline, "denoiser_model", None)
     has_attention = bool(denoiser is not None and find_attention_modules(denoiser))
     trace_config = summary_trace_config(has_attention, settings["summary_steps"]) if explain else None
     columns: dict[str, list] = {}

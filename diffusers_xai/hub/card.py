@@ -11,7 +11,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import jinja2
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..utils.io import atomic_write
 from .files import check_png, resolve_inside
 
 __all__ = [
@@ -590,18 +590,6 @@ def explanation_card(
     return _render(data, _card_context(pipeline, data, repo_id, community_file))
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_explanation_card(
     save_directory: str | os.PathLike,
     pipeline=None,
@@ -636,10 +624,10 @@ def save_explanation_card(
     for source, target in copies:
         if target.exists() and os.path.samefile(source, target):
             continue
-        atomic_write_bytes(target, Path(source).read_bytes())
+        atomic_write(target, Path(source).read_bytes())
     summary = json.dumps(_summary_json(data, ctx), indent=2, allow_nan=False)  # keeps figure order
-    atomic_write_bytes(save_directory / SUMMARY_PATH, summary.encode())
-    atomic_write_bytes(save_directory / "README.md", str(model_card).encode())
+    atomic_write(save_directory / SUMMARY_PATH, summary)
+    atomic_write(save_directory / "README.md", str(model_card))
     return model_card
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, get_token
 from huggingface_hub.utils import HFValidationError, get_session, validate_repo_id
 
+from ..utils.io import atomic_write
 from .card import (
     SUMMARY_PATH,
     ExplanationCardData,
-    atomic_write_bytes,
     load_explanation_card_data,
     save_explanation_card,
 )
@@ -153,7 +153,7 @@ def save_pretrained_with_card(
     try:
         pipeline.save_pretrained(staging)
         if community is not None:
-            atomic_write_bytes(staging / community.name, community.read_bytes())
+            atomic_write(staging / community.name, community.read_bytes())
         save_explanation_card(
             staging, pipeline, card, repo_id=repo_id, community_file=community.stem if community else None
         )
@@ -224,7 +224,7 @@ def _prepare_folder(folder: Path, card, repo_id: str, community_pipeline) -> str
         )
     community = _community_source(_pipeline_class_name(folder), community_pipeline)
     if community is not None and not (folder / community.name).is_file():
-        atomic_write_bytes(folder / community.name, community.read_bytes())
+        atomic_write(folder / community.name, community.read_bytes())
     summary = folder / SUMMARY_PATH
     if card is None and summary.is_file() and json.loads(summary.read_text()).get("repo_id") != repo_id:
         card = load_explanation_card_data(folder)  # our card, written for another repo id: re-render its snippets

@@ -92,20 +92,21 @@ def denoise_progressive(
     sample: torch.Tensor,
     generator=None,
     eta: float = 0.0,
-    class_labels: torch.Tensor | None = None,
+    model_kwargs: dict | None = None,
     recorder: TraceRecorder | None = None,
 ) -> Iterator[DiffusionStep]:
     r"""
     The reverse process from $x_T$ = `sample` over `scheduler.timesteps` (set by the caller), yielding a
     [`DiffusionStep`] per step (as improved-diffusion's `p_sample_loop_progressive`). Any model with the
-    `model(x_t, t[, class_labels]).sample` convention works. `eta` and `generator` reach `scheduler.step` only if it
-    accepts them (as diffusers' `prepare_extra_step_kwargs`). With a `recorder`, $\hat{x}_0$ is recorded at every
-    recorded step (computed from the model output when the scheduler does not return it).
+    `model(x_t, t, **model_kwargs).sample` convention works (`model_kwargs` such as `{"class_labels": y}`). `eta`
+    and `generator` reach `scheduler.step` only if it accepts them (as diffusers' `prepare_extra_step_kwargs`). With
+    a `recorder`, $\hat{x}_0$ is recorded at every recorded step (computed from the model output when the scheduler
+    does not return it).
     """
     check_eta(eta)
     params = set(inspect.signature(scheduler.step).parameters)
     step_kwargs = {k: v for k, v in (("eta", eta), ("generator", generator)) if k in params}
-    model_kwargs = {"class_labels": class_labels} if class_labels is not None else {}
+    model_kwargs = model_kwargs or {}
     for i, t in enumerate(scheduler.timesteps):
         # 1. predict noise model_output
         model_input = scheduler.scale_model_input(sample, t)

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..hub import ExplanationCardData, publish, save_explanation_card, summarize_pipeline
-from ..hub.card import atomic_write_bytes
 from ..hub.publish import COMMUNITY_PIPELINES
 from ..modalities.base import sampling_steps
+from ..utils.io import atomic_write
 
 __all__ = ["RunSummary", "build_card_data", "finish_run", "write_card"]
 
@@ -116,7 +116,7 @@ def write_card(
     """
     import yaml
 
-    atomic_write_bytes(Path(save_directory) / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=True).encode())
+    atomic_write(Path(save_directory) / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=True))
     community = COMMUNITY_PIPELINES.get(summarize_pipeline(pipeline)["class_name"])
     return save_explanation_card(
         save_directory,

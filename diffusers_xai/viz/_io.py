@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ..utils.io import atomic_path
 
 __all__ = ["label_row", "new_figure", "save_figure", "to_display_images"]
 
@@ -20,14 +21,6 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _atomic_path(path: str | os.PathLike) -> tuple[Path, str]:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return path, tmp
-
-
 def save_figure(
     fig: Figure, path: str | os.PathLike, fmt: str = "png", tight: bool = False, dpi: float | None = None
 ) -> Path:
@@ -36,25 +29,16 @@ def save_figure(
     drawn content (an extra layout pass: about twice the time, so image grids place their labels themselves);
     `dpi` overrides the figure's resolution.
     """
-    path, tmp = _atomic_path(path)
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format=fmt, bbox_inches="tight" if tight else None, dpi=dpi)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return Path(path)
 
 
 def save_pil(images: list, path: str | os.PathLike, **kwargs) -> Path:
     """Write PIL image(s) atomically (several images with `save_all=True` make an animated GIF)."""
-    path, tmp = _atomic_path(path)
-    try:
+    path = Path(path)
+    with atomic_path(path) as tmp:
         images[0].save(tmp, format=path.suffix.lstrip(".").upper() or "PNG", **kwargs)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from diffusers_xai import SCHEDULERS, Trace
+from diffusers_xai.utils.io import atomic_path, atomic_write
 
 logger = logging.getLogger("diffusers_xai.space")
 
@@ -206,17 +207,13 @@ def new_output_path(prefix: str, suffix: str = "") -> Path:
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> Path:
     """A safetensors file written to a temporary name, then renamed."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
     return path
 
 
 def save_text(text: str, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, text)
 
 
 def zip_folder(folder: Path) -> Path:

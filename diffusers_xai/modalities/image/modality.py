@@ -12,6 +12,7 @@ import torch
 from diffusers import UNet2DModel
 
 from ...pipelines import make_scheduler
+from ...utils.io import atomic_path
 from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
 from .pipeline_diffusion_xai import DiffusionXAIPipeline
 
@@ -353,8 +354,6 @@ def save_image_grid(images: np.ndarray, path: str, min_cell: int = 64) -> str:
         grid[top : top + h, left : left + w] = image
     pixels = (grid * 255).round().clip(0, 255).astype(np.uint8)
     picture = PIL.Image.fromarray(pixels[..., 0] if c == 1 else pixels)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp.png"
-    picture.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".png") as tmp:
+        picture.save(tmp)
     return path

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import PIL.Image
@@ -14,15 +12,10 @@ from diffusers import DiffusionPipeline, DPMSolverMultistepScheduler, UNet2DMode
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from ...capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from ...capture import Trace, TraceConfig
 from ...models.lora import LoraPipelineMixin
-from ...pipelines.sampling import (
-    DiffusionStep,
-    check_sampling_args,
-    denoise_progressive,
-    prepare_latents,
-    run_progressive,
-)
+from ...pipelines.base import XAIPipelineMixin
+from ...pipelines.sampling import DiffusionStep
 from ...pipelines.schedulers import make_scheduler
 
 __all__ = ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput", "DiffusionStep"]
@@ -45,7 +38,7 @@ class DiffusionXAIPipelineOutput(BaseOutput):
     trace: Trace | None = None
 
 
-class DiffusionXAIPipeline(LoraPipelineMixin, DiffusionPipeline):
+class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipeline):
     r"""
     Unconditional image generation that can record what happened at every step.
 
@@ -91,50 +84,24 @@ class DiffusionXAIPipeline(LoraPipelineMixin, DiffusionPipeline):
         """Replace the scheduler by name, keeping the noise schedule (betas, prediction type) of the current one."""
         self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
 
-    # ---- input checks ----
+    # ---- what the skeleton ([`XAIPipelineMixin`]) needs ----
+    denoiser_name = "unet"
+    output_types = ("pil", "np", "pt")
+
     @property
     def sample_shape(self) -> tuple[int, int, int]:
         size = self.unet.config.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         return (self.unet.config.in_channels, h, w)
 
-    def check_inputs(self, batch_size, num_inference_steps, generator, latents) -> None:
-        check_sampling_args(self.scheduler, batch_size, num_inference_steps, generator, "batch_size")
-        if latents is not None:
-            expected = (batch_size, *self.sample_shape)
-            if tuple(latents.shape) != expected:
-                raise ValueError(
-                    f"`latents` have shape {tuple(latents.shape)} but this UNet (in_channels="
-                    f"{self.unet.config.in_channels}, sample_size={self.unet.config.sample_size}) expects {expected}; "
-                    "pass latents of that shape or a UNet whose in_channels match your data."
-                )
+    def latents_error(self, shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
+        return (
+            f"`latents` have shape {shape} but this UNet (in_channels={self.unet.config.in_channels}, "
+            f"sample_size={self.unet.config.sample_size}) expects {expected}; pass latents of that shape or a UNet "
+            "whose in_channels match your data."
+        )
 
-    # ---- sampling ----
-    @torch.no_grad()
-    def progressive(
-        self,
-        batch_size: int = 1,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        eta: float = 0.0,
-        num_inference_steps: int = 1000,
-        latents: torch.Tensor | None = None,
-        recorder: TraceRecorder | None = None,
-    ) -> Iterator[DiffusionStep]:
-        r"""
-        Sample step by step, yielding a [`DiffusionStep`] after every scheduler step (as improved-diffusion's
-        `p_sample_loop_progressive`). Runs under `torch.no_grad()`; the caller drains it.
-        """
-        self.check_inputs(batch_size, num_inference_steps, generator, latents)
-        image = self._initial_sample(batch_size, generator, num_inference_steps, latents)
-        yield from denoise_progressive(self.unet, self.scheduler, image, generator, eta, None, recorder)
-
-    def _initial_sample(self, batch_size, generator, num_inference_steps, latents) -> torch.Tensor:
-        """$x_T$, with the scheduler's timesteps set (call after `check_inputs`)."""
-        self.scheduler.set_timesteps(num_inference_steps)
-        shape = (batch_size, *self.sample_shape)
-        return prepare_latents(self.scheduler, shape, generator, self._execution_device, self.unet.dtype, latents)
-
-    def postprocess(self, image: torch.Tensor, output_type: str):
+    def postprocess(self, image: torch.Tensor, output_type: str, run=None):
         image = (image / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":
             return image
@@ -170,15 +137,13 @@ class DiffusionXAIPipeline(LoraPipelineMixin, DiffusionPipeline):
         Returns:
             [`DiffusionXAIPipelineOutput`] or `tuple` `(images, trace)`.
         """
-        if output_type not in ("pil", "np", "pt"):
-            raise ValueError(f"`output_type` must be 'pil', 'np' or 'pt', got {output_type!r}.")
-        config = resolve_trace_config(trace)
-        self.check_inputs(batch_size, num_inference_steps, generator, latents)
-        image = self._initial_sample(batch_size, generator, num_inference_steps, latents)
-        denoise = partial(denoise_progressive, self.unet, self.scheduler, image, generator, eta, None)
-        image, trace_out = run_progressive(self, self.unet, config, denoise)
-        images = self.postprocess(image, output_type)
+        self.check_output_type(output_type)
+        run = self.sample(
+            trace, batch_size=batch_size, generator=generator, eta=eta, num_inference_steps=num_inference_steps,
+            latents=latents,
+        )  # fmt: skip
+        images = self.postprocess(run.final_sample, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
-            return (images, trace_out)
-        return DiffusionXAIPipelineOutput(images=images, trace=trace_out)
+            return (images, run.trace)
+        return DiffusionXAIPipelineOutput(images=images, trace=run.trace)

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from ...pipelines.schedulers import make_scheduler, scheduler_name
+from ...utils.io import atomic_write
 from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
 from ..explanations import ATTRIBUTION_CARD_METHODS, explain_rows
 from .data import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
@@ -273,8 +274,4 @@ class TabularModality(Modality):
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> Any:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, frame.to_csv(index=False))

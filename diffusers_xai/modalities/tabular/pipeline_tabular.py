@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -16,14 +14,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from ...capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
-from ...pipelines.sampling import (
-    DiffusionStep,
-    check_sampling_args,
-    denoise_progressive,
-    prepare_latents,
-    run_progressive,
-)
+from ...capture import Trace, TraceConfig
+from ...pipelines.base import SamplingRun, XAIPipelineMixin
 from ...pipelines.schedulers import make_scheduler
 from .data import QUANTILE_NORMAL_BOUND, TabularPreprocessor
 
@@ -34,14 +26,10 @@ __all__ = [
     "TABLE_SCHEDULER_KWARGS",
     "TabularXAIPipeline",
     "TabularXAIPipelineOutput",
-    "check_sampling_args",
-    "denoise_progressive",
 ]
 
 logger = logging.getLogger(__name__)
 
-# for data without a known bound (a z-scored series saved before `bound` existed)
-UNCLIPPED = {"ddpm": {"clip_sample": False}, "ddim": {"clip_sample": False}, "dpmsolver": {"thresholding": False}}
 # Rows live in [-B, B], B = QUANTILE_NORMAL_BOUND (~5.2, where sklearn's quantile-normal transform clips; the ±1
 # categorical codes are inside). DDPM's default x0 clip to [-1, 1] would distort them; no clip at all lets the
 # last steps of a cosine schedule (beta_t -> 0.999, x_{t-1} gets 1/sqrt(alpha_t) ~ 30x the noise-prediction error)
@@ -71,7 +59,7 @@ class TabularXAIPipelineOutput(BaseOutput):
     trace: Trace | None = None
 
 
-class TabularXAIPipeline(DiffusionPipeline):
+class TabularXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
     r"""
     Generate table rows with a diffusion model, in the original schema, optionally conditioned on one column and
     traced step by step.
@@ -117,11 +105,6 @@ class TabularXAIPipeline(DiffusionPipeline):
             )
         self.register_modules(denoiser=denoiser, scheduler=scheduler, preprocessor=preprocessor)
 
-    @property
-    def unet(self) -> ModelMixin:
-        """Alias of `denoiser`, for tools written against [`DiffusionXAIPipeline`]."""
-        return self.denoiser
-
     @classmethod
     def from_denoiser(
         cls, denoiser: ModelMixin, preprocessor: TabularPreprocessor, scheduler: str = "ddpm", **scheduler_kwargs
@@ -136,15 +119,26 @@ class TabularXAIPipeline(DiffusionPipeline):
         kwargs = {**TABLE_SCHEDULER_KWARGS.get(name, {}), **kwargs}
         self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
 
-    # ---- input checks ----
-    def check_inputs(self, num_rows, num_inference_steps, generator, latents) -> None:
-        check_sampling_args(self.scheduler, num_rows, num_inference_steps, generator, "num_rows")
+    # ---- what the skeleton ([`XAIPipelineMixin`]) needs ----
+    count_name = "num_rows"
+    output_types = ("pd", "pt")
+
+    @property
+    def sample_shape(self) -> tuple[int]:
+        return (self.preprocessor.num_features,)
+
+    def check_components(self) -> None:
         _check_match(self.denoiser, self.preprocessor)
-        if latents is not None and tuple(latents.shape) != (num_rows, self.preprocessor.num_features):
-            raise ValueError(
-                f"`latents` have shape {tuple(latents.shape)} but this pipeline samples "
-                f"[num_rows, num_features] = {(num_rows, self.preprocessor.num_features)}."
-            )
+
+    def prepare_conditioning(self, batch_size: int, generator=None, class_labels: Any = None) -> dict:
+        labels = self.prepare_class_labels(class_labels, batch_size, generator)
+        return {} if labels is None else {"class_labels": labels}
+
+    def postprocess(self, x: torch.Tensor, output_type: str, run: SamplingRun | None = None):
+        if output_type == "pt":
+            return x
+        labels = run.model_kwargs.get("class_labels") if run is not None else None
+        return self.preprocessor.inverse_transform(x, labels, _id_seed(run.generator if run is not None else None))
 
     def prepare_class_labels(self, class_labels: Any, num_rows: int, generator=None) -> torch.Tensor | None:
         """
@@ -184,30 +178,6 @@ class TabularXAIPipeline(DiffusionPipeline):
             )
         return labels.to(device)
 
-    # ---- sampling ----
-    @torch.no_grad()
-    def progressive(
-        self,
-        num_rows: int = 1,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        class_labels: torch.Tensor | None = None,
-        eta: float = 0.0,
-        num_inference_steps: int = 1000,
-        latents: torch.Tensor | None = None,
-        recorder: TraceRecorder | None = None,
-    ) -> Iterator[DiffusionStep]:
-        r"""Sample step by step, yielding a [`DiffusionStep`] (`sample` is $x_t$ `[num_rows, num_features]`) after
-        every scheduler step. `class_labels` are indices (see `prepare_class_labels`). The caller drains it."""
-        self.check_inputs(num_rows, num_inference_steps, generator, latents)
-        x = self._initial_sample(num_rows, generator, num_inference_steps, latents)
-        yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, class_labels, recorder)
-
-    def _initial_sample(self, num_rows, generator, num_inference_steps, latents) -> torch.Tensor:
-        """$x_T$, with the scheduler's timesteps set (call after `check_inputs` and drawing the class labels)."""
-        self.scheduler.set_timesteps(num_inference_steps)
-        shape = (num_rows, self.preprocessor.num_features)
-        return prepare_latents(self.scheduler, shape, generator, self._execution_device, self.denoiser.dtype, latents)
-
     @torch.no_grad()
     def __call__(
         self,
@@ -241,19 +211,17 @@ class TabularXAIPipeline(DiffusionPipeline):
         Returns:
             [`TabularXAIPipelineOutput`] or `tuple` `(rows, class_labels, trace)`.
         """
-        if output_type not in ("pd", "pt"):
-            raise ValueError(f"`output_type` must be 'pd' or 'pt', got {output_type!r}.")
-        config = resolve_trace_config(trace)
-        self.check_inputs(num_rows, num_inference_steps, generator, latents)
-        labels = self.prepare_class_labels(class_labels, num_rows, generator)  # drawn before x_T, as always
-        x = self._initial_sample(num_rows, generator, num_inference_steps, latents)
-        denoise = partial(denoise_progressive, self.denoiser, self.scheduler, x, generator, eta, labels)
-        x, trace_out = run_progressive(self, self.denoiser, config, denoise)
-        rows = x if output_type == "pt" else self.preprocessor.inverse_transform(x, labels, _id_seed(generator))
+        self.check_output_type(output_type)
+        run = self.sample(
+            trace, batch_size=num_rows, generator=generator, eta=eta, num_inference_steps=num_inference_steps,
+            latents=latents, class_labels=class_labels,
+        )  # fmt: skip
+        rows = self.postprocess(run.final_sample, output_type, run)
+        labels = run.model_kwargs.get("class_labels")
         self.maybe_free_model_hooks()
         if not return_dict:
-            return (rows, labels, trace_out)
-        return TabularXAIPipelineOutput(rows=rows, class_labels=labels, trace=trace_out)
+            return (rows, labels, run.trace)
+        return TabularXAIPipelineOutput(rows=rows, class_labels=labels, trace=run.trace)
 
 
 def _id_seed(generator) -> int:

@@ -10,6 +10,7 @@ import torch
 from diffusers import UNet1DModel
 
 from ...pipelines.schedulers import make_scheduler, scheduler_name
+from ...utils.io import atomic_path
 from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
 from ..explanations import ATTRIBUTION_CARD_METHODS, explain_rows
 from .data import (
@@ -297,9 +298,9 @@ def save_series_plot(series: np.ndarray, channels: list[str], path: str, max_ser
         ax.tick_params(labelsize=6)
     axes.flat[0].legend(fontsize=5, loc="best")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path

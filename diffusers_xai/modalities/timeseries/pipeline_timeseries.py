@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -15,16 +13,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
-from ...capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
-from ...pipelines.sampling import (
-    DiffusionStep,
-    check_sampling_args,
-    denoise_progressive,
-    prepare_latents,
-    run_progressive,
-)
+from ...capture import Trace, TraceConfig
+from ...pipelines.base import XAIPipelineMixin
 from ...pipelines.schedulers import make_scheduler
-from ..tabular.pipeline_tabular import UNCLIPPED
 from .data import TimeSeriesPreprocessor
 
 # diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
@@ -33,6 +24,9 @@ from .denoiser import TimeSeriesDenoiser  # noqa: F401
 __all__ = ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"]
 
 logger = logging.getLogger(__name__)
+
+# for data without a known bound (a z-scored series saved before `bound` existed)
+UNCLIPPED = {"ddpm": {"clip_sample": False}, "ddim": {"clip_sample": False}, "dpmsolver": {"thresholding": False}}
 
 
 @dataclass
@@ -51,7 +45,7 @@ class TimeSeriesXAIPipelineOutput(BaseOutput):
     trace: Trace | None = None
 
 
-class TimeSeriesXAIPipeline(DiffusionPipeline):
+class TimeSeriesXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
     r"""
     Generate fixed-length multivariate time series and optionally trace every denoising step.
 
@@ -86,11 +80,6 @@ class TimeSeriesXAIPipeline(DiffusionPipeline):
         _check_match(denoiser, preprocessor)
         self.register_modules(denoiser=denoiser, scheduler=scheduler, preprocessor=preprocessor)
 
-    @property
-    def unet(self) -> ModelMixin:
-        """Alias of `denoiser`, for tools written against [`DiffusionXAIPipeline`]."""
-        return self.denoiser
-
     @staticmethod
     def _scheduler_defaults(name: str, preprocessor: TimeSeriesPreprocessor) -> dict:
         # x0 is clipped to the training data's range in model space (see `TABLE_SCHEDULER_KWARGS` for why an
@@ -116,35 +105,21 @@ class TimeSeriesXAIPipeline(DiffusionPipeline):
         kwargs = {**self._scheduler_defaults(name, self.preprocessor), **kwargs}
         self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
 
-    def check_inputs(self, num_series, num_inference_steps, generator, latents) -> None:
-        check_sampling_args(self.scheduler, num_series, num_inference_steps, generator, "num_series")
+    # ---- what the skeleton ([`XAIPipelineMixin`]) needs ----
+    count_name = "num_series"
+    output_types = ("np", "pd", "pt")
+
+    @property
+    def sample_shape(self) -> tuple[int, int]:
+        return tuple(self.preprocessor.sample_shape)
+
+    def check_components(self) -> None:
         _check_match(self.denoiser, self.preprocessor)
-        expected = (num_series, *self.preprocessor.sample_shape)
-        if latents is not None and tuple(latents.shape) != expected:
-            raise ValueError(f"`latents` have shape {tuple(latents.shape)}; expected [N, C, L] = {expected}.")
 
-    @torch.no_grad()
-    def progressive(
-        self,
-        num_series: int = 1,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        eta: float = 0.0,
-        num_inference_steps: int = 1000,
-        latents: torch.Tensor | None = None,
-        recorder: TraceRecorder | None = None,
-    ) -> Iterator[DiffusionStep]:
-        r"""Sample step by step, yielding a [`DiffusionStep`] (`sample` is $x_t$ `[N, C, L]`) after every step."""
-        self.check_inputs(num_series, num_inference_steps, generator, latents)
-        x = self._initial_sample(num_series, generator, num_inference_steps, latents)
-        yield from denoise_progressive(self.denoiser, self.scheduler, x, generator, eta, None, recorder)
+    def latents_error(self, shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
+        return f"`latents` have shape {shape}; expected [N, C, L] = {expected}."
 
-    def _initial_sample(self, num_series, generator, num_inference_steps, latents) -> torch.Tensor:
-        """$x_T$, with the scheduler's timesteps set (call after `check_inputs`)."""
-        self.scheduler.set_timesteps(num_inference_steps)
-        shape = (num_series, *self.preprocessor.sample_shape)
-        return prepare_latents(self.scheduler, shape, generator, self._execution_device, self.denoiser.dtype, latents)
-
-    def postprocess(self, x: torch.Tensor, output_type: str):
+    def postprocess(self, x: torch.Tensor, output_type: str, run=None):
         if output_type == "pt":
             return x
         series = self.preprocessor.inverse_transform(x)
@@ -182,18 +157,16 @@ class TimeSeriesXAIPipeline(DiffusionPipeline):
         Returns:
             [`TimeSeriesXAIPipelineOutput`] or `tuple` `(series, trace)`.
         """
-        if output_type not in ("np", "pd", "pt"):
-            raise ValueError(f"`output_type` must be 'np', 'pd' or 'pt', got {output_type!r}.")
-        config = resolve_trace_config(trace)
-        self.check_inputs(num_series, num_inference_steps, generator, latents)
-        x = self._initial_sample(num_series, generator, num_inference_steps, latents)
-        denoise = partial(denoise_progressive, self.denoiser, self.scheduler, x, generator, eta, None)
-        x, trace_out = run_progressive(self, self.denoiser, config, denoise)
-        series = self.postprocess(x, output_type)
+        self.check_output_type(output_type)
+        run = self.sample(
+            trace, batch_size=num_series, generator=generator, eta=eta, num_inference_steps=num_inference_steps,
+            latents=latents,
+        )  # fmt: skip
+        series = self.postprocess(run.final_sample, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
-            return (series, trace_out)
-        return TimeSeriesXAIPipelineOutput(series=series, trace=trace_out)
+            return (series, run.trace)
+        return TimeSeriesXAIPipelineOutput(series=series, trace=run.trace)
 
 
 def _check_match(denoiser, preprocessor: TimeSeriesPreprocessor) -> None:

@@ -1,0 +1,148 @@
+r"""
+The one pipeline skeleton every modality's pipeline is built on.
+
+A modality's pipeline is a `DiffusionPipeline` that mixes in [`XAIPipelineMixin`] and says only what differs:
+`sample_shape` (one sample's shape), the name of its denoiser component and of its sample count, the output types
+it accepts, `postprocess` (model space → what users get), and optionally `prepare_conditioning` (model keyword
+arguments such as `class_labels`, drawn before $x_T$) and `check_components`. The rest -- input checks, $x_T$,
+the reverse process as a generator (`progressive`, as improved-diffusion's `p_sample_loop_progressive`), tracing and
+the progress bar -- is written once here, so `__call__` only drains `progressive()` and wraps the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, ClassVar
+
+import torch
+
+from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
+
+__all__ = ["SamplingRun", "XAIPipelineMixin"]
+
+
+@dataclass
+class SamplingRun:
+    r"""
+    What one call samples from: $x_T$ (`sample`), the model keyword arguments of every step (`model_kwargs`, e.g.
+    `{"class_labels": ...}`), the generator and DDIM's $\eta$; after `XAIPipelineMixin.sample`, also $x_0$
+    (`final_sample`, model space) and the trace.
+    """
+
+    sample: torch.Tensor
+    generator: Any = None
+    eta: float = 0.0
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    final_sample: torch.Tensor | None = None
+    trace: Trace | None = None
+
+
+class XAIPipelineMixin:
+    """
+    Skeleton of a traced diffusion pipeline (mix into a `DiffusionPipeline` subclass, before it).
+
+    Class attributes:
+        denoiser_name (`str`): the registered component that denoises (`"unet"` for images, `"denoiser"` otherwise).
+        count_name (`str`): how `__call__` names the number of samples (`"batch_size"`, `"num_rows"`, ...), used in
+            error messages.
+        output_types (`tuple[str, ...]`): the `output_type` values `postprocess` accepts.
+    """
+
+    denoiser_name: ClassVar[str] = "denoiser"
+    count_name: ClassVar[str] = "batch_size"
+    output_types: ClassVar[tuple[str, ...]] = ("pt",)
+
+    @property
+    def denoiser_model(self) -> torch.nn.Module:
+        """The denoising network (the component named `denoiser_name`)."""
+        return getattr(self, self.denoiser_name)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample in model space (`[C, H, W]`, `[F]`, `[C, L]`)."""
+        raise NotImplementedError(f"{type(self).__name__} must define `sample_shape`.")
+
+    # ---- input checks ----
+    def check_components(self) -> None:
+        """Raise `ValueError` if the components do not fit each other (e.g. denoiser width vs preprocessor)."""
+
+    def check_inputs(self, batch_size, num_inference_steps, generator, latents) -> None:
+        """The sampling arguments, the components, and `latents` against `[batch_size, *sample_shape]`."""
+        check_sampling_args(self.scheduler, batch_size, num_inference_steps, generator, self.count_name)
+        self.check_components()
+        expected = (batch_size, *self.sample_shape)
+        if latents is not None and tuple(latents.shape) != expected:
+            raise ValueError(self.latents_error(tuple(latents.shape), expected))
+
+    def latents_error(self, shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
+        """The message for `latents` of the wrong shape (a modality may name what fixes it)."""
+        return (
+            f"`latents` have shape {shape} but this {type(self).__name__} samples [{self.count_name}, *sample_shape] "
+            f"= {expected}; pass latents of that shape."
+        )
+
+    def check_output_type(self, output_type: str) -> None:
+        if output_type not in self.output_types:
+            quoted = [repr(t) for t in self.output_types]
+            choices = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+            raise ValueError(f"`output_type` must be {choices}, got {output_type!r}.")
+
+    # ---- sampling ----
+    def prepare_conditioning(self, batch_size: int, generator=None, **conditioning) -> dict[str, Any]:
+        """The model keyword arguments of every step (e.g. `{"class_labels": [B] long}`), from the call's
+        conditioning arguments; drawn after the input checks and before $x_T$. Unconditional by default."""
+        if conditioning:
+            raise TypeError(f"{type(self).__name__} takes no conditioning arguments, got {sorted(conditioning)}.")
+        return {}
+
+    def prepare(
+        self, batch_size, generator=None, eta=0.0, num_inference_steps=1000, latents=None, **conditioning
+    ) -> SamplingRun:
+        r"""Check the inputs, draw the conditioning, set the scheduler's timesteps and draw $x_T$."""
+        self.check_inputs(batch_size, num_inference_steps, generator, latents)
+        model_kwargs = self.prepare_conditioning(batch_size, generator, **conditioning)
+        self.scheduler.set_timesteps(num_inference_steps)
+        shape = (batch_size, *self.sample_shape)
+        device, dtype = self._execution_device, self.denoiser_model.dtype
+        x = prepare_latents(self.scheduler, shape, generator, device, dtype, latents)
+        return SamplingRun(sample=x, generator=generator, eta=eta, model_kwargs=model_kwargs)
+
+    def denoise(self, run: SamplingRun, recorder: TraceRecorder | None = None) -> Iterator[DiffusionStep]:
+        r"""The reverse process from `run.sample` over the timesteps `prepare` set (one [`DiffusionStep`] a step)."""
+        model, scheduler = self.denoiser_model, self.scheduler
+        return denoise_progressive(model, scheduler, run.sample, run.generator, run.eta, run.model_kwargs, recorder)
+
+    @torch.no_grad()
+    def progressive(
+        self,
+        batch_size: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        eta: float = 0.0,
+        num_inference_steps: int = 1000,
+        latents: torch.Tensor | None = None,
+        recorder: TraceRecorder | None = None,
+        **conditioning,
+    ) -> Iterator[DiffusionStep]:
+        r"""
+        Sample step by step, yielding a [`DiffusionStep`] after every scheduler step (improved-diffusion's
+        `p_sample_loop_progressive`); `sample` is $x_t$ in model space. Runs under `torch.no_grad()`.
+        """
+        yield from self.denoise(self.prepare(batch_size, generator, eta, num_inference_steps, latents, **conditioning))
+
+    def sample(self, trace: bool | TraceConfig | dict | None = None, **kwargs) -> SamplingRun:
+        """
+        What every `__call__` does before wrapping its output: [`prepare`] with `kwargs`, then drain
+        [`denoise`] under the progress bar with a [`TraceRecorder`] open when `trace` is set. Returns the run with
+        `final_sample` ($x_0$, model space) and `trace`.
+        """
+        config = resolve_trace_config(trace)
+        run = self.prepare(**kwargs)
+        run.final_sample, run.trace = run_progressive(self, self.denoiser_model, config, partial(self.denoise, run))
+        return run
+
+    def postprocess(self, sample: torch.Tensor, output_type: str, run: SamplingRun | None = None):
+        """Model-space samples → the `output_type` users get."""
+        return sample
