@@ -112,66 +112,75 @@ def _attn_qk(attn, processor, hidden_states, encoder_hidden_states, attention_ma
 
 
 def _joint_qk(attn, processor, hidden_states, encoder_hidden_states, attention_mask=None, **_) -> QueryKey:
-    """`JointAttnProcessor2_0`/`FusedJointAttnProcessor2_0` (SD3): the sequence is [image tokens, text tokens]."""
-    if isinstance(processor, FusedJointAttnProcessor2_0):
+    """`JointAttnProcessor2_0`/`FusedJointAttnProcessor2_0` (SD3): the sequence is [image tokens, text tokens].
+
+    Only image queries are built (text queries are never read), keys over the whole joint sequence.
+    """
+    fused = isinstance(processor, FusedJointAttnProcessor2_0)
+    if fused:
         query, key, _ = attn.to_qkv(hidden_states).chunk(3, dim=-1)
     else:
         query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
     query, key = _heads(query, attn.heads), _heads(key, attn.heads)
     # diffusers 0.42's FusedJointAttnProcessor2_0 applies no q/k norms (the unfused one does): mirror what it computes
-    normed = not isinstance(processor, FusedJointAttnProcessor2_0)
-    if normed and attn.norm_q is not None:
+    if not fused and attn.norm_q is not None:
         query = attn.norm_q(query)
-    if normed and attn.norm_k is not None:
+    if not fused and attn.norm_k is not None:
         key = attn.norm_k(key)
-    n = query.shape[2]
+    n, everything = query.shape[2], slice(0, None)
     if encoder_hidden_states is None:
-        return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), None, slice(0, n), slice(0, n), None)
-    if isinstance(processor, FusedJointAttnProcessor2_0):
-        ctx_q, ctx_k, _ = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)
+        return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), None, everything, everything, None)
+    if fused:
+        ctx_k = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)[1]
     else:
-        ctx_q, ctx_k = attn.add_q_proj(encoder_hidden_states), attn.add_k_proj(encoder_hidden_states)
-    ctx_q, ctx_k = _heads(ctx_q, attn.heads), _heads(ctx_k, attn.heads)
-    if normed and attn.norm_added_q is not None:
-        ctx_q = attn.norm_added_q(ctx_q)
-    if normed and attn.norm_added_k is not None:
+        ctx_k = attn.add_k_proj(encoder_hidden_states)
+    ctx_k = _heads(ctx_k, attn.heads)
+    if not fused and attn.norm_added_k is not None:
         ctx_k = attn.norm_added_k(ctx_k)
-    query, key = torch.cat([query, ctx_q], dim=2), torch.cat([key, ctx_k], dim=2)
-    return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), None, slice(0, n), slice(0, n), slice(n, None))
+    key = torch.cat([key, ctx_k], dim=2)
+    return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), None, everything, slice(0, n), slice(n, None))
 
 
 def _flux_qk(
     attn, processor, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb=None, text_length=None, **_
 ):
-    """`FluxAttnProcessor`: double-stream blocks see [text, image]; single-stream blocks get it pre-concatenated."""
-    if attn.fused_projections:
-        query, key, _ = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-    else:
-        query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
-    query, key = (
-        attn.norm_q(query.unflatten(-1, (-1, attn.head_dim))),
-        attn.norm_k(key.unflatten(-1, (-1, attn.head_dim))),
-    )
-    if attn.added_kv_proj_dim is not None and encoder_hidden_states is not None:
-        if attn.fused_projections:
-            ctx_q, ctx_k, _ = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)
-        else:
-            ctx_q, ctx_k = attn.add_q_proj(encoder_hidden_states), attn.add_k_proj(encoder_hidden_states)
-        ctx_q = attn.norm_added_q(ctx_q.unflatten(-1, (-1, attn.head_dim)))
-        ctx_k = attn.norm_added_k(ctx_k.unflatten(-1, (-1, attn.head_dim)))
-        query, key = torch.cat([ctx_q, query], dim=1), torch.cat([ctx_k, key], dim=1)
+    """`FluxAttnProcessor`: double-stream blocks see [text, image]; single-stream blocks get it pre-concatenated.
+
+    Only image queries are built (with their rows of the rotary embedding), keys over the whole [text, image] sequence.
+    """
+    double = attn.added_kv_proj_dim is not None and encoder_hidden_states is not None
+    if double:
         text_length = encoder_hidden_states.shape[1]
     elif text_length is None:
         raise UnsupportedAttentionProcessorError(
             "A Flux single-stream attention call needs the text length of the joint sequence; capture it through "
             "the transformer's forward (AttentionProbabilityCapture does) rather than calling the module alone."
         )
+    if attn.fused_projections:
+        query, key, _ = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    else:
+        query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
+    if not double:  # single stream: the sequence already is [text, image]; keep the image queries
+        query = query[:, text_length:]
+    query = attn.norm_q(query.unflatten(-1, (-1, attn.head_dim)))
+    key = attn.norm_k(key.unflatten(-1, (-1, attn.head_dim)))
+    if double:
+        if attn.fused_projections:
+            ctx_k = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)[1]
+        else:
+            ctx_k = attn.add_k_proj(encoder_hidden_states)
+        key = torch.cat([attn.norm_added_k(ctx_k.unflatten(-1, (-1, attn.head_dim))), key], dim=1)
     if image_rotary_emb is not None:
-        query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+        image_rows = tuple(f[text_length:] for f in image_rotary_emb)
+        query = apply_rotary_emb(query, image_rows, sequence_dim=1)
         key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
     query, key = query.transpose(1, 2), key.transpose(1, 2)  # the dispatcher's native layout is [B, S, H, d]
+    if attention_mask is not None and attention_mask.ndim == 4 and attention_mask.shape[2] == key.shape[2]:
+        attention_mask = attention_mask[:, :, text_length:]
     image = slice(text_length, None)
-    return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), attention_mask, image, image, slice(0, text_length))
+    return QueryKey(
+        query, key, 1.0 / math.sqrt(query.shape[-1]), attention_mask, slice(0, None), image, slice(0, text_length)
+    )
 
 
 SUPPORTED_PROCESSORS: dict[type, Callable[..., QueryKey]] = {
@@ -220,7 +229,7 @@ def attention_query_key(
 
 def chunked_attention_probabilities(
     qk: QueryKey,
-    queries: Literal["image", "all"] | torch.Tensor = "image",
+    queries: Literal["image"] | torch.Tensor = "image",
     keys: Literal["text", "image", "all"] = "text",
     max_chunk_bytes: int = 2**26,
 ) -> torch.Tensor:
@@ -233,32 +242,32 @@ def chunked_attention_probabilities(
     stays under `max_chunk_bytes`.
 
     Args:
-        queries (`"image"`, `"all"` or `torch.Tensor`): image queries, every query, or indices *among the image
-            tokens* (self-attention of chosen pixels).
+        queries (`"image"` or `torch.Tensor`): every image query, or indices *among the image tokens*
+            (self-attention of chosen pixels).
         keys (`"text"`, `"image"` or `"all"`): which key columns to keep.
     """
     q, k = qk.query, qk.key.float()
     b, heads, n, d = q.shape
-    if isinstance(queries, torch.Tensor):
-        rows = torch.arange(n, device=q.device)[qk.image_queries][queries.to(q.device)]
-    else:
-        rows = (
-            torch.arange(n, device=q.device)
-            if queries == "all"
-            else torch.arange(n, device=q.device)[qk.image_queries]
-        )
     if keys == "text" and qk.text_keys is None:
         raise ValueError("This attention call has no text keys (self-attention); ask for keys='image' or 'all'.")
     cols = {"text": qk.text_keys, "image": qk.image_keys, "all": slice(0, None)}[keys]
-    m = k.shape[2]
-    out = torch.empty(b, heads, len(rows), len(range(m)[cols]), dtype=torch.float32, device=q.device)
+    if isinstance(queries, torch.Tensor):
+        q = q[:, :, qk.image_queries][:, :, queries.to(q.device)]
+    elif queries == "image":
+        q = q[:, :, qk.image_queries]
+    m, n_q = k.shape[2], q.shape[2]
+    mask = qk.mask
+    if mask is not None and mask.shape[2] != 1:
+        mask = mask.expand(b, heads, n, m)[:, :, qk.image_queries]
+        mask = mask[:, :, queries.to(q.device)] if isinstance(queries, torch.Tensor) else mask
+    out = torch.empty(b, heads, n_q, len(range(m)[cols]), dtype=torch.float32, device=q.device)
     chunk = max(1, max_chunk_bytes // max(1, b * heads * m * 4))
-    mask = None if qk.mask is None else qk.mask.expand(b, heads, n, m) if qk.mask.shape[2] != 1 else qk.mask
-    for start in range(0, len(rows), chunk):
-        idx = rows[start : start + chunk]
-        scores = (q[:, :, idx].float() @ k.transpose(-1, -2)) * qk.scale
+    k_t = k.transpose(-1, -2)
+    for start in range(0, n_q, chunk):
+        stop = min(start + chunk, n_q)
+        scores = (q[:, :, start:stop].float() @ k_t) * qk.scale
         if mask is not None:
-            part = mask if mask.shape[2] == 1 else mask[:, :, idx]
+            part = mask if mask.shape[2] == 1 else mask[:, :, start:stop]
             scores = scores.masked_fill(~part, float("-inf")) if part.dtype == torch.bool else scores + part.float()
-        out[:, :, start : start + len(idx)] = scores.softmax(dim=-1)[..., cols]
+        out[:, :, start:stop] = scores.softmax(dim=-1)[..., cols]
     return out
