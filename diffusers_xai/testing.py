@@ -17,8 +17,14 @@ __all__ = [
 ]
 
 
-def tiny_unet(seed: int = 0, in_channels: int = 1, sample_size: int = 8, attention: bool = True) -> UNet2DModel:
-    """A 2-level `UNet2DModel` (4/8 channels) with attention in the low-resolution blocks and the mid block."""
+def tiny_unet(
+    seed: int = 0, in_channels: int = 1, sample_size: int = 8, attention: bool = True, num_classes: int | None = None
+) -> UNet2DModel:
+    """
+    A 2-level `UNet2DModel` (4/8 channels) with attention in the low-resolution blocks and the mid block. With
+    `num_classes=K` it is class-conditional in the project's convention: `num_class_embeds = K + 1`, label K being the
+    null class (see `diffusers_xai.pipelines.guidance`).
+    """
     torch.manual_seed(seed)
     return UNet2DModel(
         sample_size=sample_size,
@@ -31,6 +37,7 @@ def tiny_unet(seed: int = 0, in_channels: int = 1, sample_size: int = 8, attenti
         down_block_types=("DownBlock2D", "AttnDownBlock2D" if attention else "DownBlock2D"),
         up_block_types=("AttnUpBlock2D" if attention else "UpBlock2D", "UpBlock2D"),
         add_attention=attention,
+        num_class_embeds=None if num_classes is None else num_classes + 1,
     ).eval()
 
 

@@ -375,7 +375,11 @@ def explain_generation(
         sanity_check=sanity_check,
         **explainer_kwargs,
     )
-    report = explainer.explain(output, sample_index=sample_index, timesteps=timesteps)
+    # a class-conditional generation carries its labels (`DiffusionXAIPipelineOutput.class_labels`): explain the
+    # model as it sampled that image
+    labels = getattr(output, "class_labels", None)
+    labels = labels[sample_index : sample_index + 1] if labels is not None else None
+    report = explainer.explain(output, sample_index=sample_index, timesteps=timesteps, class_labels=labels)
     summary = report.save(out_dir, gif=gif)
     summary["out_dir"] = str(Path(out_dir))
     return summary

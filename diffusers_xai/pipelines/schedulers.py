@@ -24,7 +24,16 @@ BETA_SCHEDULES = ("linear", "squaredcos_cap_v2", "scaled_linear")
 # Pixel-space DPM-Solver++ diverges on roughly one sample in ten (values far outside [-1, 1]) unless its data
 # prediction is dynamically thresholded; diffusers leaves `thresholding=False` because latent-space models must
 # not threshold. Our pipelines sample in pixel space, so this is the default whenever *we* build the scheduler.
-DPM_SOLVER_PIXEL_DEFAULTS = {"thresholding": True, "sample_max_value": 1.0, "algorithm_type": "dpmsolver++"}
+#
+# `timestep_spacing="trailing"` (Lin et al. 2023, https://huggingface.co/papers/2305.08891, Table 2): built from a
+# DDPM config, DPM-Solver inherits its "leading" spacing, whose first of 20 steps is t=940 of 1000, so x_T ~ N(0, I)
+# is denoised as if it were the far less noisy x_940; "trailing" starts at t=999. `bench/sampler_quality.py`.
+DPM_SOLVER_PIXEL_DEFAULTS = {
+    "thresholding": True,
+    "sample_max_value": 1.0,
+    "algorithm_type": "dpmsolver++",
+    "timestep_spacing": "trailing",
+}
 
 
 def scheduler_name(scheduler: SchedulerMixin) -> str:

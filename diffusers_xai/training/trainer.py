@@ -235,17 +235,27 @@ def _denoise(model, x_t, timesteps, batch):
     return model(x_t, timesteps).sample
 
 
-def _diffusion_loss(model, noise_scheduler, batch, generator):
+def _drop_labels(labels: torch.Tensor, prob: float, null_label: int, generator) -> torch.Tensor:
+    """Label dropout for classifier-free guidance: each label becomes the null class with probability `prob`, drawn
+    from the run's noise generator (so a resumed run replays it and streamed batches equal map-style ones)."""
+    drop = torch.rand(labels.shape, generator=generator, device=generator.device).to(labels.device) < prob
+    return torch.where(drop, torch.full_like(labels, null_label), labels)
+
+
+def _diffusion_loss(model, noise_scheduler, batch, generator, label_dropout: tuple[float, int] | None = None):
     r"""
     $\lVert f_\theta(x_t, t) - \text{target} \rVert^2$ where
     $x_t = \sqrt{\bar\alpha_t} x_0 + \sqrt{1-\bar\alpha_t}\epsilon$ and the target is $\epsilon$, $x_0$ or $v$
-    by `prediction_type`; noise and $t$ are drawn from `generator`.
+    by `prediction_type`; noise and $t$ are drawn from `generator`. `label_dropout=(p, null_label)` drops class
+    labels to the null class (class-conditional images).
     """
     x0 = batch["x0"]
     noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
     t_max = noise_scheduler.config.num_train_timesteps
     timesteps = torch.randint(0, t_max, (x0.shape[0],), generator=generator, device=generator.device).to(x0.device)
     x_t = noise_scheduler.add_noise(x0, noise, timesteps)
+    if label_dropout is not None and "class_labels" in batch:
+        batch = {**batch, "class_labels": _drop_labels(batch["class_labels"], *label_dropout, generator)}
     prediction = _denoise(model, x_t, timesteps, batch)
     return F.mse_loss(prediction.float(), _training_target(noise_scheduler, x0, noise, timesteps).float())
 
@@ -365,6 +375,10 @@ def train(config: TrainingConfig) -> TrainResult:
     # (fine-tuning: the pretrained UNet and noise schedule, with a LoRA adapter when `lora_rank` is set)
     model = prepare_for_finetuning(modality.build_model(config, preprocessor), config)
     noise_scheduler = build_noise_scheduler(config)
+    # class-conditional images: (p, null class index) of the label dropout (see `modalities/image/labels.py`)
+    dropout_prob = config.modality_options.get("class_dropout_prob", 0.0)
+    num_class_embeds = getattr(getattr(model, "config", None), "num_class_embeds", None)
+    label_dropout = (dropout_prob, num_class_embeds - 1) if dropout_prob and num_class_embeds else None
     ema_model = None
     if config.use_ema:
         ema_model = EMAModel(
@@ -507,7 +521,7 @@ def train(config: TrainingConfig) -> TrainResult:
             for batch in batches:
                 stream_position["batches"] += 1
                 with accelerator.accumulate(model):
-                    loss = _diffusion_loss(model, noise_scheduler, batch, noise_generator)
+                    loss = _diffusion_loss(model, noise_scheduler, batch, noise_generator, label_dropout)
                     mean_loss = accelerator.gather(loss.detach()[None]).mean()
                     if not torch.isfinite(mean_loss):
                         raise NonFiniteLossError(

@@ -14,6 +14,7 @@ from diffusers import UNet2DModel
 from ...pipelines import make_scheduler
 from ...utils.io import atomic_path
 from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
+from .labels import ImageLabels, fit_labels
 from .pipeline_diffusion_xai import DiffusionXAIPipeline
 
 __all__ = ["BUILTIN_IMAGE_DATASETS", "ImageModality", "save_image_grid"]
@@ -42,6 +43,8 @@ class ImageModality(Modality):
     task_categories = ("unconditional-image-generation",)
     denoiser_prefixes = ("UNet2D", "UVit", "Transformer2D")
     supports_pretrained = True  # `pretrained_model_name_or_path`, `lora_rank` (see `diffusers_xai.training.finetune`)
+    # class conditioning (see `labels.py`): `auto` = the `label` column when there is one; `none` = unconditional
+    options = {"label_column": "auto", "class_dropout_prob": 0.1}
 
     # ---- before any data is read ----
     def validate_config(self, config) -> None:
@@ -49,6 +52,11 @@ class ImageModality(Modality):
             raise ValueError(f"`channels` must be 1 (grayscale) or 3 (RGB), got {config.channels}.")
         if config.resolution < 8:
             raise ValueError(f"`resolution` must be >= 8, got {config.resolution}.")
+        if not 0.0 <= config.class_dropout_prob < 1.0:
+            raise ValueError(
+                f"`class_dropout_prob` must be in [0, 1) (0.1 is usual; 0 gives no unconditional model, so no "
+                f"guidance), got {config.class_dropout_prob}."
+            )
         if config.pretrained_model_name_or_path is not None:
             from ...training.finetune import check_pretrained_fits, load_pretrained_configs
 
@@ -162,13 +170,35 @@ class ImageModality(Modality):
             )
         return stream
 
-    def fit_preprocessor(self, dataset, config) -> None:
+    def fit_preprocessor(self, dataset, config) -> ImageLabels | None:
+        """The class labels to condition on ([`ImageLabels`]), or `None` for an unconditional model."""
         if len(dataset) and config.dataset_name not in BUILTIN_IMAGE_DATASETS:
             mode = dataset[0][config.image_column].mode
             target = "L" if config.channels == 1 else "RGB"
             if mode != target:
                 logger.warning(f"Images are mode {mode!r}; converting to {target!r} for channels={config.channels}.")
-        return None
+        labels = fit_labels(dataset, config)
+        if config.pretrained_model_name_or_path is not None:
+            labels = self._labels_for_pretrained(labels, config)
+        return labels
+
+    @staticmethod
+    def _labels_for_pretrained(labels: ImageLabels | None, config) -> ImageLabels | None:
+        from ...training.finetune import load_pretrained_configs
+
+        unet_config, _ = load_pretrained_configs(config.pretrained_model_name_or_path)
+        embeds = unet_config.get("num_class_embeds")
+        if embeds is None and labels is not None and config.label_column == "auto":
+            logger.info("The pretrained UNet is unconditional: fine-tuning it unconditionally (labels not used).")
+            return None
+        have = None if labels is None else labels.num_classes + 1
+        if embeds != have:
+            raise ValueError(
+                f"The pretrained UNet has num_class_embeds={embeds} but the data gives "
+                f"{'no labels' if labels is None else f'{labels.num_classes} classes (+1 null class = {have})'}; "
+                "fine-tune on data with the same classes, or set `label_column: none` with an unconditional model."
+            )
+        return labels
 
     def to_tensors(self, examples: dict[str, list], preprocessor, config) -> dict[str, torch.Tensor]:
         mode = "L" if config.channels == 1 else "RGB"
@@ -193,7 +223,10 @@ class ImageModality(Modality):
                 image = image.transpose(PIL.Image.FLIP_LEFT_RIGHT)
             array = np.asarray(image, dtype=np.float32).reshape(size, size, -1)
             out.append(torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0)
-        return {"x0": torch.stack(out)}
+        batch = {"x0": torch.stack(out)}
+        if isinstance(preprocessor, ImageLabels):
+            batch["class_labels"] = preprocessor.encode(examples[preprocessor.column])  # dropout: in the loss
+        return batch
 
     # ---- model and pipeline ----
     def build_model(self, config, preprocessor) -> UNet2DModel:
@@ -209,6 +242,8 @@ class ImageModality(Modality):
                     f"{config.resolution}; using resolution."
                 )
             unet_config["sample_size"] = config.resolution
+            if isinstance(preprocessor, ImageLabels):
+                unet_config["num_class_embeds"] = preprocessor.num_classes + 1
             return UNet2DModel.from_config(unet_config)
         down, up = self._block_types(config)
         return UNet2DModel(
@@ -222,10 +257,13 @@ class ImageModality(Modality):
             attention_head_dim=config.attention_head_dim,
             norm_num_groups=config.norm_num_groups,
             dropout=config.dropout,
+            # K classes + the null class K (label dropout), see `labels.py`
+            num_class_embeds=preprocessor.num_classes + 1 if isinstance(preprocessor, ImageLabels) else None,
         )
 
     def build_pipeline(self, model, scheduler, preprocessor) -> DiffusionXAIPipeline:
-        return DiffusionXAIPipeline(unet=model, scheduler=scheduler)
+        names = preprocessor.names if isinstance(preprocessor, ImageLabels) else None
+        return DiffusionXAIPipeline(unet=model, scheduler=scheduler, class_names=names)
 
     @staticmethod
     def _ddim(pipeline) -> DiffusionXAIPipeline:
@@ -280,7 +318,7 @@ class ImageModality(Modality):
         )
         fake = torch.cat(batches)
         real = self.reference_images(config, max(num_samples, 2000))
-        return evaluate_images(
+        report = evaluate_images(
             real,
             fake,
             value_range=(0.0, 1.0),
@@ -288,6 +326,10 @@ class ImageModality(Modality):
             dataset_name=config.dataset_name or config.train_data_dir,
             seed=config.seed or 0,
         )
+        if pipeline.num_classes is not None and config.dataset_name in BUILTIN_IMAGE_DATASETS:
+            per_class = max(1, num_samples // pipeline.num_classes)
+            add_class_accuracy(report, pipeline, per_class=per_class, seed=config.seed)
+        return report
 
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Explain sample 0 of a traced DDIM generation with every method ([`explain_generation`]); the card shows
@@ -312,6 +354,29 @@ class ImageModality(Modality):
         samples = save_image_grid(grid, os.path.join(output_dir, "samples.png"))
         summary = explain_generation(ddim, generation, output_dir, methods=methods, sample_index=0, gif=False)
         return card_fields_from_summary(summary, output_dir, samples)
+
+
+# classifier-free guidance scale at which conditional samples are scored (the issue's target: >= 90% at 3)
+EVAL_GUIDANCE_SCALE = 3.0
+
+
+def add_class_accuracy(report, pipeline, per_class: int, seed: int | None = 0, guidance_scale=EVAL_GUIDANCE_SCALE):
+    """Add the digits-CNN's per-class accuracy on `per_class` guided samples of each class to `report`."""
+    from ...evaluation.conditional import class_conditional_accuracy
+
+    accuracy = class_conditional_accuracy(
+        pipeline, samples_per_class=per_class, guidance_scale=guidance_scale, seed=(seed or 0) + 2
+    )
+    report.add(
+        f"Class accuracy of guided samples (digits-CNN classifier, guidance {guidance_scale:g})",
+        accuracy.mean,
+        key="class_accuracy",
+        higher_is_better=True,
+        description=f"Share of {per_class} samples per class that the classifier assigns to the asked class "
+        f"({accuracy.scheduler}, {accuracy.num_inference_steps} steps).",
+    )
+    report.details["class_accuracy"] = accuracy.to_dict()
+    return accuracy
 
 
 def card_fields_from_summary(summary: dict, output_dir: str, samples: str | None = None) -> dict:

@@ -1,4 +1,4 @@
-"""`DiffusionXAIPipeline`: unconditional image sampling with a `UNet2DModel`, traced step by step."""
+"""`DiffusionXAIPipeline`: image sampling with a `UNet2DModel` (unconditional or class-conditional), traced."""
 
 from __future__ import annotations
 
@@ -14,8 +14,14 @@ from diffusers.utils import BaseOutput
 
 from ...capture import Trace, TraceConfig
 from ...models.lora import LoraPipelineMixin
-from ...pipelines.base import XAIPipelineMixin
-from ...pipelines.sampling import DiffusionStep
+from ...pipelines.base import SamplingRun, XAIPipelineMixin
+from ...pipelines.guidance import (
+    ClassifierFreeGuidance,
+    check_guidance_scale,
+    num_classes_of,
+    resolve_class_labels,
+)
+from ...pipelines.sampling import DiffusionStep, denoise_progressive
 from ...pipelines.schedulers import make_scheduler
 
 __all__ = ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput", "DiffusionStep"]
@@ -32,15 +38,19 @@ class DiffusionXAIPipelineOutput(BaseOutput):
         images (`list[PIL.Image.Image]`, `np.ndarray` `[B, H, W, C]` or `torch.Tensor` `[B, C, H, W]`):
             the generated images in [0, 1].
         trace ([`Trace`], *optional*): the per-step record, when `trace=` was set.
+        class_labels (`torch.Tensor` `[B]`, *optional*): the class index of each image (the null class
+            `num_classes` for unconditional samples), for a class-conditional UNet.
     """
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
     trace: Trace | None = None
+    class_labels: torch.Tensor | None = None
 
 
 class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipeline):
     r"""
-    Unconditional image generation that can record what happened at every step.
+    Image generation, unconditional or class-conditional with classifier-free guidance, that can record what happened
+    at every step.
 
     Sampling is exactly `DDPMPipeline`'s (or `DDIMPipeline`'s for a `DDIMScheduler`): the same generator gives
     bit-identical images with and without `trace=`, because capture only reads tensors (see [`TraceRecorder`]).
@@ -51,6 +61,10 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
             Swap with `pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)` or
             `pipe.set_scheduler("dpmsolver")`; the latter sets DPM-Solver's pixel-space safe defaults
             (`thresholding=True, sample_max_value=1.0`).
+        class_names (`list[str]`, *optional*): names of the classes of a class-conditional UNet (saved in
+            `model_index.json`), so `class_labels` can be names. The UNet follows the convention of
+            [`~diffusers_xai.pipelines.guidance`]: `num_class_embeds = len(class_names) + 1`, the last index being
+            the null (unconditional) class.
 
     Example:
 
@@ -59,13 +73,21 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
     >>> pipe = DiffusionXAIPipeline.from_pretrained("outputs/quickstart/pipeline")
     >>> out = pipe(batch_size=4, num_inference_steps=50, trace=TraceConfig(attention=True))
     >>> out.images[0].save("digit.png"); out.trace.stack("pred_original_sample").shape
+    >>> pipe(batch_size=10, class_labels=list(range(10)), guidance_scale=3.0).images  # class-conditional model
     ```
     """
 
     model_cpu_offload_seq = "unet"
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin):
+    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, class_names: list[str] | None = None):
         super().__init__()
+        num_classes = num_classes_of(unet)
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"{len(class_names)} `class_names` were given but the UNet has "
+                f"{'no class embedding' if num_classes is None else f'{num_classes} classes (num_class_embeds - 1)'}; "
+                "pass one name per class (the last class embedding is the null class) or none."
+            )
         if not isinstance(scheduler, SchedulerMixin):
             raise TypeError(f"`scheduler` must be a diffusers scheduler, got {type(scheduler).__name__}.")
         if isinstance(scheduler, DPMSolverMultistepScheduler) and not scheduler.config.thresholding:
@@ -74,6 +96,7 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
                 "`pipe.set_scheduler('dpmsolver')` or pass thresholding=True, sample_max_value=1.0."
             )
         self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(class_names=[str(n) for n in class_names] if class_names is not None else None)
 
     @classmethod
     def from_unet(cls, unet: UNet2DModel, scheduler: str = "ddpm", **scheduler_kwargs) -> DiffusionXAIPipeline:
@@ -101,6 +124,49 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
             "whose in_channels match your data."
         )
 
+    # ---- classes and guidance ----
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes $K$ of a class-conditional UNet (`num_class_embeds - 1`), `None` if unconditional."""
+        return num_classes_of(self.unet)
+
+    @property
+    def null_class_label(self) -> int | None:
+        """The label of the null (unconditional) class, $K$."""
+        return self.num_classes
+
+    @property
+    def class_names(self) -> list[str] | None:
+        names = self.config.get("class_names") if hasattr(self, "config") else None
+        if names is None and self.num_classes is not None:
+            return [str(i) for i in range(self.num_classes)]
+        return names
+
+    def prepare_conditioning(self, batch_size: int, generator=None, class_labels=None, guidance_scale: float = 1.0):
+        """
+        `{"class_labels": [B]}` for a class-conditional UNet (the null class when no labels are given), with the
+        guidance scale riding along under `"guidance_scale"` until [`denoise`] takes it out.
+        """
+        check_guidance_scale(guidance_scale, self.num_classes)
+        labels = resolve_class_labels(class_labels, batch_size, self.num_classes, self.class_names)
+        if self.num_classes is None:
+            return {}
+        if labels is None:
+            if guidance_scale > 1:
+                raise ValueError(
+                    f"`guidance_scale`={guidance_scale} guides towards `class_labels`; pass class_labels (ints or "
+                    f"names from {self.class_names}), or guidance_scale=1 for unconditional samples."
+                )
+            labels = torch.full((batch_size,), self.null_class_label, dtype=torch.long)
+        return {"class_labels": labels.to(self._execution_device), "guidance_scale": float(guidance_scale)}
+
+    def denoise(self, run: SamplingRun, recorder=None):
+        """The skeleton's reverse process, through [`ClassifierFreeGuidance`] when the guidance scale is above 1."""
+        model_kwargs = dict(run.model_kwargs)
+        scale = model_kwargs.pop("guidance_scale", 1.0)
+        model = self.unet if scale == 1 else ClassifierFreeGuidance(self.unet, self.null_class_label, scale)
+        return denoise_progressive(model, self.scheduler, run.sample, run.generator, run.eta, model_kwargs, recorder)
+
     def postprocess(self, image: torch.Tensor, output_type: str, run=None):
         image = (image / 2 + 0.5).clamp(0, 1)
         if output_type == "pt":
@@ -116,6 +182,8 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
         eta: float = 0.0,
         num_inference_steps: int = 1000,
         latents: torch.Tensor | None = None,
+        class_labels: int | str | list | torch.Tensor | None = None,
+        guidance_scale: float = 1.0,
         trace: bool | TraceConfig | dict | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
@@ -129,6 +197,12 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
             eta (`float`, *optional*, defaults to 0.0): DDIM's $\eta$ (ignored by schedulers without it).
             num_inference_steps (`int`, *optional*, defaults to 1000): between 1 and `num_train_timesteps`.
             latents (`torch.Tensor`, *optional*): $x_T$ of shape `[B, C, H, W]` instead of fresh noise.
+            class_labels (`int`, `str`, `list` or `torch.Tensor`, *optional*): for a class-conditional UNet, the class
+                of every image (one label for the batch or one per image; ints or `class_names`). Without them a
+                conditional UNet samples unconditionally (the null class).
+            guidance_scale (`float`, *optional*, defaults to 1.0): classifier-free guidance scale $s \ge 1$; 1 is
+                the conditional model alone (bit for bit), larger values follow the class more closely (3 is a good
+                start for the digits). Needs `class_labels` and a UNet trained with label dropout.
             trace (`bool`, `dict` or [`TraceConfig`], *optional*): `True` for the default [`TraceConfig`].
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (`[B, H, W, C]`) or `"pt"`
                 (`[B, C, H, W]`).
@@ -140,10 +214,12 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
         self.check_output_type(output_type)
         run = self.sample(
             trace, batch_size=batch_size, generator=generator, eta=eta, num_inference_steps=num_inference_steps,
-            latents=latents,
+            latents=latents, class_labels=class_labels, guidance_scale=guidance_scale,
         )  # fmt: skip
         images = self.postprocess(run.final_sample, output_type)
         self.maybe_free_model_hooks()
         if not return_dict:
             return (images, run.trace)
-        return DiffusionXAIPipelineOutput(images=images, trace=run.trace)
+        labels = run.model_kwargs.get("class_labels")
+        labels = labels.cpu() if labels is not None else None
+        return DiffusionXAIPipelineOutput(images=images, trace=run.trace, class_labels=labels)
