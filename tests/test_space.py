@@ -254,7 +254,7 @@ def test_analyze_trajectory_endpoint(client, generated):
 
 def test_evaluate_endpoint(client, generated):
     summary, nn_plot, prdc_plot, hist_plot, report, archive = client.predict(api_name="/evaluate")
-    assert f"images evaluation: {BATCH} generated vs 1797 real" in summary
+    assert f"image evaluation: {BATCH} generated vs 1797 real" in summary
     metrics = {m["key"]: m["value"] for m in report["metrics"]}
     assert 0 <= metrics["prdc_precision"] <= 1 and 0 <= metrics["prdc_coverage"] <= 1
     assert "Precision (digits-CNN features, k=2)" in summary  # k = batch - 1 for a batch of 3
