@@ -7,6 +7,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -31,8 +32,17 @@ SPACE_DIR = Path(__file__).resolve().parents[1]
 MAX_STEPS = 1000
 MAX_SEED = 2**32 - 1
 MAX_PARAMS = int(float(os.environ.get("DIFFUSERS_XAI_MAX_PARAMS", 50e6)))
+# what a Hub model may weigh (its safetensors and configs), checked from the repo's metadata before any download
+MAX_DOWNLOAD_BYTES = int(float(os.environ.get("DIFFUSERS_XAI_MAX_DOWNLOAD_MB", 256)) * 2**20)
 CONCURRENCY = max(1, int(os.environ.get("DIFFUSERS_XAI_CONCURRENCY", "1")))
-TIME_LIMIT_SECONDS = 600
+# Gradio's `time_limit` bounds only streaming events (gradio 6 `queueing.py` reads it for `connection == "stream"`),
+# so a run is bounded up front instead: denoiser evaluations per request (steps x batch), per tab.
+WORK_SCALE = float(os.environ.get("DIFFUSERS_XAI_WORK_SCALE", "1"))
+# the models a visitor may pick: the bundled ones, the tabs' defaults and this owner-set list (never free text)
+ALLOWED_MODELS_ENV = "DIFFUSERS_XAI_ALLOWED_MODELS"
+DEFAULT_MODEL_ENVS = ("DIFFUSERS_XAI_MODEL", "DIFFUSERS_XAI_TABULAR_MODEL", "DIFFUSERS_XAI_TIMESERIES_MODEL")
+# files of a Hub pipeline the Space downloads: configs and safetensors weights (pickles and code never)
+HUB_PATTERNS = ("model_index.json", "*/*.json", "*/*.safetensors")
 TRACE_MAX_BYTES = 32 * 2**20
 TRACE_MAX_STEPS = 100
 FILE_TTL_SECONDS = 3600
@@ -94,8 +104,29 @@ def check_choice(name: str, value, choices: Sequence) -> None:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {list(choices)}.")
 
 
+def check_work(what: str, steps: int, batch: int, budget: int) -> None:
+    """A request's work (`steps` x `batch` denoiser evaluations) within the tab's `budget` (x `WORK_SCALE`):
+    the real bound on a handler's run time, checked before any model runs."""
+    limit = int(budget * WORK_SCALE)
+    if steps * batch > limit:
+        raise ValueError(
+            f"Steps x {what} = {steps} x {batch} = {steps * batch} is more than this Space runs per request "
+            f"({limit}); lower the steps or the {what.lower()}."
+        )
+
+
+# absolute paths of this machine (POSIX or Windows) in a message: never shown to a visitor
+_SERVER_PATH = re.compile(r"(?<![\w.:/])(?:/|[A-Za-z]:\\)(?:[^\s'\"`,;:()]+)")
+
+
+def scrub_paths(text: str) -> str:
+    """`text` with every absolute filesystem path replaced by `<path>` (URLs and Hub ids are kept)."""
+    return _SERVER_PATH.sub("<path>", text)
+
+
 def handle_errors(fn: Callable) -> Callable:
-    """Turn bad input into a visible `gr.Error` and anything unexpected into one too (logged): never a crash."""
+    """Turn bad input into a visible `gr.Error` and anything unexpected into one too (logged): never a crash.
+    Messages never show server paths."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -104,10 +135,10 @@ def handle_errors(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except (ValueError, TypeError, KeyError, FileNotFoundError) as err:
-            raise gr.Error(str(err).strip("'\"")) from err
+            raise gr.Error(scrub_paths(str(err).strip("'\""))) from err
         except Exception as err:
             logger.exception("unexpected error in %s", fn.__name__)
-            raise gr.Error(f"Internal error ({type(err).__name__}: {err}).") from err
+            raise gr.Error(f"Internal error ({type(err).__name__}); the details are in the Space's logs.") from err
 
     return wrapper
 
@@ -115,16 +146,64 @@ def handle_errors(fn: Callable) -> Callable:
 # ---------------------------------------------------------------------------------------------------------------
 # models: a model box entry → a cached pipeline; every request gets its own scheduler
 # ---------------------------------------------------------------------------------------------------------------
+def allowed_models() -> list[str]:
+    """The Hub ids and folders the Space owner allows besides the bundled models: the tabs' default models
+    (`DIFFUSERS_XAI_MODEL`, ...) and the comma-separated `DIFFUSERS_XAI_ALLOWED_MODELS`."""
+    entries = [os.environ.get(name, "") for name in DEFAULT_MODEL_ENVS]
+    entries += re.split(r"[,\s]+", os.environ.get(ALLOWED_MODELS_ENV, ""))
+    return list(dict.fromkeys(e.strip() for e in entries if e.strip()))
+
+
 def model_choices(env_var: str, bundled_label: str) -> list[str]:
+    """The model box's entries: the tab's default (`env_var`), the bundled model, then the owner's allow-list."""
     env = os.environ.get(env_var, "").strip()
-    return ([env] if env else []) + [bundled_label]
+    listed = [m.strip() for m in re.split(r"[,\s]+", os.environ.get(ALLOWED_MODELS_ENV, "")) if m.strip()]
+    return list(dict.fromkeys(([env] if env else []) + [bundled_label] + listed))
 
 
 def resolve_source(source: str | None, bundled_label: str, bundled_dir: Path) -> str:
-    """The folder or Hub id behind a model-box entry (the bundled label, an empty box or None: the bundled one)."""
+    """The folder or Hub id behind a model-box entry (the bundled label, an empty box or None: the bundled one).
+    Anything else must be on the owner's allow-list: a visitor never makes the Space read a path or download."""
     if source is None or not str(source).strip() or source == bundled_label:
         return str(bundled_dir)
-    return str(source).strip()
+    source = str(source).strip()
+    allowed = allowed_models()
+    if source not in allowed:
+        shown = source if len(source) <= 80 else source[:77] + "..."
+        raise ValueError(
+            f"Model {shown!r} is not available on this Space: choose {bundled_label!r}"
+            + (f" or one of {allowed}" if allowed else "")
+            + f". The Space owner can allow more with {ALLOWED_MODELS_ENV}."
+        )
+    return source
+
+
+def check_hub_repo(repo_id: str) -> int:
+    """
+    Before downloading an allowed Hub pipeline: its metadata (`HfApi.model_info(files_metadata=True)`) must show a
+    `model_index.json` and safetensors weights, and the files the Space would fetch (`HUB_PATTERNS`) must weigh at
+    most `MAX_DOWNLOAD_BYTES`. Returns that size in bytes.
+    """
+    from fnmatch import fnmatch
+
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo_id, files_metadata=True)
+    files = {s.rfilename: s.size for s in info.siblings or []}
+    if "model_index.json" not in files:
+        raise ValueError(f"{repo_id!r} is not a diffusers pipeline repo (no model_index.json).")
+    fetched = {f: size for f, size in files.items() if any(fnmatch(f, p) for p in HUB_PATTERNS) and f.count("/") < 2}
+    if not any(f.endswith(".safetensors") for f in fetched):
+        raise ValueError(f"{repo_id!r} has no safetensors weights; this Space never loads pickled (.bin) weights.")
+    if any(size is None for size in fetched.values()):
+        raise ValueError(f"The Hub did not report the file sizes of {repo_id!r}; it is not loaded.")
+    total = sum(fetched.values())
+    if total > MAX_DOWNLOAD_BYTES:
+        raise ValueError(
+            f"{repo_id!r} holds {total / 2**20:.1f} MiB of weights and configs; this Space downloads at most "
+            f"{MAX_DOWNLOAD_BYTES / 2**20:.0f} MiB (DIFFUSERS_XAI_MAX_DOWNLOAD_MB)."
+        )
+    return total
 
 
 def denoiser_of(pipe) -> torch.nn.Module:
@@ -141,15 +220,31 @@ def display_name(source: str, bundled_label: str, bundled_dir: Path) -> str:
     return bundled_label if source == str(bundled_dir) else source
 
 
+def _fetch(source: str) -> str:
+    """A local folder as is; an allowed Hub id checked from its metadata, then only its configs and safetensors."""
+    if os.path.isdir(source):
+        return source
+    from huggingface_hub import snapshot_download
+
+    check_hub_repo(source)
+    return snapshot_download(source, allow_patterns=list(HUB_PATTERNS))
+
+
 @functools.lru_cache(maxsize=4)
 def _from_pretrained(pipeline_class: type, source: str):
     try:
         # safetensors only: a pickled .bin from an unknown repo is never unpickled here
-        pipe = pipeline_class.from_pretrained(source, use_safetensors=True)
+        pipe = pipeline_class.from_pretrained(_fetch(source), use_safetensors=True)
+    except ValueError as err:
+        if "this Space" in str(err) or "pipeline repo" in str(err):
+            raise
+        name = pipeline_class.__name__
+        raise ValueError(f"Could not load a {name} from {source!r}: {scrub_paths(str(err))}") from err
     except Exception as err:
+        logger.exception("loading %s failed", source)
         raise ValueError(
-            f"Could not load a {pipeline_class.__name__} from {source!r} ({type(err).__name__}: {err}). Give a "
-            "local folder written by `save_pretrained` or a Hub id (the Hub needs network access)."
+            f"Could not load a {pipeline_class.__name__} from {source!r} ({type(err).__name__}). Check that it is a "
+            "folder written by `save_pretrained` or a Hub id, and that the Hub is reachable."
         ) from err
     model = denoiser_of(pipe)
     n_params = count_parameters(model)
@@ -167,7 +262,7 @@ def _from_pretrained(pipeline_class: type, source: str):
 def load_pipeline(pipeline_class: type, source: str, bundled_dir: Path):
     """The cached pipeline of `source` (a folder or Hub id); the bundled folder must hold a `model_index.json`."""
     if source == str(bundled_dir) and not (bundled_dir / "model_index.json").is_file():
-        raise FileNotFoundError(f"The bundled checkpoint is missing: {bundled_dir} has no model_index.json.")
+        raise FileNotFoundError(f"The bundled checkpoint {bundled_dir.name!r} is missing (no model_index.json).")
     with MODEL_LOCK:
         return _from_pretrained(pipeline_class, source)
 

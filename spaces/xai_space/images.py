@@ -21,6 +21,7 @@ from .common import (
     SPACE_DIR,
     check_choice,
     check_int,
+    check_work,
     count_parameters,
     display_name,
     find_feature,
@@ -48,6 +49,8 @@ BUNDLED_MODEL = SPACE_DIR / "digits-ddpm"
 BUNDLED_LABEL = "digits-ddpm (bundled, offline)"
 ENV_MODEL = "DIFFUSERS_XAI_MODEL"
 MAX_BATCH = 16
+# steps x batch per Generate (a 1000-step DDPM run of 4 images, or 250 steps of 16): ~1 min on the Space's CPU
+MAX_WORK = 4000
 MAX_IMAGE_SIDE = 128
 DISPLAY_CELL = 96  # pixels per image cell in the trajectory grids
 # methods of the Explain section: attention and trajectory have sections of their own; shap_partition is left out
@@ -200,6 +203,7 @@ def generate(
     seed = check_int("Seed", seed, 0, MAX_SEED)
     batch_size = check_int("Batch size", batch_size, 1, MAX_BATCH)
     pipe, num_inference_steps = sampling_pipeline(load_image_pipeline, model, scheduler, num_inference_steps, progress)
+    check_work("Batch size", num_inference_steps, batch_size, MAX_WORK)
     out = sample_traced(pipe, seed, num_inference_steps, attention=True, batch_size=batch_size, output_type="np")
     trace = out.trace
     samples_path = save_tensors(
@@ -489,7 +493,7 @@ def build_images_tab() -> list[tuple]:
                 quality_json = gr.JSON(label="Report", max_height=200)
                 quality_file = gr.File(label="Report (JSON, PNGs)", interactive=False)
 
-    model.change(model_info, model, model_md, api_name="model_changed", api_visibility="private")
+    model.change(model_info, model, model_md, api_name="model_changed", api_visibility="private", **MODEL_RUN)
     run.click(
         generate,
         [model, scheduler, steps, seed, batch],

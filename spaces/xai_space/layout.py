@@ -9,13 +9,13 @@ from .common import (
     MAX_SEED,
     MAX_STEPS,
     SCHEDULER_CHOICES,
-    TIME_LIMIT_SECONDS,
     model_choices,
     not_available,
 )
 
-# event options of a handler that runs a model: queued with every other model run, within the time limit
-MODEL_RUN = {"concurrency_limit": CONCURRENCY, "concurrency_id": "model", "time_limit": TIME_LIMIT_SECONDS}
+# event options of a handler that runs or loads a model: queued with every other model run (one bounded group).
+# No `time_limit`: gradio 6 applies it to streaming events only; runs are bounded up front (`common.check_work`).
+MODEL_RUN = {"concurrency_limit": CONCURRENCY, "concurrency_id": "model"}
 # event options of the step slider: while scrubbing only the last position is drawn, without a spinner
 SCRUB = {"trigger_mode": "always_last", "show_progress": "hidden", "concurrency_limit": 4}
 

@@ -14,6 +14,7 @@ from .common import (
     SPACE_DIR,
     check_choice,
     check_int,
+    check_work,
     count_parameters,
     denoiser_of,
     display_name,
@@ -41,6 +42,8 @@ BUNDLED_LABEL = "wine-tabddpm (bundled, offline)"
 BUNDLED_DATASET = "wine"  # what the bundled model was trained on (`train/configs/wine.yaml`): the quality reference
 ENV_MODEL = "DIFFUSERS_XAI_TABULAR_MODEL"
 MAX_ROWS = 500
+# steps x rows per Generate (200 steps of 500 rows): the MLP denoiser is cheap per row
+MAX_WORK = 100_000
 MAX_EXPLAINED_ROWS = 64  # attributions are computed for the first rows only: their cost grows with the rows
 MIN_EVALUATED_ROWS = 20  # the detection classifier's 5 folds need a few rows of each kind
 PREVIEW_ROWS = 10
@@ -147,6 +150,7 @@ def generate(
     pipe, num_inference_steps = sampling_pipeline(
         load_tabular_pipeline, model, scheduler, num_inference_steps, progress
     )
+    check_work("Rows", num_inference_steps, num_rows, MAX_WORK)
     class_value = parse_class(pipe.preprocessor, label)
     out = sample_traced(pipe, seed, num_inference_steps, num_rows=num_rows, class_labels=class_value, output_type="pd")
     trace = out.trace
@@ -330,7 +334,9 @@ def build_tabular_tab() -> list[tuple]:
             QUALITY_MISSING,
         )
 
-    model.change(model_info, model, [model_md, label], api_name="tabular_model_changed", api_visibility="private")
+    model.change(
+        model_info, model, [model_md, label], api_name="tabular_model_changed", api_visibility="private", **MODEL_RUN
+    )
     run.click(
         generate,
         [model, scheduler, steps, seed, rows, label],

@@ -17,6 +17,7 @@ from .common import (
     SPACE_DIR,
     check_choice,
     check_int,
+    check_work,
     count_parameters,
     denoiser_of,
     display_name,
@@ -43,6 +44,8 @@ BUNDLED_MODEL = SPACE_DIR / "sines-timeseries"
 BUNDLED_LABEL = "sines-timeseries (bundled, offline)"
 ENV_MODEL = "DIFFUSERS_XAI_TIMESERIES_MODEL"
 MAX_SERIES = 64
+# steps x series per Generate (250 steps of 64 windows)
+MAX_WORK = 16_000
 PLOTTED_SERIES = 8
 REAL_SERIES = 1000  # real sines drawn for the quality metrics (the bundled model's data is generated, seed 0)
 MIN_EVALUATED_SERIES = 8
@@ -145,6 +148,7 @@ def generate(
     pipe, num_inference_steps = sampling_pipeline(
         load_series_pipeline, model, scheduler, num_inference_steps, progress
     )
+    check_work("Series", num_inference_steps, num_series, MAX_WORK)
     out = sample_traced(pipe, seed, num_inference_steps, num_series=num_series, output_type="np")
     series = np.asarray(out.series, dtype=np.float32)  # [N, L, C], original units
     channels = pipe.preprocessor.channels
@@ -332,7 +336,9 @@ def build_timeseries_tab() -> list[tuple]:
             QUALITY_MISSING,
         )
 
-    model.change(model_info, model, model_md, api_name="timeseries_model_changed", api_visibility="private")
+    model.change(
+        model_info, model, model_md, api_name="timeseries_model_changed", api_visibility="private", **MODEL_RUN
+    )
     run.click(
         generate,
         [model, scheduler, steps, seed, num_series],

@@ -1,0 +1,151 @@
+"""The Space as a public service: visitors pick only allowed models, Hub models are checked from metadata before any
+download, every model-loading handler is in the bounded queue, runs are bounded up front, and errors never show
+server paths. Through `gradio_client` against a launched app, with the local Hub server standing in for the Hub."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+gr = pytest.importorskip("gradio")
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client.exceptions import AppError  # noqa: E402
+from huggingface_hub import HfApi  # noqa: E402
+
+from diffusers_xai.testing import tiny_pipeline  # noqa: E402
+from tests import hub_fixtures  # noqa: E402
+
+local_hub = hub_fixtures.local_hub  # registers the fixture in this module
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_PATH = ROOT / "spaces" / "app.py"
+ALLOWED = "DIFFUSERS_XAI_ALLOWED_MODELS"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    spec = importlib.util.spec_from_file_location("space_app_security", APP_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.common.OUTPUT_DIR = tmp_path_factory.mktemp("space_outputs")
+    return module
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    demo = app.build_demo()
+    demo.queue(default_concurrency_limit=1)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    yield demo, url
+    demo.close()
+
+
+@pytest.fixture
+def client(server, app, monkeypatch):
+    monkeypatch.delenv(ALLOWED, raising=False)
+    app.common._from_pretrained.cache_clear()
+    yield gradio_client.Client(server[1], verbose=False)
+    app.common._from_pretrained.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A complete, loadable pipeline folder on the server's disk (that a visitor must not be able to load)."""
+    path = tmp_path_factory.mktemp("server") / "private-model"
+    tiny_pipeline(seed=1).save_pretrained(path)
+    return path
+
+
+def test_a_visitor_cannot_load_a_server_folder_or_an_unlisted_hub_id(client, folder):
+    for typed in (str(folder), "someone/any-model", "/etc"):
+        with pytest.raises(AppError, match="is not available on this Space") as info:
+            client.predict(typed, "ddim", 2, 0, 1, api_name="/generate")
+        assert str(folder.parent) not in str(info.value) and "/etc" not in str(info.value)
+
+
+def test_the_owner_allow_list_is_loaded(client, app, folder, monkeypatch):
+    monkeypatch.setenv(ALLOWED, f"other/model, {folder}")
+    assert str(folder) in app.common.model_choices("DIFFUSERS_XAI_MODEL", app.images.BUNDLED_LABEL)
+    gallery = client.predict(str(folder), "ddim", 2, 0, 1, api_name="/generate")[0]
+    assert len(gallery) == 1
+
+
+def _push(repo_id, files):
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    for name, data in files.items():
+        api.upload_file(path_or_fileobj=data, path_in_repo=name, repo_id=repo_id)
+
+
+def _cached_weights(local_hub_cache: Path) -> list[str]:
+    return sorted(p.name for p in local_hub_cache.rglob("*") if p.suffix in (".safetensors", ".bin"))
+
+
+def test_hub_models_are_checked_from_metadata_before_download(local_hub, client, app, folder, monkeypatch):
+    repo = f"{local_hub.user}/tiny"
+    _push(repo, {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()})
+    pickled = f"{local_hub.user}/pickled"
+    _push(pickled, {"model_index.json": (folder / "model_index.json").read_bytes(), "unet/model.bin": b"\x80" * 64})
+    monkeypatch.setenv(ALLOWED, f"{repo},{pickled}")
+    cache = Path(os.environ["HF_HUB_CACHE"])
+
+    monkeypatch.setattr(app.common, "MAX_DOWNLOAD_BYTES", 1000)  # the tiny UNet's weights are ~60 kB
+    with pytest.raises(AppError, match=rf"{repo}' holds 0.\d MiB of weights and configs; this Space downloads"):
+        client.predict(repo, "ddim", 2, 0, 1, api_name="/generate")
+    with pytest.raises(AppError, match=rf"{pickled}' has no safetensors weights"):
+        client.predict(pickled, "ddim", 2, 0, 1, api_name="/generate")
+    assert _cached_weights(cache) == []  # refused from metadata: nothing was downloaded
+
+    monkeypatch.setattr(app.common, "MAX_DOWNLOAD_BYTES", 10 * 2**20)
+    assert len(client.predict(repo, "ddim", 2, 0, 1, api_name="/generate")[0]) == 1
+    assert _cached_weights(cache) == ["diffusion_pytorch_model.safetensors"]
+
+
+def test_every_model_handler_is_in_the_bounded_queue(server):
+    demo, _ = server
+    by_name = {fn.api_name: fn for fn in demo.fns.values()}
+    loaders = ["model_changed", "tabular_model_changed", "timeseries_model_changed", "model_info", "generate"]
+    loaders += ["explain", "evaluate", "tabular_generate", "timeseries_generate"]
+    for name in loaders:
+        assert by_name[name].concurrency_id == "model", name
+    # the load-time model summaries are in it too (they load the model)
+    on_load = [fn for fn in demo.fns.values() if any(t[1] == "load" for t in fn.targets)]
+    assert on_load and {fn.concurrency_id for fn in on_load} == {"model"}
+
+
+def test_work_is_bounded_up_front(client, app, monkeypatch):
+    calls = []
+    monkeypatch.setattr(app.images, "sample_traced", lambda *a, **k: calls.append(a))
+    label = app.images.BUNDLED_LABEL
+    with pytest.raises(AppError, match=r"Steps x Batch size = 1000 x 16 = 16000 is more than this Space runs"):
+        client.predict(label, "ddpm", 1000, 0, 16, api_name="/generate")
+    with pytest.raises(gr.Error, match=r"Steps x Rows = 1000 x 500 = 500000 is more than"):
+        app.tabular.generate(None, "ddpm", 1000, 0, 500, app.tabular.RANDOM_LABEL)
+    with pytest.raises(gr.Error, match=r"Steps x Series = 1000 x 64 = 64000 is more than"):
+        app.timeseries.generate(None, "ddpm", 1000, 0, 64)
+    assert calls == []  # refused before sampling
+
+
+def test_errors_never_show_server_paths(client, app, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError(f"failed reading {app.common.SPACE_DIR / 'secret.txt'}")
+
+    monkeypatch.setattr(app.images, "sample_traced", boom)
+    with pytest.raises(AppError) as info:
+        client.predict(app.images.BUNDLED_LABEL, "ddim", 2, 0, 1, api_name="/generate")
+    assert "Internal error (RuntimeError)" in str(info.value) and str(app.common.SPACE_DIR) not in str(info.value)
+    monkeypatch.setattr(app.images, "sample_traced", lambda *a, **k: (_ for _ in ()).throw(ValueError("/srv/x bad")))
+    with pytest.raises(AppError, match="<path> bad") as info:
+        client.predict(app.images.BUNDLED_LABEL, "ddim", 2, 0, 1, api_name="/generate")
+    assert "/srv/x" not in str(info.value)
