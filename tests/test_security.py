@@ -157,3 +157,21 @@ def test_resume_only_from_the_runs_own_checkpoints(tmp_path):
     assert resolve_checkpoint("latest", out) == str(own)
     assert resolve_checkpoint("checkpoint-5", out) == str(own)
     assert resolve_checkpoint(str(own), out) == str(own)
+
+
+# ---- supply chain: the Space installs exact versions ----
+def test_space_requirements_are_pinned():
+    import re
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    lines = [line.strip() for line in (root / "spaces" / "requirements.txt").read_text().splitlines()]
+    requirements = [line for line in lines if line and not line.startswith(("#", "-"))]
+    assert requirements
+    for line in requirements:
+        vcs = re.fullmatch(r"[\w\-\[\]]+ @ git\+https://\S+\.git@([0-9a-f]{40})", line)
+        assert vcs or re.fullmatch(r"[\w\-\[\]]+==[\w.+]+", line), f"not pinned: {line}"
+        if vcs and (root / ".git").exists():  # the pinned commit is one of this repository's
+            known = subprocess.run(["git", "-C", str(root), "cat-file", "-e", f"{vcs.group(1)}^{{commit}}"])
+            assert known.returncode == 0, f"{vcs.group(1)} is not a commit of this repository"
