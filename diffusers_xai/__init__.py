@@ -38,6 +38,9 @@ _EXPORTS: dict[str, list[str]] = {
     ],
     "explain": [
         "AttentionExplainer",
+        "ConditionContrast",
+        "ConditionTarget",
+        "verdict_table",
         "TextToImageExplainer",
         "explain_prompt",
         "DenoiserAttribution",
@@ -127,6 +130,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     )
     from .explain import (
         AttentionExplainer,
+        ConditionContrast,
+        ConditionTarget,
         DenoiserAttribution,
         DenoiserGradCAM,
         DenoiserShap,
@@ -146,6 +151,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         model_randomization_check,
         randomize_model,
         run_checks,
+        verdict_table,
     )
     from .generation import (
         GenerationManifest,

@@ -116,3 +116,22 @@ def test_card_defaults_to_the_benchmark_verdicts(monkeypatch, report_path):
     assert "| attention |" in card.text and "**fail**" in card.text  # failing methods are shown failing
     assert f"Measured by `{REPORT['command']}` on the bundled `spaces/digits-ddpm` model" in card.text
     assert "Methods explained on this card: saliency." in card.text
+
+
+def test_space_explain_tabs_show_the_verdicts(monkeypatch, report_path):
+    pytest.importorskip("gradio")
+    from pathlib import Path
+
+    from diffusers_xai.explain import verdicts
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "spaces"))
+    from xai_space.common import verdicts_markdown
+
+    monkeypatch.setattr(verdicts, "VERDICTS_PATH", report_path)
+    text = verdicts_markdown("image")
+    assert text.startswith("**Do these methods pass their own checks?**")
+    assert (
+        "| saliency | pass: +0.210 [+0.120, +0.300] | pass: +0.300 [+0.200, +0.410] | pass: 0.080 | pass: 0.920 "
+        in (text)
+    )
+    assert verdicts_markdown("tabular").endswith("No benchmarked verdicts for the tabular modality.")

@@ -18,6 +18,7 @@ from .checks import (
     faithfulness_curves,
     run_checks,
 )
+from .condition import ConditionContrast, ConditionContrastForward, ConditionTarget
 from .explain import DEFAULT_METHODS, EXPLAIN_METHODS, Explainer, ExplanationReport, explain_generation
 from .faithfulness import (
     FaithfulnessResult,
@@ -28,6 +29,17 @@ from .faithfulness import (
     random_map_curves,
 )
 from .gradcam import DenoiserGradCAM, default_gradcam_layers, grad_cam
+from .planted import (
+    planted_images,
+    planted_series,
+    planted_table,
+    pointing_game,
+    rank_correlation,
+    recover_class_region,
+    recover_lag,
+    recover_parents,
+    top_k_precision,
+)
 from .randomization import (
     RandomizationCheck,
     SanityCheckResult,
@@ -44,8 +56,23 @@ from .target import DenoiserForward, ExplanationTarget, class_embedding_module, 
 from .text_to_image import TextToImageExplainer, TextToImageExplanation, explain_prompt
 from .timeseries import SeriesCommitResult, series_commit_steps, series_target
 from .trajectory import TrajectoryAnalysis, analyze_trajectory, commit_steps
+from .verdicts import passing_methods, verdict_table
 
 __all__ = [
+    "ConditionContrast",
+    "ConditionContrastForward",
+    "ConditionTarget",
+    "passing_methods",
+    "planted_images",
+    "planted_series",
+    "planted_table",
+    "pointing_game",
+    "rank_correlation",
+    "recover_class_region",
+    "recover_lag",
+    "recover_parents",
+    "top_k_precision",
+    "verdict_table",
     "TextToImageExplainer",
     "TextToImageExplanation",
     "explain_prompt",

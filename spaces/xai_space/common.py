@@ -73,6 +73,22 @@ def find_feature(modules: Mapping[str, Sequence[str]]) -> tuple[SimpleNamespace 
     return SimpleNamespace(**found), None
 
 
+def verdicts_markdown(modality: str) -> str:
+    """The measured per-method verdicts of `bench/explain_faithfulness.py` for `modality`: pass/fail per check,
+    numbers and 95% CIs (a method that fails a check is off the defaults and shown failing)."""
+    try:
+        from diffusers_xai import verdict_table
+
+        table = verdict_table(modality)
+    except Exception as err:  # the verdicts are informative: a broken file must not take the tab down
+        return not_available("Method verdicts", f"{type(err).__name__}: {err}")
+    return (
+        "**Do these methods pass their own checks?** Deletion/insertion gains over random maps (95% bootstrap CIs "
+        "must exclude 0), cascading model randomisation (Spearman < 0.5) and recovery of planted ground truth "
+        "(>= 0.8), measured by `bench/explain_faithfulness.py`:\n\n" + table
+    )
+
+
 def not_available(what: str, reason: str | None) -> str:
     return f"**{what} not available:** {reason}."
 

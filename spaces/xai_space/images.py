@@ -39,6 +39,7 @@ from .common import (
     state_file,
     step_caption,
     step_slider_update,
+    verdicts_markdown,
     with_scheduler,
     zip_folder,
 )
@@ -440,6 +441,8 @@ def build_images_tab() -> list[tuple]:
             if not methods:
                 gr.Markdown(not_available("Explanations", EXPLAIN_MISSING))
             gr.Markdown(EXPLAIN_HELP)
+            with gr.Accordion("Method verdicts (faithfulness benchmark)", open=False):
+                gr.Markdown(verdicts_markdown("image"), elem_id="image-verdicts")
             with gr.Row():
                 method = gr.Dropdown(
                     methods, value="gradcam" if "gradcam" in methods else None, label="Method", elem_id="method"

@@ -33,6 +33,7 @@ from .common import (
     state_file,
     step_caption,
     step_slider_update,
+    verdicts_markdown,
 )
 from .layout import MODEL_RUN, SCRUB, attributions_panel, model_box, quality_tab, sampling_controls, step_controls
 from .runs import generation_state, quality_results, sample_traced, sampling_pipeline, save_attributions
@@ -316,6 +317,8 @@ def build_tabular_tab() -> list[tuple]:
                 "Which columns of the noisy row x_t (and the class) drive each generated column of the predicted "
                 f"x0 at the recorded step above, averaged over the first {MAX_EXPLAINED_ROWS} rows."
             )
+            with gr.Accordion("Method verdicts (faithfulness benchmark)", open=False):
+                gr.Markdown(verdicts_markdown("tabular"), elem_id="tabular-verdicts")
             with gr.Row():
                 method = gr.Dropdown(list(METHODS), value=METHODS[0], label="Method")
                 target = gr.Dropdown([ALL_COLUMNS], value=ALL_COLUMNS, label="Generated column")

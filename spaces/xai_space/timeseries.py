@@ -36,6 +36,7 @@ from .common import (
     state_file,
     step_caption,
     step_slider_update,
+    verdicts_markdown,
 )
 from .layout import MODEL_RUN, SCRUB, attributions_panel, model_box, quality_tab, sampling_controls, step_controls
 from .runs import generation_state, quality_results, sample_traced, sampling_pipeline, save_attributions
@@ -315,6 +316,8 @@ def build_timeseries_tab() -> list[tuple]:
                 "Which time steps and channels of the noisy window x_t made the model predict a region of x0 (one "
                 "channel, one time step, or everything) at the recorded step above."
             )
+            with gr.Accordion("Method verdicts (faithfulness benchmark)", open=False):
+                gr.Markdown(verdicts_markdown("timeseries"), elem_id="timeseries-verdicts")
             with gr.Row():
                 method = gr.Dropdown(list(METHODS), value=METHODS[0], label="Method")
                 sample = gr.Dropdown([0], value=0, label="Window")
