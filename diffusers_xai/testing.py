@@ -159,8 +159,9 @@ def planted_image_model(resolution: int = 8, channels: tuple = (8, 16), num_step
 
 def planted_table_pipeline(num_steps: int = 1000, hidden_dims: tuple = (128, 128), seed: int = 0):
     """
-    `(pipeline, data)`: a [`TabularXAIPipeline`] (DDIM) whose [`TabularDenoiser`], conditioned on `y`, is fitted on
-    [`planted_table`] through its [`TabularPreprocessor`] (features `a, b, c, d` in that order).
+    `(pipeline, data)`: a [`TabularXAIPipeline`] (DDIM, cosine betas as the bundled wine model) whose
+    [`TabularDenoiser`], conditioned on `y`, is fitted on [`planted_table`] through its [`TabularPreprocessor`]
+    (features `a, b, c, d` in that order).
     """
     from .explain.planted import planted_table
     from .modalities.tabular import TabularDenoiser, TabularPreprocessor, TabularXAIPipeline
@@ -170,7 +171,7 @@ def planted_table_pipeline(num_steps: int = 1000, hidden_dims: tuple = (128, 128
     x0, labels = pre.transform(data.frame), pre.encode_labels(data.frame["y"])
     torch.manual_seed(seed)
     denoiser = TabularDenoiser(in_features=pre.num_features, hidden_dims=hidden_dims, num_class_embeds=3)
-    pipe = TabularXAIPipeline.from_denoiser(denoiser, pre, "ddim")
+    pipe = TabularXAIPipeline.from_denoiser(denoiser, pre, "ddim", beta_schedule="squaredcos_cap_v2")
     fit_denoiser(denoiser, x0, pipe.scheduler, labels, num_steps=num_steps, batch_size=128, seed=seed)
     pipe.set_progress_bar_config(disable=True)
     return pipe, data
@@ -180,8 +181,8 @@ def planted_series_pipeline(
     num_steps: int = 1500, architecture: str = "conv", hidden_dim: int = 32, num_layers: int = 3, seed: int = 0
 ):
     """
-    `(pipeline, data)`: a [`TimeSeriesXAIPipeline`] (DDIM) whose [`TimeSeriesDenoiser`] is fitted on
-    [`planted_series`] (channels `driver`, `follower`; delay 3; standardised).
+    `(pipeline, data)`: a [`TimeSeriesXAIPipeline`] (DDIM, cosine betas as the bundled sines model) whose
+    [`TimeSeriesDenoiser`] is fitted on [`planted_series`] (channels `driver`, `follower`; delay 3; standardised).
     """
     from .explain.planted import planted_series
     from .modalities.timeseries import TimeSeriesDenoiser, TimeSeriesPreprocessor, TimeSeriesXAIPipeline
@@ -193,7 +194,7 @@ def planted_series_pipeline(
     torch.manual_seed(seed)
     denoiser = TimeSeriesDenoiser(in_channels=2, sample_size=length, architecture=architecture,
                                   hidden_dim=hidden_dim, num_layers=num_layers)  # fmt: skip
-    pipe = TimeSeriesXAIPipeline.from_denoiser(denoiser, pre, "ddim")
+    pipe = TimeSeriesXAIPipeline.from_denoiser(denoiser, pre, "ddim", beta_schedule="squaredcos_cap_v2")
     fit_denoiser(denoiser, pre.transform(data.windows), pipe.scheduler, num_steps=num_steps, seed=seed)
     pipe.set_progress_bar_config(disable=True)
     return pipe, data
