@@ -283,7 +283,11 @@ def main(args) -> dict:
     results = {}
     for name in args.tables:
         start = time.perf_counter()
-        results[name] = run_table(name, args)
+        try:
+            results[name] = run_table(name, args)
+        except Exception as err:  # one table's failure must not cost the others' numbers (printed, not hidden)
+            print(f"[{name}: FAILED {type(err).__name__}: {err}]", flush=True)
+            continue
         print(f"[{name}: {time.perf_counter() - start:.0f} s]", flush=True)
         if args.out:
             with open(args.out + ".tmp", "w") as f:

@@ -121,11 +121,27 @@ def test_missing_values_follow_the_indicators_of_a_packaged_table():
         "body_mass_g",
         "sex",
     ]
+    assert next(c for c in pre.missing if c["name"] == "sex")["missing_rate"] == 11 / 344
     back = pre.inverse_transform(pre.transform(penguins))
     pd.testing.assert_frame_equal(back.isna(), penguins.isna())
     x = pre.transform(penguins)
     x[:, pre.feature_slices["sex:missing"]] = 1.0
     assert pre.inverse_transform(x)["sex"].isna().all()
+
+
+def test_missingness_thresholds_are_calibrated_to_the_training_rate(tmp_path):
+    import palmerpenguins
+
+    pre = TabularPreprocessor.fit(palmerpenguins.load_penguins())
+    z = random_rows(pre, 3440, scale=1.0)  # indicators ~ N(0, 1): half the rows would be missing at threshold 0
+    assert pre.inverse_transform(z)["sex"].isna().mean() == pytest.approx(0.5, abs=0.03)
+    thresholds = pre.calibrate_missingness(z)
+    assert sorted(thresholds) == ["bill_depth_mm", "bill_length_mm", "body_mass_g", "flipper_length_mm", "sex"]
+    rows = pre.inverse_transform(z)
+    assert rows["sex"].isna().sum() == 110 and rows["body_mass_g"].isna().sum() == 20  # 11/344 and 2/344 of 3440
+    pre.save_pretrained(tmp_path)
+    reloaded = TabularPreprocessor.from_pretrained(tmp_path)
+    pd.testing.assert_frame_equal(reloaded.inverse_transform(z).isna(), rows.isna())
 
 
 def test_identifiers_are_regenerated_or_dropped(caplog):
@@ -219,3 +235,44 @@ def test_numerical_condition_column_is_binned_and_values_stay_in_their_bin():
         TabularPreprocessor.fit(wine, condition_column="alcohol", condition_bins=1)
     as_classes = TabularPreprocessor.fit(wine, condition_column="cultivar")  # 3 values <= 10 bins: levels
     assert as_classes.condition["kind"] == "categorical" and as_classes.num_classes == 3
+
+
+@pytest.mark.slow
+def test_trained_model_writes_missing_values_at_the_real_rate(tmp_path):
+    """penguins (NaNs in 5 columns) through the trainer: every column's synthetic NaN rate is within 3 standard errors
+    of the real rate, and the rows keep the schema."""
+    import palmerpenguins
+
+    from diffusers_xai.training import TrainingConfig, train
+
+    penguins = palmerpenguins.load_penguins()
+    penguins.to_parquet(tmp_path / "penguins.parquet", index=False)
+    config = TrainingConfig.from_yaml(
+        "train/configs/wine.yaml",
+        {
+            "dataset_name": str(tmp_path / "penguins.parquet"),
+            "condition_column": None,
+            "categorical_encoding": "auto",
+            "validation_split": 0.0,
+            "max_train_steps": 1000,
+            "validation_steps": None,
+            "checkpointing_steps": None,
+            "output_dir": str(tmp_path / "out"),
+        },
+    )
+    train(config)
+    pipe = TabularXAIPipeline.from_pretrained(tmp_path / "out")
+    pipe.set_scheduler("ddim")
+    pipe.set_progress_bar_config(disable=True)
+    n = 2000
+    rows = pipe(num_rows=n, generator=torch.Generator().manual_seed(0), num_inference_steps=50).rows
+    assert rows.dtypes.to_dict() == penguins.dtypes.to_dict()
+    real_rate, synthetic_rate = penguins.isna().mean(), rows.isna().mean()
+    se = np.sqrt(real_rate * (1 - real_rate) * (1 / len(penguins) + 1 / n))
+    assert ((synthetic_rate - real_rate).abs() <= 3 * se + 1e-12).all(), pd.concat([real_rate, synthetic_rate], axis=1)
+    # the pattern is learned, not only the rate: in the real table the four measurements are missing together;
+    # independent missingness (SDV's "random") would make all four missing in about (2/344)^3 of the rows
+    measurements = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
+    both = rows[measurements].isna()
+    assert both["bill_length_mm"].sum() > 0 and both[both["bill_length_mm"]].all(axis=1).mean() > 0.25
+    assert decimals_of(rows["bill_length_mm"]) == 1 and set(rows["year"]) <= {2007, 2008, 2009}

@@ -21,6 +21,9 @@ __all__ = ["TabularModality"]
 
 logger = logging.getLogger(__name__)
 
+# rows sampled at the end of training to calibrate the missingness indicators' thresholds
+CALIBRATION_ROWS = 2000
+
 
 def _str_list(name: str, value) -> list[str] | None:
     if value is None:
@@ -175,7 +178,17 @@ class TabularModality(Modality):
         name = scheduler_name(scheduler)
         # the trainer's DDPM scheduler clips x0 to [-1, 1] (the pixel default); tables clip to their own support
         scheduler = make_scheduler(name, scheduler.config, **TABLE_SCHEDULER_KWARGS.get(name, {}))
-        return TabularXAIPipeline(denoiser=model, scheduler=scheduler, preprocessor=preprocessor)
+        pipeline = TabularXAIPipeline(denoiser=model, scheduler=scheduler, preprocessor=preprocessor)
+        if preprocessor.missing:
+            # NaN counts at the training rate: thresholds from 2,000 DDIM-50 rows of this model (about a second)
+            rows = self._ddim(pipeline)(
+                num_rows=CALIBRATION_ROWS,
+                generator=torch.Generator("cpu").manual_seed(0),
+                num_inference_steps=min(50, scheduler.config.num_train_timesteps),
+                output_type="pt",
+            ).rows
+            preprocessor.calibrate_missingness(rows)
+        return pipeline
 
     @staticmethod
     def _ddim(pipeline) -> TabularXAIPipeline:
