@@ -111,8 +111,15 @@ def test_trace_shapes_steps_and_bytes():
     torch.testing.assert_close(probs.sum(-1), torch.ones(3, 3, 16), atol=2e-3, rtol=0)
     expected = sum(t.numel() * t.element_size() for s in trace.steps for t in s.tensors().values())
     assert trace.nbytes == expected
-    # first recorded latents are x_T; the last step's prediction is (nearly) the returned sample for DDPM
+    # first recorded latents are x_T; the last step's prediction is the returned sample for DDPM (at t = 0 the
+    # posterior mean is x0 itself and there is no noise), both up to the trace's float16
     assert trace.steps[0].latents.device.type == "cpu"
+    x_T = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    out = pipe(batch_size=3, num_inference_steps=5, trace=cfg, output_type="pt", latents=x_T)
+    torch.testing.assert_close(out.trace.steps[0].latents, x_T.half(), rtol=0, atol=0)
+    final = (out.trace.steps[-1].pred_original_sample.float() / 2 + 0.5).clamp(0, 1)
+    assert out.trace.steps[-1].step_index == 4 and not torch.equal(out.images, torch.zeros_like(out.images))
+    torch.testing.assert_close(final, out.images, rtol=0, atol=1e-3)
 
 
 def test_trace_latents_equal_loop_values():

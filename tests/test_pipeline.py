@@ -115,10 +115,16 @@ def test_dpmsolver_pixel_defaults_and_override():
 
 
 def test_dpmsolver_thresholding_keeps_pred_x0_in_range():
-    # an untrained UNet predicts garbage; with the safe default x0 predictions stay within sample_max_value
+    # an untrained UNet predicts garbage; with the safe default the x0 the solver steps with (and the trace records)
+    # stays within sample_max_value, while the unthresholded scheduler really leaves [-1, 1]
     pipe = tiny_pipeline("dpmsolver")
-    out = pipe(batch_size=4, generator=gen(), num_inference_steps=5, output_type="pt", trace=True)
-    assert np.isfinite(out.images.numpy()).all()
+    trace = TraceConfig(steps="all", dtype=torch.float32)
+    out = pipe(batch_size=4, generator=gen(), num_inference_steps=5, output_type="pt", trace=trace)
+    x0 = out.trace.stack("pred_original_sample")
+    assert x0.shape == (5, 4, 1, 8, 8) and x0.abs().max() <= 1.0
+    pipe.scheduler = make_scheduler("dpmsolver", pipe.scheduler.config, thresholding=False)
+    free = pipe(batch_size=4, generator=gen(), num_inference_steps=5, output_type="pt", trace=trace)
+    assert free.trace.stack("pred_original_sample").abs().max() > 2.0
 
 
 def test_save_load_round_trip(tmp_path):

@@ -96,7 +96,10 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
     assert "Not available for this checkpoint" not in text
     summary = json.loads(local_hub.read(repo_id, "explanations/summary.json"))
     assert set(summary["faithfulness"]) == {"attention", "gradcam", "saliency", "integrated_gradients"}
-    assert summary["sanity_checks"]["gradcam"]["spearman"] is not None
+    # the pushed numbers are the run's own (the local summary), and the sanity check really produced a correlation
+    local = json.loads((out / "explanations" / "summary.json").read_text())
+    assert summary["sanity_checks"] == local["sanity_checks"] and summary["faithfulness"] == local["faithfulness"]
+    assert isinstance(summary["sanity_checks"]["gradcam"]["spearman"], float)
     assert summary["missing_sections"] == []
     # the saved config retrains the same run, and no file or log holds the token
     saved = yaml.safe_load(local_hub.read(repo_id, "training_config.yaml"))
@@ -210,7 +213,10 @@ def test_timeseries_run_card_has_attributions_and_commit_steps(tmp_path):
     assert summary["modality"] == "timeseries"
     assert set(summary["figures"]) == {"integrated_gradients", "commit_steps"}
     assert summary["explainers"]["integrated_gradients"]["num_samples"] == 16
-    assert summary["faithfulness"]["integrated_gradients"]["completeness_error_mean_abs"] >= 0
+    ig = summary["faithfulness"]["integrated_gradients"]
+    # IG's completeness: the Riemann gap is small next to the attributions it explains
+    total = ig["attribution_sum_mean_abs"]
+    assert total > 0 and ig["completeness_error_mean_abs"] < 0.1 * total
     assert (out / "explanations" / "commit_steps.png").stat().st_size > 1000
 
 

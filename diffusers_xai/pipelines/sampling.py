@@ -117,6 +117,9 @@ def denoise_progressive(
         if recorder is not None and recorder.recording:
             if pred_x0 is None:
                 pred_x0 = predict_original_sample(scheduler, model_output, t, sample)
+                if getattr(scheduler.config, "thresholding", False) and hasattr(scheduler, "_threshold_sample"):
+                    # the x0 the scheduler steps with (DPM-Solver++ thresholds it in `convert_model_output`)
+                    pred_x0 = scheduler._threshold_sample(pred_x0)
             recorder.record_latents(pred_original_sample=pred_x0)
         yield DiffusionStep(i, int(t), sample, out.prev_sample, pred_x0)
         sample = out.prev_sample
