@@ -52,6 +52,9 @@ ENV_MODEL = "DIFFUSERS_XAI_MODEL"
 MAX_BATCH = 16
 # steps x batch per Generate (a 1000-step DDPM run of 4 images, or 250 steps of 16): ~1 min on the Space's CPU
 MAX_WORK = 4000
+# the class picker of class-conditional models (the bundled digits model is unconditional: only this choice)
+UNCONDITIONAL = "unconditional"
+MAX_GUIDANCE = 10.0
 MAX_IMAGE_SIDE = 128
 DISPLAY_CELL = 96  # pixels per image cell in the trajectory grids
 # methods of the Explain section: attention and trajectory have sections of their own; shap_partition is left out
@@ -121,6 +124,25 @@ def model_info(model: str | None) -> str:
         f"**{name}**: {w}x{h} images, {c} channel(s), {n_params / 1e6:.2f}M parameters, T={cfg.num_train_timesteps} "
         f"({cfg.beta_schedule}, {cfg.prediction_type}); {len(layers)} attention layer(s)."
     )
+
+
+@handle_errors
+def class_choices(model: str | None):
+    """The class picker and guidance slider for a model: its class names, or only "unconditional"."""
+    pipe = load_image_pipeline(model)
+    names = pipe.class_names or []
+    return (
+        gr.Dropdown(choices=[UNCONDITIONAL, *names], value=UNCONDITIONAL, interactive=bool(names)),
+        gr.Slider(interactive=bool(names), value=1.0),
+    )
+
+
+def parse_class(pipe: DiffusionXAIPipeline, class_label, guidance_scale) -> dict:
+    """The pipeline's `class_labels`/`guidance_scale` keywords for the picker's values (the pipeline checks them)."""
+    guidance = float(guidance_scale if guidance_scale is not None else 1.0)
+    if class_label in (None, "", UNCONDITIONAL):
+        return {"guidance_scale": guidance} if guidance != 1.0 else {}
+    return {"class_labels": str(class_label), "guidance_scale": guidance}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -198,14 +220,21 @@ def generate(
     num_inference_steps,
     seed,
     batch_size,
+    class_label=UNCONDITIONAL,
+    guidance_scale=1.0,
     progress=gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio finds its progress tracker by this default)
 ):
-    """Sample a batch with a trace (x_t, predicted x0, attention), save the trace, show the last recorded step."""
+    """Sample a batch with a trace (x_t, predicted x0, attention), save the trace, show the last recorded step.
+    Class-conditional models sample the picked class with classifier-free guidance."""
     seed = check_int("Seed", seed, 0, MAX_SEED)
     batch_size = check_int("Batch size", batch_size, 1, MAX_BATCH)
     pipe, num_inference_steps = sampling_pipeline(load_image_pipeline, model, scheduler, num_inference_steps, progress)
     check_work("Batch size", num_inference_steps, batch_size, MAX_WORK)
     out = sample_traced(pipe, seed, num_inference_steps, attention=True, batch_size=batch_size, output_type="np")
+    conditioning = parse_class(pipe, class_label, guidance_scale)
+    out = sample_traced(
+        pipe, seed, num_inference_steps, attention=True, batch_size=batch_size, output_type="np", **conditioning
+    )
     trace = out.trace
     samples_path = save_tensors(
         {"images": torch.from_numpy(out.images).permute(0, 3, 1, 2).contiguous()},  # [B, C, H, W] in [0, 1]
@@ -405,6 +434,10 @@ def build_images_tab() -> list[tuple]:
         with gr.Column(scale=1, min_width=260):
             scheduler, steps, seed = sampling_controls("seed")
             batch = gr.Slider(1, MAX_BATCH, value=8, step=1, label="Batch size")
+            class_label = gr.Dropdown(
+                [UNCONDITIONAL], value=UNCONDITIONAL, label="Class (class-conditional models)", elem_id="class-label"
+            )
+            guidance = gr.Slider(1.0, MAX_GUIDANCE, value=1.0, step=0.5, label="Guidance scale", elem_id="guidance")
             run = gr.Button("Generate", variant="primary", elem_id="generate")
             info = gr.Markdown(elem_id="generate-info")
             trace_file = gr.File(label="Trace (.safetensors)", interactive=False, elem_id="trace-file")
@@ -497,9 +530,10 @@ def build_images_tab() -> list[tuple]:
                 quality_file = gr.File(label="Report (JSON, PNGs)", interactive=False)
 
     model.change(model_info, model, model_md, api_name="model_changed", api_visibility="private", **MODEL_RUN)
+    model.change(class_choices, model, [class_label, guidance], api_name="classes_changed", api_visibility="private")
     run.click(
         generate,
-        [model, scheduler, steps, seed, batch],
+        [model, scheduler, steps, seed, batch, class_label, guidance],
         [gallery, state, trace_file, step_slider, xt_image, x0_image, step_md, layer, sample, cam_layer, info],
         api_name="generate",
         **MODEL_RUN,
@@ -533,4 +567,7 @@ def build_images_tab() -> list[tuple]:
         api_name="analyze_trajectory",
         concurrency_limit=2,
     )
-    return [(model_info, model, model_md, "model_info")]
+    return [
+        (model_info, model, model_md, "model_info"),
+        (class_choices, model, [class_label, guidance], "class_choices"),
+    ]
