@@ -74,6 +74,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--out", default="explain_faithfulness.json", help="JSON with every number")
     parser.add_argument("--write-verdicts", action="store_true", help="store the results as the package's verdicts")
+    parser.add_argument(
+        "--merge", nargs="+", default=None, help="print and write (--out) the merge of earlier JSON reports; no run"
+    )
     args = parser.parse_args(argv)
     if args.samples * args.steps < 8:
         parser.error(f"--samples x --steps must be >= 8 for a 95% bootstrap CI, got {args.samples * args.steps}")
@@ -294,7 +297,34 @@ def write_json(obj: dict, path: Path) -> None:
             os.remove(tmp)
 
 
+def merge_reports(paths: list[str]) -> dict:
+    """One report from several runs (e.g. one per modality): each modality from the last run that has it, with that
+    run's command and conditions kept next to its numbers."""
+    merged: dict = {"command": [], "conditions": {}, "modalities": {}}
+    for path in paths:
+        with open(path) as f:
+            report = json.load(f)
+        merged["command"].append(report["command"])
+        merged["conditions"] = report["conditions"]
+        for modality, entry in report["modalities"].items():
+            entry.setdefault("command", report["command"])
+            entry.setdefault("conditions", report["conditions"])
+            merged["modalities"][modality] = entry
+    merged["command"] = " && ".join(dict.fromkeys(merged["command"]))
+    return merged
+
+
 def main(args) -> dict:
+    if args.merge:
+        report = merge_reports(args.merge)
+        for modality, result in report["modalities"].items():
+            print("\n" + markdown_table(modality, result))
+        write_json(report, Path(args.out))
+        if args.write_verdicts:
+            from diffusers_xai.explain.verdicts import VERDICTS_PATH
+
+            write_json(report, VERDICTS_PATH)
+        return report
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     report = {

@@ -267,3 +267,20 @@ def test_planted_recovery_bad_input():
     with pytest.raises(ValueError, match="`num_rows` must be an int >= 8"):
         planted_table(4)
     assert test.true_position(3) == 0
+
+
+def test_why_this_condition_points_at_the_column_it_moves():
+    """The tabular pipeline's condition column y moves only d: the contrast (against the mean over classes, the wine-
+    style model has no null class) is largest on d."""
+    pipe, data = planted_table_pipeline(num_steps=400)
+    test = planted_table(64, seed=1)
+    pre = pipe.preprocessor
+    x_t = _diffused(pipe.scheduler, pre.transform(test.frame), 240)
+    result = ConditionContrast(pipe, null_class="mean").attribute(
+        x_t, timesteps=[240], class_labels=pre.encode_labels(test.frame["y"])
+    )
+    assert result.maps.shape == (1, 64, 4)  # rows: one value per feature
+    truth = torch.tensor([name in data.condition_effects for name in pre.feature_names()])
+    assert top_k_precision(result.maps[0].abs(), truth).mean().item() >= 0.8
+    with pytest.raises(ValueError, match="`null_class` must be the index .* in \\[0, 3\\) or 'mean'"):
+        ConditionContrast(pipe, null_class=3)

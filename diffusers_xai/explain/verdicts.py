@@ -106,11 +106,12 @@ def verdict_table(modality: str, methods=None, path: str | Path | None = None) -
             f"| {r['method']} | {r['deletion']} | {r['insertion']} | {r['randomization']} | {r['planted']} | "
             f"**{r['verdict']}** |"
         )
-    c = report["conditions"]
+    c = entry.get("conditions", report["conditions"])
     lines += [
         "",
         f"Measured on `{entry['model']}`: {entry['samples']} generated samples × timesteps {entry['timesteps']} of "
         f"{entry['inference_steps']} DDIM steps, {c['n_random']} random maps, {c['n_boot']} bootstrap resamples; "
-        f"planted ground truth on {c['planted_samples']} held-out samples per step (`{report['command']}`).",
+        f"planted ground truth on {c['planted_samples']} held-out samples per step "
+        f"(`{entry.get('command', report['command'])}`).",
     ]
     return "\n".join(lines)

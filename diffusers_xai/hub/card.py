@@ -381,7 +381,8 @@ def _verdicts(data: ExplanationCardData, modality: str) -> tuple[list[dict], str
     shown = [m for m in (data.explainers or {}) if m in benchmarked]
     rows = verdict_rows(key, methods=None)  # every benchmarked method: the failing ones are shown failing
     note = (
-        f"Measured by `{report['command']}` on the bundled `{entry['model']}` model: {entry['samples']} generated "
+        f"Measured by `{entry.get('command', report['command'])}` on the bundled `{entry['model']}` model: "
+        f"{entry['samples']} generated "
         f"samples × timesteps {entry['timesteps']} of {entry['inference_steps']} DDIM steps. A method passes when "
         "both 95% bootstrap intervals of its deletion and insertion gains over random maps exclude 0, its maps change "
         "under full model randomisation (Spearman < 0.5) and it recovers planted ground truth (>= 0.8); failing "
