@@ -16,9 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spaces"))
 from xai_space import images  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def conditional_model(tmp_path_factory):
-    path = tmp_path_factory.mktemp("space") / "conditional"
+@pytest.fixture
+def conditional_model(tmp_path, monkeypatch):
+    path = tmp_path / "conditional"
+    monkeypatch.setenv("DIFFUSERS_XAI_ALLOWED_MODELS", str(path))  # the Space serves only models its owner allows
     unet = tiny_unet(seed=0, num_classes=3)
     DiffusionXAIPipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=50), class_names=["a", "b", "c"]) \
         .save_pretrained(path)  # fmt: skip
