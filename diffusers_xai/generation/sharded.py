@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..capture import find_attention_modules
 from ..pipelines.schedulers import scheduler_name
+from ..utils.faults import crash_point
 from ..utils.io import atomic_path
 from .manifest import GenerationManifest, config_dict, model_fingerprint
 from .samples import get_sample_function
@@ -102,6 +103,7 @@ def _shard_is_complete(path: Path, expected_rows: int) -> bool:
 def _atomic_write_parquet(table, path: Path, row_group_size: int | None) -> None:
     with atomic_path(path, fsync=True) as tmp:
         pq.write_table(table, tmp, row_group_size=row_group_size)
+        crash_point("shard")  # tests only: a kill between the write and the rename
 
 
 def _shard_table(pipeline, sample_fn, indices: range, batch_size, base_seed, num_inference_steps, manifest):

@@ -16,6 +16,8 @@ import shutil
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..utils.faults import crash_point
+
 __all__ = [
     "CHECKPOINT_PATTERN",
     "TRAINER_STATE_NAME",
@@ -131,6 +133,7 @@ def save_checkpoint(
     accelerator.save_state(tmp)
     rng_state = {"state": noise_generator.get_state()}
     save_file(rng_state, os.path.join(tmp, NOISE_RNG_NAME.format(accelerator.process_index)))
+    crash_point("checkpoint")  # tests only: a kill with the state half-saved (no trainer_state.json, no rename)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         state_path = os.path.join(tmp, TRAINER_STATE_NAME)
