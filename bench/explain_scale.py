@@ -53,9 +53,9 @@ METHODS = {
     "attention": ({}, {}),
     "gradcam": ({}, {"relu_attributions": True}),
     "saliency": ({}, {}),
-    "integrated_gradients": ({}, {"n_steps": 16, "internal_batch_size": 16}),
+    "integrated_gradients": ({}, {"n_steps": 8, "internal_batch_size": 8}),
     "occlusion": ({}, {"sliding_window_shapes": (3, 8, 8), "strides": (3, 8, 8)}),
-    "shap": ({}, {"nsamples": 16}),
+    "shap": ({}, {"nsamples": 8}),
 }
 
 

@@ -187,7 +187,8 @@ class Explainer:
     Args:
         pipe (`DiffusionPipeline`): a pipeline with `unet` and `scheduler` (or any object with both).
         methods (`list[str]`, *optional*, defaults to [`DEFAULT_METHODS`]): from [`EXPLAIN_METHODS`].
-        target ([`ExplanationTarget`] or callable, *optional*): what is explained (default: $\sum \hat{x}_0$).
+        target ([`ExplanationTarget`] or callable, *optional*): what is explained (default: the model's term of
+            $\hat{x}_0$).
         num_explained_steps (`int`, *optional*, defaults to 3): evenly spaced recorded steps to explain.
         faithfulness (`bool`, *optional*, defaults to `True`): compute deletion/insertion AUCs.
         sanity_check (`bool`, *optional*, defaults to `True`): run the model-randomisation check.

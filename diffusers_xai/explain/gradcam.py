@@ -79,8 +79,8 @@ class DenoiserGradCAM(DenoiserExplainer):
     r"""
     GradCAM of a diffusers UNet's blocks at chosen denoising steps.
 
-    The target $y$ ([`ExplanationTarget`], default: $\sum \hat{x}_0$) is differentiated w.r.t. the activations of
-    each layer at the recorded $x_t$. A single layer whose output is a tensor goes through captum's
+    The target $y$ ([`ExplanationTarget`], default: the model's term of $\hat{x}_0$) is differentiated w.r.t. the
+    activations of each layer at the recorded $x_t$. A single layer whose output is a tensor goes through captum's
     `LayerGradCam`; several layers (the default: every down block, the mid block, every up block) share one
     forward+backward pass through [`grad_cam`]. Layer maps are upsampled (bi)linearly to the sample size (images
     `[B, C, H, W]`, series windows `[B, C, L]` of 1-D UNets; rows have no spatial axis and are refused); the
