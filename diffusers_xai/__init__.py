@@ -64,6 +64,7 @@ _EXPORTS: dict[str, list[str]] = {
     "generation": [
         "GenerationManifest",
         "GenerationResult",
+        "SampleBatch",
         "dataset_card",
         "generate_dataset",
         "load_pipeline",
@@ -78,11 +79,18 @@ _EXPORTS: dict[str, list[str]] = {
         "save_explanation_card",
         "save_pretrained_with_card",
     ],
-    "modalities": ["Modality", "get_modality", "register_modality"],
+    "modalities": ["Modality", "get_modality", "list_modalities", "modality_of", "register_modality"],
     "modalities.image": ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput"],
     "modalities.tabular": ["TabularXAIPipeline", "TabularXAIPipelineOutput"],
     "modalities.timeseries": ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"],
-    "pipelines": ["SCHEDULERS", "DiffusionStep", "make_scheduler", "predict_original_sample"],
+    "pipelines": [
+        "SCHEDULERS",
+        "DiffusionStep",
+        "SamplingRun",
+        "XAIPipelineMixin",
+        "make_scheduler",
+        "predict_original_sample",
+    ],
     "training": ["NonFiniteLossError", "TrainingConfig", "TrainResult", "digits_config", "train"],
 }
 _SUBMODULES = ("models", "viz")
@@ -156,6 +164,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .generation import (
         GenerationManifest,
         GenerationResult,
+        SampleBatch,
         dataset_card,
         generate_dataset,
         load_pipeline,
@@ -170,11 +179,18 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         save_explanation_card,
         save_pretrained_with_card,
     )
-    from .modalities import Modality, get_modality, register_modality
+    from .modalities import Modality, get_modality, list_modalities, modality_of, register_modality
     from .modalities.image import DiffusionXAIPipeline, DiffusionXAIPipelineOutput
     from .modalities.tabular import TabularXAIPipeline, TabularXAIPipelineOutput
     from .modalities.timeseries import TimeSeriesXAIPipeline, TimeSeriesXAIPipelineOutput
-    from .pipelines import SCHEDULERS, DiffusionStep, make_scheduler, predict_original_sample
+    from .pipelines import (
+        SCHEDULERS,
+        DiffusionStep,
+        SamplingRun,
+        XAIPipelineMixin,
+        make_scheduler,
+        predict_original_sample,
+    )
     from .training import (
         NonFiniteLossError,
         TrainingConfig,

@@ -13,9 +13,10 @@ Environment variables:
 - `DIFFUSERS_XAI_MAX_PARAMS`: the largest denoiser a model box accepts (default 50M parameters).
 - `GRADIO_SERVER_NAME` / `GRADIO_SERVER_PORT`: read by Gradio itself.
 
-The app calls only the public API of `diffusers_xai`. Each optional feature (explainers, plots, evaluation, the
-tabular and time-series pipelines) is looked up at start-up. A section whose feature is missing says
-"not available: <reason>".
+The app calls only the public API of `diffusers_xai` and builds one tab per registered modality
+(`diffusers_xai.list_modalities()`): the image, tabular and time-series tabs are specialised, any other modality gets
+a generic Generate tab. Each optional feature (explainers, plots, evaluation) is looked up at start-up. A section
+whose feature is missing says "not available: <reason>".
 """
 
 from __future__ import annotations
@@ -28,10 +29,19 @@ import gradio as gr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the tab modules in `xai_space/`, next to this file
 
-from xai_space import common, images, tabular, timeseries  # noqa: E402
+from xai_space import common, generic, images, tabular, timeseries  # noqa: E402
 from xai_space.layout import MODEL_RUN  # noqa: E402
 
-__all__ = ["build_demo", "common", "images", "main", "tabular", "timeseries"]
+import diffusers_xai  # noqa: E402
+
+__all__ = ["SPECIALISED_TABS", "build_demo", "common", "generic", "images", "main", "tabular", "timeseries"]
+
+# modality name → (tab label, tab id, builder); any other registered modality gets `generic.build_generic_tab`
+SPECIALISED_TABS = {
+    "image": ("Images", "images", images.build_images_tab),
+    "tabular": ("Tabular", "tabular", tabular.build_tabular_tab),
+    "timeseries": ("Time series", "timeseries", timeseries.build_timeseries_tab),
+}
 
 INTRO = """# diffusers-xai dashboard
 Generate with a diffusion model, then look inside the generation: the denoising trajectory, attention maps and
@@ -44,13 +54,12 @@ def build_demo() -> gr.Blocks:
     ttl = common.FILE_TTL_SECONDS
     with gr.Blocks(title="diffusers-xai dashboard", delete_cache=(ttl, ttl)) as demo:
         gr.Markdown(INTRO)
+        on_load = []
         with gr.Tabs():
-            with gr.Tab("Images", id="images"):
-                on_load = images.build_images_tab()
-            with gr.Tab("Tabular", id="tabular"):
-                on_load += tabular.build_tabular_tab()
-            with gr.Tab("Time series", id="timeseries"):
-                on_load += timeseries.build_timeseries_tab()
+            for modality in diffusers_xai.list_modalities():  # one tab per registered modality
+                label, tab_id, build = SPECIALISED_TABS.get(modality.name, (modality.name, modality.name, None))
+                with gr.Tab(label, id=tab_id):
+                    on_load += build() if build is not None else generic.build_generic_tab(modality)
         for fn, inputs, outputs, api_name in on_load:  # loading a model: in the bounded model queue too
             demo.load(fn, inputs, outputs, api_name=api_name, **MODEL_RUN)
     return demo

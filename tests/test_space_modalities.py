@@ -173,7 +173,7 @@ def test_tabular_bad_input(tab, table_run):
 @pytest.mark.slow
 def test_tabular_quality(tab, table_run):
     summary, plot, report, archive = tab.evaluate(table_run[2])
-    assert f"table evaluation: {ROWS} generated vs 178 real" in summary
+    assert f"tabular evaluation: {ROWS} generated vs 178 real" in summary
     metrics = {m["key"]: m["value"] for m in report["metrics"]}
     assert 0 <= metrics["detection_auc"] <= 1
 

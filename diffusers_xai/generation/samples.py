@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import datasets
 import numpy as np
@@ -63,6 +64,16 @@ def get_sample_function(pipeline) -> SampleFunction:
     for cls in type(pipeline).__mro__:
         if cls.__name__ in SAMPLE_FUNCTIONS:
             return SAMPLE_FUNCTIONS[cls.__name__]
+    from ..modalities import Modality, modality_of
+
+    try:
+        modality = modality_of(pipeline)
+    except ValueError:
+        modality = None
+    if modality is not None and type(modality).sample_batch is not Modality.sample_batch:
+        sample = partial(type(modality).sample_batch, modality)  # the registered modality writes its own columns
+        sample.modality = modality.name
+        return sample
     raise ValueError(
         f"Cannot generate a dataset from a {type(pipeline).__name__}: supported pipelines are "
         f"{sorted(SAMPLE_FUNCTIONS)}. Register one with `diffusers_xai.generation.register_samples`."

@@ -137,6 +137,15 @@ class Modality(ABC):
         [`ExplanationCardData`] fields: `samples`, `figures`, `explainers`, `faithfulness`, `sanity_checks`."""
         return {}
 
+    # ---- sharded datasets (see `diffusers_xai.generation`) ----
+    def sample_batch(self, pipeline, generators: list[torch.Generator], num_inference_steps: int, trace):
+        """
+        Samples for [`generate_dataset`]: sample `i` drawn with `generators[i]` only, returned as a [`SampleBatch`]
+        (one list per dataset column plus their `datasets.Features`, and the trace when `trace` is a
+        [`TraceConfig`]). Used for pipelines no `register_samples` function claims.
+        """
+        raise ValueError(f"The {self.name} modality cannot write generated datasets; it has no `sample_batch`.")
+
 
 def sampling_steps(config) -> int:
     """DDIM steps for validation grids, end-of-training evaluation and explanations (at most the T of training)."""

@@ -20,6 +20,7 @@ import torch
 
 from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
 from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
+from .schedulers import make_scheduler
 
 __all__ = ["SamplingRun", "XAIPipelineMixin"]
 
@@ -64,6 +65,11 @@ class XAIPipelineMixin:
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of one sample in model space (`[C, H, W]`, `[F]`, `[C, L]`)."""
         raise NotImplementedError(f"{type(self).__name__} must define `sample_shape`.")
+
+    def set_scheduler(self, name: str, **kwargs) -> None:
+        """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule (betas,
+        prediction type) of the current one; a modality adds its own defaults (clipping) by overriding this."""
+        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
 
     # ---- input checks ----
     def check_components(self) -> None:

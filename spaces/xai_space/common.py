@@ -224,7 +224,7 @@ def check_hub_repo(repo_id: str) -> int:
 
 
 def denoiser_of(pipe) -> torch.nn.Module:
-    return pipe.unet if getattr(pipe, "denoiser", None) is None else pipe.denoiser
+    return pipe.denoiser_model
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -103,10 +103,6 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
         """Build a pipeline from a UNet and a scheduler name (`"ddpm"`, `"ddim"`, `"dpmsolver"`)."""
         return cls(unet=unet, scheduler=make_scheduler(scheduler, **scheduler_kwargs))
 
-    def set_scheduler(self, name: str, **kwargs) -> None:
-        """Replace the scheduler by name, keeping the noise schedule (betas, prediction type) of the current one."""
-        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
-
     # ---- what the skeleton ([`XAIPipelineMixin`]) needs ----
     denoiser_name = "unet"
     output_types = ("pil", "np", "pt")
