@@ -39,11 +39,14 @@ class _ScalarModel(torch.nn.Module):
         super().__init__()
         self._forward = forward
         self._cond = cond
+        self.last_output: torch.Tensor | None = None  # shap's constructor runs the background through the model
 
     def forward(self, x: torch.Tensor, class_embedding: torch.Tensor | None = None) -> torch.Tensor:
         cond = {k: v.expand(x.shape[0], *v.shape[1:]) for k, v in self._cond.items()}
         inputs = (x,) if class_embedding is None else (x, class_embedding)
-        return self._forward(*inputs, *cond.values()).unsqueeze(1)
+        out = self._forward(*inputs, *cond.values()).unsqueeze(1)
+        self.last_output = out.detach()
+        return out
 
 
 class DenoiserShap(DenoiserExplainer):
@@ -202,13 +205,13 @@ class DenoiserShap(DenoiserExplainer):
             every = embedding[1]
             data = [background, every[torch.arange(background.shape[0], device=every.device) % every.shape[0]]]
             point = [x, embedding[0]]
-        with torch.enable_grad():
+        with torch.no_grad():  # the constructor only runs the background forward: keep its output, skip the graph
             explainer = shap.GradientExplainer(model, data, batch_size=nsamples)
+        expected = float(model.last_output.float().mean())  # the mean target over the background
+        with torch.enable_grad():
             phi = explainer.shap_values(point, nsamples=nsamples, rseed=seed)
         phis = [_drop_output_axis(np.asarray(p), p_in) for p, p_in in zip(phi, point)] if embedding else None
         phi_x = phis[0] if phis else _drop_output_axis(np.asarray(phi), x)
-        with torch.no_grad():
-            expected = float(model(*([data] if embedding is None else data)).mean())
         phi_c = torch.from_numpy(phis[1]).float().cpu() if phis else None
         return torch.from_numpy(phi_x).float().reshape(x.shape).cpu(), phi_c, expected
 
