@@ -9,7 +9,6 @@ loaded as a module and its `main` called the same way; one subprocess run per sc
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -327,7 +326,46 @@ def test_evaluation_bad_input(call, needle):
     assert needle in str(info.value)
 
 
-def test_table_counts():
-    n = len(CLI_CASES) + 3 + len(SCRIPT_CASES) + 1 + len(CALL_CASES) + 4 + 3 + 2 + len(EVAL_CASES)
-    assert n >= 40, n
-    json.dumps(n)
+# ---- the Space's handlers, through gradio_client ----
+@pytest.fixture(scope="module")
+def space_client(tmp_path_factory):
+    pytest.importorskip("gradio")
+    gradio_client = pytest.importorskip("gradio_client")
+    import socket
+
+    spec = importlib.util.spec_from_file_location("space_app_bad_input", ROOT / "spaces" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    app.common.OUTPUT_DIR = tmp_path_factory.mktemp("space_outputs")
+    demo = app.build_demo()
+    demo.queue(default_concurrency_limit=1)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield app, gradio_client.Client(url, verbose=False)
+    demo.close()
+
+
+SPACE_CASES = [  # (id, model or None for the bundled one, scheduler, steps, seed, batch, text of the error)
+    ("unlisted-hub-id", "someone/model", "ddim", 5, 0, 1, "Model 'someone/model' is not available on this Space"),
+    ("server-path", "/etc/passwd", "ddim", 5, 0, 1, "Model '<path>' is not available on this Space"),
+    ("over-budget", None, "ddpm", 1000, 0, 16, "Steps x Batch size = 1000 x 16 = 16000"),
+    ("steps-above-T", None, "ddim", 1001, 0, 1, "1001"),
+    ("batch-17", None, "ddim", 5, 0, 17, "17"),
+    ("scheduler", None, "euler", 5, 0, 1, "'euler'"),
+]
+
+
+@pytest.mark.parametrize(("model", "scheduler", "steps", "seed", "batch", "needle"), [c[1:] for c in SPACE_CASES],
+                         ids=[c[0] for c in SPACE_CASES])  # fmt: skip
+def test_space_generate_bad_input(space_client, model, scheduler, steps, seed, batch, needle):
+    from gradio_client.exceptions import AppError
+
+    app, client = space_client
+    before = sorted(app.common.OUTPUT_DIR.iterdir()) if app.common.OUTPUT_DIR.exists() else []
+    with pytest.raises(AppError) as info:
+        client.predict(model or app.images.BUNDLED_LABEL, scheduler, steps, seed, batch, api_name="/generate")
+    assert needle in str(info.value)
+    after = sorted(app.common.OUTPUT_DIR.iterdir()) if app.common.OUTPUT_DIR.exists() else []
+    assert after == before  # nothing written for a refused request
