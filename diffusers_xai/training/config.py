@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import importlib.util
 import os
 import types
 import typing
@@ -14,6 +15,8 @@ from typing import Any, Literal
 import yaml
 
 from ..modalities.base import get_modality
+from .checkpointing import resolve_checkpoint
+from .publishing import check_push
 
 __all__ = ["TrainingConfig", "add_training_arguments", "config_from_args"]
 
@@ -22,6 +25,14 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2", "squaredcos_cap_v2": "squaredcos_cap_v2"}
 LR_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup")
 REPORT_TO = ("tensorboard", "wandb", "none")
+POSITIVE_KEYS = (
+    "train_batch_size", "num_epochs", "gradient_accumulation_steps", "num_train_timesteps", "validation_batch_size",
+    "validation_num_inference_steps", "layers_per_block", "attention_head_dim", "norm_num_groups",
+)  # fmt: skip
+OPTIONAL_POSITIVE_KEYS = (
+    "max_train_steps", "max_train_samples", "validation_steps", "checkpointing_steps", "eval_samples",
+    "checkpoints_total_limit",
+)  # fmt: skip
 
 
 def _help(text: str, default: Any = None, **kwargs) -> Any:
@@ -268,34 +279,32 @@ class TrainingConfig:
 
     def validate(self) -> None:
         """Coerce YAML/CLI values to the field types and raise `ValueError` naming any bad value."""
+        self._validate_values()
+        self._validate_streaming()
+        self._validate_finetuning()
+        self._validate_sources()
+        self._validate_modality()
+        check_push(self)  # an invalid `hub_model_id` is refused before training, not after it
+
+    def _validate_values(self) -> None:
+        """Field types, choices and ranges."""
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             if f.name != "modality_options":
                 setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
-        self.beta_schedule = _choice("beta_schedule", self.beta_schedule, tuple(BETA_SCHEDULES))
-        self.beta_schedule = BETA_SCHEDULES[self.beta_schedule]
-        _choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
-        _choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
-        _choice("lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
-        _choice("report_to", self.report_to, REPORT_TO)
-        for name in (
-            "train_batch_size",
-            "num_epochs",
-            "gradient_accumulation_steps",
-            "num_train_timesteps",
-            "validation_batch_size",
-            "validation_num_inference_steps",
-            "layers_per_block",
-            "attention_head_dim",
-            "norm_num_groups",
+        self.beta_schedule = BETA_SCHEDULES[_choice("beta_schedule", self.beta_schedule, tuple(BETA_SCHEDULES))]
+        for name, choices in (
+            ("prediction_type", PREDICTION_TYPES),
+            ("mixed_precision", MIXED_PRECISION),
+            ("lr_scheduler", LR_SCHEDULERS),
+            ("report_to", REPORT_TO),
         ):
+            _choice(name, getattr(self, name), choices)
+        for name in POSITIVE_KEYS:
             _positive(name, getattr(self, name))
-        optional = ("max_train_steps", "max_train_samples", "validation_steps", "checkpointing_steps", "eval_samples")
-        for name in optional:
+        for name in OPTIONAL_POSITIVE_KEYS:
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
-        if self.checkpoints_total_limit is not None:
-            _positive("checkpoints_total_limit", self.checkpoints_total_limit)
         for name in ("lr_warmup_steps", "dataloader_num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
@@ -307,10 +316,11 @@ class TrainingConfig:
             raise ValueError(f"`max_grad_norm` must be > 0 (or null to disable clipping), got {self.max_grad_norm}.")
         if not 0.0 <= self.validation_split < 1.0:
             raise ValueError(f"`validation_split` is a fraction in [0, 1), got {self.validation_split}.")
-        self._validate_streaming()
-        self._validate_finetuning()
         if not 0.0 < self.ema_max_decay < 1.0:
             raise ValueError(f"`ema_max_decay` must be in (0, 1), got {self.ema_max_decay}.")
+
+    def _validate_sources(self) -> None:
+        """Exactly one data source, the tracker installed, and a resume checkpoint that exists."""
         if self.dataset_name is not None and self.train_data_dir is not None:
             raise ValueError(
                 f"Set either `dataset_name` ({self.dataset_name!r}) or `train_data_dir` ({self.train_data_dir!r}), "
@@ -323,17 +333,13 @@ class TrainingConfig:
             )
         if self.train_data_dir is not None and not os.path.isdir(self.train_data_dir):
             raise ValueError(f"`train_data_dir` {self.train_data_dir!r} is not a directory.")
-        if self.report_to == "wandb":
-            import importlib.util
-
-            if importlib.util.find_spec("wandb") is None:
-                raise ImportError(
-                    "`report_to: wandb` needs wandb: `pip install wandb` (or use `report_to: tensorboard`)."
-                )
+        if self.report_to == "wandb" and importlib.util.find_spec("wandb") is None:
+            raise ImportError("`report_to: wandb` needs wandb: `pip install wandb` (or use `report_to: tensorboard`).")
         if self.resume_from_checkpoint is not None and self.resume_from_checkpoint != "latest":
-            from .checkpointing import resolve_checkpoint
-
             resolve_checkpoint(self.resume_from_checkpoint, self.output_dir)
+
+    def _validate_modality(self) -> None:
+        """The modality's own keys (defaults filled in), its explain methods, and its `validate_config`."""
         modality = get_modality(self.modality)
         unknown = set(self.modality_options) - set(modality.options)
         for key in sorted(unknown):
@@ -352,10 +358,6 @@ class TrainingConfig:
                 f"The {self.modality} modality cannot start from a pretrained pipeline yet; unset "
                 "`pretrained_model_name_or_path` (fine-tuning is available for images)."
             )
-        if self.push_to_hub and self.hub_model_id is not None:
-            from ..hub.publish import check_repo_id
-
-            check_repo_id(self.hub_model_id)
         modality.validate_config(self)
 
 

@@ -14,10 +14,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..hub import ExplanationCardData, publish, save_explanation_card, summarize_pipeline
-from ..hub.publish import COMMUNITY_PIPELINES
+from ..hub import ExplanationCardData, community_pipeline_file, save_explanation_card, summarize_pipeline
 from ..modalities.base import sampling_steps
 from ..utils.io import atomic_write
+from .publishing import push_run
 
 __all__ = ["RunSummary", "build_card_data", "finish_run", "write_card"]
 
@@ -117,13 +117,13 @@ def write_card(
     import yaml
 
     atomic_write(Path(save_directory) / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=True))
-    community = COMMUNITY_PIPELINES.get(summarize_pipeline(pipeline)["class_name"])
+    community = community_pipeline_file(summarize_pipeline(pipeline)["class_name"])
     return save_explanation_card(
         save_directory,
         pipeline,
         build_card_data(config, run, report, explanation, methods),
         repo_id=config.hub_model_id,
-        community_file=os.path.splitext(community)[0] if community else None,
+        community_file=community.stem if community else None,
     )
 
 
@@ -148,7 +148,5 @@ def finish_run(pipeline, modality, config, run: RunSummary) -> dict:
     card = write_card(output_dir, pipeline, config, run, report, explanation, methods)
     commit_url = None
     if config.push_to_hub:
-        repo_id = config.hub_model_id or os.path.basename(os.path.abspath(output_dir))
-        info = publish(output_dir, repo_id, private=config.hub_private_repo or None)
-        commit_url = info.commit_url
+        commit_url = push_run(config)
     return {"report": report, "card": card, "commit_url": commit_url}

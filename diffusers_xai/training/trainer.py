@@ -28,6 +28,7 @@ from .checkpointing import load_checkpoint, prune_checkpoints, resolve_checkpoin
 from .config import TrainingConfig
 from .finetune import build_noise_scheduler, prepare_for_finetuning, save_finetuned
 from .finish import RunSummary, finish_run
+from .publishing import check_push
 from .schedule import TimeBudget, get_budgeted_scheduler
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
@@ -303,6 +304,334 @@ def _save_pipeline(pipeline, output_dir: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+@dataclass
+class _Run:
+    """Everything one training run works with, shared by the named steps of [`train`] (instead of closures)."""
+
+    config: TrainingConfig
+    modality: object
+    accelerator: object
+    seed: int
+    preprocessor: object = None
+    train_dataloader: object = None
+    validation_dataloader: object = None
+    num_examples: int | None = None
+    model: torch.nn.Module | None = None
+    noise_scheduler: object = None
+    ema_model: object = None
+    label_dropout: tuple[float, int] | None = None
+    optimizer: object = None
+    lr_scheduler: object = None
+    budget: TimeBudget | None = None
+    noise_generator: torch.Generator | None = None
+    max_train_steps: int = 0
+    steps_per_epoch: int | None = None
+    num_epochs: int | None = None
+    global_step: int = 0
+    initial_global_step: int = 0
+    loss_history: list[float] = field(default_factory=list)
+    validation_losses: list[tuple[int, float]] = field(default_factory=list)
+    # streaming: where the data stood at the last step, `{"epoch", "batches"}` (micro-batches read in that epoch)
+    stream_position: dict[str, int] = field(default_factory=lambda: {"epoch": 0, "batches": 0})
+    window_losses: list[torch.Tensor] = field(default_factory=list)
+    stop_reason: str = "max_train_steps"
+
+
+def _start_run(config: TrainingConfig) -> _Run:
+    """Validate the config (and the Hub token when pushing), build the accelerator, seed everything."""
+    from accelerate.utils import set_seed
+
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"`config` must be a TrainingConfig, got {type(config).__name__}.")
+    config.validate()
+    check_push(config, need_token=True)  # no token: say so now, not after hours of training
+    modality = get_modality(config.modality)
+    accelerator = _make_accelerator(config)
+    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+    set_seed(seed)
+    if accelerator.is_main_process:
+        os.makedirs(config.output_dir, exist_ok=True)
+    return _Run(config=config, modality=modality, accelerator=accelerator, seed=seed)
+
+
+def _resume_path(config: TrainingConfig) -> str | None:
+    if config.resume_from_checkpoint is None:
+        return None
+    path = resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
+    if path is None:
+        logger.info(f"No checkpoint in {config.output_dir!r} to resume from; starting a new run.")
+    return path
+
+
+def _build_dataloaders(run: _Run) -> None:
+    """The modality's data as DataLoaders (every input check happens here, before the first step)."""
+    config = run.config
+    if config.streaming:
+        train_dataset, run.preprocessor = _prepare_stream(run.modality, config, run.seed)
+        validation_dataset = None  # the config refuses `validation_split` with streaming
+    else:
+        train_dataset, validation_dataset, run.preprocessor = _prepare_data(run.modality, config)
+        run.num_examples = len(train_dataset)
+    # A stream goes through `accelerate`'s default for iterable datasets, `dispatch_batches`: the main process reads
+    # `num_processes` batches per step and sends each rank its own. Rather than per-rank shards
+    # (`split_dataset_by_node`, or accelerate's `dispatch_batches=False`): those give ranks unequal row counts
+    # whenever the shards are uneven (one CSV is one shard), and a rank that runs out first leaves the others
+    # waiting in DDP's all-reduce; dispatching keeps the batches even and the order that of one process.
+    run.train_dataloader = torch.utils.data.DataLoader(
+        train_dataset,
+        batch_size=config.train_batch_size,
+        shuffle=not config.streaming,  # a stream shuffles itself (shards + buffer, reseeded by `set_epoch`)
+        num_workers=config.dataloader_num_workers,
+    )
+    if validation_dataset is not None:
+        run.validation_dataloader = torch.utils.data.DataLoader(validation_dataset, batch_size=config.train_batch_size)
+
+
+def _build_model(run: _Run) -> None:
+    """The denoiser (fine-tuning: the pretrained one, with a LoRA adapter when `lora_rank` is set), the noise
+    schedule, label dropout for class-conditional images and the EMA copy."""
+    from diffusers.training_utils import EMAModel
+
+    config = run.config
+    run.model = prepare_for_finetuning(run.modality.build_model(config, run.preprocessor), config)
+    run.noise_scheduler = build_noise_scheduler(config)
+    # class-conditional images: (p, null class index) of the label dropout (see `modalities/image/labels.py`)
+    dropout_prob = config.modality_options.get("class_dropout_prob", 0.0)
+    num_class_embeds = getattr(getattr(run.model, "config", None), "num_class_embeds", None)
+    run.label_dropout = (dropout_prob, num_class_embeds - 1) if dropout_prob and num_class_embeds else None
+    if config.use_ema:
+        run.ema_model = EMAModel(
+            run.model.parameters(),
+            decay=config.ema_max_decay,
+            use_ema_warmup=True,
+            inv_gamma=config.ema_inv_gamma,
+            power=config.ema_power,
+            model_cls=type(run.model),
+            model_config=run.model.config,
+            foreach=True,
+        )
+
+
+def _build_optimization(run: _Run) -> None:
+    """AdamW, the step budget (steps, epochs, minutes) and the LR schedule; then `accelerator.prepare`."""
+    config, accelerator = run.config, run.accelerator
+    run.optimizer = torch.optim.AdamW(
+        [p for p in run.model.parameters() if p.requires_grad],
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
+    )
+    if config.streaming:  # no length, so no epochs to count: `max_train_steps` (required by the config) ends the run
+        run.max_train_steps = config.max_train_steps
+    else:
+        # batches each process sees per epoch once `prepare` has sharded the loader (as diffusers' text_to_image)
+        batches_per_process = math.ceil(len(run.train_dataloader) / accelerator.num_processes)
+        run.steps_per_epoch = math.ceil(batches_per_process / config.gradient_accumulation_steps)
+        run.max_train_steps = config.max_train_steps or config.num_epochs * run.steps_per_epoch
+        run.num_epochs = math.ceil(run.max_train_steps / run.steps_per_epoch)
+    # a `max_train_minutes` run that stops early still goes through its whole LR schedule (see `schedule.py`)
+    run.budget = TimeBudget(config.max_train_minutes) if config.max_train_minutes else None
+    run.lr_scheduler = get_budgeted_scheduler(
+        config.lr_scheduler,
+        run.optimizer,
+        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
+        num_training_steps=run.max_train_steps * accelerator.num_processes,
+        budget=run.budget,
+    )
+    _register_state_hooks(accelerator, run.ema_model, type(run.model))
+    run.model, run.optimizer, run.train_dataloader, run.lr_scheduler = accelerator.prepare(
+        run.model, run.optimizer, run.train_dataloader, run.lr_scheduler
+    )
+    if run.ema_model is not None:
+        run.ema_model.to(accelerator.device)
+    if accelerator.is_main_process and config.report_to != "none":
+        accelerator.init_trackers(config.tracker_project_name, config=_tracker_config(config))
+    # noise and timesteps come from their own generator, checkpointed with the run, so a resumed run replays them
+    run.noise_generator = torch.Generator(accelerator.device).manual_seed(run.seed + accelerator.process_index)
+
+
+def _resume(run: _Run, resume_path: str | None) -> None:
+    """Restore weights, optimizer, LR schedule, EMA, noise generator, step, histories and stream position."""
+    if resume_path is not None:
+        logger.info(f"Resuming from {resume_path}")
+        state = load_checkpoint(run.accelerator, resume_path, run.noise_generator)
+        run.global_step = int(state["global_step"])
+        run.loss_history = [float(v) for v in state.get("loss_history", [])][: run.global_step]
+        run.validation_losses = [(int(s), float(v)) for s, v in state.get("validation_loss_history", [])]
+        if run.config.streaming and run.global_step:
+            if "stream_position" not in state:
+                logger.warning(f"{resume_path} was not written by a streaming run; the data order restarts.")
+            run.stream_position = {k: int(v) for k, v in state.get("stream_position", run.stream_position).items()}
+    run.initial_global_step = run.global_step
+
+
+def _trainer_state(run: _Run) -> dict:
+    """What a checkpoint stores besides accelerate's state: histories, config, stream position."""
+    state = {
+        "loss_history": run.loss_history,
+        "validation_loss_history": run.validation_losses,
+        "config": run.config.to_dict(),
+    }
+    if run.config.streaming:
+        state["stream_position"] = dict(run.stream_position)
+    return state
+
+
+def _run_validation(run: _Run, step: int) -> None:
+    """Held-out loss, then the modality's validation samples from the EMA weights (main process)."""
+    accelerator, ema_model = run.accelerator, run.ema_model
+    unwrapped = accelerator.unwrap_model(run.model)
+    if run.validation_dataloader is not None:
+        loss = _validation_loss(unwrapped, run.noise_scheduler, run.validation_dataloader, run.seed, accelerator)
+        run.validation_losses.append((step, loss))
+        accelerator.log({"validation_loss": loss}, step=step)
+    if ema_model is not None:
+        ema_model.store(unwrapped.parameters())
+        ema_model.copy_to(unwrapped.parameters())
+    unwrapped.eval()
+    try:
+        pipeline = run.modality.build_pipeline(unwrapped, run.noise_scheduler, run.preprocessor)
+        run.modality.log_validation(pipeline, step, run.config, accelerator)
+    finally:
+        unwrapped.train()
+        if ema_model is not None:
+            ema_model.restore(unwrapped.parameters())
+
+
+def _epoch_batches(run: _Run):
+    """`(epoch, batches)` from where the run stands: a resumed run skips the micro-batches it had consumed.
+
+    A stream cannot be indexed: resume replays the checkpoint's epoch (`set_epoch` reseeds the same shuffle) and drops
+    the batches consumed before the checkpoint with `skip_first_batches`: exact, at the cost of reading and
+    preprocessing those rows again. `IterableDataset.state_dict()` would not re-read them, but datasets drops the
+    shuffle buffer on resume, so the order would differ from an uninterrupted run.
+    """
+    config, dataloader = run.config, run.train_dataloader
+    if config.streaming:
+        first_epoch, resume_batches = run.stream_position["epoch"], run.stream_position["batches"]
+        epochs = itertools.count(first_epoch)
+    else:
+        first_epoch = run.global_step // run.steps_per_epoch
+        resume_batches = (run.global_step % run.steps_per_epoch) * config.gradient_accumulation_steps
+        epochs = range(first_epoch, run.num_epochs)
+    for epoch in epochs:
+        if run.global_step >= run.max_train_steps or run.stop_reason == "max_train_minutes":
+            return
+        if config.streaming:
+            if epoch > first_epoch and run.stream_position["batches"] == 0:  # else `itertools.count` never ends
+                raise ValueError(f"The stream yielded no batch in epoch {epoch - 1}; there is nothing to train on.")
+            run.stream_position.update(epoch=epoch, batches=resume_batches if epoch == first_epoch else 0)
+        dataloader.set_epoch(epoch)
+        if epoch == first_epoch and resume_batches:
+            yield epoch, run.accelerator.skip_first_batches(dataloader, resume_batches)
+        else:
+            yield epoch, dataloader
+
+
+def _train_micro_step(run: _Run, batch: dict, epoch: int) -> None:
+    """Loss, backward, clipping and (on a sync step) the optimizer step; a non-finite loss or gradient norm stops
+    the run before the weights change."""
+    config, accelerator, model = run.config, run.accelerator, run.model
+    with accelerator.accumulate(model):
+        loss = _diffusion_loss(model, run.noise_scheduler, batch, run.noise_generator, run.label_dropout)
+        mean_loss = accelerator.gather(loss.detach()[None]).mean()
+        if not torch.isfinite(mean_loss):
+            raise NonFiniteLossError(
+                f"Training loss became {mean_loss.item()} at step {run.global_step + 1} (epoch {epoch}); "
+                "stopped before updating the weights, no checkpoint written. Lower `learning_rate`, "
+                "keep `max_grad_norm` set, or use `mixed_precision: no`; resume from the last checkpoint."
+            )
+        run.window_losses.append(mean_loss)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients and config.max_grad_norm is not None:
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            # fp16's GradScaler skips inf-gradient steps by design
+            if config.mixed_precision != "fp16" and not torch.isfinite(grad_norm):
+                raise NonFiniteLossError(
+                    f"Gradient norm became {float(grad_norm)} at step {run.global_step + 1} (epoch {epoch}); "
+                    "stopped before updating the weights, no checkpoint written. Lower `learning_rate`."
+                )
+        run.optimizer.step()
+        run.lr_scheduler.step()
+        run.optimizer.zero_grad(set_to_none=True)
+
+
+def _log_step(run: _Run, progress_bar) -> None:
+    """After an optimizer step: EMA update, step count, loss history, progress bar and trackers."""
+    if run.ema_model is not None:
+        run.ema_model.step(run.model.parameters())
+    run.global_step += 1
+    step_loss = torch.stack(run.window_losses).mean().item()
+    run.window_losses.clear()
+    run.loss_history.append(step_loss)
+    logs = {"loss": step_loss, "lr": run.lr_scheduler.get_last_lr()[0]}
+    if run.ema_model is not None:
+        logs["ema_decay"] = run.ema_model.cur_decay_value
+    progress_bar.update(1)
+    progress_bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{logs['lr']:.2e}")
+    run.accelerator.log(logs, step=run.global_step)
+
+
+def _checkpoint_and_validate(run: _Run) -> None:
+    """Every `checkpointing_steps`: an atomic checkpoint (never of non-finite weights); every `validation_steps`:
+    [`_run_validation`] on the main process."""
+    config, accelerator, step = run.config, run.accelerator, run.global_step
+    if config.checkpointing_steps and step % config.checkpointing_steps == 0:
+        if not _params_finite(accelerator.unwrap_model(run.model)):
+            raise NonFiniteLossError(f"Weights became non-finite at step {step}; checkpoint not written.")
+        path = save_checkpoint(accelerator, config.output_dir, step, _trainer_state(run), run.noise_generator)
+        if accelerator.is_main_process:
+            prune_checkpoints(config.output_dir, config.checkpoints_total_limit)
+            logger.info(f"Saved state to {path}")
+    if config.validation_steps and step % config.validation_steps == 0:
+        if accelerator.is_main_process:
+            _run_validation(run, step)
+        accelerator.wait_for_everyone()
+
+
+def _out_of_time(run: _Run) -> bool:
+    """Whether `max_train_minutes` is spent (the main process's clock decides for every rank)."""
+    if run.budget is None:
+        return False
+    elapsed = torch.tensor(run.budget.elapsed_fraction(), device=run.accelerator.device)
+    if run.accelerator.num_processes > 1:
+        from accelerate.utils import broadcast
+
+        elapsed = broadcast(elapsed)
+    run.budget.update(elapsed.item())
+    return run.budget.exhausted
+
+
+def _save_and_finish(run: _Run, train_seconds: float) -> tuple:
+    """Save the pipeline (EMA weights), then evaluate, write the card and push (main process); the pipeline is
+    saved first, so a failure afterwards (e.g. the Hub is down) never costs the trained weights."""
+    accelerator, config = run.accelerator, run.config
+    accelerator.wait_for_everyone()
+    pipeline = evaluation = commit_url = None
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(run.model)
+        if run.ema_model is not None:
+            run.ema_model.copy_to(unwrapped.parameters())
+        unwrapped.eval()
+        pipeline = run.modality.build_pipeline(unwrapped, run.noise_scheduler, run.preprocessor)
+        if config.lora_rank:
+            save_finetuned(pipeline, config)
+        else:
+            _save_pipeline(pipeline, config.output_dir)
+        summary = RunSummary(
+            global_step=run.global_step,
+            final_loss=run.loss_history[-1] if run.loss_history else None,
+            num_processes=accelerator.num_processes,
+            train_seconds=train_seconds,
+            stop_reason=run.stop_reason,
+        )
+        finished = finish_run(pipeline, run.modality, config, summary)
+        evaluation, commit_url = finished["report"], finished["commit_url"]
+    accelerator.wait_for_everyone()
+    return pipeline, evaluation, commit_url
+
+
 def train(config: TrainingConfig) -> TrainResult:
     """
     Train a diffusion model as `config` says, and save its pipeline (and a model card) to `config.output_dir`.
@@ -327,294 +656,50 @@ def train(config: TrainingConfig) -> TrainResult:
     >>> result.global_step, result.loss_history[-1]
     ```
     """
-    from accelerate.utils import set_seed
-    from diffusers.training_utils import EMAModel
-
-    if not isinstance(config, TrainingConfig):
-        raise TypeError(f"`config` must be a TrainingConfig, got {type(config).__name__}.")
-    config.validate()
-    if config.push_to_hub:  # no token: say so now, not after hours of training
-        from ..hub.publish import resolve_token
-
-        resolve_token(None)  # HF_TOKEN or the `hf auth login` cache; never a config key
-    modality = get_modality(config.modality)
-    accelerator = _make_accelerator(config)
-    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
-    set_seed(seed)
-    if accelerator.is_main_process:
-        os.makedirs(config.output_dir, exist_ok=True)
-
-    resume_path = None
-    if config.resume_from_checkpoint is not None:
-        resume_path = resolve_checkpoint(config.resume_from_checkpoint, config.output_dir)
-        if resume_path is None:
-            logger.info(f"No checkpoint in {config.output_dir!r} to resume from; starting a new run.")
-
-    # 1. data (every input check happens before the first step)
-    if config.streaming:
-        train_dataset, preprocessor = _prepare_stream(modality, config, seed)
-        validation_dataset = None  # the config refuses `validation_split` with streaming
-    else:
-        train_dataset, validation_dataset, preprocessor = _prepare_data(modality, config)
-    # A stream goes through `accelerate`'s default for iterable datasets, `dispatch_batches`: the main process reads
-    # `num_processes` batches per step and sends each rank its own. Rather than per-rank shards
-    # (`split_dataset_by_node`, or accelerate's `dispatch_batches=False`): those give ranks unequal row counts
-    # whenever the shards are uneven (one CSV is one shard), and a rank that runs out first leaves the others
-    # waiting in DDP's all-reduce; dispatching keeps the batches even and the order that of one process.
-    train_dataloader = torch.utils.data.DataLoader(
-        train_dataset,
-        batch_size=config.train_batch_size,
-        shuffle=not config.streaming,  # a stream shuffles itself (shards + buffer, reseeded by `set_epoch`)
-        num_workers=config.dataloader_num_workers,
-    )
-    validation_dataloader = None
-    if validation_dataset is not None:
-        validation_dataloader = torch.utils.data.DataLoader(validation_dataset, batch_size=config.train_batch_size)
-
-    # 2. model, noise schedule, EMA
-    # (fine-tuning: the pretrained UNet and noise schedule, with a LoRA adapter when `lora_rank` is set)
-    model = prepare_for_finetuning(modality.build_model(config, preprocessor), config)
-    noise_scheduler = build_noise_scheduler(config)
-    # class-conditional images: (p, null class index) of the label dropout (see `modalities/image/labels.py`)
-    dropout_prob = config.modality_options.get("class_dropout_prob", 0.0)
-    num_class_embeds = getattr(getattr(model, "config", None), "num_class_embeds", None)
-    label_dropout = (dropout_prob, num_class_embeds - 1) if dropout_prob and num_class_embeds else None
-    ema_model = None
-    if config.use_ema:
-        ema_model = EMAModel(
-            model.parameters(),
-            decay=config.ema_max_decay,
-            use_ema_warmup=True,
-            inv_gamma=config.ema_inv_gamma,
-            power=config.ema_power,
-            model_cls=type(model),
-            model_config=model.config,
-            foreach=True,
-        )
-
-    # 3. optimisation
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=config.learning_rate,
-        betas=(config.adam_beta1, config.adam_beta2),
-        weight_decay=config.adam_weight_decay,
-        eps=config.adam_epsilon,
-    )
-    if config.streaming:  # no length, so no epochs to count: `max_train_steps` (required by the config) ends the run
-        max_train_steps, steps_per_epoch, num_epochs = config.max_train_steps, None, None
-    else:
-        # batches each process sees per epoch once `prepare` has sharded the loader (as diffusers' text_to_image)
-        batches_per_process = math.ceil(len(train_dataloader) / accelerator.num_processes)
-        steps_per_epoch = math.ceil(batches_per_process / config.gradient_accumulation_steps)
-        max_train_steps = config.max_train_steps or config.num_epochs * steps_per_epoch
-        num_epochs = math.ceil(max_train_steps / steps_per_epoch)
-    # a `max_train_minutes` run that stops early still goes through its whole LR schedule (see `schedule.py`)
-    budget = TimeBudget(config.max_train_minutes) if config.max_train_minutes else None
-    lr_scheduler = get_budgeted_scheduler(
-        config.lr_scheduler,
-        optimizer,
-        num_warmup_steps=config.lr_warmup_steps * accelerator.num_processes,
-        num_training_steps=max_train_steps * accelerator.num_processes,
-        budget=budget,
-    )
-    _register_state_hooks(accelerator, ema_model, type(model))
-    model, optimizer, train_dataloader, lr_scheduler = accelerator.prepare(
-        model, optimizer, train_dataloader, lr_scheduler
-    )
-    if ema_model is not None:
-        ema_model.to(accelerator.device)
-    if accelerator.is_main_process and config.report_to != "none":
-        accelerator.init_trackers(config.tracker_project_name, config=_tracker_config(config))
-
-    # noise and timesteps come from their own generator, checkpointed with the run, so a resumed run replays them
-    noise_generator = torch.Generator(accelerator.device).manual_seed(seed + accelerator.process_index)
-
-    # 4. resume
-    global_step = 0
-    loss_history: list[float] = []
-    validation_losses: list[tuple[int, float]] = []
-    # streaming: where the data stood at the last step, `{"epoch", "batches"}` (micro-batches read in that epoch)
-    stream_position = {"epoch": 0, "batches": 0}
-    if resume_path is not None:
-        logger.info(f"Resuming from {resume_path}")
-        state = load_checkpoint(accelerator, resume_path, noise_generator)
-        global_step = int(state["global_step"])
-        loss_history = [float(v) for v in state.get("loss_history", [])][:global_step]
-        validation_losses = [(int(s), float(v)) for s, v in state.get("validation_loss_history", [])]
-        if config.streaming and global_step:
-            if "stream_position" not in state:
-                logger.warning(f"{resume_path} was not written by a streaming run; the data order restarts.")
-            stream_position = {k: int(v) for k, v in state.get("stream_position", stream_position).items()}
-    initial_global_step = global_step
-
+    # 1. accelerator, seed, data (every input check happens before the first step)
+    run = _start_run(config)
+    resume_path = _resume_path(config)
+    _build_dataloaders(run)
+    # 2. model, noise schedule, EMA; 3. optimisation; 4. resume
+    _build_model(run)
+    _build_optimization(run)
+    _resume(run, resume_path)
+    accelerator = run.accelerator
     total_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
     logger.info(
         f"***** Running training ({config.modality}) *****\n"
-        f"  examples = {'streamed' if config.streaming else len(train_dataset)}\n"
-        f"  total batch size = {total_batch}\n  optimization steps = {max_train_steps} (from {global_step})"
+        f"  examples = {'streamed' if config.streaming else run.num_examples}\n"
+        f"  total batch size = {total_batch}\n  optimization steps = {run.max_train_steps} (from {run.global_step})"
     )
-
-    def trainer_state() -> dict:
-        state = {
-            "loss_history": loss_history,
-            "validation_loss_history": validation_losses,
-            "config": config.to_dict(),
-        }
-        if config.streaming:
-            state["stream_position"] = dict(stream_position)
-        return state
-
-    def run_validation(step: int) -> None:
-        unwrapped = accelerator.unwrap_model(model)
-        if validation_dataloader is not None:
-            loss = _validation_loss(unwrapped, noise_scheduler, validation_dataloader, seed, accelerator)
-            validation_losses.append((step, loss))
-            accelerator.log({"validation_loss": loss}, step=step)
-        if ema_model is not None:
-            ema_model.store(unwrapped.parameters())
-            ema_model.copy_to(unwrapped.parameters())
-        unwrapped.eval()
-        try:
-            pipeline = modality.build_pipeline(unwrapped, noise_scheduler, preprocessor)
-            modality.log_validation(pipeline, step, config, accelerator)
-        finally:
-            unwrapped.train()
-            if ema_model is not None:
-                ema_model.restore(unwrapped.parameters())
-
     # 5. the loop
     progress_bar = tqdm(
-        total=max_train_steps, initial=global_step, desc="Steps", disable=not accelerator.is_local_main_process
+        total=run.max_train_steps,
+        initial=run.global_step,
+        desc="Steps",
+        disable=not accelerator.is_local_main_process,
     )
-    stop_reason = "max_train_steps"
-    check_grad_norm = config.mixed_precision != "fp16"  # fp16's GradScaler skips inf-gradient steps by design
-    if config.streaming:
-        # A stream cannot be indexed: resume replays the checkpoint's epoch (`set_epoch` reseeds the same shuffle)
-        # and drops the batches consumed before the checkpoint with `skip_first_batches`: exact, at the cost of
-        # reading and preprocessing those rows again. `IterableDataset.state_dict()` would not re-read them, but
-        # datasets drops the shuffle buffer on resume, so the order would differ from an uninterrupted run.
-        first_epoch, resume_batches = stream_position["epoch"], stream_position["batches"]
-        epochs = itertools.count(first_epoch)
-    else:
-        first_epoch = global_step // steps_per_epoch
-        resume_batches = (global_step % steps_per_epoch) * config.gradient_accumulation_steps
-        epochs = range(first_epoch, num_epochs)
-    window_losses: list[torch.Tensor] = []
     start = time.perf_counter()
-    if budget is not None:
-        budget.start()
-    model.train()
+    if run.budget is not None:
+        run.budget.start()
+    run.model.train()
     try:
-        for epoch in epochs:
-            if global_step >= max_train_steps or stop_reason == "max_train_minutes":
-                break
-            if config.streaming:
-                if epoch > first_epoch and stream_position["batches"] == 0:  # else `itertools.count` never ends
-                    raise ValueError(
-                        f"The stream yielded no batch in epoch {epoch - 1}; there is nothing to train on."
-                    )
-                stream_position.update(epoch=epoch, batches=resume_batches if epoch == first_epoch else 0)
-            train_dataloader.set_epoch(epoch)
-            batches = train_dataloader
-            if epoch == first_epoch and resume_batches:
-                batches = accelerator.skip_first_batches(train_dataloader, resume_batches)
+        for epoch, batches in _epoch_batches(run):
             for batch in batches:
-                stream_position["batches"] += 1
-                with accelerator.accumulate(model):
-                    loss = _diffusion_loss(model, noise_scheduler, batch, noise_generator, label_dropout)
-                    mean_loss = accelerator.gather(loss.detach()[None]).mean()
-                    if not torch.isfinite(mean_loss):
-                        raise NonFiniteLossError(
-                            f"Training loss became {mean_loss.item()} at step {global_step + 1} (epoch {epoch}); "
-                            "stopped before updating the weights, no checkpoint written. Lower `learning_rate`, "
-                            "keep `max_grad_norm` set, or use `mixed_precision: no`; resume from the last checkpoint."
-                        )
-                    window_losses.append(mean_loss)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and config.max_grad_norm is not None:
-                        grad_norm = accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                        if check_grad_norm and not torch.isfinite(grad_norm):
-                            raise NonFiniteLossError(
-                                f"Gradient norm became {float(grad_norm)} at step {global_step + 1} (epoch {epoch}); "
-                                "stopped before updating the weights, no checkpoint written. Lower `learning_rate`."
-                            )
-                    optimizer.step()
-                    lr_scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-
+                run.stream_position["batches"] += 1
+                _train_micro_step(run, batch, epoch)
                 if not accelerator.sync_gradients:
                     continue
-                # one optimizer step done
-                if ema_model is not None:
-                    ema_model.step(model.parameters())
-                global_step += 1
-                step_loss = torch.stack(window_losses).mean().item()
-                window_losses.clear()
-                loss_history.append(step_loss)
-                logs = {"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0]}
-                if ema_model is not None:
-                    logs["ema_decay"] = ema_model.cur_decay_value
-                progress_bar.update(1)
-                progress_bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{logs['lr']:.2e}")
-                accelerator.log(logs, step=global_step)
-
-                if config.checkpointing_steps and global_step % config.checkpointing_steps == 0:
-                    if not _params_finite(accelerator.unwrap_model(model)):
-                        raise NonFiniteLossError(
-                            f"Weights became non-finite at step {global_step}; checkpoint not written."
-                        )
-                    path = save_checkpoint(
-                        accelerator, config.output_dir, global_step, trainer_state(), noise_generator
-                    )
-                    if accelerator.is_main_process:
-                        prune_checkpoints(config.output_dir, config.checkpoints_total_limit)
-                        logger.info(f"Saved state to {path}")
-                if config.validation_steps and global_step % config.validation_steps == 0:
-                    if accelerator.is_main_process:
-                        run_validation(global_step)
-                    accelerator.wait_for_everyone()
-
-                if global_step >= max_train_steps:
+                _log_step(run, progress_bar)
+                _checkpoint_and_validate(run)
+                if run.global_step >= run.max_train_steps:
                     break
-                if budget is not None:
-                    elapsed = torch.tensor(budget.elapsed_fraction(), device=accelerator.device)
-                    if accelerator.num_processes > 1:  # the main process's clock decides for everyone
-                        from accelerate.utils import broadcast
-
-                        elapsed = broadcast(elapsed)
-                    budget.update(elapsed.item())
-                    if budget.exhausted:
-                        stop_reason = "max_train_minutes"
-                        break
+                if _out_of_time(run):
+                    run.stop_reason = "max_train_minutes"
+                    break
         train_seconds = time.perf_counter() - start
         progress_bar.close()
-
         # 6. save the pipeline (EMA weights), the model card, push
-        accelerator.wait_for_everyone()
-        pipeline = evaluation = commit_url = None
-        if accelerator.is_main_process:
-            unwrapped = accelerator.unwrap_model(model)
-            if ema_model is not None:
-                ema_model.copy_to(unwrapped.parameters())
-            unwrapped.eval()
-            pipeline = modality.build_pipeline(unwrapped, noise_scheduler, preprocessor)
-            if config.lora_rank:
-                save_finetuned(pipeline, config)
-            else:
-                _save_pipeline(pipeline, config.output_dir)
-            # evaluation (eval_samples), explanation card, push: the pipeline is saved first, so a failure here
-            # (e.g. the Hub is down) never costs the trained weights
-            run = RunSummary(
-                global_step=global_step,
-                final_loss=loss_history[-1] if loss_history else None,
-                num_processes=accelerator.num_processes,
-                train_seconds=train_seconds,
-                stop_reason=stop_reason,
-            )
-            finished = finish_run(pipeline, modality, config, run)
-            evaluation = finished["report"]
-            commit_url = finished["commit_url"]
-        accelerator.wait_for_everyone()
+        pipeline, evaluation, commit_url = _save_and_finish(run, train_seconds)
     finally:
         progress_bar.close()
         accelerator.end_training()
@@ -622,11 +707,11 @@ def train(config: TrainingConfig) -> TrainResult:
     return TrainResult(
         pipeline=pipeline,
         output_dir=config.output_dir,
-        global_step=global_step,
-        initial_global_step=initial_global_step,
-        loss_history=loss_history,
-        validation_loss_history=validation_losses,
-        stop_reason=stop_reason,
+        global_step=run.global_step,
+        initial_global_step=run.initial_global_step,
+        loss_history=run.loss_history,
+        validation_loss_history=run.validation_losses,
+        stop_reason=run.stop_reason,
         train_seconds=train_seconds,
         evaluation=evaluation,
         commit_url=commit_url,
