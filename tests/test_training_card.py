@@ -61,7 +61,6 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
         "explanations/summary.json",
         "explanations/gradcam_overlay.png",
         "explanations/integrated_gradients_overlay.png",
-        "explanations/attention_maps.png",
         "explanations/trajectory_strip.png",
         "explanations/faithfulness.png",
         "explanations/sanity_checks.png",
@@ -95,7 +94,8 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
         assert section in text, section
     assert "Not available for this checkpoint" not in text
     summary = json.loads(local_hub.read(repo_id, "explanations/summary.json"))
-    assert set(summary["faithfulness"]) == {"attention", "gradcam", "saliency", "integrated_gradients"}
+    # attention maps are off the image defaults: worse than random maps on deletion/insertion (verdicts.json)
+    assert set(summary["faithfulness"]) == {"gradcam", "saliency", "integrated_gradients"}
     # the pushed numbers are the run's own (the local summary), and the sanity check really produced a correlation
     local = json.loads((out / "explanations" / "summary.json").read_text())
     assert summary["sanity_checks"] == local["sanity_checks"] and summary["faithfulness"] == local["faithfulness"]

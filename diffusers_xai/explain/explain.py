@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 
 EXPLAIN_METHODS = ("trajectory", "attention", "gradcam", *ATTRIBUTION_METHODS, "shap", "shap_partition")
 # `shap_partition` is opt-in: shap's Partition explainer JIT-compiles numba code on first use (tens of seconds).
-DEFAULT_METHODS = ("trajectory", "attention", "gradcam", "integrated_gradients", "saliency", "occlusion", "shap")
+# attention is off the defaults: its maps score below random maps on deletion and insertion (95% CIs under 0) on the
+# digits model (`bench/explain_faithfulness.py`, diffusers_xai/explain/verdicts.json); still available by name
+DEFAULT_METHODS = ("trajectory", "gradcam", "integrated_gradients", "saliency", "occlusion", "shap")
 # per-method `attribute()` defaults that keep one explained step at a few dozen forward passes
 _ATTRIBUTE_DEFAULTS = {
     "integrated_gradients": {"n_steps": 32},

@@ -78,6 +78,7 @@ class ExplanationCardData:
         verdicts (`list[dict]`, *optional*): per-method verdict rows (`method`, `deletion`, `insertion`,
             `randomization`, `planted`, `verdict`: strings with pass/fail, numbers and CIs). Defaults to the measured
             verdicts of `bench/explain_faithfulness.py` for this modality ([`verdict_rows`]).
+        verdict_note (`str`, *optional*): where the verdicts were measured (set with the benchmark's verdicts).
         explanation_warnings (`list[str]`, *optional*): warnings about the explanations, e.g. a target that does not
             depend on the model; `"warning"` entries of `sanity_checks` are added.
         memorization (`dict`, *optional*): memorisation check (nearest-neighbour distances to training data, ...).
@@ -103,6 +104,7 @@ class ExplanationCardData:
     sanity_checks: dict[str, Any] | None = None
     memorization: dict[str, Any] | None = None
     verdicts: list[dict] | None = None
+    verdict_note: str | None = None
     explanation_warnings: list[str] | None = None
     eval_results: list[EvalResult | dict] | None = None
     intended_use: str | None = None
@@ -369,7 +371,7 @@ def _verdicts(data: ExplanationCardData, modality: str) -> tuple[list[dict], str
     """The per-method verdict rows of the card and the note that says where they were measured."""
     if data.verdicts is not None:
         rows = [{k: str(r.get(k, "–")) for k in _VERDICT_KEYS} for r in data.verdicts]
-        return rows, None
+        return rows, data.verdict_note
     from ..explain.verdicts import load_verdicts, verdict_rows
 
     key = "timeseries" if modality == "time-series" else modality
@@ -461,6 +463,7 @@ def _summary_json(data: ExplanationCardData, ctx: dict) -> dict:
         "sanity_checks": _jsonable(data.sanity_checks),
         "memorization": _jsonable(data.memorization),
         "verdicts": ctx["verdicts"],
+        "verdict_note": ctx["verdict_note"],
         "explanation_warnings": ctx["explanation_warnings"],
         "eval_results": [
             _jsonable({k: v for k, v in asdict(r).items() if v is not None}) for r in ctx["eval_results"]
