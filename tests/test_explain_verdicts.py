@@ -135,3 +135,15 @@ def test_space_explain_tabs_show_the_verdicts(monkeypatch, report_path):
         in (text)
     )
     assert verdicts_markdown("tabular").endswith("No benchmarked verdicts for the tabular modality.")
+
+
+def test_card_warns_when_the_maps_do_not_depend_on_the_model():
+    card = explanation_card(
+        tiny_pipeline(),
+        ExplanationCardData(verdicts=[], sanity_checks={"gradcam": {"spearman": 0.95}, "saliency": {"spearman": 0.1}}),
+    )
+    assert (
+        "> **Warning:** gradcam: the maps of a fully randomised model are nearly those of the trained one (Spearman "
+        "0.95 >= 0.9)" in card.text
+    )
+    assert "saliency: the maps" not in card.text

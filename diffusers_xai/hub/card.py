@@ -367,6 +367,23 @@ def _warnings(obj: Any) -> list[str]:
     return []
 
 
+MODEL_INDEPENDENCE_SPEARMAN = 0.9  # as `RandomizationCheck.independence_threshold`
+
+
+def _independence(sanity_checks: dict | None) -> list[str]:
+    """A warning per method whose maps barely change when every weight is re-initialised (`{"spearman": >= 0.9}`)."""
+    out = []
+    for method, entry in (sanity_checks or {}).items():
+        rho = entry.get("spearman") if isinstance(entry, dict) else None
+        if isinstance(rho, int | float) and not isinstance(rho, bool) and rho >= MODEL_INDEPENDENCE_SPEARMAN:
+            out.append(
+                f"{method}: the maps of a fully randomised model are nearly those of the trained one (Spearman "
+                f"{rho:.2f} >= {MODEL_INDEPENDENCE_SPEARMAN}); the explained target does not depend on the model's "
+                "weights: explain ExplanationTarget(output='model_contribution')."
+            )
+    return out
+
+
 def _verdicts(data: ExplanationCardData, modality: str) -> tuple[list[dict], str | None]:
     """The per-method verdict rows of the card and the note that says where they were measured."""
     if data.verdicts is not None:
@@ -424,7 +441,8 @@ def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, comm
         "how to reproduce": bool(data.reproduce),
     }
     verdicts, verdict_note = _verdicts(data, modality)
-    warnings = list(dict.fromkeys([*(data.explanation_warnings or []), *_warnings(data.sanity_checks)]))
+    warnings = [*(data.explanation_warnings or []), *_warnings(data.sanity_checks), *_independence(data.sanity_checks)]
+    warnings = list(dict.fromkeys(warnings))
     return {
         "verdicts": verdicts,
         "verdict_note": verdict_note,
