@@ -1,5 +1,7 @@
 """Class-conditional sampling with classifier-free guidance: labels, names, guidance maths, save/load, bad input."""
 
+import json
+
 import pytest
 import torch
 from diffusers import DDIMScheduler
@@ -84,6 +86,9 @@ def test_class_names_survive_save_and_from_pretrained(tmp_path):
     loaded = DiffusionXAIPipeline.from_pretrained(tmp_path / "pipe")
     loaded.set_progress_bar_config(disable=True)
     assert loaded.class_names == NAMES and loaded.num_classes == 3 and loaded.null_class_label == 3
+    # not a list: diffusers' Hub download reads every list in model_index.json as a (library, class) component
+    index = json.loads((tmp_path / "pipe" / "model_index.json").read_text())
+    assert index["class_names"] == {"0": "cat", "1": "dog", "2": "bird"}
     a = run(pipe, batch_size=2, class_labels=["cat", "bird"], guidance_scale=2.0)
     b = run(loaded, batch_size=2, class_labels=["cat", "bird"], guidance_scale=2.0)
     assert torch.equal(a.images, b.images)

@@ -79,9 +79,13 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
 
     model_cpu_offload_seq = "unet"
 
-    def __init__(self, unet: UNet2DModel, scheduler: SchedulerMixin, class_names: list[str] | None = None):
+    def __init__(
+        self, unet: UNet2DModel, scheduler: SchedulerMixin, class_names: list[str] | dict[str, str] | None = None
+    ):
         super().__init__()
         num_classes = num_classes_of(unet)
+        if isinstance(class_names, dict):  # as saved in model_index.json: {"0": name, "1": name, ...}
+            class_names = [class_names[str(i)] for i in range(len(class_names))]
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f"{len(class_names)} `class_names` were given but the UNet has "
@@ -96,7 +100,9 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
                 "`pipe.set_scheduler('dpmsolver')` or pass thresholding=True, sample_max_value=1.0."
             )
         self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(class_names=[str(n) for n in class_names] if class_names is not None else None)
+        # saved as {"0": name, ...}: diffusers reads every *list* in model_index.json as a (library, class) component
+        names = {str(i): str(n) for i, n in enumerate(class_names)} if class_names is not None else None
+        self.register_to_config(class_names=names)
 
     @classmethod
     def from_unet(cls, unet: UNet2DModel, scheduler: str = "ddpm", **scheduler_kwargs) -> DiffusionXAIPipeline:
@@ -134,9 +140,9 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
     @property
     def class_names(self) -> list[str] | None:
         names = self.config.get("class_names") if hasattr(self, "config") else None
-        if names is None and self.num_classes is not None:
-            return [str(i) for i in range(self.num_classes)]
-        return names
+        if names is None:
+            return None if self.num_classes is None else [str(i) for i in range(self.num_classes)]
+        return [names[str(i)] for i in range(len(names))]
 
     def prepare_conditioning(self, batch_size: int, generator=None, class_labels=None, guidance_scale: float = 1.0):
         """
