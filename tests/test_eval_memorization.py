@@ -3,8 +3,8 @@ import torch
 from PIL import Image
 
 from diffusers_xai.evaluation import DigitsCNN, extract_features, memorization_test
-from diffusers_xai.evaluation.plots import plot_nearest_neighbours
 from diffusers_xai.modalities.image.data import load_digits_tensors
+from diffusers_xai.viz.evaluation import plot_nearest_neighbours
 
 
 @pytest.fixture(scope="module")

@@ -214,7 +214,7 @@ def evaluate_images(
 
     # 5. pictures
     if output_dir is not None:
-        from .plots import plot_class_histogram, plot_metric_bars, plot_nearest_neighbours
+        from ..viz.evaluation import plot_class_histogram, plot_metric_bars, plot_nearest_neighbours
 
         report.artifacts["nearest_neighbours"] = plot_nearest_neighbours(
             fake_x, train_x, mem_pixel, os.path.join(output_dir, "nearest_neighbours.png")

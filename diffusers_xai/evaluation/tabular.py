@@ -480,7 +480,7 @@ def evaluate_table(
             report.details["dcr_overfitting_protection"] = overfit
 
     if output_dir is not None:
-        from .plots import plot_metric_bars
+        from ..viz.evaluation import plot_metric_bars
 
         bars = {m.name: m.value for m in report.metrics if m.key not in ("dcr_median", "dcr_median_holdout")}
         report.artifacts["scores"] = plot_metric_bars(

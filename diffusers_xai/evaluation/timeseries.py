@@ -338,7 +338,7 @@ def evaluate_timeseries(
     kid_mean, kid_std = kernel_distance(f_real, f_synth, seed=seed)
     report.add(f"KID ({space} embedding)", kid_mean, std=kid_std, key="kid", higher_is_better=False)
     if output_dir is not None:
-        from .plots import plot_metric_bars
+        from ..viz.evaluation import plot_metric_bars
 
         report.artifacts["scores"] = plot_metric_bars(
             {m.name: m.value for m in report.metrics},

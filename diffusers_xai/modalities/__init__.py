@@ -4,26 +4,5 @@ preprocessor, denoiser, pipeline and the [`Modality`] class that ties them toget
 way the trainer, generation, evaluation CLI, cards and the Space reach them.
 """
 
-from .base import (
-    BUILTIN_MODALITIES,
-    MODALITIES,
-    RENAMED_MODALITIES,
-    Modality,
-    check_modality_name,
-    get_modality,
-    list_modalities,
-    modality_of,
-    register_modality,
-)
-
-__all__ = [
-    "BUILTIN_MODALITIES",
-    "MODALITIES",
-    "RENAMED_MODALITIES",
-    "Modality",
-    "check_modality_name",
-    "get_modality",
-    "list_modalities",
-    "modality_of",
-    "register_modality",
-]
+from .base import *  # noqa: F403  (the registry and the plug-in base class)
+from .base import __all__  # noqa: F401

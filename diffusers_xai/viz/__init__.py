@@ -10,6 +10,7 @@ from .rows import (
     plot_series_attributions,
     plot_series_commit_steps,
 )
+from .samples import save_image_tiles, save_series_plot
 from .text_to_image import save_word_maps
 from .trajectory import save_commit_step_map, save_denoising_gif, save_trajectory_curves, save_trajectory_strip
 
@@ -24,7 +25,9 @@ __all__ = [
     "save_faithfulness_curves",
     "save_heatmap_overlay",
     "save_image_grid",
+    "save_image_tiles",
     "save_sanity_check",
+    "save_series_plot",
     "save_step_grid",
     "save_token_maps",
     "save_trajectory_curves",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 
 import numpy as np
@@ -12,12 +11,11 @@ import torch
 from diffusers import UNet2DModel
 
 from ...pipelines import make_scheduler
-from ...utils.io import atomic_path
 from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
 from .labels import ImageLabels, fit_labels
 from .pipeline_diffusion_xai import DiffusionXAIPipeline
 
-__all__ = ["BUILTIN_IMAGE_DATASETS", "ImageModality", "save_image_grid"]
+__all__ = ["BUILTIN_IMAGE_DATASETS", "ImageModality"]
 
 logger = logging.getLogger(__name__)
 
@@ -281,7 +279,9 @@ class ImageModality(Modality):
             output_type="np",
         ).images
         path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.png")
-        save_image_grid(images, path)
+        from ...viz.samples import save_image_tiles  # viz imports the explainers: on use only
+
+        save_image_tiles(images, path)
         for tracker in accelerator.trackers:
             if tracker.name == "tensorboard":
                 tracker.log_images({"samples": images}, step=step, dataformats="NHWC")
@@ -352,7 +352,9 @@ class ImageModality(Modality):
             output_type="pt",
         )
         grid = generation.images.permute(0, 2, 3, 1).numpy()
-        samples = save_image_grid(grid, os.path.join(output_dir, "samples.png"))
+        from ...viz.samples import save_image_tiles  # viz imports the explainers: on use only
+
+        samples = save_image_tiles(grid, os.path.join(output_dir, "samples.png"))
         summary = explain_generation(ddim, generation, output_dir, methods=methods, sample_index=0, gif=False)
         return card_fields_from_summary(summary, output_dir, samples)
 
@@ -402,24 +404,3 @@ def card_fields_from_summary(summary: dict, output_dir: str, samples: str | None
         "faithfulness": faithfulness or None,
         "sanity_checks": sanity or None,
     }
-
-
-def save_image_grid(images: np.ndarray, path: str, min_cell: int = 64) -> str:
-    """Save `[N, H, W, C]` images in [0, 1] as one PNG grid: nearest-upscaled so small images stay visible, with a
-    gray gutter between cells."""
-    n, h, w, c = images.shape
-    scale = max(1, math.ceil(min_cell / max(h, w)))
-    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-    h, w, pad = h * scale, w * scale, max(1, scale // 2)
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 0.5, dtype=np.float32)
-    for i, image in enumerate(images):
-        r, col = divmod(i, cols)
-        top, left = pad + r * (h + pad), pad + col * (w + pad)
-        grid[top : top + h, left : left + w] = image
-    pixels = (grid * 255).round().clip(0, 255).astype(np.uint8)
-    picture = PIL.Image.fromarray(pixels[..., 0] if c == 1 else pixels)
-    with atomic_path(path, suffix=".png") as tmp:
-        picture.save(tmp)
-    return path

@@ -10,7 +10,6 @@ import torch
 from diffusers import UNet1DModel
 
 from ...pipelines.schedulers import make_scheduler, scheduler_name
-from ...utils.io import atomic_path
 from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
 from ..explanations import ATTRIBUTION_CARD_METHODS, explain_rows
 from .data import (
@@ -24,7 +23,7 @@ from .data import (
 from .denoiser import TimeSeriesDenoiser
 from .pipeline_timeseries import TimeSeriesXAIPipeline
 
-__all__ = ["TimeSeriesModality", "save_series_plot", "unet1d"]
+__all__ = ["TimeSeriesModality", "unet1d"]
 
 
 @register_modality
@@ -199,6 +198,8 @@ class TimeSeriesModality(Modality):
             num_inference_steps=sampling_steps(config),
         ).series
         path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.png")
+        from ...viz.samples import save_series_plot  # viz imports the explainers: on use only
+
         return save_series_plot(series, pipeline.preprocessor.channels, path)
 
     # ---- end of training ----
@@ -276,31 +277,3 @@ def unet1d(in_channels: int, sample_size: int, hidden_dim: int = 64, num_layers:
         flip_sin_to_cos=False,
         freq_shift=1,
     )
-
-
-def save_series_plot(series: np.ndarray, channels: list[str], path: str, max_series: int = 16) -> str:
-    """Plot up to `max_series` windows `[N, L, C]` (one panel per window, one line per channel) to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = min(len(series), max_series)
-    cols = int(np.ceil(np.sqrt(n)))
-    rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 1.8 * rows), squeeze=False, sharex=True)
-    for i, ax in enumerate(axes.flat):
-        if i >= n:
-            ax.axis("off")
-            continue
-        for c, name in enumerate(channels):
-            ax.plot(series[i, :, c], lw=1, label=name)
-        ax.tick_params(labelsize=6)
-    axes.flat[0].legend(fontsize=5, loc="best")
-    fig.tight_layout()
-    try:
-        with atomic_path(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=100)
-    finally:
-        plt.close(fig)
-    return path

@@ -7,8 +7,8 @@ import os
 
 import torch
 
+from ..evaluation.memorization import MemorizationResult
 from ..utils.io import atomic_path
-from .memorization import MemorizationResult
 
 __all__ = ["plot_class_histogram", "plot_metric_bars", "plot_nearest_neighbours"]
 
