@@ -219,16 +219,14 @@ def _first_output(out):
     raise ValueError(f"The pipeline returned {type(out).__name__} without a DataFrame/array/tensor field.")
 
 
-# What each modality's pipeline is asked for: images as [B, C, H, W] tensors in [0, 1], windows as [B, T, D] arrays in
-# the data's scale, rows as a DataFrame with the original schema. Keywords a pipeline does not take are left out.
-OUTPUT_TYPES = {"image": "pt", "timeseries": "np", "tabular": "pd"}
-
-
-def _generate(pipe, modality: str, args, device: str):
+def _generate(pipe, modality, args, device: str):
+    """Samples as `modality.score` takes them: the modality says which `output_type` (images: `[B, C, H, W]` in
+    [0, 1]; windows: `[B, T, D]` in the data's scale; rows: a DataFrame) and whether one call draws them all.
+    Keywords a pipeline does not take are left out."""
     generator = torch.Generator(device=device).manual_seed(args.seed)
     common = {"generator": generator, "num_inference_steps": args.num_inference_steps}
-    common["output_type"] = OUTPUT_TYPES[modality]
-    if modality == "tabular":
+    common["output_type"] = modality.evaluation_output_type
+    if modality.sample_in_one_call:
         return _first_output(pipe(**_call_kwargs(pipe, num_rows=args.num_samples, **common)))
     chunks, done = [], 0
     with tqdm(total=args.num_samples, desc="sampling", disable=args.no_progress) as bar:
@@ -243,7 +241,7 @@ def _generate(pipe, modality: str, args, device: str):
 
 
 def run(args) -> int:
-    from ..evaluation import evaluate_images, evaluate_table, evaluate_timeseries
+    from ..modalities import get_modality
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.num_samples < 2:
@@ -252,7 +250,7 @@ def run(args) -> int:
     size = _image_size(pipe)
     resolution = 16 if size is None else size
     real = _load(args.data, resolution)
-    modality = _modality(args, pipe, real)
+    modality = get_modality(_modality(args, pipe, real))
     if pipe is not None:
         samples = _generate(pipe, modality, args, device)
     else:
@@ -262,42 +260,15 @@ def run(args) -> int:
             h = samples.shape[2] if isinstance(samples, torch.Tensor) and samples.ndim == 4 else samples.shape[1]
             real = _load("digits", int(h))
     output_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.out)), "eval_plots")
-    progress = not args.no_progress
-    if modality == "image":
-        feature = int(args.feature) if args.feature.isdigit() else args.feature
-        report = evaluate_images(
-            real,
-            samples,
-            feature=feature,
-            device=device,
-            output_dir=output_dir,
-            dataset_name=args.data,
-            progress=progress,
-            seed=args.seed,
-        )
-    elif modality == "tabular":
-        test = _load(args.test_data) if args.test_data else None
-        report = evaluate_table(
-            real,
-            samples,
-            target=args.target,
-            real_test=test,
-            output_dir=output_dir,
-            dataset_name=args.data,
-            seed=args.seed,
-            sdmetrics_privacy=not args.no_sdmetrics_privacy,
-        )
-    else:
-        report = evaluate_timeseries(
-            real,
-            samples,
-            discriminative_iterations=args.discriminative_iterations,
-            predictive_iterations=args.predictive_iterations,
-            output_dir=output_dir,
-            dataset_name=args.data,
-            seed=args.seed,
-            progress=progress,
-        )
+    options = {
+        **vars(args),
+        "device": device,
+        "output_dir": output_dir,
+        "progress": not args.no_progress,
+        "dataset_name": args.data,
+        "real_test": _load(args.test_data) if args.test_data else None,
+    }
+    report = modality.score(real, samples, options)
     report.details["source"] = {
         "pipeline": args.pipeline,
         "samples": args.samples,

@@ -137,6 +137,19 @@ class Modality(ABC):
         [`ExplanationCardData`] fields: `samples`, `figures`, `explainers`, `faithfulness`, `sanity_checks`."""
         return {}
 
+    # ---- `diffusers-xai evaluate` ----
+    # what the command asks a pipeline for (`output_type`), and whether it draws all samples in one call
+    evaluation_output_type: ClassVar[str] = "pt"
+    sample_in_one_call: ClassVar[bool] = False
+
+    def score(self, real, samples, options: dict):
+        """
+        Score `samples` against `real` as `diffusers-xai evaluate` loaded them; returns an [`EvaluationReport`].
+        `options` are the command's flags by name (`seed`, `output_dir`, `dataset_name`, `progress`, `device`, and
+        modality flags such as `feature`, `target`, `real_test`); a modality reads the ones it knows.
+        """
+        raise ValueError(f"The {self.name} modality has no evaluation for `diffusers-xai evaluate`.")
+
     # ---- sharded datasets (see `diffusers_xai.generation`) ----
     def sample_batch(self, pipeline, generators: list[torch.Generator], num_inference_steps: int, trace):
         """

@@ -332,6 +332,23 @@ class ImageModality(Modality):
             add_class_accuracy(report, pipeline, per_class=per_class, seed=config.seed)
         return report
 
+    def score(self, real, samples, options: dict):
+        """FID/KID/IS, PRDC, diversity and memorisation in the `feature` space (`digits-cnn`, `inception`, or an
+        Inception feature dimension)."""
+        from ...evaluation import evaluate_images
+
+        feature = options["feature"]
+        return evaluate_images(
+            real,
+            samples,
+            feature=int(feature) if str(feature).isdigit() else feature,
+            device=options["device"],
+            output_dir=options["output_dir"],
+            dataset_name=options["dataset_name"],
+            progress=options["progress"],
+            seed=options["seed"],
+        )
+
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Explain sample 0 of a traced DDIM generation with every method ([`explain_generation`]); the card shows
         each method's overlay and step grid, the trajectory, the faithfulness curves and the sanity check."""

@@ -260,6 +260,24 @@ class TabularModality(Modality):
             train_rows = train_rows.shuffle(seed=config.seed or 0).select(range(max_rows))
         return train_rows.to_pandas(), split["test"].to_pandas()
 
+    evaluation_output_type = "pd"
+    sample_in_one_call = True
+
+    def score(self, real, samples, options: dict):
+        """SDMetrics quality, TSTR on `target`, detection AUC and DCR (against `real_test` when given)."""
+        from ...evaluation import evaluate_table
+
+        return evaluate_table(
+            real,
+            samples,
+            target=options["target"],
+            real_test=options["real_test"],
+            output_dir=options["output_dir"],
+            dataset_name=options["dataset_name"],
+            seed=options["seed"],
+            sdmetrics_privacy=not options["no_sdmetrics_privacy"],
+        )
+
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Column attributions (IG / SHAP) at the middle step of a traced DDIM run of 16 rows (SHAP costs ~0.3 s a
         row), and the step at which each column commits."""

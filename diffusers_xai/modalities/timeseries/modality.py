@@ -226,6 +226,23 @@ class TimeSeriesModality(Modality):
             real, synthetic, output_dir=output_dir, dataset_name=config.dataset_name, seed=config.seed or 0
         )
 
+    evaluation_output_type = "np"
+
+    def score(self, real, samples, options: dict):
+        """TimeGAN discriminative/predictive scores, autocorrelation distance and window FID/KID."""
+        from ...evaluation import evaluate_timeseries
+
+        return evaluate_timeseries(
+            real,
+            samples,
+            discriminative_iterations=options["discriminative_iterations"],
+            predictive_iterations=options["predictive_iterations"],
+            output_dir=options["output_dir"],
+            dataset_name=options["dataset_name"],
+            seed=options["seed"],
+            progress=options["progress"],
+        )
+
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
         """Attributions of the whole predicted window to x_t (IG / SHAP) at the middle step of a traced DDIM run of
         16 windows, and the step at which each time step commits."""
