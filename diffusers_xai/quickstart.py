@@ -95,8 +95,39 @@ def run_quickstart(
     pipe.save_pretrained(out / "pipeline")
     pipe.set_scheduler(scheduler)
     pipe.set_progress_bar_config(desc="sampling")
-
     # 2. sample with a trace: latents and predicted x0 at every step, attention maps of every layer
+    generation, files, sampling = _sample_with_trace(pipe, out, num_samples, num_inference_steps, seed)
+    summary: dict = {
+        "pipeline": str(out / "pipeline"),
+        "training": _training_summary(result, config),
+        "sampling": sampling,
+        "files": {k: str(v) for k, v in files.items()},
+    }
+    # 3. explain one generated sample with every method (faithfulness + sanity check included)
+    explanation, report, methods = None, None, ()
+    if explain:
+        explanation, methods = _explain(pipe, generation, out, files["samples"], summary)
+    # 4. evaluate a larger batch against the real digits (digits-CNN features, honest metric names)
+    if evaluate:
+        report = _evaluate(pipe, out, num_eval_samples, num_inference_steps, seed)
+        summary["evaluation"] = report.to_dict()
+    # 5. the explanation card in pipeline/, ready for `diffusers-xai push outputs/quickstart/pipeline --repo-id ...`
+    run = RunSummary(
+        global_step=result.global_step,
+        final_loss=result.loss_history[-1] if result.loss_history else None,
+        num_processes=1,
+        train_seconds=result.train_seconds,
+        stop_reason=result.stop_reason,
+    )
+    write_card(out / "pipeline", out / "pipeline", config, run, report, explanation, methods)
+    summary["files"]["card"] = str(out / "pipeline" / "README.md")
+    _write_json(out / "summary.json", summary)
+    return summary
+
+
+def _sample_with_trace(pipe, out: Path, num_samples: int, num_inference_steps: int, seed: int):
+    """One traced generation (every step, attention included) and its PNGs and trace file; returns
+    `(generation, files, sampling summary)`."""
     start = time.perf_counter()
     generation = pipe(
         batch_size=num_samples,
@@ -115,67 +146,53 @@ def run_quickstart(
         "trace": trace.save(out / "trace.safetensors"),
         "pipeline": out / "pipeline",
     }
-    summary: dict = {
-        "pipeline": str(out / "pipeline"),
-        "training": {
-            "global_step": result.global_step,
-            "stop_reason": result.stop_reason,
-            "train_seconds": round(result.train_seconds, 1),
-            "final_loss": result.loss_history[-1] if result.loss_history else None,
-            "config": config.to_dict(),
-        },
-        "sampling": {
-            "scheduler": type(pipe.scheduler).__name__,
-            "num_inference_steps": num_inference_steps,
-            "num_samples": num_samples,
-            "seed": seed,
-            "seconds": round(sampling_seconds, 2),
-            "trace_bytes": trace.nbytes,
-            "attention_layers": trace.attention_layers,
-        },
-        "files": {k: str(v) for k, v in files.items()},
+    sampling = {
+        "scheduler": type(pipe.scheduler).__name__,
+        "num_inference_steps": num_inference_steps,
+        "num_samples": num_samples,
+        "seed": seed,
+        "seconds": round(sampling_seconds, 2),
+        "trace_bytes": trace.nbytes,
+        "attention_layers": trace.attention_layers,
+    }
+    return generation, files, sampling
+
+
+def _training_summary(result, config) -> dict:
+    return {
+        "global_step": result.global_step,
+        "stop_reason": result.stop_reason,
+        "train_seconds": round(result.train_seconds, 1),
+        "final_loss": result.loss_history[-1] if result.loss_history else None,
+        "config": config.to_dict(),
     }
 
-    # 3. explain one generated sample with every method (faithfulness + sanity check included)
-    explanation, report, methods = None, None, ()
-    if explain:
-        from .explain import DEFAULT_METHODS, explain_generation
-        from .modalities.image.modality import card_fields_from_summary
 
-        summary["explanations"] = explain_generation(pipe, generation, out / "explanations", sample_index=0)
-        explanation = card_fields_from_summary(summary["explanations"], out / "explanations", files["samples"])
-        methods = DEFAULT_METHODS
+def _explain(pipe, generation, out: Path, samples_png, summary: dict):
+    """Every explainer on sample 0 (into `summary["explanations"]`); returns the card fields and the methods."""
+    from .explain import DEFAULT_METHODS, explain_generation
+    from .modalities.image.modality import card_fields_from_summary
 
-    # 4. evaluate a larger batch against the real digits (digits-CNN features, honest metric names)
-    if evaluate:
-        from .evaluation import evaluate_images
+    summary["explanations"] = explain_generation(pipe, generation, out / "explanations", sample_index=0)
+    return card_fields_from_summary(summary["explanations"], out / "explanations", samples_png), DEFAULT_METHODS
 
-        fake = pipe(
-            batch_size=num_eval_samples,
-            generator=torch.Generator().manual_seed(seed + 1),
-            num_inference_steps=num_inference_steps,
-            output_type="pt",
-        ).images
-        real, _ = load_digits_tensors(16)
-        report = evaluate_images(
-            real, fake, value_range=None, output_dir=out / "evaluation", dataset_name="sklearn-digits"
-        )
-        if pipe.num_classes is not None:  # are guided samples of the asked digit? (target >= 90% at guidance 3)
-            from .modalities.image.modality import add_class_accuracy
 
-            add_class_accuracy(report, pipe, per_class=max(1, num_eval_samples // pipe.num_classes), seed=seed)
-        summary["evaluation"] = report.to_dict()
+def _evaluate(pipe, out: Path, num_eval_samples: int, num_inference_steps: int, seed: int):
+    """`num_eval_samples` fresh digits (seed + 1) against the real ones; class accuracy for conditional models."""
+    from .evaluation import evaluate_images
 
-    # 5. the explanation card in pipeline/, ready for `diffusers-xai push outputs/quickstart/pipeline --repo-id ...`
-    run = RunSummary(
-        global_step=result.global_step,
-        final_loss=result.loss_history[-1] if result.loss_history else None,
-        num_processes=1,
-        train_seconds=result.train_seconds,
-        stop_reason=result.stop_reason,
+    fake = pipe(
+        batch_size=num_eval_samples,
+        generator=torch.Generator().manual_seed(seed + 1),
+        num_inference_steps=num_inference_steps,
+        output_type="pt",
+    ).images
+    real, _ = load_digits_tensors(16)
+    report = evaluate_images(
+        real, fake, value_range=None, output_dir=out / "evaluation", dataset_name="sklearn-digits"
     )
-    write_card(out / "pipeline", out / "pipeline", config, run, report, explanation, methods)
-    files["card"] = out / "pipeline" / "README.md"
-    summary["files"]["card"] = str(files["card"])
-    _write_json(out / "summary.json", summary)
-    return summary
+    if pipe.num_classes is not None:  # are guided samples of the asked digit? (target >= 90% at guidance 3)
+        from .modalities.image.modality import add_class_accuracy
+
+        add_class_accuracy(report, pipe, per_class=max(1, num_eval_samples // pipe.num_classes), seed=seed)
+    return report
