@@ -204,20 +204,14 @@ def generate_dataset(
     ```
     """
     # ---- 1. validate everything before any work ----
-    _check_positive_int("num_samples", num_samples)
-    _check_positive_int("shard_size", shard_size)
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("num_inference_steps", num_inference_steps)
-    _check_positive_int("base_seed", base_seed, allow_zero=True)
-    _check_positive_int("summary_steps", summary_steps)
-    if not isinstance(commit_eps, (int, float)) or isinstance(commit_eps, bool) or commit_eps <= 0:
-        raise ValueError(f"`commit_eps` must be a positive number, got {commit_eps!r}.")
+    _check_generation_args(
+        num_samples, shard_size, batch_size, num_inference_steps, base_seed, summary_steps, commit_eps
+    )
     sample_fn = get_sample_function(pipeline)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--out {output_dir} exists and is not a directory; choose a directory path.")
     state = state or distributed_state()
-
     num_shards = math.ceil(num_samples / shard_size)
     settings = {
         "num_samples": num_samples,
@@ -241,56 +235,22 @@ def generate_dataset(
         model_revision=model_revision,
         library_version=__version__,
     )
-    existing = GenerationManifest.load(output_dir)
-    if existing is not None:
-        manifest.check_compatible(existing, output_dir)
-        manifest = existing  # keep the recorded source/revision, so every shard's `model_revision` column agrees
-    elif glob.glob(str(output_dir / DATA_DIR / "*.parquet")):
-        raise ValueError(
-            f"{output_dir} already holds Parquet shards but no generation manifest, so it cannot be resumed safely; "
-            "choose a new --out directory."
-        )
-    # every process has validated the same files before anyone writes
-    state.wait_for_everyone()
-
+    manifest, existing = _resume_manifest(manifest, output_dir)
+    state.wait_for_everyone()  # every process has validated the same files before anyone writes
     # ---- 2. main process: manifest first (so a crash later is still recognisable), stale temp files out ----
     if state.is_main_process:
-        (output_dir / DATA_DIR).mkdir(parents=True, exist_ok=True)
-        if existing is None:
-            manifest.save(output_dir)
-        for tmp in _temp_glob(output_dir):
-            os.remove(tmp)
+        _start_output(output_dir, manifest if existing is None else None)
     state.wait_for_everyone()
-
     # ---- 3. split what is missing across processes ----
-    def rows_in(k: int) -> int:
-        return min(shard_size, num_samples - k * shard_size)
-
     paths = [shard_path(output_dir, k, num_shards) for k in range(num_shards)]
-    done = [k for k in range(num_shards) if _shard_is_complete(paths[k], rows_in(k))]
+    done = [k for k in range(num_shards) if _shard_is_complete(paths[k], _rows_in(k, shard_size, num_samples))]
     pending = sorted(set(range(num_shards)) - set(done))
     state.wait_for_everyone()  # nobody writes before everyone has listed
     if done and state.is_main_process:
         logger.info("Resuming: %d of %d shards already complete in %s.", len(done), num_shards, output_dir)
-
-    pipeline.set_progress_bar_config(disable=True)
-    pipeline.to(state.device)
-    written = []
-    with state.split_between_processes(pending) as mine:
-        bar = tqdm(
-            mine,
-            desc=f"shards (process {state.process_index})",
-            position=state.process_index,
-            disable=not mine,
-            unit="shard",
-        )
-        for k in bar:
-            indices = range(k * shard_size, k * shard_size + rows_in(k))
-            table = _shard_table(pipeline, sample_fn, indices, batch_size, base_seed, num_inference_steps, manifest)
-            _atomic_write_parquet(table, paths[k], row_group_size=100 if sample_fn.modality == "image" else None)
-            written.append(k)
+    written = _write_shards(pipeline, sample_fn, manifest, paths, pending, state)
     state.wait_for_everyone()
-
+    # ---- 4. every shard there: the dataset card ----
     missing = [k for k in range(num_shards) if not paths[k].is_file()]
     if missing:
         raise RuntimeError(
@@ -303,3 +263,68 @@ def generate_dataset(
         save_dataset_card(output_dir, GenerationManifest.load(output_dir), **(card_kwargs or {}))
     state.wait_for_everyone()
     return GenerationResult(output_dir, manifest, paths, written=written, skipped=done)
+
+
+def _check_generation_args(num_samples, shard_size, batch_size, num_inference_steps, base_seed, summary_steps, eps):
+    _check_positive_int("num_samples", num_samples)
+    _check_positive_int("shard_size", shard_size)
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("num_inference_steps", num_inference_steps)
+    _check_positive_int("base_seed", base_seed, allow_zero=True)
+    _check_positive_int("summary_steps", summary_steps)
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps <= 0:
+        raise ValueError(f"`commit_eps` must be a positive number, got {eps!r}.")
+
+
+def _resume_manifest(manifest: GenerationManifest, output_dir: Path):
+    """`(manifest to use, existing one or None)`: a folder already generated into must have been generated with the
+    same model and settings (its recorded source/revision is kept, so every shard's `model_revision` agrees)."""
+    existing = GenerationManifest.load(output_dir)
+    if existing is not None:
+        manifest.check_compatible(existing, output_dir)
+        return existing, existing
+    if glob.glob(str(output_dir / DATA_DIR / "*.parquet")):
+        raise ValueError(
+            f"{output_dir} already holds Parquet shards but no generation manifest, so it cannot be resumed safely; "
+            "choose a new --out directory."
+        )
+    return manifest, None
+
+
+def _start_output(output_dir: Path, new_manifest: GenerationManifest | None) -> None:
+    """The data folder, the manifest of a new dataset, and no temp files left by an interrupted run."""
+    (output_dir / DATA_DIR).mkdir(parents=True, exist_ok=True)
+    if new_manifest is not None:
+        new_manifest.save(output_dir)
+    for tmp in _temp_glob(output_dir):
+        os.remove(tmp)
+
+
+def _rows_in(k: int, shard_size: int, num_samples: int) -> int:
+    return min(shard_size, num_samples - k * shard_size)
+
+
+def _write_shards(pipeline, sample_fn, manifest: GenerationManifest, paths, pending: list[int], state) -> list[int]:
+    """This process's share of the `pending` shards, each written atomically; returns the shard indices written."""
+    settings = manifest.settings
+    shard_size, num_samples = settings["shard_size"], settings["num_samples"]
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline.to(state.device)
+    written = []
+    with state.split_between_processes(pending) as mine:
+        bar = tqdm(
+            mine,
+            desc=f"shards (process {state.process_index})",
+            position=state.process_index,
+            disable=not mine,
+            unit="shard",
+        )
+        for k in bar:
+            indices = range(k * shard_size, k * shard_size + _rows_in(k, shard_size, num_samples))
+            table = _shard_table(
+                pipeline, sample_fn, indices, settings["batch_size"], settings["base_seed"],
+                settings["num_inference_steps"], manifest,
+            )  # fmt: skip
+            _atomic_write_parquet(table, paths[k], row_group_size=100 if sample_fn.modality == "image" else None)
+            written.append(k)
+    return written
