@@ -295,59 +295,74 @@ def publish(
     api = HfApi(token=token)
     with _session_timeout(timeout):
         if "/" not in repo_id:  # the card's "how to load" snippet needs the full id
-            try:
-                repo_id = f"{api.whoami()['name']}/{repo_id}"
-            except (_httpx.HTTPError, OSError) as err:
-                raise HubPushError(
-                    f"Could not resolve the namespace of {repo_id!r} on {api.endpoint} ({err}); nothing was written. "
-                    "Pass a full 'username/model-name' repo_id.",
-                    repo_id,
-                    Path(save_directory) if save_directory else None,
-                ) from err
-
-        temporary = None
-        if isinstance(pipeline, (str, os.PathLike)):
-            local_dir = Path(pipeline)
-            community_name = _prepare_folder(local_dir, card, repo_id, community_pipeline)
-            class_name = _pipeline_class_name(local_dir)
-        else:
-            if save_directory is None:
-                temporary = Path(tempfile.mkdtemp(prefix="diffusers-xai-push-"))
-                local_dir = temporary / repo_id.split("/")[-1]
-            else:
-                local_dir = Path(save_directory)
-            try:
-                save_pretrained_with_card(
-                    pipeline, local_dir, card, repo_id=repo_id, community_pipeline=community_pipeline
-                )
-            except BaseException:
-                if temporary is not None:
-                    shutil.rmtree(temporary, ignore_errors=True)
-                raise
-            class_name = type(pipeline).__name__
-            community = _community_source(class_name, community_pipeline)
-            community_name = community.name if community is not None else None
+            repo_id = _full_repo_id(api, repo_id, save_directory)
+        local_dir, temporary, class_name, community_name = _stage(
+            pipeline, card, repo_id, save_directory, community_pipeline
+        )
         # only the allow-list, each file resolved inside the folder (checked before the repo is even created)
         allowed = upload_allow_list(local_dir, SUMMARY_PATH, (community_name,) if community_name else ())
-
-        try:
-            api.create_repo(repo_id, private=private, exist_ok=True)
-            info = api.create_commit(
-                repo_id=repo_id,
-                operations=[CommitOperationAdd(name, str(local_dir / name)) for name in allowed],
-                commit_message=commit_message or f"Upload {class_name} with explanation card",
-            )
-        except (_httpx.HTTPError, OSError, RuntimeError, ValueError) as err:
-            # HTTP errors and timeouts, LFS upload failures (RuntimeError), README metadata refused by the Hub
-            # (ValueError): whatever happened, the local folder is intact and the push can be retried as is.
-            raise HubPushError(
-                f"Pushing {local_dir} to {repo_id!r} on {api.endpoint} failed: {type(err).__name__}: {err}\n"
-                f"The local copy in {local_dir} is complete and was not modified; retry with "
-                f"`diffusers-xai push {local_dir} --repo-id {repo_id}`.",
-                repo_id,
-                local_dir,
-            ) from err
+        info = _commit(
+            api, repo_id, local_dir, allowed, private, commit_message or f"Upload {class_name} with explanation card"
+        )
     if temporary is not None:
         shutil.rmtree(temporary, ignore_errors=True)
     logger.info(f"Pushed {local_dir} to {info.commit_url}")
     return info
+
+
+def _full_repo_id(api, repo_id: str, save_directory) -> str:
+    """`"name"` → `"<your namespace>/name"` (asks the Hub who the token belongs to)."""
+    try:
+        return f"{api.whoami()['name']}/{repo_id}"
+    except (_httpx.HTTPError, OSError) as err:
+        raise HubPushError(
+            f"Could not resolve the namespace of {repo_id!r} on {api.endpoint} ({err}); nothing was written. "
+            "Pass a full 'username/model-name' repo_id.",
+            repo_id,
+            Path(save_directory) if save_directory else None,
+        ) from err
+
+
+def _stage(pipeline, card, repo_id: str, save_directory, community_pipeline):
+    """The folder to push: a saved pipeline folder (card (re)written when needed), or `pipeline` saved with its card
+    into `save_directory` or a temp folder. Returns `(folder, temp root or None, pipeline class, community file)`."""
+    if isinstance(pipeline, (str, os.PathLike)):
+        local_dir = Path(pipeline)
+        community_name = _prepare_folder(local_dir, card, repo_id, community_pipeline)
+        return local_dir, None, _pipeline_class_name(local_dir), community_name
+    temporary = None
+    if save_directory is None:
+        temporary = Path(tempfile.mkdtemp(prefix="diffusers-xai-push-"))
+        local_dir = temporary / repo_id.split("/")[-1]
+    else:
+        local_dir = Path(save_directory)
+    try:
+        save_pretrained_with_card(pipeline, local_dir, card, repo_id=repo_id, community_pipeline=community_pipeline)
+    except BaseException:
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    class_name = type(pipeline).__name__
+    community = _community_source(class_name, community_pipeline)
+    return local_dir, temporary, class_name, community.name if community is not None else None
+
+
+def _commit(api, repo_id: str, local_dir: Path, allowed, private, commit_message: str) -> CommitInfo:
+    """Create the repo if needed and push `allowed` files of `local_dir` in one commit."""
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        return api.create_commit(
+            repo_id=repo_id,
+            operations=[CommitOperationAdd(name, str(local_dir / name)) for name in allowed],
+            commit_message=commit_message,
+        )
+    except (_httpx.HTTPError, OSError, RuntimeError, ValueError) as err:
+        # HTTP errors and timeouts, LFS upload failures (RuntimeError), README metadata refused by the Hub
+        # (ValueError): whatever happened, the local folder is intact and the push can be retried as is.
+        raise HubPushError(
+            f"Pushing {local_dir} to {repo_id!r} on {api.endpoint} failed: {type(err).__name__}: {err}\n"
+            f"The local copy in {local_dir} is complete and was not modified; retry with "
+            f"`diffusers-xai push {local_dir} --repo-id {repo_id}`.",
+            repo_id,
+            local_dir,
+        ) from err
