@@ -110,10 +110,26 @@ def evaluate_images(
     real_f = extract_features(real_x, extractor, desc="features (real)", **kw)
     fake_f = extract_features(fake_x, extractor, desc="features (generated)", **kw)
     train_f = real_f if training is None else extract_features(train_x, extractor, desc="features (training)", **kw)
-    dim = real_f.features.shape[1]
-
     # 1. distribution distances (FID beside KID, with the small-N caveats)
-    report.warnings += fid_sample_warnings(len(real_x), len(fake_x), dim, space)
+    _add_distances(report, real_f, fake_f, space, kid_subsets, kid_subset_size, seed)
+    # 2. Inception Score under the extractor's classifier, with the real data's as the ceiling to compare with
+    _add_inception_scores(report, real_f, fake_f, space, is_splits, seed)
+    # 3. fidelity and diversity on k-NN manifolds
+    prdc = _add_fidelity_and_diversity(report, real_f, fake_f, space, nearest_k, progress)
+    # 4. memorisation against the training set, in pixel and in feature space
+    memorization = (memorization_k, memorization_alpha, memorization_threshold)
+    mem_pixel = _add_memorization(report, fake_x, train_x, fake_f, train_f, space, memorization, progress)
+    # 5. pictures
+    if output_dir is not None:
+        _add_plots(report, output_dir, fake_x, train_x, mem_pixel, prdc, space, nearest_k)
+    return report
+
+
+def _add_distances(report, real_f, fake_f, space: str, kid_subsets: int, kid_subset_size: int, seed: int) -> None:
+    """FID and KID (with FID's small-sample warnings)."""
+    real_x_len, fake_x_len = len(real_f.features), len(fake_f.features)
+    dim = real_f.features.shape[1]
+    report.warnings += fid_sample_warnings(real_x_len, fake_x_len, dim, space)
     report.add(
         f"FID ({space} features)",
         frechet_distance(real_f.features, fake_f.features),
@@ -134,16 +150,20 @@ def evaluate_images(
         "against itself.",
     )
 
-    # 2. Inception Score under the extractor's classifier, with the real data's as the ceiling to compare with
+
+def _add_inception_scores(report, real_f, fake_f, space: str, is_splits: int, seed: int) -> None:
+    """IS of the generated images and, as the ceiling, of the real ones (when the extractor has logits)."""
     if fake_f.logits is not None:
-        if len(fake_x) >= is_splits:
+        if len(fake_f.features) >= is_splits:
             mean, std = inception_score(fake_f.logits, splits=is_splits, seed=seed)
             report.add(f"IS ({space} classifier)", mean, std=std, key="is", higher_is_better=True)
-        if len(real_x) >= is_splits:
+        if len(real_f.features) >= is_splits:
             mean, std = inception_score(real_f.logits, splits=is_splits, seed=seed)
             report.add(f"IS of real data ({space} classifier)", mean, std=std, key="is_real", higher_is_better=True)
 
-    # 3. fidelity and diversity on k-NN manifolds
+
+def _add_fidelity_and_diversity(report, real_f, fake_f, space: str, nearest_k: int, progress: bool):
+    """Precision/recall/density/coverage, pairwise diversity and class coverage; returns the PRDC result."""
     prdc = compute_prdc(real_f.features, fake_f.features, nearest_k=nearest_k, progress=progress)
     for attr, label in (
         ("precision", "Precision"),
@@ -178,8 +198,12 @@ def evaluate_images(
             higher_is_better=False,
         )
         report.details["class_coverage"] = cov.to_dict()
+    return prdc
 
-    # 4. memorisation against the training set, in pixel and in feature space
+
+def _add_memorization(report, fake_x, train_x, fake_f, train_f, space: str, memorization, progress: bool):
+    """The Carlini et al. test in pixel and feature space; returns the pixel-space result (for the plot)."""
+    memorization_k, memorization_alpha, memorization_threshold = memorization
     mem_pixel = memorization_test(
         fake_x, train_x, memorization_k, memorization_alpha, memorization_threshold, space="pixel", progress=progress
     )
@@ -211,25 +235,26 @@ def evaluate_images(
             f"{int(mem_pixel.flagged.sum())} generated images are near-copies of training images in pixel space "
             f"(indices {mem_pixel.to_dict(10)['flagged_indices']}...)."
         )
+    return mem_pixel
 
-    # 5. pictures
-    if output_dir is not None:
-        from ..viz.evaluation import plot_class_histogram, plot_metric_bars, plot_nearest_neighbours
 
-        report.artifacts["nearest_neighbours"] = plot_nearest_neighbours(
-            fake_x, train_x, mem_pixel, os.path.join(output_dir, "nearest_neighbours.png")
+def _add_plots(report, output_dir, fake_x, train_x, mem_pixel, prdc, space: str, nearest_k: int) -> None:
+    """Nearest-neighbour, PRDC and class-histogram PNGs into `output_dir` (listed in `report.artifacts`)."""
+    from ..viz.evaluation import plot_class_histogram, plot_metric_bars, plot_nearest_neighbours
+
+    report.artifacts["nearest_neighbours"] = plot_nearest_neighbours(
+        fake_x, train_x, mem_pixel, os.path.join(output_dir, "nearest_neighbours.png")
+    )
+    report.artifacts["prdc"] = plot_metric_bars(
+        {k: v for k, v in prdc.to_dict().items() if k != "nearest_k"},
+        os.path.join(output_dir, "prdc.png"),
+        title=f"Precision / recall / density / coverage ({space} features, k={nearest_k})",
+    )
+    if "class_coverage" in report.details:
+        cov = report.details["class_coverage"]
+        report.artifacts["class_histogram"] = plot_class_histogram(
+            cov["fake_histogram"],
+            cov["real_histogram"],
+            os.path.join(output_dir, "class_histogram.png"),
+            title=f"Predicted classes ({space} classifier)",
         )
-        report.artifacts["prdc"] = plot_metric_bars(
-            {k: v for k, v in prdc.to_dict().items() if k != "nearest_k"},
-            os.path.join(output_dir, "prdc.png"),
-            title=f"Precision / recall / density / coverage ({space} features, k={nearest_k})",
-        )
-        if "class_coverage" in report.details:
-            cov = report.details["class_coverage"]
-            report.artifacts["class_histogram"] = plot_class_histogram(
-                cov["fake_histogram"],
-                cov["real_histogram"],
-                os.path.join(output_dir, "class_histogram.png"),
-                title=f"Predicted classes ({space} classifier)",
-            )
-    return report
