@@ -375,10 +375,10 @@ def evaluate_table(
     with warnings.catch_warnings():  # sdmetrics warns about its own import paths on import
         warnings.simplefilter("ignore")
         from sdmetrics.reports.single_table import QualityReport
-        from sdmetrics.single_table import DCRBaselineProtection, DCROverfittingProtection
 
     metadata = metadata or infer_metadata(real)
     synthetic, notes = check_table_pair(real, synthetic, metadata)
+    test_notes = []
     if real_test is not None:
         real_test, test_notes = check_table_pair(real, real_test, metadata, "real_test")
     report = EvaluationReport(
@@ -388,15 +388,7 @@ def evaluate_table(
     report.details["metadata"] = metadata
 
     # 1. SDMetrics quality report
-    quality = QualityReport()
-    quality.generate(real, synthetic, metadata, verbose=False)
-    properties = quality.get_properties().set_index("Property")["Score"]
-    report.add("SDMetrics Quality Score", quality.get_score(), key="quality_score", higher_is_better=True)
-    for prop, key in (("Column Shapes", "column_shapes"), ("Column Pair Trends", "column_pair_trends")):
-        report.add(f"SDMetrics {prop}", properties.get(prop, float("nan")), key=key, higher_is_better=True)
-    shapes = quality.get_details("Column Shapes")
-    report.details["column_shapes"] = dict(zip(shapes["Column"], shapes["Score"].astype(float)))
-
+    _add_quality(report, QualityReport(), real, synthetic, metadata)
     # 2. detection (classifier two-sample test)
     report.add(
         f"Detection AUC ({MODEL_NAME}, {detection_folds}-fold)",
@@ -408,27 +400,59 @@ def evaluate_table(
 
     # 3. utility: TSTR vs TRTR on the same real test rows
     if target is not None:
-        if target not in real.columns:
-            raise ValueError(f"`target` {target!r} is not a column of the real table; columns: {list(real.columns)}.")
-        task = _task(metadata, target, task)
-        if real_test is None:
-            from sklearn.model_selection import train_test_split
+        _add_utility(report, real, synthetic, real_test, target, metadata, task, test_size, seed)
+    # 4. privacy: distance to closest record (against a holdout when given), and SDMetrics' DCR protection scores
+    _add_dcr(report, real, synthetic, real_test, metadata, test_notes)
+    if sdmetrics_privacy:
+        _add_sdmetrics_privacy(report, real, synthetic, real_test, metadata, seed)
+    if output_dir is not None:
+        from ..viz.evaluation import plot_metric_bars
 
-            stratify = real[target] if task == "classification" and real[target].value_counts().min() >= 2 else None
-            real_train, held_out = train_test_split(real, test_size=test_size, random_state=seed, stratify=stratify)
-            report.warnings.append(
-                "TSTR is scored on a split of `real`; if the generator was trained on all of `real` it has seen those "
-                "test rows. Pass `real_test` (rows the generator never saw) for an unbiased utility estimate."
-            )
-        else:
-            real_train, held_out = real, real_test
-        tstr = train_synthetic_test_real(real_train, synthetic, held_out, target, metadata, task, seed)
-        report.add(f"TSTR {tstr.metric} ({MODEL_NAME}, target {target})", tstr.tstr, key="tstr", higher_is_better=True)
-        report.add(f"TRTR {tstr.metric} ({MODEL_NAME}, target {target})", tstr.trtr, key="trtr", higher_is_better=True)
-        report.add("TSTR / TRTR", tstr.ratio, key="tstr_ratio", higher_is_better=True)
-        report.details["tstr"] = tstr.to_dict()
+        bars = {m.name: m.value for m in report.metrics if m.key not in ("dcr_median", "dcr_median_holdout")}
+        report.artifacts["scores"] = plot_metric_bars(
+            bars, os.path.join(output_dir, "table_scores.png"), title="Synthetic table evaluation"
+        )
+    for w in report.warnings:
+        logger.warning(w)
+    return report
 
-    # 4. privacy: distance to closest record
+
+def _add_quality(report, quality, real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict) -> None:
+    """SDMetrics' QualityReport: the score, column shapes and column pair trends."""
+    quality.generate(real, synthetic, metadata, verbose=False)
+    properties = quality.get_properties().set_index("Property")["Score"]
+    report.add("SDMetrics Quality Score", quality.get_score(), key="quality_score", higher_is_better=True)
+    for prop, key in (("Column Shapes", "column_shapes"), ("Column Pair Trends", "column_pair_trends")):
+        report.add(f"SDMetrics {prop}", properties.get(prop, float("nan")), key=key, higher_is_better=True)
+    shapes = quality.get_details("Column Shapes")
+    report.details["column_shapes"] = dict(zip(shapes["Column"], shapes["Score"].astype(float)))
+
+
+def _add_utility(report, real, synthetic, real_test, target: str, metadata: dict, task, test_size: float, seed: int):
+    """TSTR vs TRTR on `target`, tested on `real_test` or else on a split of `real` (with a warning)."""
+    if target not in real.columns:
+        raise ValueError(f"`target` {target!r} is not a column of the real table; columns: {list(real.columns)}.")
+    task = _task(metadata, target, task)
+    if real_test is None:
+        from sklearn.model_selection import train_test_split
+
+        stratify = real[target] if task == "classification" and real[target].value_counts().min() >= 2 else None
+        real_train, held_out = train_test_split(real, test_size=test_size, random_state=seed, stratify=stratify)
+        report.warnings.append(
+            "TSTR is scored on a split of `real`; if the generator was trained on all of `real` it has seen those "
+            "test rows. Pass `real_test` (rows the generator never saw) for an unbiased utility estimate."
+        )
+    else:
+        real_train, held_out = real, real_test
+    tstr = train_synthetic_test_real(real_train, synthetic, held_out, target, metadata, task, seed)
+    report.add(f"TSTR {tstr.metric} ({MODEL_NAME}, target {target})", tstr.tstr, key="tstr", higher_is_better=True)
+    report.add(f"TRTR {tstr.metric} ({MODEL_NAME}, target {target})", tstr.trtr, key="trtr", higher_is_better=True)
+    report.add("TSTR / TRTR", tstr.ratio, key="tstr_ratio", higher_is_better=True)
+    report.details["tstr"] = tstr.to_dict()
+
+
+def _add_dcr(report, real, synthetic, real_test, metadata: dict, test_notes: list[str]) -> None:
+    """Distance to closest record synthetic→real, the exact-copy rate, and the DCR ratio against a holdout."""
     dcr = distance_to_closest_record(synthetic, real, metadata)
     report.add("Median DCR synthetic→real (SDMetrics definition)", float(np.median(dcr)), key="dcr_median")
     report.add(
@@ -456,36 +480,32 @@ def evaluate_table(
         )
         report.details["dcr_ratio"] = ratio.to_dict()
         report.warnings += test_notes + ([ratio.warning] if ratio.warning else [])
-    if sdmetrics_privacy:
+
+
+def _add_sdmetrics_privacy(report, real, synthetic, real_test, metadata: dict, seed: int) -> None:
+    """SDMetrics' DCRBaselineProtection (seeded) and, with a holdout, DCROverfittingProtection."""
+    with warnings.catch_warnings():  # sdmetrics warns about its own import paths on import
+        warnings.simplefilter("ignore")
+        from sdmetrics.single_table import DCRBaselineProtection, DCROverfittingProtection
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # sdmetrics draws its random baseline with `np.random.default_rng(cls._seed)`: a subclass seeds it
+        # without touching the library's class.
+        seeded = type("SeededDCRBaselineProtection", (DCRBaselineProtection,), {"_seed": seed})
+        baseline = seeded.compute_breakdown(real, synthetic, metadata, None)
+    report.add(
+        "SDMetrics DCRBaselineProtection", baseline["score"], key="dcr_baseline_protection", higher_is_better=True
+    )
+    report.details["dcr_baseline_protection"] = baseline
+    if real_test is not None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # sdmetrics draws its random baseline with `np.random.default_rng(cls._seed)`: a subclass seeds it
-            # without touching the library's class.
-            seeded = type("SeededDCRBaselineProtection", (DCRBaselineProtection,), {"_seed": seed})
-            baseline = seeded.compute_breakdown(real, synthetic, metadata, None)
+            overfit = DCROverfittingProtection.compute_breakdown(real, synthetic, real_test, metadata, None)
         report.add(
-            "SDMetrics DCRBaselineProtection", baseline["score"], key="dcr_baseline_protection", higher_is_better=True
+            "SDMetrics DCROverfittingProtection",
+            overfit["score"],
+            key="dcr_overfitting_protection",
+            higher_is_better=True,
         )
-        report.details["dcr_baseline_protection"] = baseline
-        if real_test is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                overfit = DCROverfittingProtection.compute_breakdown(real, synthetic, real_test, metadata, None)
-            report.add(
-                "SDMetrics DCROverfittingProtection",
-                overfit["score"],
-                key="dcr_overfitting_protection",
-                higher_is_better=True,
-            )
-            report.details["dcr_overfitting_protection"] = overfit
-
-    if output_dir is not None:
-        from ..viz.evaluation import plot_metric_bars
-
-        bars = {m.name: m.value for m in report.metrics if m.key not in ("dcr_median", "dcr_median_holdout")}
-        report.artifacts["scores"] = plot_metric_bars(
-            bars, os.path.join(output_dir, "table_scores.png"), title="Synthetic table evaluation"
-        )
-    for w in report.warnings:
-        logger.warning(w)
-    return report
+        report.details["dcr_overfitting_protection"] = overfit
