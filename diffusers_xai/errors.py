@@ -17,7 +17,13 @@ __all__ = ["DEBUG_ENV", "EXIT_BAD_INPUT", "report_user_errors", "user_error_mess
 
 DEBUG_ENV = "DIFFUSERS_XAI_DEBUG"
 EXIT_BAD_INPUT = 2
-_DEBUG_HINT = f" (run with --debug or {DEBUG_ENV}=1 for the traceback)"
+
+
+def _debug_hint(prog: str) -> str:
+    # `--debug` belongs to the top-level parser of the console script (`diffusers-xai --debug train ...`)
+    name, _, command = prog.partition(" ")
+    flag = f"`{name} --debug {command} ...`" if command else "--debug"
+    return f" (for the traceback: {flag} or {DEBUG_ENV}=1)"
 
 
 def _one_line(text: str) -> str:
@@ -98,5 +104,5 @@ def report_user_errors(prog: str, run: Callable[[], int], debug: bool = False) -
         message = None if debug else user_error_message(err)
         if message is None:
             raise
-        print(f"{prog}: error: {message}{_DEBUG_HINT}", file=sys.stderr)
+        print(f"{prog}: error: {message}{_debug_hint(prog)}", file=sys.stderr)
         return EXIT_BAD_INPUT
