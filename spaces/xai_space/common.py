@@ -181,7 +181,8 @@ def model_choices(env_var: str, bundled_label: str) -> list[str]:
 def resolve_source(source: str | None, bundled_label: str, bundled_dir: Path) -> str:
     """The folder or Hub id behind a model-box entry (the bundled label, an empty box or None: the bundled one).
     Anything else must be on the owner's allow-list: a visitor never makes the Space read a path or download."""
-    if source is None or not str(source).strip() or source == bundled_label:
+    # the bundled folder itself comes back from the tabs' own state (a generation remembers where it came from)
+    if source is None or not str(source).strip() or source in (bundled_label, str(bundled_dir)):
         return str(bundled_dir)
     source = str(source).strip()
     allowed = allowed_models()
