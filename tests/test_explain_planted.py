@@ -143,7 +143,7 @@ def test_why_this_class_points_at_the_planted_corner(planted_unet_8px, null_clas
 def test_why_this_class_points_at_the_planted_corner_full():
     """Fitted longer (500 steps), against the mean over classes at every step. The null-class contrast is not asserted
     here: measured 0.77 at t = 600 after 500 steps (0.8+ after 200): the longer-fitted unconditional model reads the
-    mark from x_t sooner, so the class adds less and the contrast map is noisier (a finding, see the README)."""
+    mark from x_t sooner, so the class adds less and the contrast map is noisier."""
     unet, scheduler = _planted_image_model(8, (8, 16), num_steps=500)
     for t in (800, 600, 400, 200):
         assert _why_this_class_hits(unet, scheduler, 8, t, "mean") >= 0.8, t
