@@ -403,6 +403,7 @@ def test_browser_other_tabs(app, page, tmp_path):
     tabs = (("Tabular", "tabular", app.tabular.TABULAR), ("Time series", "timeseries", app.timeseries.TIMESERIES))
     for tab, name, available in tabs:
         page.get_by_role("tab", name=tab, exact=True).click()
+        assert page.get_by_role("tab", name=tab, exact=True).get_attribute("aria-selected") == "true"
         if available is None:  # the tab says why
             page.wait_for_function(
                 "(t) => [...document.querySelectorAll('[role=tabpanel]')]"
@@ -414,9 +415,13 @@ def test_browser_other_tabs(app, page, tmp_path):
             page.wait_for_function(
                 "() => Number(document.querySelector('#tabular-rows [role=grid]')?.getAttribute('aria-rowcount')) > 10"
             )
+            assert "proline" in page.locator("#tabular-rows").inner_text()  # the wine table's columns, decoded
         else:
             page.locator("#series-generate").click()
-            _wait_for_new_image(page, "#series-plot", None)
-            _wait_for_new_image(page, "#series-step-plot", None)
-        _screenshot(page, tmp_path, name)
+            series = _wait_for_new_image(page, "#series-plot", None)
+            step = _wait_for_new_image(page, "#series-step-plot", None)
+            assert series != step  # two different plots: the windows, and x_t / x0 at the last step
+        shot = np.asarray(Image.open(_screenshot(page, tmp_path, name)).convert("L"))
+        assert shot.std() > 5  # a rendered page, not a blank one
     page.get_by_role("tab", name="Images", exact=True).click()
+    assert page.get_by_role("tab", name="Images", exact=True).get_attribute("aria-selected") == "true"
