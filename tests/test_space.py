@@ -256,7 +256,9 @@ def test_evaluate_endpoint(client, generated):
     summary, nn_plot, prdc_plot, hist_plot, report, archive = client.predict(api_name="/evaluate")
     assert f"image evaluation: {BATCH} generated vs 1797 real" in summary
     metrics = {m["key"]: m["value"] for m in report["metrics"]}
-    assert 0 <= metrics["prdc_precision"] <= 1 and 0 <= metrics["prdc_coverage"] <= 1
+    # precision counts generated samples (3) and coverage real ones (1797): each is a count over its set
+    assert metrics["prdc_precision"] * BATCH == pytest.approx(round(metrics["prdc_precision"] * BATCH), abs=1e-6)
+    assert metrics["prdc_coverage"] * 1797 == pytest.approx(round(metrics["prdc_coverage"] * 1797), abs=1e-3)
     assert "Precision (digits-CNN features, k=2)" in summary  # k = batch - 1 for a batch of 3
     assert all(Image.open(p).size[0] > 0 for p in (nn_plot, prdc_plot, hist_plot))
     with zipfile.ZipFile(archive) as z:
