@@ -14,6 +14,7 @@ import pytest
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
+from diffusers import UNet2DModel  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
 
@@ -108,6 +109,13 @@ def test_hub_models_are_checked_from_metadata_before_download(local_hub, client,
     assert _cached_weights(cache) == []  # refused from metadata: nothing was downloaded
 
     monkeypatch.setattr(app.common, "MAX_DOWNLOAD_BYTES", 10 * 2**20)
+    n_params = sum(p.numel() for p in UNet2DModel.from_pretrained(folder / "unet").parameters())
+    monkeypatch.setattr(app.common, "MAX_PARAMS", n_params - 1)  # read from the safetensors header, not the weights
+    with pytest.raises(AppError, match=rf"{repo}' has {n_params / 1e6:.1f}M parameters in its safetensors weights"):
+        client.predict(repo, "ddim", 2, 0, 1, api_name="/generate")
+    assert _cached_weights(cache) == []
+
+    monkeypatch.setattr(app.common, "MAX_PARAMS", n_params)
     assert len(client.predict(repo, "ddim", 2, 0, 1, api_name="/generate")[0]) == 1
     assert _cached_weights(cache) == ["diffusion_pytorch_model.safetensors"]
 

@@ -221,6 +221,16 @@ def check_hub_repo(repo_id: str) -> int:
             f"{repo_id!r} holds {total / 2**20:.1f} MiB of weights and configs; this Space downloads at most "
             f"{MAX_DOWNLOAD_BYTES / 2**20:.0f} MiB (DIFFUSERS_XAI_MAX_DOWNLOAD_MB)."
         )
+    # the parameter cap, also before any download: each safetensors header (a byte-range read of its first few kB)
+    # lists every tensor's shape, which huggingface_hub sums per dtype
+    api = HfApi()
+    weights = [f for f in fetched if f.endswith(".safetensors")]
+    n_params = sum(sum(api.parse_safetensors_file_metadata(repo_id, f).parameter_count.values()) for f in weights)
+    if n_params > MAX_PARAMS:
+        raise ValueError(
+            f"{repo_id!r} has {n_params / 1e6:.1f}M parameters in its safetensors weights; this Space accepts at most "
+            f"{MAX_PARAMS / 1e6:.0f}M (set DIFFUSERS_XAI_MAX_PARAMS to raise it)."
+        )
     return total
 
 
