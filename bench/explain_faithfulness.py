@@ -20,7 +20,7 @@ Prints one markdown table per modality and writes the numbers as JSON (`--out`);
 them as the package's verdicts (`diffusers_xai/explain/verdicts.json`), which cards, the Space and the default
 method lists read. Heavy: run it under the shared lock.
 
-    flock /tmp/dxai-heavy.lock python bench/explain_faithfulness.py --threads 2 --write-verdicts
+    python bench/explain_faithfulness.py --threads 2 --write-verdicts
     python bench/explain_faithfulness.py --samples 8 --steps 1 --planted-samples 16 --planted-fit-scale 0.2  # short
 """
 

@@ -15,7 +15,7 @@ The random-map curves depend only on the inputs, so they are computed once and s
 one sample x K steps is not; its cost is printed separately (it is the same 2,000 resamples in
 bench/explain_faithfulness.py's 32 x 3 run). Seconds are wall time on this machine; the check is < 60 s per method.
 
-    OMP_NUM_THREADS=2 flock /tmp/dxai-heavy.lock python bench/explain_scale.py --threads 2
+    OMP_NUM_THREADS=2 python bench/explain_scale.py --threads 2
 """
 
 from __future__ import annotations

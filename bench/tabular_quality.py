@@ -24,7 +24,7 @@ quantile), to measure its cost to fidelity.
 
 CPU-heavy (about 4 minutes per table at the defaults on 2 threads): run it alone under the shared lock, e.g.
 
-    flock /tmp/dxai-heavy.lock python bench/tabular_quality.py --tables wine iris --steps 2000 --threads 2
+    python bench/tabular_quality.py --tables wine iris --steps 2000 --threads 2
 
 SDV is a bench-only dependency: `pip install -c constraints.txt sdv`.
 """

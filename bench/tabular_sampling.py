@@ -10,7 +10,7 @@ the table's schema; samplers run round-robin for `--repeats` rounds and the medi
 DDPM-1000 is timed on `--ddpm-rows` rows (default 5,000: 100,000 rows would take about 10 minutes of both cores)
 and reported per row; the few-step samplers on all `--rows`.
 
-    flock /tmp/dxai-heavy.lock python bench/tabular_sampling.py --threads 2
+    python bench/tabular_sampling.py --threads 2
 """
 
 from __future__ import annotations
