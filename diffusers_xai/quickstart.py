@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -66,6 +67,7 @@ def run_quickstart(
     evaluate: bool = True,
     num_eval_samples: int = 256,
     resume: bool = False,
+    explain_methods: Sequence[str] | None = None,
 ) -> dict:
     """
     Train, sample with a trace, explain and evaluate; write everything into `output_dir` and return the summary.
@@ -73,7 +75,9 @@ def run_quickstart(
     Writes `samples.png`, `classes.png` (class-conditional models: one row per class, guidance 3), `trajectory.png`
     (x_t and predicted x0 across steps), `attention.png`, `trace.safetensors`, `pipeline/` (the saved
     `DiffusionXAIPipeline`), `training/` (checkpoints, tensorboard logs, validation grids), `explanations/` (one PNG
-    per method + `explanations.json`), `evaluation/` and `summary.json`.
+    per method + `explanations.json`), `evaluation/` and `summary.json`. `explain_methods` defaults to
+    [`DEFAULT_METHODS`]: the trajectory plus the map methods that passed their checks; every method's verdict is on
+    the card either way.
     """
     out = Path(output_dir)
     if not isinstance(num_samples, int) or not 1 <= num_samples <= 256:
@@ -106,7 +110,7 @@ def run_quickstart(
     # 3. explain one generated sample with every method (faithfulness + sanity check included)
     explanation, report, methods = None, None, ()
     if explain:
-        explanation, methods = _explain(pipe, generation, out, files["samples"], summary)
+        explanation, methods = _explain(pipe, generation, out, files["samples"], summary, explain_methods)
     # 4. evaluate a larger batch against the real digits (digits-CNN features, honest metric names)
     if evaluate:
         report = _evaluate(pipe, out, num_eval_samples, num_inference_steps, seed)
@@ -168,13 +172,16 @@ def _training_summary(result, config) -> dict:
     }
 
 
-def _explain(pipe, generation, out: Path, samples_png, summary: dict):
-    """Every explainer on sample 0 (into `summary["explanations"]`); returns the card fields and the methods."""
+def _explain(pipe, generation, out: Path, samples_png, summary: dict, methods: Sequence[str] | None):
+    """The explainers on sample 0 (into `summary["explanations"]`); returns the card fields and the methods."""
     from .explain import DEFAULT_METHODS, explain_generation
     from .modalities.image.modality import card_fields_from_summary
 
-    summary["explanations"] = explain_generation(pipe, generation, out / "explanations", sample_index=0)
-    return card_fields_from_summary(summary["explanations"], out / "explanations", samples_png), DEFAULT_METHODS
+    methods = tuple(DEFAULT_METHODS if methods is None else methods)
+    summary["explanations"] = explain_generation(
+        pipe, generation, out / "explanations", methods=methods, sample_index=0
+    )
+    return card_fields_from_summary(summary["explanations"], out / "explanations", samples_png), methods
 
 
 def _evaluate(pipe, out: Path, num_eval_samples: int, num_inference_steps: int, seed: int):

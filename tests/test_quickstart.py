@@ -41,7 +41,8 @@ def test_quickstart_command_writes_the_output_folder(tmp_path, capsys):
 def test_quickstart_with_explanations_and_evaluation_writes_a_full_card(tmp_path):
     out = tmp_path / "qs"
     args = ["--max_train_steps", "3", "--num_samples", "2", "--num_inference_steps", "4", "--num_eval_samples", "64"]
-    assert main(["quickstart", "--output_dir", str(out), *args]) == 0
+    methods = ["--explain_methods", "trajectory", "gradcam", "integrated_gradients", "occlusion", "shap"]
+    assert main(["quickstart", "--output_dir", str(out), *args, *methods]) == 0
     card = json.loads((out / "pipeline" / "explanations" / "summary.json").read_text())
     assert card["missing_sections"] == []
     assert set(card["faithfulness"]) >= {"gradcam", "integrated_gradients", "occlusion", "shap"}

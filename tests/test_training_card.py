@@ -18,6 +18,10 @@ from tests import hub_fixtures
 from tests.test_tabular_training import TINY as TINY_TABLE
 from tests.test_training import TINY, _write_config, tiny
 
+# the card machinery is exercised with map methods named explicitly: the modality defaults keep only the methods
+# that passed their checks (diffusers_xai/explain/verdicts.json), which may be none
+CARD_METHODS = ["trajectory", "gradcam", "saliency", "integrated_gradients"]
+
 local_hub = hub_fixtures.local_hub  # registers the fixture in this module
 
 
@@ -44,6 +48,7 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
         push_to_hub=True,
         hub_model_id=repo_id,
         hub_private_repo=True,
+        explain_methods=CARD_METHODS,
     )
     result = train(config)
 
@@ -126,7 +131,7 @@ def test_failed_push_keeps_the_trained_pipeline_and_card(local_hub, tmp_path):
     repo_id = f"{local_hub.user}/tiny-digits"
     out = tmp_path / "run"
     local_hub.inject("POST", r"/commit/", status=500)
-    config = tiny(out, max_train_steps=2, push_to_hub=True, hub_model_id=repo_id)
+    config = tiny(out, max_train_steps=2, push_to_hub=True, hub_model_id=repo_id, explain_methods=CARD_METHODS)
     with pytest.raises(HubPushError, match=f"diffusers-xai push {out} --repo-id {repo_id}"):
         train(config)
     assert local_hub.list_files(repo_id) == [".gitattributes"]
@@ -206,6 +211,7 @@ def test_timeseries_run_card_has_attributions_and_commit_steps(tmp_path):
             "validation_num_inference_steps": 5,
             "seed": 0,
             "output_dir": str(out),
+            "explain_methods": ["integrated_gradients", "commit_steps"],
         }
     )
     train(config)
@@ -229,3 +235,22 @@ def test_train_command_eval_samples_flag(tmp_path, capsys):
     assert report.num_generated == 32 and "fid" in report
     assert main(["train", "--config", config, "--eval_samples", "0"]) == 2
     assert "`eval_samples` must be" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["image", "tabular", "timeseries"])
+def test_default_methods_are_those_that_passed_their_checks(name):
+    from diffusers_xai.explain import DEFAULT_METHODS
+    from diffusers_xai.explain.verdicts import method_verdicts
+    from diffusers_xai.modalities import get_modality
+
+    modality = get_modality(name)
+    verdicts = method_verdicts(name)
+    defaults = modality.default_explain_methods
+    failed = {m for m, v in verdicts.items() if not v.get("passed")}
+    assert failed and not failed & set(defaults)  # every failing method is off the defaults
+    assert {m for m in defaults if m in verdicts} == {
+        m for m in verdicts if m not in failed and m in modality.explain_methods
+    }
+    assert defaults[0] == ("trajectory" if name == "image" else "commit_steps")  # analyses without maps stay on
+    if name == "image":
+        assert DEFAULT_METHODS == tuple(defaults)

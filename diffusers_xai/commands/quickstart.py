@@ -23,6 +23,12 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num_eval_samples", type=int, default=256, help="Generated images for the evaluation.")
     p.add_argument("--no_explain", action="store_true", help="Skip the explanations.")
+    p.add_argument(
+        "--explain_methods",
+        nargs="+",
+        default=None,
+        help="Explanation methods (default: the trajectory plus the map methods that passed their checks).",
+    )
     p.add_argument("--no_evaluate", action="store_true", help="Skip the evaluation.")
     p.add_argument("--resume", action="store_true", help="Resume training from the latest checkpoint in output_dir.")
     p.set_defaults(func=run)
@@ -43,6 +49,7 @@ def run(args) -> int:
         evaluate=not args.no_evaluate,
         num_eval_samples=args.num_eval_samples,
         resume=args.resume,
+        explain_methods=args.explain_methods,
     )
     print(json.dumps({k: summary[k] for k in ("pipeline", "training", "sampling", "files")}, indent=2, default=str))
     print(f"Wrote {args.output_dir}/summary.json")

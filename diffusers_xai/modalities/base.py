@@ -112,7 +112,18 @@ class Modality(ABC):
     # ---- end of training (see `diffusers_xai.training.finish`) ----
     # Methods `explain()` accepts, and the ones the explanation card uses unless `explain_methods` says otherwise.
     explain_methods: ClassVar[tuple[str, ...]] = ()
-    default_explain_methods: ClassVar[tuple[str, ...]] = ()
+    # Analyses without maps to check (trajectory, commit steps) are always on; a map method joins the defaults only
+    # where the measured verdicts (`bench/explain_faithfulness.py` → `diffusers_xai/explain/verdicts.json`) say it
+    # passed all three checks on this modality. The others stay available by name and are shown failing on the card.
+    always_explain_methods: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def default_explain_methods(self) -> tuple[str, ...]:
+        from ..explain.verdicts import load_verdicts  # on use: importing the explainers (captum) costs ~1.5 s
+
+        entry = load_verdicts()["modalities"].get(self.name) or {"methods": {}}
+        passing = [m for m, v in entry["methods"].items() if v.get("passed") and m in self.explain_methods]
+        return (*self.always_explain_methods, *passing)
 
     def reference_dataset(self, config, max_rows: int):
         """Up to `max_rows` training rows as a `datasets.Dataset` to evaluate against: a seeded random subset, or the

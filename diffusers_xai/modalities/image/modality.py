@@ -295,9 +295,7 @@ class ImageModality(Modality):
 
         return EXPLAIN_METHODS
 
-    # cheap enough to run after every training run (K forward+backward passes each); IG adds 32 per step
-    # attention is off the defaults: worse than random maps on deletion/insertion (diffusers_xai/explain/verdicts.json)
-    default_explain_methods = ("trajectory", "gradcam", "saliency", "integrated_gradients")
+    always_explain_methods = ("trajectory",)
 
     def reference_images(self, config, max_samples: int) -> torch.Tensor:
         """Up to `max_samples` training images (a seeded subset) as `[N, C, H, W]` in [0, 1], center-cropped."""

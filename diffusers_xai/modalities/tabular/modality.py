@@ -212,7 +212,7 @@ class TabularModality(Modality):
 
     # ---- end of training ----
     explain_methods = ATTRIBUTION_CARD_METHODS
-    default_explain_methods = ("integrated_gradients", "commit_steps")
+    always_explain_methods = ("commit_steps",)
 
     def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
         """SDMetrics quality, detection AUC, DCR and the DCR ratio against the `validation_split` holdout (and TSTR on

@@ -204,7 +204,7 @@ class TimeSeriesModality(Modality):
 
     # ---- end of training ----
     explain_methods = ATTRIBUTION_CARD_METHODS
-    default_explain_methods = ("integrated_gradients", "commit_steps")
+    always_explain_methods = ("commit_steps",)
 
     def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
         """TimeGAN discriminative/predictive scores, autocorrelation distance and window FID/KID of DDIM windows
