@@ -153,7 +153,9 @@ def test_tabular_trajectory_explain_commit(tab, table_run):
     one = tab.explain(state, "integrated_gradients", "proline", STEPS // 2)[2]
     assert list(one["mean_abs_attribution"]) == ["proline"]
     plot, summary, fractions = tab.commit(state)
-    assert set(fractions) == set(matrix) and all(0 <= v <= 1 for v in fractions.values())
+    assert set(fractions) == set(matrix) and max(fractions.values()) > min(fractions.values())
+    first, last = min(fractions, key=fractions.get), max(fractions, key=fractions.get)
+    assert summary.startswith(f"Earliest to settle: `{first}`; last: `{last}`")  # the summary reads the numbers
 
 
 def test_tabular_bad_input(tab, table_run):
@@ -175,7 +177,7 @@ def test_tabular_quality(tab, table_run):
     summary, plot, report, archive = tab.evaluate(table_run[2])
     assert f"tabular evaluation: {ROWS} generated vs 178 real" in summary
     metrics = {m["key"]: m["value"] for m in report["metrics"]}
-    assert 0 <= metrics["detection_auc"] <= 1
+    assert metrics["detection_auc"] < 0.9  # the bundled (trained) model's rows are not trivially told from real ones
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -216,7 +218,9 @@ def test_timeseries_trajectory_explain_commit(series_tab, series_run):
     assert everything["target"] == {"channel": series_tab.ALL_CHANNELS, "time": "all"}
     assert not np.allclose(everything["per_time_step"], per_time)  # the target region matters
     plot, summary, fractions = series_tab.commit(state)
-    assert len(fractions["per_time_step"]) == 24 and all(0 <= v <= 1 for v in fractions["per_time_step"])
+    per_step = np.array(fractions["per_time_step"])
+    assert len(per_step) == 24 and per_step.max() > per_step.min()
+    assert summary.startswith(f"Time step {per_step.argmin()} settles earliest and time step {per_step.argmax()} last")
 
 
 def test_timeseries_bad_input(series_tab, series_run):

@@ -173,7 +173,9 @@ def test_tabular_run_card_has_column_attributions_sanity_check_and_table_metrics
     result = train(config)
     report = result.evaluation
     assert report.modality == "tabular" and report.num_generated == 100 and report.num_real == 178
-    assert 0 < report["quality_score"].value <= 1 and 0 <= report["detection_auc"].value <= 1
+    # 6 steps of training: rows that a detector tells from real ones, scored as such, and the same numbers on disk
+    assert report["detection_auc"].value > 0.9 and report["quality_score"].value < 0.9
+    assert EvaluationReport.load(out / "evaluation" / "report.json").to_dict() == report.to_dict()
     assert "tstr" in report  # TSTR on the condition column
     summary = json.loads((out / "explanations" / "summary.json").read_text())
     assert set(summary["figures"]) >= {"integrated_gradients", "shap", "commit_steps"}
