@@ -248,7 +248,9 @@ def test_analyze_trajectory_endpoint(client, generated):
     assert Image.open(gif).n_frames == STEPS
     assert Image.open(curves).size[0] > 0 and Image.open(commit).size[0] > 0
     assert len(numbers["x0_distance_to_final"]) == STEPS and numbers["x0_distance_to_final"][-1] == 0
-    assert 0 <= numbers["mean_commit_fraction"] <= 1
+    # each of the 16x16 pixels commits at a whole step of the STEPS - 1 intervals: the mean is a count over them
+    pixel_steps = numbers["mean_commit_fraction"] * (STEPS - 1) * 16 * 16
+    assert pixel_steps == pytest.approx(round(pixel_steps), abs=1e-3) and 0 < round(pixel_steps) < (STEPS - 1) * 256
     assert f"{100 * numbers['mean_commit_fraction']:.0f}% of the steps" in summary
 
 
