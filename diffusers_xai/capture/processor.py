@@ -19,6 +19,33 @@ def find_attention_modules(model: torch.nn.Module) -> dict[str, Attention]:
     return {name: m for name, m in model.named_modules() if isinstance(m, Attention)}
 
 
+def prepare_attention_inputs(
+    attn: Attention,
+    hidden_states: torch.Tensor,
+    encoder_hidden_states: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    temb: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """
+    The input preparation of diffusers' `AttnProcessor2_0` before its projections: spatial norm, 4-D → token layout,
+    the attention mask as `[B, heads, Q, K]`, group norm. Returns `(hidden_states, attention_mask)`.
+    """
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    if hidden_states.ndim == 4:
+        b, c, h, w = hidden_states.shape
+        hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
+    batch_size, sequence_length, _ = (
+        hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+    )
+    if attention_mask is not None:
+        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
+        attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    return hidden_states, attention_mask
+
+
 def attention_probabilities(
     attn: Attention,
     hidden_states: torch.Tensor,
@@ -34,19 +61,10 @@ def attention_probabilities(
     norm, cross-attention norm, q/k norms) so the probabilities are those the layer actually uses. Written by
     hand because `F.scaled_dot_product_attention` (the default processor) never materialises them.
     """
-    if attn.spatial_norm is not None:
-        hidden_states = attn.spatial_norm(hidden_states, temb)
-    if hidden_states.ndim == 4:
-        b, c, h, w = hidden_states.shape
-        hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
-    batch_size, sequence_length, _ = (
-        hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+    hidden_states, attention_mask = prepare_attention_inputs(
+        attn, hidden_states, encoder_hidden_states, attention_mask, temb
     )
-    if attention_mask is not None:
-        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
-        attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
-    if attn.group_norm is not None:
-        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    batch_size = hidden_states.shape[0]
     query = attn.to_q(hidden_states)
     if encoder_hidden_states is None:
         encoder_hidden_states = hidden_states

@@ -25,6 +25,8 @@ from diffusers.models.attention_processor import (
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
+from .processor import prepare_attention_inputs
+
 __all__ = [
     "SUPPORTED_PROCESSORS",
     "QueryKey",
@@ -69,19 +71,9 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 def _attn_qk(attn, processor, hidden_states, encoder_hidden_states, attention_mask, temb=None, **_) -> QueryKey:
     """`AttnProcessor`, `AttnProcessor2_0`, `FusedAttnProcessor2_0` (UNet2DConditionModel, PixArt, DiT)."""
-    if attn.spatial_norm is not None:
-        hidden_states = attn.spatial_norm(hidden_states, temb)
-    if hidden_states.ndim == 4:
-        b, c, h, w = hidden_states.shape
-        hidden_states = hidden_states.view(b, c, h * w).transpose(1, 2)
-    batch_size, sequence_length, _ = (
-        hidden_states.shape if encoder_hidden_states is None else encoder_hidden_states.shape
+    hidden_states, attention_mask = prepare_attention_inputs(
+        attn, hidden_states, encoder_hidden_states, attention_mask, temb
     )
-    if attention_mask is not None:
-        attention_mask = attn.prepare_attention_mask(attention_mask, sequence_length, batch_size)
-        attention_mask = attention_mask.view(batch_size, attn.heads, -1, attention_mask.shape[-1])
-    if attn.group_norm is not None:
-        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
     is_cross = encoder_hidden_states is not None
     fused = isinstance(processor, FusedAttnProcessor2_0)
     if fused and not is_cross:
