@@ -119,11 +119,10 @@ class Modality(ABC):
 
     @property
     def default_explain_methods(self) -> tuple[str, ...]:
-        from ..explain.verdicts import load_verdicts  # on use: importing the explainers (captum) costs ~1.5 s
+        from ..explain.verdicts import load_verdicts, passing_methods  # on use: the explainers import captum (~1.5 s)
 
-        entry = load_verdicts()["modalities"].get(self.name) or {"methods": {}}
-        passing = [m for m, v in entry["methods"].items() if v.get("passed") and m in self.explain_methods]
-        return (*self.always_explain_methods, *passing)
+        passing = passing_methods(self.name) if self.name in load_verdicts()["modalities"] else ()
+        return (*self.always_explain_methods, *(m for m in passing if m in self.explain_methods))
 
     def reference_dataset(self, config, max_rows: int):
         """Up to `max_rows` training rows as a `datasets.Dataset` to evaluate against: a seeded random subset, or the
