@@ -175,6 +175,28 @@ def test_secrets_in_training_config_are_dropped(pipe, tmp_path):
     assert json.loads((tmp_path / SUMMARY_PATH).read_text())["training"]["config"] == {"wandb": {}, "lr": 0.1}
 
 
+def test_class_conditional_model_has_no_unconditional_pipeline_tag(tmp_path):
+    # the Hub has no class-conditional task; diffusers' DiT checkpoints carry no pipeline_tag, and neither do ours
+    from diffusers import DDIMScheduler
+
+    from diffusers_xai import DiffusionXAIPipeline
+    from diffusers_xai.testing import tiny_unet
+
+    conditional = DiffusionXAIPipeline(unet=tiny_unet(num_classes=3), scheduler=DDIMScheduler(num_train_timesteps=50))
+    eval_results = [{"metric_type": "fid", "metric_value": 1.5, "feature_extractor": "digits-cnn 64-d"}]
+    card = explanation_card(conditional, {"training": {"dataset": "digits"}, "eval_results": eval_results})
+    assert card.data.pipeline_tag is None
+    assert card.data.tags == ["diffusers-xai", "explainability", "synthetic-data", "image", "class-conditional"]
+    assert card.data.eval_results[0].task_type == "image-generation"
+    # a saved folder is read from its config the same way; an explicit tag still wins
+    conditional.save_pretrained(tmp_path / "saved")
+    assert explanation_card(tmp_path / "saved").data.pipeline_tag is None
+    assert explanation_card(conditional, {"pipeline_tag": "text-to-image"}).data.pipeline_tag == "text-to-image"
+    # the unconditional model keeps the Hub task it fits
+    plain = explanation_card(tiny_pipeline())
+    assert plain.data.pipeline_tag == "unconditional-image-generation" and "class-conditional" not in plain.data.tags
+
+
 def test_modality_tags(pipe):
     card = explanation_card(pipe, {"modality": "tabular", "tags": ["wine"]})
     assert card.data.tags == ["diffusers-xai", "explainability", "synthetic-data", "tabular", "wine"]

@@ -1,15 +1,19 @@
 """The Space's images tab: class picker and guidance slider for class-conditional models (handlers called directly)."""
 
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from diffusers import DDIMScheduler
+from safetensors.torch import load
 
 gr = pytest.importorskip("gradio")
 
-from diffusers_xai import DiffusionXAIPipeline  # noqa: E402
+from diffusers_xai import DiffusionXAIPipeline, Trace  # noqa: E402
+from diffusers_xai.explain import Explainer  # noqa: E402
 from diffusers_xai.testing import tiny_unet  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spaces"))
@@ -49,3 +53,42 @@ def test_generate_samples_the_picked_class_with_guidance(conditional_model):
 def test_picking_a_class_on_the_unconditional_model_is_a_clear_error():
     with pytest.raises(gr.Error, match=r"`class_labels` \('a'\) were given but this UNet is unconditional"):
         images.generate(None, "ddim", 2, 0, 1, "a", 1.0, progress=lambda *a, **k: None)
+
+
+def _space_maps(archive) -> torch.Tensor:
+    with zipfile.ZipFile(archive) as z:
+        return load(z.read("maps.safetensors"))["maps"]
+
+
+def test_explain_uses_the_class_each_sample_was_drawn_with(conditional_model):
+    progress = lambda *a, **k: None  # noqa: E731
+    out = images.generate(conditional_model, "ddim", 2, 0, 2, "b", 3.0, progress=progress)
+    state = out[1]
+    assert state["class_labels"] == [1, 1]
+    *_, summary, numbers, archive = images.explain(state, "saliency", None, 1, 1, False, False, progress=progress)
+    assert numbers["class_label"] == "b" and "(class b)" in summary
+    # the Space's maps are the explainer's on the trace with class 1, and not those with another class
+    pipe = DiffusionXAIPipeline.from_pretrained(conditional_model)
+    trace = Trace.load(state["trace_path"])
+    t = trace.steps[1].timestep
+    explainer = Explainer(pipe, methods=["saliency"], faithfulness=False, sanity_check=False)
+
+    def maps(label):
+        report = explainer.explain(trace, sample_index=1, timesteps=[t], class_labels=torch.tensor([label]))
+        return report.results["saliency"].maps.float()
+
+    assert torch.equal(_space_maps(archive), maps(1))
+    assert not torch.allclose(maps(1), maps(0))
+
+
+def test_explain_of_an_unconditional_draw_uses_the_null_class(conditional_model):
+    progress = lambda *a, **k: None  # noqa: E731
+    state = images.generate(conditional_model, "ddim", 2, 0, 1, images.UNCONDITIONAL, 1.0, progress=progress)[1]
+    assert state["class_labels"] == [3]  # 3 classes: label 3 is the null class
+    numbers = images.explain(state, "saliency", None, 0, 1, False, False, progress=progress)[4]
+    assert numbers["class_label"] == images.UNCONDITIONAL
+
+
+def test_unconditional_model_state_has_no_classes():
+    state = images.generate(None, "ddim", 2, 0, 1, images.UNCONDITIONAL, 1.0, progress=lambda *a, **k: None)[1]
+    assert state["class_labels"] is None

@@ -90,7 +90,8 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
     card.validate()
     meta = card.data.to_dict()
     assert {"diffusers-xai", "explainability", "synthetic-data", "image", "diffusers-training"} <= set(meta["tags"])
-    assert meta["library_name"] == "diffusers" and meta["pipeline_tag"] == "unconditional-image-generation"
+    # the digits have labels, so the model is class-conditional: no Hub task fits it (as for DiT), a tag says so
+    assert meta["library_name"] == "diffusers" and "pipeline_tag" not in meta and "class-conditional" in meta["tags"]
     metrics = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
     assert metrics["FID (digits-CNN features)"] == pytest.approx(report["fid"].value)
     assert metrics["Memorised fraction (pixel space, Carlini ℓ < 0.33)"] == report["memorized_fraction_pixel"].value

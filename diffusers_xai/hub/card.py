@@ -412,12 +412,21 @@ def _verdicts(data: ExplanationCardData, modality: str) -> tuple[list[dict], str
     return rows, note
 
 
+def _class_conditional(summary: dict | None) -> bool:
+    """Whether a summarised pipeline's denoiser has a class embedding (`num_class_embeds`)."""
+    components = (summary or {}).get("components", {})
+    return any(comp.get("config", {}).get("num_class_embeds") for comp in components.values())
+
+
 def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, community_file: str | None) -> dict:
     summary = summarize_pipeline(pipeline) if pipeline is not None else None
     plugin = _resolve_modality(data.modality or (_infer_modality(summary) if summary else None))
     modality, adjective = plugin.name, plugin.adjective or plugin.name
     model_name = data.model_name or (repo_id.split("/")[-1] if repo_id else None) or "diffusers-xai-model"
-    pipeline_tag = data.pipeline_tag or plugin.pipeline_tag
+    conditional = _class_conditional(summary)
+    # the Hub has no class-conditional generation task: such models carry no pipeline_tag, as diffusers' own
+    # class-conditional checkpoints (DiTPipeline, facebook/DiT-XL-2-256) do, and a `class-conditional` tag instead
+    pipeline_tag = data.pipeline_tag or (None if conditional else plugin.pipeline_tag)
     training = _jsonable(_redact(data.training)) if data.training else None
     dataset_hint = training.get("dataset") if isinstance(training, dict) else None
     default_task = pipeline_tag or f"{adjective}-generation"
@@ -452,6 +461,7 @@ def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, comm
         "adjective": adjective,
         "model_name": model_name,
         "pipeline_tag": pipeline_tag,
+        "tags": [*BASE_TAGS, modality, *(["class-conditional"] if conditional else []), *data.tags],
         "training": training,
         "eval_results": eval_results,
         "figures": figures,
@@ -503,7 +513,7 @@ def _render(data: ExplanationCardData, ctx: dict) -> ModelCard:
         library_name="diffusers",
         license=data.license,
         pipeline_tag=ctx["pipeline_tag"],
-        tags=[*BASE_TAGS, ctx["modality"], *data.tags],
+        tags=list(dict.fromkeys(ctx["tags"])),
         datasets=data.datasets,
         base_model=data.base_model,
         model_name=ctx["model_name"] if ctx["eval_results"] else None,

@@ -145,6 +145,11 @@ def parse_class(pipe: DiffusionXAIPipeline, class_label, guidance_scale) -> dict
     return {"class_labels": str(class_label), "guidance_scale": guidance}
 
 
+def class_name(pipe: DiffusionXAIPipeline, label: int) -> str:
+    """The picker's name of a class index (`"unconditional"` for the null class)."""
+    return UNCONDITIONAL if label == pipe.null_class_label else pipe.class_names[label]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # trajectory grids: plain numpy/PIL so that scrubbing the step slider stays instant
 # ---------------------------------------------------------------------------------------------------------------
@@ -181,7 +186,8 @@ def trajectory_images(trace: Trace, position) -> tuple[PIL.Image.Image, PIL.Imag
 def explanation_summary(method: str, numbers: dict) -> str:
     """One paragraph reading the numbers of an explanation (see `EXPLAIN_HELP`)."""
     text = f"**{method}** at t = {numbers['timestep']} (step {numbers['step_index'] + 1})"
-    text += f", sample {numbers['sample_index']}."
+    text += f", sample {numbers['sample_index']}"
+    text += f" (class {numbers['class_label']})." if "class_label" in numbers else "."
     faith = numbers.get("faithfulness")
     if faith and faith.get("deletion_gain") is not None:
         text += (
@@ -230,7 +236,6 @@ def generate(
     batch_size = check_int("Batch size", batch_size, 1, MAX_BATCH)
     pipe, num_inference_steps = sampling_pipeline(load_image_pipeline, model, scheduler, num_inference_steps, progress)
     check_work("Batch size", num_inference_steps, batch_size, MAX_WORK)
-    out = sample_traced(pipe, seed, num_inference_steps, attention=True, batch_size=batch_size, output_type="np")
     conditioning = parse_class(pipe, class_label, guidance_scale)
     out = sample_traced(
         pipe, seed, num_inference_steps, attention=True, batch_size=batch_size, output_type="np", **conditioning
@@ -249,6 +254,8 @@ def generate(
         samples_path=str(samples_path),
         seed=seed,
         batch_size=batch_size,
+        # the class of every sample (the null class when none was picked), so Explain explains what was sampled
+        class_labels=out.class_labels.tolist() if out.class_labels is not None else None,
     )
     last = len(trace) - 1
     x_t, x0, caption = trajectory_images(trace, last)
@@ -386,11 +393,15 @@ def explain(
         method_kwargs=method_kwargs,
     )
     progress(0, desc=f"Explaining with {method}")
+    labels = state.get("class_labels")  # a class-conditional model is explained with the sample's class
+    class_labels = torch.tensor(labels[sample : sample + 1]) if labels is not None else None
     with MODEL_LOCK:
-        report = explainer.explain(trace, sample_index=sample, timesteps=[step.timestep])
+        report = explainer.explain(trace, sample_index=sample, timesteps=[step.timestep], class_labels=class_labels)
     result = report.results[method]
     numbers = report.summary()["methods"][method]
     numbers.update(sample_index=sample, timestep=int(step.timestep), step_index=int(step.step_index))
+    if labels is not None:
+        numbers["class_label"] = class_name(pipe, labels[sample])
     # only the three plots shown here (`report.save` would also draw per-step grids and trajectory strips)
     folder = new_output_path(f"explanation-{method}")
     folder.mkdir()
