@@ -79,7 +79,14 @@ _EXPORTS: dict[str, list[str]] = {
         "save_explanation_card",
         "save_pretrained_with_card",
     ],
-    "modalities": ["Modality", "get_modality", "list_modalities", "modality_of", "register_modality"],
+    "modalities": [
+        "Modality",
+        "ModalityOptions",
+        "get_modality",
+        "list_modalities",
+        "modality_of",
+        "register_modality",
+    ],
     "modalities.image": ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput"],
     "modalities.tabular": ["TabularXAIPipeline", "TabularXAIPipelineOutput"],
     "modalities.timeseries": ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"],
@@ -179,7 +186,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         save_explanation_card,
         save_pretrained_with_card,
     )
-    from .modalities import Modality, get_modality, list_modalities, modality_of, register_modality
+    from .modalities import Modality, ModalityOptions, get_modality, list_modalities, modality_of, register_modality
     from .modalities.image import DiffusionXAIPipeline, DiffusionXAIPipelineOutput
     from .modalities.tabular import TabularXAIPipeline, TabularXAIPipelineOutput
     from .modalities.timeseries import TimeSeriesXAIPipeline, TimeSeriesXAIPipelineOutput

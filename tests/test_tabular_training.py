@@ -82,7 +82,7 @@ def test_nan_policy_drop_trains_on_complete_rows(tmp_path):
 def test_modality_keys_are_validated(tmp_path, key, value, message):
     values = {**TINY, "dataset_name": "wine", "output_dir": str(tmp_path), key: value}
     if message is None:
-        assert TrainingConfig.from_dict(values).categorical_columns == ["cultivar"]
+        assert TrainingConfig.from_dict(values).modality_options.categorical_columns == ["cultivar"]
         return
     with pytest.raises(ValueError, match=message):
         TrainingConfig.from_dict(values)

@@ -1,5 +1,6 @@
 """TrainingConfig validation, CLI overrides, data sources and the image modality's transforms (no training)."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -10,7 +11,7 @@ import PIL.Image
 import pytest
 import torch
 
-from diffusers_xai.modalities.base import MODALITIES, Modality, get_modality
+from diffusers_xai.modalities.base import MODALITIES, Modality, ModalityOptions, get_modality
 from diffusers_xai.modalities.image import ImageModality
 from diffusers_xai.training import TrainingConfig, add_training_arguments, config_from_args, digits_config, train
 
@@ -144,13 +145,19 @@ def test_shipped_configs_validate(tmp_path):
 
 
 # ---- modality options (how tabular / time-series keys reach the same config) ----
+@dataclasses.dataclass
+class _ToyOptions(ModalityOptions):
+    numerical_columns: list[str] | None = None
+    hidden_dims: list[int] = dataclasses.field(default_factory=lambda: [8, 8])
+
+
 class _ToyModality(Modality):
     name = "toy"
     pipeline_class = object
-    options = {"numerical_columns": None, "hidden_dims": [8, 8]}
+    options_class = _ToyOptions
 
     def validate_config(self, config):
-        if config.hidden_dims and min(config.hidden_dims) < 1:
+        if config.modality_options.hidden_dims and min(config.modality_options.hidden_dims) < 1:
             raise ValueError("`hidden_dims` must be positive")
 
     load_dataset = fit_preprocessor = to_tensors = build_model = build_pipeline = None
@@ -159,7 +166,7 @@ class _ToyModality(Modality):
 def test_modality_options_are_keys_of_that_modality_only(monkeypatch):
     monkeypatch.setitem(MODALITIES, "toy", _ToyModality)
     config = TrainingConfig.from_dict({"modality": "toy", "dataset_name": "x.csv", "numerical_columns": ["a"]})
-    assert config.numerical_columns == ["a"] and config.hidden_dims == [8, 8]
+    assert config.modality_options.numerical_columns == ["a"] and config.modality_options.hidden_dims == [8, 8]
     assert TrainingConfig.from_dict(config.to_dict()).modality_options == config.modality_options
     with pytest.raises(ValueError, match=r"`hidden_dims` must be positive"):
         TrainingConfig.from_dict({"modality": "toy", "dataset_name": "x.csv", "hidden_dims": [0]})

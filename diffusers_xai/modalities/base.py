@@ -6,6 +6,7 @@ is one new module registered here, not edits in five places.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from abc import ABC, abstractmethod
@@ -15,11 +16,14 @@ from typing import Any, ClassVar
 import torch
 from tqdm.auto import tqdm
 
+from ..utils.coerce import coerce_fields
+
 __all__ = [
     "BUILTIN_MODALITIES",
     "MODALITIES",
     "RENAMED_MODALITIES",
     "Modality",
+    "ModalityOptions",
     "check_modality_name",
     "get_modality",
     "list_modalities",
@@ -39,6 +43,29 @@ BUILTIN_MODALITIES = ("image", "tabular", "timeseries")
 DATA_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
 
 
+@dataclasses.dataclass
+class ModalityOptions:
+    """
+    The keys only one modality understands, as a typed dataclass (subclass it, one field per key with its default).
+
+    On construction [`validate`] runs first (a modality's own checks, which may also normalise a value, e.g. one
+    column name → a list of one), then every field is coerced to its declared type (`"1e-3"` → a float), so a bad
+    value is a one-line `ValueError` naming the key. [`TrainingConfig`] builds it from the YAML/CLI keys.
+    """
+
+    def __post_init__(self) -> None:
+        self.validate()
+        coerce_fields(self)
+
+    def validate(self) -> None:
+        """Raise `ValueError` for a bad value (naming the key and the fix); may normalise values in place."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The keys and their values, as YAML writes them (tuples as lists)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
 class Modality(ABC):
     """
     dataset → tensors, denoiser factory, pipeline class, preprocessor.
@@ -46,9 +73,9 @@ class Modality(ABC):
     Subclasses set `name` and `pipeline_class` and implement the five abstract methods. `config` is the training
     config ([`TrainingConfig`], a dataclass with the YAML/CLI fields); each modality reads only the fields it knows.
 
-    Keys only one modality understands (say `categorical_columns`) are declared in `options` (name → default).
-    [`TrainingConfig`] then accepts them in YAML and on the command line when `modality` names this modality,
-    rejects them otherwise, and exposes them as attributes: `config.categorical_columns`.
+    Keys only one modality understands (say `categorical_columns`) are the fields of its `options_class`, a
+    [`ModalityOptions`] dataclass. [`TrainingConfig`] then accepts them in YAML and on the command line when
+    `modality` names this modality, rejects them otherwise, and holds them typed: `config.modality_options`.
 
     The trainer calls, in order: `validate_config` (before any data is read), `load_dataset`, `fit_preprocessor`,
     `to_tensors` (as `dataset.set_transform`), `build_model`, then `build_pipeline` for validation and at the end
@@ -58,7 +85,7 @@ class Modality(ABC):
 
     name: ClassVar[str]
     pipeline_class: ClassVar[type]
-    options: ClassVar[dict[str, Any]] = {}
+    options_class: ClassVar[type[ModalityOptions]] = ModalityOptions
     # whether `build_model` can start from `pretrained_model_name_or_path` (and so LoRA fine-tuning works)
     supports_pretrained: ClassVar[bool] = False
 
@@ -72,6 +99,11 @@ class Modality(ABC):
     task_categories: ClassVar[tuple[str, ...]] = ()
     # class-name prefixes of stock diffusers denoisers whose pipelines are of this modality (cards infer it from them)
     denoiser_prefixes: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        """The keys of `options_class`: what YAML and `--key value` accept for this modality only."""
+        return tuple(f.name for f in dataclasses.fields(cls.options_class))
 
     def validate_config(self, config) -> None:
         """Raise `ValueError` for settings this modality cannot train with; runs before any data is loaded."""

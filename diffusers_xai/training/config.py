@@ -7,14 +7,14 @@ import dataclasses
 import difflib
 import importlib.util
 import os
-import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
 
-from ..modalities.base import get_modality
+from ..modalities.base import ModalityOptions, get_modality
+from ..utils.coerce import base_type, coerce_fields
 from .checkpointing import resolve_checkpoint
 from .publishing import check_push
 
@@ -47,8 +47,9 @@ class TrainingConfig:
     Settings of a training run; the field names are the YAML keys and the `--flags` of `train/train_ddpm.py`.
 
     Build one directly, from a dict (`from_dict`, which names the closest valid key for a typo) or from a YAML
-    file (`from_yaml`). Keys of the selected modality's [`Modality.options`] are accepted too and readable as
-    attributes. `validate()` runs in `__post_init__`, so an invalid config never reaches the training loop.
+    file (`from_yaml`). Keys of the selected modality's options (the typed dataclass [`Modality.options_class`]) are
+    accepted too, and read as `config.modality_options.<key>`. `validate()` runs in `__post_init__`, so an invalid
+    config never reaches the training loop.
 
     Example:
 
@@ -177,8 +178,8 @@ class TrainingConfig:
     )
     hub_model_id: str | None = _help("Repo id for push_to_hub (default: the output_dir name in your namespace).")
     hub_private_repo: bool = _help("Create the Hub repo as private.", False)
-    # ---- modality-specific keys (see `Modality.options`) ----
-    modality_options: dict[str, Any] = field(default_factory=dict, metadata={"help": "Keys of the modality."})
+    # ---- modality-specific keys: a dict of them, made the modality's typed `options_class` by `validate()` ----
+    modality_options: ModalityOptions = field(default_factory=dict, metadata={"help": "Keys of the modality."})
 
     def __post_init__(self):
         self.validate()
@@ -199,7 +200,7 @@ class TrainingConfig:
         modality = values.get("modality", "image")
         options = dict(values.pop("modality_options", None) or {})
         known = {f.name for f in dataclasses.fields(cls)}
-        modality_keys = set(get_modality(modality).options) if isinstance(modality, str) else set()
+        modality_keys = set(get_modality(modality).option_names()) if isinstance(modality, str) else set()
         kwargs = {}
         for key, value in values.items():
             if key in known:
@@ -225,21 +226,12 @@ class TrainingConfig:
         """Flat YAML-able keys (modality options inlined), so `from_dict(config.to_dict())` round-trips."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "modality_options"}
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
-        out.update(self.modality_options)
+        out.update(self.modality_options.to_dict())
         return out
 
     def replace(self, **changes) -> TrainingConfig:
         """A validated copy with some keys changed (modality keys allowed)."""
         return type(self).from_dict({**self.to_dict(), **changes})
-
-    def __getattr__(self, name: str):
-        # only reached for names that are not fields: expose the modality's options as attributes
-        if name.startswith("__") or name == "modality_options":
-            raise AttributeError(name)
-        options = self.__dict__.get("modality_options", {})
-        if name in options:
-            return options[name]
-        raise AttributeError(f"{type(self).__name__} has no key {name!r}.")
 
     # ---- validation ----
     def _validate_streaming(self) -> None:
@@ -288,10 +280,7 @@ class TrainingConfig:
 
     def _validate_values(self) -> None:
         """Field types, choices and ranges."""
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            if f.name != "modality_options":
-                setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        coerce_fields(self, skip=("modality_options",))
         self.beta_schedule = BETA_SCHEDULES[_choice("beta_schedule", self.beta_schedule, tuple(BETA_SCHEDULES))]
         for name, choices in (
             ("prediction_type", PREDICTION_TYPES),
@@ -341,11 +330,14 @@ class TrainingConfig:
     def _validate_modality(self) -> None:
         """The modality's own keys (defaults filled in), its explain methods, and its `validate_config`."""
         modality = get_modality(self.modality)
-        unknown = set(self.modality_options) - set(modality.options)
+        options = self.modality_options
+        if isinstance(options, ModalityOptions):
+            options = options.to_dict()  # re-validated: it may come from another modality or have been edited
+        unknown = set(options) - set(modality.option_names())
         for key in sorted(unknown):
-            known = {f.name for f in dataclasses.fields(self)} | set(modality.options)
+            known = {f.name for f in dataclasses.fields(self)} | set(modality.option_names())
             raise ValueError(_unknown_key_message(key, known, self.modality, None))
-        self.modality_options = {**modality.options, **self.modality_options}
+        self.modality_options = modality.options_class(**options)
         if self.explain_methods is not None:
             bad = [m for m in self.explain_methods if m not in modality.explain_methods]
             if bad or not self.explain_methods:
@@ -373,7 +365,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
     for f in dataclasses.fields(TrainingConfig):
         if f.name == "modality_options":
             continue
-        kind = _base_type(hints[f.name])
+        kind = base_type(hints[f.name])
         kwargs = {"default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
         if kind is bool:
             kwargs.update(nargs="?", const=True, type=_parse_value, metavar="BOOL")
@@ -440,64 +432,3 @@ def _choice(name: str, value, choices: tuple[str, ...]):
 def _positive(name: str, value) -> None:
     if value < 1:
         raise ValueError(f"`{name}` must be >= 1, got {value}.")
-
-
-def _base_type(hint):
-    """`int | None` → int, `tuple[int, ...]` → tuple, `Literal[...]` → str."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _base_type(args[0])
-    if origin is Literal:
-        return str
-    return origin or hint
-
-
-def _coerce(name: str, value, hint):
-    optional = type(None) in typing.get_args(hint)
-    if value is None:
-        if optional:
-            return None
-        raise ValueError(f"`{name}` cannot be null.")
-    kind = _base_type(hint)
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads `1e-4` (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif kind is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif kind is tuple:
-        if isinstance(value, (list, tuple)):
-            item = typing.get_args(_strip_optional(hint))[0]
-            return tuple(_coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value))
-    else:
-        return value
-    raise ValueError(f"`{name}` must be {_type_name(hint)}, got {value!r} ({type(value).__name__}).")
-
-
-def _strip_optional(hint):
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return next(a for a in typing.get_args(hint) if a is not type(None))
-    return hint
-
-
-def _type_name(hint) -> str:
-    kind = _base_type(hint)
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", tuple: "a list"}
-    text = names.get(kind, str(hint))
-    return text + " (or null)" if type(None) in typing.get_args(hint) else text

@@ -396,7 +396,7 @@ def _build_model(run: _Run) -> None:
     run.model = prepare_for_finetuning(run.modality.build_model(config, run.preprocessor), config)
     run.noise_scheduler = build_noise_scheduler(config)
     # class-conditional images: (p, null class index) of the label dropout (see `modalities/image/labels.py`)
-    dropout_prob = config.modality_options.get("class_dropout_prob", 0.0)
+    dropout_prob = getattr(config.modality_options, "class_dropout_prob", 0.0)
     num_class_embeds = getattr(getattr(run.model, "config", None), "num_class_embeds", None)
     run.label_dropout = (dropout_prob, num_class_embeds - 1) if dropout_prob and num_class_embeds else None
     if config.use_ema:

@@ -17,7 +17,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 
-from diffusers_xai import EvaluationReport, Modality, SampleBatch, XAIPipelineMixin
+from diffusers_xai import EvaluationReport, Modality, ModalityOptions, SampleBatch, XAIPipelineMixin
 
 __all__ = ["PointsDenoiser", "PointsModality", "PointsPipeline", "two_blobs"]
 
@@ -72,14 +72,20 @@ class PointsPipeline(XAIPipelineMixin, DiffusionPipeline):
         return PointsPipelineOutput(points=run.final_sample, trace=run.trace) if return_dict else (run.final_sample,)
 
 
+@dataclass
+class PointsOptions(ModalityOptions):
+    num_points: int = 256
+    hidden: int = 32
+
+
 class PointsModality(Modality):
     name = "points"
     pipeline_class = PointsPipeline
     data_noun = "points"
-    options = {"num_points": 256, "hidden": 32}
+    options_class = PointsOptions
 
     def load_dataset(self, config):
-        points = two_blobs(config.num_points, config.seed or 0)
+        points = two_blobs(config.modality_options.num_points, config.seed or 0)
         return datasets.Dataset.from_dict({"x": points[:, 0].tolist(), "y": points[:, 1].tolist()})
 
     def fit_preprocessor(self, dataset, config):
@@ -89,7 +95,7 @@ class PointsModality(Modality):
         return {"x0": torch.tensor([examples["x"], examples["y"]], dtype=torch.float32).T}
 
     def build_model(self, config, preprocessor):
-        return PointsDenoiser(hidden=config.hidden, num_train_timesteps=config.num_train_timesteps)
+        return PointsDenoiser(hidden=config.modality_options.hidden, num_train_timesteps=config.num_train_timesteps)
 
     def build_pipeline(self, model, scheduler, preprocessor):
         return PointsPipeline(denoiser=model, scheduler=scheduler)
@@ -97,7 +103,7 @@ class PointsModality(Modality):
     def evaluate(self, pipeline, config, num_samples, output_dir):
         generator = torch.Generator().manual_seed((config.seed or 0) + 1)
         fake = pipeline(batch_size=num_samples, generator=generator, num_inference_steps=20).points
-        real = two_blobs(config.num_points, config.seed or 0)
+        real = two_blobs(config.modality_options.num_points, config.seed or 0)
         report = EvaluationReport(modality=self.name, num_real=len(real), num_generated=len(fake))
         report.add("mean |x| (real 0.5)", fake[:, 0].abs().mean().item(), key="mean_abs_x")
         report.add("share of points with x > 0", (fake[:, 0] > 0).float().mean().item(), key="right_share")

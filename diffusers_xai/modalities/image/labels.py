@@ -15,9 +15,34 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["ImageLabels", "fit_labels", "resolve_label_column"]
+from ...utils.coerce import coerce
+from ..base import ModalityOptions
+
+__all__ = ["ImageLabels", "ImageOptions", "fit_labels", "resolve_label_column"]
 
 NO_LABELS = (None, "none", "null", False)
+
+
+@dataclass
+class ImageOptions(ModalityOptions):
+    """
+    The image keys: class conditioning. `label_column`: `auto` = the `label` column when there is one, `none` =
+    unconditional, else the column to condition on; `class_dropout_prob`: the share of labels dropped in training
+    (the unconditional model classifier-free guidance needs).
+    """
+
+    label_column: str | None = "auto"
+    class_dropout_prob: float = 0.1
+
+    def validate(self) -> None:
+        if self.label_column is False:  # YAML `label_column: false`
+            self.label_column = "none"
+        self.class_dropout_prob = coerce("class_dropout_prob", self.class_dropout_prob, float)
+        if not 0.0 <= self.class_dropout_prob < 1.0:
+            raise ValueError(
+                f"`class_dropout_prob` must be in [0, 1) (0.1 is usual; 0 gives no unconditional model, so no "
+                f"guidance), got {self.class_dropout_prob}."
+            )
 
 
 @dataclass
@@ -71,10 +96,10 @@ def resolve_label_column(column_names: list[str], option) -> str | None:
 
 
 def fit_labels(dataset, config) -> ImageLabels | None:
-    """The [`ImageLabels`] of `dataset` under `config.label_column` / `config.class_dropout_prob`, or `None`."""
+    """The [`ImageLabels`] of `dataset` under the options `label_column` / `class_dropout_prob`, or `None`."""
     import datasets
 
-    column = resolve_label_column(list(dataset.column_names), config.label_column)
+    column = resolve_label_column(list(dataset.column_names), config.modality_options.label_column)
     if column is None:
         return None
     feature = dataset.features[column] if dataset.features else None
@@ -88,5 +113,5 @@ def fit_labels(dataset, config) -> ImageLabels | None:
             f"Label column {column!r} has {len(names)} class(es) {names}; class conditioning needs at least 2. Set "
             "`label_column: none` to train unconditionally."
         )
-    dropout = float(config.class_dropout_prob)
+    dropout = float(config.modality_options.class_dropout_prob)
     return ImageLabels(column=column, names=names, dropout=dropout, is_class_label=is_class_label)

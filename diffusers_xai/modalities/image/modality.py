@@ -12,7 +12,7 @@ from diffusers import UNet2DModel
 
 from ...pipelines import make_scheduler
 from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
-from .labels import ImageLabels, fit_labels
+from .labels import ImageLabels, ImageOptions, fit_labels
 from .pipeline_diffusion_xai import DiffusionXAIPipeline
 
 __all__ = ["BUILTIN_IMAGE_DATASETS", "ImageModality"]
@@ -41,8 +41,7 @@ class ImageModality(Modality):
     task_categories = ("unconditional-image-generation",)
     denoiser_prefixes = ("UNet2D", "UVit", "Transformer2D")
     supports_pretrained = True  # `pretrained_model_name_or_path`, `lora_rank` (see `diffusers_xai.training.finetune`)
-    # class conditioning (see `labels.py`): `auto` = the `label` column when there is one; `none` = unconditional
-    options = {"label_column": "auto", "class_dropout_prob": 0.1}
+    options_class = ImageOptions
 
     # ---- before any data is read ----
     def validate_config(self, config) -> None:
@@ -50,11 +49,6 @@ class ImageModality(Modality):
             raise ValueError(f"`channels` must be 1 (grayscale) or 3 (RGB), got {config.channels}.")
         if config.resolution < 8:
             raise ValueError(f"`resolution` must be >= 8, got {config.resolution}.")
-        if not 0.0 <= config.class_dropout_prob < 1.0:
-            raise ValueError(
-                f"`class_dropout_prob` must be in [0, 1) (0.1 is usual; 0 gives no unconditional model, so no "
-                f"guidance), got {config.class_dropout_prob}."
-            )
         if config.pretrained_model_name_or_path is not None:
             from ...training.finetune import check_pretrained_fits, load_pretrained_configs
 
@@ -186,7 +180,7 @@ class ImageModality(Modality):
 
         unet_config, _ = load_pretrained_configs(config.pretrained_model_name_or_path)
         embeds = unet_config.get("num_class_embeds")
-        if embeds is None and labels is not None and config.label_column == "auto":
+        if embeds is None and labels is not None and config.modality_options.label_column == "auto":
             logger.info("The pretrained UNet is unconditional: fine-tuning it unconditionally (labels not used).")
             return None
         have = None if labels is None else labels.num_classes + 1

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import pandas as pd
 import torch
 
 from ...pipelines.schedulers import make_scheduler, scheduler_name
 from ...utils.io import atomic_write
-from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
+from ..base import (
+    Modality,
+    ModalityOptions,
+    load_hf_dataset,
+    register_modality,
+    sample_in_batches,
+    sampling_steps,
+    to_stream,
+)
 from ..explanations import ATTRIBUTION_CARD_METHODS, explain_rows
 from .data import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
 from .denoiser import TabularDenoiser
 from .pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline
 
-__all__ = ["TabularModality"]
+__all__ = ["TabularModality", "TabularOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +53,52 @@ def _int_tuple(name: str, value) -> tuple[int, ...]:
     return tuple(value)
 
 
+def _check_columns(options: TabularOptions, columns: list[str]) -> None:
+    """The columns the config names (`categorical_columns`, `condition_column`) are columns of the dataset."""
+    wanted = (options.categorical_columns or []) + ([options.condition_column] if options.condition_column else [])
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise ValueError(f"Columns {missing} (from the config) are not in the dataset; its columns are {columns}.")
+
+
 def _complete_row(row: dict) -> bool:
     """`nan_policy: drop` for a streamed row: what `DataFrame.dropna` keeps (no None, no NaN)."""
     return not any(value is None or (isinstance(value, float) and value != value) for value in row.values())
+
+
+@dataclass
+class TabularOptions(ModalityOptions):
+    """The tabular keys (see [`TabularModality`])."""
+
+    categorical_columns: list[str] | None = None
+    condition_column: str | None = None
+    categorical_encoding: Literal["auto", "onehot", "analog_bits"] = "auto"
+    nan_policy: Literal["model", "impute", "raise", "drop"] = "model"
+    id_columns: Literal["regenerate", "drop"] = "regenerate"
+    condition_bins: int = 10
+    n_quantiles: int | None = None
+    architecture: Literal["mlp", "resnet"] = "mlp"
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    time_embedding_dim: int = 128
+
+    def validate(self) -> None:
+        self.categorical_columns = _str_list("categorical_columns", self.categorical_columns)
+        if self.condition_column is not None and not isinstance(self.condition_column, str):
+            raise ValueError(f"`condition_column` must be a column name, got {self.condition_column!r}.")
+        for key in ("categorical_encoding", "nan_policy", "id_columns", "architecture"):
+            allowed = typing.get_args(typing.get_type_hints(TabularOptions)[key])
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"`{key}` must be one of {list(allowed)}, got {getattr(self, key)!r}.")
+        self.hidden_dims = list(_int_tuple("hidden_dims", self.hidden_dims))
+        bins = self.condition_bins
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+            raise ValueError(f"`condition_bins` must be an int >= 2, got {bins!r}.")
+        for key in ("n_quantiles", "time_embedding_dim"):
+            value = getattr(self, key)
+            if value is None and key == "n_quantiles":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < (10 if key == "n_quantiles" else 1):
+                raise ValueError(f"`{key}` must be an int (n_quantiles >= 10), got {value!r}.")
 
 
 @register_modality
@@ -67,43 +120,7 @@ class TabularModality(Modality):
     pipeline_class = TabularXAIPipeline
     data_noun = "table rows"
     task_categories = ("tabular-classification", "tabular-regression")
-    options = {
-        "categorical_columns": None,
-        "condition_column": None,
-        "categorical_encoding": "auto",
-        "nan_policy": "model",
-        "id_columns": "regenerate",
-        "condition_bins": 10,
-        "n_quantiles": None,
-        "architecture": "mlp",
-        "hidden_dims": [256, 256],
-        "time_embedding_dim": 128,
-    }
-
-    def validate_config(self, config) -> None:
-        opts = config.modality_options
-        opts["categorical_columns"] = _str_list("categorical_columns", opts["categorical_columns"])
-        if opts["condition_column"] is not None and not isinstance(opts["condition_column"], str):
-            raise ValueError(f"`condition_column` must be a column name, got {opts['condition_column']!r}.")
-        choices = {
-            "categorical_encoding": ("auto", "onehot", "analog_bits"),
-            "nan_policy": ("model", "impute", "raise", "drop"),
-            "id_columns": ("regenerate", "drop"),
-            "architecture": ("mlp", "resnet"),
-        }
-        for key, allowed in choices.items():
-            if opts[key] not in allowed:
-                raise ValueError(f"`{key}` must be one of {list(allowed)}, got {opts[key]!r}.")
-        opts["hidden_dims"] = list(_int_tuple("hidden_dims", opts["hidden_dims"]))
-        bins = opts["condition_bins"]
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
-            raise ValueError(f"`condition_bins` must be an int >= 2, got {bins!r}.")
-        for key in ("n_quantiles", "time_embedding_dim"):
-            value = opts[key]
-            if value is None and key == "n_quantiles":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < (10 if key == "n_quantiles" else 1):
-                raise ValueError(f"`{key}` must be an int (n_quantiles >= 10), got {value!r}.")
+    options_class = TabularOptions
 
     # ---- data ----
     def load_dataset(self, config):
@@ -111,14 +128,8 @@ class TabularModality(Modality):
             dataset = load_tabular_dataset(config.dataset_name)
         else:
             dataset = load_hf_dataset(config)
-        columns = set(dataset.column_names)
-        wanted = (config.categorical_columns or []) + ([config.condition_column] if config.condition_column else [])
-        missing = [c for c in wanted if c not in columns]
-        if missing:
-            raise ValueError(
-                f"Columns {missing} (from the config) are not in the dataset; its columns are {dataset.column_names}."
-            )
-        if config.nan_policy == "drop":
+        _check_columns(config.modality_options, dataset.column_names)
+        if config.modality_options.nan_policy == "drop":
             import datasets
 
             frame = dataset.to_pandas()
@@ -135,24 +146,24 @@ class TabularModality(Modality):
         # CSV/JSON streams know their columns only once a row is read (inferring features from the first rows would
         # then cast later rows to them, which a map-style read does not do): look at the first row instead
         columns = stream.column_names or list(next(iter(stream.take(1)), {}))
-        wanted = (config.categorical_columns or []) + ([config.condition_column] if config.condition_column else [])
-        missing = [c for c in wanted if c not in columns]
-        if missing:
-            raise ValueError(f"Columns {missing} (from the config) are not in the dataset; its columns are {columns}.")
-        if config.nan_policy == "drop":  # rows are dropped as they stream by, so the count is not known up front
+        _check_columns(config.modality_options, columns)
+        if (
+            config.modality_options.nan_policy == "drop"
+        ):  # rows are dropped as they stream by, so the count is not known up front
             stream = stream.filter(_complete_row)
         return stream
 
     def fit_preprocessor(self, dataset, config) -> TabularPreprocessor:
+        opts = config.modality_options
         return TabularPreprocessor.fit(
             dataset.to_pandas(),
-            categorical_columns=config.categorical_columns,
-            condition_column=config.condition_column,
-            categorical_encoding=config.categorical_encoding,
-            nan_policy="raise" if config.nan_policy == "drop" else config.nan_policy,
-            id_columns=config.id_columns,
-            condition_bins=config.condition_bins,
-            n_quantiles=config.n_quantiles,
+            categorical_columns=opts.categorical_columns,
+            condition_column=opts.condition_column,
+            categorical_encoding=opts.categorical_encoding,
+            nan_policy="raise" if opts.nan_policy == "drop" else opts.nan_policy,
+            id_columns=opts.id_columns,
+            condition_bins=opts.condition_bins,
+            n_quantiles=opts.n_quantiles,
             seed=config.seed or 0,
         )
 
@@ -167,9 +178,9 @@ class TabularModality(Modality):
     def build_model(self, config, preprocessor: TabularPreprocessor) -> TabularDenoiser:
         return TabularDenoiser(
             in_features=preprocessor.num_features,
-            hidden_dims=tuple(config.hidden_dims),
-            architecture=config.architecture,
-            time_embedding_dim=config.time_embedding_dim,
+            hidden_dims=tuple(config.modality_options.hidden_dims),
+            architecture=config.modality_options.architecture,
+            time_embedding_dim=config.modality_options.time_embedding_dim,
             num_class_embeds=preprocessor.num_classes,
             dropout=config.dropout,
         )
@@ -233,7 +244,7 @@ class TabularModality(Modality):
         return evaluate_table(
             real,
             synthetic,
-            target=config.condition_column,
+            target=config.modality_options.condition_column,
             real_test=holdout,
             output_dir=output_dir,
             dataset_name=config.dataset_name,

@@ -4,13 +4,24 @@
 from __future__ import annotations
 
 import os
+import typing
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from diffusers import UNet1DModel
 
 from ...pipelines.schedulers import make_scheduler, scheduler_name
-from ..base import Modality, load_hf_dataset, register_modality, sample_in_batches, sampling_steps, to_stream
+from ..base import (
+    Modality,
+    ModalityOptions,
+    load_hf_dataset,
+    register_modality,
+    sample_in_batches,
+    sampling_steps,
+    to_stream,
+)
 from ..explanations import ATTRIBUTION_CARD_METHODS, explain_rows
 from .data import (
     TIMESERIES_DATASETS,
@@ -23,7 +34,65 @@ from .data import (
 from .denoiser import TimeSeriesDenoiser
 from .pipeline_timeseries import TimeSeriesXAIPipeline
 
-__all__ = ["TimeSeriesModality", "unet1d"]
+__all__ = ["TimeSeriesModality", "TimeSeriesOptions", "unet1d"]
+
+
+POSITIVE_OPTIONS = (
+    "sequence_length",
+    "stride",
+    "num_series",
+    "hidden_dim",
+    "num_layers",
+    "num_heads",
+    "time_embedding_dim",
+)
+
+
+@dataclass
+class TimeSeriesOptions(ModalityOptions):
+    """The time-series keys (see [`TimeSeriesModality`])."""
+
+    sequence_length: int = 24
+    stride: int = 1
+    value_columns: list[str] | None = None
+    normalization: Literal["minmax", "standard"] = "minmax"
+    nan_policy: Literal["raise", "interpolate"] = "raise"
+    num_series: int = 10000
+    architecture: Literal["transformer", "conv", "unet1d"] = "transformer"
+    hidden_dim: int = 64
+    num_layers: int = 3
+    num_heads: int = 4
+    time_embedding_dim: int = 128
+
+    def validate(self) -> None:
+        for key in (
+            "sequence_length",
+            "stride",
+            "num_series",
+            "hidden_dim",
+            "num_layers",
+            "num_heads",
+            "time_embedding_dim",
+        ):
+            _positive_int(key, getattr(self, key))
+        for key in ("normalization", "nan_policy", "architecture"):
+            allowed = typing.get_args(typing.get_type_hints(TimeSeriesOptions)[key])
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"`{key}` must be one of {list(allowed)}, got {getattr(self, key)!r}.")
+        if self.architecture == "transformer" and self.hidden_dim % self.num_heads:
+            raise ValueError(f"`hidden_dim` ({self.hidden_dim}) must be divisible by `num_heads` ({self.num_heads}).")
+        if self.architecture == "unet1d" and self.hidden_dim % 8:
+            raise ValueError(f"`hidden_dim` must be a multiple of 8 for unet1d (GroupNorm), got {self.hidden_dim}.")
+        channels = self.value_columns
+        if isinstance(channels, str):
+            self.value_columns = [channels]
+        elif channels is not None and not (isinstance(channels, list) and all(isinstance(c, str) for c in channels)):
+            raise ValueError(f"`value_columns` must be a list of column names, got {channels!r}.")
+
+
+def _positive_int(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{key}` must be a positive int, got {value!r}.")
 
 
 @register_modality
@@ -46,66 +115,21 @@ class TimeSeriesModality(Modality):
     adjective = "time-series"
     data_noun = "time series"
     task_categories = ("time-series-forecasting",)
-    options = {
-        "sequence_length": 24,
-        "stride": 1,
-        "value_columns": None,
-        "normalization": "minmax",
-        "nan_policy": "raise",
-        "num_series": 10000,
-        "architecture": "transformer",
-        "hidden_dim": 64,
-        "num_layers": 3,
-        "num_heads": 4,
-        "time_embedding_dim": 128,
-    }
-
-    def validate_config(self, config) -> None:
-        opts = config.modality_options
-        for key in (
-            "sequence_length",
-            "stride",
-            "num_series",
-            "hidden_dim",
-            "num_layers",
-            "num_heads",
-            "time_embedding_dim",
-        ):
-            value = opts[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{key}` must be a positive int, got {value!r}.")
-        choices = {
-            "normalization": ("minmax", "standard"),
-            "nan_policy": ("raise", "interpolate"),
-            "architecture": ("transformer", "conv", "unet1d"),
-        }
-        for key, allowed in choices.items():
-            if opts[key] not in allowed:
-                raise ValueError(f"`{key}` must be one of {list(allowed)}, got {opts[key]!r}.")
-        if opts["architecture"] == "transformer" and opts["hidden_dim"] % opts["num_heads"]:
-            raise ValueError(
-                f"`hidden_dim` ({opts['hidden_dim']}) must be divisible by `num_heads` ({opts['num_heads']})."
-            )
-        if opts["architecture"] == "unet1d" and opts["hidden_dim"] % 8:
-            raise ValueError(f"`hidden_dim` must be a multiple of 8 for unet1d (GroupNorm), got {opts['hidden_dim']}.")
-        channels = opts["value_columns"]
-        if isinstance(channels, str):
-            opts["value_columns"] = [channels]
-        elif channels is not None and not (isinstance(channels, list) and all(isinstance(c, str) for c in channels)):
-            raise ValueError(f"`value_columns` must be a list of column names, got {channels!r}.")
+    options_class = TimeSeriesOptions
 
     # ---- data ----
     def load_dataset(self, config):
+        opts = config.modality_options
         source = config.dataset_name
         if source not in TIMESERIES_DATASETS:
             source = load_hf_dataset(config).to_pandas()
         return load_timeseries_dataset(
             source,
-            sequence_length=config.sequence_length,
-            stride=config.stride,
-            channels=config.value_columns,
-            nan_policy=config.nan_policy,
-            num_series=config.num_series,
+            sequence_length=opts.sequence_length,
+            stride=opts.stride,
+            channels=opts.value_columns,
+            nan_policy=opts.nan_policy,
+            num_series=opts.num_series,
             seed=config.seed or 0,
         )
 
@@ -115,20 +139,21 @@ class TimeSeriesModality(Modality):
         values of the map-style read. Windows overlap, so neighbours are alike; the shuffle buffer mixes them.
         The built-in `sines`/`co2` are windowed in memory (they are small) and then streamed.
         """
+        opts = config.modality_options
         import datasets
         import pandas as pd
 
         if config.dataset_name in TIMESERIES_DATASETS:
             return to_stream(self.load_dataset(config))
-        if config.nan_policy != "raise":
+        if opts.nan_policy != "raise":
             raise ValueError(
-                f"`nan_policy: {config.nan_policy}` fills gaps from both sides along the whole series, which a stream "
+                f"`nan_policy: {opts.nan_policy}` fills gaps from both sides along the whole series, which a stream "
                 "never holds; with `streaming: true` use `nan_policy: raise` (a missing value then stops training "
                 "naming its time step), or interpolate the series before training."
             )
         rows = load_hf_dataset(config, streaming=True)
         # the channels by the map-style rules (`value_columns`, else every numeric column), read off the first rows
-        _, channels = load_series(pd.DataFrame(list(rows.take(100))), config.value_columns)
+        _, channels = load_series(pd.DataFrame(list(rows.take(100))), opts.value_columns)
         features = datasets.Features({name: datasets.Sequence(datasets.Value("float32")) for name in channels})
         # `from_generator` with a tuple of channels: a list in `gen_kwargs` would be split into shards
         return datasets.IterableDataset.from_generator(
@@ -137,18 +162,19 @@ class TimeSeriesModality(Modality):
             gen_kwargs={
                 "rows": rows,
                 "channels": tuple(channels),
-                "sequence_length": config.sequence_length,
-                "stride": config.stride,
+                "sequence_length": opts.sequence_length,
+                "stride": opts.stride,
             },
         )
 
     def fit_preprocessor(self, dataset, config) -> TimeSeriesPreprocessor:
+        opts = config.modality_options
         return TimeSeriesPreprocessor.fit(
             dataset,
-            sequence_length=config.sequence_length,
-            stride=config.stride,
-            normalization=config.normalization,
-            nan_policy=config.nan_policy,
+            sequence_length=opts.sequence_length,
+            stride=opts.stride,
+            normalization=opts.normalization,
+            nan_policy=opts.nan_policy,
         )
 
     def to_tensors(self, examples: dict[str, list], preprocessor, config) -> dict[str, torch.Tensor]:
@@ -157,18 +183,22 @@ class TimeSeriesModality(Modality):
 
     # ---- model and pipeline ----
     def build_model(self, config, preprocessor: TimeSeriesPreprocessor) -> TimeSeriesDenoiser | UNet1DModel:
-        if config.architecture == "unet1d":
+        opts = config.modality_options
+        if opts.architecture == "unet1d":
             return unet1d(
-                preprocessor.num_channels, preprocessor.config.sequence_length, config.hidden_dim, config.num_layers
+                preprocessor.num_channels,
+                preprocessor.config.sequence_length,
+                opts.hidden_dim,
+                opts.num_layers,
             )
         return TimeSeriesDenoiser(
             in_channels=preprocessor.num_channels,
             sample_size=preprocessor.config.sequence_length,
-            architecture=config.architecture,
-            hidden_dim=config.hidden_dim,
-            num_layers=config.num_layers,
-            num_heads=config.num_heads,
-            time_embedding_dim=config.time_embedding_dim,
+            architecture=opts.architecture,
+            hidden_dim=opts.hidden_dim,
+            num_layers=opts.num_layers,
+            num_heads=opts.num_heads,
+            time_embedding_dim=opts.time_embedding_dim,
             dropout=config.dropout,
         )
 
