@@ -8,7 +8,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
-NOTEBOOKS = ["01_getting_started.ipynb"]
+NOTEBOOKS = ["01_getting_started.ipynb", "02_training_custom_model.ipynb", "03_explainability_demo.ipynb"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
