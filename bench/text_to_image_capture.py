@@ -4,10 +4,11 @@
 
 For each tiny stock pipeline (SD, SDXL, SD3, Flux, PixArt; diffusers_xai.testing_text_to_image) it times, round-robin
 over `--repeats`, (a) the stock `pipe(prompt, ...)`, (b) `TextToImageExplainer(pipe).attribute(prompt, trace=False)`
-(capture + word maps at every step) and (c) the same with the latent trace callback, and prints the median time and
-the ratio to the stock call (target <= 1.3x with maps at every step). Then, in fresh subprocesses, the peak resident
-memory of recomputing the image->text block of one joint attention call (Flux-like, 4096 image + 512 text tokens,
-8 heads of 128) with 64 MiB chunks vs in one piece.
+(capture + word maps at every step) and (c) the same with the latent trace callback, and prints the median times and
+the median over rounds of each round's ratio to the stock call (one round runs the three back to back, so a ratio
+survives load changing over the run; target <= 1.3x with maps at every step). Then, in fresh subprocesses, the peak
+resident memory of recomputing the image->text block of one joint attention call (Flux-like, 4096 image + 512 text
+tokens, 8 heads of 128) with 64 MiB chunks vs in one piece.
 """
 
 from __future__ import annotations
@@ -65,7 +66,11 @@ def bench_family(family: str, steps: int, size: int, repeats: int) -> dict[str, 
     for _ in range(repeats):
         for name, fn in variants.items():
             times[name].append(_time(fn))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    out = {name: statistics.median(ts) for name, ts in times.items()}
+    # the ratio of each round's times (the variants of one round ran back to back, under the same load), median
+    for name in ("maps", "maps+trace"):
+        out[f"{name} ratio"] = statistics.median(a / b for a, b in zip(times[name], times["stock"]))
+    return out
 
 
 def peak_memory(max_chunk_bytes: int) -> tuple[float, float]:
@@ -87,14 +92,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(
         f"torch threads={args.threads} steps={args.steps} image={args.size}x{args.size} guidance=4.0 (CFG batch) "
-        f"repeats={args.repeats} (median, round-robin)"
+        f"repeats={args.repeats} (round-robin; median times, median of per-round ratios)"
     )
     print(f"{'family':8s} {'stock s':>9s} {'maps s':>9s} {'ratio':>6s} {'+trace s':>9s} {'ratio':>6s}")
     for family in args.families:
         t = bench_family(family, args.steps, args.size, args.repeats)
         print(
-            f"{family:8s} {t['stock']:9.3f} {t['maps']:9.3f} {t['maps'] / t['stock']:5.2f}x "
-            f"{t['maps+trace']:9.3f} {t['maps+trace'] / t['stock']:5.2f}x"
+            f"{family:8s} {t['stock']:9.3f} {t['maps']:9.3f} {t['maps ratio']:5.2f}x "
+            f"{t['maps+trace']:9.3f} {t['maps+trace ratio']:5.2f}x"
         )
     print("\npeak RSS of one image->text recomputation (4096 image + 512 text tokens, 8 heads of 128):")
     for label, chunk in (("64 MiB chunks", 2**26), ("one piece", 2**40)):

@@ -131,6 +131,38 @@ def test_cfg_rows_condition_selects_only_the_conditional_half(family_pipe):
                 assert not torch.allclose(full.image_to_text[0], full.image_to_text[1])
 
 
+@pytest.mark.parametrize("family", ["sd3", "flux"])
+def test_joint_attention_q_k_are_read_where_sdpa_gets_them_not_rebuilt(family, monkeypatch):
+    import diffusers_xai.capture.probability_capture as capture_module
+
+    def rebuilt(*args, **kwargs):
+        raise AssertionError("Q and K were rebuilt instead of read from the processor's attention call")
+
+    monkeypatch.setattr(capture_module, "attention_query_key", rebuilt)
+    pipe = tiny_text_to_image_pipeline(family)
+    stock = pipe(PROMPT, **tiny_call_kwargs(family)).images
+    calls = []
+    with _SdpaSpy(pipe.transformer) as spy, AttentionProbabilityCapture(pipe.transformer, calls.append):
+        captured = pipe(PROMPT, **tiny_call_kwargs(family)).images
+    np.testing.assert_array_equal(captured, stock)
+    assert len(calls) == len(spy.probs) == 4  # 2 steps x 2 attention blocks (SD3: CFG rows in one call)
+    for call, ref in zip(calls, spy.probs):
+        to_text, _ = _expected_blocks(family, ref.float(), 24 if family == "sd3" else 12)
+        torch.testing.assert_close(call.image_to_text, to_text, rtol=1e-4, atol=1e-6)
+
+
+def test_conditional_rows_are_matched_again_after_the_embeddings_change_in_place():
+    pipe = tiny_text_to_image_pipeline("sd")
+    cond, other = torch.randn(1, 12, 16), torch.randn(1, 12, 16)
+    capture = AttentionProbabilityCapture(pipe.unet, condition=cond)
+    context = torch.cat([other, cond])
+    assert capture._conditional_rows(context, None).tolist() == [1]
+    assert capture._conditional_rows(context, None).tolist() == [1]  # the cached match
+    context[0], context[1] = cond[0], other[0]  # same tensor object, new contents
+    assert capture._conditional_rows(context, None).tolist() == [0]
+    assert capture._conditional_rows(torch.cat([other, other]), None) is None
+
+
 def _conditional_embeddings(pipe, family):
     if family == "pixart":
         return pipe.encode_prompt(PROMPT, do_classifier_free_guidance=False, max_sequence_length=12)[0]

@@ -12,9 +12,17 @@ import torch
 from diffusers.models.attention import AttentionModuleMixin
 from diffusers.models.attention_processor import Attention
 
+from .attention_spy import SeenAttention, seen_attention, spying_call
 from .config import TraceConfig
 from .hooks import resolve_module_names
-from .query_key import attention_query_key, check_processor_supported, chunked_attention_probabilities
+from .query_key import (
+    SEEN_LAYOUTS,
+    QueryKey,
+    attention_query_key,
+    check_processor_supported,
+    chunked_attention_probabilities,
+    seen_query_key,
+)
 from .trace import Trace, TraceStep
 
 __all__ = ["AttentionCall", "AttentionProbabilityCapture", "find_all_attention_modules"]
@@ -53,8 +61,8 @@ class AttentionCall:
 class _ProbabilityProcessor:
     """Runs the original processor for the output and hands probabilities recomputed on the side to the capture."""
 
-    def __init__(self, original, name: str, capture: AttentionProbabilityCapture):
-        self.original, self.name, self.capture = original, name, capture
+    def __init__(self, original, name: str, capture: AttentionProbabilityCapture, spying: Callable | None = None):
+        self.original, self.name, self.capture, self.spying = original, name, capture, spying
 
     # `set_attention_backend` and the `attention_backend` context write these on the installed processor: forward
     # them so the original keeps computing the output with the user's backend.
@@ -75,11 +83,20 @@ class _ProbabilityProcessor:
         self.original._parallel_config = value
 
     def _call(self, attn, *args, **kwargs):
-        output = self.original(attn, *args, **kwargs)
-        if self.capture.recording and not self._text_free(attn, args, kwargs):
-            bound = self._signature.bind(attn, *args, **kwargs)
-            bound.apply_defaults()
-            self.capture._record(self.name, attn, self.original, dict(list(bound.arguments.items())[1:]))
+        if not self.capture.recording or self._text_free(attn, args, kwargs):
+            return self.original(attn, *args, **kwargs)
+        if self.spying is not None:  # read Q and K where the processor hands them to the attention function
+            with seen_attention() as seen:
+                output = self.spying(self.original, attn, *args, **kwargs)
+            context = kwargs.get("encoder_hidden_states", args[1] if len(args) > 1 else None)
+            if len(seen) == 1 and seen[0] is not None:
+                self.capture._record_seen(self.name, self.original, seen[0], context)
+                return output
+        else:
+            output = self.original(attn, *args, **kwargs)
+        bound = self._signature.bind(attn, *args, **kwargs)
+        bound.apply_defaults()
+        self.capture._record(self.name, attn, self.original, dict(list(bound.arguments.items())[1:]))
         return output
 
     def _text_free(self, attn, args, kwargs) -> bool:
@@ -116,8 +133,9 @@ class AttentionProbabilityCapture:
     `FluxTransformer2DModel`, `PixArtTransformer2DModel`, `DiTTransformer2DModel`, ...) while it runs unchanged.
 
     On enter every selected attention module gets a wrapper processor: the *original* processor still computes the
-    output (bit-identical images, the user's attention backend kept), and Q/K are rebuilt on the side (see
-    [`attention_query_key`]) to compute $\mathrm{softmax}(QK^\top/\sqrt{d})$ in query chunks. A forward pre-hook on
+    output (bit-identical images, the user's attention backend kept), and Q/K are read where SD3's and Flux's joint
+    processors hand them to the attention function (see `attention_spy`), or rebuilt on the side for the others (see
+    [`attention_query_key`]), to compute $\mathrm{softmax}(QK^\top/\sqrt{d})$ in query chunks. A forward pre-hook on
     the denoiser counts steps and picks the batch rows to record: with `condition=` only rows whose
     `encoder_hidden_states` equal it (the conditional half of a classifier-free-guidance batch; calls with no such
     row, such as Flux's separate negative pass, are skipped). On exit, also after an exception, every processor is
@@ -191,6 +209,8 @@ class AttentionProbabilityCapture:
         self._forward_signature = inspect.signature(model.forward)
         self.step_index, self.timestep, self.rows, self.text_length = -1, None, None, None
         self._originals: dict[str, object] = {}
+        self._matched: tuple | None = None  # (context, its version, condition, its version) of the last row match
+        self._matched_rows: torch.Tensor | None = None
         self._handles: list = []
         self._warned = False
 
@@ -230,6 +250,15 @@ class AttentionProbabilityCapture:
             return torch.arange(batch)
         if context is None:
             return None
+        # pipelines hand the same (unchanged) embeddings tensor to every step: match its rows once
+        key = (context, _version(context), self.condition, _version(self.condition))
+        cached = self._matched is not None and None not in key[1::2] and key[1::2] == self._matched[1::2]
+        if cached and key[0] is self._matched[0] and key[2] is self._matched[2]:
+            return self._matched_rows
+        self._matched, self._matched_rows = key, self._match_rows(context)
+        return self._matched_rows
+
+    def _match_rows(self, context: torch.Tensor) -> torch.Tensor | None:
         cond = self.condition.to(device=context.device, dtype=context.dtype)
         if cond.shape[1:] != context.shape[1:]:
             return None
@@ -239,10 +268,21 @@ class AttentionProbabilityCapture:
 
     # ---- per attention call ----
     def _record(self, name: str, attn, processor, inputs: dict) -> None:
+        """Rebuild Q and K from the processor's inputs (processors whose attention call cannot be spied on)."""
         rows = self.rows
         with torch.no_grad():
             sel = {k: _select_rows(v, rows, k) for k, v in inputs.items()}
             qk = attention_query_key(attn, processor, text_length=self.text_length, **sel)
+        self._record_query_key(name, qk)
+
+    def _record_seen(self, name: str, processor, seen: SeenAttention, context: torch.Tensor | None) -> None:
+        """Q and K exactly as the processor handed them to SDPA / the dispatcher (see `attention_spy`)."""
+        with torch.no_grad():
+            qk = seen_query_key(processor, seen, context, self.text_length, self.rows)
+        self._record_query_key(name, qk)
+
+    def _record_query_key(self, name: str, qk: QueryKey) -> None:
+        with torch.no_grad():
             to_text = None
             if self.image_to_text and qk.text_keys is not None:
                 to_text = chunked_attention_probabilities(qk, "image", "text", self.max_chunk_bytes)
@@ -256,7 +296,7 @@ class AttentionProbabilityCapture:
                 )
         if to_text is None and to_self is None:
             return
-        call = AttentionCall(name, self.step_index, self.timestep, to_text, to_self, rows)
+        call = AttentionCall(name, self.step_index, self.timestep, to_text, to_self, self.rows)
         if self.sink is not None:
             self.sink(call)
         if self.trace is not None:
@@ -291,10 +331,14 @@ class AttentionProbabilityCapture:
                 check_processor_supported(name, module, module.get_processor())
             self._handles.append(self.model.register_forward_pre_hook(self._pre_hook, with_kwargs=True))
             self._handles.append(self.model.register_forward_hook(self._post_hook, with_kwargs=True, always_call=True))
+            spies: dict[type, Callable | None] = {}
             for name, module in self.modules.items():
                 original = module.get_processor()
                 self._originals[name] = original
-                module.set_processor(_processor_class(type(original))(original, name, self))
+                if type(original) not in spies:  # one globals snapshot per processor class and capture
+                    spies[type(original)] = spying_call(type(original)) if type(original) in SEEN_LAYOUTS else None
+                spying = spies[type(original)]
+                module.set_processor(_processor_class(type(original))(original, name, self, spying))
         except BaseException:
             self.restore()
             raise
@@ -308,10 +352,18 @@ class AttentionProbabilityCapture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self.rows = None
+        self.rows, self._matched, self._matched_rows = None, None, None
 
     def __exit__(self, *exc) -> None:
         self.restore()
+
+
+def _version(tensor: torch.Tensor) -> int | None:
+    """The in-place version counter (`None` for inference-mode tensors, which have none: no caching then)."""
+    try:
+        return tensor._version
+    except RuntimeError:
+        return None
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -4,6 +4,8 @@ diffusers' processors hand Q, K and V to `F.scaled_dot_product_attention` or to 
 backends never return the attention weights. To read them we rebuild Q and K the way each supported processor does
 (fused `to_qkv`/`to_kv`/`to_added_qkv` projections, q/k norms, Flux's rotary embeddings, the joint text+image
 sequence of SD3 and Flux) and compute the softmax on the side, a chunk of queries at a time so memory stays bounded.
+For SD3's and Flux's joint processors (`SEEN_LAYOUTS`) capture does not rebuild them: it reads the very Q and K handed
+to the attention function (`capture.attention_spy`) and [`seen_query_key`] lays them out.
 This is written by hand because no diffusers or torch API exposes the probabilities of these processors.
 """
 
@@ -30,10 +32,12 @@ from .processor import prepare_attention_inputs
 __all__ = [
     "SUPPORTED_PROCESSORS",
     "QueryKey",
+    "SEEN_LAYOUTS",
     "UnsupportedAttentionProcessorError",
     "attention_query_key",
     "check_processor_supported",
     "chunked_attention_probabilities",
+    "seen_query_key",
 ]
 
 
@@ -185,6 +189,63 @@ SUPPORTED_PROCESSORS: dict[type, Callable[..., QueryKey]] = {
 }
 
 
+def _joint_seen(seen, context, text_length) -> QueryKey:
+    """SD3's joint processors: SDPA gets `[B, heads, image + text, d]`, image tokens first."""
+    query, key, everything = seen.query, seen.key, slice(0, None)
+    if context is None:  # an image-only (dual-attention) call
+        return QueryKey(query, key, _scale(seen), seen.mask, everything, everything, None)
+    n = query.shape[2] - context.shape[1]
+    return QueryKey(query[:, :, :n], key, _scale(seen), seen.mask, everything, slice(0, n), slice(n, None))
+
+
+def _flux_seen(seen, context, text_length) -> QueryKey:
+    """`FluxAttnProcessor`: the dispatcher gets `[B, text + image, heads, d]` (rotary embeddings applied)."""
+    if context is not None:
+        text_length = context.shape[1]
+    elif text_length is None:
+        raise UnsupportedAttentionProcessorError(
+            "A Flux single-stream attention call needs the text length of the joint sequence; capture it through "
+            "the transformer's forward (AttentionProbabilityCapture does) rather than calling the module alone."
+        )
+    query, key, mask = seen.query[:, text_length:].transpose(1, 2), seen.key.transpose(1, 2), seen.mask
+    if mask is not None and mask.ndim == 4 and mask.shape[2] == key.shape[2]:
+        mask = mask[:, :, text_length:]
+    image = slice(text_length, None)
+    return QueryKey(query, key, _scale(seen), mask, slice(0, None), image, slice(0, text_length))
+
+
+def _scale(seen) -> float:
+    return seen.scale if seen.scale is not None else 1.0 / math.sqrt(seen.query.shape[-1])
+
+
+# processors whose Q and K are read where they reach the attention function (capture.attention_spy), by layout
+SEEN_LAYOUTS: dict[type, Callable[..., QueryKey]] = {
+    JointAttnProcessor2_0: _joint_seen,
+    FusedJointAttnProcessor2_0: _joint_seen,
+    FluxAttnProcessor: _flux_seen,
+}
+
+
+def seen_query_key(processor, seen, context: torch.Tensor | None, text_length: int | None, rows) -> QueryKey:
+    r"""
+    [`QueryKey`] of the batch `rows` from the query and key a processor handed to SDPA / the dispatcher.
+
+    Args:
+        processor: the original processor (one of `SEEN_LAYOUTS`).
+        seen ([`SeenAttention`]): the noted call.
+        context (`torch.Tensor`, *optional*): the processor's `encoder_hidden_states`.
+        text_length (`int`, *optional*): text tokens of a Flux single-stream sequence.
+        rows (`torch.Tensor`): the batch rows to keep.
+    """
+    qk = SEEN_LAYOUTS[type(processor)](seen, context, text_length)
+    rows = rows.to(qk.query.device)
+    keep_all = len(rows) == qk.query.shape[0] and bool((rows == torch.arange(len(rows), device=rows.device)).all())
+    if keep_all:
+        return qk
+    mask = qk.mask if qk.mask is None or qk.mask.shape[0] == 1 else qk.mask[rows]
+    return QueryKey(qk.query[rows], qk.key[rows], qk.scale, mask, qk.image_queries, qk.image_keys, qk.text_keys)
+
+
 def check_processor_supported(name: str, module: torch.nn.Module, processor) -> None:
     """Raise [`UnsupportedAttentionProcessorError`] naming the module and processor if we cannot recompute it."""
     if type(processor) not in SUPPORTED_PROCESSORS:
@@ -257,7 +318,7 @@ def chunked_attention_probabilities(
     k_t = k.transpose(-1, -2)
     for start in range(0, n_q, chunk):
         stop = min(start + chunk, n_q)
-        scores = (q[:, :, start:stop].float() @ k_t) * qk.scale
+        scores = (q[:, :, start:stop].float() * qk.scale) @ k_t  # scaling the queries: one pass fewer over scores
         if mask is not None:
             part = mask if mask.shape[2] == 1 else mask[:, :, start:stop]
             scores = scores.masked_fill(~part, float("-inf")) if part.dtype == torch.bool else scores + part.float()

@@ -3,6 +3,7 @@ r"""Per-token and per-word heat maps (DAAM) of stock text-to-image pipelines: SD
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 from collections.abc import Sequence
@@ -63,11 +64,17 @@ class TextToImageExplanation:
 
 def _grid(n_queries: int, aspect: float, layer: str) -> tuple[int, int]:
     """The (h, w) grid of a layer's image tokens: the factor pair of `n_queries` closest to the aspect ratio h / w."""
+    grid = _factor_grid(n_queries, aspect)
+    if grid is None:
+        raise ValueError(f"Layer {layer!r} has {n_queries} image tokens, not a grid of aspect {aspect:.3f}.")
+    return grid
+
+
+@functools.lru_cache(maxsize=256)
+def _factor_grid(n_queries: int, aspect: float) -> tuple[int, int] | None:
     pairs = [(h, n_queries // h) for h in range(1, n_queries + 1) if n_queries % h == 0]
     h, w = min(pairs, key=lambda p: abs(math.log(p[0] / p[1]) - math.log(aspect)))
-    if max(h / w, w / h) > 4 * max(aspect, 1 / aspect):
-        raise ValueError(f"Layer {layer!r} has {n_queries} image tokens, not a grid of aspect {aspect:.3f}.")
-    return h, w
+    return None if max(h / w, w / h) > 4 * max(aspect, 1 / aspect) else (h, w)
 
 
 class _MapAccumulator:
