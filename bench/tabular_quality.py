@@ -126,7 +126,7 @@ def metadata_for(name: str, frame: pd.DataFrame) -> dict:
 
 
 # ---- generators ----
-def fit_ours(name: str, train_df: pd.DataFrame, steps: int, seed: int, workdir: str):
+def fit_ours(name: str, train_df: pd.DataFrame, steps: int, seed: int, workdir: str, **overrides):
     path = os.path.join(workdir, "train.parquet")  # parquet keeps the dtypes (datetimes, ints with NaN as floats)
     train_df.to_parquet(path, index=False)
     config = TrainingConfig.from_yaml(
@@ -142,14 +142,32 @@ def fit_ours(name: str, train_df: pd.DataFrame, steps: int, seed: int, workdir: 
             "validation_steps": None,
             "checkpointing_steps": None,
             "seed": seed,
+            **overrides,
         },
     )
     start = time.perf_counter()
-    train(config)
+    result = train(config)
     seconds = time.perf_counter() - start
     pipe = TabularXAIPipeline.from_pretrained(config.output_dir)
     pipe.set_progress_bar_config(disable=True)
+    pipe.train_result = result  # the early-stopping run reports where it stopped
     return pipe, seconds
+
+
+def fit_ours_early_stopped(name: str, train_df: pd.DataFrame, args, workdir: str):
+    """Ours with `early_stopping_dcr_ratio`: 20% of the bench's training rows become the trainer's holdout (so the
+    model sees 80% of them), a DCR check every `--early_stop_every` updates, the last passing weights kept."""
+    return fit_ours(
+        name,
+        train_df,
+        args.steps,
+        args.seed,
+        os.path.join(workdir, "early"),
+        output_dir=os.path.join(workdir, "early", "ours"),
+        validation_split=0.2,
+        validation_steps=args.early_stop_every,
+        early_stopping_dcr_ratio=args.early_stop,
+    )
 
 
 def sample_ours(pipe: TabularXAIPipeline, sampler: str, n: int, seed: int) -> pd.DataFrame:
@@ -253,6 +271,19 @@ def run_table(name: str, args) -> dict:
                 "train_s": seconds,
                 "rejected": guarded.rejection_rate,
             }
+        if args.early_stop is not None:
+            os.makedirs(os.path.join(workdir, "early"))
+            early, seconds = fit_ours_early_stopped(name, train_df, args, workdir)
+            label = f"ours ({args.samplers[0]}, DCR early stop {args.early_stop})"
+            rows[label] = {
+                **score(
+                    train_df, test_df, sample_ours(early, args.samplers[0], n, args.seed), targets, metadata, args.seed
+                ),
+                "train_s": seconds,
+                "stopped_at": early.train_result.global_step,
+                "kept_step": early.train_result.restored_step,
+                "checks": early.train_result.early_stopping_history,
+            }
     for kind in args.peers:
         sample, seconds = fit_sdv(kind, train_df, metadata, args.seed, args.steps)
         start = time.perf_counter()
@@ -311,6 +342,13 @@ def parse_args(argv=None):
         "--peers", nargs="*", default=["GaussianCopula", "CTGAN", "TVAE"], choices=["GaussianCopula", "CTGAN", "TVAE"]
     )
     parser.add_argument("--guard", action="store_true", help="Also score our rows through the near-copy guard.")
+    parser.add_argument(
+        "--early_stop",
+        type=float,
+        default=None,
+        help="Also train ours with `early_stopping_dcr_ratio` at this ratio (e.g. 0.9) and score it.",
+    )
+    parser.add_argument("--early_stop_every", type=int, default=250, help="Updates between two DCR checks.")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="Write the numbers as JSON here (after every table).")

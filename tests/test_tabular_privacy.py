@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from diffusers_xai.evaluation.tabular import distance_to_closest_record, evaluate_table, infer_metadata
 from diffusers_xai.evaluation.tabular_privacy import DCRRatio, dcr_ratio, reject_near_copies
@@ -90,3 +91,74 @@ def test_training_with_a_holdout_reports_the_dcr_ratio(tmp_path):
     )
     assert "dcr_ratio" in (tmp_path / "evaluation" / "report.json").read_text()
     assert "DCR ratio" in (tmp_path / "README.md").read_text()
+
+
+def early_stopping_config(tmp_path, ratio, **overrides):
+    return TrainingConfig.from_dict(
+        {
+            "modality": "tabular",
+            "dataset_name": "wine",
+            "validation_split": 0.2,
+            "hidden_dims": [16, 16],
+            "time_embedding_dim": 16,
+            "num_train_timesteps": 20,
+            "max_train_steps": 8,
+            "validation_steps": 2,
+            "validation_batch_size": 8,
+            "validation_num_inference_steps": 4,
+            "checkpointing_steps": None,
+            "early_stopping_dcr_ratio": ratio,
+            "report_to": "none",
+            "seed": 0,
+            "output_dir": str(tmp_path),
+            **overrides,
+        }
+    )
+
+
+def test_dcr_early_stopping_keeps_the_weights_of_the_last_passing_check(tmp_path, monkeypatch):
+    """The real check (DCR ratio of sampled rows against the holdout) runs every 2 steps; its verdict is scripted
+    (pass, pass, fail) so the test knows where the run must stop and which weights it must keep."""
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+
+    real_check, seen = TabularModality.early_stopping_check, []
+
+    def scripted(self, pipeline, config):
+        name, value, _ = real_check(self, pipeline, config)
+        seen.append((value, {k: v.clone() for k, v in pipeline.denoiser.state_dict().items()}))
+        return name, value, len(seen) < 3
+
+    monkeypatch.setattr(TabularModality, "early_stopping_check", scripted)
+    result = train(early_stopping_config(tmp_path, 0.9))
+    assert result.stop_reason == "early_stopping" and result.global_step == 6 and result.restored_step == 4
+    assert result.early_stopping_history == [(2, seen[0][0]), (4, seen[1][0]), (6, seen[2][0])]
+    saved = TabularXAIPipeline.from_pretrained(str(tmp_path)).denoiser.state_dict()
+    assert all(torch.equal(saved[k], seen[1][1][k]) for k in saved)  # step 4's EMA weights, not step 6's
+    assert not all(torch.equal(saved[k], seen[2][1][k]) for k in saved)
+
+
+def test_dcr_early_stopping_measures_the_dcr_ratio_of_default_samples(tmp_path):
+    # an unreachable ratio fails the first check: the run stops there, with no passing weights to go back to
+    result = train(early_stopping_config(tmp_path / "strict", 100.0))
+    assert result.stop_reason == "early_stopping" and result.global_step == 2 and result.restored_step is None
+    [(step, ratio)] = result.early_stopping_history
+    # the same rows again: as many as the holdout, at least 500, all 20 DDPM steps, seed 0
+    config = early_stopping_config(tmp_path / "strict", 100.0)
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+
+    train_rows, holdout = TabularModality()._train_and_holdout(config, 10_000)
+    pipe = TabularXAIPipeline.from_pretrained(str(tmp_path / "strict"))
+    rows = pipe(num_rows=500, generator=torch.Generator().manual_seed(0), num_inference_steps=20).rows
+    assert len(holdout) == 36 and ratio == pytest.approx(dcr_ratio(rows, train_rows, holdout).ratio)
+    # a ratio every model passes never stops the run
+    relaxed = train(early_stopping_config(tmp_path / "relaxed", 1e-6))
+    assert relaxed.stop_reason == "max_train_steps" and [s for s, _ in relaxed.early_stopping_history] == [2, 4, 6, 8]
+
+
+def test_dcr_early_stopping_needs_a_holdout_and_checks(tmp_path):
+    with pytest.raises(ValueError, match=r"^`early_stopping_dcr_ratio: 0.9` measures .* got validation_split=0.0"):
+        early_stopping_config(tmp_path, 0.9, validation_split=0.0).validate()
+    with pytest.raises(ValueError, match=r"`early_stopping_dcr_ratio` must be a positive number .* got -1"):
+        early_stopping_config(tmp_path, -1).validate()

@@ -141,6 +141,14 @@ class Modality(ABC):
     def log_validation(self, pipeline, step: int, config, accelerator) -> None:
         """Optional: sample from `pipeline` with a fixed seed and save/log what shows progress (e.g. a PNG grid)."""
 
+    def early_stopping_check(self, pipeline, config) -> tuple[str, float, bool] | None:
+        """
+        Optional: a held-out check of the weights being validated (EMA when on), run after `log_validation` every
+        `validation_steps`: `(metric name, value, passed)`, or `None` when the config asks for no check. The trainer
+        stops at the first check that fails and saves the weights of the last check that passed.
+        """
+        return None
+
     # ---- end of training (see `diffusers_xai.training.finish`) ----
     # Methods `explain()` accepts, and the ones the explanation card uses unless `explain_methods` says otherwise.
     explain_methods: ClassVar[tuple[str, ...]] = ()

@@ -57,7 +57,9 @@ class TrainResult:
         initial_global_step (`int`): the step this run resumed from (0 for a fresh run).
         loss_history (`list[float]`): mean training loss of every optimizer step `1..global_step` (restored on resume).
         validation_loss_history (`list[tuple[int, float]]`): `(step, loss)` on the held-out split.
-        stop_reason (`str`): `"max_train_steps"` or `"max_train_minutes"`.
+        stop_reason (`str`): `"max_train_steps"`, `"max_train_minutes"` or `"early_stopping"` (a modality's held-out
+            check failed, e.g. the tabular `early_stopping_dcr_ratio`; the saved weights are those of the last check
+            that passed, `restored_step`).
         train_seconds (`float`): wall-clock time of this run's steps (setup and the final save excluded).
         evaluation ([`EvaluationReport`], *optional*): the end-of-training evaluation, when `eval_samples` was set.
         commit_url (`str`, *optional*): the Hub commit, when `push_to_hub` was set.
@@ -73,6 +75,8 @@ class TrainResult:
     train_seconds: float = 0.0
     evaluation: object | None = None
     commit_url: str | None = None
+    early_stopping_history: list[tuple[int, float]] = field(default_factory=list)
+    restored_step: int | None = None
 
     @property
     def steps_per_second(self) -> float:
@@ -335,6 +339,9 @@ class _Run:
     stream_position: dict[str, int] = field(default_factory=lambda: {"epoch": 0, "batches": 0})
     window_losses: list[torch.Tensor] = field(default_factory=list)
     stop_reason: str = "max_train_steps"
+    # the modality's early-stopping checks: `(step, value)`, and `(step, weights)` of the last one that passed
+    early_stopping_history: list[tuple[int, float]] = field(default_factory=list)
+    passed_state: tuple[int, dict[str, torch.Tensor]] | None = None
 
 
 def _start_run(config: TrainingConfig) -> _Run:
@@ -493,10 +500,38 @@ def _run_validation(run: _Run, step: int) -> None:
     try:
         pipeline = run.modality.build_pipeline(unwrapped, run.noise_scheduler, run.preprocessor)
         run.modality.log_validation(pipeline, step, run.config, accelerator)
+        check = run.modality.early_stopping_check(pipeline, run.config)
+        if check is not None:
+            _record_check(run, step, unwrapped, check)
     finally:
         unwrapped.train()
         if ema_model is not None:
             ema_model.restore(unwrapped.parameters())
+
+
+def _record_check(run: _Run, step: int, model: torch.nn.Module, check: tuple[str, float, bool]) -> None:
+    """Log an early-stopping check; keep a copy of the (EMA) weights that passed it, or mark the run to stop."""
+    name, value, passed = check
+    run.early_stopping_history.append((step, float(value)))
+    run.accelerator.log({name: value}, step=step)
+    if passed:
+        run.passed_state = (step, {k: v.detach().clone() for k, v in model.state_dict().items()})
+        return
+    run.stop_reason = "early_stopping"
+    kept = f"the weights of step {run.passed_state[0]}" if run.passed_state else "these weights (no check passed)"
+    logger.warning(f"Early stopping at step {step}: {name} {value:.4f} failed its check; saving {kept}.")
+
+
+def _stopped_early(run: _Run) -> bool:
+    """After a validation step: whether the main process's early-stopping check failed (it decides for every rank)."""
+    stopped = run.stop_reason == "early_stopping"
+    if run.accelerator.num_processes > 1:
+        from accelerate.utils import broadcast
+
+        stopped = bool(broadcast(torch.tensor(float(stopped), device=run.accelerator.device)).item())
+    if stopped:
+        run.stop_reason = "early_stopping"
+    return stopped
 
 
 def _epoch_batches(run: _Run):
@@ -516,7 +551,7 @@ def _epoch_batches(run: _Run):
         resume_batches = (run.global_step % run.steps_per_epoch) * config.gradient_accumulation_steps
         epochs = range(first_epoch, run.num_epochs)
     for epoch in epochs:
-        if run.global_step >= run.max_train_steps or run.stop_reason == "max_train_minutes":
+        if run.global_step >= run.max_train_steps or run.stop_reason != "max_train_steps":
             return
         if config.streaming:
             if epoch > first_epoch and run.stream_position["batches"] == 0:  # else `itertools.count` never ends
@@ -613,6 +648,8 @@ def _save_and_finish(run: _Run, train_seconds: float) -> tuple:
         unwrapped = accelerator.unwrap_model(run.model)
         if run.ema_model is not None:
             run.ema_model.copy_to(unwrapped.parameters())
+        if run.stop_reason == "early_stopping" and run.passed_state is not None:
+            unwrapped.load_state_dict(run.passed_state[1])
         unwrapped.eval()
         pipeline = run.modality.build_pipeline(unwrapped, run.noise_scheduler, run.preprocessor)
         if config.lora_rank:
@@ -693,6 +730,8 @@ def train(config: TrainingConfig) -> TrainResult:
                 _checkpoint_and_validate(run)
                 if run.global_step >= run.max_train_steps:
                     break
+                if config.validation_steps and run.global_step % config.validation_steps == 0 and _stopped_early(run):
+                    break
                 if _out_of_time(run):
                     run.stop_reason = "max_train_minutes"
                     break
@@ -715,4 +754,6 @@ def train(config: TrainingConfig) -> TrainResult:
         train_seconds=train_seconds,
         evaluation=evaluation,
         commit_url=commit_url,
+        early_stopping_history=run.early_stopping_history,
+        restored_step=run.passed_state[0] if run.stop_reason == "early_stopping" and run.passed_state else None,
     )

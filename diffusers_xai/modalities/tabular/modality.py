@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 # rows sampled at the end of training to calibrate the missingness indicators' thresholds
 CALIBRATION_ROWS = 2000
+# at least this many rows are sampled for each early-stopping DCR check (more when the holdout is larger)
+EARLY_STOPPING_ROWS = 500
 
 
 def _str_list(name: str, value) -> list[str] | None:
@@ -80,6 +82,7 @@ class TabularOptions(ModalityOptions):
     architecture: Literal["mlp", "resnet"] = "mlp"
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
     time_embedding_dim: int = 128
+    early_stopping_dcr_ratio: float | None = None
 
     def validate(self) -> None:
         self.categorical_columns = _str_list("categorical_columns", self.categorical_columns)
@@ -99,6 +102,9 @@ class TabularOptions(ModalityOptions):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < (10 if key == "n_quantiles" else 1):
                 raise ValueError(f"`{key}` must be an int (n_quantiles >= 10), got {value!r}.")
+        ratio = self.early_stopping_dcr_ratio
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0):
+            raise ValueError(f"`early_stopping_dcr_ratio` must be a positive number (e.g. 0.9), got {ratio!r}.")
 
 
 @register_modality
@@ -113,7 +119,7 @@ class TabularModality(Modality):
     complete rows), `id_columns` (`regenerate` or `drop` all-unique identifier columns), `condition_bins` (quantile
     bins of a numerical `condition_column`, whose TSTR is then a regression R²), `n_quantiles`, and the
     denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`, `time_embedding_dim` (plus the shared
-    `dropout`).
+    `dropout`), and `early_stopping_dcr_ratio` (see [`early_stopping_check`]).
     """
 
     name = "tabular"
@@ -121,6 +127,16 @@ class TabularModality(Modality):
     data_noun = "table rows"
     task_categories = ("tabular-classification", "tabular-regression")
     options_class = TabularOptions
+
+    def validate_config(self, config) -> None:
+        """`early_stopping_dcr_ratio` needs a holdout to measure against and checks to run."""
+        ratio = config.modality_options.early_stopping_dcr_ratio
+        if ratio is not None and (not config.validation_split or config.streaming or not config.validation_steps):
+            raise ValueError(
+                f"`early_stopping_dcr_ratio: {ratio}` measures the DCR ratio on the holdout every `validation_steps`; "
+                f"got validation_split={config.validation_split}, validation_steps={config.validation_steps}, "
+                f"streaming={config.streaming}: set validation_split (e.g. 0.2) and validation_steps, without streaming."
+            )
 
     # ---- data ----
     def load_dataset(self, config):
@@ -220,6 +236,29 @@ class TabularModality(Modality):
         path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.csv")
         _write_csv(rows, path)
         return path
+
+    def early_stopping_check(self, pipeline, config) -> tuple[str, float, bool] | None:
+        """
+        `early_stopping_dcr_ratio: r`: sample as many rows as the `validation_split` holdout (at least 500) the way a
+        user samples by default (the trained scheduler, all its steps, seed `config.seed`) and pass while the DCR ratio
+        ([`dcr_ratio`]: synthetic rows' median distance to the closest training row over the holdout's) is >= r.
+        Below r the model has started to copy its training rows: the trainer stops and keeps the last passing weights.
+        """
+        threshold = config.modality_options.early_stopping_dcr_ratio
+        if threshold is None:
+            return None
+        from ...evaluation.tabular_privacy import dcr_ratio
+
+        train_rows, holdout = self._train_and_holdout(config, 10_000)
+        pipeline.set_progress_bar_config(disable=True)
+        rows = pipeline(
+            num_rows=max(len(holdout), EARLY_STOPPING_ROWS),
+            generator=torch.Generator("cpu").manual_seed(config.seed or 0),
+            num_inference_steps=pipeline.scheduler.config.num_train_timesteps,
+        ).rows
+        ratio = dcr_ratio(rows, train_rows, holdout).ratio
+        logger.info(f"Early-stopping check: DCR ratio {ratio:.3f} (stop below {threshold}).")
+        return "dcr_ratio", ratio, ratio >= threshold
 
     # ---- end of training ----
     explain_methods = ATTRIBUTION_CARD_METHODS
