@@ -20,11 +20,17 @@ a gradient-boosting classifier (HistGradientBoosting, 5-fold; 0.5 = indistinguis
 (TSTR: HistGradientBoosting trained on synthetic, scored on the holdout: macro F1 or R², beside TRTR); the DCR ratio
 (median distance to the closest training row of synthetic rows over that of the holdout rows: about 1 is right,
 below 1 is copying). `--guard` adds our rows filtered by the near-copy guard (`reject_near_copies`, 5% holdout
-quantile), to measure its cost to fidelity.
+quantile), to measure its cost to fidelity. `--early_stop 0.9` adds ours trained with `early_stopping_dcr_ratio: 0.9`
+(20% of the training rows become the trainer's holdout; a DCR check every `--early_stop_every` updates; the weights of
+the last passing check are kept), to measure that guard's cost.
 
-CPU-heavy (about 4 minutes per table at the defaults on 2 threads): run it alone under the shared lock, e.g.
+CPU-heavy (1.5 to 10 minutes per table on one thread; airports is the slowest): on a shared machine run one table per
+job, each writing `--out`, then print the merged table, e.g.
 
-    python bench/tabular_quality.py --tables wine iris --steps 2000 --threads 2
+    for t in wine breast_cancer iris penguins cars airports; do
+        python bench/tabular_quality.py --tables $t --guard --threads 1 --out results/$t.json
+    done
+    python bench/tabular_quality.py --merge results/*.json
 
 SDV is a bench-only dependency: `pip install -c constraints.txt sdv`.
 """
@@ -309,7 +315,25 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def merge(paths: list[str]) -> dict:
+    """The results of several `--out` files (one table per run, e.g. one per job on a shared machine), in order; a
+    later file's generators replace an earlier file's of the same name on the same table (a rerun of one sampler)."""
+    results: dict = {}
+    for path in paths:
+        with open(path) as f:
+            for name, result in json.load(f).items():
+                if name in results:
+                    results[name]["generators"].update(result["generators"])
+                else:
+                    results[name] = result
+    return results
+
+
 def main(args) -> dict:
+    if args.merge:
+        results = merge(args.merge)
+        print(markdown(results))
+        return results
     torch.set_num_threads(args.threads)
     results = {}
     for name in args.tables:
@@ -352,6 +376,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="Write the numbers as JSON here (after every table).")
+    parser.add_argument(
+        "--merge", nargs="+", default=None, help="Only print the table of these `--out` files (runs nothing)."
+    )
     return parser.parse_args(argv)
 
 
