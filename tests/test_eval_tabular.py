@@ -159,3 +159,22 @@ def test_distance_to_closest_record_matches_sdmetrics():
     ours = distance_to_closest_record(synth, real, md, max_bytes=2_000)
     ref = calculate_dcr(dataset=synth, reference_dataset=real, metadata=md).to_numpy(float)
     np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_gbm_metrics_group_the_rarest_of_more_than_255_levels():
+    """HistGradientBoosting refuses a categorical feature with more than 255 codes (vega airports: 2,280 names)."""
+    rng = np.random.default_rng(0)
+
+    def table(n, shift=0.0):
+        city = rng.integers(0, 400, n)  # 400 levels, each in about 1.5 of 600 rows: categorical, not an id
+        x = city / 400 + rng.normal(shift, 0.1, n)
+        return pd.DataFrame({"city": [f"c{i}" for i in city], "x": x, "big": np.where(x > 0.5, "yes", "no")})
+
+    real, other = table(600), table(600)
+    metadata = {
+        "columns": {"city": {"sdtype": "categorical"}, "x": {"sdtype": "numerical"}, "big": {"sdtype": "categorical"}}
+    }
+    assert detection_auc(real, other, metadata, folds=3) == pytest.approx(0.5, abs=0.08)
+    assert detection_auc(real, table(600, shift=1.0), metadata, folds=3) > 0.95
+    res = train_synthetic_test_real(real, real, other, "big", metadata)
+    assert res.task == "classification" and res.tstr == res.trtr and res.trtr > 0.95

@@ -27,6 +27,9 @@ logger = logging.getLogger(__name__)
 
 Task = Literal["classification", "regression"]
 MODEL_NAME = "HistGradientBoosting"
+# HistGradientBoosting bins a categorical feature into at most 255 codes: above that many levels (airports' 2,280
+# names) the rarest are grouped into one "infrequent" code (OrdinalEncoder's `max_categories`) rather than refused
+MAX_GBM_CATEGORIES = 255
 # Integer columns with at most this many distinct values are treated as categorical by `infer_metadata`.
 MAX_INTEGER_CATEGORIES = 10
 
@@ -120,7 +123,8 @@ def _feature_columns(metadata: dict, exclude: str | None) -> tuple[list[str], li
 
 
 def _model(task: Task, categorical: list[str], numerical: list[str], seed: int):
-    """The fixed model: ordinal-encoded categoricals + HistGradientBoosting with its defaults (no early stopping)."""
+    """The fixed model: ordinal-encoded categoricals (the rarest levels grouped above `MAX_GBM_CATEGORIES`) +
+    HistGradientBoosting with its defaults (no early stopping)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.pipeline import make_pipeline
@@ -130,7 +134,12 @@ def _model(task: Task, categorical: list[str], numerical: list[str], seed: int):
         [
             (
                 "categorical",
-                OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan),
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value",
+                    unknown_value=np.nan,
+                    encoded_missing_value=np.nan,
+                    max_categories=MAX_GBM_CATEGORIES,
+                ),
                 categorical,
             ),
             ("numerical", "passthrough", numerical),
