@@ -102,25 +102,6 @@ def test_tile_lays_out_at_most_four_columns(images):
     assert images.upscale(np.ones((16, 16, 1)), 128).size == (128, 128)
 
 
-def test_find_feature_says_why_a_feature_is_missing(app):
-    ns, reason = app.common.find_feature({"diffusers_xai": ["Trace"]})
-    assert reason is None and ns.Trace is Trace
-    ns, reason = app.common.find_feature({"diffusers_xai": ["NoSuchThing"]})
-    assert ns is None and "does not provide `NoSuchThing`" in reason
-    ns, reason = app.common.find_feature({"diffusers_xai.no_such_module": []})
-    assert ns is None and "cannot be imported (ModuleNotFoundError" in reason
-
-
-def test_missing_feature_degrades_to_a_message(app, images, monkeypatch):
-    monkeypatch.setattr(images, "EXPLAIN", None)
-    monkeypatch.setattr(images, "EXPLAIN_MISSING", "`diffusers_xai.explain` is a test double")
-    demo = app.build_demo()
-    texts = [getattr(b, "value", None) for b in demo.blocks.values() if isinstance(b, gr.Markdown)]
-    assert any("Explanations not available:** `diffusers_xai.explain` is a test double" in (t or "") for t in texts)
-    with pytest.raises(gr.Error, match="Explanations not available: `diffusers_xai.explain` is a test double"):
-        images.explain({"trace_path": "unused"}, "gradcam", images.ALL_BLOCKS, 0, 0, False, False)
-
-
 def test_model_bounds(app, images, monkeypatch):
     app.common._from_pretrained.cache_clear()
     monkeypatch.setattr(app.common, "MAX_PARAMS", 10)
@@ -152,12 +133,9 @@ def test_api_endpoints(app, client):
     images = {"/generate", "/trajectory", "/attention", "/explain", "/analyze_trajectory", "/evaluate", "/model_info"}
     assert images <= endpoints
     assert "/model_changed" not in endpoints  # private
-    # the other tabs have endpoints exactly when their pipelines are part of the public API
-    for tab, feature in (("tabular", "TABULAR"), ("timeseries", "TIMESERIES")):
+    for tab in ("tabular", "timeseries"):
         kinds = ("generate", "trajectory", "explain", "commit_steps", "evaluate", "model_info")
-        names = {f"/{tab}_{kind}" for kind in kinds}
-        available = getattr(getattr(app, tab), feature) is not None
-        assert (names <= endpoints) if available else not (names & endpoints)
+        assert {f"/{tab}_{kind}" for kind in kinds} <= endpoints
 
 
 def test_model_info(images, client):
@@ -404,17 +382,10 @@ def test_browser_generate_trajectory_explain(page, tmp_path):
 @pytest.mark.browser
 def test_browser_other_tabs(app, page, tmp_path):
     page.wait_for_selector("#generate")
-    tabs = (("Tabular", "tabular", app.tabular.TABULAR), ("Time series", "timeseries", app.timeseries.TIMESERIES))
-    for tab, name, available in tabs:
+    for tab, name in (("Tabular", "tabular"), ("Time series", "timeseries")):
         page.get_by_role("tab", name=tab, exact=True).click()
         assert page.get_by_role("tab", name=tab, exact=True).get_attribute("aria-selected") == "true"
-        if available is None:  # the tab says why
-            page.wait_for_function(
-                "(t) => [...document.querySelectorAll('[role=tabpanel]')]"
-                ".some(p => p.offsetParent && p.innerText.includes(t + ' generation not available'))",
-                arg=tab.replace(" ", "-").capitalize(),
-            )
-        elif name == "tabular":
+        if name == "tabular":
             page.locator("#tabular-generate").click()
             page.wait_for_function(
                 "() => Number(document.querySelector('#tabular-rows [role=grid]')?.getAttribute('aria-rowcount')) > 10"

@@ -1,8 +1,7 @@
 """The dashboard's Tabular and Time series tabs, called directly (no server) on their bundled models.
 
-The tabs use public names only (`diffusers_xai.TabularXAIPipeline`, `diffusers_xai.explain.column_attributions`, ...).
-While a name is not exported yet, the tab shows "not available" in the app, and these tests bind the same
-objects from their modules so that the handlers are still exercised against the real pipelines.
+The tabs import public names only (`diffusers_xai.TabularXAIPipeline`, `diffusers_xai.explain.column_attributions`,
+...), directly: they are part of this repository, so there is nothing optional to guard.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import importlib
 import importlib.util
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,54 +22,6 @@ from PIL import Image  # noqa: E402
 from diffusers_xai import Trace  # noqa: E402
 
 APP_PATH = Path(__file__).resolve().parents[1] / "spaces" / "app.py"
-# where each name the tabs need lives today (used only while the public export is missing)
-SOURCES = {
-    "TabularXAIPipeline": "diffusers_xai.modalities.tabular.pipeline_tabular",
-    "TimeSeriesXAIPipeline": "diffusers_xai.modalities.timeseries.pipeline_timeseries",
-    "DenoiserAttribution": "diffusers_xai.explain",
-    "DenoiserShap": "diffusers_xai.explain",
-    "step_trace": "diffusers_xai.explain",
-    "column_attributions": "diffusers_xai.explain",
-    "plot_column_attributions": "diffusers_xai.viz",
-    "column_commit_steps": "diffusers_xai.explain",
-    "plot_column_commit_steps": "diffusers_xai.viz",
-    "series_target": "diffusers_xai.explain",
-    "plot_series_attributions": "diffusers_xai.viz",
-    "series_commit_steps": "diffusers_xai.explain",
-    "plot_series_commit_steps": "diffusers_xai.viz",
-    "evaluate_table": "diffusers_xai.evaluation",
-    "evaluate_timeseries": "diffusers_xai.evaluation",
-    "load_table": "diffusers_xai.modalities.tabular.data",
-    "make_sines": "diffusers_xai.modalities.timeseries.data",
-}
-FEATURES = {
-    "tabular": {
-        "TABULAR": ["TabularXAIPipeline"],
-        "ATTRIBUTION": [
-            "DenoiserAttribution",
-            "DenoiserShap",
-            "column_attributions",
-            "column_commit_steps",
-            "step_trace",
-            "plot_column_attributions",
-            "plot_column_commit_steps",
-        ],
-        "QUALITY": ["evaluate_table", "load_table"],
-    },
-    "timeseries": {
-        "TIMESERIES": ["TimeSeriesXAIPipeline"],
-        "ATTRIBUTION": [
-            "DenoiserAttribution",
-            "DenoiserShap",
-            "series_commit_steps",
-            "series_target",
-            "step_trace",
-            "plot_series_attributions",
-            "plot_series_commit_steps",
-        ],
-        "QUALITY": ["evaluate_timeseries", "make_sines"],
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -83,11 +33,6 @@ def app(tmp_path_factory):
         mp.setattr(module.common, "OUTPUT_DIR", tmp_path_factory.mktemp("space_outputs"))
         # `from_pretrained` resolves the saved denoiser classes by module; the package imports them with its pipelines
         importlib.import_module("diffusers_xai.models")
-        for tab, features in FEATURES.items():
-            for attr, names in features.items():
-                if getattr(module.__dict__[tab], attr) is None:
-                    objs = {n: getattr(importlib.import_module(SOURCES[n]), n) for n in names}
-                    mp.setattr(module.__dict__[tab], attr, SimpleNamespace(**objs))
         yield module
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import logging
 import math
@@ -14,9 +13,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import SimpleNamespace
 
 import gradio as gr
 import torch
@@ -56,24 +54,6 @@ DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 MODEL_LOCK = threading.RLock()
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# optional features, looked up once at start-up: (namespace, None) or (None, reason)
-# ---------------------------------------------------------------------------------------------------------------
-def find_feature(modules: Mapping[str, Sequence[str]]) -> tuple[SimpleNamespace | None, str | None]:
-    """Import `names` from each module; on any failure return `(None, reason)` so the UI can say what is missing."""
-    found = {}
-    for module, names in modules.items():
-        try:
-            mod = importlib.import_module(module)
-        except Exception as err:  # a missing or half-installed optional part must not take the whole app down
-            return None, f"`{module}` cannot be imported ({type(err).__name__}: {err})"
-        missing = [n for n in names if not hasattr(mod, n)]
-        if missing:
-            return None, f"`{module}` does not provide {', '.join(f'`{n}`' for n in missing)} in this version"
-        found.update({n: getattr(mod, n) for n in names})
-    return SimpleNamespace(**found), None
-
-
 def verdicts_markdown(modality: str) -> str:
     """The measured per-method verdicts of `bench/explain_faithfulness.py` for `modality`: pass/fail per check,
     numbers and 95% CIs (a method that fails a check is off the defaults and shown failing)."""
@@ -92,11 +72,6 @@ def verdicts_markdown(modality: str) -> str:
 
 def not_available(what: str, reason: str | None) -> str:
     return f"**{what} not available:** {reason}."
-
-
-def require(feature, reason: str | None, what: str) -> None:
-    if feature is None:
-        raise gr.Error(f"{what} not available: {reason}.")
 
 
 # ---------------------------------------------------------------------------------------------------------------

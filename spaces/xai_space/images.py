@@ -13,6 +13,25 @@ from safetensors.torch import load_file
 
 import diffusers_xai
 from diffusers_xai import DiffusionXAIPipeline, Trace
+from diffusers_xai.evaluation import evaluate_images
+from diffusers_xai.explain import (
+    EXPLAIN_METHODS,
+    Explainer,
+    analyze_trajectory,
+    default_gradcam_layers,
+    probabilities_to_maps,
+    select_sample,
+)
+from diffusers_xai.modalities.image import load_digits_tensors
+from diffusers_xai.viz import (
+    save_attention_maps,
+    save_commit_step_map,
+    save_denoising_gif,
+    save_faithfulness_curves,
+    save_heatmap_overlay,
+    save_sanity_check,
+    save_trajectory_curves,
+)
 
 from .common import (
     FILE_TTL_SECONDS,
@@ -24,15 +43,12 @@ from .common import (
     check_work,
     count_parameters,
     display_name,
-    find_feature,
     generation_info,
     handle_errors,
     load_pipeline,
     load_trace,
     new_output_path,
-    not_available,
     recorded_step,
-    require,
     resolve_source,
     save_tensors,
     save_text,
@@ -62,32 +78,9 @@ DISPLAY_CELL = 96  # pixels per image cell in the trajectory grids
 EXCLUDED_METHODS = ("trajectory", "attention", "shap_partition")
 ALL_BLOCKS = "all blocks"
 
-ATTENTION, ATTENTION_MISSING = find_feature(
-    {
-        "diffusers_xai.explain": ["probabilities_to_maps"],
-        "diffusers_xai.viz": ["save_heatmap_overlay", "save_attention_maps"],
-    }
-)
-EXPLAIN, EXPLAIN_MISSING = find_feature(
-    {
-        "diffusers_xai.explain": ["Explainer", "EXPLAIN_METHODS", "default_gradcam_layers"],
-        "diffusers_xai.viz": ["save_heatmap_overlay", "save_faithfulness_curves", "save_sanity_check"],
-    }
-)
-TRAJECTORY, TRAJECTORY_MISSING = find_feature(
-    {
-        "diffusers_xai.explain": ["analyze_trajectory", "select_sample"],
-        "diffusers_xai.viz": ["save_trajectory_curves", "save_commit_step_map", "save_denoising_gif"],
-    }
-)
-
-QUALITY, QUALITY_MISSING = find_feature(
-    {"diffusers_xai.evaluation": ["evaluate_images"], "diffusers_xai.modalities.image": ["load_digits_tensors"]}
-)
-
 
 def explain_methods() -> list[str]:
-    return [m for m in EXPLAIN.EXPLAIN_METHODS if m not in EXCLUDED_METHODS] if EXPLAIN else []
+    return [m for m in EXPLAIN_METHODS if m not in EXCLUDED_METHODS]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -260,7 +253,7 @@ def generate(
     last = len(trace) - 1
     x_t, x0, caption = trajectory_images(trace, last)
     layers = trace.attention_layers
-    cam_layers = [ALL_BLOCKS] + (list(EXPLAIN.default_gradcam_layers(pipe.unet)) if EXPLAIN else [])
+    cam_layers = [ALL_BLOCKS, *default_gradcam_layers(pipe.unet)]
     info = generation_info(f"{batch_size} sample(s)", scheduler, num_inference_steps, seed, trace)
     return (
         [(upscale(im, 128), f"sample {i}") for i, im in enumerate(out.images)],
@@ -286,7 +279,6 @@ def show_step(state, position):
 @handle_errors
 def show_attention(state, layer, sample, position, query_row, query_col):
     """One layer's self-attention for one sample at one recorded step (over x0), and all layers over the steps."""
-    require(ATTENTION, ATTENTION_MISSING, "Attention maps")
     trace = load_trace(state)
     if not trace.attention_layers:
         raise ValueError("This model has no attention layers: there are no attention maps to show.")
@@ -301,7 +293,7 @@ def show_attention(state, layer, sample, position, query_row, query_col):
         raise ValueError(
             f"Layer {layer!r} was not recorded at step {step.step_index} (the trace hit its memory budget)."
         )
-    maps = ATTENTION.probabilities_to_maps(step.attentions[layer][sample : sample + 1], "self", (H, W), layer, query)
+    maps = probabilities_to_maps(step.attentions[layer][sample : sample + 1], "self", (H, W), layer, query)
     amap = maps.mean(dim=1)[0, 0]  # heads averaged → [h, w]
     amap = torch.nn.functional.interpolate(amap[None, None], size=(H, W), mode="nearest")[0, 0]
     what = (
@@ -309,28 +301,27 @@ def show_attention(state, layer, sample, position, query_row, query_col):
     )
     title = f"{layer}, t={step.timestep}"
     x0 = torch.from_numpy(to_unit(step.pred_original_sample[sample : sample + 1])[0]).permute(2, 0, 1)  # [C, H, W]
-    overlay = ATTENTION.save_heatmap_overlay(x0, amap, new_output_path("attention", ".png"), title=title, signed=False)
-    overview = ATTENTION.save_attention_maps(trace, new_output_path("attention-layers", ".png"), sample_index=sample)
+    overlay = save_heatmap_overlay(x0, amap, new_output_path("attention", ".png"), title=title, signed=False)
+    overview = save_attention_maps(trace, new_output_path("attention-layers", ".png"), sample_index=sample)
     return str(overlay), str(overview), f"Sample {sample}, `{layer}`: {what}. " + step_caption(trace, position)
 
 
 @handle_errors
 def analyze(state, sample, progress=gr.Progress()):  # noqa: B008
     """Trajectory analysis of one sample: distances to the final sample, commit step of every pixel, a GIF."""
-    require(TRAJECTORY, TRAJECTORY_MISSING, "Trajectory analysis")
     trace = load_trace(state)
     _, _, sample = recorded_step(trace, 0, sample)
     if len(trace) < 2:
         raise ValueError("Trajectory analysis needs at least two recorded steps: generate with Steps >= 2.")
     progress(0, desc="Analysing the trajectory")
-    one = TRAJECTORY.select_sample(trace, sample)
+    one = select_sample(trace, sample)
     scheduler = fresh_pipeline(state["model"], state["scheduler"]).scheduler
     scheduler.set_timesteps(state["num_inference_steps"])
-    analysis = TRAJECTORY.analyze_trajectory(one, scheduler)
+    analysis = analyze_trajectory(one, scheduler)
     final = one.steps[-1].pred_original_sample
-    curves = TRAJECTORY.save_trajectory_curves(analysis, new_output_path("trajectory-curves", ".png"))
-    commit = TRAJECTORY.save_commit_step_map(analysis, new_output_path("commit-steps", ".png"), image=final)
-    gif = TRAJECTORY.save_denoising_gif(one, new_output_path("denoising", ".gif"))
+    curves = save_trajectory_curves(analysis, new_output_path("trajectory-curves", ".png"))
+    commit = save_commit_step_map(analysis, new_output_path("commit-steps", ".png"), image=final)
+    gif = save_denoising_gif(one, new_output_path("denoising", ".gif"))
     numbers = analysis.summary(0)
     return str(curves), str(commit), str(gif), trajectory_summary(numbers), numbers
 
@@ -338,7 +329,6 @@ def analyze(state, sample, progress=gr.Progress()):  # noqa: B008
 @handle_errors
 def evaluate(state, progress=gr.Progress()):  # noqa: B008
     """Compare the generated batch with scikit-learn's digits in the digits-CNN feature space."""
-    require(QUALITY, QUALITY_MISSING, "Quality metrics")
     load_trace(state)  # same "generate first" / "expired" messages as the other sections
     fake = load_file(state_file(state, "samples_path"))["images"]  # [B, C, H, W] in [0, 1]
     c, h, w = fake.shape[1:]
@@ -350,10 +340,10 @@ def evaluate(state, progress=gr.Progress()):  # noqa: B008
     if fake.shape[0] < 2:
         raise ValueError("Quality metrics need at least 2 generated images: generate with Batch size >= 2.")
     progress(0, desc="Evaluating against the digits")
-    real, _ = QUALITY.load_digits_tensors(h)  # [-1, 1]
+    real, _ = load_digits_tensors(h)  # [-1, 1]
     folder = new_output_path("quality")
     with MODEL_LOCK:  # CPU-heavy: queued with the model runs
-        report = QUALITY.evaluate_images(
+        report = evaluate_images(
             real,
             fake * 2 - 1,
             value_range=(-1.0, 1.0),
@@ -377,7 +367,6 @@ def explain(
     progress=gr.Progress(track_tqdm=True),  # noqa: B008
 ):
     """Explain one sample at one recorded step: map overlay, faithfulness curves, sanity check, numbers, a zip."""
-    require(EXPLAIN, EXPLAIN_MISSING, "Explanations")
     check_choice("explanation method", method, explain_methods())
     trace = load_trace(state)
     position, step, sample = recorded_step(trace, position, sample)
@@ -385,7 +374,7 @@ def explain(
     method_kwargs = {}
     if method == "gradcam" and layer not in (None, "", ALL_BLOCKS):
         method_kwargs["gradcam"] = {"init": {"layer": layer}}
-    explainer = EXPLAIN.Explainer(
+    explainer = Explainer(
         pipe,
         methods=[method],
         faithfulness=bool(faithfulness),
@@ -405,16 +394,14 @@ def explain(
     # only the three plots shown here (`report.save` would also draw per-step grids and trajectory strips)
     folder = new_output_path(f"explanation-{method}")
     folder.mkdir()
-    overlay = EXPLAIN.save_heatmap_overlay(
+    overlay = save_heatmap_overlay(
         report.image, result.maps[0, 0, 0], folder / f"{method}_overlay.png", title=f"{method}, t={step.timestep}"
     )
     curves = sanity_plot = None
     if method in report.faithfulness:
-        curves = EXPLAIN.save_faithfulness_curves(
-            report.faithfulness[method][0], folder / f"{method}_faithfulness.png"
-        )
+        curves = save_faithfulness_curves(report.faithfulness[method][0], folder / f"{method}_faithfulness.png")
     if method in report.sanity:
-        sanity_plot = EXPLAIN.save_sanity_check(report.sanity[method], folder / f"{method}_sanity.png")
+        sanity_plot = save_sanity_check(report.sanity[method], folder / f"{method}_sanity.png")
     save_text(json.dumps(numbers, indent=2), folder / "explanation.json")
     save_tensors({"maps": result.maps.float().contiguous()}, folder / "maps.safetensors")  # no pickle
     archive = zip_folder(folder)  # the folder is only handed out once complete, as one renamed zip
@@ -465,13 +452,11 @@ def build_images_tab() -> list[tuple]:
     sample = gr.Dropdown([0], value=0, label="Sample (for the sections below)", elem_id="sample")
     with gr.Tabs():
         with gr.Tab("Attention", id="attention"):
-            if ATTENTION is None:
-                gr.Markdown(not_available("Attention maps", ATTENTION_MISSING))
             with gr.Row():
                 layer = gr.Dropdown([], label="Attention layer", elem_id="attention-layer")
                 query_row = gr.Number(-1, precision=0, label="Query row (-1: mean over queries)")
                 query_col = gr.Number(-1, precision=0, label="Query column")
-            attn_btn = gr.Button("Show attention", elem_id="show-attention", interactive=ATTENTION is not None)
+            attn_btn = gr.Button("Show attention", elem_id="show-attention")
             attn_md = gr.Markdown()
             with gr.Row():
                 attn_image = gr.Image(
@@ -482,19 +467,15 @@ def build_images_tab() -> list[tuple]:
                 )
         with gr.Tab("Explain", id="explain"):
             methods = explain_methods()
-            if not methods:
-                gr.Markdown(not_available("Explanations", EXPLAIN_MISSING))
             gr.Markdown(EXPLAIN_HELP)
             with gr.Accordion("Method verdicts (faithfulness benchmark)", open=False):
                 gr.Markdown(verdicts_markdown("image"), elem_id="image-verdicts")
             with gr.Row():
-                method = gr.Dropdown(
-                    methods, value="gradcam" if "gradcam" in methods else None, label="Method", elem_id="method"
-                )
+                method = gr.Dropdown(methods, value="gradcam", label="Method", elem_id="method")
                 cam_layer = gr.Dropdown([ALL_BLOCKS], value=ALL_BLOCKS, label="GradCAM layer")
                 faithful = gr.Checkbox(True, label="Faithfulness (deletion/insertion)")
                 sanity = gr.Checkbox(True, label="Sanity check (model randomisation)")
-            explain_btn = gr.Button("Explain", elem_id="explain-button", interactive=bool(methods))
+            explain_btn = gr.Button("Explain", elem_id="explain-button")
             explain_md = gr.Markdown(elem_id="explain-summary")
             with gr.Row():
                 explain_image = gr.Image(label="Map", type="filepath", elem_id="explain-image", height=260)
@@ -507,13 +488,11 @@ def build_images_tab() -> list[tuple]:
                     numbers = gr.JSON(label="Numbers", elem_id="explain-numbers", max_height=200)
                     explain_file = gr.File(label="Explanation (PNGs, JSON, maps)", interactive=False)
         with gr.Tab("Trajectory analysis", id="trajectory"):
-            if TRAJECTORY is None:
-                gr.Markdown(not_available("Trajectory analysis", TRAJECTORY_MISSING))
             gr.Markdown(
                 "How the predicted x0 converges to the final sample, and from which step each pixel stays within a "
                 "tolerance of its final value (its *commit step*)."
             )
-            traj_btn = gr.Button("Analyse trajectory", elem_id="analyze", interactive=TRAJECTORY is not None)
+            traj_btn = gr.Button("Analyse trajectory", elem_id="analyze")
             traj_md = gr.Markdown(elem_id="trajectory-summary")
             curves_plot = gr.Image(label="Trajectory curves", type="filepath", elem_id="trajectory-curves", height=260)
             with gr.Row():
@@ -521,15 +500,13 @@ def build_images_tab() -> list[tuple]:
                 gif = gr.Image(label="Denoising (predicted x0)", type="filepath", elem_id="denoising-gif", height=260)
             traj_numbers = gr.JSON(label="Numbers", max_height=200)
         with gr.Tab("Quality", id="quality"):
-            if QUALITY is None:
-                gr.Markdown(not_available("Quality metrics", QUALITY_MISSING))
             gr.Markdown(
                 "The generated batch against the 1,797 digits of scikit-learn (the training data of the bundled "
                 "model) in the feature space of the package's digits CNN: FID/KID, precision/recall/density/"
                 "coverage, diversity, class coverage and memorisation. With at most 16 samples FID is biased; "
                 "KID and the nearest neighbours are the numbers to read."
             )
-            quality_btn = gr.Button("Evaluate", elem_id="evaluate", interactive=QUALITY is not None)
+            quality_btn = gr.Button("Evaluate", elem_id="evaluate")
             quality_md = gr.Markdown(elem_id="quality-summary")
             with gr.Row():
                 nn_plot = gr.Image(label="Nearest training images", type="filepath", elem_id="nn-plot", height=300)

@@ -10,7 +10,6 @@ from .common import (
     MAX_STEPS,
     SCHEDULER_CHOICES,
     model_choices,
-    not_available,
 )
 
 # event options of a handler that runs or loads a model: queued with every other model run (one bounded group).
@@ -53,9 +52,9 @@ def step_controls(heading: str, elem_id: str, caption_elem_id: str) -> tuple[gr.
     return step_slider, gr.Markdown(elem_id=caption_elem_id)
 
 
-def attributions_panel(prefix: str, heatmap_label: str, enabled: bool) -> tuple[gr.Button, list]:
+def attributions_panel(prefix: str, heatmap_label: str) -> tuple[gr.Button, list]:
     """The Explain button and what it fills: `[heatmap, summary, numbers, zip]` (element ids start with `prefix`)."""
-    button = gr.Button("Explain", elem_id=f"{prefix}-explain", interactive=enabled)
+    button = gr.Button("Explain", elem_id=f"{prefix}-explain")
     summary = gr.Markdown(elem_id=f"{prefix}-explain-summary")
     with gr.Row():
         heatmap = gr.Image(label=heatmap_label, type="filepath", elem_id=f"{prefix}-heatmap", height=360)
@@ -65,14 +64,11 @@ def attributions_panel(prefix: str, heatmap_label: str, enabled: bool) -> tuple[
     return button, [heatmap, summary, numbers, archive]
 
 
-def quality_tab(prefix: str, description: str, feature, missing: str | None) -> tuple[gr.Button, list]:
-    """A Quality tab with one scores plot: its Evaluate button and the outputs `[summary, plot, report, zip]`.
-    `feature, missing` are what `find_feature` returned for the quality metrics."""
+def quality_tab(prefix: str, description: str) -> tuple[gr.Button, list]:
+    """A Quality tab with one scores plot: its Evaluate button and the outputs `[summary, plot, report, zip]`."""
     with gr.Tab("Quality"):
-        if feature is None:
-            gr.Markdown(not_available("Quality metrics", missing))
         gr.Markdown(description)
-        button = gr.Button("Evaluate", elem_id=f"{prefix}-evaluate", interactive=feature is not None)
+        button = gr.Button("Evaluate", elem_id=f"{prefix}-evaluate")
         summary = gr.Markdown(elem_id=f"{prefix}-quality-summary")
         with gr.Row():
             plot = gr.Image(label="Scores", type="filepath", height=300)

@@ -7,6 +7,18 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file
 
+from diffusers_xai import TabularXAIPipeline
+from diffusers_xai.evaluation import evaluate_table
+from diffusers_xai.explain import (
+    DenoiserAttribution,
+    DenoiserShap,
+    column_attributions,
+    column_commit_steps,
+    step_trace,
+)
+from diffusers_xai.modalities.tabular import load_table
+from diffusers_xai.viz import plot_column_attributions, plot_column_commit_steps
+
 from .common import (
     FILE_TTL_SECONDS,
     MAX_SEED,
@@ -18,15 +30,12 @@ from .common import (
     count_parameters,
     denoiser_of,
     display_name,
-    find_feature,
     generation_info,
     handle_errors,
     load_pipeline,
     load_trace,
     new_output_path,
-    not_available,
     recorded_step,
-    require,
     resolve_source,
     save_tensors,
     save_text,
@@ -52,23 +61,6 @@ RANDOM_LABEL = "random (training frequencies)"
 ALL_COLUMNS = "all columns"
 METHODS = ("integrated_gradients", "shap")
 
-TABULAR, TABULAR_MISSING = find_feature({"diffusers_xai": ["TabularXAIPipeline"]})
-ATTRIBUTION, ATTRIBUTION_MISSING = find_feature(
-    {
-        "diffusers_xai.explain": [
-            "DenoiserAttribution",
-            "DenoiserShap",
-            "column_attributions",
-            "column_commit_steps",
-            "step_trace",
-        ],
-        "diffusers_xai.viz": ["plot_column_attributions", "plot_column_commit_steps"],
-    }
-)
-QUALITY, QUALITY_MISSING = find_feature(
-    {"diffusers_xai.evaluation": ["evaluate_table"], "diffusers_xai.modalities.tabular": ["load_table"]}
-)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # model
@@ -78,8 +70,7 @@ def source_of(model: str | None) -> str:
 
 
 def load_tabular_pipeline(model: str | None):
-    require(TABULAR, TABULAR_MISSING, "Tabular generation")
-    return load_pipeline(TABULAR.TabularXAIPipeline, source_of(model), BUNDLED_MODEL)
+    return load_pipeline(TabularXAIPipeline, source_of(model), BUNDLED_MODEL)
 
 
 def columns_of(preprocessor) -> list[str]:
@@ -188,7 +179,6 @@ def show_step(state, position):
 @handle_errors
 def explain(state, method, target, position, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
     """Attribute each generated column of x0 to the columns of x_t (and the class) at one recorded step."""
-    require(ATTRIBUTION, ATTRIBUTION_MISSING, "Column attributions")
     check_choice("method", method, METHODS)
     trace = load_trace(state)
     pipe = load_tabular_pipeline(state["model"])
@@ -198,18 +188,16 @@ def explain(state, method, target, position, progress=gr.Progress(track_tqdm=Tru
     labels = _labels(state)
     progress(0, desc=f"Explaining with {method}")
     with MODEL_LOCK:
-        explainer = (
-            ATTRIBUTION.DenoiserShap(pipe) if method == "shap" else ATTRIBUTION.DenoiserAttribution(pipe, method)
-        )
-        explanation = ATTRIBUTION.column_attributions(
+        explainer = DenoiserShap(pipe) if method == "shap" else DenoiserAttribution(pipe, method)
+        explanation = column_attributions(
             explainer,
-            ATTRIBUTION.step_trace(step.latents[:rows].float(), step.timestep, step.step_index),
+            step_trace(step.latents[:rows].float(), step.timestep, step.step_index),
             target=None if target == ALL_COLUMNS else target,
             class_labels=None if labels is None else labels[:rows],
         )
     folder = new_output_path(f"tabular-{method}")
     folder.mkdir()
-    plot = ATTRIBUTION.plot_column_attributions(explanation, str(folder / f"{method}_columns.png"), step=0)
+    plot = plot_column_attributions(explanation, str(folder / f"{method}_columns.png"), step=0)
     matrix = explanation.matrix(0)  # [targets, input columns]: mean |attribution| over the rows
     numbers = {
         "method": method,
@@ -242,11 +230,10 @@ def explain(state, method, target, position, progress=gr.Progress(track_tqdm=Tru
 @handle_errors
 def commit(state):
     """When each column's decoded value settles along the trajectory of x0."""
-    require(ATTRIBUTION, ATTRIBUTION_MISSING, "Column commit steps")
     trace = load_trace(state)
     pipe = load_tabular_pipeline(state["model"])
-    result = ATTRIBUTION.column_commit_steps(trace, pipe.preprocessor)
-    plot = ATTRIBUTION.plot_column_commit_steps(result, str(new_output_path("column-commit", ".png")))
+    result = column_commit_steps(trace, pipe.preprocessor)
+    plot = plot_column_commit_steps(result, str(new_output_path("column-commit", ".png")))
     means = result.fraction.float().mean(dim=0)
     numbers = {c: round(float(m), 4) for c, m in zip(result.columns, means)}
     order = result.order()
@@ -257,7 +244,6 @@ def commit(state):
 @handle_errors
 def evaluate(state, progress=gr.Progress()):  # noqa: B008
     """Fidelity, utility and privacy of the generated rows against the real table the bundled model learned."""
-    require(QUALITY, QUALITY_MISSING, "Quality metrics")
     load_trace(state)
     if state["model"] != str(BUNDLED_MODEL):
         raise ValueError(
@@ -272,8 +258,8 @@ def evaluate(state, progress=gr.Progress()):  # noqa: B008
     progress(0, desc="Evaluating against the real table")
     folder = new_output_path("tabular-quality")
     with MODEL_LOCK:  # CPU-heavy: queued with the model runs
-        report = QUALITY.evaluate_table(
-            QUALITY.load_table(BUNDLED_DATASET),
+        report = evaluate_table(
+            load_table(BUNDLED_DATASET),
             synthetic,
             target=None if condition is None else condition["name"],
             sdmetrics_privacy=False,  # SDMetrics' DCR protection takes tens of seconds; our own DCR is reported
@@ -288,9 +274,6 @@ def evaluate(state, progress=gr.Progress()):  # noqa: B008
 # ---------------------------------------------------------------------------------------------------------------
 def build_tabular_tab() -> list[tuple]:
     """The Tabular tab's components and events (call inside a `gr.Tab`); returns its page-load events."""
-    if TABULAR is None:
-        gr.Markdown(not_available("Tabular generation", TABULAR_MISSING))
-        return []
     state = gr.State(None, time_to_live=FILE_TTL_SECONDS)
     model, model_md = model_box(ENV_MODEL, BUNDLED_LABEL, "TabularXAIPipeline", "tabular-model")
     with gr.Row():
@@ -311,8 +294,6 @@ def build_tabular_tab() -> list[tuple]:
     preview = gr.Dataframe(label="Predicted x0", elem_id="tabular-x0", interactive=False)
     with gr.Tabs():
         with gr.Tab("Column attributions"):
-            if ATTRIBUTION is None:
-                gr.Markdown(not_available("Column attributions", ATTRIBUTION_MISSING))
             gr.Markdown(
                 "Which columns of the noisy row x_t (and the class) drive each generated column of the predicted "
                 f"x0 at the recorded step above, averaged over the first {MAX_EXPLAINED_ROWS} rows."
@@ -322,9 +303,9 @@ def build_tabular_tab() -> list[tuple]:
             with gr.Row():
                 method = gr.Dropdown(list(METHODS), value=METHODS[0], label="Method")
                 target = gr.Dropdown([ALL_COLUMNS], value=ALL_COLUMNS, label="Generated column")
-            explain_btn, explain_outputs = attributions_panel("tabular", "Mean |attribution|", ATTRIBUTION is not None)
+            explain_btn, explain_outputs = attributions_panel("tabular", "Mean |attribution|")
         with gr.Tab("Commit steps"):
-            commit_btn = gr.Button("When does each column settle?", interactive=ATTRIBUTION is not None)
+            commit_btn = gr.Button("When does each column settle?")
             commit_md = gr.Markdown()
             with gr.Row():
                 commit_plot = gr.Image(label="Commit step per column", type="filepath", height=360)
@@ -333,8 +314,6 @@ def build_tabular_tab() -> list[tuple]:
             "tabular",
             "The generated rows against the real wine table (the bundled model's training data): SDMetrics column "
             "shapes and pair trends, detection AUC, train-synthetic-test-real, distance to the closest real record.",
-            QUALITY,
-            QUALITY_MISSING,
         )
 
     model.change(

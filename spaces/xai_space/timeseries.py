@@ -10,6 +10,18 @@ import torch
 from matplotlib.figure import Figure
 from safetensors.torch import load_file
 
+from diffusers_xai import TimeSeriesXAIPipeline
+from diffusers_xai.evaluation import evaluate_timeseries
+from diffusers_xai.explain import (
+    DenoiserAttribution,
+    DenoiserShap,
+    series_commit_steps,
+    series_target,
+    step_trace,
+)
+from diffusers_xai.modalities.timeseries import make_sines
+from diffusers_xai.viz import plot_series_attributions, plot_series_commit_steps
+
 from .common import (
     FILE_TTL_SECONDS,
     MAX_SEED,
@@ -21,15 +33,12 @@ from .common import (
     count_parameters,
     denoiser_of,
     display_name,
-    find_feature,
     generation_info,
     handle_errors,
     load_pipeline,
     load_trace,
     new_output_path,
-    not_available,
     recorded_step,
-    require,
     resolve_source,
     save_tensors,
     save_text,
@@ -54,23 +63,6 @@ EVALUATION_ITERATIONS = 300  # TimeGAN's discriminative/predictive networks: 200
 ALL_CHANNELS = "all channels"
 METHODS = ("integrated_gradients", "shap")
 
-TIMESERIES, TIMESERIES_MISSING = find_feature({"diffusers_xai": ["TimeSeriesXAIPipeline"]})
-ATTRIBUTION, ATTRIBUTION_MISSING = find_feature(
-    {
-        "diffusers_xai.explain": [
-            "DenoiserAttribution",
-            "DenoiserShap",
-            "series_commit_steps",
-            "series_target",
-            "step_trace",
-        ],
-        "diffusers_xai.viz": ["plot_series_attributions", "plot_series_commit_steps"],
-    }
-)
-QUALITY, QUALITY_MISSING = find_feature(
-    {"diffusers_xai.evaluation": ["evaluate_timeseries"], "diffusers_xai.modalities.timeseries": ["make_sines"]}
-)
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # model
@@ -80,8 +72,7 @@ def source_of(model: str | None) -> str:
 
 
 def load_series_pipeline(model: str | None):
-    require(TIMESERIES, TIMESERIES_MISSING, "Time-series generation")
-    return load_pipeline(TIMESERIES.TimeSeriesXAIPipeline, source_of(model), BUNDLED_MODEL)
+    return load_pipeline(TimeSeriesXAIPipeline, source_of(model), BUNDLED_MODEL)
 
 
 @handle_errors
@@ -190,7 +181,6 @@ def show_step(state, position):
 @handle_errors
 def explain(state, method, sample, channel, time, position, progress=gr.Progress(track_tqdm=True)):  # noqa: B008
     """Attribute a region of one window's predicted x0 to every element of its x_t at one recorded step."""
-    require(ATTRIBUTION, ATTRIBUTION_MISSING, "Time-series attributions")
     check_choice("method", method, METHODS)
     trace = load_trace(state)
     pipe = load_series_pipeline(state["model"])
@@ -201,21 +191,19 @@ def explain(state, method, sample, channel, time, position, progress=gr.Progress
     time = check_int("Time step", time, -1, length - 1)
     progress(0, desc=f"Explaining with {method}")
     with MODEL_LOCK:
-        region = ATTRIBUTION.series_target(
+        region = series_target(
             channels, length, None if channel == ALL_CHANNELS else channel, None if time < 0 else time
         )
-        explainer = (
-            ATTRIBUTION.DenoiserShap(pipe) if method == "shap" else ATTRIBUTION.DenoiserAttribution(pipe, method)
-        )
+        explainer = DenoiserShap(pipe) if method == "shap" else DenoiserAttribution(pipe, method)
         explanation = explainer.attribute(
-            ATTRIBUTION.step_trace(step.latents[sample : sample + 1].float(), step.timestep, step.step_index),
+            step_trace(step.latents[sample : sample + 1].float(), step.timestep, step.step_index),
             target=region,
         )
     folder = new_output_path(f"series-{method}")
     folder.mkdir()
     title = f"{method}, t = {step.timestep}, target {channel} / {'all' if time < 0 else time}"
     path = str(folder / f"{method}_series.png")
-    plot = ATTRIBUTION.plot_series_attributions(explanation, path, sample=0, step=0, channels=channels, title=title)
+    plot = plot_series_attributions(explanation, path, sample=0, step=0, channels=channels, title=title)
     per_time = explanation.attributions[0, 0].abs().sum(dim=0)
     per_channel = explanation.attributions[0, 0].abs().sum(dim=1)
     numbers = {
@@ -239,11 +227,10 @@ def explain(state, method, sample, channel, time, position, progress=gr.Progress
 @handle_errors
 def commit(state):
     """When each time step of each channel settles along the trajectory of x0."""
-    require(ATTRIBUTION, ATTRIBUTION_MISSING, "Time-series commit steps")
     trace = load_trace(state)
     pipe = load_series_pipeline(state["model"])
-    result = ATTRIBUTION.series_commit_steps(trace, channels=pipe.preprocessor.channels)
-    plot = ATTRIBUTION.plot_series_commit_steps(result, str(new_output_path("series-commit", ".png")))
+    result = series_commit_steps(trace, channels=pipe.preprocessor.channels)
+    plot = plot_series_commit_steps(result, str(new_output_path("series-commit", ".png")))
     per_time = result.per_time_step()
     numbers = {"per_time_step": [round(float(v), 4) for v in per_time]}
     summary = (
@@ -256,7 +243,6 @@ def commit(state):
 @handle_errors
 def evaluate(state, progress=gr.Progress()):  # noqa: B008
     """TimeGAN's discriminative and predictive scores, autocorrelation and embedding FID against real sines."""
-    require(QUALITY, QUALITY_MISSING, "Quality metrics")
     load_trace(state)
     if state["model"] != str(BUNDLED_MODEL):
         raise ValueError(
@@ -267,11 +253,11 @@ def evaluate(state, progress=gr.Progress()):  # noqa: B008
     if synthetic.shape[0] < MIN_EVALUATED_SERIES:
         raise ValueError(f"Quality metrics need at least {MIN_EVALUATED_SERIES} windows; generate more series.")
     n, length, c = synthetic.shape
-    real = QUALITY.make_sines(num_series=REAL_SERIES, sequence_length=length, num_channels=c, seed=1)
+    real = make_sines(num_series=REAL_SERIES, sequence_length=length, num_channels=c, seed=1)
     progress(0, desc="Evaluating against real sines")
     folder = new_output_path("series-quality")
     with MODEL_LOCK:  # CPU-heavy: queued with the model runs
-        report = QUALITY.evaluate_timeseries(
+        report = evaluate_timeseries(
             real,
             synthetic,
             discriminative_iterations=EVALUATION_ITERATIONS,
@@ -288,9 +274,6 @@ def evaluate(state, progress=gr.Progress()):  # noqa: B008
 # ---------------------------------------------------------------------------------------------------------------
 def build_timeseries_tab() -> list[tuple]:
     """The Time series tab's components and events (call inside a `gr.Tab`); returns its page-load events."""
-    if TIMESERIES is None:
-        gr.Markdown(not_available("Time-series generation", TIMESERIES_MISSING))
-        return []
     state = gr.State(None, time_to_live=FILE_TTL_SECONDS)
     model, model_md = model_box(ENV_MODEL, BUNDLED_LABEL, "TimeSeriesXAIPipeline", "series-model")
     with gr.Row():
@@ -310,8 +293,6 @@ def build_timeseries_tab() -> list[tuple]:
     step_plot = gr.Image(label="x_t and predicted x0", type="filepath", elem_id="series-step-plot", height=420)
     with gr.Tabs():
         with gr.Tab("Attributions"):
-            if ATTRIBUTION is None:
-                gr.Markdown(not_available("Time-series attributions", ATTRIBUTION_MISSING))
             gr.Markdown(
                 "Which time steps and channels of the noisy window x_t made the model predict a region of x0 (one "
                 "channel, one time step, or everything) at the recorded step above."
@@ -323,9 +304,9 @@ def build_timeseries_tab() -> list[tuple]:
                 sample = gr.Dropdown([0], value=0, label="Window")
                 channel = gr.Dropdown([ALL_CHANNELS], value=ALL_CHANNELS, label="Target channel")
                 time = gr.Slider(-1, 1, value=-1, step=1, label="Target time step (-1: all)")
-            explain_btn, explain_outputs = attributions_panel("series", "Attributions", ATTRIBUTION is not None)
+            explain_btn, explain_outputs = attributions_panel("series", "Attributions")
         with gr.Tab("Commit steps"):
-            commit_btn = gr.Button("When does each time step settle?", interactive=ATTRIBUTION is not None)
+            commit_btn = gr.Button("When does each time step settle?")
             commit_md = gr.Markdown()
             with gr.Row():
                 commit_plot = gr.Image(label="Commit step per channel and time step", type="filepath", height=300)
@@ -335,8 +316,6 @@ def build_timeseries_tab() -> list[tuple]:
             f"The generated windows against {REAL_SERIES} real sines (the bundled model's data): TimeGAN's "
             f"discriminative and predictive scores ({EVALUATION_ITERATIONS} iterations each, to stay quick), "
             "the autocorrelation distance and the FID of window embeddings.",
-            QUALITY,
-            QUALITY_MISSING,
         )
 
     model.change(
