@@ -164,38 +164,57 @@ class DenoiserAttribution(DenoiserExplainer):
         cond_name = None
         with frozen_parameters(self.unet):
             for step in progress(steps, desc=self.method):
-                x = step.sample
-                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0], target_inputs)
+                cond = self._conditioning(encoder_hidden_states, class_labels, step.sample.shape[0], target_inputs)
                 cond_name, cond_value = self._conditioning_input(cond, include_conditioning)
-                input_names = ["sample"] + ([cond_name] if cond_name else [])
-                xs = (x,) + ((cond_value,) if cond_value is not None else ())
-                forward = forward_fn.bind(input_names, list(cond), step.timestep)
-                kwargs = dict(method_kwargs)
-                if self.method not in ("saliency", "input_x_gradient"):
-                    kwargs["baselines"] = self._baselines(baselines, xs, step.timestep, generator)
-                if self.method == "occlusion":
-                    windows, strides = self._default_occlusion(xs)
-                    kwargs.setdefault("sliding_window_shapes", windows)
-                    kwargs.setdefault("strides", strides)
-                    kwargs.setdefault("perturbations_per_eval", 64)
-                if self.method in _HAS_DELTA and return_convergence_delta:
-                    kwargs["return_convergence_delta"] = True
-                extras = tuple(cond.values())
-                with torch.enable_grad():
-                    xs_grad = tuple(v.detach().requires_grad_(True) for v in xs)
-                    out = self._captum(forward).attribute(
-                        xs_grad if len(xs) > 1 else xs_grad[0], additional_forward_args=extras or None, **kwargs
-                    )
-                if return_convergence_delta:
-                    out, delta = out
-                    if self.method == "gradient_shap":  # one delta per (sample, baseline draw)
-                        delta = delta.reshape(x.shape[0], -1).mean(dim=1)
-                    deltas.append(delta.detach().float().cpu())
-                out = out if isinstance(out, tuple) else (out,)
+                out, delta = self._attribute_step(
+                    forward_fn, step, cond, cond_name, cond_value, baselines, generator,
+                    return_convergence_delta, method_kwargs,
+                )  # fmt: skip
+                if delta is not None:
+                    deltas.append(delta)
                 sample_attr.append(out[0].detach().float().cpu())
                 if len(out) > 1:
                     cond_attr.append(out[1].detach().float().cpu())
-        attributions = torch.stack(sample_attr)
+        return self._result(steps, torch.stack(sample_attr), cond_attr, cond_name, deltas)
+
+    def _method_kwargs(self, xs: tuple, timestep: int, baselines, generator, delta: bool, method_kwargs) -> dict:
+        """captum's `attribute` keywords for one step: baselines, default occlusion windows, convergence delta."""
+        kwargs = dict(method_kwargs)
+        if self.method not in ("saliency", "input_x_gradient"):
+            kwargs["baselines"] = self._baselines(baselines, xs, timestep, generator)
+        if self.method == "occlusion":
+            windows, strides = self._default_occlusion(xs)
+            kwargs.setdefault("sliding_window_shapes", windows)
+            kwargs.setdefault("strides", strides)
+            kwargs.setdefault("perturbations_per_eval", 64)
+        if self.method in _HAS_DELTA and delta:
+            kwargs["return_convergence_delta"] = True
+        return kwargs
+
+    def _attribute_step(
+        self, forward_fn, step, cond: dict, cond_name, cond_value, baselines, generator, delta: bool, method_kwargs
+    ) -> tuple[tuple, torch.Tensor | None]:
+        """captum's attributions at one step: `((x_t attributions[, conditioning attributions]), delta or None)`."""
+        x = step.sample
+        input_names = ["sample"] + ([cond_name] if cond_name else [])
+        xs = (x,) + ((cond_value,) if cond_value is not None else ())
+        forward = forward_fn.bind(input_names, list(cond), step.timestep)
+        kwargs = self._method_kwargs(xs, step.timestep, baselines, generator, delta, method_kwargs)
+        extras = tuple(cond.values())
+        with torch.enable_grad():
+            xs_grad = tuple(v.detach().requires_grad_(True) for v in xs)
+            out = self._captum(forward).attribute(
+                xs_grad if len(xs) > 1 else xs_grad[0], additional_forward_args=extras or None, **kwargs
+            )
+        gap = None
+        if delta:
+            out, gap = out
+            if self.method == "gradient_shap":  # one delta per (sample, baseline draw)
+                gap = gap.reshape(x.shape[0], -1).mean(dim=1)
+            gap = gap.detach().float().cpu()
+        return (out if isinstance(out, tuple) else (out,)), gap
+
+    def _result(self, steps, attributions: torch.Tensor, cond_attr: list, cond_name, deltas: list):
         metadata = {"multiply_by_inputs": self.multiply_by_inputs}
         result_attr: torch.Tensor | tuple = attributions
         if cond_attr:
