@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import DPMSolverMultistepScheduler
 
-from diffusers_xai.capture import LatentTraceCallback, TraceConfig
+from diffusers_xai.capture import LatentTraceCallback, SchedulerStepTrace, TraceConfig
 from diffusers_xai.explain.faithfulness import FaithfulnessResult
 from diffusers_xai.explain.randomization import SanityCheckResult
 from diffusers_xai.explain.text_to_image import TextToImageExplainer, explain_prompt
@@ -50,8 +50,10 @@ def test_word_maps_merge_subwords_and_keep_images_identical(family_pipe):
         assert float(res.token_maps.sum(0).max()) <= 1 + 1e-5
     else:  # joint attention: the image→text share of a softmax over [image, text]
         assert float(res.token_maps.sum(0).max()) < 1
-    if family != "pixart":  # PixArt's pipeline has no callback_on_step_end
-        assert len(res.trace) == 2 and res.trace.steps[0].latents is not None
+    # PixArt's pipeline has no callback_on_step_end: its trace comes from SchedulerStepTrace (DDIM gives x̂0);
+    # flow matching's x̂0 is solved from two consecutive latents (step 1 on), SD's PNDM exposes none
+    assert len(res.trace) == 2 and res.trace.steps[0].latents is not None
+    assert (res.trace.steps[1].pred_original_sample is not None) == (family in ("sd3", "flux", "pixart"))
 
 
 def test_unconditional_half_never_leaks(family_pipe):
@@ -226,6 +228,75 @@ def test_latent_trace_callback_dpm_solver_x0_and_budget(caplog):
     assert (
         small.trace.truncated and len(small.trace) == 1 and small.trace.nbytes == 2048
     )  # x_t and x̂0 of step 0 and "max_bytes=2100" in caplog.text
+
+
+@pytest.mark.parametrize("family", ["sd3", "sd"])
+def test_scheduler_step_trace_equals_the_callback_route(family):
+    pipe = tiny_text_to_image_pipeline(family)
+    if family == "sd":  # DPM-Solver++ keeps x̂0 as its converted model output: both routes can read it
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3))
+    config = TraceConfig(steps="all", dtype=torch.float32)
+    kwargs = dict(latents=latents, **tiny_call_kwargs(family, num_inference_steps=3, guidance_scale=3.0))
+    callback = LatentTraceCallback(config, initial_latents=latents)
+    by_callback = pipe(PROMPT, callback_on_step_end=callback, **kwargs).images
+    with SchedulerStepTrace(pipe, config) as stepped:
+        by_step = pipe(PROMPT, **kwargs).images
+    np.testing.assert_array_equal(by_step, by_callback)
+    assert "step" not in vars(pipe.scheduler)  # the class's own step is back
+    a, b = callback.trace, stepped.trace
+    assert a.step_indices == b.step_indices == [0, 1, 2] and [s.timestep for s in a.steps] == [
+        s.timestep for s in b.steps
+    ]
+    torch.testing.assert_close(b.stack("latents"), a.stack("latents"), rtol=0, atol=0)
+    torch.testing.assert_close(b.stack("pred_original_sample"), a.stack("pred_original_sample"), rtol=1e-5, atol=1e-5)
+
+
+def test_scheduler_step_trace_on_pixart_and_restored_after_an_exception():
+    pipe = tiny_text_to_image_pipeline("pixart")
+    seen = []
+    handle = pipe.transformer.register_forward_hook(
+        lambda m, a, k, out: seen.append((a[0].clone(), k["timestep"], out[0].clone())), with_kwargs=True
+    )
+    kwargs = tiny_call_kwargs("pixart", num_inference_steps=3, guidance_scale=1.0, output_type="latent")
+    try:
+        stock = pipe(PROMPT, **kwargs).images
+        seen.clear()
+        with SchedulerStepTrace(pipe, TraceConfig(steps="all", dtype=torch.float32)) as stepped:
+            traced = pipe(PROMPT, **tiny_call_kwargs("pixart", 3, guidance_scale=1.0, output_type="latent")).images
+    finally:
+        handle.remove()
+    torch.testing.assert_close(traced, stock, rtol=0, atol=0)
+    trace = stepped.trace
+    torch.testing.assert_close(trace.steps[-1].latents, traced, rtol=0, atol=0)  # step i holds x_{t_{i+1}}
+    torch.testing.assert_close(trace.steps[0].latents, seen[1][0], rtol=0, atol=0)
+    alphas = pipe.scheduler.alphas_cumprod
+    for step, (x, t, out) in zip(trace.steps, seen, strict=True):  # DDIM's own x̂0 = (x - sqrt(1 - a) eps) / sqrt(a)
+        a, eps = alphas[int(t.flatten()[0])], out.chunk(2, dim=1)[0]  # learned sigma: the first half is eps
+        assert step.timestep == int(t.flatten()[0])
+        x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)  # DDIMScheduler's default clip_sample=True
+        torch.testing.assert_close(step.pred_original_sample, x0)
+
+    calls = []
+
+    def fail_second_call(module, args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+
+    handle = pipe.transformer.register_forward_pre_hook(fail_second_call)
+    recorder = SchedulerStepTrace(pipe)
+    try:
+        with pytest.raises(RuntimeError, match="boom"), recorder:
+            pipe(PROMPT, **tiny_call_kwargs("pixart", num_inference_steps=3))
+    finally:
+        handle.remove()
+    assert "step" not in vars(pipe.scheduler) and len(recorder.trace) == 1
+    with SchedulerStepTrace(pipe), pytest.raises(ValueError, match="already traced by another SchedulerStepTrace"):
+        SchedulerStepTrace(pipe).__enter__()
+    assert "step" not in vars(pipe.scheduler)
+    with pytest.raises(ValueError, match="str has no scheduler with a `step` method"):
+        SchedulerStepTrace("not a pipeline")
 
 
 def test_save_word_maps_png(tmp_path):

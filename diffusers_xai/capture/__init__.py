@@ -1,6 +1,6 @@
 """Capture hooks: attention probabilities, activations/gradients and per-step latents of any diffusers model."""
 
-from .callback import LatentTraceCallback
+from .callback import LatentTraceCallback, SchedulerStepTrace
 from .config import TraceConfig, resolve_trace_config
 from .hooks import ActivationCapture, resolve_module_names
 from .probability_capture import AttentionCall, AttentionProbabilityCapture, find_all_attention_modules
@@ -18,6 +18,7 @@ __all__ = [
     "AttentionCall",
     "AttentionProbabilityCapture",
     "LatentTraceCallback",
+    "SchedulerStepTrace",
     "UnsupportedAttentionProcessorError",
     "attention_query_key",
     "chunked_attention_probabilities",

@@ -2,16 +2,18 @@ r"""A diffusers `PipelineCallback` recording per-step latents (and $\hat{x}_0$ w
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
 import torch
 from diffusers.callbacks import PipelineCallback
+from diffusers.utils import BaseOutput
 
 from .config import TraceConfig
 from .trace import Trace, TraceStep
 
-__all__ = ["LatentTraceCallback"]
+__all__ = ["LatentTraceCallback", "SchedulerStepTrace"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,11 @@ class LatentTraceCallback(PipelineCallback):
     def callback_fn(self, pipeline, step_index: int, timestep, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         latents = callback_kwargs["latents"]
         x0 = _pred_original_sample(pipeline.scheduler, step_index, self._previous, latents)
+        self.record(step_index, timestep, latents, x0)
+        return callback_kwargs
+
+    def record(self, step_index: int, timestep, latents: torch.Tensor, x0: torch.Tensor | None) -> None:
+        """Store step `step_index`'s latents (after the step) and $\\hat{x}_0$ under the config's steps and budget."""
         self._previous = latents.detach().float()
         keep = self._kept is None or step_index in self._kept
         if isinstance(self.trace_config.steps, int) and self._kept is None:
@@ -75,7 +82,6 @@ class LatentTraceCallback(PipelineCallback):
                 step.pred_original_sample = self._store(x0, step)
             if not self.trace.truncated:
                 self.trace.steps.append(step)
-        return callback_kwargs
 
     def _store(self, tensor: torch.Tensor, pending: TraceStep) -> torch.Tensor | None:
         config = self.trace_config
@@ -107,3 +113,86 @@ def _pred_original_sample(scheduler, step_index: int, previous, latents: torch.T
         velocity = (latents.float() - previous.to(latents.device)) / (sigma_next - sigma)
         return previous.to(latents.device) - sigma * velocity
     return None
+
+
+class SchedulerStepTrace:
+    r"""
+    Record per-step latents of *any* stock pipeline, also those without `callback_on_step_end` (PixArt-α/Σ in
+    diffusers 0.42), by wrapping the scheduler's `step` for the duration of a `with` block.
+
+    Every pipeline's loop calls `scheduler.step(model_output, t, latents)` once per iteration; the wrapper calls the
+    original step and records, into the same [`Trace`] as [`LatentTraceCallback`] (it uses one internally, with its
+    `steps`, `dtype`, `device` and `max_bytes`), the latents the step produced under step $i$ and timestep $t_i$, and
+    $\hat{x}_0$: the step output's `pred_original_sample` where the scheduler returns one (DDIM, DDPM, Euler, LCM,
+    ...), else as [`LatentTraceCallback`] recovers it (DPM-Solver++/UniPC data predictions; flow matching from the
+    step's own input, so no `initial_latents` is needed). The step is called with `return_dict=True` and its output
+    handed back as the pipeline asked (`to_tuple()` for `return_dict=False`), so the latents are unchanged. The
+    scheduler's own `step` is restored on exit, also after an exception.
+
+    Args:
+        pipeline: a diffusers pipeline (its `scheduler` is wrapped) or a scheduler.
+        config ([`TraceConfig`], *optional*): what to keep (default: every step, float16 on CPU, 64 MiB).
+        num_steps (`int`, *optional*): the run's step count, to resolve `config.steps="auto"` or a stride.
+
+    Example:
+
+    ```py
+    >>> with SchedulerStepTrace(pipe) as recorder:  # e.g. a PixArtAlphaPipeline
+    ...     pipe("a red cat", num_inference_steps=4)
+    >>> recorder.trace.stack("latents").shape  # [steps, B, C, h, w]
+    ```
+    """
+
+    def __init__(self, pipeline, config: TraceConfig | None = None, num_steps: int | None = None):
+        self.scheduler = getattr(pipeline, "scheduler", pipeline)
+        if not callable(getattr(self.scheduler, "step", None)):
+            raise ValueError(
+                f"{type(pipeline).__name__} has no scheduler with a `step` method; pass a diffusers pipeline or "
+                "scheduler."
+            )
+        self.recorder = LatentTraceCallback(config, num_steps=num_steps)
+        self.step_index = 0
+        self._own_step = None
+
+    @property
+    def trace(self) -> Trace:
+        return self.recorder.trace
+
+    def __enter__(self) -> SchedulerStepTrace:
+        scheduler = self.scheduler
+        if "step" in scheduler.__dict__ and getattr(scheduler.__dict__["step"], "_scheduler_step_trace", False):
+            raise ValueError("This scheduler's `step` is already traced by another SchedulerStepTrace; nest none.")
+        self._own_step = scheduler.__dict__.get("step")
+        original = scheduler.step
+        signature = inspect.signature(original)
+
+        def step(*args, **kwargs):
+            bound = signature.bind(*args, **kwargs)
+            return_dict = bound.arguments.get("return_dict", True)
+            if "return_dict" in signature.parameters:
+                bound.arguments["return_dict"] = True
+            scheduler_index = getattr(scheduler, "step_index", None)
+            output = original(*bound.args, **bound.kwargs)
+            self._record(output, bound.arguments, scheduler_index)
+            return output if return_dict or not isinstance(output, BaseOutput) else output.to_tuple()
+
+        step._scheduler_step_trace = True
+        scheduler.step = step
+        return self
+
+    def _record(self, output, arguments: dict, scheduler_index: int | None) -> None:
+        latents = output.prev_sample if isinstance(output, BaseOutput) else output[0]
+        x0 = getattr(output, "pred_original_sample", None) if isinstance(output, BaseOutput) else None
+        if x0 is None:
+            sample = arguments.get("sample")
+            previous = sample.detach().float() if isinstance(sample, torch.Tensor) else self.recorder._previous
+            index = self.step_index if scheduler_index is None else scheduler_index
+            x0 = _pred_original_sample(self.scheduler, index, previous, latents)
+        self.recorder.record(self.step_index, arguments.get("timestep", self.step_index), latents, x0)
+        self.step_index += 1
+
+    def __exit__(self, *exc) -> None:
+        if self._own_step is None:
+            self.scheduler.__dict__.pop("step", None)
+        else:
+            self.scheduler.step = self._own_step

@@ -13,7 +13,14 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from ..capture import AttentionCall, AttentionProbabilityCapture, LatentTraceCallback, Trace, TraceConfig
+from ..capture import (
+    AttentionCall,
+    AttentionProbabilityCapture,
+    LatentTraceCallback,
+    SchedulerStepTrace,
+    Trace,
+    TraceConfig,
+)
 from .denoiser_call import StepSnapshot
 from .prompt_tokens import PromptLayout, prompt_layout
 from .randomization import SanityCheckResult, randomize_model
@@ -38,7 +45,8 @@ class TextToImageExplanation:
         step_indices (`list[int]`): the explained steps.
         layers (`list[str]`): the attention modules whose image→text maps were aggregated.
         layout ([`PromptLayout`]): token ↔ word bookkeeping.
-        trace ([`Trace`]): per-step latents (and $\hat{x}_0$ where recoverable) from [`LatentTraceCallback`].
+        trace ([`Trace`]): per-step latents (and $\hat{x}_0$ where recoverable) from [`LatentTraceCallback`], or
+            from [`SchedulerStepTrace`] for pipelines without `callback_on_step_end` (PixArt).
         attributions (`dict`): filled by the optional checks (integrated gradients, faithfulness, sanity).
     """
 
@@ -191,7 +199,8 @@ class TextToImageExplainer:
                 word's embeddings zeroed); `prompt` still labels the tokens. Pass the pipeline's other embeddings
                 (`pooled_prompt_embeds`, ...) in `pipeline_kwargs` as the pipeline requires.
             trace (`bool` or [`TraceConfig`], *optional*, defaults to `True`): record per-step latents through
-                [`LatentTraceCallback`] (pipelines with `callback_on_step_end`).
+                [`LatentTraceCallback`] (pipelines with `callback_on_step_end`) or [`SchedulerStepTrace`] (the
+                others, e.g. PixArt).
             integrated_gradients (`bool`, *optional*): attributions of $\sum_{\text{region}}\hat{x}_0$ at
                 `check_step` to every token embedding (captum IG, zero baseline), in
                 `attributions["integrated_gradients"]` (`{"tokens": [M], "words": [W], "delta": ...}`).
@@ -237,6 +246,9 @@ class TextToImageExplainer:
         aspect = self._aspect(kwargs)
         accumulate = _MapAccumulator(aspect, None if steps == "all" else set(steps))
         callback = self._trace_callback(trace, kwargs)
+        step_trace = None  # pipelines without callback_on_step_end (PixArt): wrap the scheduler's step instead
+        if callback is None and trace is not False:
+            step_trace = SchedulerStepTrace(self.pipeline, _trace_config(trace), kwargs.get("num_inference_steps"))
         call = dict(kwargs)
         call |= {"prompt": None, "prompt_embeds": prompt_embeds} if prompt_embeds is not None else {"prompt": prompt}
         if callback is not None:
@@ -252,13 +264,14 @@ class TextToImageExplainer:
         )
         snapshot = StepSnapshot(self.denoiser, capture, snapshot_step, self.pipeline.scheduler, aspect)
         remember = self._remember_encoding(capture) if prompt_embeds is None else contextlib.nullcontext()
-        with remember, capture, snapshot if snapshot_step is not None else contextlib.nullcontext():
+        traced = step_trace if step_trace is not None else contextlib.nullcontext()
+        with remember, capture, snapshot if snapshot_step is not None else contextlib.nullcontext(), traced:
             output = self.pipeline(**call)
         if snapshot_step is not None and snapshot.call is None:
             raise ValueError(f"`check_step={snapshot_step}` was not run; pick a step below `num_inference_steps`.")
         step_indices, per_step = accumulate.per_step()
         layout = prompt_layout(self.pipeline, prompt, accumulate.text_length)
-        trace_out = None if callback is None else callback.trace
+        trace_out = callback.trace if callback is not None else step_trace.trace if step_trace is not None else None
         result = self._explanation(output, layout, per_step, step_indices, list(accumulate.layers), include_special)
         result.trace = trace_out
         return result, snapshot.call
@@ -326,8 +339,7 @@ class TextToImageExplainer:
             raise ValueError(
                 "`callback_on_step_end` is taken by the latent trace; pass trace=False to use your own callback."
             )
-        config = trace if isinstance(trace, TraceConfig) else TraceConfig(steps="all", max_bytes=2**28)
-        return LatentTraceCallback(config, num_steps=pipeline_kwargs.get("num_inference_steps"))
+        return LatentTraceCallback(_trace_config(trace), num_steps=pipeline_kwargs.get("num_inference_steps"))
 
     def _explanation(self, output, layout, per_step, step_indices, layers, include_special):
         images = getattr(output, "images", output[0] if isinstance(output, tuple) else output)
@@ -357,6 +369,10 @@ class TextToImageExplainer:
             layers=layers,
             layout=layout,
         )
+
+
+def _trace_config(trace: bool | TraceConfig) -> TraceConfig:
+    return trace if isinstance(trace, TraceConfig) else TraceConfig(steps="all", max_bytes=2**28)
 
 
 def _image_size(images) -> tuple[int, int]:
