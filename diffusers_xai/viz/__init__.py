@@ -10,11 +10,12 @@ from .rows import (
     plot_series_attributions,
     plot_series_commit_steps,
 )
-from .samples import save_image_tiles, save_series_plot
+from .samples import image_tiles, save_image_tiles, save_series_plot
 from .text_to_image import save_word_maps
 from .trajectory import save_commit_step_map, save_denoising_gif, save_trajectory_curves, save_trajectory_strip
 
 __all__ = [
+    "image_tiles",
     "plot_column_attributions",
     "plot_column_commit_steps",
     "plot_series_attributions",

@@ -9,25 +9,41 @@ import PIL.Image
 
 from ..utils.io import atomic_path
 
-__all__ = ["save_image_tiles", "save_series_plot"]
+__all__ = ["image_tiles", "save_image_tiles", "save_series_plot"]
 
 
-def save_image_tiles(images: np.ndarray, path: str, min_cell: int = 64) -> str:
-    """Save `[N, H, W, C]` images in [0, 1] as one PNG grid: nearest-upscaled so small images stay visible, with a
-    gray gutter between cells."""
+def image_tiles(
+    images: np.ndarray,
+    min_cell: int = 64,
+    cols: int | None = None,
+    pad: int | None = None,
+    background: float = 0.5,
+) -> PIL.Image.Image:
+    """
+    `[N, H, W, C]` images in [0, 1] as one grid picture: nearest-upscaled so a cell is at least `min_cell` pixels a
+    side (small images stay visible), `cols` per row (default: about the square root of N), separated by `pad`
+    pixels (default: half the upscale factor, at least 1) of `background` (0 black, 1 white).
+    """
     n, h, w, c = images.shape
     scale = max(1, math.ceil(min_cell / max(h, w)))
     images = images.repeat(scale, axis=1).repeat(scale, axis=2)
-    h, w, pad = h * scale, w * scale, max(1, scale // 2)
-    cols = math.ceil(math.sqrt(n))
+    h, w = h * scale, w * scale
+    pad = max(1, scale // 2) if pad is None else pad
+    cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 0.5, dtype=np.float32)
+    grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), background, dtype=np.float32)
     for i, image in enumerate(images):
         r, col = divmod(i, cols)
         top, left = pad + r * (h + pad), pad + col * (w + pad)
         grid[top : top + h, left : left + w] = image
     pixels = (grid * 255).round().clip(0, 255).astype(np.uint8)
-    picture = PIL.Image.fromarray(pixels[..., 0] if c == 1 else pixels)
+    return PIL.Image.fromarray(pixels[..., 0] if c == 1 else pixels)
+
+
+def save_image_tiles(images: np.ndarray, path: str, min_cell: int = 64) -> str:
+    """Save `[N, H, W, C]` images in [0, 1] as one PNG grid ([`image_tiles`]: nearest-upscaled so small images stay
+    visible, with a gray gutter between cells)."""
+    picture = image_tiles(images, min_cell)
     with atomic_path(path, suffix=".png") as tmp:
         picture.save(tmp)
     return path

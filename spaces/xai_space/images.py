@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import gradio as gr
 import numpy as np
@@ -24,6 +23,7 @@ from diffusers_xai.explain import (
 )
 from diffusers_xai.modalities.image import load_digits_tensors
 from diffusers_xai.viz import (
+    image_tiles,
     save_attention_maps,
     save_commit_step_map,
     save_denoising_gif,
@@ -144,7 +144,7 @@ def class_name(pipe: DiffusionXAIPipeline, label: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# trajectory grids: plain numpy/PIL so that scrubbing the step slider stays instant
+# trajectory grids: `viz.image_tiles` (numpy/PIL, no matplotlib) so that scrubbing the step slider stays instant
 # ---------------------------------------------------------------------------------------------------------------
 def to_unit(x: torch.Tensor) -> np.ndarray:
     """`[B, C, H, W]` model-space images in [-1, 1] → `[B, H, W, C]` floats in [0, 1]."""
@@ -153,22 +153,12 @@ def to_unit(x: torch.Tensor) -> np.ndarray:
 
 def upscale(image: np.ndarray, cell: int = DISPLAY_CELL) -> PIL.Image.Image:
     """`[H, W, C]` in [0, 1] → a PIL image enlarged by nearest neighbour to at least `cell` pixels a side."""
-    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-    pil = PIL.Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels[..., :3])
-    scale = max(1, math.ceil(cell / max(image.shape[:2])))
-    return pil.resize((pil.width * scale, pil.height * scale), PIL.Image.NEAREST)
+    return image_tiles(image[None], min_cell=cell, pad=0)
 
 
 def tile(images: np.ndarray, cell: int = DISPLAY_CELL, pad: int = 2) -> PIL.Image.Image:
     """`[B, H, W, C]` in [0, 1] → one grid image (at most 4 columns), cells separated by `pad` white pixels."""
-    cells = [upscale(im, cell).convert("RGB") for im in images]
-    cols = min(len(cells), 4)
-    rows = math.ceil(len(cells) / cols)
-    cw, ch = cells[0].size
-    grid = PIL.Image.new("RGB", (cols * cw + (cols + 1) * pad, rows * ch + (rows + 1) * pad), "white")
-    for i, c in enumerate(cells):
-        grid.paste(c, (pad + (i % cols) * (cw + pad), pad + (i // cols) * (ch + pad)))
-    return grid
+    return image_tiles(images, min_cell=cell, cols=min(len(images), 4), pad=pad, background=1.0).convert("RGB")
 
 
 def trajectory_images(trace: Trace, position) -> tuple[PIL.Image.Image, PIL.Image.Image, str]:
