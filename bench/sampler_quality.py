@@ -2,6 +2,7 @@
 
     python bench/sampler_quality.py --pipeline runs/digits [--num_samples 1000] [--threads 2]
     python bench/sampler_quality.py --pipeline runs/digits --samplers ddpm-1000,dpmsolver-20,dpmsolver-10
+    python bench/sampler_quality.py --pipeline runs/digits --classes cycle  # class-conditional: sample i of class i%K
 
 Every sampler starts from the same $x_T$ (batch `b` draws from `torch.Generator().manual_seed(seed + b)`), so the
 differences between rows are the samplers', not the noise draws'. FID and KID are computed against the images the
@@ -72,10 +73,21 @@ def scheduler_key(scheduler) -> dict:
     return {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
 
 
-def sample_batch(pipe, steps: int, n: int, seed: int) -> torch.Tensor:
-    """`n` images in [0, 1] from `torch.Generator().manual_seed(seed)`."""
+def sample_batch(pipe, steps: int, n: int, seed: int, class_labels: list[int] | None = None) -> torch.Tensor:
+    """`n` images in [0, 1] from `torch.Generator().manual_seed(seed)` (of `class_labels`, guidance 1, when given)."""
     generator = torch.Generator().manual_seed(seed)
-    return pipe(batch_size=n, generator=generator, num_inference_steps=steps, output_type="pt").images
+    kwargs = {"class_labels": class_labels} if class_labels is not None else {}
+    return pipe(batch_size=n, generator=generator, num_inference_steps=steps, output_type="pt", **kwargs).images
+
+
+def batch_labels(pipe, mode: str, start: int, n: int) -> list[int] | None:
+    """`--classes`: `null` samples without labels (a class-conditional model's null class, as its end-of-training
+    evaluation does); `cycle` gives sample `i` of the run class `i mod K` (no guidance)."""
+    if mode == "null":
+        return None
+    if pipe.num_classes is None:
+        raise SystemExit("--classes cycle needs a class-conditional pipeline; this UNet has no class embedding.")
+    return [(start + i) % pipe.num_classes for i in range(n)]
 
 
 def run_sampler(pipe, base_config, name: str, args, digest: str) -> tuple[torch.Tensor, float, int, dict]:
@@ -89,14 +101,16 @@ def run_sampler(pipe, base_config, name: str, args, digest: str) -> tuple[torch.
     images, seconds, cached = [], 0.0, 0
     for b, start in enumerate(range(0, args.num_samples, args.batch_size)):
         n = min(args.batch_size, args.num_samples - start)
-        blob = json.dumps([digest, settings, steps, n, args.seed + b], sort_keys=True)
+        labels = batch_labels(pipe, args.classes, start, n)
+        key = [digest, settings, steps, n, args.seed + b] + ([labels] if labels is not None else [])
+        blob = json.dumps(key, sort_keys=True)
         path = os.path.join(args.cache_dir, hashlib.sha256(blob.encode()).hexdigest()[:20] + ".safetensors")
         if os.path.isfile(path):
             entry = load_file(path)
             cached += 1
         else:
             t0 = time.perf_counter()
-            batch = sample_batch(pipe, steps, n, args.seed + b)
+            batch = sample_batch(pipe, steps, n, args.seed + b, labels)
             entry = {"images": batch.contiguous(), "seconds": torch.tensor(time.perf_counter() - t0).double()}
             os.makedirs(args.cache_dir, exist_ok=True)
             save_file(entry, path + ".tmp")
@@ -133,6 +147,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache_dir", default=os.path.join(".cache", "sampler_quality"))
     parser.add_argument("--kid_subsets", type=int, default=100)
+    parser.add_argument(
+        "--classes",
+        choices=("null", "cycle"),
+        default="null",
+        help="class-conditional models: null = unconditional samples (null class); cycle = sample i of class i mod K",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.samplers.split(",") if n.strip()]
     unknown = [n for n in names if n not in SAMPLERS]
@@ -149,7 +169,8 @@ def main() -> None:
     real_f = extract_features((real + 1) / 2, extractor, progress=False).features
     print(
         f"model {args.pipeline} ({base_config.prediction_type}, {base_config.beta_schedule}); {args.num_samples} "
-        f"samples per row vs {len(real)} training digits, digits-CNN features; torch threads={args.threads}"
+        f"samples per row vs {len(real)} training digits, digits-CNN features; torch threads={args.threads}; "
+        f"classes: {args.classes if pipe.num_classes is not None else 'unconditional model'}"
     )
     print(f"{'sampler':<32}{'steps':>6}{'seconds':>10}{'FID':>9}{'KID':>10}{'FID/ref':>9}  settings")
     reference = None
