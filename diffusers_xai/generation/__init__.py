@@ -3,13 +3,12 @@
 from .card import dataset_card, push_dataset_to_hub, save_dataset_card, size_category
 from .loading import load_pipeline
 from .manifest import MANIFEST_NAME, GenerationManifest, model_fingerprint
-from .samples import SAMPLE_FUNCTIONS, SampleBatch, get_sample_function, register_samples
+from .samples import SampleBatch, sample_modality
 from .sharded import GenerationResult, distributed_state, generate_dataset, shard_path
 from .summaries import attention_entropy, explanation_summaries, sample_commit_steps, summary_trace_config
 
 __all__ = [
     "MANIFEST_NAME",
-    "SAMPLE_FUNCTIONS",
     "GenerationManifest",
     "GenerationResult",
     "SampleBatch",
@@ -18,12 +17,11 @@ __all__ = [
     "distributed_state",
     "explanation_summaries",
     "generate_dataset",
-    "get_sample_function",
     "load_pipeline",
     "model_fingerprint",
     "push_dataset_to_hub",
-    "register_samples",
     "sample_commit_steps",
+    "sample_modality",
     "save_dataset_card",
     "shard_path",
     "size_category",

@@ -22,7 +22,7 @@ from ..pipelines.schedulers import scheduler_name
 from ..utils.faults import crash_point
 from ..utils.io import atomic_path
 from .manifest import GenerationManifest, config_dict, model_fingerprint
-from .samples import get_sample_function
+from .samples import sample_modality
 from .summaries import SUMMARY_FEATURES, explanation_summaries, summary_trace_config
 
 __all__ = ["GenerationResult", "distributed_state", "generate_dataset", "shard_path"]
@@ -106,7 +106,7 @@ def _atomic_write_parquet(table, path: Path, row_group_size: int | None) -> None
         crash_point("shard")  # tests only: a kill between the write and the rename
 
 
-def _shard_table(pipeline, sample_fn, indices: range, batch_size, base_seed, num_inference_steps, manifest):
+def _shard_table(pipeline, modality, indices: range, batch_size, base_seed, num_inference_steps, manifest):
     """The Arrow table of one shard: samples `indices`, in batches of `batch_size` that start at the shard start."""
     settings = manifest.settings
     explain = settings["explain"]
@@ -119,7 +119,7 @@ def _shard_table(pipeline, sample_fn, indices: range, batch_size, base_seed, num
         batch_indices = list(range(batch_start, min(batch_start + batch_size, indices.stop)))
         # one CPU generator per sample: the noise of sample i is the same on every device and in every batch
         generators = [torch.Generator("cpu").manual_seed(base_seed + i) for i in batch_indices]
-        batch = sample_fn(pipeline, generators, num_inference_steps, trace_config)
+        batch = modality.sample_batch(pipeline, generators, num_inference_steps, trace_config)
         n = len(batch_indices)
         meta = {
             "sample_index": batch_indices,
@@ -207,7 +207,7 @@ def generate_dataset(
     _check_generation_args(
         num_samples, shard_size, batch_size, num_inference_steps, base_seed, summary_steps, commit_eps
     )
-    sample_fn = get_sample_function(pipeline)
+    modality = sample_modality(pipeline)
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--out {output_dir} exists and is not a directory; choose a directory path.")
@@ -230,7 +230,7 @@ def generate_dataset(
         pipeline_class=type(pipeline).__name__,
         settings=settings,
         num_shards=num_shards,
-        modality=sample_fn.modality,
+        modality=modality.name,
         source_model=source_model,
         model_revision=model_revision,
         library_version=__version__,
@@ -248,7 +248,7 @@ def generate_dataset(
     state.wait_for_everyone()  # nobody writes before everyone has listed
     if done and state.is_main_process:
         logger.info("Resuming: %d of %d shards already complete in %s.", len(done), num_shards, output_dir)
-    written = _write_shards(pipeline, sample_fn, manifest, paths, pending, state)
+    written = _write_shards(pipeline, modality, manifest, paths, pending, state)
     state.wait_for_everyone()
     # ---- 4. every shard there: the dataset card ----
     missing = [k for k in range(num_shards) if not paths[k].is_file()]
@@ -304,7 +304,7 @@ def _rows_in(k: int, shard_size: int, num_samples: int) -> int:
     return min(shard_size, num_samples - k * shard_size)
 
 
-def _write_shards(pipeline, sample_fn, manifest: GenerationManifest, paths, pending: list[int], state) -> list[int]:
+def _write_shards(pipeline, modality, manifest: GenerationManifest, paths, pending: list[int], state) -> list[int]:
     """This process's share of the `pending` shards, each written atomically; returns the shard indices written."""
     settings = manifest.settings
     shard_size, num_samples = settings["shard_size"], settings["num_samples"]
@@ -322,9 +322,9 @@ def _write_shards(pipeline, sample_fn, manifest: GenerationManifest, paths, pend
         for k in bar:
             indices = range(k * shard_size, k * shard_size + _rows_in(k, shard_size, num_samples))
             table = _shard_table(
-                pipeline, sample_fn, indices, settings["batch_size"], settings["base_seed"],
+                pipeline, modality, indices, settings["batch_size"], settings["base_seed"],
                 settings["num_inference_steps"], manifest,
             )  # fmt: skip
-            _atomic_write_parquet(table, paths[k], row_group_size=100 if sample_fn.modality == "image" else None)
+            _atomic_write_parquet(table, paths[k], row_group_size=modality.parquet_row_group_size)
             written.append(k)
     return written

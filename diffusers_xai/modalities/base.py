@@ -11,12 +11,17 @@ import importlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from tqdm.auto import tqdm
 
 from ..utils.coerce import coerce_fields
+
+if TYPE_CHECKING:
+    import datasets
+
+    from ..capture import Trace
 
 __all__ = [
     "BUILTIN_MODALITIES",
@@ -24,6 +29,7 @@ __all__ = [
     "RENAMED_MODALITIES",
     "Modality",
     "ModalityOptions",
+    "SampleBatch",
     "check_modality_name",
     "get_modality",
     "list_modalities",
@@ -41,6 +47,22 @@ BUILTIN_MODALITIES = ("image", "tabular", "timeseries")
 
 # `dataset_name` values ending like this are read with the matching `datasets` builder (`load_dataset("csv", ...)`).
 DATA_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
+
+
+@dataclasses.dataclass
+class SampleBatch:
+    """
+    Samples of one batch, as dataset columns (what [`Modality.sample_batch`] returns to [`generate_dataset`]).
+
+    Args:
+        columns (`dict[str, list]`): one list of `B` values per column (images as `{"bytes": png, "path": None}`).
+        features (`datasets.Features`): the type of every column (`datasets.Image()` for images).
+        trace ([`Trace`], *optional*): the sampling trace, when one was requested.
+    """
+
+    columns: dict[str, list]
+    features: datasets.Features
+    trace: Trace | None = None
 
 
 @dataclasses.dataclass
@@ -201,11 +223,16 @@ class Modality(ABC):
         raise ValueError(f"The {self.name} modality has no evaluation for `diffusers-xai evaluate`.")
 
     # ---- sharded datasets (see `diffusers_xai.generation`) ----
-    def sample_batch(self, pipeline, generators: list[torch.Generator], num_inference_steps: int, trace):
+    # rows per Parquet row group of a generated shard (`None`: pyarrow's default; images: small groups of PNGs)
+    parquet_row_group_size: ClassVar[int | None] = None
+
+    def sample_batch(
+        self, pipeline, generators: list[torch.Generator], num_inference_steps: int, trace
+    ) -> SampleBatch:
         """
-        Samples for [`generate_dataset`]: sample `i` drawn with `generators[i]` only, returned as a [`SampleBatch`]
-        (one list per dataset column plus their `datasets.Features`, and the trace when `trace` is a
-        [`TraceConfig`]). Used for pipelines no `register_samples` function claims.
+        Samples for [`generate_dataset`]: sample `i` drawn with `generators[i]` only (so it does not depend on which
+        other samples share the batch), returned as a [`SampleBatch`]: one list per dataset column plus their
+        `datasets.Features`, and the trace when `trace` is a [`TraceConfig`].
         """
         raise ValueError(f"The {self.name} modality cannot write generated datasets; it has no `sample_batch`.")
 

@@ -16,6 +16,7 @@ from ...utils.io import atomic_write
 from ..base import (
     Modality,
     ModalityOptions,
+    SampleBatch,
     load_hf_dataset,
     register_modality,
     sample_in_batches,
@@ -352,6 +353,48 @@ class TabularModality(Modality):
             seed=config.seed or 0,
             class_labels=out.class_labels,
         )
+
+    # ---- sharded datasets ----
+    def sample_batch(self, pipeline, generators, num_inference_steps: int, trace) -> SampleBatch:
+        """
+        Rows from a [`TabularXAIPipeline`], one dataset column per column of the original table.
+
+        The pipeline draws all class labels of a batch from its first generator; here each row's label is drawn from
+        that row's own generator first, so rows stay independent of the batch they are generated in.
+        """
+        import datasets
+
+        labels = None
+        pre = pipeline.preprocessor
+        if getattr(pre, "condition", None) is not None:
+            probs = pre.class_probabilities.float()
+            labels = torch.cat([torch.multinomial(probs, 1, generator=g) for g in generators])
+        out = pipeline(
+            num_rows=len(generators),
+            generator=generators,
+            class_labels=labels,
+            num_inference_steps=num_inference_steps,
+            trace=trace,
+            output_type="pd",
+        )
+        columns, features = {}, {}
+        for name in out.rows.columns:
+            values = out.rows[name].to_numpy()
+            kind = _value_type(values.dtype)
+            features[str(name)] = datasets.Value(kind)
+            columns[str(name)] = [str(v) for v in values] if kind == "string" else values.tolist()
+        return SampleBatch(columns, datasets.Features(features), out.trace)
+
+
+def _value_type(dtype) -> str:
+    """The `datasets.Value` type of a generated column of this numpy dtype."""
+    if dtype.kind == "b":
+        return "bool"
+    if dtype.kind in "iu":
+        return "int64"
+    if dtype.kind == "f":
+        return "float64"
+    return "string"
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> Any:

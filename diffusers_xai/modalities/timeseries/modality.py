@@ -16,6 +16,7 @@ from ...pipelines.schedulers import make_scheduler, scheduler_name
 from ..base import (
     Modality,
     ModalityOptions,
+    SampleBatch,
     load_hf_dataset,
     register_modality,
     sample_in_batches,
@@ -297,6 +298,22 @@ class TimeSeriesModality(Modality):
             lambda trace, path: plot_series_commit_steps(series_commit_steps(trace, channels), path),
             seed=config.seed or 0,
         )
+
+    # ---- sharded datasets ----
+    def sample_batch(self, pipeline, generators, num_inference_steps: int, trace) -> SampleBatch:
+        """Windows from a [`TimeSeriesXAIPipeline`] in original units: one `[length, channels]` float32 array each."""
+        import datasets
+
+        out = pipeline(
+            num_series=len(generators),
+            generator=generators,
+            num_inference_steps=num_inference_steps,
+            trace=trace,
+            output_type="np",
+        )
+        series = np.asarray(out.series, dtype=np.float32)  # [N, L, C]
+        feature = datasets.Array2D(shape=tuple(series.shape[1:]), dtype="float32")
+        return SampleBatch({"series": [s.tolist() for s in series]}, datasets.Features({"series": feature}), out.trace)
 
 
 def unet1d(in_channels: int, sample_size: int, hidden_dim: int = 64, num_layers: int = 2) -> UNet1DModel:
