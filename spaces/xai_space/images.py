@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -418,6 +419,39 @@ def build_images_tab() -> list[tuple]:
     """The Images tab's components and events (call inside a `gr.Tab`); returns its page-load events."""
     state = gr.State(None, time_to_live=FILE_TTL_SECONDS)
     model, model_md = model_box(ENV_MODEL, BUNDLED_LABEL, "DiffusionXAIPipeline", "model")
+    gen = _generate_section()
+    step_slider, step_md = step_controls(
+        "Trajectory: x_t and the predicted x0 at each recorded step", "step-slider", "step-caption"
+    )
+    with gr.Row():
+        xt_image = gr.Image(label="x_t", type="pil", format="png", elem_id="xt-image", interactive=False)
+        x0_image = gr.Image(label="predicted x0", type="pil", format="png", elem_id="x0-image", interactive=False)
+    sample = gr.Dropdown([0], value=0, label="Sample (for the sections below)", elem_id="sample")
+    with gr.Tabs():
+        attn, expl, traj, quality = _attention_tab(), _explain_tab(), _trajectory_tab(), _quality_tab()
+
+    model.change(model_info, model, model_md, api_name="model_changed", api_visibility="private", **MODEL_RUN)
+    model.change(
+        class_choices, model, [gen.class_label, gen.guidance], api_name="classes_changed", api_visibility="private"
+    )
+    gen.run.click(
+        generate,
+        [model, gen.scheduler, gen.steps, gen.seed, gen.batch, gen.class_label, gen.guidance],
+        [gen.gallery, state, gen.trace_file, step_slider, xt_image, x0_image, step_md]
+        + [attn.layer, sample, expl.cam_layer, gen.info],
+        api_name="generate",
+        **MODEL_RUN,
+    )
+    step_slider.change(show_step, [state, step_slider], [xt_image, x0_image, step_md], api_name="trajectory", **SCRUB)
+    _wire_sections(state, sample, step_slider, attn, expl, traj, quality)
+    return [
+        (model_info, model, model_md, "model_info"),
+        (class_choices, model, [gen.class_label, gen.guidance], "class_choices"),
+    ]
+
+
+def _generate_section() -> SimpleNamespace:
+    """The sampling controls, the Generate button and the gallery."""
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             scheduler, steps, seed = sampling_controls("seed")
@@ -433,119 +467,113 @@ def build_images_tab() -> list[tuple]:
             gallery = gr.Gallery(
                 label="Samples", columns=4, height=420, format="png", object_fit="contain", elem_id="gallery"
             )
-    step_slider, step_md = step_controls(
-        "Trajectory: x_t and the predicted x0 at each recorded step", "step-slider", "step-caption"
-    )
-    with gr.Row():
-        xt_image = gr.Image(label="x_t", type="pil", format="png", elem_id="xt-image", interactive=False)
-        x0_image = gr.Image(label="predicted x0", type="pil", format="png", elem_id="x0-image", interactive=False)
-    sample = gr.Dropdown([0], value=0, label="Sample (for the sections below)", elem_id="sample")
-    with gr.Tabs():
-        with gr.Tab("Attention", id="attention"):
-            with gr.Row():
-                layer = gr.Dropdown([], label="Attention layer", elem_id="attention-layer")
-                query_row = gr.Number(-1, precision=0, label="Query row (-1: mean over queries)")
-                query_col = gr.Number(-1, precision=0, label="Query column")
-            attn_btn = gr.Button("Show attention", elem_id="show-attention")
-            attn_md = gr.Markdown()
-            with gr.Row():
-                attn_image = gr.Image(
-                    label="Attention at this step", type="filepath", elem_id="attention-image", height=300
-                )
-                attn_overview = gr.Image(
-                    label="Every layer over the steps", type="filepath", elem_id="attention-all", height=300
-                )
-        with gr.Tab("Explain", id="explain"):
-            methods = explain_methods()
-            gr.Markdown(EXPLAIN_HELP)
-            with gr.Accordion("Method verdicts (faithfulness benchmark)", open=False):
-                gr.Markdown(verdicts_markdown("image"), elem_id="image-verdicts")
-            with gr.Row():
-                method = gr.Dropdown(methods, value="gradcam", label="Method", elem_id="method")
-                cam_layer = gr.Dropdown([ALL_BLOCKS], value=ALL_BLOCKS, label="GradCAM layer")
-                faithful = gr.Checkbox(True, label="Faithfulness (deletion/insertion)")
-                sanity = gr.Checkbox(True, label="Sanity check (model randomisation)")
-            explain_btn = gr.Button("Explain", elem_id="explain-button")
-            explain_md = gr.Markdown(elem_id="explain-summary")
-            with gr.Row():
-                explain_image = gr.Image(label="Map", type="filepath", elem_id="explain-image", height=260)
-                curves_image = gr.Image(
-                    label="Faithfulness curves", type="filepath", elem_id="faithfulness-image", height=260
-                )
-            with gr.Row():
-                sanity_image = gr.Image(label="Sanity check", type="filepath", elem_id="sanity-image", height=260)
-                with gr.Column():
-                    numbers = gr.JSON(label="Numbers", elem_id="explain-numbers", max_height=200)
-                    explain_file = gr.File(label="Explanation (PNGs, JSON, maps)", interactive=False)
-        with gr.Tab("Trajectory analysis", id="trajectory"):
-            gr.Markdown(
-                "How the predicted x0 converges to the final sample, and from which step each pixel stays within a "
-                "tolerance of its final value (its *commit step*)."
-            )
-            traj_btn = gr.Button("Analyse trajectory", elem_id="analyze")
-            traj_md = gr.Markdown(elem_id="trajectory-summary")
-            curves_plot = gr.Image(label="Trajectory curves", type="filepath", elem_id="trajectory-curves", height=260)
-            with gr.Row():
-                commit_plot = gr.Image(label="Commit steps", type="filepath", elem_id="commit-steps", height=260)
-                gif = gr.Image(label="Denoising (predicted x0)", type="filepath", elem_id="denoising-gif", height=260)
-            traj_numbers = gr.JSON(label="Numbers", max_height=200)
-        with gr.Tab("Quality", id="quality"):
-            gr.Markdown(
-                "The generated batch against the 1,797 digits of scikit-learn (the training data of the bundled "
-                "model) in the feature space of the package's digits CNN: FID/KID, precision/recall/density/"
-                "coverage, diversity, class coverage and memorisation. With at most 16 samples FID is biased; "
-                "KID and the nearest neighbours are the numbers to read."
-            )
-            quality_btn = gr.Button("Evaluate", elem_id="evaluate")
-            quality_md = gr.Markdown(elem_id="quality-summary")
-            with gr.Row():
-                nn_plot = gr.Image(label="Nearest training images", type="filepath", elem_id="nn-plot", height=300)
-                with gr.Column():
-                    prdc_plot = gr.Image(label="Precision/recall/density/coverage", type="filepath", height=140)
-                    hist_plot = gr.Image(label="Classes (digits CNN)", type="filepath", height=140)
-            with gr.Row():
-                quality_json = gr.JSON(label="Report", max_height=200)
-                quality_file = gr.File(label="Report (JSON, PNGs)", interactive=False)
+    return SimpleNamespace(**locals())
 
-    model.change(model_info, model, model_md, api_name="model_changed", api_visibility="private", **MODEL_RUN)
-    model.change(class_choices, model, [class_label, guidance], api_name="classes_changed", api_visibility="private")
-    run.click(
-        generate,
-        [model, scheduler, steps, seed, batch, class_label, guidance],
-        [gallery, state, trace_file, step_slider, xt_image, x0_image, step_md, layer, sample, cam_layer, info],
-        api_name="generate",
-        **MODEL_RUN,
-    )
-    step_slider.change(show_step, [state, step_slider], [xt_image, x0_image, step_md], api_name="trajectory", **SCRUB)
-    attn_btn.click(
+
+def _attention_tab() -> SimpleNamespace:
+    with gr.Tab("Attention", id="attention"):
+        with gr.Row():
+            layer = gr.Dropdown([], label="Attention layer", elem_id="attention-layer")
+            query_row = gr.Number(-1, precision=0, label="Query row (-1: mean over queries)")
+            query_col = gr.Number(-1, precision=0, label="Query column")
+        button = gr.Button("Show attention", elem_id="show-attention")
+        summary = gr.Markdown()
+        with gr.Row():
+            image = gr.Image(label="Attention at this step", type="filepath", elem_id="attention-image", height=300)
+            overview = gr.Image(
+                label="Every layer over the steps", type="filepath", elem_id="attention-all", height=300
+            )
+    return SimpleNamespace(**locals())
+
+
+def _explain_tab() -> SimpleNamespace:
+    with gr.Tab("Explain", id="explain"):
+        methods = explain_methods()
+        gr.Markdown(EXPLAIN_HELP)
+        with gr.Accordion("Method verdicts (faithfulness benchmark)", open=False):
+            gr.Markdown(verdicts_markdown("image"), elem_id="image-verdicts")
+        with gr.Row():
+            method = gr.Dropdown(methods, value="gradcam", label="Method", elem_id="method")
+            cam_layer = gr.Dropdown([ALL_BLOCKS], value=ALL_BLOCKS, label="GradCAM layer")
+            faithful = gr.Checkbox(True, label="Faithfulness (deletion/insertion)")
+            sanity = gr.Checkbox(True, label="Sanity check (model randomisation)")
+        button = gr.Button("Explain", elem_id="explain-button")
+        summary = gr.Markdown(elem_id="explain-summary")
+        with gr.Row():
+            image = gr.Image(label="Map", type="filepath", elem_id="explain-image", height=260)
+            curves = gr.Image(label="Faithfulness curves", type="filepath", elem_id="faithfulness-image", height=260)
+        with gr.Row():
+            sanity_image = gr.Image(label="Sanity check", type="filepath", elem_id="sanity-image", height=260)
+            with gr.Column():
+                numbers = gr.JSON(label="Numbers", elem_id="explain-numbers", max_height=200)
+                archive = gr.File(label="Explanation (PNGs, JSON, maps)", interactive=False)
+    return SimpleNamespace(**locals())
+
+
+def _trajectory_tab() -> SimpleNamespace:
+    with gr.Tab("Trajectory analysis", id="trajectory"):
+        gr.Markdown(
+            "How the predicted x0 converges to the final sample, and from which step each pixel stays within a "
+            "tolerance of its final value (its *commit step*)."
+        )
+        button = gr.Button("Analyse trajectory", elem_id="analyze")
+        summary = gr.Markdown(elem_id="trajectory-summary")
+        curves = gr.Image(label="Trajectory curves", type="filepath", elem_id="trajectory-curves", height=260)
+        with gr.Row():
+            commit = gr.Image(label="Commit steps", type="filepath", elem_id="commit-steps", height=260)
+            gif = gr.Image(label="Denoising (predicted x0)", type="filepath", elem_id="denoising-gif", height=260)
+        numbers = gr.JSON(label="Numbers", max_height=200)
+    return SimpleNamespace(**locals())
+
+
+def _quality_tab() -> SimpleNamespace:
+    with gr.Tab("Quality", id="quality"):
+        gr.Markdown(
+            "The generated batch against the 1,797 digits of scikit-learn (the training data of the bundled "
+            "model) in the feature space of the package's digits CNN: FID/KID, precision/recall/density/"
+            "coverage, diversity, class coverage and memorisation. With at most 16 samples FID is biased; "
+            "KID and the nearest neighbours are the numbers to read."
+        )
+        button = gr.Button("Evaluate", elem_id="evaluate")
+        summary = gr.Markdown(elem_id="quality-summary")
+        with gr.Row():
+            nn_plot = gr.Image(label="Nearest training images", type="filepath", elem_id="nn-plot", height=300)
+            with gr.Column():
+                prdc_plot = gr.Image(label="Precision/recall/density/coverage", type="filepath", height=140)
+                hist_plot = gr.Image(label="Classes (digits CNN)", type="filepath", height=140)
+        with gr.Row():
+            report = gr.JSON(label="Report", max_height=200)
+            archive = gr.File(label="Report (JSON, PNGs)", interactive=False)
+    return SimpleNamespace(**locals())
+
+
+def _wire_sections(state, sample, step_slider, attn, expl, traj, quality) -> None:
+    """The events of the sections below the trajectory (attention, explain, quality, trajectory analysis)."""
+    attn.button.click(
         show_attention,
-        [state, layer, sample, step_slider, query_row, query_col],
-        [attn_image, attn_overview, attn_md],
+        [state, attn.layer, sample, step_slider, attn.query_row, attn.query_col],
+        [attn.image, attn.overview, attn.summary],
         api_name="attention",
         concurrency_limit=2,
     )
-    explain_btn.click(
+    expl.button.click(
         explain,
-        [state, method, cam_layer, sample, step_slider, faithful, sanity],
-        [explain_image, curves_image, sanity_image, explain_md, numbers, explain_file],
+        [state, expl.method, expl.cam_layer, sample, step_slider, expl.faithful, expl.sanity],
+        [expl.image, expl.curves, expl.sanity_image, expl.summary, expl.numbers, expl.archive],
         api_name="explain",
         **MODEL_RUN,
     )
-    quality_btn.click(
+    quality.button.click(
         evaluate,
         [state],
-        [quality_md, nn_plot, prdc_plot, hist_plot, quality_json, quality_file],
+        [quality.summary, quality.nn_plot, quality.prdc_plot, quality.hist_plot, quality.report, quality.archive],
         api_name="evaluate",
         **MODEL_RUN,
     )
-    traj_btn.click(
+    traj.button.click(
         analyze,
         [state, sample],
-        [curves_plot, commit_plot, gif, traj_md, traj_numbers],
+        [traj.curves, traj.commit, traj.gif, traj.summary, traj.numbers],
         api_name="analyze_trajectory",
         concurrency_limit=2,
     )
-    return [
-        (model_info, model, model_md, "model_info"),
-        (class_choices, model, [class_label, guidance], "class_choices"),
-    ]
