@@ -80,19 +80,7 @@ def evaluate_images(
     >>> print(report.summary())
     ```
     """
-    real_x, real_range = to_unit_images(real, "real", value_range)
-    fake_x, fake_range = to_unit_images(fake, "fake", value_range)
-    check_image_pair(real_x, fake_x)
-    if training is None:
-        train_x = real_x
-    else:
-        train_x, _ = to_unit_images(training, "training", value_range)
-        check_image_pair(train_x, fake_x, "training", "fake")
-    if min(len(real_x), len(fake_x)) <= nearest_k:
-        raise ValueError(
-            f"Need more than nearest_k={nearest_k} images per set, got {len(real_x)} real and {len(fake_x)} generated."
-        )
-
+    real_x, fake_x, train_x, ranges = _unit_image_sets(real, fake, training, value_range, nearest_k)
     extractor = resolve_feature_extractor(feature)
     space = feature_space_name(extractor)
     report = EvaluationReport(
@@ -102,10 +90,7 @@ def evaluate_images(
         feature_space=space,
         dataset_name=dataset_name,
     )
-    report.details["value_ranges"] = {"real": list(real_range), "fake": list(fake_range)}
-    if real_range != fake_range:
-        report.details["value_ranges"]["note"] = "real and generated images were rescaled from different ranges"
-
+    report.details["value_ranges"] = ranges
     kw = {"batch_size": batch_size, "device": device, "progress": progress}
     real_f = extract_features(real_x, extractor, desc="features (real)", **kw)
     fake_f = extract_features(fake_x, extractor, desc="features (generated)", **kw)
@@ -123,6 +108,27 @@ def evaluate_images(
     if output_dir is not None:
         _add_plots(report, output_dir, fake_x, train_x, mem_pixel, prdc, space, nearest_k)
     return report
+
+
+def _unit_image_sets(real, fake, training, value_range, nearest_k: int):
+    """`real`, `fake` and the training images (`real` when `None`) in [0, 1], checked to match, and the value ranges
+    they were read from (for the report)."""
+    real_x, real_range = to_unit_images(real, "real", value_range)
+    fake_x, fake_range = to_unit_images(fake, "fake", value_range)
+    check_image_pair(real_x, fake_x)
+    if training is None:
+        train_x = real_x
+    else:
+        train_x, _ = to_unit_images(training, "training", value_range)
+        check_image_pair(train_x, fake_x, "training", "fake")
+    if min(len(real_x), len(fake_x)) <= nearest_k:
+        raise ValueError(
+            f"Need more than nearest_k={nearest_k} images per set, got {len(real_x)} real and {len(fake_x)} generated."
+        )
+    ranges = {"real": list(real_range), "fake": list(fake_range)}
+    if real_range != fake_range:
+        ranges["note"] = "real and generated images were rescaled from different ranges"
+    return real_x, fake_x, train_x, ranges
 
 
 def _add_distances(report, real_f, fake_f, space: str, kid_subsets: int, kid_subset_size: int, seed: int) -> None:

@@ -396,17 +396,9 @@ def evaluate_table(
     report.warnings += notes
     report.details["metadata"] = metadata
 
-    # 1. SDMetrics quality report
+    # 1. SDMetrics quality report; 2. detection (classifier two-sample test)
     _add_quality(report, QualityReport(), real, synthetic, metadata)
-    # 2. detection (classifier two-sample test)
-    report.add(
-        f"Detection AUC ({MODEL_NAME}, {detection_folds}-fold)",
-        detection_auc(real, synthetic, metadata, detection_folds, seed),
-        key="detection_auc",
-        higher_is_better=False,
-        description="0.5 = real and synthetic rows indistinguishable to the classifier.",
-    )
-
+    _add_detection(report, real, synthetic, metadata, detection_folds, seed)
     # 3. utility: TSTR vs TRTR on the same real test rows
     if target is not None:
         _add_utility(report, real, synthetic, real_test, target, metadata, task, test_size, seed)
@@ -415,15 +407,29 @@ def evaluate_table(
     if sdmetrics_privacy:
         _add_sdmetrics_privacy(report, real, synthetic, real_test, metadata, seed)
     if output_dir is not None:
-        from ..viz.evaluation import plot_metric_bars
-
-        bars = {m.name: m.value for m in report.metrics if m.key not in ("dcr_median", "dcr_median_holdout")}
-        report.artifacts["scores"] = plot_metric_bars(
-            bars, os.path.join(output_dir, "table_scores.png"), title="Synthetic table evaluation"
-        )
+        _add_score_plot(report, output_dir)
     for w in report.warnings:
         logger.warning(w)
     return report
+
+
+def _add_detection(report, real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict, folds: int, seed: int) -> None:
+    report.add(
+        f"Detection AUC ({MODEL_NAME}, {folds}-fold)",
+        detection_auc(real, synthetic, metadata, folds, seed),
+        key="detection_auc",
+        higher_is_better=False,
+        description="0.5 = real and synthetic rows indistinguishable to the classifier.",
+    )
+
+
+def _add_score_plot(report, output_dir: str | os.PathLike) -> None:
+    from ..viz.evaluation import plot_metric_bars
+
+    bars = {m.name: m.value for m in report.metrics if m.key not in ("dcr_median", "dcr_median_holdout")}
+    report.artifacts["scores"] = plot_metric_bars(
+        bars, os.path.join(output_dir, "table_scores.png"), title="Synthetic table evaluation"
+    )
 
 
 def _add_quality(report, quality, real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict) -> None:

@@ -213,18 +213,9 @@ def generate_dataset(
         raise ValueError(f"--out {output_dir} exists and is not a directory; choose a directory path.")
     state = state or distributed_state()
     num_shards = math.ceil(num_samples / shard_size)
-    settings = {
-        "num_samples": num_samples,
-        "shard_size": shard_size,
-        "batch_size": batch_size,
-        "base_seed": base_seed,
-        "num_inference_steps": num_inference_steps,
-        "scheduler": scheduler_name(pipeline.scheduler),
-        "scheduler_config": config_dict(pipeline.scheduler.config),
-        "explain": bool(explain),
-        "commit_eps": float(commit_eps) if explain else None,
-        "summary_steps": summary_steps if explain else None,
-    }
+    sampling = {"batch_size": batch_size, "base_seed": base_seed, "num_inference_steps": num_inference_steps}
+    settings = {"num_samples": num_samples, "shard_size": shard_size, **sampling, **_scheduler_settings(pipeline)}
+    settings.update(_summary_settings(explain, commit_eps, summary_steps))
     manifest = GenerationManifest(
         model_fingerprint=model_fingerprint(pipeline),
         pipeline_class=type(pipeline).__name__,
@@ -251,10 +242,31 @@ def generate_dataset(
     written = _write_shards(pipeline, modality, manifest, paths, pending, state)
     state.wait_for_everyone()
     # ---- 4. every shard there: the dataset card ----
-    missing = [k for k in range(num_shards) if not paths[k].is_file()]
+    _finish_dataset(output_dir, paths, state, card_kwargs)
+    return GenerationResult(output_dir, manifest, paths, written=written, skipped=done)
+
+
+def _scheduler_settings(pipeline) -> dict:
+    return {
+        "scheduler": scheduler_name(pipeline.scheduler),
+        "scheduler_config": config_dict(pipeline.scheduler.config),
+    }
+
+
+def _summary_settings(explain: bool, commit_eps: float, summary_steps: int) -> dict:
+    return {
+        "explain": bool(explain),
+        "commit_eps": float(commit_eps) if explain else None,
+        "summary_steps": summary_steps if explain else None,
+    }
+
+
+def _finish_dataset(output_dir: Path, paths: list[Path], state, card_kwargs: dict | None) -> None:
+    """Check that every shard exists (`RuntimeError` naming the missing ones), then write the dataset card."""
+    missing = [k for k, path in enumerate(paths) if not path.is_file()]
     if missing:
         raise RuntimeError(
-            f"{len(missing)} of {num_shards} shards are missing in {output_dir} (e.g. {paths[missing[0]].name}); "
+            f"{len(missing)} of {len(paths)} shards are missing in {output_dir} (e.g. {paths[missing[0]].name}); "
             "rerun the same command to generate only those."
         )
     if state.is_main_process:
@@ -262,7 +274,6 @@ def generate_dataset(
 
         save_dataset_card(output_dir, GenerationManifest.load(output_dir), **(card_kwargs or {}))
     state.wait_for_everyone()
-    return GenerationResult(output_dir, manifest, paths, written=written, skipped=done)
 
 
 def _check_generation_args(num_samples, shard_size, batch_size, num_inference_steps, base_seed, summary_steps, eps):

@@ -669,6 +669,36 @@ def _save_and_finish(run: _Run, train_seconds: float) -> tuple:
     return pipeline, evaluation, commit_url
 
 
+def _log_start(run: _Run) -> None:
+    config = run.config
+    total_batch = config.train_batch_size * run.accelerator.num_processes * config.gradient_accumulation_steps
+    logger.info(
+        f"***** Running training ({config.modality}) *****\n"
+        f"  examples = {'streamed' if config.streaming else run.num_examples}\n"
+        f"  total batch size = {total_batch}\n  optimization steps = {run.max_train_steps} (from {run.global_step})"
+    )
+
+
+def _run_loop(run: _Run, progress_bar) -> None:
+    """The training loop: micro-steps until `max_train_steps`, an early stop or `max_train_minutes`."""
+    config = run.config
+    for epoch, batches in _epoch_batches(run):
+        for batch in batches:
+            run.stream_position["batches"] += 1
+            _train_micro_step(run, batch, epoch)
+            if not run.accelerator.sync_gradients:
+                continue
+            _log_step(run, progress_bar)
+            _checkpoint_and_validate(run)
+            if run.global_step >= run.max_train_steps:
+                return
+            if config.validation_steps and run.global_step % config.validation_steps == 0 and _stopped_early(run):
+                return
+            if _out_of_time(run):
+                run.stop_reason = "max_train_minutes"
+                return
+
+
 def train(config: TrainingConfig) -> TrainResult:
     """
     Train a diffusion model as `config` says, and save its pipeline (and a model card) to `config.output_dir`.
@@ -702,12 +732,7 @@ def train(config: TrainingConfig) -> TrainResult:
     _build_optimization(run)
     _resume(run, resume_path)
     accelerator = run.accelerator
-    total_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
-    logger.info(
-        f"***** Running training ({config.modality}) *****\n"
-        f"  examples = {'streamed' if config.streaming else run.num_examples}\n"
-        f"  total batch size = {total_batch}\n  optimization steps = {run.max_train_steps} (from {run.global_step})"
-    )
+    _log_start(run)
     # 5. the loop
     progress_bar = tqdm(
         total=run.max_train_steps,
@@ -720,21 +745,7 @@ def train(config: TrainingConfig) -> TrainResult:
         run.budget.start()
     run.model.train()
     try:
-        for epoch, batches in _epoch_batches(run):
-            for batch in batches:
-                run.stream_position["batches"] += 1
-                _train_micro_step(run, batch, epoch)
-                if not accelerator.sync_gradients:
-                    continue
-                _log_step(run, progress_bar)
-                _checkpoint_and_validate(run)
-                if run.global_step >= run.max_train_steps:
-                    break
-                if config.validation_steps and run.global_step % config.validation_steps == 0 and _stopped_early(run):
-                    break
-                if _out_of_time(run):
-                    run.stop_reason = "max_train_minutes"
-                    break
+        _run_loop(run, progress_bar)
         train_seconds = time.perf_counter() - start
         progress_bar.close()
         # 6. save the pipeline (EMA weights), the model card, push
