@@ -4,9 +4,10 @@ diffusers' processors hand Q, K and V to `F.scaled_dot_product_attention` or to 
 backends never return the attention weights. To read them we rebuild Q and K the way each supported processor does
 (fused `to_qkv`/`to_kv`/`to_added_qkv` projections, q/k norms, Flux's rotary embeddings, the joint text+image
 sequence of SD3 and Flux) and compute the softmax on the side, a chunk of queries at a time so memory stays bounded.
-For SD3's and Flux's joint processors (`SEEN_LAYOUTS`) capture does not rebuild them: it reads the very Q and K handed
-to the attention function (`capture.attention_spy`) and [`seen_query_key`] lays them out.
-This is written by hand because no diffusers or torch API exposes the probabilities of these processors.
+For the SDPA processors (`SEEN_LAYOUTS`: SD3's and Flux's joint ones, `(Fused)AttnProcessor2_0`) capture does not
+rebuild them: it reads the very Q and K handed to the attention function (`capture.attention_spy`) and
+[`seen_query_key`] lays them out; the rebuild is the fallback. This is written by hand because no diffusers or torch
+API exposes the probabilities of these processors.
 """
 
 from __future__ import annotations
@@ -189,6 +190,14 @@ SUPPORTED_PROCESSORS: dict[type, Callable[..., QueryKey]] = {
 }
 
 
+def _attn_seen(seen, context, text_length) -> QueryKey:
+    """`AttnProcessor2_0`/`FusedAttnProcessor2_0`: SDPA gets image queries and text (cross) or image (self) keys."""
+    everything = slice(0, None)
+    if context is None:
+        return QueryKey(seen.query, seen.key, _scale(seen), seen.mask, everything, everything, None)
+    return QueryKey(seen.query, seen.key, _scale(seen), seen.mask, everything, slice(0, 0), everything)
+
+
 def _joint_seen(seen, context, text_length) -> QueryKey:
     """SD3's joint processors: SDPA gets `[B, heads, image + text, d]`, image tokens first."""
     query, key, everything = seen.query, seen.key, slice(0, None)
@@ -220,6 +229,8 @@ def _scale(seen) -> float:
 
 # processors whose Q and K are read where they reach the attention function (capture.attention_spy), by layout
 SEEN_LAYOUTS: dict[type, Callable[..., QueryKey]] = {
+    AttnProcessor2_0: _attn_seen,
+    FusedAttnProcessor2_0: _attn_seen,
     JointAttnProcessor2_0: _joint_seen,
     FusedJointAttnProcessor2_0: _joint_seen,
     FluxAttnProcessor: _flux_seen,
