@@ -135,12 +135,12 @@ def test_nans_are_modelled_by_default_imputed_or_refused_on_request():
         TabularPreprocessor.fit(df, nan_policy="raise")
     pre = TabularPreprocessor.fit(df, nan_policy="impute")
     x = pre.transform(df)
-    assert torch.isfinite(x).all() and pre.num_features == 13
+    assert torch.isfinite(x).all() and pre.num_features == 15  # the 3 levels of `grade` are one-hot
     median = df["height"].median()
     expected = pre.transform(df.assign(height=df["height"].fillna(median)))
     assert torch.equal(x[3, 0], expected[3, 0])
     modelled = TabularPreprocessor.fit(df)  # default: one missingness indicator per column with NaNs
-    assert modelled.config.nan_policy == "model" and modelled.num_features == 13 + 2
+    assert modelled.config.nan_policy == "model" and modelled.num_features == 15 + 2
     assert modelled.feature_names()[-2:] == ["height=NaN", "blood=NaN"]
     xm = modelled.transform(df)
     assert xm[:, -2].eq(1).nonzero().flatten().tolist() == [3, 7] and xm[:, -1].eq(1).nonzero().item() == 5
@@ -155,8 +155,8 @@ def test_nans_are_modelled_by_default_imputed_or_refused_on_request():
 def test_constant_columns_are_kept_and_a_one_level_condition_is_refused():
     df = mixed_frame(20)
     pre = TabularPreprocessor.fit(df.assign(only="x", const=3.0))
-    assert {c["name"]: c["kind"] for c in pre.columns}["only"] == "constant" and pre.num_features == 13
-    back = pre.inverse_transform(torch.zeros(4, 13))
+    assert {c["name"]: c["kind"] for c in pre.columns}["only"] == "constant" and pre.num_features == 15
+    back = pre.inverse_transform(torch.zeros(4, 15))
     assert back["only"].tolist() == ["x"] * 4 and back["const"].tolist() == [3.0] * 4
     assert back["const"].dtype == np.float64 and list(back.columns) == list(df.columns) + ["only", "const"]
     with pytest.raises(ValueError, match="The condition column 'only' has a single level 'x'.*train unconditionally"):
@@ -180,5 +180,5 @@ def test_unsupported_dtypes_and_bad_arguments():
         pre.transform(df.drop(columns="age"))
     with pytest.raises(ValueError, match=r"levels \['Z'\] unseen at fit time"):
         pre.transform(df.assign(blood="Z"))
-    with pytest.raises(ValueError, match=r"Expected rows of shape \[N, 13\].*do not match"):
+    with pytest.raises(ValueError, match=r"Expected rows of shape \[N, 15\].*do not match"):
         pre.inverse_transform(torch.zeros(2, 9))

@@ -57,7 +57,7 @@ def test_generated_rows_have_the_exact_schema():
         "order_id": "id",
         "temperature": "numerical",
         "weight": "numerical",
-        "items": "numerical",
+        "items": "categorical",  # 4 distinct numbers: levels, written back as ints
         "express": "categorical",
         "placed": "numerical",
         "day": "numerical",
@@ -222,7 +222,7 @@ def test_numerical_condition_column_is_binned_and_values_stay_in_their_bin():
     edges = np.quantile(wine["alcohol"], [0, 0.25, 0.5, 0.75, 1])
     assert pre.num_classes == 4 and pre.condition["bins"] == pytest.approx(edges.tolist())
     assert pre.condition["counts"] == np.bincount(np.searchsorted(edges[1:-1], wine["alcohol"], "right")).tolist()
-    assert pre.num_features == 14  # alcohol is still generated (13 numericals + the int cultivar)
+    assert pre.num_features == 16  # alcohol is still generated (13 numericals + the int cultivar's 3 levels)
     assert pre.encode_labels([11.0, edges[2], 13.9, 99.0]).tolist() == [0, 2, 3, 3]
     torch.manual_seed(0)
     pipe = TabularXAIPipeline.from_denoiser(

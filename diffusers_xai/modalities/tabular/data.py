@@ -227,7 +227,15 @@ def _describe_column(name: str, series: pd.Series, categorical: bool, condition:
     is_numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
     if categorical or not is_numeric:
         return _describe_categorical(name, series, condition)
-    return _describe_numerical(name, series.to_numpy(dtype=np.float64, na_value=np.nan), dtype, None)
+    spec = _describe_numerical(name, series.to_numpy(dtype=np.float64, na_value=np.nan), dtype, None)
+    if spec.get("support") and not condition:
+        # A few repeated numbers (years, counts, cylinders) are levels, modelled as categories and written back as
+        # numbers of the column's dtype. Through the quantile transform their lowest and highest values sit at the
+        # x0 clip bound (±QUANTILE_NORMAL_BOUND), where clipped predictions pile up: penguins' `year` came back
+        # 43% / 3% / 54% for a real 30% / 33% / 37%, and a GBM told the rows apart on it alone (AUC 0.61).
+        logger.info(f"Column {name!r} has {len(spec['support'])} distinct numbers: modelled as categories.")
+        return _describe_categorical(name, series, condition)
+    return spec
 
 
 def _codebook(num_categories: int, encoding: str) -> np.ndarray:
