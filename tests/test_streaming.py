@@ -195,7 +195,8 @@ def test_streaming_table_trains_from_a_csv(tmp_path):
     )  # 178 rows in batches of 32: the 7th step is in the 2nd pass over the stream
     result = train(config)
     assert result.global_step == 7 and np.isfinite(result.loss_history).all()
-    assert TabularXAIPipeline.from_pretrained(tmp_path).preprocessor.num_features == 14
+    # 13 numbers + the 3 levels of cultivar (an int column with few values: categories)
+    assert TabularXAIPipeline.from_pretrained(tmp_path).preprocessor.num_features == 16
     # the end-of-training evaluation reads its reference rows from the stream (the first 10,000: all 178 here)
     assert (result.evaluation.num_real, result.evaluation.num_generated) == (178, 50)
 
