@@ -176,10 +176,11 @@ def fit_ours_early_stopped(name: str, train_df: pd.DataFrame, args, workdir: str
     )
 
 
-def sample_ours(pipe: TabularXAIPipeline, sampler: str, n: int, seed: int) -> pd.DataFrame:
+def sample_ours(pipe: TabularXAIPipeline, sampler: str, n: int, seed: int, class_labels=None) -> pd.DataFrame:
     scheduler, steps = SAMPLERS[sampler]
     pipe.set_scheduler(scheduler)
-    return pipe(num_rows=n, generator=torch.Generator().manual_seed(seed), num_inference_steps=steps).rows
+    generator = torch.Generator().manual_seed(seed)
+    return pipe(num_rows=n, generator=generator, num_inference_steps=steps, class_labels=class_labels).rows
 
 
 def sdv_updates_settings(kind: str, n: int, updates: int) -> dict:
@@ -213,16 +214,58 @@ def fit_sdv(kind: str, train_df: pd.DataFrame, metadata: dict, seed: int, update
         synth.fit({"table": train_df})  # SDV 2 takes {table_name: DataFrame}
     seconds = time.perf_counter() - start
 
-    def sample(n: int) -> pd.DataFrame:
+    def sample(n: int, labels: pd.Series | None = None) -> pd.DataFrame:
+        """`n` rows, or with `labels` (a column's values) rows with exactly those values: SDV's conditional sampling
+        (CTGAN's conditional vector; reject sampling for GaussianCopula and TVAE)."""
+        from sdv.sampling import Condition
+
         if hasattr(synth, "set_random_state"):
             synth.set_random_state(seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sampled = synth.sample(num_rows=n)
+            if labels is None:
+                sampled = synth.sample(num_rows=n)
+            else:
+                counts = labels.value_counts()
+                conditions = [
+                    Condition(num_rows=int(k), column_values={labels.name: _py(v)}) for v, k in counts.items()
+                ]
+                sampled = synth.sample_from_conditions(conditions)
         sampled = sampled["table"] if isinstance(sampled, dict) else sampled
         return sampled[list(train_df.columns)]
 
     return sample, seconds
+
+
+def _py(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> dict:
+    """`--conditional`: every generator conditioned on the class target, sampled with the training rows' exact class
+    counts; ours trains with `condition_column`, the SDV peers (fitted as usual) use `sample_from_conditions`."""
+    target, n, rows = targets[0], len(train_df), {}
+    if pd.api.types.is_float_dtype(train_df[target]):
+        raise ValueError(f"--conditional needs a class target; {name}'s {target!r} is a number.")
+    labels = train_df[target].sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
+    others = [c for c in CLASS_COLUMNS.get(name, []) if c != target] or None
+    with tempfile.TemporaryDirectory() as workdir:
+        pipe, seconds = fit_ours(
+            name, train_df, args.steps, args.seed, workdir, condition_column=target, categorical_columns=others
+        )
+        for sampler in args.samplers:
+            synthetic = sample_ours(pipe, sampler, n, args.seed, class_labels=labels.tolist())
+            rows[f"ours ({sampler}, cond)"] = {
+                **score(train_df, test_df, synthetic, targets, metadata, args.seed),
+                "train_s": seconds,
+            }
+    for kind in args.peers:
+        sample, seconds = fit_sdv(kind, train_df, metadata, args.seed, args.steps)
+        rows[f"SDV {kind} (cond)"] = {
+            **score(train_df, test_df, sample(n, labels), targets, metadata, args.seed),
+            "train_s": seconds,
+        }
+    return rows
 
 
 # ---- scoring ----
@@ -293,6 +336,9 @@ def run_table(name: str, args) -> dict:
     targets = TABLES[name][1]
     metadata = metadata_for(name, train_df)
     n = len(train_df)
+    if args.conditional:
+        rows = run_conditional(name, train_df, test_df, targets, metadata, args)
+        return {"train_rows": n, "test_rows": len(test_df), "targets": targets, "generators": rows}
     # no `--samplers`: peers only (a table too slow for one job runs ours and each peer in its own, then `--merge`)
     rows = run_ours(name, train_df, test_df, targets, metadata, args) if args.samplers else {}
     for kind in args.peers:
@@ -382,6 +428,11 @@ def parse_args(argv=None):
         type=float,
         default=None,
         help="Also train ours with `early_stopping_dcr_ratio` at this ratio (e.g. 0.9) and score it.",
+    )
+    parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="Condition every generator on the class target (exact training class counts) instead.",
     )
     parser.add_argument("--early_stop_every", type=int, default=250, help="Updates between two DCR checks.")
     parser.add_argument("--threads", type=int, default=2)
