@@ -19,5 +19,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one intra-op thread for the test (`pytestmark = pytest.mark.usefixtures("one_thread")`)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # The local Hub server fixture (tests/hub_server.py), available to every test module.
 from tests.hub_fixtures import local_hub  # noqa: E402, F401

@@ -23,6 +23,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+import PIL.Image
 import pytest
 
 from tests.hub_server import LocalHubServer
@@ -123,3 +125,10 @@ def local_hub(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monk
     from huggingface_hub.utils import _http
 
     _http.close_session()
+
+
+def write_png(path, seed=0):
+    """An 8x8 RGB PNG of seeded noise (a figure a card or a push can point at)."""
+    rng = np.random.default_rng(seed)
+    PIL.Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
+    return path

@@ -4,7 +4,6 @@ import json
 import math
 
 import numpy as np
-import PIL.Image
 import pytest
 from huggingface_hub import EvalResult, ModelCard, metadata_load
 
@@ -17,12 +16,7 @@ from diffusers_xai.hub import (
     summarize_pipeline,
 )
 from diffusers_xai.testing import tiny_pipeline
-
-
-def write_png(path, seed=0):
-    rng = np.random.default_rng(seed)
-    PIL.Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
-    return path
+from tests.hub_fixtures import write_png
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import httpx2
 import numpy as np
-import PIL.Image
 import pytest
 import torch
 from diffusers import DiffusionPipeline
@@ -28,17 +27,12 @@ from diffusers_xai.hub import (
 )
 from diffusers_xai.testing import tiny_pipeline
 from tests import hub_fixtures
+from tests.hub_fixtures import write_png
 
 local_hub = hub_fixtures.local_hub  # registers the fixture in this module
 
 REPO = "xai-tester/tiny-digits"
 COMMUNITY_FILE = Path(__file__).parents[1] / "pipelines" / "diffusion_xai.py"
-
-
-def write_png(path, seed=0):
-    rng = np.random.default_rng(seed)
-    PIL.Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 def sample(pipe, seed=0):

@@ -5,8 +5,6 @@ Each test here was seen failing on the code before the fix it guards (see the is
 import json
 import os
 
-import numpy as np
-import PIL.Image
 import pytest
 
 from diffusers_xai.cli import main as cli_main
@@ -15,17 +13,12 @@ from diffusers_xai.testing import tiny_pipeline
 from diffusers_xai.training import TrainingConfig
 from diffusers_xai.training.checkpointing import TRAINER_STATE_NAME, resolve_checkpoint
 from tests import hub_fixtures
+from tests.hub_fixtures import write_png
 from tests.test_training import TINY, tiny
 
 local_hub = hub_fixtures.local_hub  # registers the fixture in this module
 
 REPO = "xai-tester/crafted"
-
-
-def write_png(path, seed=0):
-    rng = np.random.default_rng(seed)
-    PIL.Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")

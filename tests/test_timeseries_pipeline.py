@@ -9,6 +9,7 @@ from diffusers import UNet1DModel
 
 from diffusers_xai import TraceConfig
 from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, load_co2_frame, make_sines
+from diffusers_xai.modalities.timeseries.modality import unet1d
 from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
 from diffusers_xai.models import TimeSeriesDenoiser
 from diffusers_xai.training import TrainingConfig, train
@@ -107,22 +108,8 @@ def test_save_and_from_pretrained_round_trip(tmp_path):
 def test_stock_unet1d_is_a_valid_denoiser():
     pre = TimeSeriesPreprocessor.fit(make_sines(32), sequence_length=24)
     torch.manual_seed(0)
-    unet = UNet1DModel(
-        sample_size=24,
-        in_channels=5,
-        out_channels=5,
-        block_out_channels=(16, 32),
-        down_block_types=("DownResnetBlock1D", "DownResnetBlock1D"),
-        up_block_types=("UpResnetBlock1D",),
-        mid_block_type="MidResTemporalBlock1D",
-        out_block_type="OutConv1DBlock",
-        time_embedding_type="positional",
-        use_timestep_embedding=True,
-        act_fn="mish",
-        norm_num_groups=8,
-        flip_sin_to_cos=False,
-        freq_shift=1,
-    )
+    unet = unet1d(in_channels=5, sample_size=24, hidden_dim=16, num_layers=2)  # a stock diffusers UNet1DModel
+    assert type(unet) is UNet1DModel
     pipe = TimeSeriesXAIPipeline.from_denoiser(unet, pre, "ddim", num_train_timesteps=50)
     pipe.set_progress_bar_config(disable=True)
     assert pipe(num_series=2, generator=gen(), num_inference_steps=3).series.shape == (2, 24, 5)

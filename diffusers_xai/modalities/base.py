@@ -31,6 +31,7 @@ __all__ = [
     "ModalityOptions",
     "SampleBatch",
     "check_modality_name",
+    "ddim_copy",
     "get_modality",
     "list_modalities",
     "modality_of",
@@ -235,6 +236,17 @@ class Modality(ABC):
         `datasets.Features`, and the trace when `trace` is a [`TraceConfig`].
         """
         raise ValueError(f"The {self.name} modality cannot write generated datasets; it has no `sample_batch`.")
+
+
+def ddim_copy(pipeline, **scheduler_kwargs):
+    """`pipeline`'s components under a DDIM scheduler of the same noise schedule (`scheduler_kwargs` on top), progress
+    bar off: how validation grids, end-of-training evaluation and explanations sample."""
+    from ..pipelines.schedulers import make_scheduler
+
+    scheduler = make_scheduler("ddim", pipeline.scheduler.config, **scheduler_kwargs)
+    ddim = type(pipeline)(**{**pipeline.components, "scheduler": scheduler})
+    ddim.set_progress_bar_config(disable=True)
+    return ddim
 
 
 def sampling_steps(config) -> int:

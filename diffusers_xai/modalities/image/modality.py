@@ -11,10 +11,10 @@ import PIL.Image
 import torch
 from diffusers import UNet2DModel
 
-from ...pipelines import make_scheduler
 from ..base import (
     Modality,
     SampleBatch,
+    ddim_copy,
     load_hf_dataset,
     register_modality,
     sample_in_batches,
@@ -266,16 +266,10 @@ class ImageModality(Modality):
         names = preprocessor.names if isinstance(preprocessor, ImageLabels) else None
         return DiffusionXAIPipeline(unet=model, scheduler=scheduler, class_names=names)
 
-    @staticmethod
-    def _ddim(pipeline) -> DiffusionXAIPipeline:
-        ddim = DiffusionXAIPipeline(unet=pipeline.unet, scheduler=make_scheduler("ddim", pipeline.scheduler.config))
-        ddim.set_progress_bar_config(disable=True)
-        return ddim
-
     def log_validation(self, pipeline, step: int, config, accelerator) -> str:
         """DDIM-sample `validation_batch_size` images from a fixed seed; save `samples/step_N.png`; log them."""
         generator = torch.Generator("cpu").manual_seed(config.seed or 0)
-        images = self._ddim(pipeline)(
+        images = ddim_copy(pipeline)(
             batch_size=config.validation_batch_size,
             generator=generator,
             num_inference_steps=sampling_steps(config),
@@ -311,7 +305,7 @@ class ImageModality(Modality):
         """FID/KID/IS, PRDC, diversity and memorisation (digits-CNN features) of DDIM samples vs training images."""
         from ...evaluation import evaluate_images
 
-        ddim = self._ddim(pipeline)
+        ddim = ddim_copy(pipeline)
         steps = sampling_steps(config)
         batches = sample_in_batches(
             lambda n, g: ddim(batch_size=n, generator=g, num_inference_steps=steps, output_type="pt").images.cpu(),
@@ -356,7 +350,7 @@ class ImageModality(Modality):
         from ...capture import TraceConfig
         from ...explain import explain_generation
 
-        ddim = self._ddim(pipeline)
+        ddim = ddim_copy(pipeline)
         methods = list(methods)
         has_attention = any(type(m).__name__ == "Attention" for m in ddim.unet.modules())
         if "attention" in methods and not has_attention:

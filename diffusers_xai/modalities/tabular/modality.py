@@ -17,6 +17,7 @@ from ..base import (
     Modality,
     ModalityOptions,
     SampleBatch,
+    ddim_copy,
     load_hf_dataset,
     register_modality,
     sample_in_batches,
@@ -220,13 +221,7 @@ class TabularModality(Modality):
 
     @staticmethod
     def _ddim(pipeline) -> TabularXAIPipeline:
-        ddim = TabularXAIPipeline(
-            denoiser=pipeline.denoiser,
-            scheduler=make_scheduler("ddim", pipeline.scheduler.config, **TABLE_SCHEDULER_KWARGS["ddim"]),
-            preprocessor=pipeline.preprocessor,
-        )
-        ddim.set_progress_bar_config(disable=True)
-        return ddim
+        return ddim_copy(pipeline, **TABLE_SCHEDULER_KWARGS["ddim"])
 
     def log_validation(self, pipeline, step: int, config, accelerator) -> str:
         """Sample `validation_batch_size` rows with DDIM from a fixed seed and save them as `samples/step_N.csv`."""

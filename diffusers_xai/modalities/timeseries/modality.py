@@ -17,6 +17,7 @@ from ..base import (
     Modality,
     ModalityOptions,
     SampleBatch,
+    ddim_copy,
     load_hf_dataset,
     register_modality,
     sample_in_batches,
@@ -66,15 +67,7 @@ class TimeSeriesOptions(ModalityOptions):
     time_embedding_dim: int = 128
 
     def validate(self) -> None:
-        for key in (
-            "sequence_length",
-            "stride",
-            "num_series",
-            "hidden_dim",
-            "num_layers",
-            "num_heads",
-            "time_embedding_dim",
-        ):
+        for key in POSITIVE_OPTIONS:
             _positive_int(key, getattr(self, key))
         for key in ("normalization", "nan_policy", "architecture"):
             allowed = typing.get_args(typing.get_type_hints(TimeSeriesOptions)[key])
@@ -210,20 +203,10 @@ class TimeSeriesModality(Modality):
         )
         return TimeSeriesXAIPipeline(denoiser=model, scheduler=scheduler, preprocessor=preprocessor)
 
-    @staticmethod
-    def _ddim(pipeline) -> TimeSeriesXAIPipeline:
-        ddim = TimeSeriesXAIPipeline(
-            denoiser=pipeline.denoiser,
-            scheduler=make_scheduler("ddim", pipeline.scheduler.config),
-            preprocessor=pipeline.preprocessor,
-        )
-        ddim.set_progress_bar_config(disable=True)
-        return ddim
-
     def log_validation(self, pipeline, step: int, config, accelerator) -> str:
         """Sample a few windows with DDIM from a fixed seed and plot them to `samples/step_N.png`."""
         generator = torch.Generator("cpu").manual_seed(config.seed or 0)
-        series = self._ddim(pipeline)(
+        series = ddim_copy(pipeline)(
             num_series=min(config.validation_batch_size, 16),
             generator=generator,
             num_inference_steps=sampling_steps(config),
@@ -242,7 +225,7 @@ class TimeSeriesModality(Modality):
         vs the training windows (original scale)."""
         from ...evaluation import evaluate_timeseries
 
-        ddim = self._ddim(pipeline)
+        ddim = ddim_copy(pipeline)
         synthetic = np.concatenate(
             sample_in_batches(
                 lambda n, g: ddim(num_series=n, generator=g, num_inference_steps=sampling_steps(config)).series,
@@ -280,7 +263,7 @@ class TimeSeriesModality(Modality):
         from ...explain import series_commit_steps
         from ...viz import plot_series_attributions, plot_series_commit_steps
 
-        ddim = self._ddim(pipeline)
+        ddim = ddim_copy(pipeline)
         out = ddim(
             num_series=16,
             generator=torch.Generator("cpu").manual_seed(config.seed or 0),
