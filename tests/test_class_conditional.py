@@ -10,6 +10,7 @@ from diffusers_xai import DiffusionXAIPipeline
 from diffusers_xai.pipelines.guidance import ClassifierFreeGuidance
 from diffusers_xai.pipelines.sampling import denoise_progressive
 from diffusers_xai.testing import tiny_unet
+from tests.test_training import TINY as TRAINING_TINY
 
 NAMES = ["cat", "dog", "bird"]
 
@@ -157,23 +158,9 @@ def test_class_names_must_match_the_class_embedding():
 
 
 # ---- training a class-conditional model ----
-TINY = dict(
-    dataset_name="sklearn-digits",
-    resolution=8,
-    channels=1,
-    max_train_samples=40,
-    block_out_channels=[4, 8],
-    norm_num_groups=4,
-    attention_head_dim=4,
-    num_train_timesteps=50,
-    train_batch_size=8,
-    max_train_steps=2,
-    seed=0,
-    report_to="none",
-    validation_steps=None,
-    checkpointing_steps=None,
-    explanation_card=False,
-)
+# tests/test_training.py's tiny digits run at the default learning rate and warmup, 2 steps, no explanation card
+TINY = {k: v for k, v in TRAINING_TINY.items() if k not in ("learning_rate", "lr_warmup_steps")}
+TINY.update(max_train_steps=2, explanation_card=False)
 
 
 def test_digits_train_a_conditional_model_with_named_classes(tmp_path):
