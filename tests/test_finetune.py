@@ -154,7 +154,12 @@ def test_lora_trains_only_the_adapter_saves_it_alone_and_loads_onto_the_base(set
     again = DiffusionXAIPipeline.from_pretrained(base)
     again.load_lora_weights(out)
     again.unload_lora_weights()
-    assert torch.equal(sample(again).images, plain)
+    # unloading restores the base layers exactly; the output equals the plain one to float rounding (the restored
+    # Linear layers may take another matmul path: 2.4e-7 apart with peft 0.21)
+    restored = again.unet.state_dict()
+    assert restored.keys() == base_before.keys()
+    assert all(torch.equal(restored[k], base_before[k]) for k in base_before)
+    torch.testing.assert_close(sample(again).images, plain, rtol=0, atol=1e-6)
 
 
 def test_lora_resume_from_checkpoint_matches_an_uninterrupted_run(setup):
