@@ -3,7 +3,7 @@ r"""SHAP values of the denoiser at a step: `shap.GradientExplainer` (pixels) and
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -47,6 +47,17 @@ class _ScalarModel(torch.nn.Module):
         out = self._forward(*inputs, *cond.values()).unsqueeze(1)
         self.last_output = out.detach()
         return out
+
+
+class _ShapOptions(NamedTuple):
+    """The per-call settings of [`DenoiserShap.attribute`] shared by every input it explains."""
+
+    background: torch.Tensor | None
+    nsamples: int
+    max_evals: int
+    mask_value: float | np.ndarray
+    seed: int
+    generator: torch.Generator
 
 
 class DenoiserShap(DenoiserExplainer):
@@ -124,46 +135,65 @@ class DenoiserShap(DenoiserExplainer):
         shap = _import_shap()
         target = self.target if target is None else resolve_target(target)
         steps = self._steps(inputs, timesteps, target)
-        if self.algorithm == "partition" and steps[0].sample.ndim != 4:
-            raise ValueError(
-                f"algorithm='partition' masks image patches; samples of shape {tuple(steps[0].sample.shape)} are not "
-                "images [B, C, H, W]: use DenoiserShap(model, algorithm='gradient')."
-            )
+        self._check_partition_input(steps[0].sample)
         embedding = self._class_embeddings() if include_conditioning else None
         forward_fn = self.forward_function(target)
-        generator = torch.Generator().manual_seed(seed)
+        options = _ShapOptions(background, nsamples, max_evals, mask_value, seed, torch.Generator().manual_seed(seed))
         values, cond_values, expected = [], [], []
         with frozen_parameters(self.unet):
             for step in progress(steps, desc=self.method):
-                x = step.sample
-                cond = self._conditioning(encoder_hidden_states, class_labels, x.shape[0], target_inputs)
+                cond = self._conditioning(encoder_hidden_states, class_labels, step.sample.shape[0], target_inputs)
                 names = ["sample"] + (["class_embedding"] if embedding is not None else [])
                 forward = forward_fn.bind(names, list(cond), step.timestep)
-                per_sample, per_cond, per_expected = [], [], []
-                for j in range(x.shape[0]):
-                    model = _ScalarModel(forward, {k: v[j : j + 1] for k, v in cond.items()})
-                    xj = x[j : j + 1]
-                    numpy_state = np.random.get_state()  # shap re-seeds numpy's global RNG: give it back after
-                    try:
-                        if embedding is not None:
-                            emb = (embedding[0](cond["class_labels"][j : j + 1]).detach(), embedding[1])
-                            v, c, e = self._gradient(shap, model, xj, step.timestep, background, nsamples, generator,
-                                                     seed, emb)  # fmt: skip
-                            per_cond.append(c)
-                        elif self.algorithm == "gradient":
-                            t = step.timestep
-                            v, _, e = self._gradient(shap, model, xj, t, background, nsamples, generator, seed)
-                        else:
-                            v, e = self._partition(shap, model, xj, max_evals, mask_value)
-                    finally:
-                        np.random.set_state(numpy_state)
-                    per_sample.append(v)
-                    per_expected.append(e)
-                values.append(torch.cat(per_sample))
-                cond_values += [torch.cat(per_cond)] if per_cond else []
-                expected.append(torch.tensor(per_expected))
-        attributions = torch.stack(values)
-        metadata = {"algorithm": self.algorithm, "expected_value": torch.stack(expected)}
+                v, c, e = self._explain_step(shap, forward, cond, step, embedding, options)
+                values.append(v)
+                cond_values += [c] if c is not None else []
+                expected.append(e)
+        return self._result(steps, torch.stack(values), cond_values, torch.stack(expected))
+
+    def _check_partition_input(self, sample: torch.Tensor) -> None:
+        """The partition explainer masks image patches: refuse samples that are not `[B, C, H, W]`."""
+        if self.algorithm == "partition" and sample.ndim != 4:
+            raise ValueError(
+                f"algorithm='partition' masks image patches; samples of shape {tuple(sample.shape)} are not "
+                "images [B, C, H, W]: use DenoiserShap(model, algorithm='gradient')."
+            )
+
+    def _explain_step(
+        self, shap, forward, cond: dict, step, embedding, options: _ShapOptions
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """shap values `[B, *S]`, class-embedding values `[B, D]` (or None) and expected values `[B]` of one step."""
+        x = step.sample
+        per_sample, per_cond, per_expected = [], [], []
+        for j in range(x.shape[0]):
+            model = _ScalarModel(forward, {k: v[j : j + 1] for k, v in cond.items()})
+            v, c, e = self._explain_sample(shap, model, x[j : j + 1], step.timestep, cond, j, embedding, options)
+            per_sample.append(v)
+            per_cond += [c] if c is not None else []
+            per_expected.append(e)
+        return torch.cat(per_sample), (torch.cat(per_cond) if per_cond else None), torch.tensor(per_expected)
+
+    def _explain_sample(self, shap, model, xj, timestep, cond: dict, j: int, embedding, options: _ShapOptions):
+        """(values, class-embedding values or None, expected value) of one input `[1, *S]`."""
+        o = options
+        numpy_state = np.random.get_state()  # shap re-seeds numpy's global RNG: give it back after
+        try:
+            if embedding is not None:
+                emb = (embedding[0](cond["class_labels"][j : j + 1]).detach(), embedding[1])
+                return self._gradient(shap, model, xj, timestep, o.background, o.nsamples, o.generator, o.seed, emb)
+            if self.algorithm == "gradient":
+                v, _, e = self._gradient(shap, model, xj, timestep, o.background, o.nsamples, o.generator, o.seed)
+                return v, None, e
+            v, e = self._partition(shap, model, xj, o.max_evals, o.mask_value)
+            return v, None, e
+        finally:
+            np.random.set_state(numpy_state)
+
+    def _result(
+        self, steps, attributions: torch.Tensor, cond_values: list[torch.Tensor], expected: torch.Tensor
+    ) -> ExplanationResult:
+        """The [`ExplanationResult`] of stacked per-step values (with the class-embedding scores when present)."""
+        metadata = {"algorithm": self.algorithm, "expected_value": expected}
         if cond_values:
             metadata |= {"conditioning": "class_embedding", "conditioning_scores": torch.stack(cond_values).sum(-1)}
         return ExplanationResult(
