@@ -3,26 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from diffusers.models.unets.unet_2d import UNet2DOutput
 
 from diffusers_xai.explain import DenoiserShap, ExplanationTarget
 from diffusers_xai.testing import tiny_pipeline
-
-W = torch.tensor([[[[1.0, -2.0], [0.5, 3.0]]]])
-X = torch.tensor([[[[2.0, 1.0], [-4.0, 0.5]]]])
-
-
-class LinearDenoiser(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.w = torch.nn.Parameter(W.clone())
-
-    def forward(self, sample, timestep, **kwargs):
-        return UNet2DOutput(sample=self.w * sample)
-
-
-class FakeScheduler:
-    timesteps = torch.tensor([10, 0])
+from tests.test_explain_attributions import FakeScheduler, LinearDenoiser, W, X
 
 
 def test_gradient_shap_of_a_linear_denoiser_is_w_times_x_minus_background():
