@@ -185,21 +185,24 @@ def _explain(pipe, generation, out: Path, samples_png, summary: dict, methods: S
 
 
 def _evaluate(pipe, out: Path, num_eval_samples: int, num_inference_steps: int, seed: int):
-    """`num_eval_samples` fresh digits (seed + 1) against the real ones; class accuracy for conditional models."""
-    from .evaluation import evaluate_images
+    """`num_eval_samples` fresh digits (seed + 1) against the real ones; a class-conditional model is scored on the
+    digits 0-9 in turn (its null-class samples beside) and on its class accuracy, see [`score_generated_images`]."""
+    from .modalities.image.modality import add_class_accuracy, cycling_class_labels, score_generated_images
 
-    fake = pipe(
-        batch_size=num_eval_samples,
-        generator=torch.Generator().manual_seed(seed + 1),
-        num_inference_steps=num_inference_steps,
-        output_type="pt",
-    ).images
+    def draw(conditional: bool) -> torch.Tensor:
+        labels = cycling_class_labels(pipe.num_classes, 0, num_eval_samples) if conditional else None
+        return pipe(
+            batch_size=num_eval_samples,
+            generator=torch.Generator().manual_seed(seed + 1),
+            num_inference_steps=num_inference_steps,
+            class_labels=labels,
+            output_type="pt",
+        ).images
+
     real, _ = load_digits_tensors(16)
-    report = evaluate_images(
-        real, fake, value_range=None, output_dir=out / "evaluation", dataset_name="sklearn-digits"
+    report = score_generated_images(
+        pipe, real, draw, output_dir=out / "evaluation", dataset_name="sklearn-digits", seed=0
     )
     if pipe.num_classes is not None:  # are guided samples of the asked digit? (target >= 90% at guidance 3)
-        from .modalities.image.modality import add_class_accuracy
-
         add_class_accuracy(report, pipe, per_class=max(1, num_eval_samples // pipe.num_classes), seed=seed)
     return report

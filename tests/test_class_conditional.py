@@ -202,3 +202,57 @@ def test_unknown_label_column_and_bad_dropout_are_refused(tmp_path):
         train(TrainingConfig.from_dict({**TINY, "label_column": "lable", "output_dir": str(tmp_path / "a")}))
     with pytest.raises(ValueError, match=r"`class_dropout_prob` must be in \[0, 1\)"):
         TrainingConfig.from_dict({**TINY, "class_dropout_prob": 1.0, "output_dir": str(tmp_path / "b")})
+
+
+# ---- end-of-training evaluation of a class-conditional model ----
+def record_sampling(monkeypatch) -> list[tuple[list[int] | None, float]]:
+    """Every `DiffusionXAIPipeline` call's `(class_labels, guidance_scale)`, in order."""
+    calls, call = [], DiffusionXAIPipeline.__call__
+
+    def recording(self, *args, **kwargs):
+        labels = kwargs.get("class_labels")
+        calls.append((None if labels is None else torch.as_tensor(labels).tolist(), kwargs.get("guidance_scale", 1.0)))
+        return call(self, *args, **kwargs)
+
+    monkeypatch.setattr(DiffusionXAIPipeline, "__call__", recording)
+    return calls
+
+
+def test_evaluation_scores_class_conditional_samples_and_reports_the_null_class_apart(tmp_path, monkeypatch):
+    from diffusers_xai.modalities.image.modality import ImageModality
+    from diffusers_xai.training import TrainingConfig
+
+    config = TrainingConfig(**TINY, output_dir=str(tmp_path), validation_num_inference_steps=3)
+    calls = record_sampling(monkeypatch)
+    report = ImageModality().evaluate(conditional_pipeline(class_names=None), config, 70, str(tmp_path / "eval"))
+    # the scored draw: 64 + 6 samples of the classes 0, 1, 2 in turn, unguided; then the same count of null samples
+    draws = [c for c in calls if c[1] == 1.0]
+    assert [labels for labels, _ in draws[:2]] == [[i % 3 for i in range(64)], [(64 + i) % 3 for i in range(6)]]
+    assert [labels for labels, _ in draws[2:]] == [None, None]
+    assert {scale for _, scale in calls[4:]} == {3.0}  # the class accuracy's guided samples come after
+    assert report["fid"].name == "FID (digits-CNN features, class-conditional samples, 3 classes in turn, guidance 1)"
+    assert report["prdc_recall"].name.endswith("k=5, class-conditional samples, 3 classes in turn, guidance 1)")
+    assert report["fid_null_class"].name == "FID (digits-CNN features, unconditional null-class samples)"
+    assert report["kid_null_class"].name == "KID (digits-CNN features, unconditional null-class samples)"
+    # same noise (one generator seeded seed + 1 per draw), different labels: different samples, different FID
+    assert report["fid"].value != report["fid_null_class"].value
+    assert report["kid"].value != report["kid_null_class"].value
+
+
+def test_evaluation_of_an_unconditional_model_is_unchanged(tmp_path, monkeypatch):
+    from diffusers_xai.evaluation import evaluate_images
+    from diffusers_xai.modalities.image.modality import ImageModality
+    from diffusers_xai.testing import tiny_unet
+    from diffusers_xai.training import TrainingConfig
+
+    config = TrainingConfig(**TINY, output_dir=str(tmp_path), validation_num_inference_steps=3)
+    pipe = DiffusionXAIPipeline(unet=tiny_unet(seed=0), scheduler=DDIMScheduler(num_train_timesteps=50))
+    calls = record_sampling(monkeypatch)
+    report = ImageModality().evaluate(pipe, config, 20, str(tmp_path / "eval"))
+    assert calls == [(None, 1.0)] and "fid_null_class" not in report
+    assert report["fid"].name == "FID (digits-CNN features)"
+    # the samples of one DDIM draw seeded seed + 1 against the training images, as before
+    fake = pipe(batch_size=20, generator=torch.Generator().manual_seed(1), num_inference_steps=3, output_type="pt")
+    real = ImageModality().reference_images(config, 2000)
+    expected = evaluate_images(real, fake.images, value_range=(0.0, 1.0), progress=False)
+    assert report["fid"].value == pytest.approx(expected["fid"].value, rel=1e-6)

@@ -47,7 +47,9 @@ def test_quickstart_with_explanations_and_evaluation_writes_a_full_card(tmp_path
     assert card["missing_sections"] == []
     assert set(card["faithfulness"]) >= {"gradcam", "integrated_gradients", "occlusion", "shap"}
     readme = (out / "pipeline" / "README.md").read_text()
-    assert "FID (digits-CNN features)" in readme and "![gradcam_overlay](explanations/gradcam_overlay.png)" in readme
+    assert "FID (digits-CNN features, class-conditional samples, 10 classes in turn, guidance 1)" in readme
+    assert "FID (digits-CNN features, unconditional null-class samples)" in readme
+    assert "![gradcam_overlay](explanations/gradcam_overlay.png)" in readme
 
 
 def test_quickstart_bad_input_is_one_clear_line(tmp_path, capsys):

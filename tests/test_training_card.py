@@ -93,7 +93,11 @@ def test_push_to_hub_uploads_the_full_explanation_card_and_round_trips(local_hub
     # the digits have labels, so the model is class-conditional: no Hub task fits it (as for DiT), a tag says so
     assert meta["library_name"] == "diffusers" and "pipeline_tag" not in meta and "class-conditional" in meta["tags"]
     metrics = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-    assert metrics["FID (digits-CNN features)"] == pytest.approx(report["fid"].value)
+    # the FID of samples of the digits in turn, and the null class's apart (not the FID of the null class alone)
+    fid = "FID (digits-CNN features, class-conditional samples, 10 classes in turn, guidance 1)"
+    assert metrics[fid] == pytest.approx(report["fid"].value) and report["fid"].name == fid
+    null_fid = "FID (digits-CNN features, unconditional null-class samples)"
+    assert metrics[null_fid] == pytest.approx(report["fid_null_class"].value)
     assert metrics["Memorised fraction (pixel space, Carlini ℓ < 0.33)"] == report["memorized_fraction_pixel"].value
     text = card.text
     for section in ("## Faithfulness and sanity checks", "## Memorisation check", "## Evaluation", "optimizer steps"):

@@ -15,7 +15,7 @@ from .features import (
     resolve_feature_extractor,
 )
 from .fid import frechet_distance, inception_score, kernel_distance
-from .images import evaluate_images
+from .images import add_image_distances, evaluate_images
 from .inputs import to_unit_images
 from .memorization import MemorizationResult, memorization_test
 from .neighbors import kth_nearest_distance, nearest_neighbours
@@ -49,6 +49,7 @@ __all__ = [
     "MetricResult",
     "TSTRResult",
     "WindowStatsEncoder",
+    "add_image_distances",
     "autocorrelation",
     "autocorrelation_distance",
     "class_coverage",

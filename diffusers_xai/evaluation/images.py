@@ -16,7 +16,7 @@ from .memorization import memorization_test
 from .prdc import compute_prdc
 from .report import EvaluationReport
 
-__all__ = ["evaluate_images"]
+__all__ = ["add_image_distances", "evaluate_images"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ def evaluate_images(
     dataset_name: str | None = None,
     progress: bool = True,
     seed: int = 0,
+    samples: str | None = None,
 ) -> EvaluationReport:
     r"""
     Compare generated images with real ones: FID and KID, Inception Score, precision/recall/density/coverage,
@@ -65,6 +66,9 @@ def evaluate_images(
             histogram) and listed in `report.artifacts`.
         dataset_name (`str`, *optional*): what `real` is, recorded in the report for model cards.
         progress (`bool`): tqdm bars for the long loops. seed (`int`): seeds KID and IS subset draws.
+        samples (`str`, *optional*): what `fake` is when that is not plain unconditional sampling (e.g.
+            `"class-conditional samples, 10 classes in turn, guidance 1"`), added to the names of the metrics of
+            `fake` alone and with `real` (FID, KID, IS, PRDC, diversity, class coverage): a card says what it scored.
 
     Returns:
         [`EvaluationReport`] with `modality="image"`.
@@ -95,12 +99,13 @@ def evaluate_images(
     real_f = extract_features(real_x, extractor, desc="features (real)", **kw)
     fake_f = extract_features(fake_x, extractor, desc="features (generated)", **kw)
     train_f = real_f if training is None else extract_features(train_x, extractor, desc="features (training)", **kw)
+    of = f", {samples}" if samples else ""
     # 1. distribution distances (FID beside KID, with the small-N caveats)
-    _add_distances(report, real_f, fake_f, space, kid_subsets, kid_subset_size, seed)
+    _add_distances(report, real_f, fake_f, space, kid_subsets, kid_subset_size, seed, of=of)
     # 2. Inception Score under the extractor's classifier, with the real data's as the ceiling to compare with
-    _add_inception_scores(report, real_f, fake_f, space, is_splits, seed)
+    _add_inception_scores(report, real_f, fake_f, space, is_splits, seed, of=of)
     # 3. fidelity and diversity on k-NN manifolds
-    prdc = _add_fidelity_and_diversity(report, real_f, fake_f, space, nearest_k, progress)
+    prdc = _add_fidelity_and_diversity(report, real_f, fake_f, space, nearest_k, progress, of=of)
     # 4. memorisation against the training set, in pixel and in feature space
     memorization = (memorization_k, memorization_alpha, memorization_threshold)
     mem_pixel = _add_memorization(report, fake_x, train_x, fake_f, train_f, space, memorization, progress)
@@ -131,15 +136,65 @@ def _unit_image_sets(real, fake, training, value_range, nearest_k: int):
     return real_x, fake_x, train_x, ranges
 
 
-def _add_distances(report, real_f, fake_f, space: str, kid_subsets: int, kid_subset_size: int, seed: int) -> None:
-    """FID and KID (with FID's small-sample warnings)."""
+def add_image_distances(
+    report: EvaluationReport,
+    real,
+    fake,
+    *,
+    samples: str,
+    key_suffix: str,
+    feature: str | int | nn.Module = "digits-cnn",
+    value_range: tuple[float, float] | None = None,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    seed: int = 0,
+) -> None:
+    """
+    Add FID and KID of a second generated set `fake` against `real` to `report` (an [`evaluate_images`] report), as
+    `"FID (<space> features, <samples>)"` under the keys `fid<key_suffix>`/`kid<key_suffix>`: e.g. a class-conditional
+    model's unconditional (null-class) samples beside its class-conditional ones. Arguments as [`evaluate_images`].
+    """
+    if not key_suffix or not samples:
+        raise ValueError(
+            f"add_image_distances needs a key_suffix and a samples description (got {key_suffix!r}, {samples!r}) so "
+            "its metrics cannot be mistaken for the report's own FID/KID."
+        )
+    real_x, _ = to_unit_images(real, "real", value_range)
+    fake_x, _ = to_unit_images(fake, "fake", value_range)
+    check_image_pair(real_x, fake_x)
+    extractor = resolve_feature_extractor(feature)
+    space = feature_space_name(extractor)
+    kw = {"batch_size": batch_size, "device": device, "progress": progress}
+    real_f = extract_features(real_x, extractor, desc="features (real)", **kw)
+    fake_f = extract_features(fake_x, extractor, desc=f"features ({samples})", **kw)
+    _add_distances(
+        report, real_f, fake_f, space, kid_subsets, kid_subset_size, seed, of=f", {samples}", suffix=key_suffix
+    )
+
+
+def _add_distances(
+    report,
+    real_f,
+    fake_f,
+    space: str,
+    kid_subsets: int,
+    kid_subset_size: int,
+    seed: int,
+    of: str = "",
+    suffix: str = "",
+) -> None:
+    """FID and KID (with FID's small-sample warnings); `of` extends their names, `suffix` their keys."""
     real_x_len, fake_x_len = len(real_f.features), len(fake_f.features)
     dim = real_f.features.shape[1]
-    report.warnings += fid_sample_warnings(real_x_len, fake_x_len, dim, space)
+    if not suffix:  # the same warnings for a second set of the same size would only repeat them
+        report.warnings += fid_sample_warnings(real_x_len, fake_x_len, dim, space)
     report.add(
-        f"FID ({space} features)",
+        f"FID ({space} features{of})",
         frechet_distance(real_f.features, fake_f.features),
-        key="fid",
+        key=f"fid{suffix}",
         higher_is_better=False,
         description=f"Fréchet distance of Gaussians fitted to {dim}-D {space} features (Heusel et al. 2017).",
     )
@@ -147,28 +202,28 @@ def _add_distances(report, real_f, fake_f, space: str, kid_subsets: int, kid_sub
         real_f.features, fake_f.features, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed
     )
     report.add(
-        f"KID ({space} features)",
+        f"KID ({space} features{of})",
         kid_mean,
         std=kid_std,
-        key="kid",
+        key=f"kid{suffix}",
         higher_is_better=False,
         description="Unbiased polynomial-kernel MMD² (Bińkowski et al. 2018); slightly negative (−O(1/N)) for a set "
         "against itself.",
     )
 
 
-def _add_inception_scores(report, real_f, fake_f, space: str, is_splits: int, seed: int) -> None:
+def _add_inception_scores(report, real_f, fake_f, space: str, is_splits: int, seed: int, of: str = "") -> None:
     """IS of the generated images and, as the ceiling, of the real ones (when the extractor has logits)."""
     if fake_f.logits is not None:
         if len(fake_f.features) >= is_splits:
             mean, std = inception_score(fake_f.logits, splits=is_splits, seed=seed)
-            report.add(f"IS ({space} classifier)", mean, std=std, key="is", higher_is_better=True)
+            report.add(f"IS ({space} classifier{of})", mean, std=std, key="is", higher_is_better=True)
         if len(real_f.features) >= is_splits:
             mean, std = inception_score(real_f.logits, splits=is_splits, seed=seed)
             report.add(f"IS of real data ({space} classifier)", mean, std=std, key="is_real", higher_is_better=True)
 
 
-def _add_fidelity_and_diversity(report, real_f, fake_f, space: str, nearest_k: int, progress: bool):
+def _add_fidelity_and_diversity(report, real_f, fake_f, space: str, nearest_k: int, progress: bool, of: str = ""):
     """Precision/recall/density/coverage, pairwise diversity and class coverage; returns the PRDC result."""
     prdc = compute_prdc(real_f.features, fake_f.features, nearest_k=nearest_k, progress=progress)
     for attr, label in (
@@ -178,16 +233,16 @@ def _add_fidelity_and_diversity(report, real_f, fake_f, space: str, nearest_k: i
         ("coverage", "Coverage"),
     ):
         report.add(
-            f"{label} ({space} features, k={nearest_k})",
+            f"{label} ({space} features, k={nearest_k}{of})",
             getattr(prdc, attr),
             key=f"prdc_{attr}",
             higher_is_better=True,
         )
     fake_div = mean_pairwise_distance(fake_f.features)
     real_div = mean_pairwise_distance(real_f.features)
-    report.add(f"Mean pairwise distance ({space} features)", fake_div, key="diversity")
+    report.add(f"Mean pairwise distance ({space} features{of})", fake_div, key="diversity")
     report.add(
-        f"Diversity ratio generated/real ({space} features)",
+        f"Diversity ratio generated/real ({space} features{of})",
         fake_div / real_div if real_div > 0 else float("nan"),
         key="diversity_ratio",
         description="Mean pairwise feature distance of generated over real samples; <1 suggests mode collapse.",
@@ -195,10 +250,13 @@ def _add_fidelity_and_diversity(report, real_f, fake_f, space: str, nearest_k: i
     if fake_f.logits is not None:
         cov = class_coverage(fake_f.logits, real_f.logits)
         report.add(
-            f"Classes covered ({space} classifier)", cov.classes_covered, key="classes_covered", higher_is_better=True
+            f"Classes covered ({space} classifier{of})",
+            cov.classes_covered,
+            key="classes_covered",
+            higher_is_better=True,
         )
         report.add(
-            f"Class-histogram TV distance ({space} classifier)",
+            f"Class-histogram TV distance ({space} classifier{of})",
             cov.total_variation,
             key="class_tv",
             higher_is_better=False,
