@@ -231,3 +231,11 @@ def test_training_script_reproduces_the_shipped_classifier(tmp_path):
     with torch.no_grad():
         agreement = (shipped.logits(x).argmax(1) == retrained.logits(x).argmax(1)).float().mean().item()
     assert agreement >= 0.98
+
+
+def test_second_generated_set_needs_its_own_name_and_key():
+    from diffusers_xai.evaluation import EvaluationReport, add_image_distances
+
+    images = torch.rand(8, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"add_image_distances needs a key_suffix and a samples description \(got ''"):
+        add_image_distances(EvaluationReport(modality="image"), images, images, samples="null class", key_suffix="")
