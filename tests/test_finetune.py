@@ -186,7 +186,9 @@ def test_lora_helpers_round_trip_and_fuse(tmp_path):
     trainable = [n for n, p in unet.named_parameters() if p.requires_grad]
     assert trainable and all(".lora_A." in n or ".lora_B." in n for n in trainable)
     with torch.no_grad():
-        assert torch.equal(unet(x, t).sample, reference)  # B = 0: the adapter starts as the identity
+        # B = 0: the adapter starts as the identity (to float rounding: peft 0.21's wrapped layers can take
+        # another kernel path than the bare ones)
+        torch.testing.assert_close(unet(x, t).sample, reference, rtol=0, atol=1e-6)
         for name, p in unet.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(2)))
@@ -200,7 +202,7 @@ def test_lora_helpers_round_trip_and_fuse(tmp_path):
     assert not has_lora(other)
     plain = unload_lora(load_lora(tiny_unet(seed=0, in_channels=1), tmp_path / "lora"))
     with torch.no_grad():
-        assert torch.equal(plain(x, t).sample, reference)
+        torch.testing.assert_close(plain(x, t).sample, reference, rtol=0, atol=1e-6)
 
 
 # ---- bad input ----
