@@ -17,6 +17,8 @@ from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.training import TrainingConfig, train
 from diffusers_xai.training.trainer import _prepare_data, _prepare_stream
 from tests import test_training
+from tests.test_training import assert_same_weights
+from tests.test_training import state_dict as unet_weights
 
 # the 8x8 digits subset and 4/8-channel UNet of tests/test_training.py: a step takes milliseconds. 20 rows in
 # batches of 8 make 3 batches an epoch, so 6 steps cross two epoch boundaries (a new `set_epoch` shuffle each).
@@ -43,16 +45,6 @@ TABULAR = dict(
 
 def tiny(out, **kw):
     return TrainingConfig(**{**TINY, "output_dir": str(out), **kw})
-
-
-def unet_weights(pipe):
-    return {k: v.clone() for k, v in pipe.unet.state_dict().items()}
-
-
-def assert_same_weights(a, b):
-    assert a.keys() == b.keys()
-    for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
 
 
 def map_and_stream_batches(config: TrainingConfig):
