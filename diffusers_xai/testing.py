@@ -18,12 +18,19 @@ __all__ = [
 
 
 def tiny_unet(
-    seed: int = 0, in_channels: int = 1, sample_size: int = 8, attention: bool = True, num_classes: int | None = None
+    seed: int = 0,
+    in_channels: int = 1,
+    sample_size: int | tuple[int, int] = 8,
+    attention: bool = True,
+    num_classes: int | None = None,
+    mid_attention: bool | None = None,
+    attention_head_dim: int = 4,
 ) -> UNet2DModel:
     """
     A 2-level `UNet2DModel` (4/8 channels) with attention in the low-resolution blocks and the mid block. With
     `num_classes=K` it is class-conditional in the project's convention: `num_class_embeds = K + 1`, label K being the
-    null class (see `diffusers_xai.pipelines.guidance`).
+    null class (see `diffusers_xai.pipelines.guidance`). `mid_attention` (default: `attention`) sets the mid block's
+    attention on its own.
     """
     torch.manual_seed(seed)
     return UNet2DModel(
@@ -33,28 +40,42 @@ def tiny_unet(
         block_out_channels=(4, 8),
         layers_per_block=1,
         norm_num_groups=4,
-        attention_head_dim=4,
+        attention_head_dim=attention_head_dim,
         down_block_types=("DownBlock2D", "AttnDownBlock2D" if attention else "DownBlock2D"),
         up_block_types=("AttnUpBlock2D" if attention else "UpBlock2D", "UpBlock2D"),
-        add_attention=attention,
+        add_attention=attention if mid_attention is None else mid_attention,
         num_class_embeds=None if num_classes is None else num_classes + 1,
     ).eval()
 
 
-def tiny_conditional_unet(seed: int = 0, cross_attention_dim: int = 8) -> UNet2DConditionModel:
-    """A tiny `UNet2DConditionModel` with cross-attention (as diffusers' Stable Diffusion tests build it)."""
+def tiny_conditional_unet(
+    seed: int = 0,
+    cross_attention_dim: int = 8,
+    block_out_channels: tuple[int, int] = (4, 8),
+    attention_head_dim: int = 2,
+    cross_attention_blocks: tuple[bool, bool] = (True, False),
+    **unet_kwargs,
+) -> UNet2DConditionModel:
+    """
+    A tiny `UNet2DConditionModel` with cross-attention (as diffusers' Stable Diffusion tests build it): 2 levels,
+    `cross_attention_blocks` saying which down level (and its mirrored up level) cross-attends; `unet_kwargs` go to
+    the constructor (e.g. SDXL's added conditioning).
+    """
+    down = tuple("CrossAttnDownBlock2D" if c else "DownBlock2D" for c in cross_attention_blocks)
+    up = tuple("CrossAttnUpBlock2D" if c else "UpBlock2D" for c in reversed(cross_attention_blocks))
     torch.manual_seed(seed)
     return UNet2DConditionModel(
         sample_size=8,
         in_channels=4,
         out_channels=4,
-        block_out_channels=(4, 8),
+        block_out_channels=block_out_channels,
         layers_per_block=1,
         norm_num_groups=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=down,
+        up_block_types=up,
         cross_attention_dim=cross_attention_dim,
-        attention_head_dim=2,
+        attention_head_dim=attention_head_dim,
+        **unet_kwargs,
     ).eval()
 
 

@@ -112,7 +112,9 @@ def _vae(seed: int, latent_channels: int = 4, **kwargs):
 
 
 def _sd(seed: int, xl: bool):
-    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    from .testing import tiny_conditional_unet
 
     tokenizer = tiny_clip_tokenizer()
     text_encoder = _clip_text_encoder(tokenizer, seed + 1)
@@ -125,20 +127,14 @@ def _sd(seed: int, xl: bool):
             use_linear_projection=True,
             transformer_layers_per_block=(1, 2),
         )
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(8, 16),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    unet = tiny_conditional_unet(
+        seed,
         cross_attention_dim=32 if xl else 16,
+        block_out_channels=(8, 16),
         attention_head_dim=4,
+        cross_attention_blocks=(True, True),
         **extra,
-    ).eval()
+    )
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,
         beta_schedule="scaled_linear",

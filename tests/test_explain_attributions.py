@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from diffusers import UNet2DModel
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
 from diffusers_xai import DiffusionXAIPipeline
 from diffusers_xai.explain import ATTRIBUTION_METHODS, DenoiserAttribution, ExplanationTarget
-from diffusers_xai.testing import tiny_conditional_unet, tiny_pipeline
+from diffusers_xai.testing import tiny_conditional_unet, tiny_pipeline, tiny_unet
 
 W = torch.tensor([[[[1.0, -2.0], [0.5, 3.0]]]])
 X = torch.tensor([[[[2.0, 1.0], [-4.0, 0.5]]]])
@@ -121,18 +120,8 @@ def test_text_conditioning_attributions():
 
 
 def test_class_label_attributions_go_through_the_class_embedding():
-    torch.manual_seed(0)
-    unet = UNet2DModel(
-        sample_size=8,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-        num_class_embeds=3,
-    ).eval()
+    # no attention in the down/up blocks; the mid block keeps UNet2DModel's default attention (head dim 8)
+    unet = tiny_unet(attention=False, mid_attention=True, attention_head_dim=8, num_classes=2)
     pipe = DiffusionXAIPipeline.from_unet(unet, "ddpm", num_train_timesteps=100)
     x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     labels = torch.tensor([0, 2])

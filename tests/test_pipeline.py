@@ -7,7 +7,6 @@ from diffusers import (
     DDPMPipeline,
     DDPMScheduler,
     DPMSolverMultistepScheduler,
-    UNet2DModel,
 )
 
 from diffusers_xai import DiffusionXAIPipeline, DiffusionXAIPipelineOutput, TraceConfig, make_scheduler
@@ -174,16 +173,8 @@ def test_wrong_in_channels_for_data():
 
 
 def test_stock_unet_with_custom_sample_size_tuple():
-    unet = UNet2DModel(
-        sample_size=(8, 16),
-        in_channels=3,
-        out_channels=3,
-        block_out_channels=(4, 8),
-        layers_per_block=1,
-        norm_num_groups=4,
-        down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"),
-    )
+    # no attention in the down/up blocks; the mid block keeps UNet2DModel's default attention (head dim 8)
+    unet = tiny_unet(in_channels=3, sample_size=(8, 16), attention=False, mid_attention=True, attention_head_dim=8)
     pipe = DiffusionXAIPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=10))
     pipe.set_progress_bar_config(disable=True)
     out = pipe(batch_size=1, num_inference_steps=2, output_type="np", trace=True)
