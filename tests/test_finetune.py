@@ -206,16 +206,19 @@ def test_lora_helpers_round_trip_and_fuse(tmp_path):
 
 
 # ---- bad input ----
-def test_channel_mismatch_names_the_flag(setup, tmp_path):
+@pytest.mark.parametrize(
+    "use_base, kw, message",
+    [
+        (True, dict(channels=1), r"in_channels=3 but the data is set to channels=1; set `--channels 3`"),
+        (True, dict(resolution=16), r"sample_size=8x8 but the data is set to resolution=16; set `--resolution 8"),
+        (False, dict(lora_rank=4), r"`lora_rank` \(4\) adapts a trained model: set `pretrained_model_name"),
+    ],
+    ids=["channels", "resolution", "lora-without-base"],
+)
+def test_config_mismatch_names_the_flag(setup, tmp_path, use_base, kw, message):
     data, base, _ = setup
-    with pytest.raises(ValueError, match=r"in_channels=3 but the data is set to channels=1; set `--channels 3`"):
-        finetune_config(data, base, tmp_path / "o", channels=1)
-
-
-def test_resolution_mismatch_names_the_flag(setup, tmp_path):
-    data, base, _ = setup
-    with pytest.raises(ValueError, match=r"sample_size=8x8 but the data is set to resolution=16; set `--resolution 8"):
-        finetune_config(data, base, tmp_path / "o", resolution=16)
+    with pytest.raises(ValueError, match=message):
+        finetune_config(data, base if use_base else None, tmp_path / "o", **kw)
 
 
 def test_not_a_pipeline_folder(setup, tmp_path):
@@ -223,12 +226,6 @@ def test_not_a_pipeline_folder(setup, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"has no unet/config.json or scheduler/scheduler_config.json"):
         finetune_config(data, str(tmp_path / "empty"), tmp_path / "o")
-
-
-def test_lora_needs_a_pretrained_pipeline(setup, tmp_path):
-    data, _, _ = setup
-    with pytest.raises(ValueError, match=r"`lora_rank` \(4\) adapts a trained model: set `pretrained_model_name"):
-        finetune_config(data, None, tmp_path / "o", lora_rank=4)
 
 
 def test_lora_on_a_unet_without_attention_names_the_fix(setup, tmp_path):
