@@ -19,18 +19,23 @@ def gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
+def tiny_series_denoiser(in_channels, sample_size, architecture, width):
+    """A 2-layer, 2-head TimeSeriesDenoiser whose hidden and time-embedding sizes are both `width`."""
+    return TimeSeriesDenoiser(
+        in_channels=in_channels,
+        sample_size=sample_size,
+        architecture=architecture,
+        hidden_dim=width,
+        num_layers=2,
+        num_heads=2,
+        time_embedding_dim=width,
+    )
+
+
 def tiny_series_pipeline(architecture="transformer", normalization="minmax", scheduler="ddpm"):
     pre = TimeSeriesPreprocessor.fit(make_sines(64), sequence_length=24, normalization=normalization)
     torch.manual_seed(0)
-    model = TimeSeriesDenoiser(
-        in_channels=5,
-        sample_size=24,
-        architecture=architecture,
-        hidden_dim=16,
-        num_layers=2,
-        num_heads=2,
-        time_embedding_dim=16,
-    ).eval()
+    model = tiny_series_denoiser(5, 24, architecture, width=16).eval()
     pipe = TimeSeriesXAIPipeline.from_denoiser(model, pre, scheduler, num_train_timesteps=50)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -38,15 +43,7 @@ def tiny_series_pipeline(architecture="transformer", normalization="minmax", sch
 
 @pytest.mark.parametrize("architecture", ["transformer", "conv"])
 def test_denoiser_shapes_and_errors(architecture):
-    model = TimeSeriesDenoiser(
-        in_channels=3,
-        sample_size=12,
-        architecture=architecture,
-        hidden_dim=8,
-        num_layers=2,
-        num_heads=2,
-        time_embedding_dim=8,
-    )
+    model = tiny_series_denoiser(3, 12, architecture, width=8)
     assert model(torch.randn(2, 3, 12), torch.tensor([1, 7])).sample.shape == (2, 3, 12)
     with pytest.raises(ValueError, match=r"`sample` must have shape \[B, 3"):
         model(torch.randn(2, 12, 3), 1)
