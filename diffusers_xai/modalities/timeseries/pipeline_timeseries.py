@@ -25,8 +25,13 @@ __all__ = ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"]
 
 logger = logging.getLogger(__name__)
 
+# DPM-Solver without thresholding has no x0 clip, so it must not start at t = T-1 ("trailing" spacing): with the
+# cosine schedule sigma/alpha is 20,291 at t=999 and its first data prediction multiplies the noise-prediction error
+# by it (the bundled sines model gave |x| ~ 1.6e3 at 20 steps). "leading" starts at t=950 (see the tabular
+# pipeline's `TABLE_SCHEDULER_KWARGS`, where the same fault was found).
+DPM_SOLVER_UNTHRESHOLDED = {"thresholding": False, "timestep_spacing": "leading"}
 # for data without a known bound (a z-scored series saved before `bound` existed)
-UNCLIPPED = {"ddpm": {"clip_sample": False}, "ddim": {"clip_sample": False}, "dpmsolver": {"thresholding": False}}
+UNCLIPPED = {"ddpm": {"clip_sample": False}, "ddim": {"clip_sample": False}, "dpmsolver": DPM_SOLVER_UNTHRESHOLDED}
 
 
 @dataclass
@@ -90,7 +95,7 @@ class TimeSeriesXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
             return dict(UNCLIPPED.get(name, {}))
         if name in ("ddpm", "ddim"):
             return {"clip_sample": True, "clip_sample_range": float(bound)}
-        return {} if preprocessor.config.normalization == "minmax" else {"thresholding": False}
+        return {} if preprocessor.config.normalization == "minmax" else dict(DPM_SOLVER_UNTHRESHOLDED)
 
     @classmethod
     def from_denoiser(
