@@ -70,6 +70,23 @@ def _expected_blocks(family, ref, text_len):
     return ref, ref  # cross-attention (attn2) or self-attention (attn1) of a UNet/PixArt block
 
 
+def _assert_calls_equal_reference(family: str, calls: list, probs: list, queries: list[int]) -> None:
+    """Each captured call equals the softmax SDPA computed (image->text block, self-attention rows `queries`), and
+    the calls carry the blocks the family's attention layout gives."""
+    assert len(calls) == len(probs) and len(calls) > 0
+    text_len = 24 if family == "sd3" else 12  # SD3 concatenates 12 CLIP and 12 T5 tokens
+    for call, ref in zip(calls, probs):
+        to_text, to_self = _expected_blocks(family, ref.float(), text_len)
+        if call.image_to_text is not None:
+            assert call.image_to_text.shape[-1] == text_len
+            torch.testing.assert_close(call.image_to_text, to_text, rtol=1e-4, atol=1e-6)
+        if call.self_attention is not None:
+            torch.testing.assert_close(call.self_attention, to_self[:, :, queries], rtol=1e-4, atol=1e-6)
+    kinds = {(c.image_to_text is not None, c.self_attention is not None) for c in calls}
+    # joint attention gives both blocks in one call; UNet/PixArt split them over attn1 (self) and attn2 (cross)
+    assert kinds == ({(True, True)} if family in ("sd3", "flux") else {(False, True), (True, False)})
+
+
 def test_images_bit_identical_and_probabilities_equal_reference(family_pipe):
     family, pipe = family_pipe
     denoiser = _denoiser(pipe)
@@ -80,18 +97,7 @@ def test_images_bit_identical_and_probabilities_equal_reference(family_pipe):
         captured = pipe(PROMPT, **tiny_call_kwargs(family)).images
     np.testing.assert_array_equal(captured, stock)  # bit-identical
     assert _processors(denoiser) == before and not denoiser._forward_pre_hooks and not denoiser._forward_hooks
-    assert len(calls) == len(spy.probs) and len(calls) > 0
-    text_len = 24 if family == "sd3" else 12  # SD3 concatenates 12 CLIP and 12 T5 tokens
-    for call, ref in zip(calls, spy.probs):
-        to_text, to_self = _expected_blocks(family, ref.float(), text_len)
-        if call.image_to_text is not None:
-            assert call.image_to_text.shape[-1] == text_len
-            torch.testing.assert_close(call.image_to_text, to_text, rtol=1e-4, atol=1e-6)
-        if call.self_attention is not None:
-            torch.testing.assert_close(call.self_attention, to_self[:, :, [0, 5]], rtol=1e-4, atol=1e-6)
-    kinds = {(c.image_to_text is not None, c.self_attention is not None) for c in calls}
-    # joint attention gives both blocks in one call; UNet/PixArt split them over attn1 (self) and attn2 (cross)
-    assert kinds == ({(True, True)} if family in ("sd3", "flux") else {(False, True), (True, False)})
+    _assert_calls_equal_reference(family, calls, spy.probs, queries=[0, 5])
 
 
 def test_flux_both_stream_kinds_and_rotary():
@@ -145,13 +151,7 @@ def test_sdpa_processors_q_k_are_read_where_sdpa_gets_them_not_rebuilt(family_pi
     with _SdpaSpy(denoiser) as spy, AttentionProbabilityCapture(denoiser, calls.append, self_attention_queries=[1, 3]):
         captured = pipe(PROMPT, **tiny_call_kwargs(family)).images
     np.testing.assert_array_equal(captured, stock)
-    assert len(calls) == len(spy.probs) > 0
-    for call, ref in zip(calls, spy.probs):
-        to_text, to_self = _expected_blocks(family, ref.float(), 24 if family == "sd3" else 12)
-        if call.image_to_text is not None:
-            torch.testing.assert_close(call.image_to_text, to_text, rtol=1e-4, atol=1e-6)
-        if call.self_attention is not None:
-            torch.testing.assert_close(call.self_attention, to_self[:, :, [1, 3]], rtol=1e-4, atol=1e-6)
+    _assert_calls_equal_reference(family, calls, spy.probs, queries=[1, 3])
 
 
 def test_conditional_rows_are_matched_again_after_the_embeddings_change_in_place():
