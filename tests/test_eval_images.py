@@ -9,6 +9,7 @@ from PIL import Image
 from diffusers_xai.evaluation import (
     DigitsCNN,
     EvaluationReport,
+    add_image_distances,
     evaluate_images,
     extract_features,
     frechet_distance,
@@ -239,3 +240,34 @@ def test_second_generated_set_needs_its_own_name_and_key():
     images = torch.rand(8, 1, 8, 8)
     with pytest.raises(ValueError, match=r"add_image_distances needs a key_suffix and a samples description \(got ''"):
         add_image_distances(EvaluationReport(modality="image"), images, images, samples="null class", key_suffix="")
+
+
+class _CountingCNN(torch.nn.Module):
+    """The shipped digits CNN, counting the images it embeds."""
+
+    def __init__(self):
+        super().__init__()
+        self.cnn = DigitsCNN.from_shipped()
+        self.seen = 0
+
+    def features_and_logits(self, x):
+        self.seen += len(x)
+        return self.cnn.features_and_logits(x)
+
+
+def test_extra_generated_sets_score_as_add_image_distances_with_the_real_features_extracted_once(digits):
+    x = (digits[0] + 1) / 2
+    real, fake, extra = x[:300], x[300:400], x[400:500].flip(-1)  # mirrored digits: a worse set
+    kw = {"progress": False, "kid_subset_size": 50, "kid_subsets": 10, "nearest_k": 3}
+    counting = _CountingCNN()
+    report = evaluate_images(real, fake, feature=counting, extra_generated={"_mirrored": ("mirrored", extra)}, **kw)
+    assert counting.seen == 300 + 100 + 100  # real once, fake, the extra set
+    reference = evaluate_images(real, fake, feature=DigitsCNN.from_shipped(), **kw)
+    add_image_distances(reference, real, extra, samples="mirrored", key_suffix="_mirrored",
+                        kid_subsets=10, kid_subset_size=50, progress=False)  # fmt: skip
+    for key in ("fid", "kid", "fid_mirrored", "kid_mirrored"):
+        assert report[key].value == pytest.approx(reference[key].value, rel=1e-9)
+    assert report["fid_mirrored"].name == "FID (_CountingCNN features, mirrored)"
+    assert report["fid_mirrored"].value > 3 * report["fid"].value
+    with pytest.raises(ValueError, match=r"needs a key_suffix and a samples description \(got '_m', ''\)"):
+        evaluate_images(real, fake, feature=counting, extra_generated={"_m": ("", extra)}, **kw)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -42,6 +44,7 @@ def evaluate_images(
     progress: bool = True,
     seed: int = 0,
     samples: str | None = None,
+    extra_generated: Mapping[str, tuple[str, Any]] | None = None,
 ) -> EvaluationReport:
     r"""
     Compare generated images with real ones: FID and KID, Inception Score, precision/recall/density/coverage,
@@ -69,6 +72,9 @@ def evaluate_images(
         samples (`str`, *optional*): what `fake` is when that is not plain unconditional sampling (e.g.
             `"class-conditional samples, 10 classes in turn, guidance 1"`), added to the names of the metrics of
             `fake` alone and with `real` (FID, KID, IS, PRDC, diversity, class coverage): a card says what it scored.
+        extra_generated (`dict`, *optional*): more generated sets scored by FID/KID against the same real features
+            (extracted once), `{key_suffix: (samples, images)}`, as [`add_image_distances`] names them: e.g.
+            `{"_null_class": ("unconditional null-class samples", null_images)}`.
 
     Returns:
         [`EvaluationReport`] with `modality="image"`.
@@ -102,6 +108,10 @@ def evaluate_images(
     of = f", {samples}" if samples else ""
     # 1. distribution distances (FID beside KID, with the small-N caveats)
     _add_distances(report, real_f, fake_f, space, kid_subsets, kid_subset_size, seed, of=of)
+    for suffix, (extra_samples, extra) in _checked_extra_sets(extra_generated, value_range, real_x).items():
+        extra_f = extract_features(extra, extractor, desc=f"features ({extra_samples})", **kw)
+        kid = (kid_subsets, kid_subset_size, seed)
+        _add_distances(report, real_f, extra_f, space, *kid, of=f", {extra_samples}", suffix=suffix)
     # 2. Inception Score under the extractor's classifier, with the real data's as the ceiling to compare with
     _add_inception_scores(report, real_f, fake_f, space, is_splits, seed, of=of)
     # 3. fidelity and diversity on k-NN manifolds
@@ -136,6 +146,25 @@ def _unit_image_sets(real, fake, training, value_range, nearest_k: int):
     return real_x, fake_x, train_x, ranges
 
 
+def _checked_extra_sets(extra_generated, value_range, real_x) -> dict:
+    """`{key_suffix: (samples, images in [0, 1])}` of [`evaluate_images`]'s `extra_generated`, checked."""
+    out = {}
+    for suffix, (samples, images) in (extra_generated or {}).items():
+        _check_extra_names(suffix, samples)
+        images, _ = to_unit_images(images, samples, value_range)
+        check_image_pair(real_x, images, "real", samples)
+        out[suffix] = (samples, images)
+    return out
+
+
+def _check_extra_names(key_suffix: str, samples: str) -> None:
+    if not key_suffix or not samples:
+        raise ValueError(
+            f"add_image_distances needs a key_suffix and a samples description (got {key_suffix!r}, {samples!r}) so "
+            "its metrics cannot be mistaken for the report's own FID/KID."
+        )
+
+
 def add_image_distances(
     report: EvaluationReport,
     real,
@@ -157,11 +186,7 @@ def add_image_distances(
     `"FID (<space> features, <samples>)"` under the keys `fid<key_suffix>`/`kid<key_suffix>`: e.g. a class-conditional
     model's unconditional (null-class) samples beside its class-conditional ones. Arguments as [`evaluate_images`].
     """
-    if not key_suffix or not samples:
-        raise ValueError(
-            f"add_image_distances needs a key_suffix and a samples description (got {key_suffix!r}, {samples!r}) so "
-            "its metrics cannot be mistaken for the report's own FID/KID."
-        )
+    _check_extra_names(key_suffix, samples)
     real_x, _ = to_unit_images(real, "real", value_range)
     fake_x, _ = to_unit_images(fake, "fake", value_range)
     check_image_pair(real_x, fake_x)

@@ -424,14 +424,16 @@ def score_generated_images(pipeline, real, draw, *, output_dir, dataset_name, se
     which it learns only from its label-dropout batches, is reported beside as `fid_null_class`/`kid_null_class`
     (`draw(False)`). `draw(conditional)` returns the images `[N, C, H, W]` in [0, 1].
     """
-    from ...evaluation import add_image_distances, evaluate_images
+    from ...evaluation import evaluate_images
 
     kw = {"value_range": value_range, "seed": seed}
     if pipeline.num_classes is None:
         return evaluate_images(real, draw(False), output_dir=output_dir, dataset_name=dataset_name, **kw)
     samples = conditional_samples_name(pipeline.num_classes)
-    report = evaluate_images(real, draw(True), output_dir=output_dir, dataset_name=dataset_name, samples=samples, **kw)
-    add_image_distances(report, real, draw(False), samples=NULL_CLASS_SAMPLES, key_suffix="_null_class", **kw)
+    conditional = draw(True)  # drawn first, as before: the null-class draw follows it
+    null_class = {"_null_class": (NULL_CLASS_SAMPLES, draw(False))}  # scored against the same real features
+    report = evaluate_images(real, conditional, output_dir=output_dir, dataset_name=dataset_name, samples=samples,
+                             extra_generated=null_class, **kw)  # fmt: skip
     report.details["generated_samples"] = {"primary": samples, "_null_class": NULL_CLASS_SAMPLES}
     return report
 
