@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 
@@ -124,6 +126,7 @@ def fit_denoiser(
     batch_size: int = 64,
     learning_rate: float = 2e-3,
     seed: int = 0,
+    null_x0: torch.Tensor | None = None,
 ) -> torch.nn.Module:
     r"""
     Fit a small denoiser on in-memory tensors `x0` `[N, *S]` (with the trainer's loss, `_diffusion_loss`), for
@@ -132,6 +135,11 @@ def fit_denoiser(
     Hand-written rather than [`train`]: planted data lives in memory, the fit takes seconds, and classifier-free
     guidance needs label dropout (a label replaced by `null_class` with probability `label_dropout`, Ho & Salimans
     2022, https://arxiv.org/abs/2207.12598), which the trainer's modalities do not do.
+
+    `null_x0` (same shape as `x0`), when given, is what a dropped sample shows: a sample whose label became
+    `null_class` is trained on `null_x0[i]` instead of `x0[i]`. Without it the null class learns the marginal of
+    `x0` (classic label dropout); with it the null class learns the distribution of `null_x0`, e.g. the planted
+    images without the class's mark, so that the class is the only source of what it draws ([`planted_image_model`]).
     """
     from tqdm.auto import tqdm
 
@@ -141,6 +149,9 @@ def fit_denoiser(
         raise ValueError(f"`num_steps` and `batch_size` must be >= 1, got {num_steps} and {batch_size}.")
     if null_class is not None and class_labels is None:
         raise ValueError("`null_class` needs `class_labels` (label dropout replaces labels by the null class).")
+    if null_x0 is not None and (null_class is None or null_x0.shape != x0.shape):
+        shape = tuple(null_x0.shape)
+        raise ValueError(f"`null_x0` needs `null_class` and the shape of `x0` {tuple(x0.shape)}, got {shape}.")
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, learning_rate, total_steps=num_steps, pct_start=0.1)
@@ -151,7 +162,10 @@ def fit_denoiser(
         if class_labels is not None:
             labels = class_labels[index].clone()
             if null_class is not None:
-                labels[torch.rand(batch_size, generator=generator) < label_dropout] = null_class
+                dropped = torch.rand(batch_size, generator=generator) < label_dropout
+                labels[dropped] = null_class
+                if null_x0 is not None:
+                    batch["x0"] = torch.where(dropped.view(-1, *[1] * (x0.ndim - 1)), null_x0[index], batch["x0"])
             batch["class_labels"] = labels
         loss = _diffusion_loss(model, scheduler, batch, generator)
         optimizer.zero_grad(set_to_none=True)
@@ -161,20 +175,41 @@ def fit_denoiser(
     return model.eval()
 
 
-def planted_image_model(resolution: int = 8, channels: tuple = (8, 16), num_steps: int = 200, seed: int = 0):
-    """
+def planted_image_model(
+    resolution: int = 8,
+    channels: tuple = (8, 16),
+    num_steps: int = 200,
+    seed: int = 0,
+    null_images: Literal["unmarked", "marked"] = "unmarked",
+):
+    r"""
     `(unet, scheduler, data)`: a [`tiny_class_conditional_unet`] (4 classes + null class 4) fitted on
     [`planted_images`] (DDIM, cosine betas, epsilon prediction). 200 steps at 8 px take ~8 s on one core.
+
+    `null_images` decides what the null class (10% label dropout) learns, and so what "why this class"
+    ($\hat{x}_0(x_t, c) - \hat{x}_0(x_t, \varnothing)$) means on the planted images:
+
+    - `"unmarked"` (default): dropped samples show the digit *without* its mark ([`PlantedImages.unmarked`]). The
+      unconditional model is a model of unmarked digits, so the class is the only source of the mark: on any
+      $x_t$, marked or not, the null prediction draws no mark (it never saw one) and the class's prediction draws
+      it in corner $k$. The contrast has a known answer, corner $k$, at every noise level: well posed.
+    - `"marked"`: classic label dropout on the same marked images. The null class learns the mixture of the four
+      marks, so once $x_t$ shows the mark the null prediction reads the class from $x_t$ and draws the mark too:
+      the contrast vanishes in the corner after the first steps and the planted answer is ill-posed there
+      (`bench/explain_planted_images.py --null-images marked`). Kept to reproduce that finding.
     """
     from diffusers import DDIMScheduler
 
     from .explain.planted import planted_images
 
+    if null_images not in ("unmarked", "marked"):
+        raise ValueError(f"`null_images` must be 'unmarked' or 'marked', got {null_images!r}.")
     data = planted_images(1797, resolution, seed=seed)
     unet = tiny_class_conditional_unet(data.num_classes, seed=seed, sample_size=resolution, channels=channels)
     scheduler = DDIMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", clip_sample=True)
+    null_x0 = data.unmarked if null_images == "unmarked" else None
     fit_denoiser(unet, data.images, scheduler, data.class_labels, null_class=data.num_classes, num_steps=num_steps,
-                 batch_size=32, seed=seed)  # fmt: skip
+                 batch_size=32, seed=seed, null_x0=null_x0)  # fmt: skip
     return unet, scheduler, data
 
 

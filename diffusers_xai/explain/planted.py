@@ -203,6 +203,11 @@ class PlantedImages:
     def num_classes(self) -> int:
         return int(self.regions.shape[0])
 
+    @property
+    def unmarked(self) -> torch.Tensor:
+        """The same images without any mark (every corner region at the background, -1): the digits alone."""
+        return torch.where(self.regions.any(0), torch.tensor(-1.0), self.images)
+
 
 def planted_images(num_images: int = 1797, resolution: int = 16, num_classes: int = 4, seed: int = 0) -> PlantedImages:
     r"""
