@@ -182,16 +182,11 @@ def planted_unet_8px():
 @pytest.mark.parametrize("null_class", [4, "mean"])
 def test_why_this_class_points_at_the_planted_corner(planted_unet_8px, null_class):
     """The null class learnt unmarked digits, so the class is the only source of the mark: the contrast lands in
-    the class's corner on marked x_t at every step (the old design, null = marked images, missed it at t <= 500)."""
+    the class's corner on marked x_t at every step (measured 1.00 at each; the old design, null = marked images,
+    missed it at t <= 500, see the slow test). The maps of methods need the 16 px model: see the slow test."""
     unet, scheduler = planted_unet_8px
     for t in (800, 600, 400, 200):
         assert _why_this_class_hits(unet, scheduler, 8, t, null_class) >= 0.8, t
-
-
-def test_saliency_of_why_this_class_points_at_the_planted_corner(planted_unet_8px):
-    unet, scheduler = planted_unet_8px
-    for t in (600, 300):
-        assert _method_hits(unet, scheduler, "saliency", 8, t) >= 0.8, t
 
 
 @pytest.mark.slow
