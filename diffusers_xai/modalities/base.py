@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -82,6 +83,14 @@ class ModalityOptions:
 
     def validate(self) -> None:
         """Raise `ValueError` for a bad value (naming the key and the fix); may normalise values in place."""
+
+    def check_choices(self, *keys: str) -> None:
+        """Each field of `keys` holds one of the values its `Literal[...]` annotation allows (else `ValueError`)."""
+        hints = typing.get_type_hints(type(self))
+        for key in keys:
+            allowed = typing.get_args(hints[key])
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"`{key}` must be one of {list(allowed)}, got {getattr(self, key)!r}.")
 
     def to_dict(self) -> dict[str, Any]:
         """The keys and their values, as YAML writes them (tuples as lists)."""

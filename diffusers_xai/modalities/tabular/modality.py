@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pandas as pd
 import torch
 
-from ...pipelines.schedulers import make_scheduler, scheduler_name
 from ...utils.io import atomic_write
 from ..base import (
-    Modality,
     ModalityOptions,
     SampleBatch,
     ddim_copy,
     load_hf_dataset,
     register_modality,
-    sample_in_batches,
     sampling_steps,
     to_stream,
 )
-from ..explanations import ATTRIBUTION_CARD_METHODS, explain_rows
+from ..preprocessed import PreprocessedModality
 from .data import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
 from .denoiser import TabularDenoiser
 from .pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline
@@ -90,10 +86,7 @@ class TabularOptions(ModalityOptions):
         self.categorical_columns = _str_list("categorical_columns", self.categorical_columns)
         if self.condition_column is not None and not isinstance(self.condition_column, str):
             raise ValueError(f"`condition_column` must be a column name, got {self.condition_column!r}.")
-        for key in ("categorical_encoding", "nan_policy", "id_columns", "architecture"):
-            allowed = typing.get_args(typing.get_type_hints(TabularOptions)[key])
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"`{key}` must be one of {list(allowed)}, got {getattr(self, key)!r}.")
+        self.check_choices("categorical_encoding", "nan_policy", "id_columns", "architecture")
         self.hidden_dims = list(_int_tuple("hidden_dims", self.hidden_dims))
         bins = self.condition_bins
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
@@ -110,7 +103,7 @@ class TabularOptions(ModalityOptions):
 
 
 @register_modality
-class TabularModality(Modality):
+class TabularModality(PreprocessedModality):
     """
     TabDDPM-style table synthesis. `dataset_name` is a built-in table (`wine`, `breast_cancer`), a CSV/Parquet file,
     a `save_to_disk` folder or a Hub id (see [`load_hf_dataset`]).
@@ -129,6 +122,8 @@ class TabularModality(Modality):
     data_noun = "table rows"
     task_categories = ("tabular-classification", "tabular-regression")
     options_class = TabularOptions
+    sample_field = "rows"
+    evaluation_batch_size = 1024
 
     def validate_config(self, config) -> None:
         """`early_stopping_dcr_ratio` needs a holdout to measure against and checks to run."""
@@ -203,32 +198,36 @@ class TabularModality(Modality):
             dropout=config.dropout,
         )
 
+    def scheduler_defaults(self, name: str, preprocessor) -> dict:
+        # tables clip x0 to their own support (`TABLE_SCHEDULER_KWARGS`), not to the pixel range
+        return TABLE_SCHEDULER_KWARGS.get(name, {})
+
     def build_pipeline(self, model, scheduler, preprocessor) -> TabularXAIPipeline:
-        name = scheduler_name(scheduler)
-        # the trainer's DDPM scheduler clips x0 to [-1, 1] (the pixel default); tables clip to their own support
-        scheduler = make_scheduler(name, scheduler.config, **TABLE_SCHEDULER_KWARGS.get(name, {}))
-        pipeline = TabularXAIPipeline(denoiser=model, scheduler=scheduler, preprocessor=preprocessor)
+        pipeline = super().build_pipeline(model, scheduler, preprocessor)
         if preprocessor.missing:
             # NaN counts at the training rate: thresholds from 2,000 DDIM-50 rows of this model (about a second)
-            rows = self._ddim(pipeline)(
-                num_rows=CALIBRATION_ROWS,
+            rows = self.draw(
+                self.ddim(pipeline),
+                CALIBRATION_ROWS,
                 generator=torch.Generator("cpu").manual_seed(0),
-                num_inference_steps=min(50, scheduler.config.num_train_timesteps),
+                num_inference_steps=min(50, pipeline.scheduler.config.num_train_timesteps),
                 output_type="pt",
-            ).rows
+            )
             preprocessor.calibrate_missingness(rows)
         return pipeline
 
-    @staticmethod
-    def _ddim(pipeline) -> TabularXAIPipeline:
+    def ddim(self, pipeline) -> TabularXAIPipeline:
         return ddim_copy(pipeline, **TABLE_SCHEDULER_KWARGS["ddim"])
 
     def log_validation(self, pipeline, step: int, config, accelerator) -> str:
         """Sample `validation_batch_size` rows with DDIM from a fixed seed and save them as `samples/step_N.csv`."""
         generator = torch.Generator("cpu").manual_seed(config.seed or 0)
-        rows = self._ddim(pipeline)(
-            num_rows=config.validation_batch_size, generator=generator, num_inference_steps=sampling_steps(config)
-        ).rows
+        rows = self.draw(
+            self.ddim(pipeline),
+            config.validation_batch_size,
+            generator=generator,
+            num_inference_steps=sampling_steps(config),
+        )
         path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.csv")
         _write_csv(rows, path)
         return path
@@ -257,24 +256,12 @@ class TabularModality(Modality):
         return "dcr_ratio", ratio, ratio >= threshold
 
     # ---- end of training ----
-    explain_methods = ATTRIBUTION_CARD_METHODS
-    always_explain_methods = ("commit_steps",)
-
     def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
         """SDMetrics quality, detection AUC, DCR and the DCR ratio against the `validation_split` holdout (and TSTR on
         `condition_column`) of DDIM rows vs the training data."""
         from ...evaluation import evaluate_table
 
-        ddim = self._ddim(pipeline)
-        synthetic = pd.concat(
-            sample_in_batches(
-                lambda n, g: ddim(num_rows=n, generator=g, num_inference_steps=sampling_steps(config)).rows,
-                num_samples,
-                config,
-                batch_size=1024,
-            ),
-            ignore_index=True,
-        )
+        synthetic = pd.concat(self.sample_for_evaluation(pipeline, config, num_samples), ignore_index=True)
         real, holdout = self._train_and_holdout(config, 10_000)
         return evaluate_table(
             real,
@@ -324,30 +311,25 @@ class TabularModality(Modality):
             sdmetrics_privacy=not options["no_sdmetrics_privacy"],
         )
 
-    def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
-        """Column attributions (IG / SHAP) at the middle step of a traced DDIM run of 16 rows (SHAP costs ~0.3 s a
-        row), and the step at which each column commits."""
-        from ...explain import column_attributions, column_commit_steps
-        from ...viz import plot_column_attributions, plot_column_commit_steps
+    # the explanation card ([`PreprocessedModality.explain`]): column attributions and commit steps
+    def attribute(self, explainer, trace, **kwargs):
+        from ...explain import column_attributions
 
-        ddim = self._ddim(pipeline)
-        out = ddim(
-            num_rows=16,
-            generator=torch.Generator("cpu").manual_seed(config.seed or 0),
-            num_inference_steps=sampling_steps(config),
-            trace=True,
-        )
-        return explain_rows(
-            ddim,
-            out.trace,
-            column_attributions,
-            methods,
-            output_dir,
-            plot_column_attributions,
-            lambda trace, path: plot_column_commit_steps(column_commit_steps(trace, ddim.preprocessor), path),
-            seed=config.seed or 0,
-            class_labels=out.class_labels,
-        )
+        return column_attributions(explainer, trace, **kwargs)
+
+    def attribute_kwargs(self, output) -> dict:
+        return {"class_labels": output.class_labels}
+
+    def plot_attributions(self, explanation, path: str) -> str:
+        from ...viz import plot_column_attributions
+
+        return plot_column_attributions(explanation, path)
+
+    def plot_commit_steps(self, pipeline, trace, path: str) -> str:
+        from ...explain import column_commit_steps
+        from ...viz import plot_column_commit_steps
+
+        return plot_column_commit_steps(column_commit_steps(trace, pipeline.preprocessor), path)
 
     # ---- sharded datasets ----
     def sample_batch(self, pipeline, generators, num_inference_steps: int, trace) -> SampleBatch:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -12,19 +11,8 @@ import numpy as np
 import torch
 from diffusers import UNet1DModel
 
-from ...pipelines.schedulers import make_scheduler, scheduler_name
-from ..base import (
-    Modality,
-    ModalityOptions,
-    SampleBatch,
-    ddim_copy,
-    load_hf_dataset,
-    register_modality,
-    sample_in_batches,
-    sampling_steps,
-    to_stream,
-)
-from ..explanations import ATTRIBUTION_CARD_METHODS, explain_rows
+from ..base import ModalityOptions, SampleBatch, load_hf_dataset, register_modality, sampling_steps, to_stream
+from ..preprocessed import PreprocessedModality
 from .data import (
     TIMESERIES_DATASETS,
     TimeSeriesPreprocessor,
@@ -69,10 +57,7 @@ class TimeSeriesOptions(ModalityOptions):
     def validate(self) -> None:
         for key in POSITIVE_OPTIONS:
             _positive_int(key, getattr(self, key))
-        for key in ("normalization", "nan_policy", "architecture"):
-            allowed = typing.get_args(typing.get_type_hints(TimeSeriesOptions)[key])
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"`{key}` must be one of {list(allowed)}, got {getattr(self, key)!r}.")
+        self.check_choices("normalization", "nan_policy", "architecture")
         if self.architecture == "transformer" and self.hidden_dim % self.num_heads:
             raise ValueError(f"`hidden_dim` ({self.hidden_dim}) must be divisible by `num_heads` ({self.num_heads}).")
         if self.architecture == "unet1d" and self.hidden_dim % 8:
@@ -90,7 +75,7 @@ def _positive_int(key: str, value) -> None:
 
 
 @register_modality
-class TimeSeriesModality(Modality):
+class TimeSeriesModality(PreprocessedModality):
     """
     Fixed-length multivariate windows. `dataset_name` is `sines` (TimeGAN's benchmark, `num_series` windows),
     `co2` (weekly Mauna Loa CO2, windowed), or a CSV/Parquet file / `save_to_disk` folder / Hub id holding one long
@@ -110,6 +95,8 @@ class TimeSeriesModality(Modality):
     data_noun = "time series"
     task_categories = ("time-series-forecasting",)
     options_class = TimeSeriesOptions
+    sample_field = "series"
+    evaluation_batch_size = 256
 
     # ---- data ----
     def load_dataset(self, config):
@@ -196,44 +183,30 @@ class TimeSeriesModality(Modality):
             dropout=config.dropout,
         )
 
-    def build_pipeline(self, model, scheduler, preprocessor) -> TimeSeriesXAIPipeline:
-        name = scheduler_name(scheduler)
-        scheduler = make_scheduler(
-            name, scheduler.config, **TimeSeriesXAIPipeline._scheduler_defaults(name, preprocessor)
-        )
-        return TimeSeriesXAIPipeline(denoiser=model, scheduler=scheduler, preprocessor=preprocessor)
+    def scheduler_defaults(self, name: str, preprocessor) -> dict:
+        return TimeSeriesXAIPipeline._scheduler_defaults(name, preprocessor)
 
     def log_validation(self, pipeline, step: int, config, accelerator) -> str:
         """Sample a few windows with DDIM from a fixed seed and plot them to `samples/step_N.png`."""
         generator = torch.Generator("cpu").manual_seed(config.seed or 0)
-        series = ddim_copy(pipeline)(
-            num_series=min(config.validation_batch_size, 16),
+        series = self.draw(
+            self.ddim(pipeline),
+            min(config.validation_batch_size, 16),
             generator=generator,
             num_inference_steps=sampling_steps(config),
-        ).series
+        )
         path = os.path.join(config.output_dir, "samples", f"step_{step:07d}.png")
         from ...viz.samples import save_series_plot  # viz imports the explainers: on use only
 
         return save_series_plot(series, pipeline.preprocessor.channels, path)
 
     # ---- end of training ----
-    explain_methods = ATTRIBUTION_CARD_METHODS
-    always_explain_methods = ("commit_steps",)
-
     def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
         """TimeGAN discriminative/predictive scores, autocorrelation distance and window FID/KID of DDIM windows
         vs the training windows (original scale)."""
         from ...evaluation import evaluate_timeseries
 
-        ddim = ddim_copy(pipeline)
-        synthetic = np.concatenate(
-            sample_in_batches(
-                lambda n, g: ddim(num_series=n, generator=g, num_inference_steps=sampling_steps(config)).series,
-                num_samples,
-                config,
-                batch_size=256,
-            )
-        )
+        synthetic = np.concatenate(self.sample_for_evaluation(pipeline, config, num_samples))
         dataset = self.reference_dataset(config, 10_000)
         real = windows_from_columns({c: dataset[c] for c in pipeline.preprocessor.channels})
         return evaluate_timeseries(
@@ -257,30 +230,17 @@ class TimeSeriesModality(Modality):
             progress=options["progress"],
         )
 
-    def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:
-        """Attributions of the whole predicted window to x_t (IG / SHAP) at the middle step of a traced DDIM run of
-        16 windows, and the step at which each time step commits."""
-        from ...explain import series_commit_steps
-        from ...viz import plot_series_attributions, plot_series_commit_steps
+    # the explanation card ([`PreprocessedModality.explain`]): attributions of the whole window, commit steps
+    def plot_attributions(self, explanation, path: str) -> str:
+        from ...viz import plot_series_attributions
 
-        ddim = ddim_copy(pipeline)
-        out = ddim(
-            num_series=16,
-            generator=torch.Generator("cpu").manual_seed(config.seed or 0),
-            num_inference_steps=sampling_steps(config),
-            trace=True,
-        )
-        channels = ddim.preprocessor.channels
-        return explain_rows(
-            ddim,
-            out.trace,
-            lambda explainer, trace, **kwargs: explainer.attribute(trace, **kwargs),
-            methods,
-            output_dir,
-            plot_series_attributions,
-            lambda trace, path: plot_series_commit_steps(series_commit_steps(trace, channels), path),
-            seed=config.seed or 0,
-        )
+        return plot_series_attributions(explanation, path)
+
+    def plot_commit_steps(self, pipeline, trace, path: str) -> str:
+        from ...explain import series_commit_steps
+        from ...viz import plot_series_commit_steps
+
+        return plot_series_commit_steps(series_commit_steps(trace, pipeline.preprocessor.channels), path)
 
     # ---- sharded datasets ----
     def sample_batch(self, pipeline, generators, num_inference_steps: int, trace) -> SampleBatch:
