@@ -227,3 +227,30 @@ def test_one_family_checks_rows_and_windows(shape, mask, map_shape):
     torch.testing.assert_close(first.deletion_raw[:, units], first.deletion_raw[:, -1])
     randomized = cascading_randomization(explainer, x, timesteps=[50])
     assert randomized.stages == ["full"]  # one weight, no blocks: the cascade is the full randomisation
+
+
+def test_signedness_is_declared_by_the_method_and_picks_the_protocol():
+    explainer, x = region_setup()
+    saliency = DenoiserAttribution(explainer.unet, "saliency", scheduler=explainer.scheduler, target=explainer.target)
+    assert saliency.attribute(x, timesteps=[50]).signed is False  # |gradient|: a magnitude
+    assert saliency.attribute(x, timesteps=[50], abs=False).signed is True  # the raw gradient has a sign
+    assert explainer.attribute(x, timesteps=[50]).signed is True  # input x gradient
+    check = faithfulness_check(saliency, x, timesteps=[50], n_random=4)
+    summary = check.summary()
+    assert not check.signed and summary["protocol"] == "magnitude"
+    assert all(not r.signed and r.signed_result is not None for r in check.per_step)
+    # the verdict is the magnitude protocol's; the signed protocol's numbers are reported next to it
+    assert summary["deletion_gain"]["mean"] == pytest.approx(float(check.per_step[0].deletion_gain.mean()), abs=1e-6)
+    signed_mean = float(check.per_step[0].signed_result.deletion_gain.mean())
+    assert summary["signed"]["deletion_gain"]["mean"] == pytest.approx(signed_mean, abs=1e-6)
+    assert check.passed and check.deletion_ci.low > 0.3  # the region moves f, everything else does not
+    signed = faithfulness_check(explainer, x, timesteps=[50], n_random=4).summary()
+    assert signed["protocol"] == "signed" and "signed" not in signed
+
+
+def test_attention_maps_are_unsigned():
+    from diffusers_xai.explain import AttentionExplainer
+
+    pipe = tiny_pipeline()
+    x = torch.randn(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert AttentionExplainer(pipe).attribute(x, timesteps=[50]).signed is False

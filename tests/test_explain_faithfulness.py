@@ -9,6 +9,7 @@ from diffusers_xai.explain import (
     map_similarity,
     model_randomization_check,
     perturbation_curve,
+    perturbation_curves,
     random_map_curves,
     randomize_model,
 )
@@ -129,3 +130,68 @@ def test_model_randomization_check_separates_trained_from_random_weights():
     assert same.ssim == pytest.approx(1.0, abs=1e-4) and same.spearman == pytest.approx(1.0, abs=1e-5)
     with pytest.raises(TypeError, match="not a denoiser explainer"):
         model_randomization_check(object(), out.trace)
+
+
+def test_magnitude_protocol_by_hand():
+    # f = w . x with w = [4, 3, 2, 1], x = 1, baseline 0; the unsigned map |w| deletes feature 0 first. The random
+    # reference is given by hand: the expected curve of a random order, a straight line from f(x) = 10 to 0.
+    w = torch.tensor([4.0, 3.0, 2.0, 1.0])
+    f = lambda v: (v * w).sum(dim=1)  # noqa: E731
+    x = torch.ones(1, 4)
+    ramp = torch.tensor([[[10.0, 7.5, 5.0, 2.5, 0.0]]])
+    reference = (ramp, 10 - ramp)
+    res = deletion_insertion(f, x, w[None], n_steps=4, random_curves=reference, signed=False)
+    assert res.protocol == "magnitude" and res.signed_result is not None
+    # |f - f(x)|: deletion 0, 4, 7, 9, 10 and insertion 10, 6, 3, 1, 0, over the random line's range 10
+    torch.testing.assert_close(res.deletion, torch.tensor([[0.0, 0.4, 0.7, 0.9, 1.0]]))
+    torch.testing.assert_close(res.insertion, torch.tensor([[1.0, 0.6, 0.3, 0.1, 0.0]]))
+    torch.testing.assert_close(res.random_deletion, torch.tensor([[0.0, 0.25, 0.5, 0.75, 1.0]]))
+    # AUCs (trapezoid, h = 1/4): deletion 0.625 vs 0.5 (higher is better), insertion 0.375 vs 0.5 (lower is better)
+    torch.testing.assert_close(res.deletion_auc, torch.tensor([0.625]))
+    torch.testing.assert_close(res.insertion_auc, torch.tensor([0.375]))
+    torch.testing.assert_close(res.deletion_gain, torch.tensor([0.125]))
+    torch.testing.assert_close(res.insertion_gain, torch.tensor([0.125]))
+    # the reversed order (smallest |w| first) moves f slowest: -0.125 on both curves
+    rev = deletion_insertion(f, x, -w[None], n_steps=4, random_curves=reference, signed=False)
+    torch.testing.assert_close(rev.deletion_gain, torch.tensor([-0.125]))
+    torch.testing.assert_close(rev.insertion_gain, torch.tensor([-0.125]))
+    summary = res.summary()
+    assert summary["protocol"] == "magnitude" and summary["deletion_gain"] == pytest.approx(0.125)
+    assert "signed_deletion_gain" in summary and "signed_deletion_gain" not in res.signed_result.summary()
+
+
+def test_magnitude_protocol_averages_each_random_curve_in_absolute_value():
+    # w = [-4, 3, 2, 1], x = 1, baseline 0, f(x) = 2. Two reference maps delete features in the orders 2, 0, 3, 1
+    # (f: 2, 0, 4, 3, 0) and 3, 1, 0, 2 (f: 2, 1, -2, 2, 0): |f - 2| = 0, 2, 2, 1, 2 and 0, 1, 4, 0, 2, mean
+    # 0, 1.5, 3, 0.5, 2 over the range 3. (|mean f - 2| would be 0, 1.5, 1, 0.5, 2: signs cancelling.)
+    w = torch.tensor([-4.0, 3.0, 2.0, 1.0])
+    f = lambda v: (v * w).sum(dim=1)  # noqa: E731
+    x = torch.ones(1, 4)
+    orders = torch.tensor([[[3.0, 1.0, 4.0, 2.0]], [[2.0, 3.0, 1.0, 4.0]]])  # scores: the first-deleted is highest
+    curves = perturbation_curves(f, x, orders, n_steps=4)
+    reference = (curves["deletion"], curves["insertion"])
+    torch.testing.assert_close(reference[0][:, 0], torch.tensor([[2.0, 0, 4, 3, 0], [2, 1, -2, 2, 0]]))
+    res = deletion_insertion(f, x, w.abs()[None], n_steps=4, random_curves=reference, signed=False)
+    torch.testing.assert_close(res.random_deletion, torch.tensor([[0.0, 0.5, 1.0, 1 / 6, 2 / 3]]))
+    # the map's own deletion |f - 2| = 0, 4, 1, 1, 2 -> AUC 7/12 against 6/12
+    torch.testing.assert_close(res.deletion, torch.tensor([[0.0, 4 / 3, 1 / 3, 1 / 3, 2 / 3]]))
+    torch.testing.assert_close(res.deletion_gain, torch.tensor([1 / 12]))
+
+
+def test_unsigned_map_is_scored_on_its_own_claim():
+    # f = w . x with mixed signs, x and the baseline independent N(0, 1) draws: replacing feature i moves f by
+    # w_i (b_i - x_i), up or down at random. |w| says which features move f most, not which way: the magnitude
+    # protocol rewards it (and punishes the reversed map); the signed protocol cannot tell it from random maps.
+    g = torch.Generator().manual_seed(0)
+    w = torch.tensor([-8.0, 7.0, -6.0, 5.0, -4.0, 3.0, -2.0, 1.0])
+    x, base = torch.randn(64, 8, generator=g), torch.randn(64, 8, generator=g)
+    f = lambda v: (v * w).sum(dim=1)  # noqa: E731
+    kwargs = {"baseline": base, "n_steps": 8}
+    good = deletion_insertion(f, x, w.abs().expand(64, 8), signed=False, **kwargs)
+    bad = deletion_insertion(f, x, -w.abs().expand(64, 8), signed=False, **kwargs)
+    assert good.deletion_gain.mean() > 0.1 and good.insertion_gain.mean() > 0.1
+    assert bad.deletion_gain.mean() < -0.1 and bad.insertion_gain.mean() < -0.1
+    assert abs(float(good.signed_result.deletion_gain.mean())) < 0.05  # the signed protocol: about random
+    # a signed map of the same f (its exact contribution w_i (x_i - b_i)) is still scored by the signed protocol
+    exact = deletion_insertion(f, x, w * (x - base), **kwargs)
+    assert exact.protocol == "signed" and exact.signed_result is None and exact.deletion_gain.mean() > 1.0

@@ -190,6 +190,7 @@ def _aggregate(probs_by_layer, kind, image_size, heads, query, token_indices, ti
         timesteps=list(timesteps),
         step_indices=list(step_indices),
         metadata={"kind": kind, "layers": list(per_layer), "per_layer": per_layer, "aggregated": maps.mean(dim=0)},
+        signed=False,  # attention weights are >= 0 and claim "attended to", not a direction of the target
     )
 
 

@@ -175,7 +175,14 @@ class DenoiserAttribution(DenoiserExplainer):
                 sample_attr.append(out[0].detach().float().cpu())
                 if len(out) > 1:
                     cond_attr.append(out[1].detach().float().cpu())
-        return self._result(steps, torch.stack(sample_attr), cond_attr, cond_name, deltas)
+        result = self._result(steps, torch.stack(sample_attr), cond_attr, cond_name, deltas)
+        result.signed = self.signed_maps(method_kwargs)
+        return result
+
+    def signed_maps(self, method_kwargs: dict | None = None) -> bool:
+        r"""Whether this method's maps are signed: all but saliency, whose captum default `abs=True` gives
+        $|\partial y / \partial x|$, a magnitude (`abs=False` gives the signed gradient)."""
+        return self.method != "saliency" or not (method_kwargs or {}).get("abs", True)
 
     def _method_kwargs(self, xs: tuple, timestep: int, baselines, generator, delta: bool, method_kwargs) -> dict:
         """captum's `attribute` keywords for one step: baselines, default occlusion windows, convergence delta."""

@@ -60,6 +60,10 @@ class ExplanationResult:
         metadata (`dict`): method specifics (layers, per-layer maps, baselines, ...).
         feature_names (`list[str]`, *optional*): names along the sample's first axis: the feature names of table
             rows (`preprocessor.feature_names()`), the channel names of series windows.
+        signed (`bool`, *optional*, defaults to `True`): what the map claims, declared by the method. Signed maps
+            (IG, occlusion, SHAP, GradCAM, input × gradient) say "positive = raises the target"; unsigned (magnitude)
+            maps (saliency's $|\partial y/\partial x|$, attention) say only "this unit matters", in either
+            direction. Deletion/insertion scores each on its own claim ([`deletion_insertion`]).
     """
 
     method: str
@@ -70,6 +74,7 @@ class ExplanationResult:
     delta: torch.Tensor | None = None
     metadata: dict = field(default_factory=dict)
     feature_names: list[str] | None = None
+    signed: bool = True
 
 
 def attribution_maps(attributions: torch.Tensor) -> torch.Tensor:

@@ -97,6 +97,10 @@ class FaithfulnessCheck:
         deletion_ci, insertion_ci ([`ConfidenceInterval`]): the mean gains with their bootstrap intervals.
         baseline (`str`): what a deleted unit becomes (`"noise"`: a draw of $q(x_t | x_0 = 0)$; or a constant).
         per_step (`list[FaithfulnessResult]`): the curves of each step.
+        signed (`bool`): the map's claim and so the protocol that scored it: signed ($f$ falls / rises) or
+            magnitude ($|f - f(x)|$ grows / shrinks), see [`deletion_insertion`].
+        signed_deletion_ci, signed_insertion_ci ([`ConfidenceInterval`], *optional*): for an unsigned map, the
+            gains the signed protocol would give, reported for transparency; they do not decide `passed`.
     """
 
     method: str
@@ -107,6 +111,9 @@ class FaithfulnessCheck:
     insertion_ci: ConfidenceInterval
     baseline: str
     per_step: list[FaithfulnessResult] = field(default_factory=list, repr=False)
+    signed: bool = True
+    signed_deletion_ci: ConfidenceInterval | None = None
+    signed_insertion_ci: ConfidenceInterval | None = None
 
     @property
     def deletion_passed(self) -> bool:
@@ -122,13 +129,20 @@ class FaithfulnessCheck:
         return self.deletion_passed and self.insertion_passed
 
     def summary(self) -> dict:
-        return {
+        out = {
             "baseline": self.baseline,
             "timesteps": list(self.timesteps),
+            "protocol": "signed" if self.signed else "magnitude",
             "deletion_gain": self.deletion_ci.summary() | {"passed": self.deletion_passed},
             "insertion_gain": self.insertion_ci.summary() | {"passed": self.insertion_passed},
             "passed": self.passed,
         }
+        if self.signed_deletion_ci is not None and self.signed_insertion_ci is not None:
+            out["signed"] = {
+                "deletion_gain": self.signed_deletion_ci.summary(),
+                "insertion_gain": self.signed_insertion_ci.summary(),
+            }
+        return out
 
 
 def _conditioning(explainer, attribute_kwargs: dict, batch_size: int) -> dict:
@@ -188,7 +202,10 @@ def faithfulness_curves(
             cache[key] = (base, random_map_curves(f, x, n_random, seed, base, curve_steps, extras, batch_size))
         base, curves = cache[key]
         maps = _unit_map(result.maps[k], x).to(x.device)
-        per_step.append(deletion_insertion(f, x, maps, base, curve_steps, n_random, seed, extras, batch_size, curves))
+        signed = getattr(result, "signed", True)  # the map's declared claim: signed, or a magnitude
+        per_step.append(
+            deletion_insertion(f, x, maps, base, curve_steps, n_random, seed, extras, batch_size, curves, signed)
+        )
     return result, per_step
 
 
@@ -252,6 +269,12 @@ def faithfulness_check(
     deletion = torch.stack([r.deletion_gain for r in per_step])
     insertion = torch.stack([r.insertion_gain for r in per_step])
     what = "finite (sample, step) gains"
+    signed_cis: dict = {}
+    if all(r.signed_result is not None for r in per_step):  # an unsigned map: the signed numbers, for transparency
+        for name in ("deletion", "insertion"):
+            gains = torch.stack([getattr(r.signed_result, f"{name}_gain") for r in per_step])
+            offset = 0 if name == "deletion" else 1
+            signed_cis[f"signed_{name}_ci"] = bootstrap_ci(gains, n_boot, confidence, seed + offset, what)
     return FaithfulnessCheck(
         method=result.method,
         timesteps=list(result.timesteps),
@@ -261,6 +284,8 @@ def faithfulness_check(
         insertion_ci=bootstrap_ci(insertion, n_boot, confidence, seed + 1, what),
         baseline="noise" if baseline == "noise" else str(float(baseline)),
         per_step=per_step,
+        signed=all(r.signed for r in per_step),
+        **signed_cis,
     )
 
 

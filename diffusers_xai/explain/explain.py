@@ -92,8 +92,9 @@ class ExplanationReport:
             entry: dict = {"maps_shape": list(result.maps.shape), "timesteps": result.timesteps}
             if name in self.faithfulness:
                 per_step = [f.summary() for f in self.faithfulness[name]]
-                keys = per_step[0].keys()
-                entry["faithfulness"] = {k: _mean([s[k] for s in per_step]) for k in keys} | {
+                keys = [k for k in per_step[0] if k != "protocol"]
+                entry["faithfulness"] = {"protocol": per_step[0]["protocol"]}
+                entry["faithfulness"] |= {k: _mean([s[k] for s in per_step]) for k in keys} | {
                     "per_step": dict(zip(map(str, result.timesteps), per_step))
                 }
             if name in self.sanity:

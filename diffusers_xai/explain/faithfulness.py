@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -167,20 +167,31 @@ class FaithfulnessResult:
     r"""
     Deletion and insertion curves of an attribution map and of random maps, for one step.
 
-    Curves are normalised per sample to $(f - f_{\text{baseline}}) / s$ with $s$ the range of the mean random
-    deletion curve (at least $|f_{\text{input}} - f_{\text{baseline}}|$, which it spans; a map-independent scale that
-    stays away from 0 when the input and the baseline happen to score alike), so they run from 1 to 0 (deletion) and
-    0 to 1 (insertion) whatever the scale of the target — or from -1 to 0 and 0 to -1 when the baseline scores above
-    the input (a denoiser target can go either way). In both cases a faithful map (positive = raises the target) has
-    a *lower* deletion AUC and a *higher* insertion AUC than random maps: `deletion_gain` and `insertion_gain` > 0.
+    Signed maps (`signed=True`: positive = raises the target): curves are normalised per sample to
+    $(f - f_{\text{baseline}}) / s$ with $s$ the range of the mean random deletion curve (at least
+    $|f_{\text{input}} - f_{\text{baseline}}|$, which it spans; a map-independent scale that stays away from 0 when
+    the input and the baseline happen to score alike), so they run from 1 to 0 (deletion) and 0 to 1 (insertion)
+    whatever the scale of the target — or from -1 to 0 and 0 to -1 when the baseline scores above the input (a
+    denoiser target can go either way). In both cases a faithful map has a *lower* deletion AUC and a *higher*
+    insertion AUC than random maps.
+
+    Unsigned (magnitude) maps (`signed=False`: "this unit matters", no direction): the curves are the size of the
+    change from the input's score, $|f - f_{\text{input}}| / s$, with $s$ the range of the mean random curve of the
+    same kind; deletion runs from 0 up to about 1 and insertion from about 1 down to 0, and a faithful map has a
+    *higher* deletion AUC (the score moves away fastest) and a *lower* insertion AUC (it comes back fastest).
+
+    Either way `deletion_gain` and `insertion_gain` > 0 means better than random maps.
 
     Args:
         fractions (`torch.Tensor`): `[n+1]` fractions of units perturbed.
         deletion, insertion (`torch.Tensor`): normalised curves `[B, n+1]`.
-        deletion_raw, insertion_raw (`torch.Tensor`): raw scores `[B, n+1]`.
+        deletion_raw, insertion_raw (`torch.Tensor`): raw scores $f$ `[B, n+1]`.
         deletion_auc, insertion_auc (`torch.Tensor`): `[B]`.
-        random_deletion_auc, random_insertion_auc (`torch.Tensor`): mean over the random maps, `[B]`.
+        random_deletion_auc, random_insertion_auc (`torch.Tensor`): of the mean random curves, `[B]`.
         random_deletion, random_insertion (`torch.Tensor`): normalised mean random curves `[B, n+1]`.
+        signed (`bool`): which protocol scored the map (see above).
+        signed_result ([`FaithfulnessResult`], *optional*): for an unsigned map, the same curves scored as if the map
+            were signed, kept for transparency (not the map's verdict).
     """
 
     fractions: torch.Tensor
@@ -194,23 +205,34 @@ class FaithfulnessResult:
     random_insertion: torch.Tensor
     random_deletion_auc: torch.Tensor
     random_insertion_auc: torch.Tensor
+    signed: bool = True
+    signed_result: FaithfulnessResult | None = field(default=None, repr=False)
+
+    @property
+    def protocol(self) -> str:
+        r"""`"signed"` (the raw score $f$) or `"magnitude"` ($|f - f_{\text{input}}|$)."""
+        return "signed" if self.signed else "magnitude"
 
     @property
     def deletion_gain(self) -> torch.Tensor:
-        return self.random_deletion_auc - self.deletion_auc
+        gain = self.random_deletion_auc - self.deletion_auc
+        return gain if self.signed else -gain
 
     @property
     def insertion_gain(self) -> torch.Tensor:
-        return self.insertion_auc - self.random_insertion_auc
+        gain = self.insertion_auc - self.random_insertion_auc
+        return gain if self.signed else -gain
 
     def summary(self) -> dict:
-        """Means over the batch, as JSON-able floats (`None` for an undefined AUC)."""
+        """Means over the batch, as JSON-able floats (`None` for an undefined AUC); `protocol` names the scoring,
+        and an unsigned map also reports the signed protocol's gains (`signed_deletion_gain`, ...)."""
 
         def num(t: torch.Tensor):
             v = float(t.float().nanmean()) if t.numel() else float("nan")
             return None if math.isnan(v) else round(v, 6)
 
-        return {
+        out = {
+            "protocol": self.protocol,
             "deletion_auc": num(self.deletion_auc),
             "random_deletion_auc": num(self.random_deletion_auc),
             "insertion_auc": num(self.insertion_auc),
@@ -218,6 +240,10 @@ class FaithfulnessResult:
             "deletion_gain": num(self.deletion_gain),
             "insertion_gain": num(self.insertion_gain),
         }
+        if self.signed_result is not None:
+            out["signed_deletion_gain"] = num(self.signed_result.deletion_gain)
+            out["signed_insertion_gain"] = num(self.signed_result.insertion_gain)
+        return out
 
 
 def _normalize(raw: torch.Tensor, f_base: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -264,6 +290,46 @@ def random_map_curves(
     return curves["deletion"], curves["insertion"]
 
 
+def _auc(curve: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
+    return torch.trapezoid(curve, fractions, dim=-1)
+
+
+def _signed_result(
+    raw: tuple[torch.Tensor, torch.Tensor], random_raw: tuple[torch.Tensor, torch.Tensor], fractions: torch.Tensor
+) -> FaithfulnessResult:
+    """Scores of the raw $f$: normalised by the range of the mean random deletion curve, from the baseline's score."""
+    deletion_raw, insertion_raw = raw
+    f_base = deletion_raw[:, -1]
+    mean_random_deletion = random_raw[0].mean(0)
+    scale = mean_random_deletion.amax(dim=1) - mean_random_deletion.amin(dim=1)
+    curves = [_normalize(c, f_base, scale) for c in (deletion_raw, insertion_raw, mean_random_deletion)]
+    curves.append(_normalize(random_raw[1].mean(0), f_base, scale))
+    aucs = [_auc(c, fractions) for c in curves]
+    return FaithfulnessResult(
+        fractions, curves[0], curves[1], deletion_raw, insertion_raw, aucs[0], aucs[1], curves[2], curves[3],
+        aucs[2], aucs[3], signed=True,
+    )  # fmt: skip
+
+
+def _magnitude_result(
+    raw: tuple[torch.Tensor, torch.Tensor], random_raw: tuple[torch.Tensor, torch.Tensor], fractions: torch.Tensor
+) -> FaithfulnessResult:
+    """Scores of $|f - f(x)|$, each random map's curve taken in absolute value before the mean over random maps,
+    normalised by the range of the mean random |change| deletion curve (it spans $|f(x) - f_{baseline}|$)."""
+    deletion_raw, insertion_raw = raw
+    f_input = deletion_raw[:, :1]  # nothing deleted yet: f(x)
+    change = [(c - f_input).abs() for c in (deletion_raw, insertion_raw)]
+    change += [(c - f_input.unsqueeze(0)).abs().mean(0) for c in random_raw]
+    scale = change[2].amax(dim=1) - change[2].amin(dim=1)
+    zero = torch.zeros_like(scale)
+    curves = [_normalize(c, zero, scale) for c in change]
+    aucs = [_auc(c, fractions) for c in curves]
+    return FaithfulnessResult(
+        fractions, curves[0], curves[1], deletion_raw, insertion_raw, aucs[0], aucs[1], curves[2], curves[3],
+        aucs[2], aucs[3], signed=False, signed_result=_signed_result(raw, random_raw, fractions),
+    )  # fmt: skip
+
+
 def deletion_insertion(
     forward_func: Callable[..., torch.Tensor],
     inputs: torch.Tensor,
@@ -275,6 +341,7 @@ def deletion_insertion(
     additional_forward_args: Sequence = (),
     batch_size: int = 64,
     random_curves: tuple[torch.Tensor, torch.Tensor] | None = None,
+    signed: bool = True,
 ) -> FaithfulnessResult:
     r"""
     Deletion and insertion curves and AUCs of `attribution_map`, against `n_random` uniformly random maps.
@@ -287,6 +354,20 @@ def deletion_insertion(
     protocol of [`faithfulness_check`]) rather than 0 or a blurred image, which are out of distribution for a
     denoiser. `random_curves` (from [`random_map_curves`] with the same inputs, baseline and settings) skips
     recomputing the random reference when several maps of the same input are scored.
+
+    Signed and unsigned maps (`signed=`, the map's declared claim, [`ExplanationResult.signed`]). RISE's curves
+    test a *signed* claim, "positive = raises the score": deleting the top units must lower $f$. A magnitude map
+    ($|\partial f/\partial x|$, attention) claims only that $f$ is sensitive to a unit, in either direction; deleting
+    a high-magnitude unit may as well raise $f$, and scoring it on the fall of $f$ tests a claim it never made. For
+    those maps the curves measure the size of the change from the input's score: AOPC (Samek et al., "Evaluating
+    the visualization of what a deep neural network has learned", 2017, https://arxiv.org/abs/1509.06321) averages
+    the change $f(x) - f(x^{(k)})$ as units are perturbed most-relevant-first; here that change is taken in absolute
+    value, because the map claims no direction. Deletion $d(k) = |f(x \text{ with the top } k \text{ units replaced by
+    the baseline}) - f(x)|$ (a faithful map moves $f$ away fastest: a *higher* AUC than random maps) and insertion
+    $i(k) = |f(\text{baseline with the top } k \text{ units of } x) - f(x)|$ (it brings $f$ back fastest: a *lower*
+    AUC). The random maps are scored the same way (each random curve in absolute value, then averaged), normalised
+    by the range of their mean deletion curve, so the gains keep their sign convention (> 0: better than random) and
+    the same bootstrap applies. The signed protocol's numbers of an unsigned map stay in `signed_result`.
 
     Example:
 
@@ -301,36 +382,13 @@ def deletion_insertion(
     kwargs = {"baseline": baseline, "n_steps": n_steps}
     kwargs |= {"additional_forward_args": additional_forward_args, "batch_size": batch_size}
     curves = perturbation_curves(forward_func, inputs, attribution_map.unsqueeze(0), **kwargs)
-    deletion_raw, insertion_raw = curves["deletion"][0], curves["insertion"][0]
+    raw = (curves["deletion"][0], curves["insertion"][0])
     if random_curves is None:
         random_curves = random_map_curves(forward_func, inputs, n_random, seed, **kwargs)
-    if random_curves[0].shape[1:] != deletion_raw.shape:
+    if random_curves[0].shape[1:] != raw[0].shape:
         raise ValueError(
             f"`random_curves` are {tuple(random_curves[0].shape)} but this input needs [n_random, "
-            f"{deletion_raw.shape[0]}, {deletion_raw.shape[1]}]; compute them with the same inputs and n_steps."
+            f"{raw[0].shape[0]}, {raw[0].shape[1]}]; compute them with the same inputs and n_steps."
         )
-    f_base = deletion_raw[:, -1]
-    mean_random_deletion = random_curves[0].mean(0)
-    scale = mean_random_deletion.amax(dim=1) - mean_random_deletion.amin(dim=1)
     fractions = torch.linspace(0, 1, n_steps + 1)
-    deletion = _normalize(deletion_raw, f_base, scale)
-    insertion = _normalize(insertion_raw, f_base, scale)
-    random_deletion = _normalize(mean_random_deletion, f_base, scale)
-    random_insertion = _normalize(random_curves[1].mean(0), f_base, scale)
-
-    def auc(curve: torch.Tensor) -> torch.Tensor:
-        return torch.trapezoid(curve, fractions, dim=-1)
-
-    return FaithfulnessResult(
-        fractions=fractions,
-        deletion=deletion,
-        insertion=insertion,
-        deletion_raw=deletion_raw,
-        insertion_raw=insertion_raw,
-        deletion_auc=auc(deletion),
-        insertion_auc=auc(insertion),
-        random_deletion=random_deletion,
-        random_insertion=random_insertion,
-        random_deletion_auc=auc(random_deletion),
-        random_insertion_auc=auc(random_insertion),
-    )
+    return (_signed_result if signed else _magnitude_result)(raw, tuple(random_curves), fractions)

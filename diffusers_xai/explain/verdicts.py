@@ -44,6 +44,14 @@ def passing_methods(modality: str, path: str | Path | None = None) -> tuple[str,
     return tuple(m for m, v in method_verdicts(modality, path).items() if v.get("passed"))
 
 
+MAGNITUDE_MARK = " (|Δ|)"
+MAGNITUDE_NOTE = (
+    "(|Δ|): an unsigned map (saliency's |gradient|, attention) claims no direction, so its curves measure the size "
+    "of the change from the input's score, |f − f(x)| (higher deletion / lower insertion AUC than random maps is "
+    "better; gains > 0 are better than random either way)."
+)
+
+
 def _ci_cell(check: dict | None) -> str:
     if not check or check.get("mean") is None:
         return "–"
@@ -72,11 +80,12 @@ def verdict_rows(modality: str, methods=None, path: str | Path | None = None) ->
         rand = entry.get("randomization") or {}
         planted = entry.get("planted") or {}
         rho = rand.get("spearman_full")
+        mark = MAGNITUDE_MARK if faith.get("protocol") == "magnitude" else ""
         rows.append(
             {
                 "method": method,
-                "deletion": _ci_cell(faith.get("deletion_gain")),
-                "insertion": _ci_cell(faith.get("insertion_gain")),
+                "deletion": _ci_cell(faith.get("deletion_gain")) + mark,
+                "insertion": _ci_cell(faith.get("insertion_gain")) + mark,
                 "randomization": "–" if rho is None else f"{'pass' if rand.get('passed') else 'fail'}: {rho:.3f}",
                 "planted": "–"
                 if not planted
@@ -107,6 +116,8 @@ def verdict_table(modality: str, methods=None, path: str | Path | None = None) -
             f"**{r['verdict']}** |"
         )
     c = entry.get("conditions", report["conditions"])
+    if any(r["deletion"].endswith(MAGNITUDE_MARK) for r in verdict_rows(modality, methods, path)):
+        lines += ["", MAGNITUDE_NOTE]
     lines += [
         "",
         f"Measured on `{entry['model']}`: {entry['samples']} generated samples × timesteps {entry['timesteps']} of "

@@ -389,7 +389,7 @@ def _verdicts(data: ExplanationCardData, modality: str) -> tuple[list[dict], str
     if data.verdicts is not None:
         rows = [{k: str(r.get(k, "–")) for k in _VERDICT_KEYS} for r in data.verdicts]
         return rows, data.verdict_note
-    from ..explain.verdicts import load_verdicts, verdict_rows
+    from ..explain.verdicts import MAGNITUDE_MARK, MAGNITUDE_NOTE, load_verdicts, verdict_rows
 
     key = "timeseries" if modality == "time-series" else modality
     report = load_verdicts()
@@ -407,6 +407,8 @@ def _verdicts(data: ExplanationCardData, modality: str) -> tuple[list[dict], str
         "under full model randomisation (Spearman < 0.5) and it recovers planted ground truth (>= 0.8); failing "
         "methods are off the default methods."
     )
+    if any(r["deletion"].endswith(MAGNITUDE_MARK) for r in rows):
+        note += " " + MAGNITUDE_NOTE
     if shown:
         note += f" Methods explained on this card: {', '.join(shown)}."
     return rows, note

@@ -33,16 +33,31 @@ def save_faithfulness_curves(
         for name, result in rows.items():
             auc = float(getattr(result, f"{kind}_auc")[sample_index])
             ax.plot(x, getattr(result, kind)[sample_index].numpy(), marker=".", label=f"{name} ({auc:.3f})")
-        random = sum(getattr(r, f"random_{kind}")[sample_index] for r in rows.values()) / len(rows)
-        random_auc = sum(float(getattr(r, f"random_{kind}_auc")[sample_index]) for r in rows.values()) / len(rows)
-        ax.plot(x, random.numpy(), "k--", label=f"random ({random_auc:.3f})")
-        ax.set_title(f"{kind} (AUC {'lower' if kind == 'deletion' else 'higher'} is better)", fontsize=9)
+        protocols = {getattr(r, "protocol", "signed") for r in rows.values()}
+        for protocol, style in zip(sorted(protocols, reverse=True), ("k--", "k:")):  # one random line per protocol
+            same = [r for r in rows.values() if getattr(r, "protocol", "signed") == protocol]
+            random = sum(getattr(r, f"random_{kind}")[sample_index] for r in same) / len(same)
+            random_auc = sum(float(getattr(r, f"random_{kind}_auc")[sample_index]) for r in same) / len(same)
+            what = "" if len(protocols) == 1 else (", |Δ|" if protocol == "magnitude" else ", signed")
+            ax.plot(x, random.numpy(), style, label=f"random{what} ({random_auc:.3f})")
+        ax.set_title(_curve_title(kind, protocols), fontsize=9)
         ax.set_xlabel("fraction of pixels", fontsize=8)
         ax.legend(fontsize=6)
         ax.tick_params(labelsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
     return save_figure(fig, path, tight=True)
+
+
+def _curve_title(kind: str, protocols: set[str]) -> str:
+    """Which AUC is better: signed maps want f to fall on deletion; unsigned ones, |f - f(x)| to grow."""
+    signed = "lower" if kind == "deletion" else "higher"
+    magnitude = "higher" if kind == "deletion" else "lower"
+    if protocols == {"magnitude"}:
+        return f"{kind} of |f - f(x)| (AUC {magnitude} is better)"
+    if protocols == {"signed"}:
+        return f"{kind} (AUC {signed} is better)"
+    return f"{kind}\n(AUC {signed} is better; |Δ| maps: {magnitude})"
 
 
 def save_sanity_check(
