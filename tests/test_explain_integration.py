@@ -67,9 +67,12 @@ def test_explain_generation_writes_pngs_and_json(generation, tmp_path):
     for name in written - {"explanations.json"}:
         with Image.open(tmp_path / name) as im:
             assert im.format == "PNG" and im.width > 50
-    # the same random maps are used for every method at a step, so the random AUCs agree
-    auc = {n: summary["methods"][n]["faithfulness"]["random_deletion_auc"] for n in ("gradcam", "saliency")}
-    assert auc["gradcam"] == auc["saliency"]
+    # the same random maps are used for every method at a step, so the random AUCs of maps scored by the same
+    # protocol agree: attention and saliency (|gradient|) are unsigned, scored on |f - f(x)|; GradCAM is signed
+    faith = {n: summary["methods"][n]["faithfulness"] for n in ("attention", "gradcam", "saliency")}
+    assert [faith[n]["protocol"] for n in faith] == ["magnitude", "signed", "magnitude"]
+    assert faith["attention"]["random_deletion_auc"] == faith["saliency"]["random_deletion_auc"]
+    assert faith["gradcam"]["random_deletion_auc"] != faith["saliency"]["random_deletion_auc"]
     # nothing left installed on the UNet
     assert {n: type(m.get_processor()) for n, m in find_attention_modules(pipe.unet).items()} == processors
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.unet.modules()) == 0

@@ -200,7 +200,8 @@ def test_explain_endpoint(images, client, generated):
     assert curves is not None and sanity is None
     assert numbers["maps_shape"] == [1, 1, 1, 16, 16] and numbers["sample_index"] == 2
     faith = numbers["faithfulness"]
-    assert faith["deletion_gain"] == pytest.approx(faith["random_deletion_auc"] - faith["deletion_auc"], abs=1e-5)
+    assert faith["protocol"] == "magnitude"  # saliency's |gradient| is unsigned: a higher deletion AUC is better
+    assert faith["deletion_gain"] == pytest.approx(faith["deletion_auc"] - faith["random_deletion_auc"], abs=1e-5)
     assert summary.startswith("**saliency** at t = ") and f"(gain {faith['deletion_gain']:+.3f})" in summary
     assert "Sanity check" not in summary
     with zipfile.ZipFile(archive) as z:
