@@ -24,6 +24,7 @@ from diffusers_xai.models.lora import (
 )
 from diffusers_xai.testing import tiny_unet
 from diffusers_xai.training import TrainingConfig, train
+from tests.test_training import QUIET
 
 
 def image_folder(path, n=12, size=8):
@@ -58,12 +59,9 @@ def finetune_config(data, base, out, **kw):
         train_batch_size=4,
         learning_rate=1e-2,
         lr_warmup_steps=0,
-        seed=0,
-        report_to="none",
-        validation_steps=None,
-        checkpointing_steps=None,
         explanation_card=False,
         output_dir=str(out),
+        **QUIET,
     )
     return TrainingConfig(**{**values, **kw})
 

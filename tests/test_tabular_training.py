@@ -8,6 +8,7 @@ import torch
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.training import TrainingConfig, train
+from tests.test_training import QUIET
 
 TINY = dict(
     modality="tabular",
@@ -17,10 +18,7 @@ TINY = dict(
     train_batch_size=32,
     lr_warmup_steps=0,
     learning_rate=1e-3,
-    report_to="none",
-    checkpointing_steps=None,
-    validation_steps=None,
-    seed=0,
+    **QUIET,
 )
 
 

@@ -13,6 +13,21 @@ from diffusers_xai.modalities.timeseries.modality import unet1d
 from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
 from diffusers_xai.models import TimeSeriesDenoiser
 from diffusers_xai.training import TrainingConfig, train
+from tests.test_training import QUIET
+
+# a 1-layer transformer denoiser trained for 3 steps through the trainer
+TINY = dict(
+    modality="timeseries",
+    hidden_dim=16,
+    num_layers=1,
+    num_heads=2,
+    time_embedding_dim=16,
+    num_train_timesteps=50,
+    train_batch_size=16,
+    max_train_steps=3,
+    lr_warmup_steps=0,
+    **QUIET,
+)
 
 
 def gen(seed=0):
@@ -129,23 +144,9 @@ def test_preprocessor_model_mismatch_and_bad_arguments():
 
 
 def test_train_sines_and_co2_through_the_trainer(tmp_path):
-    common = dict(
-        modality="timeseries",
-        hidden_dim=16,
-        num_layers=1,
-        num_heads=2,
-        time_embedding_dim=16,
-        num_train_timesteps=50,
-        train_batch_size=16,
-        max_train_steps=3,
-        lr_warmup_steps=0,
-        report_to="none",
-        checkpointing_steps=None,
-        seed=0,
-    )
     config = TrainingConfig.from_dict(
         {
-            **common,
+            **TINY,
             "dataset_name": "sines",
             "num_series": 64,
             "validation_steps": 3,
@@ -160,14 +161,7 @@ def test_train_sines_and_co2_through_the_trainer(tmp_path):
     pipe.set_progress_bar_config(disable=True)
     assert pipe.preprocessor.channels == [f"sine_{i}" for i in range(5)]
     assert pipe(num_series=3, num_inference_steps=3, generator=gen()).series.shape == (3, 24, 5)
-    co2 = {
-        **common,
-        "dataset_name": "co2",
-        "sequence_length": 52,
-        "stride": 26,
-        "output_dir": str(tmp_path / "co2"),
-        "validation_steps": None,
-    }
+    co2 = {**TINY, "dataset_name": "co2", "sequence_length": 52, "stride": 26, "output_dir": str(tmp_path / "co2")}
     with pytest.raises(ValueError, match=r"missing values in \{'co2': 59\}"):
         train(TrainingConfig.from_dict(co2))
     train(TrainingConfig.from_dict({**co2, "nan_policy": "interpolate", "architecture": "conv"}))

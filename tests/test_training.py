@@ -20,6 +20,8 @@ from diffusers_xai.training import NonFiniteLossError, TrainingConfig, list_chec
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "train", "train_ddpm.py")
+# a seeded run that writes nothing but the pipeline (no trackers, checkpoints or validation samples)
+QUIET = dict(seed=0, report_to="none", validation_steps=None, checkpointing_steps=None)
 # an 8x8 digits subset and a 4/8-channel UNet (as diffusers_xai.testing.tiny_unet): a step takes milliseconds
 TINY = dict(
     dataset_name="sklearn-digits",
@@ -33,10 +35,7 @@ TINY = dict(
     train_batch_size=8,
     learning_rate=1e-3,
     lr_warmup_steps=1,
-    seed=0,
-    report_to="none",
-    validation_steps=None,
-    checkpointing_steps=None,
+    **QUIET,
 )
 
 

@@ -16,6 +16,7 @@ from diffusers_xai.hub.files import upload_allow_list
 from diffusers_xai.training import TrainingConfig, train
 from tests import hub_fixtures
 from tests.test_tabular_training import TINY as TINY_TABLE
+from tests.test_timeseries_pipeline import TINY as TINY_SERIES
 from tests.test_training import TINY, _write_config, tiny
 
 # the card machinery is exercised with map methods named explicitly: the modality defaults keep only the methods
@@ -201,22 +202,10 @@ def test_timeseries_run_card_has_attributions_and_commit_steps(tmp_path):
     out = tmp_path / "sines"
     config = TrainingConfig.from_dict(
         {
-            "modality": "timeseries",
+            **TINY_SERIES,
             "dataset_name": "sines",
             "num_series": 64,
-            "hidden_dim": 16,
-            "num_layers": 1,
-            "num_heads": 2,
-            "time_embedding_dim": 16,
-            "num_train_timesteps": 50,
-            "train_batch_size": 16,
-            "max_train_steps": 3,
-            "lr_warmup_steps": 0,
-            "report_to": "none",
-            "checkpointing_steps": None,
-            "validation_steps": None,
             "validation_num_inference_steps": 5,
-            "seed": 0,
             "output_dir": str(out),
             "explain_methods": ["integrated_gradients", "commit_steps"],
         }
