@@ -27,8 +27,7 @@ class PreprocessedModality(Modality):
 
     - `sample_field` (`str`): the output field of the samples (`"rows"`, `"series"`);
     - `evaluation_batch_size` (`int`): samples per call when sampling for the end-of-training evaluation;
-    - `scheduler_defaults(name, preprocessor)`: the keyword arguments of a `name` scheduler for this data (clipping),
-      and `ddim` if validation and evaluation sample with other DDIM settings than the pipeline's;
+    - `ddim` if validation and evaluation sample with other DDIM settings than the pipeline's;
     - `attribute`, `plot_attributions`, `plot_commit_steps` (and `attribute_kwargs`): the explanation card's parts.
     """
 
@@ -39,8 +38,8 @@ class PreprocessedModality(Modality):
     always_explain_methods = ("commit_steps",)
 
     def scheduler_defaults(self, name: str, preprocessor) -> dict[str, Any]:
-        """The keyword arguments of the scheduler `name` for data of `preprocessor` (see `build_pipeline`)."""
-        return {}
+        """The keyword arguments of the scheduler `name` for data of `preprocessor`: the pipeline class's."""
+        return self.pipeline_class.scheduler_defaults(name, preprocessor)
 
     def build_pipeline(self, model, scheduler, preprocessor):
         """The pipeline with the trainer's scheduler under this data's defaults (the trainer's DDPM clips x0 to

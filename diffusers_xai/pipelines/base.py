@@ -17,12 +17,13 @@ from functools import partial
 from typing import Any, ClassVar
 
 import torch
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
 from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
 from .schedulers import make_scheduler
 
-__all__ = ["SamplingRun", "XAIPipelineMixin"]
+__all__ = ["PreprocessedPipelineMixin", "SamplingRun", "XAIPipelineMixin"]
 
 
 @dataclass
@@ -152,3 +153,53 @@ class XAIPipelineMixin:
     def postprocess(self, sample: torch.Tensor, output_type: str, run: SamplingRun | None = None):
         """Model-space samples → the `output_type` users get."""
         return sample
+
+
+class PreprocessedPipelineMixin(XAIPipelineMixin):
+    """
+    [`XAIPipelineMixin`] for pipelines of a `denoiser`, a `scheduler` and a fitted `preprocessor` that maps model
+    space back to the data (tables, time series): the constructor's checks (`register_components`), the scheduler
+    defaults of the data (x0 clipping) applied by `from_denoiser` and `set_scheduler`, and the component check.
+
+    Subclasses set `preprocessor_class` and define `check_match(denoiser, preprocessor)` (raise `ValueError` when
+    they do not fit) and `scheduler_defaults(name, preprocessor)`.
+    """
+
+    preprocessor_class: ClassVar[type]
+    model_cpu_offload_seq = "denoiser"
+
+    def register_components(self, denoiser, scheduler, preprocessor) -> None:
+        """Check the components' types and fit, then register them (what the subclass's `__init__` calls)."""
+        if not isinstance(scheduler, SchedulerMixin):
+            raise TypeError(f"`scheduler` must be a diffusers scheduler, got {type(scheduler).__name__}.")
+        if not isinstance(preprocessor, self.preprocessor_class):
+            raise TypeError(
+                f"`preprocessor` must be a {self.preprocessor_class.__name__}, got {type(preprocessor).__name__}."
+            )
+        self.check_match(denoiser, preprocessor)
+        self.register_modules(denoiser=denoiser, scheduler=scheduler, preprocessor=preprocessor)
+
+    @staticmethod
+    def check_match(denoiser, preprocessor) -> None:
+        """Raise `ValueError` if `denoiser` was not built for `preprocessor`'s data."""
+
+    def check_components(self) -> None:
+        self.check_match(self.denoiser, self.preprocessor)
+
+    @classmethod
+    def scheduler_defaults(cls, name: str, preprocessor) -> dict[str, Any]:
+        """The keyword arguments of the scheduler `name` for data of `preprocessor` (x0 clipping)."""
+        return {}
+
+    @classmethod
+    def from_denoiser(cls, denoiser, preprocessor, scheduler: str = "ddpm", **scheduler_kwargs):
+        """A pipeline from a denoiser, a fitted preprocessor and a scheduler name, under the data's scheduler
+        defaults (`scheduler_kwargs` on top)."""
+        kwargs = {**cls.scheduler_defaults(scheduler, preprocessor), **scheduler_kwargs}
+        return cls(denoiser=denoiser, scheduler=make_scheduler(scheduler, **kwargs), preprocessor=preprocessor)
+
+    def set_scheduler(self, name: str, **kwargs) -> None:
+        """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule, under the
+        data's scheduler defaults unless `kwargs` say otherwise."""
+        kwargs = {**self.scheduler_defaults(name, self.preprocessor), **kwargs}
+        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)

@@ -198,10 +198,6 @@ class TabularModality(PreprocessedModality):
             dropout=config.dropout,
         )
 
-    def scheduler_defaults(self, name: str, preprocessor) -> dict:
-        # tables clip x0 to their own support (`TABLE_SCHEDULER_KWARGS`), not to the pixel range
-        return TABLE_SCHEDULER_KWARGS.get(name, {})
-
     def build_pipeline(self, model, scheduler, preprocessor) -> TabularXAIPipeline:
         pipeline = super().build_pipeline(model, scheduler, preprocessor)
         if preprocessor.missing:

@@ -15,8 +15,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
 from ...capture import Trace, TraceConfig
-from ...pipelines.base import SamplingRun, XAIPipelineMixin
-from ...pipelines.schedulers import make_scheduler
+from ...pipelines.base import PreprocessedPipelineMixin, SamplingRun
 from .data import QUANTILE_NORMAL_BOUND, TabularPreprocessor
 
 # diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
@@ -46,6 +45,25 @@ TABLE_SCHEDULER_KWARGS = {
 }
 
 
+def _check_match(denoiser, preprocessor: TabularPreprocessor) -> None:
+    """The denoiser must have been trained on this preprocessor's feature layout and condition column."""
+    width = getattr(denoiser.config, "in_features", None)
+    if width != preprocessor.num_features:
+        raise ValueError(
+            f"The denoiser expects {width} features per row but the preprocessor produces "
+            f"{preprocessor.num_features} ({len(preprocessor.numerical)} numerical, {len(preprocessor.categorical)} "
+            f"categorical, encoding={preprocessor.config.categorical_encoding!r}); load the preprocessor saved with "
+            "this model, or rebuild the denoiser with in_features=preprocessor.num_features and retrain."
+        )
+    classes = getattr(denoiser.config, "num_class_embeds", None)
+    if classes != preprocessor.num_classes:
+        raise ValueError(
+            f"The denoiser has num_class_embeds={classes} but the preprocessor's condition column "
+            f"{preprocessor.config.condition_column!r} has {preprocessor.num_classes} classes; use the matching "
+            "preprocessor or retrain the denoiser with num_class_embeds=preprocessor.num_classes."
+        )
+
+
 @dataclass
 class TabularXAIPipelineOutput(BaseOutput):
     """
@@ -63,7 +81,7 @@ class TabularXAIPipelineOutput(BaseOutput):
     trace: Trace | None = None
 
 
-class TabularXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
+class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
     r"""
     Generate table rows with a diffusion model, in the original schema, optionally conditioned on one column and
     traced step by step.
@@ -90,15 +108,11 @@ class TabularXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
     ```
     """
 
-    model_cpu_offload_seq = "denoiser"
+    preprocessor_class = TabularPreprocessor
 
     def __init__(self, denoiser: ModelMixin, scheduler: SchedulerMixin, preprocessor: TabularPreprocessor):
         super().__init__()
-        if not isinstance(scheduler, SchedulerMixin):
-            raise TypeError(f"`scheduler` must be a diffusers scheduler, got {type(scheduler).__name__}.")
-        if not isinstance(preprocessor, TabularPreprocessor):
-            raise TypeError(f"`preprocessor` must be a TabularPreprocessor, got {type(preprocessor).__name__}.")
-        _check_match(denoiser, preprocessor)
+        self.register_components(denoiser, scheduler, preprocessor)
         narrow_clip = getattr(scheduler.config, "clip_sample", False) and (
             scheduler.config.clip_sample_range < QUANTILE_NORMAL_BOUND - 1e-6
         )
@@ -107,21 +121,13 @@ class TabularXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
                 "The scheduler clips/thresholds x0 to [-1, 1], which distorts quantile-normal columns; use "
                 f"`pipe.set_scheduler(name)` (clip_sample_range={QUANTILE_NORMAL_BOUND:.4f}, thresholding=False)."
             )
-        self.register_modules(denoiser=denoiser, scheduler=scheduler, preprocessor=preprocessor)
 
     @classmethod
-    def from_denoiser(
-        cls, denoiser: ModelMixin, preprocessor: TabularPreprocessor, scheduler: str = "ddpm", **scheduler_kwargs
-    ) -> TabularXAIPipeline:
-        """A pipeline from a denoiser, a fitted preprocessor and a scheduler name (clipping: see `set_scheduler`)."""
-        kwargs = {**TABLE_SCHEDULER_KWARGS.get(scheduler, {}), **scheduler_kwargs}
-        return cls(denoiser=denoiser, scheduler=make_scheduler(scheduler, **kwargs), preprocessor=preprocessor)
+    def scheduler_defaults(cls, name: str, preprocessor: TabularPreprocessor) -> dict:
+        """x0 clipped to the data's support (not [-1, 1]), DPM-Solver unthresholded: `TABLE_SCHEDULER_KWARGS`."""
+        return dict(TABLE_SCHEDULER_KWARGS.get(name, {}))
 
-    def set_scheduler(self, name: str, **kwargs) -> None:
-        """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule and
-        clipping $x_0$ to the data's support (not [-1, 1]) and without thresholding unless `kwargs` say otherwise."""
-        kwargs = {**TABLE_SCHEDULER_KWARGS.get(name, {}), **kwargs}
-        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
+    check_match = staticmethod(_check_match)
 
     # ---- what the skeleton ([`XAIPipelineMixin`]) needs ----
     count_name = "num_rows"
@@ -130,9 +136,6 @@ class TabularXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
     @property
     def sample_shape(self) -> tuple[int]:
         return (self.preprocessor.num_features,)
-
-    def check_components(self) -> None:
-        _check_match(self.denoiser, self.preprocessor)
 
     def prepare_conditioning(self, batch_size: int, generator=None, class_labels: Any = None) -> dict:
         labels = self.prepare_class_labels(class_labels, batch_size, generator)
@@ -232,22 +235,3 @@ def _id_seed(generator) -> int:
     """A seed for fresh identifier values, drawn after sampling so the rows themselves do not change."""
     gen = generator[0] if isinstance(generator, list) else generator
     return int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device if gen is not None else "cpu"))
-
-
-def _check_match(denoiser, preprocessor: TabularPreprocessor) -> None:
-    """The denoiser must have been trained on this preprocessor's feature layout and condition column."""
-    width = getattr(denoiser.config, "in_features", None)
-    if width != preprocessor.num_features:
-        raise ValueError(
-            f"The denoiser expects {width} features per row but the preprocessor produces "
-            f"{preprocessor.num_features} ({len(preprocessor.numerical)} numerical, {len(preprocessor.categorical)} "
-            f"categorical, encoding={preprocessor.config.categorical_encoding!r}); load the preprocessor saved with "
-            "this model, or rebuild the denoiser with in_features=preprocessor.num_features and retrain."
-        )
-    classes = getattr(denoiser.config, "num_class_embeds", None)
-    if classes != preprocessor.num_classes:
-        raise ValueError(
-            f"The denoiser has num_class_embeds={classes} but the preprocessor's condition column "
-            f"{preprocessor.config.condition_column!r} has {preprocessor.num_classes} classes; use the matching "
-            "preprocessor or retrain the denoiser with num_class_embeds=preprocessor.num_classes."
-        )

@@ -183,9 +183,6 @@ class TimeSeriesModality(PreprocessedModality):
             dropout=config.dropout,
         )
 
-    def scheduler_defaults(self, name: str, preprocessor) -> dict:
-        return TimeSeriesXAIPipeline._scheduler_defaults(name, preprocessor)
-
     def log_validation(self, pipeline, step: int, config, accelerator) -> str:
         """Sample a few windows with DDIM from a fixed seed and plot them to `samples/step_N.png`."""
         generator = torch.Generator("cpu").manual_seed(config.seed or 0)

@@ -14,8 +14,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils import BaseOutput
 
 from ...capture import Trace, TraceConfig
-from ...pipelines.base import XAIPipelineMixin
-from ...pipelines.schedulers import make_scheduler
+from ...pipelines.base import PreprocessedPipelineMixin
 from .data import TimeSeriesPreprocessor
 
 # diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
@@ -34,6 +33,26 @@ DPM_SOLVER_UNTHRESHOLDED = {"thresholding": False, "timestep_spacing": "leading"
 UNCLIPPED = {"ddpm": {"clip_sample": False}, "ddim": {"clip_sample": False}, "dpmsolver": DPM_SOLVER_UNTHRESHOLDED}
 
 
+def _check_match(denoiser, preprocessor: TimeSeriesPreprocessor) -> None:
+    """The denoiser's channels (and window length, when it has one) must match the preprocessor's."""
+    channels = getattr(denoiser.config, "in_channels", None)
+    if channels != preprocessor.num_channels:
+        raise ValueError(
+            f"The denoiser has in_channels={channels} but the preprocessor has {preprocessor.num_channels} channels "
+            f"{preprocessor.channels}; load the preprocessor saved with this model, or rebuild the denoiser with "
+            "in_channels=preprocessor.num_channels and retrain."
+        )
+    length = getattr(denoiser.config, "sample_size", None)
+    if (
+        getattr(denoiser.config, "architecture", None) == "transformer"
+        and length != preprocessor.config.sequence_length
+    ):
+        raise ValueError(
+            f"The denoiser was built for windows of length {length} but the preprocessor cuts "
+            f"{preprocessor.config.sequence_length}; use matching sequence_length/sample_size."
+        )
+
+
 @dataclass
 class TimeSeriesXAIPipelineOutput(BaseOutput):
     """
@@ -50,7 +69,7 @@ class TimeSeriesXAIPipelineOutput(BaseOutput):
     trace: Trace | None = None
 
 
-class TimeSeriesXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
+class TimeSeriesXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
     r"""
     Generate fixed-length multivariate time series and optionally trace every denoising step.
 
@@ -74,19 +93,14 @@ class TimeSeriesXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
     ```
     """
 
-    model_cpu_offload_seq = "denoiser"
+    preprocessor_class = TimeSeriesPreprocessor
 
     def __init__(self, denoiser: ModelMixin, scheduler: SchedulerMixin, preprocessor: TimeSeriesPreprocessor):
         super().__init__()
-        if not isinstance(scheduler, SchedulerMixin):
-            raise TypeError(f"`scheduler` must be a diffusers scheduler, got {type(scheduler).__name__}.")
-        if not isinstance(preprocessor, TimeSeriesPreprocessor):
-            raise TypeError(f"`preprocessor` must be a TimeSeriesPreprocessor, got {type(preprocessor).__name__}.")
-        _check_match(denoiser, preprocessor)
-        self.register_modules(denoiser=denoiser, scheduler=scheduler, preprocessor=preprocessor)
+        self.register_components(denoiser, scheduler, preprocessor)
 
-    @staticmethod
-    def _scheduler_defaults(name: str, preprocessor: TimeSeriesPreprocessor) -> dict:
+    @classmethod
+    def scheduler_defaults(cls, name: str, preprocessor: TimeSeriesPreprocessor) -> dict:
         # x0 is clipped to the training data's range in model space (see `TABLE_SCHEDULER_KWARGS` for why an
         # unclipped cosine-schedule DDPM diverges): [-1, 1] for min-max data (the stock DDPM/DDIM default and
         # DPM-Solver's pixel thresholding), [-bound, bound] for z-scores, where DPM-Solver's thresholding is off
@@ -97,18 +111,7 @@ class TimeSeriesXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
             return {"clip_sample": True, "clip_sample_range": float(bound)}
         return {} if preprocessor.config.normalization == "minmax" else dict(DPM_SOLVER_UNTHRESHOLDED)
 
-    @classmethod
-    def from_denoiser(
-        cls, denoiser: ModelMixin, preprocessor: TimeSeriesPreprocessor, scheduler: str = "ddpm", **scheduler_kwargs
-    ) -> TimeSeriesXAIPipeline:
-        """Build a pipeline from a denoiser, a fitted preprocessor and a scheduler name."""
-        kwargs = {**cls._scheduler_defaults(scheduler, preprocessor), **scheduler_kwargs}
-        return cls(denoiser=denoiser, scheduler=make_scheduler(scheduler, **kwargs), preprocessor=preprocessor)
-
-    def set_scheduler(self, name: str, **kwargs) -> None:
-        """Replace the scheduler by name, keeping the noise schedule (clipping only for min-max data)."""
-        kwargs = {**self._scheduler_defaults(name, self.preprocessor), **kwargs}
-        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
+    check_match = staticmethod(_check_match)
 
     # ---- what the skeleton ([`XAIPipelineMixin`]) needs ----
     count_name = "num_series"
@@ -117,9 +120,6 @@ class TimeSeriesXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
     @property
     def sample_shape(self) -> tuple[int, int]:
         return tuple(self.preprocessor.sample_shape)
-
-    def check_components(self) -> None:
-        _check_match(self.denoiser, self.preprocessor)
 
     def latents_error(self, shape: tuple[int, ...], expected: tuple[int, ...]) -> str:
         return f"`latents` have shape {shape}; expected [N, C, L] = {expected}."
@@ -172,23 +172,3 @@ class TimeSeriesXAIPipeline(XAIPipelineMixin, DiffusionPipeline):
         if not return_dict:
             return (series, run.trace)
         return TimeSeriesXAIPipelineOutput(series=series, trace=run.trace)
-
-
-def _check_match(denoiser, preprocessor: TimeSeriesPreprocessor) -> None:
-    """The denoiser's channels (and window length, when it has one) must match the preprocessor's."""
-    channels = getattr(denoiser.config, "in_channels", None)
-    if channels != preprocessor.num_channels:
-        raise ValueError(
-            f"The denoiser has in_channels={channels} but the preprocessor has {preprocessor.num_channels} channels "
-            f"{preprocessor.channels}; load the preprocessor saved with this model, or rebuild the denoiser with "
-            "in_channels=preprocessor.num_channels and retrain."
-        )
-    length = getattr(denoiser.config, "sample_size", None)
-    if (
-        getattr(denoiser.config, "architecture", None) == "transformer"
-        and length != preprocessor.config.sequence_length
-    ):
-        raise ValueError(
-            f"The denoiser was built for windows of length {length} but the preprocessor cuts "
-            f"{preprocessor.config.sequence_length}; use matching sequence_length/sample_size."
-        )
