@@ -8,9 +8,12 @@ breast_cancer and iris; palmerpenguins (NaNs); vega_datasets' cars (NaNs, string
 `latitude`). Every generator is fitted on the same 70% and samples as many rows, unconditionally (the class column is
 an ordinary column for all of them).
 
-- Ours: `train/configs/wine.yaml` without its condition column and holdout (the same hyper-parameters for every
-  table), `--steps` updates of batch 64; sampled with DDPM (1,000 steps, TabDDPM's default) and with few-step
-  DDIM / DPM-Solver++ on the same trained model (`--samplers`).
+- Ours: `train/configs/wine.yaml` without its condition column (the same hyper-parameters for every table), up to
+  `--steps` updates of batch 64, with its privacy guard as a user gets it: 20% of the bench's training rows become
+  the trainer's holdout and training stops at the first DCR check (every `--early_stop_every` updates) below
+  `--early_stop` (0.9), keeping the last passing weights (`--early_stop 0`: every training row, all updates, no
+  check); sampled with DDPM (1,000 steps, TabDDPM's default) and with few-step DDIM / DPM-Solver++ on the same trained
+  model (`--samplers`).
 - CTGAN and TVAE: as many updates as ours (batch 60 for CTGAN, whose batch must be a multiple of pac=10; 64 for TVAE;
   epochs = updates / steps per epoch), their other settings SDV's defaults. GaussianCopula: SDV's defaults.
 
@@ -20,9 +23,7 @@ a gradient-boosting classifier (HistGradientBoosting, 5-fold; 0.5 = indistinguis
 (TSTR: HistGradientBoosting trained on synthetic, scored on the holdout: macro F1 or R², beside TRTR); the DCR ratio
 (median distance to the closest training row of synthetic rows over that of the holdout rows: about 1 is right,
 below 1 is copying). `--guard` adds our rows filtered by the near-copy guard (`reject_near_copies`, 5% holdout
-quantile), to measure its cost to fidelity. `--early_stop 0.9` adds ours trained with `early_stopping_dcr_ratio: 0.9`
-(20% of the training rows become the trainer's holdout; a DCR check every `--early_stop_every` updates; the weights of
-the last passing check are kept), to measure that guard's cost.
+quantile), to measure its cost to fidelity.
 
 CPU-heavy (1.5 to 10 minutes per table on one thread; airports is the slowest): on a shared machine run one table per
 job, each writing `--out`, then print the merged table, e.g.
@@ -32,7 +33,7 @@ job, each writing `--out`, then print the merged table, e.g.
     done
     python bench/tabular_quality.py --merge results/*.json
 
-SDV is a bench-only dependency: `pip install -c constraints.txt sdv`.
+SDV is a bench-only dependency: `pip install -c constraints.txt -e ".[bench]"`.
 """
 
 from __future__ import annotations
@@ -132,6 +133,14 @@ def metadata_for(name: str, frame: pd.DataFrame) -> dict:
 
 
 # ---- generators ----
+def guard_settings(ratio: float | None, every: int) -> dict:
+    """wine.yaml's privacy guard (`early_stopping_dcr_ratio`, on by default: 20% of the bench's training rows become
+    the trainer's holdout, a DCR check every `every` updates), or with `ratio` 0 every training row and no check."""
+    if not ratio:
+        return {"validation_split": 0.0, "validation_steps": None, "early_stopping_dcr_ratio": None}
+    return {"validation_split": 0.2, "validation_steps": every, "early_stopping_dcr_ratio": ratio}
+
+
 def fit_ours(name: str, train_df: pd.DataFrame, steps: int, seed: int, workdir: str, **overrides):
     path = os.path.join(workdir, "train.parquet")  # parquet keeps the dtypes (datetimes, ints with NaN as floats)
     train_df.to_parquet(path, index=False)
@@ -142,11 +151,10 @@ def fit_ours(name: str, train_df: pd.DataFrame, steps: int, seed: int, workdir: 
             "condition_column": None,
             "categorical_columns": CLASS_COLUMNS.get(name),
             "categorical_encoding": "auto",
-            "validation_split": 0.0,  # the bench holds out its own 30%
             "output_dir": os.path.join(workdir, "ours"),
             "max_train_steps": steps,
-            "validation_steps": None,
             "checkpointing_steps": None,
+            "eval_samples": None,  # the bench scores the rows itself
             "seed": seed,
             **overrides,
         },
@@ -158,22 +166,6 @@ def fit_ours(name: str, train_df: pd.DataFrame, steps: int, seed: int, workdir: 
     pipe.set_progress_bar_config(disable=True)
     pipe.train_result = result  # the early-stopping run reports where it stopped
     return pipe, seconds
-
-
-def fit_ours_early_stopped(name: str, train_df: pd.DataFrame, args, workdir: str):
-    """Ours with `early_stopping_dcr_ratio`: 20% of the bench's training rows become the trainer's holdout (so the
-    model sees 80% of them), a DCR check every `--early_stop_every` updates, the last passing weights kept."""
-    return fit_ours(
-        name,
-        train_df,
-        args.steps,
-        args.seed,
-        os.path.join(workdir, "early"),
-        output_dir=os.path.join(workdir, "early", "ours"),
-        validation_split=0.2,
-        validation_steps=args.early_stop_every,
-        early_stopping_dcr_ratio=args.early_stop,
-    )
 
 
 def sample_ours(pipe: TabularXAIPipeline, sampler: str, n: int, seed: int, class_labels=None) -> pd.DataFrame:
@@ -251,7 +243,14 @@ def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> di
     others = [c for c in CLASS_COLUMNS.get(name, []) if c != target] or None
     with tempfile.TemporaryDirectory() as workdir:
         pipe, seconds = fit_ours(
-            name, train_df, args.steps, args.seed, workdir, condition_column=target, categorical_columns=others
+            name,
+            train_df,
+            args.steps,
+            args.seed,
+            workdir,
+            condition_column=target,
+            categorical_columns=others,
+            **guard_settings(args.early_stop, args.early_stop_every),
         )
         for sampler in args.samplers:
             synthetic = sample_ours(pipe, sampler, n, args.seed, class_labels=labels.tolist())
@@ -294,7 +293,14 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
     """Ours trained once and sampled with each of `--samplers` (plus the guard and the early-stopped model)."""
     n, rows = len(train_df), {}
     with tempfile.TemporaryDirectory() as workdir:
-        pipe, seconds = fit_ours(name, train_df, args.steps, args.seed, workdir)
+        pipe, seconds = fit_ours(
+            name, train_df, args.steps, args.seed, workdir, **guard_settings(args.early_stop, args.early_stop_every)
+        )
+        stop = {
+            "stopped_at": pipe.train_result.global_step,
+            "kept_step": pipe.train_result.restored_step,
+            "checks": pipe.train_result.early_stopping_history,
+        }
         for sampler in args.samplers:
             start = time.perf_counter()
             synthetic = sample_ours(pipe, sampler, n, args.seed)
@@ -302,6 +308,7 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
                 **score(train_df, test_df, synthetic, targets, metadata, args.seed),
                 "train_s": seconds,
                 "sample_s": time.perf_counter() - start,
+                **stop,
             }
         if args.guard:
             guarded = reject_near_copies(
@@ -316,17 +323,6 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
                 **score(train_df, test_df, guarded.rows, targets, metadata, args.seed),
                 "train_s": seconds,
                 "rejected": guarded.rejection_rate,
-            }
-        if args.early_stop is not None:
-            os.makedirs(os.path.join(workdir, "early"))
-            early, seconds = fit_ours_early_stopped(name, train_df, args, workdir)
-            synthetic = sample_ours(early, args.samplers[0], n, args.seed)
-            rows[f"ours ({args.samplers[0]}, DCR early stop {args.early_stop})"] = {
-                **score(train_df, test_df, synthetic, targets, metadata, args.seed),
-                "train_s": seconds,
-                "stopped_at": early.train_result.global_step,
-                "kept_step": early.train_result.restored_step,
-                "checks": early.train_result.early_stopping_history,
             }
     return rows
 
@@ -426,8 +422,8 @@ def parse_args(argv=None):
     parser.add_argument(
         "--early_stop",
         type=float,
-        default=None,
-        help="Also train ours with `early_stopping_dcr_ratio` at this ratio (e.g. 0.9) and score it.",
+        default=0.9,
+        help="Ours' `early_stopping_dcr_ratio` (wine.yaml's 0.9); 0: no guard, every training row, all updates.",
     )
     parser.add_argument(
         "--conditional",

@@ -162,3 +162,19 @@ def test_dcr_early_stopping_needs_a_holdout_and_checks(tmp_path):
         early_stopping_config(tmp_path, 0.9, validation_split=0.0).validate()
     with pytest.raises(ValueError, match=r"`early_stopping_dcr_ratio` must be a positive number .* got -1"):
         early_stopping_config(tmp_path, -1).validate()
+    with pytest.raises(ValueError, match=r"or turn the guard off with early_stopping_dcr_ratio: null\.$"):
+        early_stopping_config(tmp_path, 0.9, validation_steps=None).validate()
+
+
+def test_wine_recipe_trains_with_the_dcr_guard_on():
+    """train/configs/wine.yaml, the recipe a user copies for a small table, has the privacy guard on by default: a
+    20% holdout and a DCR check every 250 of its 4,000 updates; with the holdout off it says how to turn it off."""
+    config = TrainingConfig.from_yaml("train/configs/wine.yaml")
+    options = config.modality_options
+    assert (options.early_stopping_dcr_ratio, config.validation_split, config.validation_steps) == (0.9, 0.2, 250)
+    config.validate()
+    with pytest.raises(ValueError, match=r"got validation_split=0.0.*early_stopping_dcr_ratio: null"):
+        TrainingConfig.from_yaml("train/configs/wine.yaml", {"validation_split": 0.0}).validate()
+    TrainingConfig.from_yaml(
+        "train/configs/wine.yaml", {"validation_split": 0.0, "early_stopping_dcr_ratio": None}
+    ).validate()

@@ -10,7 +10,7 @@ import torch
 
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
-from diffusers_xai.modalities.tabular.schema import learn_decimals, regenerate_ids, snap_to_support
+from diffusers_xai.modalities.tabular.schema import learn_decimals, learn_step, regenerate_ids, snap_to_support
 from diffusers_xai.models import TabularDenoiser
 
 
@@ -47,6 +47,35 @@ def test_learn_decimals_known_answers():
     assert learn_decimals(np.array([1.25, 0.5])) == 2
     assert learn_decimals(np.array([0.1 + 0.2])) is None  # 0.30000000000000004: a measured float, not rounded
     np.testing.assert_array_equal(snap_to_support(np.array([0.2, 2.9, 3.6, 99.0]), [1, 3, 8]), [1, 3, 3, 8])
+
+
+def test_learn_step_known_answers():
+    grams = np.arange(2700, 6300, 25.0)  # penguins' body_mass_g: weighed to 25 g
+    assert learn_step(grams, 0) == 25.0
+    assert learn_step(np.r_[grams, np.nan], 0) == 25.0
+    assert learn_step(np.arange(10) * 0.5 + 70.0, 1) == 0.5  # a grid offset from zero (cars' displacement)
+    assert learn_step(np.arange(3, 300, 7.0), 0) == 7.0  # min + k * 7
+    assert learn_step(np.arange(100.0), 0) is None  # unit spacing: nothing coarser than the decimals
+    assert learn_step(np.arange(9) * 25.0, 0) is None  # fewer than 10 distinct values could share a divisor by chance
+    assert learn_step(np.arange(20) * 25.0, None) is None  # a measured float has no grid
+
+
+def test_numbers_on_a_grid_are_written_back_on_it():
+    """penguins' body masses are multiples of 25 g: generated rows are too, inside the observed range; a column
+    without a grid keeps its decimals only."""
+    import palmerpenguins
+
+    penguins = palmerpenguins.load_penguins()
+    pre = TabularPreprocessor.fit(penguins)
+    specs = {c["name"]: c for c in pre.numerical}
+    assert specs["body_mass_g"]["step"] == 25.0 and specs["bill_length_mm"]["step"] is None
+    rows = pre.inverse_transform(random_rows(pre), seed=0)
+    mass = rows["body_mass_g"].dropna()
+    assert mass.nunique() > 20 and (mass % 25 == 0).all()
+    assert mass.between(penguins["body_mass_g"].min(), penguins["body_mass_g"].max()).all()
+    assert decimals_of(rows["bill_length_mm"]) == 1 and (rows["bill_length_mm"].dropna() % 25 != 0).any()
+    back = pre.inverse_transform(pre.transform(penguins))  # the real values are on the grid: unchanged
+    pd.testing.assert_series_equal(back["body_mass_g"], penguins["body_mass_g"])
 
 
 def test_generated_rows_have_the_exact_schema():
@@ -257,6 +286,7 @@ def test_trained_model_writes_missing_values_at_the_real_rate(tmp_path):
             "max_train_steps": 1000,
             "validation_steps": None,
             "checkpointing_steps": None,
+            "early_stopping_dcr_ratio": None,
             "output_dir": str(tmp_path / "out"),
         },
     )

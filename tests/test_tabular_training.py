@@ -101,7 +101,13 @@ def test_conditional_wine_rows_are_classified_as_their_label(tmp_path):
 
     config = TrainingConfig.from_yaml(
         "train/configs/wine.yaml",
-        {"output_dir": str(tmp_path), "max_train_steps": 1500, "validation_steps": None, "checkpointing_steps": None},
+        {
+            "output_dir": str(tmp_path),
+            "max_train_steps": 1500,
+            "validation_steps": None,
+            "checkpointing_steps": None,
+            "early_stopping_dcr_ratio": None,
+        },
     )
     train(config)
     pipe = TabularXAIPipeline.from_pretrained(tmp_path)
@@ -119,3 +125,21 @@ def test_conditional_wine_rows_are_classified_as_their_label(tmp_path):
     z = (rows.drop(columns="cultivar").mean() - features.mean()) / features.std()
     assert (z.abs() < 0.25).all(), z.abs().sort_values().tail(3)
     assert isinstance(rows, pd.DataFrame)
+
+
+def test_evaluation_sampling_ends_with_progress_bars_disabled(monkeypatch):
+    """`TQDM_DISABLE=1` (as the benches set it) must not stop the end-of-run sampling from counting its rows: a
+    disabled bar never advances, and the loop used to wait for it forever."""
+    from types import SimpleNamespace
+
+    from diffusers_xai.modalities.base import sample_in_batches
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    seeds = []
+
+    def sample(n, generator):
+        seeds.append(generator.initial_seed())
+        return n
+
+    assert sample_in_batches(sample, 130, SimpleNamespace(seed=4), batch_size=64) == [64, 64, 2]
+    assert seeds == [5, 5, 5]  # one generator, seeded config.seed + 1

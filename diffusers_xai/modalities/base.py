@@ -270,11 +270,12 @@ def sample_in_batches(sample: Callable[[int, torch.Generator], Any], num_samples
     `config.seed`) draws them all, so the samples are reproducible and differ from the grid's.
     """
     generator = torch.Generator("cpu").manual_seed((config.seed or 0) + 1)
-    batches = []
+    batches, drawn = [], 0
     with tqdm(total=num_samples, desc="sampling for evaluation", unit="sample") as bar:
-        while bar.n < num_samples:
-            n = min(batch_size, num_samples - bar.n)
+        while drawn < num_samples:  # counted here: a disabled bar (TQDM_DISABLE=1) never advances `bar.n`
+            n = min(batch_size, num_samples - drawn)
             batches.append(sample(n, generator))
+            drawn += n
             bar.update(n)
     return batches
 

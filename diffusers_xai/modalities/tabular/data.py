@@ -24,6 +24,7 @@ from .schema import (
     encode_datetime,
     id_spec,
     learn_decimals,
+    learn_step,
     regenerate_ids,
     snap_to_support,
 )
@@ -194,6 +195,7 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
     # a few repeated values (counts, ratings, years): write back observed values only, never 3.4 children; not
     # on small tables, where every column has few distinct values and snapping would copy rows
     discrete = len(unique) <= min(MAX_DISCRETE_SUPPORT, len(finite) // 4)
+    decimals = 0 if integer or date is not None else learn_decimals(finite)
     return {
         "name": name,
         "kind": "numerical",
@@ -201,7 +203,8 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
         "min": vmin,
         "max": vmax,
         "integer": bool(integer),
-        "decimals": 0 if integer or date is not None else learn_decimals(finite),
+        "decimals": decimals,
+        "step": None if discrete else learn_step(finite, decimals),
         "support": unique.tolist() if discrete else None,
         "datetime": date,
         "fill": float(np.median(finite)),
@@ -695,6 +698,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         """Decoded numbers on the column's grid: whole date units, observed values, ints, learned decimals."""
         if spec.get("support"):
             return snap_to_support(values, spec["support"])
+        if spec.get("step"):  # on the column's grid: min + k * step (then its decimals, against float error)
+            values = spec["min"] + np.round((values - spec["min"]) / spec["step"]) * spec["step"]
+            return np.round(values, spec["decimals"])
         if spec.get("datetime"):
             return np.rint(values)
         if spec["integer"] or spec.get("decimals") == 0:

@@ -132,7 +132,8 @@ class TabularModality(PreprocessedModality):
             raise ValueError(
                 f"`early_stopping_dcr_ratio: {ratio}` measures the DCR ratio on the holdout every `validation_steps`; "
                 f"got validation_split={config.validation_split}, validation_steps={config.validation_steps}, "
-                f"streaming={config.streaming}: set validation_split (e.g. 0.2) and validation_steps; no streaming."
+                f"streaming={config.streaming}: set validation_split (e.g. 0.2) and validation_steps, no streaming; "
+                "or turn the guard off with early_stopping_dcr_ratio: null."
             )
 
     # ---- data ----

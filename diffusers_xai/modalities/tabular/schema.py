@@ -22,6 +22,7 @@ __all__ = [
     "encode_datetime",
     "id_spec",
     "learn_decimals",
+    "learn_step",
     "regenerate_ids",
     "snap_to_support",
 ]
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 MAX_DECIMALS = sys.float_info.dig - 1
 # numerical columns with at most this many distinct values are written back on their observed values only
 MAX_DISCRETE_SUPPORT = 20
+# a column's values lie on a grid coarser than their decimals (`learn_step`) only with at least this many distinct
+# values: ten random integers share a common divisor > 1 of their differences with probability about 0.2%
+MIN_STEP_VALUES = 10
 # an all-unique string (or contiguous integer) column of at least this many rows is an identifier
 MIN_ID_ROWS = 10
 _NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
@@ -56,6 +60,26 @@ def learn_decimals(values: np.ndarray) -> int | None:
         if np.all(values == np.round(values, decimals)):
             return decimals
     return None
+
+
+def learn_step(values: np.ndarray, decimals: int | None) -> float | None:
+    """
+    The grid step of a column whose values are spaced more coarsely than their decimals: penguins' `body_mass_g` is
+    weighed to 25 g (3750, 3800, 3325), so its step is 25; `None` when there is no such grid (the differences between
+    the distinct values, in units of the last decimal, have no common divisor > 1) or fewer than `MIN_STEP_VALUES`
+    distinct values. Written-back values are `min + k * step`, as the real ones are (SDV rounds to decimals only, and
+    a detector then tells 3,811 g from the real multiples of 25).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if decimals is None or np.unique(values).size < MIN_STEP_VALUES:
+        return None
+    units = np.rint(values * 10.0**decimals)
+    if np.abs(units).max() >= 2**53:  # beyond exact float64 integers
+        return None
+    unique = np.unique(units).astype(np.int64)
+    step = int(np.gcd.reduce(unique[1:] - unique[0]))
+    return step / 10.0**decimals if step > 1 else None
 
 
 def snap_to_support(values: np.ndarray, support: list[float]) -> np.ndarray:
