@@ -182,3 +182,25 @@ def test_unsupported_dtypes_and_bad_arguments():
         pre.transform(df.assign(blood="Z"))
     with pytest.raises(ValueError, match=r"Expected rows of shape \[N, 15\].*do not match"):
         pre.inverse_transform(torch.zeros(2, 9))
+
+
+def test_unseen_levels_of_held_out_rows_map_to_the_nearest_known_level():
+    """`unseen_levels="nearest"` (the trainer's holdout rows): an unseen number of a few-valued number column is
+    encoded as the nearest known one, an unseen string as the most frequent level; the default still raises."""
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "width": rng.choice([2.2, 2.5, 3.0, 3.4], 80),  # 4 distinct numbers: modelled as levels
+            "colour": rng.choice(["red", "red", "blue"], 80).astype(object),
+            "x": rng.normal(size=80),
+        }
+    )
+    pre = TabularPreprocessor.fit(df)
+    assert {c["name"]: c["kind"] for c in pre.columns}["width"] == "categorical"
+    held_out = df.head(3).assign(width=[2.0, 3.3, 2.5], colour=["green", "blue", "red"])
+    expected = df.head(3).assign(width=[2.2, 3.4, 2.5], colour=["red", "blue", "red"])
+    torch.testing.assert_close(pre.transform(held_out, unseen_levels="nearest"), pre.transform(expected))
+    with pytest.raises(ValueError, match=r"'width' has levels \[2.0, 3.3\] unseen at fit time"):
+        pre.transform(held_out)
+    with pytest.raises(ValueError, match=r"`unseen_levels` must be 'raise' or 'nearest', got 'mode'"):
+        pre.transform(held_out, unseen_levels="mode")

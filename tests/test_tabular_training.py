@@ -143,3 +143,38 @@ def test_evaluation_sampling_ends_with_progress_bars_disabled(monkeypatch):
 
     assert sample_in_batches(sample, 130, SimpleNamespace(seed=4), batch_size=64) == [64, 64, 2]
     assert seeds == [5, 5, 5]  # one generator, seeded config.seed + 1
+
+
+def test_holdout_rows_with_levels_the_training_rows_lack_do_not_stop_training(tmp_path):
+    """With `validation_split`, the holdout's validation loss encodes a level only it has (a rare string, a number
+    of a few-valued column) as its nearest known level instead of failing the run (iris' sepal width 2.0 did)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "x": rng.normal(size=60),
+            "width": rng.choice([2.2, 2.5, 3.0], 60),
+            "tag": np.r_[["common"] * 50, [f"rare{i}" for i in range(10)]].astype(object),
+        }
+    )
+    frame.loc[59, "width"] = 2.0  # one row: in the holdout or in the training rows, never in both
+    frame.to_parquet(tmp_path / "t.parquet", index=False)
+    config = TrainingConfig.from_dict(
+        {
+            **TINY,
+            "dataset_name": str(tmp_path / "t.parquet"),
+            "categorical_columns": ["width"],
+            "validation_split": 0.3,
+            "validation_steps": 2,
+            "validation_batch_size": 4,
+            "validation_num_inference_steps": 2,
+            "max_train_steps": 2,
+            "output_dir": str(tmp_path / "out"),
+        }
+    )
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+
+    train_rows, holdout = TabularModality()._train_and_holdout(config, 10_000)
+    assert set(holdout["tag"]) - set(train_rows["tag"])  # the holdout has levels the preprocessor never saw
+    result = train(config)
+    assert result.global_step == 2 and len(result.validation_loss_history) == 1
+    assert np.isfinite(result.validation_loss_history[0][1])

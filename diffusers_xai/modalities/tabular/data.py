@@ -639,10 +639,12 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             col = col.astype(object).where(col.notna(), spec["fill"])
         return col
 
-    def _category_indices(self, series: pd.Series, spec: dict) -> np.ndarray:
+    def _category_indices(self, series: pd.Series, spec: dict, unseen_levels: str = "raise") -> np.ndarray:
         lookup = {v: i for i, v in enumerate(spec["categories"])}
         values = [_to_python(v, spec["name"]) for v in series.tolist()]
         unseen = sorted({v for v in values if v not in lookup}, key=str)
+        if unseen and unseen_levels == "nearest":
+            return np.asarray([lookup.get(v, self._nearest_level(v, spec)) for v in values], dtype=np.int64)
         if unseen:
             raise ValueError(
                 f"Column {spec['name']!r} has levels {unseen[:5]} unseen at fit time (known: {spec['categories']}); "
@@ -650,19 +652,33 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             )
         return np.asarray([lookup[v] for v in values], dtype=np.int64)
 
-    def transform(self, data: Any) -> torch.Tensor:
+    @staticmethod
+    def _nearest_level(value: Any, spec: dict) -> int:
+        """An unseen level's stand-in: the nearest known number (a few-valued number column), else the mode."""
+        numbers = [c for c in spec["categories"] if isinstance(c, (int, float)) and not isinstance(c, bool)]
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and len(numbers) == len(spec["categories"]):
+            return int(np.argmin(np.abs(np.asarray(numbers, dtype=np.float64) - float(value))))
+        return spec["categories"].index(spec["fill"])
+
+    def transform(self, data: Any, unseen_levels: Literal["raise", "nearest"] = "raise") -> torch.Tensor:
         """
         The features $x_0$ of every row, `[N, num_features]` float32: quantile-normal numericals, the ±1 codes of
         the categoricals, then the ±1 missingness indicators (+1 = missing; see `feature_slices`). The condition
         column is not included (see `encode_labels`); identifier and constant columns are not needed.
+
+        A level not seen at fit time raises, unless `unseen_levels="nearest"`: then it is encoded as the nearest
+        known level of a few-valued number column (iris' sepal width 2.0 as 2.2) or as the most frequent level. That
+        is for held-out rows scored against a model (the trainer's validation loss), never for rows to train on.
         """
+        if unseen_levels not in ("raise", "nearest"):
+            raise ValueError(f"`unseen_levels` must be 'raise' or 'nearest', got {unseen_levels!r}.")
         df = load_table(data)
         self._check_frame(df, self.numerical + self.categorical + self.missing)
         parts = []
         if self.numerical:
             parts.append(self._quantile_normal(self._numerical_values(df)))
         for c in self.categorical:
-            parts.append(self.codebooks[c["name"]][self._category_indices(self._filled(df, c), c)])
+            parts.append(self.codebooks[c["name"]][self._category_indices(self._filled(df, c), c, unseen_levels)])
         for c in self.missing:
             parts.append(np.where(df[c["name"]].isna().to_numpy(), 1.0, -1.0)[:, None])
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
