@@ -23,7 +23,8 @@ a gradient-boosting classifier (HistGradientBoosting, 5-fold; 0.5 = indistinguis
 (TSTR: HistGradientBoosting trained on synthetic, scored on the holdout: macro F1 or R², beside TRTR); the DCR ratio
 (median distance to the closest training row of synthetic rows over that of the holdout rows: about 1 is right,
 below 1 is copying). `--guard` adds our rows filtered by the near-copy guard (`reject_near_copies`, 5% holdout
-quantile), to measure its cost to fidelity.
+quantile), to measure its cost to fidelity. `--per_column` adds ours' detection AUC on each column alone and on all the
+others (which columns give the rows away).
 
 CPU-heavy (1.5 to 10 minutes per table on one thread; airports is the slowest): on a shared machine run one table per
 job, each writing `--out`, then print the merged table, e.g.
@@ -168,6 +169,16 @@ def fit_ours(name: str, train_df: pd.DataFrame, steps: int, seed: int, workdir: 
     return pipe, seconds
 
 
+def stop_info(pipe) -> dict:
+    """Where the DCR guard stopped ours (the last update, the update whose weights were kept, every check)."""
+    result = pipe.train_result
+    return {
+        "stopped_at": result.global_step,
+        "kept_step": result.restored_step,
+        "checks": result.early_stopping_history,
+    }
+
+
 def sample_ours(pipe: TabularXAIPipeline, sampler: str, n: int, seed: int, class_labels=None) -> pd.DataFrame:
     scheduler, steps = SAMPLERS[sampler]
     pipe.set_scheduler(scheduler)
@@ -257,6 +268,7 @@ def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> di
             rows[f"ours ({sampler}, cond)"] = {
                 **score(train_df, test_df, synthetic, targets, metadata, args.seed),
                 "train_s": seconds,
+                **stop_info(pipe),
             }
     for kind in args.peers:
         sample, seconds = fit_sdv(kind, train_df, metadata, args.seed, args.steps)
@@ -289,6 +301,24 @@ def score(train_df, test_df, synthetic, targets, metadata, seed) -> dict:
     return out
 
 
+def per_column_detection(train_df, synthetic, metadata, seed) -> dict:
+    """Which columns give synthetic rows away: the detection AUC on each modelled column alone and on all the others
+    (a column whose removal drops the AUC is one the detector relies on); `__all__` is the full table's."""
+    from diffusers_xai.evaluation.tabular import detection_auc
+
+    columns = metadata["columns"]
+    out = {"__all__": detection_auc(train_df, synthetic, metadata, seed=seed)}
+    for c in [c for c, spec in columns.items() if spec["sdtype"] != "id"]:
+        others = [k for k in columns if k != c]
+        alone = detection_auc(train_df[[c]], synthetic[[c]], {"columns": {c: columns[c]}}, seed=seed)
+        rest = detection_auc(
+            train_df[others], synthetic[others], {"columns": {k: columns[k] for k in others}}, seed=seed
+        )
+        out[c] = {"alone": alone, "without": rest}
+    print("per-column detection AUC (alone / without):", json.dumps(out), flush=True)
+    return out
+
+
 def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
     """Ours trained once and sampled with each of `--samplers` (plus the guard and the early-stopped model)."""
     n, rows = len(train_df), {}
@@ -296,11 +326,7 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
         pipe, seconds = fit_ours(
             name, train_df, args.steps, args.seed, workdir, **guard_settings(args.early_stop, args.early_stop_every)
         )
-        stop = {
-            "stopped_at": pipe.train_result.global_step,
-            "kept_step": pipe.train_result.restored_step,
-            "checks": pipe.train_result.early_stopping_history,
-        }
+        stop = stop_info(pipe)
         for sampler in args.samplers:
             start = time.perf_counter()
             synthetic = sample_ours(pipe, sampler, n, args.seed)
@@ -310,6 +336,10 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
                 "sample_s": time.perf_counter() - start,
                 **stop,
             }
+            if args.per_column:
+                rows[f"ours ({sampler})"]["per_column_detection"] = per_column_detection(
+                    train_df, synthetic, metadata, args.seed
+                )
         if args.guard:
             guarded = reject_near_copies(
                 lambda k, r: sample_ours(pipe, args.samplers[0], k, args.seed + 1 + r),
@@ -431,6 +461,11 @@ def parse_args(argv=None):
         help="Condition every generator on the class target (exact training class counts) instead.",
     )
     parser.add_argument("--early_stop_every", type=int, default=250, help="Updates between two DCR checks.")
+    parser.add_argument(
+        "--per_column",
+        action="store_true",
+        help="Also score the detection AUC of ours' rows per column (alone / without it): what gives them away.",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="Write the numbers as JSON here (after every table).")

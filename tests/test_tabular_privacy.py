@@ -178,3 +178,29 @@ def test_wine_recipe_trains_with_the_dcr_guard_on():
     TrainingConfig.from_yaml(
         "train/configs/wine.yaml", {"validation_split": 0.0, "early_stopping_dcr_ratio": None}
     ).validate()
+
+
+def _bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "tabular_quality.py"
+    spec = importlib.util.spec_from_file_location("tabular_quality", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_trains_ours_with_the_guard_and_names_the_columns_that_give_rows_away():
+    bench = _bench()
+    assert bench.guard_settings(0.9, 250) == {
+        "validation_split": 0.2,
+        "validation_steps": 250,
+        "early_stopping_dcr_ratio": 0.9,
+    }
+    assert bench.guard_settings(0, 250)["early_stopping_dcr_ratio"] is None
+    real, fresh = gaussian_table(300, 0), gaussian_table(300, 1)
+    synthetic = fresh.assign(c=fresh["c"] + 3.0)  # only `c` is off: shifted by 3 standard deviations
+    out = bench.per_column_detection(real, synthetic, infer_metadata(real), seed=0)
+    assert out["__all__"] > 0.95 and out["c"]["alone"] > 0.95 and out["c"]["without"] < 0.65
+    assert all(out[k]["alone"] < 0.65 and out[k]["without"] > 0.95 for k in ("a", "b", "g"))
