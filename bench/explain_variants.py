@@ -10,11 +10,19 @@ baselines. This script runs the same three checks (same models, samples, steps, 
 - `integrated_gradients` (global, the default) and `integrated_gradients_local` (captum's `multiply_by_inputs=False`:
   the path-averaged gradient alone);
 - `gradient_shap_local` (GradientSHAP with `multiply_by_inputs=False`, noise-level baselines);
+- `gradient_shap` (global: expected gradients over fresh-noise baselines at the step's noise level, the distribution
+  the deletion check replaces units with);
 - `input_x_gradient` (the gradient times x_t: the factor without the path);
 - `occlusion_point` (series only: occlusion of one channel at one time point, the planted answer's resolution,
   instead of the default (C, L/8) windows).
 
+Each row also reports the mean Spearman of the trained model's |map| with |x_t| (how much of the map's order the input
+alone gives). `--lag-analysis` asks instead whether the planted series model is under-fitted at high noise: the
+planted series are Gaussian, so the Bayes-optimal denoiser is linear and its Jacobian (follower at tau w.r.t. the
+driver's points) is compared with the fitted model's, with how often |J| and |J * x_t| peak at the true lag.
+
     OMP_NUM_THREADS=1 python bench/explain_variants.py --modalities tabular timeseries
+    OMP_NUM_THREADS=1 python bench/explain_variants.py --lag-analysis [--lag-fit-steps 6000]
 """
 
 from __future__ import annotations
