@@ -15,6 +15,7 @@ from diffusers.models.attention_processor import Attention
 from .attention_spy import SeenAttention, seen_attention, spying_call
 from .config import TraceConfig
 from .hooks import resolve_module_names
+from .processor import restore_processors
 from .query_key import (
     SEEN_LAYOUTS,
     QueryKey,
@@ -58,6 +59,13 @@ class AttentionCall:
     rows: torch.Tensor
 
 
+def _forwarded_to_original(name: str) -> property:
+    """The attribute `name` of a wrapping processor read from and written to the processor it wraps (`original`)."""
+    return property(
+        lambda self: getattr(self.original, name, None), lambda self, value: setattr(self.original, name, value)
+    )
+
+
 class _ProbabilityProcessor:
     """Runs the original processor for the output and hands probabilities recomputed on the side to the capture."""
 
@@ -66,21 +74,8 @@ class _ProbabilityProcessor:
 
     # `set_attention_backend` and the `attention_backend` context write these on the installed processor: forward
     # them so the original keeps computing the output with the user's backend.
-    @property
-    def _attention_backend(self):
-        return getattr(self.original, "_attention_backend", None)
-
-    @_attention_backend.setter
-    def _attention_backend(self, value):
-        self.original._attention_backend = value
-
-    @property
-    def _parallel_config(self):
-        return getattr(self.original, "_parallel_config", None)
-
-    @_parallel_config.setter
-    def _parallel_config(self, value):
-        self.original._parallel_config = value
+    _attention_backend = _forwarded_to_original("_attention_backend")
+    _parallel_config = _forwarded_to_original("_parallel_config")
 
     def _call(self, attn, *args, **kwargs):
         if not self.capture.recording or self._text_free(attn, args, kwargs):
@@ -346,12 +341,7 @@ class AttentionProbabilityCapture:
 
     def restore(self) -> None:
         """Put every original processor back and remove every hook (idempotent)."""
-        for name, original in self._originals.items():
-            self.modules[name].set_processor(original)
-        self._originals.clear()
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        restore_processors(self.modules, self._originals, self._handles)
         self.rows, self._matched, self._matched_rows = None, None, None
 
     def __exit__(self, *exc) -> None:

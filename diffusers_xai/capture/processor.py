@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from diffusers.models.attention_processor import Attention
 
-__all__ = ["CapturingAttnProcessor", "attention_probabilities", "find_attention_modules"]
+__all__ = ["CapturingAttnProcessor", "attention_probabilities", "find_attention_modules", "restore_processors"]
 
 
 def find_attention_modules(model: torch.nn.Module) -> dict[str, Attention]:
@@ -122,3 +122,14 @@ class CapturingAttnProcessor:
                 probs = attention_probabilities(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
             self.sink(self.name, probs)
         return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+
+
+def restore_processors(modules: dict[str, torch.nn.Module], originals: dict[str, object], handles: list) -> None:
+    """Put every original processor of `originals` back on its module of `modules` and remove every hook handle of
+    `handles`, emptying both (what a capture's `restore` does; calling it twice is harmless)."""
+    for name, original in originals.items():
+        modules[name].set_processor(original)
+    originals.clear()
+    for handle in handles:
+        handle.remove()
+    handles.clear()

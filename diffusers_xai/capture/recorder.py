@@ -8,7 +8,7 @@ import torch
 
 from .config import TraceConfig
 from .hooks import ActivationCapture, resolve_module_names
-from .processor import CapturingAttnProcessor, find_attention_modules
+from .processor import CapturingAttnProcessor, find_attention_modules, restore_processors
 from .trace import Trace, TraceStep
 
 __all__ = ["TraceRecorder"]
@@ -186,12 +186,7 @@ class TraceRecorder:
     def restore(self) -> None:
         """Put every original processor back and remove every hook (idempotent)."""
         self._active = False
-        for name, processor in self._originals.items():
-            self._attn_modules[name].set_processor(processor)
-        self._originals.clear()
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        restore_processors(self._attn_modules, self._originals, self._handles)
         if self._activations is not None:
             self._activations.remove()
 
