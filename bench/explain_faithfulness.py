@@ -281,7 +281,7 @@ def markdown_table(modality: str, result: dict) -> str:
         rho_cell = "–" if rho is None else f"{'✓' if rand.get('passed') else '✗'} {rho:.3f}"
         rec_cell = f"{'✓' if planted.get('passed') else '✗'} {planted.get('value', float('nan')):.3f}"
         verdict = "**pass**" if entry["passed"] else "**fail**"
-        mark = " (|Δ|)" if faith.get("protocol") == "magnitude" else ""  # an unsigned map: the magnitude protocol
+        mark = " (magnitude)" if faith.get("protocol") == "magnitude" else ""  # an unsigned map's protocol
         lines.append(
             f"| {method} | {_ci(faith.get('deletion_gain'))}{mark} | {_ci(faith.get('insertion_gain'))}{mark} | "
             f"{rho_cell} | {rec_cell} | {verdict} |"

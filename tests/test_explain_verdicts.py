@@ -85,7 +85,7 @@ def test_verdict_rows_and_table(report_path):
     assert "32 generated samples × timesteps [741, 501, 241] of 50 DDIM steps" in table
     assert f"(`{REPORT['command']}`)" in table
     assert verdict_table("tabular", path=report_path) == "No benchmarked verdicts for the tabular modality."
-    assert "(|Δ|)" not in table  # every map here was scored by the signed protocol
+    assert "(magnitude)" not in table  # every map here was scored by the signed protocol
 
 
 def test_unsigned_maps_are_marked_as_scored_by_the_magnitude_protocol(tmp_path, monkeypatch):
@@ -94,15 +94,15 @@ def test_unsigned_maps_are_marked_as_scored_by_the_magnitude_protocol(tmp_path, 
     path = tmp_path / "verdicts.json"
     path.write_text(json.dumps(report))
     rows = verdict_rows("image", path=path)
-    assert rows[0]["deletion"] == "pass: +0.210 [+0.120, +0.300] (|Δ|)"
-    assert rows[0]["insertion"] == "pass: +0.300 [+0.200, +0.410] (|Δ|)"
+    assert rows[0]["deletion"] == "pass: +0.210 [+0.120, +0.300] (magnitude)"
+    assert rows[0]["insertion"] == "pass: +0.300 [+0.200, +0.410] (magnitude)"
     assert rows[1]["deletion"] == "fail: -0.010 [-0.050, +0.030]"  # a signed map keeps the plain cell
-    assert "(|Δ|): an unsigned map" in verdict_table("image", path=path)
+    assert "(magnitude): an unsigned map" in verdict_table("image", path=path)
     from diffusers_xai.explain import verdicts
 
     monkeypatch.setattr(verdicts, "VERDICTS_PATH", path)
     card = explanation_card(tiny_pipeline(), ExplanationCardData(explainers={"saliency": {"timesteps": [50]}}))
-    assert "(|Δ|): an unsigned map" in card.text
+    assert "(magnitude): an unsigned map" in card.text
 
 
 def test_missing_verdicts_file_means_no_verdicts(tmp_path):

@@ -44,11 +44,11 @@ def passing_methods(modality: str, path: str | Path | None = None) -> tuple[str,
     return tuple(m for m, v in method_verdicts(modality, path).items() if v.get("passed"))
 
 
-MAGNITUDE_MARK = " (|Δ|)"
+MAGNITUDE_MARK = " (magnitude)"  # no "|": the cells sit in markdown tables
 MAGNITUDE_NOTE = (
-    "(|Δ|): an unsigned map (saliency's |gradient|, attention) claims no direction, so its curves measure the size "
-    "of the change from the input's score, |f − f(x)| (higher deletion / lower insertion AUC than random maps is "
-    "better; gains > 0 are better than random either way)."
+    "(magnitude): an unsigned map (saliency's |gradient|, attention) claims no direction, so its curves measure the "
+    "size of the change from the input's score, |f − f(x)| (higher deletion / lower insertion AUC than random maps "
+    "is better; gains > 0 are better than random either way)."
 )
 
 
