@@ -39,6 +39,7 @@ __all__ = [
     "load_hf_dataset",
     "register_modality",
     "sample_in_batches",
+    "sample_per_generator",
     "sampling_steps",
     "to_stream",
 ]
@@ -256,6 +257,13 @@ def ddim_copy(pipeline, **scheduler_kwargs):
     ddim = type(pipeline)(**{**pipeline.components, "scheduler": scheduler})
     ddim.set_progress_bar_config(disable=True)
     return ddim
+
+
+def sample_per_generator(pipeline, generators: list[torch.Generator], num_inference_steps: int, trace, **kwargs):
+    """The pipeline's output for one batch of [`Modality.sample_batch`]: `len(generators)` samples (the pipeline's
+    `count_name`), sample `i` drawn from `generators[i]`; `trace` and `kwargs` (`output_type`, ...) go along."""
+    count = {pipeline.count_name: len(generators)}
+    return pipeline(**count, generator=generators, num_inference_steps=num_inference_steps, trace=trace, **kwargs)
 
 
 def sampling_steps(config) -> int:

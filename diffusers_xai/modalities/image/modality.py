@@ -18,6 +18,7 @@ from ..base import (
     load_hf_dataset,
     register_modality,
     sample_in_batches,
+    sample_per_generator,
     sampling_steps,
     to_stream,
 )
@@ -386,13 +387,7 @@ class ImageModality(Modality):
         """Images from a [`DiffusionXAIPipeline`], stored as PNG bytes in a `datasets.Image()` column."""
         import datasets
 
-        out = pipeline(
-            batch_size=len(generators),
-            generator=generators,
-            num_inference_steps=num_inference_steps,
-            trace=trace,
-            output_type="pil",
-        )
+        out = sample_per_generator(pipeline, generators, num_inference_steps, trace, output_type="pil")
         columns = {"image": [{"bytes": png_bytes(img), "path": None} for img in out.images]}
         return SampleBatch(columns, datasets.Features({"image": datasets.Image()}), out.trace)
 

@@ -17,6 +17,7 @@ from ..base import (
     ddim_copy,
     load_hf_dataset,
     register_modality,
+    sample_per_generator,
     sampling_steps,
     to_stream,
 )
@@ -347,13 +348,8 @@ class TabularModality(PreprocessedModality):
         if getattr(pre, "condition", None) is not None:
             probs = pre.class_probabilities.float()
             labels = torch.cat([torch.multinomial(probs, 1, generator=g) for g in generators])
-        out = pipeline(
-            num_rows=len(generators),
-            generator=generators,
-            class_labels=labels,
-            num_inference_steps=num_inference_steps,
-            trace=trace,
-            output_type="pd",
+        out = sample_per_generator(
+            pipeline, generators, num_inference_steps, trace, class_labels=labels, output_type="pd"
         )
         columns, features = {}, {}
         for name in out.rows.columns:

@@ -11,7 +11,15 @@ import numpy as np
 import torch
 from diffusers import UNet1DModel
 
-from ..base import ModalityOptions, SampleBatch, load_hf_dataset, register_modality, sampling_steps, to_stream
+from ..base import (
+    ModalityOptions,
+    SampleBatch,
+    load_hf_dataset,
+    register_modality,
+    sample_per_generator,
+    sampling_steps,
+    to_stream,
+)
 from ..preprocessed import PreprocessedModality
 from .data import (
     TIMESERIES_DATASETS,
@@ -244,13 +252,7 @@ class TimeSeriesModality(PreprocessedModality):
         """Windows from a [`TimeSeriesXAIPipeline`] in original units: one `[length, channels]` float32 array each."""
         import datasets
 
-        out = pipeline(
-            num_series=len(generators),
-            generator=generators,
-            num_inference_steps=num_inference_steps,
-            trace=trace,
-            output_type="np",
-        )
+        out = sample_per_generator(pipeline, generators, num_inference_steps, trace, output_type="np")
         series = np.asarray(out.series, dtype=np.float32)  # [N, L, C]
         feature = datasets.Array2D(shape=tuple(series.shape[1:]), dtype="float32")
         return SampleBatch({"series": [s.tolist() for s in series]}, datasets.Features({"series": feature}), out.trace)
