@@ -218,9 +218,12 @@ def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def display_name(source: str, bundled_label: str, bundled_dir: Path) -> str:
-    """How a model summary names `source` (from `resolve_source`): the bundled model by its label, others as given."""
-    return bundled_label if source == str(bundled_dir) else source
+def model_summary(pipe, source: str, bundled_label: str, bundled_dir: Path, what: str) -> str:
+    """A model summary's first words: the model of `source` (from `resolve_source`; the bundled one by its label),
+    `what` it generates, its parameter count and T."""
+    name = bundled_label if source == str(bundled_dir) else source
+    n_params = count_parameters(denoiser_of(pipe))
+    return f"**{name}**: {what}, {n_params / 1e6:.2f}M parameters, T={pipe.scheduler.config.num_train_timesteps}"
 
 
 def _fetch(source: str) -> str:

@@ -24,13 +24,11 @@ from .common import (
     MODEL_LOCK,
     check_int,
     check_work,
-    count_parameters,
-    denoiser_of,
-    display_name,
     generation_info,
     handle_errors,
     load_pipeline,
     load_trace,
+    model_summary,
     new_output_path,
     recorded_step,
     resolve_source,
@@ -84,9 +82,7 @@ class DenoiserTab(ABC):
 
     def summary(self, pipe, model: str | None, what: str) -> str:
         """A model summary's first words: the model's name, `what` it generates, its size and T."""
-        n_params = count_parameters(denoiser_of(pipe))
-        name = display_name(self.source_of(model), self.bundled_label, self.bundled_model)
-        return f"**{name}**: {what}, {n_params / 1e6:.2f}M parameters, T={pipe.scheduler.config.num_train_timesteps}"
+        return model_summary(pipe, self.source_of(model), self.bundled_label, self.bundled_model, what)
 
     # ---- handlers: Gradio calls them with the components' values in the order of `build`'s events ----
     @abstractmethod

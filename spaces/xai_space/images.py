@@ -42,12 +42,11 @@ from .common import (
     check_choice,
     check_int,
     check_work,
-    count_parameters,
-    display_name,
     generation_info,
     handle_errors,
     load_pipeline,
     load_trace,
+    model_summary,
     new_output_path,
     recorded_step,
     resolve_source,
@@ -111,13 +110,9 @@ def model_info(model: str | None) -> str:
     pipe = load_image_pipeline(model)
     c, h, w = pipe.sample_shape
     cfg = pipe.scheduler.config
-    n_params = count_parameters(pipe.unet)
     layers = diffusers_xai.find_attention_modules(pipe.unet)
-    name = display_name(source_of(model), BUNDLED_LABEL, BUNDLED_MODEL)
-    return (
-        f"**{name}**: {w}x{h} images, {c} channel(s), {n_params / 1e6:.2f}M parameters, T={cfg.num_train_timesteps} "
-        f"({cfg.beta_schedule}, {cfg.prediction_type}); {len(layers)} attention layer(s)."
-    )
+    summary = model_summary(pipe, source_of(model), BUNDLED_LABEL, BUNDLED_MODEL, f"{w}x{h} images, {c} channel(s)")
+    return f"{summary} ({cfg.beta_schedule}, {cfg.prediction_type}); {len(layers)} attention layer(s)."
 
 
 @handle_errors
