@@ -1,4 +1,7 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -7,6 +10,12 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Idle OpenMP threads must not spin on a shared 2-core machine (measured: up to 15x slower sklearn/torch steps).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# `datasets` caches a generated folder by its name and card metadata (not the files' contents), so a test that loads
+# `tmp_path / "a"` could read rows cached by an earlier run of the suite with other code: every run gets its own cache
+# (set before `datasets` is imported; subprocesses inherit it).
+_DATASETS_CACHE = tempfile.mkdtemp(prefix="dxai-datasets-cache-")
+os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE
+atexit.register(shutil.rmtree, _DATASETS_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -169,7 +169,10 @@ def dataset_card(
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/*.parquet"}]}],
     )
     # `datasets` caches a local directory whose card has `configs` under its folder name and card metadata only (not
-    # the files' mtimes), so two datasets in same-named folders would share a cache; the sizes below tell them apart.
+    # the files' mtimes), so two datasets in same-named folders would share a cache; the sizes below tell them apart
+    # when they differ. Equal-sized shards with other values (a table regenerated in a same-named folder) still hit
+    # the older cache; `datasets` hashes no card field that could carry a digest, so `generate_dataset`'s docstring
+    # tells users to load such a folder with `download_mode="force_redownload"`.
     shards = sorted((output_dir / "data").glob("*.parquet"))
     num_bytes = sum(p.stat().st_size for p in shards)
     card_data.dataset_info = {

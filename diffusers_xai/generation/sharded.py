@@ -155,7 +155,9 @@ def generate_dataset(
 ) -> GenerationResult:
     r"""
     Generate `num_samples` samples into Parquet shards of `shard_size` rows, loadable with
-    `datasets.load_dataset(output_dir)` or `load_dataset("parquet", data_dir=output_dir)`.
+    `datasets.load_dataset(output_dir)` or `load_dataset("parquet", data_dir=output_dir)`. `datasets` caches a local
+    folder by its name and card metadata, not its files' contents: after regenerating into a folder of the same name,
+    load it with `download_mode="force_redownload"`, or it may return the older rows.
 
     **Determinism.** Sample `i` is drawn with its own `torch.Generator` seeded `base_seed + i` (on CPU, so the noise
     is the same on every device), and batches never cross a shard boundary: shard `k` always holds samples
