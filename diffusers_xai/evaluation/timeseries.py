@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
+from .features import feature_space_name
 from .fid import fid_sample_warnings, frechet_distance, kernel_distance
 from .report import EvaluationReport
 
@@ -295,7 +296,7 @@ def evaluate_timeseries(
     real_w, synth_w = _windows(real, "real"), _windows(synthetic, "synthetic")
     _check_pair(real_w, synth_w)
     encoder = encoder if encoder is not None else WindowStatsEncoder()
-    space = getattr(encoder, "feature_space_name", None) or type(encoder).__name__
+    space = feature_space_name(encoder)
     report = EvaluationReport(
         modality="timeseries",
         num_real=len(real_w),

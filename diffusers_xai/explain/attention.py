@@ -159,12 +159,12 @@ def attention_maps(
         heads,
         query,
         token_indices,
-        [s.timestep for s in steps],
-        [s.step_index for s in steps],
+        steps,
     )
 
 
-def _aggregate(probs_by_layer, kind, image_size, heads, query, token_indices, timesteps, step_indices):
+def _aggregate(probs_by_layer, kind, image_size, heads, query, token_indices, steps):
+    """The maps of `probs_by_layer` (one list a layer, one entry a step of `steps`) as one [`ExplanationResult`]."""
     per_layer: dict[str, torch.Tensor] = {}
     upsampled = []
     for name, per_step in probs_by_layer.items():
@@ -187,8 +187,8 @@ def _aggregate(probs_by_layer, kind, image_size, heads, query, token_indices, ti
         method="attention",
         attributions=maps,
         maps=maps,
-        timesteps=list(timesteps),
-        step_indices=list(step_indices),
+        timesteps=[s.timestep for s in steps],
+        step_indices=[s.step_index for s in steps],
         metadata={"kind": kind, "layers": list(per_layer), "per_layer": per_layer, "aggregated": maps.mean(dim=0)},
         signed=False,  # attention weights are >= 0 and claim "attended to", not a direction of the target
     )
@@ -297,8 +297,7 @@ class AttentionExplainer(DenoiserExplainer):
             heads,
             query,
             token_indices,
-            [s.timestep for s in steps],
-            [s.step_index for s in steps],
+            steps,
         )
         if tokens is not None:
             result.metadata["tokens"] = (
