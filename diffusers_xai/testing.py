@@ -15,6 +15,7 @@ __all__ = [
     "tiny_class_conditional_unet",
     "tiny_conditional_unet",
     "tiny_pipeline",
+    "tiny_traced_run",
     "tiny_unet",
 ]
 
@@ -90,6 +91,20 @@ def tiny_pipeline(scheduler: str = "ddpm", seed: int = 0, num_train_timesteps: i
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_traced_run(batch_size: int = 2, num_inference_steps: int = 3, trace=True, seed: int = 0):
+    """A [`tiny_pipeline`] and one seeded `output_type="pt"` run of it with a [`Trace`]: what the explain tests
+    explain. `trace` is the call's `trace=` (`True`, a dict or a [`TraceConfig`])."""
+    pipe = tiny_pipeline()
+    out = pipe(
+        batch_size=batch_size,
+        num_inference_steps=num_inference_steps,
+        trace=trace,
+        output_type="pt",
+        generator=torch.Generator().manual_seed(seed),
+    )
+    return pipe, out
 
 
 def tiny_class_conditional_unet(

@@ -8,20 +8,12 @@ from PIL import Image
 
 from diffusers_xai import TraceConfig, find_attention_modules
 from diffusers_xai.explain import DEFAULT_METHODS, EXPLAIN_METHODS, Explainer, ExplanationTarget, explain_generation
-from diffusers_xai.testing import tiny_pipeline
+from diffusers_xai.testing import tiny_pipeline, tiny_traced_run
 
 
 @pytest.fixture(scope="module")
 def generation():
-    pipe = tiny_pipeline()
-    out = pipe(
-        batch_size=2,
-        num_inference_steps=4,
-        trace=TraceConfig(attention=True),
-        output_type="pt",
-        generator=torch.Generator().manual_seed(0),
-    )
-    return pipe, out
+    return tiny_traced_run(num_inference_steps=4, trace=TraceConfig(attention=True))
 
 
 @pytest.mark.slow

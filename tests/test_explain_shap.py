@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from diffusers_xai.explain import DenoiserShap, ExplanationTarget
-from diffusers_xai.testing import tiny_pipeline
+from diffusers_xai.testing import tiny_pipeline, tiny_traced_run
 from tests.test_explain_attributions import FakeScheduler, LinearDenoiser, W, X
 
 
@@ -23,10 +23,7 @@ def test_gradient_shap_of_a_linear_denoiser_is_w_times_x_minus_background():
 
 
 def test_gradient_shap_on_the_unet():
-    pipe = tiny_pipeline()
-    out = pipe(
-        batch_size=2, num_inference_steps=3, trace=True, output_type="pt", generator=torch.Generator().manual_seed(0)
-    )
+    pipe, out = tiny_traced_run()
     res = DenoiserShap(pipe).attribute(out.trace, timesteps=out.trace.timesteps[:2].tolist(), nsamples=16)
     assert res.method == "shap"
     assert res.attributions.shape == (2, 2, 1, 8, 8) and res.maps.shape == (2, 2, 1, 8, 8)

@@ -6,7 +6,7 @@ from PIL import Image
 
 from diffusers_xai import TraceConfig
 from diffusers_xai.explain import analyze_trajectory
-from diffusers_xai.testing import tiny_pipeline
+from diffusers_xai.testing import tiny_traced_run
 from diffusers_xai.viz import (
     save_attention_maps,
     save_commit_step_map,
@@ -58,14 +58,7 @@ def test_image_grid_and_heatmaps(tmp_path):
 
 
 def test_trace_plots(tmp_path):
-    pipe = tiny_pipeline()
-    out = pipe(
-        batch_size=2,
-        num_inference_steps=5,
-        trace=TraceConfig(attention=True),
-        output_type="pt",
-        generator=torch.Generator().manual_seed(0),
-    )
+    pipe, out = tiny_traced_run(num_inference_steps=5, trace=TraceConfig(attention=True))
     assert _png(save_trajectory_strip(out.trace, tmp_path / "strip.png", sample_index=1, max_steps=3))
     assert _png(save_attention_maps(out.trace, tmp_path / "attention.png"))
     analysis = analyze_trajectory(out.trace, pipe.scheduler)
