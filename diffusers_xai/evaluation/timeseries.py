@@ -57,6 +57,13 @@ def _check_pair(real: torch.Tensor, synth: torch.Tensor) -> None:
         )
 
 
+def _window_pair(real, synthetic) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sets as `[N, T, D]` float windows, checked to share `T` and `D`."""
+    real, synth = _windows(real, "real"), _windows(synthetic, "synthetic")
+    _check_pair(real, synth)
+    return real, synth
+
+
 def _minmax(real: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     """
     TimeGAN's scale convention: its predictor ends in a sigmoid and its scores are MAEs on data in [0, 1]. Data
@@ -88,6 +95,21 @@ class _GRUHead(nn.Module):
         return self.out(h) if self.per_step else self.out(last[-1])
 
 
+def _fit_gru(input_dim, hidden_dim, per_step, seed, learning_rate, iterations, batch_loss, desc, progress) -> _GRUHead:
+    """A seeded [`_GRUHead`] trained with Adam for `iterations` steps on `batch_loss(model)` (TimeGAN's post-hoc
+    models); the global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _GRUHead(input_dim, hidden_dim, per_step=per_step)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    for _ in tqdm(range(iterations), desc=desc, disable=not progress, leave=False):
+        loss = batch_loss(model)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model
+
+
 def discriminative_score(
     real,
     synthetic,
@@ -105,8 +127,7 @@ def discriminative_score(
     on 80% of the real and synthetic windows, $|\text{accuracy} - 0.5|$ on the other 20%. 0 is best. Real data
     outside [0, 1] are min-max scaled per channel (both sets, with the real range) first, as TimeGAN does.
     """
-    real, synth = _windows(real, "real"), _windows(synthetic, "synthetic")
-    _check_pair(real, synth)
+    real, synth = _window_pair(real, synthetic)
     real, synth = _minmax(real, synth)
     g = torch.Generator().manual_seed(seed)
     r_tr, r_te = _split(len(real), g)
@@ -115,20 +136,18 @@ def discriminative_score(
     y_train = torch.cat([torch.ones(len(r_tr)), torch.zeros(len(s_tr))])
     x_test = torch.cat([real[r_te], synth[s_te]])
     y_test = torch.cat([torch.ones(len(r_te)), torch.zeros(len(s_te))])
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = _GRUHead(real.shape[2], hidden_dim or max(1, real.shape[2] // 2), per_step=False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     loss_fn = nn.BCEWithLogitsLoss()
-    for _ in tqdm(range(iterations), desc="discriminative score", disable=not progress, leave=False):
+
+    def batch_loss(model: nn.Module) -> torch.Tensor:
         # TimeGAN draws each batch from each set separately: batch_size real and batch_size synthetic
         rb = torch.randperm(len(r_tr), generator=g)[:batch_size]
         sb = len(r_tr) + torch.randperm(len(s_tr), generator=g)[:batch_size]
         idx = torch.cat([rb, sb])
-        loss = loss_fn(model(x_train[idx]).squeeze(-1), y_train[idx])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        return loss_fn(model(x_train[idx]).squeeze(-1), y_train[idx])
+
+    hidden = hidden_dim or max(1, real.shape[2] // 2)
+    desc = "discriminative score"
+    model = _fit_gru(real.shape[2], hidden, False, seed, learning_rate, iterations, batch_loss, desc, progress)
     with torch.no_grad():
         accuracy = float(((model(x_test).squeeze(-1) > 0).float() == y_test).float().mean())
     return abs(accuracy - 0.5)
@@ -145,17 +164,13 @@ def _predictive_xy(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _train_predictor(x, iterations, batch_size, hidden_dim, learning_rate, seed, progress, desc) -> nn.Module:
     inputs, targets = _predictive_xy(x)
     g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = _GRUHead(inputs.shape[2], hidden_dim or max(1, x.shape[2] // 2), per_step=True)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    for _ in tqdm(range(iterations), desc=desc, disable=not progress, leave=False):
+
+    def batch_loss(model: nn.Module) -> torch.Tensor:
         idx = torch.randperm(len(x), generator=g)[:batch_size]
-        loss = (torch.sigmoid(model(inputs[idx])) - targets[idx]).abs().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model
+        return (torch.sigmoid(model(inputs[idx])) - targets[idx]).abs().mean()
+
+    hidden = hidden_dim or max(1, x.shape[2] // 2)
+    return _fit_gru(inputs.shape[2], hidden, True, seed, learning_rate, iterations, batch_loss, desc, progress)
 
 
 @torch.no_grad()
@@ -185,8 +200,7 @@ def predictive_score(
     Returns:
         `(tstr_mae, trtr_mae)`; with `synthetic` equal to `real` the two are identical.
     """
-    real, synth = _windows(real, "real"), _windows(synthetic, "synthetic")
-    _check_pair(real, synth)
+    real, synth = _window_pair(real, synthetic)
     real, synth = _minmax(real, synth)
     kw = {
         "iterations": iterations,
@@ -225,8 +239,7 @@ def autocorrelation_distance(real, synthetic, max_lag: int | None = None) -> flo
     Mean absolute difference between the mean autocorrelation functions (lags 1..`max_lag`, default
     `min(T - 1, 10)`) of real and synthetic windows, averaged over lags and channels. 0 is best.
     """
-    real, synth = _windows(real, "real"), _windows(synthetic, "synthetic")
-    _check_pair(real, synth)
+    real, synth = _window_pair(real, synthetic)
     max_lag = max_lag or min(real.shape[1] - 1, 10)
     acf_r = autocorrelation(real, max_lag).nanmean(0)
     acf_s = autocorrelation(synth, max_lag).nanmean(0)
@@ -293,8 +306,7 @@ def evaluate_timeseries(
     Returns:
         [`EvaluationReport`] with `modality="timeseries"`.
     """
-    real_w, synth_w = _windows(real, "real"), _windows(synthetic, "synthetic")
-    _check_pair(real_w, synth_w)
+    real_w, synth_w = _window_pair(real, synthetic)
     encoder = encoder if encoder is not None else WindowStatsEncoder()
     space = feature_space_name(encoder)
     report = EvaluationReport(
