@@ -6,7 +6,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 
 from diffusers_xai import DiffusionXAIPipeline
 from diffusers_xai.explain import ATTRIBUTION_METHODS, DenoiserAttribution, ExplanationTarget
-from diffusers_xai.testing import tiny_conditional_unet, tiny_pipeline, tiny_unet
+from diffusers_xai.testing import tiny_conditional_unet, tiny_pipeline, tiny_traced_run, tiny_unet
 
 W = torch.tensor([[[[1.0, -2.0], [0.5, 3.0]]]])
 X = torch.tensor([[[[2.0, 1.0], [-4.0, 0.5]]]])
@@ -49,10 +49,7 @@ def test_closed_form_attributions_of_a_linear_denoiser(method, expected, kwargs)
 
 @pytest.mark.slow
 def test_unet_attributions_shapes_and_completeness():
-    pipe = tiny_pipeline()
-    out = pipe(
-        batch_size=2, num_inference_steps=3, trace=True, output_type="pt", generator=torch.Generator().manual_seed(0)
-    )
+    pipe, out = tiny_traced_run()
     t = out.trace.timesteps[1:].tolist()
     for method in ATTRIBUTION_METHODS:
         res = (

@@ -19,7 +19,7 @@ from diffusers_xai.explain import (
     randomize_model,
     run_checks,
 )
-from diffusers_xai.testing import tiny_pipeline, tiny_unet
+from diffusers_xai.testing import tiny_pipeline, tiny_traced_run, tiny_unet
 
 
 class RegionDenoiser(torch.nn.Module):
@@ -144,11 +144,7 @@ def test_cascade_stages_go_from_the_output_layers_inwards():
 
 @pytest.fixture(scope="module")
 def traced():
-    pipe = tiny_pipeline()
-    out = pipe(
-        batch_size=4, num_inference_steps=10, trace=True, output_type="pt", generator=torch.Generator().manual_seed(0)
-    )
-    return pipe, out
+    return tiny_traced_run(batch_size=4, num_inference_steps=10)
 
 
 def test_cascading_randomisation_changes_model_dependent_maps(traced):
