@@ -40,6 +40,15 @@ def _features(x, name: str) -> torch.Tensor:
     return x
 
 
+def _feature_pair(real_features, fake_features) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sets as checked float64 `[N, D]` and `[M, D]` features of the same `D`."""
+    real = _features(real_features, "real_features")
+    fake = _features(fake_features, "fake_features")
+    if real.shape[1] != fake.shape[1]:
+        raise ValueError(f"Feature dimensions differ: real {tuple(real.shape)} vs fake {tuple(fake.shape)}.")
+    return real, fake
+
+
 def fid_sample_warnings(num_real: int, num_fake: int, num_features: int, space: str) -> list[str]:
     """The caveats a FID over these sample counts needs, as sentences (also logged)."""
     out = []
@@ -65,10 +74,7 @@ def frechet_distance(real_features, fake_features) -> float:
     Fréchet distance $\|\mu_r - \mu_g\|^2 + \mathrm{Tr}(\Sigma_r + \Sigma_g - 2(\Sigma_r\Sigma_g)^{1/2})$ between
     Gaussians fitted to two feature sets `[N, D]`, `[M, D]` (torchmetrics' `FrechetInceptionDistance`, float64).
     """
-    real = _features(real_features, "real_features")
-    fake = _features(fake_features, "fake_features")
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"Feature dimensions differ: real {tuple(real.shape)} vs fake {tuple(fake.shape)}.")
+    real, fake = _feature_pair(real_features, fake_features)
     if min(len(real), len(fake)) < 2:
         raise ValueError(f"FID needs at least 2 samples per set, got {len(real)} real and {len(fake)} fake.")
     metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1])).double()
@@ -89,10 +95,7 @@ def kernel_distance(
     Returns:
         `(mean, std)` over the subsets.
     """
-    real = _features(real_features, "real_features")
-    fake = _features(fake_features, "fake_features")
-    if real.shape[1] != fake.shape[1]:
-        raise ValueError(f"Feature dimensions differ: real {tuple(real.shape)} vs fake {tuple(fake.shape)}.")
+    real, fake = _feature_pair(real_features, fake_features)
     size = min(subset_size, len(real), len(fake))
     if size < 2:
         raise ValueError(f"KID needs at least 2 samples per set, got {len(real)} real and {len(fake)} fake.")
