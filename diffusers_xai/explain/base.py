@@ -252,6 +252,17 @@ def check_conditioning(denoiser: torch.nn.Module, encoder_hidden_states=None, cl
         )
 
 
+def batch_class_labels(class_labels, batch_size: int, device) -> torch.Tensor:
+    """`class_labels` as `[batch_size]` long labels on `device`: one label is repeated, any other count is a
+    `ValueError`."""
+    labels = torch.as_tensor(class_labels, device=device).long().reshape(-1)
+    if labels.shape[0] == 1:
+        labels = labels.expand(batch_size)
+    if labels.shape[0] != batch_size:
+        raise ValueError(f"`class_labels` has {labels.shape[0]} entries but x_t has batch size {batch_size}.")
+    return labels
+
+
 def _preview(values: list[int], n: int = 8) -> str:
     return "[" + ", ".join(map(str, values[:n])) + (", ...]" if len(values) > n else "]")
 
@@ -347,12 +358,7 @@ class DenoiserExplainer:
                 batch_size, *encoder_hidden_states.shape[1:]
             )
         if class_labels is not None:
-            labels = torch.as_tensor(class_labels, device=self.device).long().reshape(-1)
-            if labels.shape[0] == 1:
-                labels = labels.expand(batch_size)
-            if labels.shape[0] != batch_size:
-                raise ValueError(f"`class_labels` has {labels.shape[0]} entries but x_t has batch size {batch_size}.")
-            cond["class_labels"] = labels
+            cond["class_labels"] = batch_class_labels(class_labels, batch_size, self.device)
         if target_inputs is not None:
             extra = torch.as_tensor(target_inputs, device=self.device)
             if extra.shape[0] != batch_size:

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from ..capture import Trace
-from .base import ExplanationResult, attribution_maps, progress, resolve_denoiser, resolve_steps
+from .base import ExplanationResult, attribution_maps, batch_class_labels, progress, resolve_denoiser, resolve_steps
 from .target import DenoiserForward, ExplanationTarget, class_embedding_module, resolve_target, x0_coefficients
 
 __all__ = ["ConditionContrast", "ConditionContrastForward", "ConditionTarget"]
@@ -78,11 +78,7 @@ class ConditionContrastForward(DenoiserForward):
     def check_labels(self, class_labels, batch_size: int, device) -> torch.Tensor:
         if class_labels is None:
             raise ValueError("'Why this class' needs `class_labels=` (the class of each explained sample).")
-        labels = torch.as_tensor(class_labels, device=device).long().reshape(-1)
-        if labels.shape[0] == 1:
-            labels = labels.expand(batch_size)
-        if labels.shape[0] != batch_size:
-            raise ValueError(f"`class_labels` has {labels.shape[0]} entries but x_t has batch size {batch_size}.")
+        labels = batch_class_labels(class_labels, batch_size, device)
         if (labels < 0).any() or (labels >= self.num_embeddings).any():
             raise ValueError(f"`class_labels` must be in [0, {self.num_embeddings}), got {labels.tolist()[:8]}.")
         if isinstance(self.null_class, int) and (labels == self.null_class).any():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..capture import Trace
+from ..utils.io import atomic_write
 from .attention import AttentionExplainer
 from .attributions import ATTRIBUTION_METHODS, DenoiserAttribution
 from .base import DenoiserExplainer, ExplanationResult, progress, select_sample
@@ -158,24 +158,13 @@ class ExplanationReport:
             if name in summary["methods"]:
                 summary["methods"][name]["files"] = names
         summary["files"] = files
-        _write_json(summary, out_dir / "explanations.json")
+        atomic_write(out_dir / "explanations.json", json.dumps(summary, indent=2))
         return summary
 
 
 def _mean(values: list) -> float | None:
     nums = [v for v in values if v is not None]
     return round(sum(nums) / len(nums), 6) if nums else None
-
-
-def _write_json(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class Explainer:
