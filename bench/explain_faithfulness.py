@@ -296,17 +296,17 @@ def write_json(obj: dict, path: Path) -> None:
 def merge_reports(paths: list[str]) -> dict:
     """One report from several runs (e.g. one per modality): each modality from the last run that has it, with that
     run's command and conditions kept next to its numbers."""
-    merged: dict = {"command": [], "conditions": {}, "modalities": {}}
+    merged: dict = {"command": "", "conditions": {}, "modalities": {}}
     for path in paths:
         with open(path) as f:
             report = json.load(f)
-        merged["command"].append(report["command"])
         merged["conditions"] = report["conditions"]
         for modality, entry in report["modalities"].items():
             entry.setdefault("command", report["command"])
             entry.setdefault("conditions", report["conditions"])
             merged["modalities"][modality] = entry
-    merged["command"] = " && ".join(dict.fromkeys(merged["command"]))
+    # only the runs whose numbers were kept: a modality overwritten by a later run drops its command
+    merged["command"] = " && ".join(dict.fromkeys(e["command"] for e in merged["modalities"].values()))
     return merged
 
 

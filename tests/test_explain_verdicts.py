@@ -165,3 +165,38 @@ def test_card_warns_when_the_maps_do_not_depend_on_the_model():
         "0.95 >= 0.9)" in card.text
     )
     assert "saliency: the maps" not in card.text
+
+
+def _faithfulness_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "explain_faithfulness.py"
+    spec = importlib.util.spec_from_file_location("explain_faithfulness", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_merged_verdicts_name_only_the_runs_whose_numbers_they_keep(tmp_path):
+    def run(path, command, modalities):
+        report = {
+            "command": command,
+            "conditions": {"samples": 32},
+            "modalities": {m: {"methods": {}} for m in modalities},
+        }
+        path.write_text(json.dumps(report))
+        return str(path)
+
+    old = run(tmp_path / "old.json", "python old --modalities image tabular", ["image", "tabular"])
+    image = run(tmp_path / "image.json", "python new --modalities image", ["image"])
+    merged = _faithfulness_bench().merge_reports([old, image])
+    assert merged["modalities"]["image"]["command"] == "python new --modalities image"
+    assert merged["modalities"]["tabular"]["command"] == "python old --modalities image tabular"
+    assert merged["command"] == "python new --modalities image && python old --modalities image tabular"
+    # merging the merged file again with a newer tabular run drops the old command entirely
+    merged_path = tmp_path / "merged.json"
+    merged_path.write_text(json.dumps(merged))
+    tabular = run(tmp_path / "tab.json", "python new --modalities tabular", ["tabular"])
+    again = _faithfulness_bench().merge_reports([str(merged_path), tabular])
+    assert again["command"] == "python new --modalities image && python new --modalities tabular"
