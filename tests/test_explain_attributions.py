@@ -138,3 +138,63 @@ def test_class_label_attributions_go_through_the_class_embedding():
     assert sum(len(m._forward_hooks) for m in unet.modules()) == 0
     with pytest.raises(ValueError, match="needs `class_labels=`"):
         ig.attribute(x, timesteps=50, include_conditioning=True)
+
+
+class QuadraticDenoiser(torch.nn.Module):
+    """model output = W * x**2, so the target sum(W * x**2) has gradient 2 W x."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(W.clone())
+
+    def forward(self, sample, timestep, **kwargs):
+        return UNet2DOutput(sample=self.w * sample**2)
+
+
+class ScheduleScheduler(FakeScheduler):
+    alphas_cumprod = torch.full((11,), 0.75)  # alpha_bar_10 = 0.75: the step's noise std sqrt(1 - 0.75) = 0.5
+
+
+def _quadratic(method: str) -> DenoiserAttribution:
+    return DenoiserAttribution(
+        QuadraticDenoiser(), method, scheduler=ScheduleScheduler(), target=ExplanationTarget(output="model_output")
+    )
+
+
+def test_smoothgrad_uses_the_steps_noise_level():
+    # SmoothGrad-squared of g(x) = 2 W x under x + sigma * eps: E[g^2] = 4 W^2 (x^2 + sigma^2), sigma = 0.5 here;
+    # sigma = 1 (or no noise) would give a different answer, so the default std must be sqrt(1 - alpha_bar_t)
+    torch.manual_seed(0)  # captum's NoiseTunnel draws with the global generator
+    res = _quadratic("smoothgrad").attribute(X, timesteps=10, nt_type="smoothgrad_sq", nt_samples=20000,
+                                             nt_samples_batch_size=20000)  # fmt: skip
+    expected = 4 * W**2 * (X**2 + 0.25)
+    torch.testing.assert_close(res.attributions[0], expected, rtol=0.05, atol=0.05)
+    assert not torch.allclose(res.attributions[0], 4 * W**2 * (X**2 + 1.0), rtol=0.05, atol=0.05)
+    assert res.signed is False
+    assert res.metadata["smoothgrad"] == {
+        "nt_type": "smoothgrad_sq", "nt_samples": 20000, "nt_samples_batch_size": 20000,
+        "stdevs": "sqrt(1 - alpha_bar_t)",
+    }  # fmt: skip
+    # no noise: exactly the squared gradient; SmoothGrad of the signed gradient: E[2 W (x + sigma eps)] = 2 W x
+    exact = _quadratic("smoothgrad").attribute(X, timesteps=10, nt_type="smoothgrad_sq", stdevs=0.0, nt_samples=3)
+    torch.testing.assert_close(exact.attributions[0], 4 * W**2 * X**2)
+    signed = _quadratic("smoothgrad").attribute(X, timesteps=10, abs=False, nt_samples=20000,
+                                                nt_samples_batch_size=20000)  # fmt: skip
+    torch.testing.assert_close(signed.attributions[0], 2 * W * X, rtol=0.05, atol=0.05)
+    assert signed.signed is True
+    assert _quadratic("smoothgrad").signed_maps({}) is False  # default: mean |gradient|, a magnitude
+
+
+def test_integrated_gradients_noise_baseline_is_a_seeded_draw_at_the_steps_level():
+    from diffusers_xai.explain import noise_level_baselines
+
+    explainer = DenoiserAttribution(
+        LinearDenoiser(), "integrated_gradients", scheduler=ScheduleScheduler(),
+        target=ExplanationTarget(output="model_output"),
+    )  # fmt: skip
+    res = explainer.attribute(X, timesteps=10, baselines="noise", n_steps=8, seed=3)
+    draw = noise_level_baselines(X, 0.75, 1, torch.Generator().manual_seed(3))
+    assert draw.abs().max() > 0  # a real draw, not zeros
+    torch.testing.assert_close(res.attributions[0], W * (X - draw))  # IG of a linear map: W (x - x')
+    with pytest.raises(ValueError, match="`baselines` as a string must be 'noise'"):
+        explainer.attribute(X, timesteps=10, baselines="zeros")

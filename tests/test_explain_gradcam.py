@@ -4,7 +4,13 @@ import pytest
 import torch
 from captum.attr import LayerGradCam
 
-from diffusers_xai.explain import DenoiserGradCAM, ExplanationTarget, default_gradcam_layers, grad_cam
+from diffusers_xai.explain import (
+    DenoiserGradCAM,
+    ExplanationTarget,
+    default_gradcam_layers,
+    grad_cam,
+    output_gradcam_layers,
+)
 from diffusers_xai.testing import tiny_pipeline
 
 
@@ -100,3 +106,23 @@ def test_no_hooks_left_after_an_exception():
             DenoiserGradCAM(pipe, layer=layer, target=ExplanationTarget(fn=boom)).attribute(out.trace)
         assert _hooks(pipe.unet) == 0
     assert [p.requires_grad for p in pipe.unet.parameters()] == flags
+
+
+def test_output_layer_presets_resolve_to_the_last_up_blocks():
+    pipe = tiny_pipeline()  # up_blocks.1 is the last up block, at the sample's 8x8 resolution
+    assert output_gradcam_layers(pipe.unet) == ["up_blocks.1"]
+    assert output_gradcam_layers(pipe.unet, 2) == ["up_blocks.0", "up_blocks.1"]
+    assert DenoiserGradCAM(pipe, layer="output_block").layers == ["up_blocks.1"]
+    assert DenoiserGradCAM(pipe, layer="output_blocks").layers == ["up_blocks.0", "up_blocks.1"]
+    assert DenoiserGradCAM(pipe, layer="all_blocks").layers == default_gradcam_layers(pipe.unet)
+    out = pipe(
+        batch_size=2, num_inference_steps=3, trace=True, output_type="pt", generator=torch.Generator().manual_seed(0)
+    )
+    t = int(out.trace.timesteps[1])
+    res = DenoiserGradCAM(pipe, layer="output_block").attribute(out.trace, timesteps=[t])
+    cam = res.metadata["per_layer"]["up_blocks.1"][0]  # [B, 1, 8, 8]: already at the sample's size
+    torch.testing.assert_close(res.maps[0], cam / cam.abs().amax(dim=(1, 2, 3), keepdim=True))
+    with pytest.raises(ValueError, match="`n` must be >= 1"):
+        output_gradcam_layers(pipe.unet, 0)
+    with pytest.raises(ValueError, match="has no `up_blocks`"):
+        output_gradcam_layers(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1)))

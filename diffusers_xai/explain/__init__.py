@@ -28,7 +28,7 @@ from .faithfulness import (
     perturbation_curves,
     random_map_curves,
 )
-from .gradcam import DenoiserGradCAM, default_gradcam_layers, grad_cam
+from .gradcam import GRADCAM_LAYER_PRESETS, DenoiserGradCAM, default_gradcam_layers, grad_cam, output_gradcam_layers
 from .planted import (
     planted_images,
     planted_series,
@@ -62,6 +62,7 @@ __all__ = [
     "ATTRIBUTION_METHODS",
     "DEFAULT_METHODS",
     "EXPLAIN_METHODS",
+    "GRADCAM_LAYER_PRESETS",
     "AttentionExplainer",
     "ColumnCommitResult",
     "ConditionContrast",
@@ -108,6 +109,7 @@ __all__ = [
     "map_similarity",
     "model_randomization_check",
     "noise_level_baselines",
+    "output_gradcam_layers",
     "passing_methods",
     "perturbation_curve",
     "perturbation_curves",

@@ -5,21 +5,25 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from captum.attr import GradientShap, InputXGradient, IntegratedGradients, Occlusion, Saliency
+from captum.attr import GradientShap, InputXGradient, IntegratedGradients, NoiseTunnel, Occlusion, Saliency
 
 from .base import DenoiserExplainer, ExplanationResult, attribution_maps, frozen_parameters, progress
 from .target import ExplanationTarget, class_embedding_module, resolve_target
 
-__all__ = ["ATTRIBUTION_METHODS", "DenoiserAttribution", "alpha_bar", "noise_level_baselines"]
+__all__ = ["ATTRIBUTION_METHODS", "DenoiserAttribution", "SMOOTHGRAD_DEFAULTS", "alpha_bar", "noise_level_baselines"]
 
 ATTRIBUTION_METHODS = {
     "integrated_gradients": IntegratedGradients,
     "gradient_shap": GradientShap,
     "saliency": Saliency,
+    "smoothgrad": Saliency,  # wrapped in captum's NoiseTunnel (`DenoiserAttribution._captum`)
     "input_x_gradient": InputXGradient,
     "occlusion": Occlusion,
 }
 _HAS_DELTA = ("integrated_gradients", "gradient_shap")
+_UNSIGNED = ("saliency", "smoothgrad")  # captum's Saliency default `abs=True`: |gradient|, a magnitude
+# SmoothGrad's defaults: 16 noisy copies, all in one batch; the noise's std is the step's own, sqrt(1 - alpha_bar_t)
+SMOOTHGRAD_DEFAULTS = {"nt_type": "smoothgrad", "nt_samples": 16, "nt_samples_batch_size": 16}
 
 
 def noise_level_baselines(
@@ -47,10 +51,16 @@ class DenoiserAttribution(DenoiserExplainer):
     Methods (`method=`):
 
     - `"integrated_gradients"`: $(x - x')\int_0^1 \partial y(x' + \alpha(x - x'))/\partial x \,d\alpha$, baseline
-      $x' = 0$ (the mean of $x_t$) unless `baselines=` is given. https://arxiv.org/abs/1703.01365
+      $x' = 0$ (the mean of $x_t$) unless `baselines=` is given (`baselines="noise"`: a fresh-noise draw at the
+      step's level). https://arxiv.org/abs/1703.01365
     - `"gradient_shap"`: expected gradients against a baseline *distribution*; the default is
       [`noise_level_baselines`] (pure noise at the step's noise level). https://arxiv.org/abs/1705.07874
     - `"saliency"`: $|\partial y / \partial x|$. https://arxiv.org/abs/1312.6034
+    - `"smoothgrad"`: SmoothGrad (Smilkov et al. 2017, https://arxiv.org/abs/1706.03825), captum's
+      `NoiseTunnel(Saliency)`: the mean of $|\partial y / \partial x|$ at `nt_samples=16` copies
+      $x_t + \sigma\epsilon$, with $\sigma = \sqrt{1-\bar\alpha_t}$ (`stdevs`) unless given: the noise level
+      of the step itself, the neighbourhood of $x_t$ the sampler visits. `nt_type="smoothgrad_sq"` averages the
+      squares; `abs=False` the signed gradients.
     - `"input_x_gradient"`: $x \odot \partial y / \partial x$.
     - `"occlusion"`: the change of $y$ when a sliding window of $x_t$ is set to the baseline (default 0);
       window `sliding_window_shapes=(C, k, k)` with $k = \max(1, H/8)$ and stride $k$ unless given (windows
@@ -100,6 +110,8 @@ class DenoiserAttribution(DenoiserExplainer):
         cls = ATTRIBUTION_METHODS[self.method]
         if self.method in ("integrated_gradients", "gradient_shap"):
             return cls(forward, multiply_by_inputs=self.multiply_by_inputs)
+        if self.method == "smoothgrad":
+            return NoiseTunnel(cls(forward))
         return cls(forward)
 
     def _conditioning_input(self, cond: dict, include: bool) -> tuple[str | None, torch.Tensor | None]:
@@ -140,7 +152,10 @@ class DenoiserAttribution(DenoiserExplainer):
             timesteps (`int` or `list[int]`, *optional*): scheduler timesteps (default: every recorded step of a
                 trace; required for a tensor).
             target (*optional*): overrides the target bound in the constructor.
-            baselines (*optional*): captum baselines (GradientShap: a distribution `[N, C, H, W]`).
+            baselines (*optional*): captum baselines (GradientShap: a distribution `[N, C, H, W]`), or `"noise"`:
+                fresh noise at the step's level, $\sqrt{1-\bar\alpha_t}\,\epsilon$ ($x_t$ of $x_0 = 0$, the
+                forward-diffused mean image; [`noise_level_baselines`]), one seeded draw per sample (IG: Sturmfels
+                et al. 2020's Gaussian baseline at the sampler's own noise level; GradientShap: its default 8 draws).
             encoder_hidden_states, class_labels (`torch.Tensor`, *optional*): the model's conditioning.
             target_inputs (`torch.Tensor`, *optional*): per-sample inputs of the target's `fn` ([`ExplanationTarget`]).
             include_conditioning (`bool`, *optional*, defaults to `False`): also attribute to the conditioning.
@@ -177,17 +192,36 @@ class DenoiserAttribution(DenoiserExplainer):
                     cond_attr.append(out[1].detach().float().cpu())
         result = self._result(steps, torch.stack(sample_attr), cond_attr, cond_name, deltas)
         result.signed = self.signed_maps(method_kwargs)
+        if self.method == "smoothgrad":
+            result.metadata["smoothgrad"] = self._smoothgrad_metadata(method_kwargs)
         return result
 
     def signed_maps(self, method_kwargs: dict | None = None) -> bool:
-        r"""Whether this method's maps are signed: all but saliency, whose captum default `abs=True` gives
-        $|\partial y / \partial x|$, a magnitude (`abs=False` gives the signed gradient)."""
-        return self.method != "saliency" or not (method_kwargs or {}).get("abs", True)
+        r"""Whether this method's maps are signed: all but saliency and SmoothGrad, whose captum default `abs=True`
+        gives $|\partial y / \partial x|$, a magnitude (`abs=False` gives the signed gradient; SmoothGrad's
+        `nt_type="smoothgrad_sq"` squares, so it is never signed)."""
+        kwargs = method_kwargs or {}
+        if self.method == "smoothgrad" and kwargs.get("nt_type", SMOOTHGRAD_DEFAULTS["nt_type"]) != "smoothgrad":
+            return False
+        return self.method not in _UNSIGNED or not kwargs.get("abs", True)
+
+    @staticmethod
+    def _smoothgrad_metadata(method_kwargs: dict) -> dict:
+        """SmoothGrad's parameters as run, for the result's metadata and the card."""
+        out = {k: method_kwargs.get(k, v) for k, v in SMOOTHGRAD_DEFAULTS.items()}
+        stdevs = method_kwargs.get("stdevs")
+        out["stdevs"] = "sqrt(1 - alpha_bar_t)" if stdevs is None else stdevs
+        return out
 
     def _method_kwargs(self, xs: tuple, timestep: int, baselines, generator, delta: bool, method_kwargs) -> dict:
         """captum's `attribute` keywords for one step: baselines, default occlusion windows, convergence delta."""
         kwargs = dict(method_kwargs)
-        if self.method not in ("saliency", "input_x_gradient"):
+        if self.method == "smoothgrad":
+            kwargs = {**SMOOTHGRAD_DEFAULTS, **kwargs}
+            if kwargs.get("stdevs") is None:  # the step's noise level, in x_t's units; the conditioning is not noised
+                sigma = (1.0 - alpha_bar(self.scheduler, timestep)) ** 0.5
+                kwargs["stdevs"] = (sigma, *(0.0 for _ in xs[1:])) if len(xs) > 1 else sigma
+        if self.method not in ("saliency", "smoothgrad", "input_x_gradient"):
             kwargs["baselines"] = self._baselines(baselines, xs, timestep, generator)
         if self.method == "occlusion":
             windows, strides = self._default_occlusion(xs)
@@ -241,11 +275,16 @@ class DenoiserAttribution(DenoiserExplainer):
         )
 
     def _baselines(self, baselines, xs: tuple, timestep: int, generator: torch.Generator):
-        if baselines is not None:
+        if isinstance(baselines, str):
+            if baselines != "noise":
+                raise ValueError(f"`baselines` as a string must be 'noise' (fresh noise at the step's level), got "
+                                 f"{baselines!r}; or pass a tensor or a number.")  # fmt: skip
+        elif baselines is not None:
             return baselines
-        if self.method != "gradient_shap":
+        elif self.method != "gradient_shap":
             return None  # captum's default: zeros
-        n = 8
+        # "noise": one draw per sample (IG, occlusion: x' ~ q(x_t | x_0 = 0)); GradientShap's distribution: 8 draws
+        n = 8 if self.method == "gradient_shap" else xs[0].shape[0]
         draws = [noise_level_baselines(xs[0], alpha_bar(self.scheduler, timestep), n, generator)]
         draws += [torch.zeros((n, *c.shape[1:]), device=c.device, dtype=c.dtype) for c in xs[1:]]
         return tuple(draws) if len(draws) > 1 else draws[0]

@@ -11,7 +11,7 @@ from ..capture import ActivationCapture, resolve_module_names
 from .base import DenoiserExplainer, ExplanationResult, frozen_parameters, progress
 from .target import ExplanationTarget, resolve_target
 
-__all__ = ["DenoiserGradCAM", "default_gradcam_layers", "grad_cam"]
+__all__ = ["GRADCAM_LAYER_PRESETS", "DenoiserGradCAM", "default_gradcam_layers", "grad_cam", "output_gradcam_layers"]
 
 # upsampling of a layer map to the sample: series windows [B, C, L], images [B, C, H, W], volumes [B, C, D, H, W]
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -26,6 +26,28 @@ def default_gradcam_layers(unet: torch.nn.Module) -> list[str]:
     if getattr(unet, "mid_block", None) is not None:
         names.insert(len([n for n in names if n.startswith("down_blocks")]), "mid_block")
     return names
+
+
+def output_gradcam_layers(unet: torch.nn.Module, n: int = 1) -> list[str]:
+    """
+    The last `n` up blocks of a diffusers UNet (`up_blocks.<last>` first of the two for `n=2`): the layers nearest
+    the output, at the sample's resolution. Selvaraju et al. take the last convolutional layer, whose map has the
+    finest resolution that still sees the whole network; in a UNet that is the last up block.
+    """
+    if n < 1:
+        raise ValueError(f"`n` must be >= 1 (the number of last up blocks), got {n}.")
+    ups = [name for name in default_gradcam_layers(unet) if name.startswith("up_blocks.")]
+    if not ups:
+        raise ValueError(f"{type(unet).__name__} has no `up_blocks`; pass `layer=` with its module names.")
+    return ups[-n:]
+
+
+# `layer=` names of layer sets: every block (the default), the last up block, the last two up blocks
+GRADCAM_LAYER_PRESETS = {
+    "all_blocks": default_gradcam_layers,
+    "output_block": output_gradcam_layers,
+    "output_blocks": lambda unet: output_gradcam_layers(unet, 2),
+}
 
 
 def _cam(activation: torch.Tensor, gradient: torch.Tensor, relu_attributions: bool) -> torch.Tensor:
@@ -89,7 +111,9 @@ class DenoiserGradCAM(DenoiserExplainer):
 
     Args:
         model (`DiffusionPipeline` or `torch.nn.Module`): a pipeline (its `unet` and `scheduler`) or a denoiser.
-        layer (`str` or `list[str]`, *optional*): dotted module names or `fnmatch` patterns; default all blocks.
+        layer (`str` or `list[str]`, *optional*): dotted module names or `fnmatch` patterns, or a preset of
+            [`GRADCAM_LAYER_PRESETS`]: `"all_blocks"` (the default), `"output_block"` (the last up block, at the
+            sample's resolution: [`output_gradcam_layers`]), `"output_blocks"` (the last two up blocks).
         scheduler (*optional*): needed with a bare denoiser when the target is $\hat{x}_0$.
         target ([`ExplanationTarget`] or callable, *optional*): what is explained.
 
@@ -116,7 +140,9 @@ class DenoiserGradCAM(DenoiserExplainer):
     ):
         super().__init__(model, scheduler, target)
         modules = {n: m for n, m in self.unet.named_modules() if n}
-        if layer is None:
+        if isinstance(layer, str) and layer in GRADCAM_LAYER_PRESETS:
+            self.layers = GRADCAM_LAYER_PRESETS[layer](self.unet)
+        elif layer is None:
             self.layers = default_gradcam_layers(self.unet)
             if not self.layers:
                 raise ValueError(f"{type(self.unet).__name__} has no down/mid/up blocks; pass `layer=` explicitly.")
