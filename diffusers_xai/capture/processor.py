@@ -46,6 +46,15 @@ def prepare_attention_inputs(
     return hidden_states, attention_mask
 
 
+def apply_qk_norms(attn: Attention, query: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The q/k norms of diffusers' attention processors (`attn.norm_q`/`attn.norm_k` where set) on per-head Q, K."""
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    return query, key
+
+
 def attention_probabilities(
     attn: Attention,
     hidden_states: torch.Tensor,
@@ -74,10 +83,7 @@ def attention_probabilities(
     head_dim = key.shape[-1] // attn.heads
     query = query.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
     key = key.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-    if attn.norm_q is not None:
-        query = attn.norm_q(query)
-    if attn.norm_k is not None:
-        key = attn.norm_k(key)
+    query, key = apply_qk_norms(attn, query, key)
     scores = (query.float() @ key.float().transpose(-1, -2)) * attn.scale
     if attention_mask is not None:
         scores = scores + attention_mask.float()

@@ -28,7 +28,7 @@ from diffusers.models.attention_processor import (
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
 
-from .processor import prepare_attention_inputs
+from .processor import apply_qk_norms, prepare_attention_inputs
 
 __all__ = [
     "SUPPORTED_PROCESSORS",
@@ -89,11 +89,7 @@ def _attn_qk(attn, processor, hidden_states, encoder_hidden_states, attention_ma
         if is_cross and attn.norm_cross:
             context = attn.norm_encoder_hidden_states(context)
         key = attn.to_kv(context).chunk(2, dim=-1)[0] if fused else attn.to_k(context)
-    query, key = _heads(query, attn.heads), _heads(key, attn.heads)
-    if attn.norm_q is not None:
-        query = attn.norm_q(query)
-    if attn.norm_k is not None:
-        key = attn.norm_k(key)
+    query, key = apply_qk_norms(attn, _heads(query, attn.heads), _heads(key, attn.heads))
     # AttnProcessor multiplies by attn.scale; the SDPA processors leave SDPA's default 1/sqrt(d) in place.
     scale = attn.scale if type(processor) is AttnProcessor else 1.0 / math.sqrt(query.shape[-1])
     everything = slice(0, None)
@@ -120,10 +116,8 @@ def _joint_qk(attn, processor, hidden_states, encoder_hidden_states, attention_m
         query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
     query, key = _heads(query, attn.heads), _heads(key, attn.heads)
     # diffusers 0.42's FusedJointAttnProcessor2_0 applies no q/k norms (the unfused one does): mirror what it computes
-    if not fused and attn.norm_q is not None:
-        query = attn.norm_q(query)
-    if not fused and attn.norm_k is not None:
-        key = attn.norm_k(key)
+    if not fused:
+        query, key = apply_qk_norms(attn, query, key)
     n, everything = query.shape[2], slice(0, None)
     if encoder_hidden_states is None:
         return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), None, everything, everything, None)
