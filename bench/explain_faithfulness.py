@@ -252,14 +252,16 @@ def check_modality(modality: str, args) -> dict:
 
 
 def _ci(check: dict | None) -> str:
-    if not check or check.get("mean") is None:
-        return "–"
-    mark = "✓" if check.get("passed") else "✗"
-    return f"{mark} {check['mean']:+.3f} [{check['ci_low']:+.3f}, {check['ci_high']:+.3f}]"
+    from diffusers_xai.explain.verdicts import ci_text
+
+    text = ci_text(check)
+    return "–" if text is None else f"{'✓' if check.get('passed') else '✗'} {text}"
 
 
 def markdown_table(modality: str, result: dict) -> str:
     """One row per method: deletion / insertion gains with CIs, randomisation Spearman, planted recovery, verdict."""
+    from diffusers_xai.explain.verdicts import method_checks
+
     lines = [
         f"**{modality}** (`{result['model']}`, {result['samples']} samples × timesteps {result['timesteps']} of "
         f"{result['inference_steps']} DDIM steps)",
@@ -272,14 +274,11 @@ def markdown_table(modality: str, result: dict) -> str:
         if "error" in entry:
             lines.append(f"| {method} | – | – | – | – | fails: {entry['error'][:80]} |")
             continue
-        faith = entry.get("faithfulness") or {}
-        rand = entry.get("randomization") or {}
-        planted = entry.get("planted") or {}
+        faith, rand, planted, mark = method_checks(entry)  # mark: an unsigned map's protocol
         rho = rand.get("spearman_full")
         rho_cell = "–" if rho is None else f"{'✓' if rand.get('passed') else '✗'} {rho:.3f}"
         rec_cell = f"{'✓' if planted.get('passed') else '✗'} {planted.get('value', float('nan')):.3f}"
         verdict = "**pass**" if entry["passed"] else "**fail**"
-        mark = " (magnitude)" if faith.get("protocol") == "magnitude" else ""  # an unsigned map's protocol
         lines.append(
             f"| {method} | {_ci(faith.get('deletion_gain'))}{mark} | {_ci(faith.get('insertion_gain'))}{mark} | "
             f"{rho_cell} | {rec_cell} | {verdict} |"

@@ -52,11 +52,26 @@ MAGNITUDE_NOTE = (
 )
 
 
-def _ci_cell(check: dict | None) -> str:
+def ci_text(check: dict | None) -> str | None:
+    """A bootstrap check's `mean [ci_low, ci_high]`, signed, 3 decimals; `None` when the check has no mean."""
     if not check or check.get("mean") is None:
-        return "–"
-    mark = "pass" if check.get("passed") else "fail"
-    return f"{mark}: {check['mean']:+.3f} [{check['ci_low']:+.3f}, {check['ci_high']:+.3f}]"
+        return None
+    return f"{check['mean']:+.3f} [{check['ci_low']:+.3f}, {check['ci_high']:+.3f}]"
+
+
+def method_checks(entry: dict) -> tuple[dict, dict, dict, str]:
+    """
+    One benchmarked method's `faithfulness`, `randomization` and `planted` checks (`{}` where absent) and the mark its
+    deletion/insertion cells carry ([`MAGNITUDE_MARK`] when its curves used the magnitude protocol, else `""`).
+    """
+    faith = entry.get("faithfulness") or {}
+    mark = MAGNITUDE_MARK if faith.get("protocol") == "magnitude" else ""
+    return faith, entry.get("randomization") or {}, entry.get("planted") or {}, mark
+
+
+def _ci_cell(check: dict | None) -> str:
+    text = ci_text(check)
+    return "–" if text is None else f"{'pass' if check.get('passed') else 'fail'}: {text}"
 
 
 def verdict_rows(modality: str, methods=None, path: str | Path | None = None) -> list[dict]:
@@ -76,11 +91,8 @@ def verdict_rows(modality: str, methods=None, path: str | Path | None = None) ->
             rows.append(dict.fromkeys(("deletion", "insertion", "randomization", "planted"), "–"))
             rows[-1].update(method=method, verdict=f"fail ({entry['error'][:60]})")
             continue
-        faith = entry.get("faithfulness") or {}
-        rand = entry.get("randomization") or {}
-        planted = entry.get("planted") or {}
+        faith, rand, planted, mark = method_checks(entry)
         rho = rand.get("spearman_full")
-        mark = MAGNITUDE_MARK if faith.get("protocol") == "magnitude" else ""
         rows.append(
             {
                 "method": method,
