@@ -15,6 +15,7 @@ __all__ = [
     "tiny_class_conditional_unet",
     "tiny_conditional_unet",
     "tiny_pipeline",
+    "tiny_tabular_pipeline",
     "tiny_traced_run",
     "tiny_unet",
 ]
@@ -91,6 +92,30 @@ def tiny_pipeline(scheduler: str = "ddpm", seed: int = 0, num_train_timesteps: i
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def tiny_tabular_pipeline(
+    frame=None, condition_column: str | None = "cultivar", architecture: str = "mlp", scheduler: str = "ddpm", seed=0
+):
+    """
+    `(pipeline, frame)`: a [`TabularXAIPipeline`] (50 train timesteps) around a seeded 2 x 16 [`TabularDenoiser`]
+    on a [`TabularPreprocessor`] fitted to `frame` (default: scikit-learn's wine, conditioned on `cultivar`).
+    """
+    from .modalities.tabular import TabularDenoiser, TabularPreprocessor, TabularXAIPipeline, load_wine_frame
+
+    frame = load_wine_frame() if frame is None else frame
+    pre = TabularPreprocessor.fit(frame, condition_column=condition_column)
+    torch.manual_seed(seed)
+    denoiser = TabularDenoiser(
+        in_features=pre.num_features,
+        hidden_dims=(16, 16),
+        architecture=architecture,
+        time_embedding_dim=16,
+        num_class_embeds=pre.num_classes,
+    ).eval()
+    pipe = TabularXAIPipeline.from_denoiser(denoiser, pre, scheduler, num_train_timesteps=50)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, frame
 
 
 def tiny_traced_run(batch_size: int = 2, num_inference_steps: int = 3, trace=True, seed: int = 0):

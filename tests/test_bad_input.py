@@ -23,9 +23,8 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from diffusers_xai import DiffusionXAIPipeline, Trace
 from diffusers_xai.cli import main as cli_main
 from diffusers_xai.hub import HubPushError, save_pretrained_with_card
-from diffusers_xai.testing import tiny_pipeline
+from diffusers_xai.testing import tiny_pipeline, tiny_tabular_pipeline
 from tests import hub_fixtures
-from tests.test_tabular_pipeline import tiny_tabular_pipeline
 from tests.test_timeseries_pipeline import tiny_series_pipeline
 from tests.test_training import TINY
 

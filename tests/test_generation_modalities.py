@@ -9,11 +9,11 @@ import torch
 
 from diffusers_xai.generation import generate_dataset, load_pipeline, model_fingerprint
 from diffusers_xai.generation.card import dataset_card
-from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, make_sines
 from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
-from diffusers_xai.models import TabularDenoiser, TimeSeriesDenoiser
+from diffusers_xai.models import TimeSeriesDenoiser
+from diffusers_xai.testing import tiny_tabular_pipeline
 
 STEPS = 3
 
@@ -23,15 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def wine():
-    frame = load_wine_frame()
-    pre = TabularPreprocessor.fit(frame, condition_column="cultivar")
-    torch.manual_seed(0)
-    denoiser = TabularDenoiser(
-        in_features=pre.num_features, hidden_dims=(16, 16), time_embedding_dim=16, num_class_embeds=pre.num_classes
-    ).eval()
-    pipe = TabularXAIPipeline.from_denoiser(denoiser, pre, "ddpm", num_train_timesteps=50)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe, frame
+    return tiny_tabular_pipeline()
 
 
 @pytest.fixture(scope="module")

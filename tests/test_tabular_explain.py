@@ -19,9 +19,9 @@ from diffusers_xai.explain import (
     column_commit_steps,
     column_target,
 )
-from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
+from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
-from diffusers_xai.models import TabularDenoiser
+from diffusers_xai.testing import tiny_tabular_pipeline
 from diffusers_xai.viz import plot_column_attributions, plot_column_commit_steps
 
 
@@ -89,11 +89,7 @@ def test_integrated_gradients_match_hand_computed_values_on_a_linear_denoiser():
 
 @pytest.fixture(scope="module")
 def wine_run():
-    pre = TabularPreprocessor.fit(load_wine_frame(), condition_column="cultivar")
-    torch.manual_seed(0)
-    model = TabularDenoiser(in_features=13, hidden_dims=(16, 16), time_embedding_dim=16, num_class_embeds=3).eval()
-    pipe = TabularXAIPipeline.from_denoiser(model, pre, "ddpm", num_train_timesteps=50)
-    pipe.set_progress_bar_config(disable=True)
+    pipe, _ = tiny_tabular_pipeline()  # wine: 13 features, 3 cultivars
     out = pipe(num_rows=4, generator=torch.Generator().manual_seed(0), num_inference_steps=5, trace=True)
     return pipe, out
 

@@ -17,26 +17,11 @@ from diffusers_xai.modalities.tabular.data import (
 )
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline, TabularXAIPipelineOutput
 from diffusers_xai.models import TabularDenoiser
+from diffusers_xai.testing import tiny_tabular_pipeline
 
 
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
-
-
-def tiny_tabular_pipeline(frame=None, condition_column="cultivar", architecture="mlp", scheduler="ddpm", seed=0):
-    frame = load_wine_frame() if frame is None else frame
-    pre = TabularPreprocessor.fit(frame, condition_column=condition_column)
-    torch.manual_seed(seed)
-    denoiser = TabularDenoiser(
-        in_features=pre.num_features,
-        hidden_dims=(16, 16),
-        architecture=architecture,
-        time_embedding_dim=16,
-        num_class_embeds=pre.num_classes,
-    ).eval()
-    pipe = TabularXAIPipeline.from_denoiser(denoiser, pre, scheduler, num_train_timesteps=50)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe, frame
 
 
 @pytest.fixture(scope="module")
