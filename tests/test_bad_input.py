@@ -330,20 +330,11 @@ def test_evaluation_bad_input(call, needle):
 def space_client(tmp_path_factory):
     pytest.importorskip("gradio")
     gradio_client = pytest.importorskip("gradio_client")
-    import socket
+    from tests.space_fixtures import load_space_app, serve_space_app
 
-    spec = importlib.util.spec_from_file_location("space_app_bad_input", ROOT / "spaces" / "app.py")
-    app = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(app)
-    app.common.OUTPUT_DIR = tmp_path_factory.mktemp("space_outputs")
-    demo = app.build_demo()
-    demo.queue(default_concurrency_limit=1)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield app, gradio_client.Client(url, verbose=False)
-    demo.close()
+    app = load_space_app("space_app_bad_input", tmp_path_factory.mktemp("space_outputs"))
+    with serve_space_app(app) as (_, url):
+        yield app, gradio_client.Client(url, verbose=False)
 
 
 SPACE_CASES = [  # (id, model or None for the bundled one, scheduler, steps, seed, batch, text of the error)

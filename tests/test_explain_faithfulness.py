@@ -13,7 +13,7 @@ from diffusers_xai.explain import (
     random_map_curves,
     randomize_model,
 )
-from diffusers_xai.testing import tiny_pipeline, tiny_unet
+from diffusers_xai.testing import tiny_traced_run, tiny_unet
 
 
 def test_perturbation_curve_by_hand():
@@ -109,10 +109,7 @@ def test_randomize_model_reinitialises_a_copy():
 
 
 def test_model_randomization_check_separates_trained_from_random_weights():
-    pipe = tiny_pipeline()
-    out = pipe(
-        batch_size=2, num_inference_steps=3, trace=True, output_type="pt", generator=torch.Generator().manual_seed(0)
-    )
+    pipe, out = tiny_traced_run()
     gradcam = DenoiserGradCAM(pipe)
     t = out.trace.timesteps[1:].tolist()
     check = model_randomization_check(gradcam, out.trace, timesteps=t)

@@ -7,10 +7,8 @@ One app launch and one browser launch per module (both are heavy on a shared CPU
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import socket
 import zipfile
 from pathlib import Path
 
@@ -24,9 +22,8 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from diffusers_xai import Trace  # noqa: E402
+from tests.space_fixtures import load_space_app, serve_space_app  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-APP_PATH = ROOT / "spaces" / "app.py"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
@@ -38,12 +35,6 @@ CHROMIUM_ARGS = [
 BATCH, STEPS, SEED = 3, 10, 7
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
@@ -52,11 +43,7 @@ def _pixels(path) -> np.ndarray:
 def app(tmp_path_factory):
     """`spaces/app.py` as a module, with its outputs in a temporary folder and no model override."""
     saved = os.environ.pop("DIFFUSERS_XAI_MODEL", None)
-    spec = importlib.util.spec_from_file_location("space_app", APP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.common.OUTPUT_DIR = tmp_path_factory.mktemp("space_outputs")
-    yield module
+    yield load_space_app("space_app", tmp_path_factory.mktemp("space_outputs"))
     if saved is not None:
         os.environ["DIFFUSERS_XAI_MODEL"] = saved
 
@@ -68,11 +55,8 @@ def images(app):
 
 @pytest.fixture(scope="module")
 def server(app):
-    demo = app.build_demo()
-    demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
+    with serve_space_app(app) as (_, url):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -20,15 +20,12 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from diffusers_xai import Trace  # noqa: E402
-
-APP_PATH = Path(__file__).resolve().parents[1] / "spaces" / "app.py"
+from tests.space_fixtures import load_space_app  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("space_app_modalities", APP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_space_app("space_app_modalities")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(module.common, "OUTPUT_DIR", tmp_path_factory.mktemp("space_outputs"))
         # `from_pretrained` resolves the saved denoiser classes by module; the package imports them with its pipelines

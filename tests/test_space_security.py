@@ -4,9 +4,7 @@ server paths. Through `gradio_client` against a launched app, with the local Hub
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -20,36 +18,22 @@ from huggingface_hub import HfApi  # noqa: E402
 
 from diffusers_xai.testing import tiny_pipeline  # noqa: E402
 from tests import hub_fixtures  # noqa: E402
+from tests.space_fixtures import load_space_app, serve_space_app  # noqa: E402
 
 local_hub = hub_fixtures.local_hub  # registers the fixture in this module
 
-ROOT = Path(__file__).resolve().parents[1]
-APP_PATH = ROOT / "spaces" / "app.py"
 ALLOWED = "DIFFUSERS_XAI_ALLOWED_MODELS"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("space_app_security", APP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.common.OUTPUT_DIR = tmp_path_factory.mktemp("space_outputs")
-    return module
+    return load_space_app("space_app_security", tmp_path_factory.mktemp("space_outputs"))
 
 
 @pytest.fixture(scope="module")
 def server(app):
-    demo = app.build_demo()
-    demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
-    yield demo, url
-    demo.close()
+    with serve_space_app(app) as (demo, url):
+        yield demo, url
 
 
 @pytest.fixture
