@@ -134,12 +134,24 @@ def metadata_for(name: str, frame: pd.DataFrame) -> dict:
 
 
 # ---- generators ----
-def guard_settings(ratio: float | None, every: int) -> dict:
+def guard_settings(ratio: float | None, every: int, refit: bool) -> dict:
     """wine.yaml's privacy guard (`early_stopping_dcr_ratio`, on by default: 20% of the bench's training rows become
-    the trainer's holdout, a DCR check every `every` updates), or with `ratio` 0 every training row and no check."""
+    the trainer's holdout, a DCR check every `every` updates; `refit`: then a second training on every bench training
+    row for the number of updates the guard chose, `refit_on_all_rows`), or with `ratio` 0 every training row and no
+    check."""
     if not ratio:
-        return {"validation_split": 0.0, "validation_steps": None, "early_stopping_dcr_ratio": None}
-    return {"validation_split": 0.2, "validation_steps": every, "early_stopping_dcr_ratio": ratio}
+        return {
+            "validation_split": 0.0,
+            "validation_steps": None,
+            "early_stopping_dcr_ratio": None,
+            "refit_on_all_rows": False,
+        }
+    return {
+        "validation_split": 0.2,
+        "validation_steps": every,
+        "early_stopping_dcr_ratio": ratio,
+        "refit_on_all_rows": refit,
+    }
 
 
 def fit_ours(name: str, train_df: pd.DataFrame, steps: int, seed: int, workdir: str, **overrides):
@@ -172,6 +184,14 @@ def fit_ours(name: str, train_df: pd.DataFrame, steps: int, seed: int, workdir: 
 def stop_info(pipe) -> dict:
     """Where the DCR guard stopped ours (the last update, the update whose weights were kept, every check)."""
     result = pipe.train_result
+    if result.holdout_pass is not None:  # refit on every row for the step the guard chose
+        first = result.holdout_pass
+        return {
+            "stopped_at": first.global_step,
+            "kept_step": first.restored_step,
+            "checks": first.early_stopping_history,
+            "refit_steps": result.global_step,
+        }
     return {
         "stopped_at": result.global_step,
         "kept_step": result.restored_step,
@@ -261,7 +281,7 @@ def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> di
             workdir,
             condition_column=target,
             categorical_columns=others,
-            **guard_settings(args.early_stop, args.early_stop_every),
+            **guard_settings(args.early_stop, args.early_stop_every, args.refit),
         )
         for sampler in args.samplers:
             synthetic = sample_ours(pipe, sampler, n, args.seed, class_labels=labels.tolist())
@@ -324,7 +344,12 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
     n, rows = len(train_df), {}
     with tempfile.TemporaryDirectory() as workdir:
         pipe, seconds = fit_ours(
-            name, train_df, args.steps, args.seed, workdir, **guard_settings(args.early_stop, args.early_stop_every)
+            name,
+            train_df,
+            args.steps,
+            args.seed,
+            workdir,
+            **guard_settings(args.early_stop, args.early_stop_every, args.refit),
         )
         stop = stop_info(pipe)
         for sampler in args.samplers:
@@ -461,6 +486,12 @@ def parse_args(argv=None):
         help="Condition every generator on the class target (exact training class counts) instead.",
     )
     parser.add_argument("--early_stop_every", type=int, default=250, help="Updates between two DCR checks.")
+    parser.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="Ours' `refit_on_all_rows`: after the guard, train again on every training row for the updates it chose.",
+    )
     parser.add_argument(
         "--per_column",
         action="store_true",

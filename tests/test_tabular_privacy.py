@@ -1,5 +1,7 @@
 """Privacy of synthetic tables: the DCR ratio against a holdout (report, training run) and the near-copy guard."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -193,14 +195,86 @@ def _bench():
 
 def test_bench_trains_ours_with_the_guard_and_names_the_columns_that_give_rows_away():
     bench = _bench()
-    assert bench.guard_settings(0.9, 250) == {
+    assert bench.guard_settings(0.9, 250, True) == {
         "validation_split": 0.2,
         "validation_steps": 250,
         "early_stopping_dcr_ratio": 0.9,
+        "refit_on_all_rows": True,
     }
-    assert bench.guard_settings(0, 250)["early_stopping_dcr_ratio"] is None
+    assert bench.guard_settings(0, 250, True)["early_stopping_dcr_ratio"] is None
+    assert bench.guard_settings(0, 250, True)["refit_on_all_rows"] is False
     real, fresh = gaussian_table(300, 0), gaussian_table(300, 1)
     synthetic = fresh.assign(c=fresh["c"] + 3.0)  # only `c` is off: shifted by 3 standard deviations
     out = bench.per_column_detection(real, synthetic, infer_metadata(real), seed=0)
     assert out["__all__"] > 0.95 and out["c"]["alone"] > 0.95 and out["c"]["without"] < 0.65
     assert all(out[k]["alone"] < 0.65 and out[k]["without"] > 0.95 for k in ("a", "b", "g"))
+
+
+def test_refit_on_all_rows_refits_for_the_guards_chosen_step_on_every_row(tmp_path, monkeypatch):
+    """The guard's checks are scripted (pass, pass, fail: step 4 is chosen); the refit then trains from scratch on all
+    178 rows, the 36 holdout rows included, for exactly 4 updates, and its weights are the saved pipeline."""
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+
+    real_check, real_fit, checks, fitted = (
+        TabularModality.early_stopping_check,
+        TabularModality.fit_preprocessor,
+        [],
+        [],
+    )
+
+    def scripted(self, pipeline, config):
+        if config.modality_options.early_stopping_dcr_ratio is None:  # the refit: no check
+            return real_check(self, pipeline, config)
+        name, value, _ = real_check(self, pipeline, config)
+        checks.append(value)
+        return name, value, len(checks) < 3
+
+    def recording_fit(self, dataset, config):
+        fitted.append(dataset.to_pandas())
+        return real_fit(self, dataset, config)
+
+    monkeypatch.setattr(TabularModality, "early_stopping_check", scripted)
+    monkeypatch.setattr(TabularModality, "fit_preprocessor", recording_fit)
+    config = early_stopping_config(tmp_path, 0.9, refit_on_all_rows=True)
+    result = train(config)
+    first = result.holdout_pass
+    assert (first.stop_reason, first.global_step, first.restored_step) == ("early_stopping", 6, 4)
+    assert result.global_step == 4 and len(result.loss_history) == 4 and result.stop_reason == "max_train_steps"
+    assert result.early_stopping_history == [] and len(checks) == 3  # the refit runs no check
+    # the first pass fitted on the 142 rows left after the holdout, the refit on all 178, holdout rows included
+    _, holdout = TabularModality()._train_and_holdout(config, 10_000)
+    assert [len(f) for f in fitted] == [142, 178]
+    assert len(holdout) == 36 and len(holdout.merge(fitted[0])) == 0 and len(holdout.merge(fitted[1])) == 36
+    record = json.loads((tmp_path / "holdout_pass.json").read_text())
+    assert record == {
+        "chosen_step": 4,
+        "stop_reason": "early_stopping",
+        "checks": [[2, checks[0]], [4, checks[1]], [6, checks[2]]],
+    }
+    assert not (tmp_path / "holdout_pass").exists()
+    saved = TabularXAIPipeline.from_pretrained(str(tmp_path))
+    assert saved.preprocessor.num_features == result.pipeline.preprocessor.num_features
+    refit_weights = result.pipeline.denoiser.state_dict()
+    assert all(torch.equal(saved.denoiser.state_dict()[k], refit_weights[k]) for k in refit_weights)
+
+
+def test_refit_on_all_rows_trains_all_updates_when_no_check_fails(tmp_path):
+    result = train(early_stopping_config(tmp_path, 1e-6, refit_on_all_rows=True))
+    assert result.holdout_pass.stop_reason == "max_train_steps" and result.holdout_pass.global_step == 8
+    assert result.global_step == 8 and [s for s, _ in result.holdout_pass.early_stopping_history] == [2, 4, 6, 8]
+
+
+def test_refit_on_all_rows_rejects_bad_values(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match=r"^`refit_on_all_rows` must be true or false, got 'yes'\.$"):
+        early_stopping_config(tmp_path, 0.9, refit_on_all_rows="yes")
+    message = (
+        "`refit_on_all_rows: true` refits for the number of updates the privacy guard chose, but "
+        "early_stopping_dcr_ratio is null: set early_stopping_dcr_ratio (e.g. 0.9) or refit_on_all_rows: false."
+    )
+    with pytest.raises(ValueError) as err:
+        early_stopping_config(tmp_path, None, refit_on_all_rows=True)
+    assert str(err.value) == message
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"^`refit_on_all_rows: true` runs in one process, got WORLD_SIZE=2"):
+        early_stopping_config(tmp_path, 0.9, refit_on_all_rows=True).validate()

@@ -182,6 +182,15 @@ class Modality(ABC):
         """
         return None
 
+    def refit_on_all_rows(self, config) -> bool:
+        """Optional: whether the trainer, after a run whose held-out checks ([`early_stopping_check`]) chose a number
+        of updates, trains again from scratch on every row for that many updates ([`refit_config`])."""
+        return False
+
+    def refit_config(self, config, steps: int):
+        """The [`TrainingConfig`] of that refit: every row, `steps` updates, no holdout and no checks."""
+        raise NotImplementedError(f"The {self.name!r} modality does not refit on all rows.")
+
     # ---- end of training (see `diffusers_xai.training.finish`) ----
     # Methods `explain()` accepts, and the ones the explanation card uses unless `explain_methods` says otherwise.
     explain_methods: ClassVar[tuple[str, ...]] = ()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import math
 import os
@@ -24,6 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..modalities.base import get_modality
+from ..utils.io import atomic_write
 from .checkpointing import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .finetune import build_noise_scheduler, prepare_for_finetuning, save_finetuned
@@ -60,6 +62,9 @@ class TrainResult:
         stop_reason (`str`): `"max_train_steps"`, `"max_train_minutes"` or `"early_stopping"` (a modality's held-out
             check failed, e.g. the tabular `early_stopping_dcr_ratio`; the saved weights are those of the last check
             that passed, `restored_step`).
+        holdout_pass ([`TrainResult`], *optional*): with a modality's refit on all rows (the tabular
+            `refit_on_all_rows`), the first pass on the rows left after the holdout, whose checks chose this run's
+            `global_step` (its `early_stopping_history` and `restored_step`); its folder is removed once chosen.
         train_seconds (`float`): wall-clock time of this run's steps (setup and the final save excluded).
         evaluation ([`EvaluationReport`], *optional*): the end-of-training evaluation, when `eval_samples` was set.
         commit_url (`str`, *optional*): the Hub commit, when `push_to_hub` was set.
@@ -77,6 +82,7 @@ class TrainResult:
     commit_url: str | None = None
     early_stopping_history: list[tuple[int, float]] = field(default_factory=list)
     restored_step: int | None = None
+    holdout_pass: TrainResult | None = None
 
     @property
     def steps_per_second(self) -> float:
@@ -706,7 +712,9 @@ def train(config: TrainingConfig) -> TrainResult:
     Works for every registered modality ([`Modality`]), single process or under `accelerate launch`. A run stops at
     `max_train_steps` (or `num_epochs`) or after `max_train_minutes`, whichever comes first, and resumes from
     `resume_from_checkpoint` (`"latest"` or a folder) exactly where the checkpoint left off: same step, weights,
-    optimizer, LR schedule, EMA, data order and noise. Raises [`NonFiniteLossError`] on a NaN/inf loss.
+    optimizer, LR schedule, EMA, data order and noise. Raises [`NonFiniteLossError`] on a NaN/inf loss. With a
+    modality's refit on all rows (the tabular `refit_on_all_rows`), a first pass chooses the number of updates on
+    a holdout and a second one trains on every row for that many (see [`_train_and_refit`]).
 
     Args:
         config ([`TrainingConfig`]): the run's settings.
@@ -723,6 +731,45 @@ def train(config: TrainingConfig) -> TrainResult:
     >>> result.global_step, result.loss_history[-1]
     ```
     """
+    if not isinstance(config, TrainingConfig):
+        raise TypeError(f"`config` must be a TrainingConfig, got {type(config).__name__}.")
+    modality = get_modality(config.modality)
+    if not modality.refit_on_all_rows(config):
+        return _train_pass(config)
+    return _train_and_refit(config, modality)
+
+
+def _train_and_refit(config: TrainingConfig, modality) -> TrainResult:
+    """
+    Early stopping's usual refit: a first pass on the rows left after the `validation_split` holdout, in
+    `output_dir/holdout_pass` (no evaluation, card or push), whose held-out checks choose the number of updates (the
+    last passing check's step, or every update when none failed); then a second pass of the same trainer from scratch
+    on every row for that many updates, saved, evaluated and pushed as any run. The first pass's folder is removed
+    and its checks are kept in `holdout_pass.json` and `TrainResult.holdout_pass`.
+    """
+    first_dir = os.path.join(config.output_dir, "holdout_pass")
+    first = _train_pass(
+        config.replace(
+            output_dir=first_dir, refit_on_all_rows=False, eval_samples=None, push_to_hub=False, explanation_card=False
+        )
+    )
+    steps = first.restored_step if first.stop_reason == "early_stopping" else first.global_step
+    record = {"chosen_step": steps, "stop_reason": first.stop_reason, "checks": first.early_stopping_history}
+    if first.pipeline is not None:
+        atomic_write(os.path.join(config.output_dir, "holdout_pass.json"), json.dumps(record, indent=2))
+    if not steps:  # the first check already failed: there is no passing step to refit for
+        logger.warning(f"No held-out check passed; not refitting. The first pass's pipeline is in {first_dir}.")
+        return first
+    logger.info(f"Refitting on every row for {steps} updates (chosen on the holdout; checks {record['checks']}).")
+    shutil.rmtree(first_dir, ignore_errors=True)
+    first.pipeline = None
+    result = _train_pass(modality.refit_config(config, steps))
+    result.holdout_pass = first
+    return result
+
+
+def _train_pass(config: TrainingConfig) -> TrainResult:
+    """One run of the loop of [`train`]: setup, steps, save, evaluation, card, push."""
     # 1. accelerator, seed, data (every input check happens before the first step)
     run = _start_run(config)
     resume_path = _resume_path(config)

@@ -82,6 +82,7 @@ class TabularOptions(ModalityOptions):
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
     time_embedding_dim: int = 128
     early_stopping_dcr_ratio: float | None = None
+    refit_on_all_rows: bool = False
 
     def validate(self) -> None:
         self.categorical_columns = _str_list("categorical_columns", self.categorical_columns)
@@ -101,6 +102,15 @@ class TabularOptions(ModalityOptions):
         ratio = self.early_stopping_dcr_ratio
         if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0):
             raise ValueError(f"`early_stopping_dcr_ratio` must be a positive number (e.g. 0.9), got {ratio!r}.")
+        refit = self.refit_on_all_rows
+        if not isinstance(refit, bool):
+            raise ValueError(f"`refit_on_all_rows` must be true or false, got {refit!r}.")
+        if refit and ratio is None:
+            raise ValueError(
+                "`refit_on_all_rows: true` refits for the number of updates the privacy guard chose, but "
+                "early_stopping_dcr_ratio is null: set early_stopping_dcr_ratio (e.g. 0.9) "
+                "or refit_on_all_rows: false."
+            )
 
 
 @register_modality
@@ -115,7 +125,8 @@ class TabularModality(PreprocessedModality):
     complete rows), `id_columns` (`regenerate` or `drop` all-unique identifier columns), `condition_bins` (quantile
     bins of a numerical `condition_column`, whose TSTR is then a regression R²), `n_quantiles`, and the
     denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`, `time_embedding_dim` (plus the shared
-    `dropout`), and `early_stopping_dcr_ratio` (see [`early_stopping_check`]).
+    `dropout`), `early_stopping_dcr_ratio` (see [`early_stopping_check`]) and `refit_on_all_rows` (see
+    [`refit_config`]).
     """
 
     name = "tabular"
@@ -135,6 +146,13 @@ class TabularModality(PreprocessedModality):
                 f"got validation_split={config.validation_split}, validation_steps={config.validation_steps}, "
                 f"streaming={config.streaming}: set validation_split (e.g. 0.2) and validation_steps, no streaming; "
                 "or turn the guard off with early_stopping_dcr_ratio: null."
+            )
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if config.modality_options.refit_on_all_rows and world_size > 1:
+            # the guard's checks run on the main process only, which alone knows the step to refit for
+            raise ValueError(
+                f"`refit_on_all_rows: true` runs in one process, got WORLD_SIZE={world_size}: train without "
+                "`accelerate launch --num_processes`, or set refit_on_all_rows: false."
             )
 
     # ---- data ----
@@ -256,6 +274,30 @@ class TabularModality(PreprocessedModality):
         ratio = dcr_ratio(rows, train_rows, holdout).ratio
         logger.info(f"Early-stopping check: DCR ratio {ratio:.3f} (stop below {threshold}).")
         return "dcr_ratio", ratio, ratio >= threshold
+
+    def refit_on_all_rows(self, config) -> bool:
+        return config.modality_options.refit_on_all_rows
+
+    def refit_config(self, config, steps: int):
+        """
+        `refit_on_all_rows: true`: once the guard has chosen `steps` (the last passing check, or all updates when none
+        failed) on 80% of the rows, the model is trained again from scratch on every row for exactly `steps` updates,
+        with no holdout and no check: early stopping's usual refit, which gives back the rows the holdout cost.
+
+        Why the guard's verdict carries over: the guard saw that after `steps` updates of batch B on n training rows
+        (each row seen steps·B/n times) the samples were as far from the training rows as fresh rows are, and the
+        DCR ratio falls as those passes grow (that is what the guard watches). The refit makes the same `steps`
+        updates on n / (1 - validation_split) rows, so each row is seen (1 - validation_split) times as often (0.8×).
+        What the refit cannot do is measure its own DCR ratio (no row is left out): `bench/tabular_quality.py` measures
+        it against the bench's own holdout (README "Tables you can publish").
+        """
+        return config.replace(
+            validation_split=0.0,
+            early_stopping_dcr_ratio=None,
+            refit_on_all_rows=False,
+            max_train_steps=steps,
+            max_train_minutes=None,
+        )
 
     # ---- end of training ----
     def evaluate(self, pipeline, config, num_samples: int, output_dir: str):
