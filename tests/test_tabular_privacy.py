@@ -174,6 +174,7 @@ def test_wine_recipe_trains_with_the_dcr_guard_on():
     config = TrainingConfig.from_yaml("train/configs/wine.yaml")
     options = config.modality_options
     assert (options.early_stopping_dcr_ratio, config.validation_split, config.validation_steps) == (0.9, 0.2, 250)
+    assert options.refit_on_all_rows is False  # the refit copied on iris at one seed of three (README)
     config.validate()
     with pytest.raises(ValueError, match=r"got validation_split=0.0.*early_stopping_dcr_ratio: null"):
         TrainingConfig.from_yaml("train/configs/wine.yaml", {"validation_split": 0.0}).validate()
