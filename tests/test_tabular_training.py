@@ -70,7 +70,11 @@ def test_nan_policy_drop_trains_on_complete_rows(tmp_path):
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("categorical_encoding", "bits", r"`categorical_encoding` must be one of \['auto', 'onehot', 'analog_bits'\]"),
+        (
+            "categorical_encoding",
+            "bits",
+            r"`categorical_encoding` must be one of \['auto', 'onehot', 'analog_bits', 'analog_bits_ordered'\]",
+        ),
         ("architecture", "unet", r"`architecture` must be one of \['mlp', 'resnet'\]"),
         ("hidden_dims", [16, 0], "`hidden_dims` must be a non-empty list of positive ints"),
         ("n_quantiles", 3, "`n_quantiles` must be an int"),

@@ -4,7 +4,6 @@ categoricals, an optional conditioning column) and the built-in tables (wine, br
 from __future__ import annotations
 
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +15,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from scipy.special import ndtr, ndtri
 
+from .codes import bisection_codes, code_width, codebook, level_centroids
 from .schema import (
     MAX_DISCRETE_SUPPORT,
     check_mixed_types,
@@ -41,7 +41,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CategoricalEncoding = Literal["auto", "onehot", "analog_bits"]
+CategoricalEncoding = Literal["auto", "onehot", "analog_bits", "analog_bits_ordered"]
+CATEGORICAL_ENCODINGS = ("auto", "onehot", "analog_bits", "analog_bits_ordered")
 NanPolicy = Literal["model", "impute", "raise"]
 IdPolicy = Literal["regenerate", "drop"]
 NAN_POLICIES = ("model", "impute", "raise")
@@ -241,15 +242,6 @@ def _describe_column(name: str, series: pd.Series, categorical: bool, condition:
     return spec
 
 
-def _codebook(num_categories: int, encoding: str) -> np.ndarray:
-    """The ±1 code of each category, `[K, width]`: one-hot (width K) or analog bits (width ⌈log2 K⌉)."""
-    if encoding == "onehot":
-        return 2.0 * np.eye(num_categories) - 1.0
-    width = max(1, math.ceil(math.log2(num_categories)))
-    bits = (np.arange(num_categories)[:, None] >> np.arange(width)[None, :]) & 1
-    return 2.0 * bits - 1.0
-
-
 def _check_table(df: pd.DataFrame) -> None:
     if len(df) < 2:
         raise ValueError(
@@ -301,7 +293,7 @@ def _quantile_bins(spec: dict, series: pd.Series, bins: int) -> dict:
 def _resolve_encoding(encoding: str, num_categories: int) -> str:
     if encoding != "auto":
         return encoding
-    return "onehot" if num_categories <= MAX_ONEHOT_LEVELS else "analog_bits"
+    return "onehot" if num_categories <= MAX_ONEHOT_LEVELS else "analog_bits_ordered"
 
 
 def _resolve_columns(columns: list[dict], df: pd.DataFrame, encoding: str, nan_policy: str, id_columns: str) -> None:
@@ -320,10 +312,11 @@ def _resolve_columns(columns: list[dict], df: pd.DataFrame, encoding: str, nan_p
             c["missing_rate"] = missing[c["name"]] / len(df)
         if c["kind"] == "categorical":
             c["encoding"] = _resolve_encoding(encoding, len(c["categories"]))
-            if encoding == "auto" and c["encoding"] == "analog_bits":
+            if encoding == "auto" and c["encoding"] != "onehot":
                 logger.warning(
                     f"Column {c['name']!r} has {len(c['categories'])} levels (> {MAX_ONEHOT_LEVELS}): encoded as "
-                    f"{_codebook(len(c['categories']), 'analog_bits').shape[1]} analog bits instead of one-hot."
+                    f"{code_width(len(c['categories']))} analog bits instead of one-hot (codes ordered by the levels' "
+                    "numerical centroids)."
                 )
         elif c["kind"] == "id":
             c["drop"] = id_columns == "drop"
@@ -352,7 +345,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
     - **Categorical** columns (object/str, `category`, bool, or any column listed in `categorical_columns`) are
       embedded as ±1 codes *inside the Gaussian process*: one-hot (width K) or analog bits (width ⌈log2 K⌉, Chen et
       al. 2023, https://arxiv.org/abs/2208.04202) and decoded to the nearest code. `categorical_encoding="auto"`
-      (default) picks one-hot up to 32 levels and analog bits above, per column, and logs the switch. TabDDPM
+      (default) picks one-hot up to 32 levels and analog bits above, per column, and logs the switch; above 32 the
+      codes are assigned by the levels' numerical centroids (`"analog_bits_ordered"`: neighbouring levels share
+      leading bits), not by sorted label, which left the denoiser a jagged map from bits to numbers. TabDDPM
       instead runs a separate multinomial diffusion for them; we keep one Gaussian process so that every diffusers
       scheduler (DDPM, DDIM, DPM-Solver), the trace and gradient attributions w.r.t. $x_t$ apply to every column.
     - **Identifier** columns (all values present and unique: strings, or integers forming a contiguous range) carry
@@ -394,9 +389,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         id_columns: IdPolicy = "regenerate",
     ):
         super().__init__()
-        if categorical_encoding not in ("auto", "onehot", "analog_bits"):
+        if categorical_encoding not in CATEGORICAL_ENCODINGS:
             raise ValueError(
-                f"`categorical_encoding` must be 'auto', 'onehot' or 'analog_bits', got {categorical_encoding!r}."
+                f"`categorical_encoding` must be one of {list(CATEGORICAL_ENCODINGS)}, got {categorical_encoding!r}."
             )
         _check_policies(nan_policy, id_columns)
         self.columns = [dict(c) for c in (columns or [])]
@@ -413,7 +408,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         self.missing = [c for c in self.columns if c.get("missing")]
         for c in self.categorical:  # saved before per-column encodings existed: the config's one
             c.setdefault("encoding", _resolve_encoding(categorical_encoding, len(c["categories"])))
-        self.codebooks = {c["name"]: _codebook(len(c["categories"]), c["encoding"]) for c in self.categorical}
+        self.codebooks = {
+            c["name"]: codebook(len(c["categories"]), c["encoding"], c.get("codes")) for c in self.categorical
+        }
         self.feature_slices: dict[str, slice] = {}
         start = 0
         for c in self.numerical:
@@ -457,8 +454,14 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             condition_column (`str`, *optional*): a column to condition on (given as `class_labels`): categorical, or
                 numerical with more than `condition_bins` distinct values, which is then binned at its quantiles
                 (the bin is the class; the value itself is still generated, inside the bin).
-            categorical_encoding (`"auto"`, `"onehot"` or `"analog_bits"`, *optional*, defaults to `"auto"`): `"auto"`
-                is one-hot up to 32 levels and analog bits above, per column.
+            categorical_encoding (`"auto"`, `"onehot"`, `"analog_bits"` or `"analog_bits_ordered"`, *optional*,
+                defaults to `"auto"`): `"analog_bits"` gives level i (sorted labels) the bits of i;
+                `"analog_bits_ordered"` assigns the same ⌈log2 K⌉-bit codes by the levels' geometry: each level's
+                centroid in the training rows' quantile-normal numericals, split recursively at the median of the
+                first principal axis, one bit per split (`codes.bisection_codes`), so that levels that are close in
+                the data (neighbouring states) share their leading bits and each bit is a half-space the denoiser
+                can learn; the codes are stored in the config. `"auto"` is one-hot up to 32 levels and
+                `"analog_bits_ordered"` above, per column.
             nan_policy (`"model"`, `"impute"` or `"raise"`, *optional*, defaults to `"model"`): see the class doc.
             n_quantiles (`int`, *optional*): defaults to TabDDPM's `max(min(N // 30, 1000), 10)`.
             seed (`int`, *optional*, defaults to 0): `random_state` of the `QuantileTransformer`.
@@ -512,7 +515,26 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             ).fit(values)  # NaNs are ignored by the fit (np.nanpercentile)
             pre.quantiles.copy_(torch.from_numpy(np.ascontiguousarray(qt.quantiles_)))
             pre.references.copy_(torch.from_numpy(np.ascontiguousarray(qt.references_)))
+        pre._order_levels(df)
         return pre
+
+    def _order_levels(self, df: pd.DataFrame) -> None:
+        """The codes of the `analog_bits_ordered` columns, from their levels' centroids in the quantile-normal
+        numericals of `df` (the training rows), written into the column specs, the codebooks and the config. With
+        no numerical column there is no geometry: the sorted-label order is kept (and said)."""
+        ordered = [c for c in self.categorical if c["encoding"] == "analog_bits_ordered"]
+        if not ordered:
+            return
+        if not self.numerical:
+            logger.info(f"No numerical columns to order {[c['name'] for c in ordered]} by: sorted-label codes.")
+            return
+        values = self._quantile_normal(self._numerical_values(df))
+        for c in ordered:
+            index = self._category_indices(self._filled(df, c), c)
+            centroids, counts = level_centroids(index, values, len(c["categories"]))
+            c["codes"] = bisection_codes(centroids, counts)
+            self.codebooks[c["name"]] = codebook(len(c["categories"]), c["encoding"], c["codes"])
+        self.register_to_config(columns=[dict(c) for c in self.columns])
 
     def _quantile_normal(self, values: np.ndarray, inverse: bool = False) -> np.ndarray:
         """

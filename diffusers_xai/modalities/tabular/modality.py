@@ -73,7 +73,7 @@ class TabularOptions(ModalityOptions):
 
     categorical_columns: list[str] | None = None
     condition_column: str | None = None
-    categorical_encoding: Literal["auto", "onehot", "analog_bits"] = "auto"
+    categorical_encoding: Literal["auto", "onehot", "analog_bits", "analog_bits_ordered"] = "auto"
     nan_policy: Literal["model", "impute", "raise", "drop"] = "model"
     id_columns: Literal["regenerate", "drop"] = "regenerate"
     condition_bins: int = 10
@@ -120,13 +120,13 @@ class TabularModality(PreprocessedModality):
     a `save_to_disk` folder or a Hub id (see [`load_hf_dataset`]).
 
     Keys (YAML / `--key value`): `categorical_columns`, `condition_column`, `categorical_encoding`
-    (`auto` = one-hot up to 32 levels, analog bits above; `onehot`; `analog_bits`), `nan_policy` (`model` = generate
-    missing values at the real rate through one indicator per column, `impute`, `raise`, or `drop` = train on
-    complete rows), `id_columns` (`regenerate` or `drop` all-unique identifier columns), `condition_bins` (quantile
-    bins of a numerical `condition_column`, whose TSTR is then a regression R²), `n_quantiles`, and the
-    denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`, `time_embedding_dim` (plus the shared
-    `dropout`), `early_stopping_dcr_ratio` (see [`early_stopping_check`]) and `refit_on_all_rows` (see
-    [`refit_config`]).
+    (`auto` = one-hot up to 32 levels, analog bits ordered by the numerical columns above; `onehot`; `analog_bits`;
+    `analog_bits_ordered`), `nan_policy` (`model` = generate missing values at the real rate through one indicator
+    per column, `impute`, `raise`, or `drop` = train on complete rows), `id_columns` (`regenerate` or `drop`
+    all-unique identifier columns), `condition_bins` (quantile bins of a numerical `condition_column`, whose TSTR is
+    then a regression R²), `n_quantiles`, and the denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`,
+    `time_embedding_dim` (plus the shared `dropout`), `early_stopping_dcr_ratio` (see [`early_stopping_check`]) and
+    `refit_on_all_rows` (see [`refit_config`]).
     """
 
     name = "tabular"

@@ -1,0 +1,93 @@
+"""Analog-bit codes ordered by the levels' numerical geometry (`categorical_encoding="analog_bits_ordered"`)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from diffusers_xai.modalities.tabular.codes import bisection_codes, codebook, level_centroids
+from diffusers_xai.modalities.tabular.data import TabularPreprocessor
+
+
+def test_codebook_without_codes_is_the_sorted_label_binary_code():
+    book = codebook(5, "analog_bits")
+    assert book.shape == (5, 3)
+    np.testing.assert_array_equal((book > 0).astype(int) @ [1, 2, 4], np.arange(5))
+    np.testing.assert_array_equal(
+        (codebook(5, "analog_bits", [4, 0, 3, 1, 2]) > 0).astype(int) @ [1, 2, 4], [4, 0, 3, 1, 2]
+    )
+    with pytest.raises(ValueError, match="must be 3 distinct integers"):
+        codebook(3, "analog_bits", [0, 0, 1])
+    with pytest.raises(ValueError, match=r"below 2\*\*2"):
+        codebook(3, "analog_bits", [0, 1, 4])
+
+
+def test_bisection_on_a_line_is_the_rank_along_it():
+    x = np.array([5.0, -1.0, 3.0, 0.0, 7.0, 2.0, -3.0, 4.0])  # levels 0..7 at these positions
+    codes = bisection_codes(x[:, None], np.ones(8))
+    assert codes == np.argsort(np.argsort(x)).tolist()  # rank 0 (x = -3) gets code 0, ..., rank 7 (x = 7) code 7
+
+
+def test_bisection_splits_the_wide_axis_first_then_each_half_on_its_own():
+    # four levels at the corners of a rectangle wider in x than in y: the top bit is x > 0, the next one y > 0
+    centroids = np.array([[2.0, 1.0], [-2.0, -1.0], [2.0, -1.0], [-2.0, 1.0]])
+    assert bisection_codes(centroids, np.ones(4)) == [3, 0, 2, 1]
+    # five levels (3 bits): distinct codes below 8, the two left-most levels share the top bit
+    five = np.array([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0], [11.0, 0.0]])
+    codes = bisection_codes(five, np.ones(5))
+    assert len(set(codes)) == 5 and max(codes) < 8
+    assert [c >> 2 for c in codes] == [0, 0, 0, 1, 1]
+
+
+def test_level_centroids_skip_rows_without_a_level():
+    centroids, counts = level_centroids(np.array([0, 1, 1, -1]), np.array([[1.0], [2.0], [4.0], [100.0]]), 3)
+    np.testing.assert_array_equal(centroids[:, 0], [1.0, 3.0, 0.0])
+    np.testing.assert_array_equal(counts, [1, 2, 0])
+
+
+def region_frame(n_levels=40, per_level=5, seed=0):
+    """A categorical `region` with 40 levels (auto: analog bits) whose labels are unrelated to their position `x`."""
+    rng = np.random.default_rng(seed)
+    labels = [f"r{i:02d}" for i in range(n_levels)]
+    position = rng.permutation(n_levels).astype(np.float64)  # region r{i} sits at x = position[i]
+    level = np.repeat(np.arange(n_levels), per_level)
+    return pd.DataFrame(
+        {"x": position[level] + rng.normal(0, 0.1, len(level)), "region": np.asarray(labels, dtype=object)[level]}
+    ), position
+
+
+def test_auto_orders_the_codes_of_many_levels_by_their_centroids(tmp_path):
+    df, position = region_frame()
+    pre = TabularPreprocessor.fit(df)
+    spec = pre.categorical[0]
+    assert spec["encoding"] == "analog_bits_ordered" and pre.feature_slices["region"] == slice(1, 7)
+    # in one numerical dimension the codes increase with the level's position (40 of the 64 codes are used)
+    by_position = np.asarray(spec["codes"])[np.argsort(position)]
+    assert (np.diff(by_position) > 0).all() and by_position[0] == 0 and by_position[-1] < 64
+    # every level's code decodes to that level
+    levels = pd.DataFrame({"x": np.zeros(40), "region": spec["categories"]})
+    assert pre.inverse_transform(pre.transform(levels))["region"].tolist() == spec["categories"]
+    # save/load keeps the codes (they are in the config) and the transform
+    pre.save_pretrained(tmp_path)
+    loaded = TabularPreprocessor.from_pretrained(tmp_path)
+    assert loaded.categorical[0]["codes"] == spec["codes"]
+    np.testing.assert_array_equal(loaded.codebooks["region"], pre.codebooks["region"])
+    assert torch.equal(loaded.transform(df), pre.transform(df))
+    # "analog_bits" keeps the sorted-label code
+    plain = TabularPreprocessor.fit(df, categorical_encoding="analog_bits")
+    assert "codes" not in plain.categorical[0]
+    np.testing.assert_array_equal(plain.codebooks["region"], codebook(40, "analog_bits"))
+
+
+def test_ordered_bits_without_numerical_columns_keep_the_label_order():
+    df = pd.DataFrame({"a": [f"l{i % 40}" for i in range(200)], "b": [f"m{i % 3}" for i in range(200)]})
+    pre = TabularPreprocessor.fit(df, categorical_encoding="analog_bits_ordered")
+    assert "codes" not in pre.categorical[0]
+    np.testing.assert_array_equal(pre.codebooks["a"], codebook(40, "analog_bits"))
+
+
+def test_unknown_encoding_is_refused():
+    with pytest.raises(
+        ValueError, match=r"must be one of \['auto', 'onehot', 'analog_bits', 'analog_bits_ordered'\], got 'gray'"
+    ):
+        TabularPreprocessor.fit(region_frame()[0], categorical_encoding="gray")
