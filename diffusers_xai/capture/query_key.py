@@ -74,6 +74,21 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.view(x.shape[0], -1, heads, x.shape[-1] // heads).transpose(1, 2)
 
 
+def _project_query_key(attn, hidden_states: torch.Tensor, fused: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q and K of `hidden_states` through the fused `to_qkv` projection, or through `to_q` and `to_k`."""
+    if fused:
+        query, key, _ = attn.to_qkv(hidden_states).chunk(3, dim=-1)
+        return query, key
+    return attn.to_q(hidden_states), attn.to_k(hidden_states)
+
+
+def _project_added_key(attn, encoder_hidden_states: torch.Tensor, fused: bool) -> torch.Tensor:
+    """K of the context (text) tokens of a joint attention: through the fused `to_added_qkv`, or `add_k_proj`."""
+    if fused:
+        return attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)[1]
+    return attn.add_k_proj(encoder_hidden_states)
+
+
 def _attn_qk(attn, processor, hidden_states, encoder_hidden_states, attention_mask, temb=None, **_) -> QueryKey:
     """`AttnProcessor`, `AttnProcessor2_0`, `FusedAttnProcessor2_0` (UNet2DConditionModel, PixArt, DiT)."""
     hidden_states, attention_mask = prepare_attention_inputs(
@@ -110,10 +125,7 @@ def _joint_qk(attn, processor, hidden_states, encoder_hidden_states, attention_m
     Only image queries are built (text queries are never read), keys over the whole joint sequence.
     """
     fused = isinstance(processor, FusedJointAttnProcessor2_0)
-    if fused:
-        query, key, _ = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-    else:
-        query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
+    query, key = _project_query_key(attn, hidden_states, fused)
     query, key = _heads(query, attn.heads), _heads(key, attn.heads)
     # diffusers 0.42's FusedJointAttnProcessor2_0 applies no q/k norms (the unfused one does): mirror what it computes
     if not fused:
@@ -121,15 +133,24 @@ def _joint_qk(attn, processor, hidden_states, encoder_hidden_states, attention_m
     n, everything = query.shape[2], slice(0, None)
     if encoder_hidden_states is None:
         return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), None, everything, everything, None)
-    if fused:
-        ctx_k = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)[1]
-    else:
-        ctx_k = attn.add_k_proj(encoder_hidden_states)
-    ctx_k = _heads(ctx_k, attn.heads)
+    ctx_k = _heads(_project_added_key(attn, encoder_hidden_states, fused), attn.heads)
     if not fused and attn.norm_added_k is not None:
         ctx_k = attn.norm_added_k(ctx_k)
     key = torch.cat([key, ctx_k], dim=2)
     return QueryKey(query, key, 1.0 / math.sqrt(query.shape[-1]), None, everything, slice(0, n), slice(n, None))
+
+
+def _flux_text_length(context: torch.Tensor | None, text_length: int | None) -> int:
+    """The text tokens of a Flux joint sequence: the context's length in a double-stream call; a single-stream call
+    gets the sequence already joined, so `text_length` must say it."""
+    if context is not None:
+        return context.shape[1]
+    if text_length is None:
+        raise UnsupportedAttentionProcessorError(
+            "A Flux single-stream attention call needs the text length of the joint sequence; capture it through "
+            "the transformer's forward (AttentionProbabilityCapture does) rather than calling the module alone."
+        )
+    return text_length
 
 
 def _flux_qk(
@@ -140,26 +161,14 @@ def _flux_qk(
     Only image queries are built (with their rows of the rotary embedding), keys over the whole [text, image] sequence.
     """
     double = attn.added_kv_proj_dim is not None and encoder_hidden_states is not None
-    if double:
-        text_length = encoder_hidden_states.shape[1]
-    elif text_length is None:
-        raise UnsupportedAttentionProcessorError(
-            "A Flux single-stream attention call needs the text length of the joint sequence; capture it through "
-            "the transformer's forward (AttentionProbabilityCapture does) rather than calling the module alone."
-        )
-    if attn.fused_projections:
-        query, key, _ = attn.to_qkv(hidden_states).chunk(3, dim=-1)
-    else:
-        query, key = attn.to_q(hidden_states), attn.to_k(hidden_states)
+    text_length = _flux_text_length(encoder_hidden_states if double else None, text_length)
+    query, key = _project_query_key(attn, hidden_states, attn.fused_projections)
     if not double:  # single stream: the sequence already is [text, image]; keep the image queries
         query = query[:, text_length:]
     query = attn.norm_q(query.unflatten(-1, (-1, attn.head_dim)))
     key = attn.norm_k(key.unflatten(-1, (-1, attn.head_dim)))
     if double:
-        if attn.fused_projections:
-            ctx_k = attn.to_added_qkv(encoder_hidden_states).chunk(3, dim=-1)[1]
-        else:
-            ctx_k = attn.add_k_proj(encoder_hidden_states)
+        ctx_k = _project_added_key(attn, encoder_hidden_states, attn.fused_projections)
         key = torch.cat([attn.norm_added_k(ctx_k.unflatten(-1, (-1, attn.head_dim))), key], dim=1)
     if image_rotary_emb is not None:
         image_rows = tuple(f[text_length:] for f in image_rotary_emb)
@@ -203,13 +212,7 @@ def _joint_seen(seen, context, text_length) -> QueryKey:
 
 def _flux_seen(seen, context, text_length) -> QueryKey:
     """`FluxAttnProcessor`: the dispatcher gets `[B, text + image, heads, d]` (rotary embeddings applied)."""
-    if context is not None:
-        text_length = context.shape[1]
-    elif text_length is None:
-        raise UnsupportedAttentionProcessorError(
-            "A Flux single-stream attention call needs the text length of the joint sequence; capture it through "
-            "the transformer's forward (AttentionProbabilityCapture does) rather than calling the module alone."
-        )
+    text_length = _flux_text_length(context, text_length)
     query, key, mask = seen.query[:, text_length:].transpose(1, 2), seen.key.transpose(1, 2), seen.mask
     if mask is not None and mask.ndim == 4 and mask.shape[2] == key.shape[2]:
         mask = mask[:, :, text_length:]

@@ -84,6 +84,15 @@ def frechet_distance(real_features, fake_features) -> float:
     return max(float(metric.compute()), 0.0)
 
 
+def _seeded_compute(metric, seed: int) -> tuple[float, float]:
+    """`(mean, std)` of a torchmetrics metric whose compute draws random subsets or splits (KID's `torch.randperm`,
+    IS's shuffle): seeded with `seed` in a forked RNG, so the caller's random state is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std)
+
+
 def kernel_distance(
     real_features, fake_features, subsets: int = 100, subset_size: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
@@ -107,10 +116,7 @@ def kernel_distance(
     # float32 as torchmetrics does for Inception features: the 100 subset kernels are the cost, and 2x faster
     metric.update(real.float(), real=True)
     metric.update(fake.float(), real=False)
-    with torch.random.fork_rng(devices=[]):  # KID draws subsets with torch.randperm: seed it without side effects
-        torch.manual_seed(seed)
-        mean, std = metric.compute()
-    return float(mean), float(std)
+    return _seeded_compute(metric, seed)
 
 
 def inception_score(logits, splits: int = 10, seed: int = 0) -> tuple[float, float]:
@@ -128,7 +134,4 @@ def inception_score(logits, splits: int = 10, seed: int = 0) -> tuple[float, flo
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
         metric = InceptionScore(feature=_Precomputed(logits.shape[1]), splits=splits)
     metric.update(logits)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        mean, std = metric.compute()
-    return float(mean), float(std)
+    return _seeded_compute(metric, seed)

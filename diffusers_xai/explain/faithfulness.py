@@ -294,6 +294,18 @@ def _auc(curve: torch.Tensor, fractions: torch.Tensor) -> torch.Tensor:
     return torch.trapezoid(curve, fractions, dim=-1)
 
 
+def _result(
+    fractions: torch.Tensor, raw: tuple[torch.Tensor, torch.Tensor], curves: list, **kwargs
+) -> FaithfulnessResult:
+    """A [`FaithfulnessResult`] from the raw deletion/insertion curves and the four normalised curves (deletion,
+    insertion, mean random deletion, mean random insertion), with their AUCs; `kwargs`: its `signed` fields."""
+    aucs = [_auc(c, fractions) for c in curves]
+    return FaithfulnessResult(
+        fractions, curves[0], curves[1], raw[0], raw[1], aucs[0], aucs[1], curves[2], curves[3], aucs[2], aucs[3],
+        **kwargs,
+    )  # fmt: skip
+
+
 def _signed_result(
     raw: tuple[torch.Tensor, torch.Tensor], random_raw: tuple[torch.Tensor, torch.Tensor], fractions: torch.Tensor
 ) -> FaithfulnessResult:
@@ -304,11 +316,7 @@ def _signed_result(
     scale = mean_random_deletion.amax(dim=1) - mean_random_deletion.amin(dim=1)
     curves = [_normalize(c, f_base, scale) for c in (deletion_raw, insertion_raw, mean_random_deletion)]
     curves.append(_normalize(random_raw[1].mean(0), f_base, scale))
-    aucs = [_auc(c, fractions) for c in curves]
-    return FaithfulnessResult(
-        fractions, curves[0], curves[1], deletion_raw, insertion_raw, aucs[0], aucs[1], curves[2], curves[3],
-        aucs[2], aucs[3], signed=True,
-    )  # fmt: skip
+    return _result(fractions, raw, curves, signed=True)
 
 
 def _magnitude_result(
@@ -323,11 +331,7 @@ def _magnitude_result(
     scale = change[2].amax(dim=1) - change[2].amin(dim=1)
     zero = torch.zeros_like(scale)
     curves = [_normalize(c, zero, scale) for c in change]
-    aucs = [_auc(c, fractions) for c in curves]
-    return FaithfulnessResult(
-        fractions, curves[0], curves[1], deletion_raw, insertion_raw, aucs[0], aucs[1], curves[2], curves[3],
-        aucs[2], aucs[3], signed=False, signed_result=_signed_result(raw, random_raw, fractions),
-    )  # fmt: skip
+    return _result(fractions, raw, curves, signed=False, signed_result=_signed_result(raw, random_raw, fractions))
 
 
 def deletion_insertion(

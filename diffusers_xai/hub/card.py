@@ -20,7 +20,7 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..utils.io import atomic_write
-from .files import check_png, resolve_inside
+from .files import check_png, check_save_directory, resolve_inside
 
 __all__ = [
     "SUMMARY_PATH",
@@ -643,9 +643,7 @@ def save_explanation_card(
     Returns:
         `ModelCard`: the card that was written.
     """
-    save_directory = Path(save_directory)
-    if save_directory.exists() and not save_directory.is_dir():
-        raise ValueError(f"save_directory {save_directory} exists and is not a directory.")
+    save_directory = check_save_directory(save_directory)
     if pipeline is None and (save_directory / "model_index.json").is_file():
         pipeline = save_directory
     data = _as_card_data(card)

@@ -14,7 +14,7 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
-__all__ = ["PNG_SIGNATURE", "check_png", "resolve_inside", "upload_allow_list"]
+__all__ = ["PNG_SIGNATURE", "check_png", "check_save_directory", "resolve_inside", "upload_allow_list"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # a pipeline component folder name (`unet`, `scheduler`, `denoiser`, ...): one plain path segment
@@ -46,6 +46,14 @@ def resolve_inside(folder: str | os.PathLike, relative: str, what: str) -> Path:
             "replace it with the file itself."
         )
     return path
+
+
+def check_save_directory(save_directory: str | os.PathLike) -> Path:
+    """`save_directory` as a `Path` if it is a folder or does not exist yet, else a `ValueError` (it is a file)."""
+    save_directory = Path(save_directory)
+    if save_directory.exists() and not save_directory.is_dir():
+        raise ValueError(f"save_directory {save_directory} exists and is not a directory.")
+    return save_directory
 
 
 def check_png(path: str | os.PathLike, what: str) -> Path:

@@ -27,7 +27,7 @@ from .card import (
     load_explanation_card_data,
     save_explanation_card,
 )
-from .files import upload_allow_list
+from .files import check_save_directory, upload_allow_list
 
 try:  # the HTTP library huggingface_hub uses: httpx2 in 2.x, httpx in 1.x
     import httpx2 as _httpx
@@ -144,9 +144,7 @@ def save_pretrained_with_card(
     """
     if not hasattr(pipeline, "save_pretrained"):
         raise TypeError(f"pipeline must be a DiffusionPipeline, got {type(pipeline).__name__}.")
-    save_directory = Path(save_directory)
-    if save_directory.exists() and not save_directory.is_dir():
-        raise ValueError(f"save_directory {save_directory} exists and is not a directory.")
+    save_directory = check_save_directory(save_directory)
     community = _community_source(type(pipeline).__name__, community_pipeline)
     save_directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=save_directory.parent, prefix=f".{save_directory.name}.staging-"))
