@@ -11,14 +11,13 @@ with serve_space_app(app) as (demo, url):
 
 from __future__ import annotations
 
-import importlib.util
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
-APP_PATH = Path(__file__).resolve().parents[1] / "spaces" / "app.py"
+from tests.repo_scripts import load_script
 
 
 def free_port() -> int:
@@ -30,9 +29,7 @@ def free_port() -> int:
 
 def load_space_app(name: str, output_dir: Path | None = None) -> ModuleType:
     """`spaces/app.py` imported as module `name`; with `output_dir`, the tabs write their files there."""
-    spec = importlib.util.spec_from_file_location(name, APP_PATH)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("spaces/app.py", name)
     if output_dir is not None:
         module.common.OUTPUT_DIR = output_dir
     return module

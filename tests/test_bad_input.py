@@ -8,7 +8,6 @@ loaded as a module and its `main` called the same way; one subprocess run per sc
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from diffusers_xai.cli import main as cli_main
 from diffusers_xai.hub import HubPushError, save_pretrained_with_card
 from diffusers_xai.testing import tiny_pipeline, tiny_tabular_pipeline
 from tests import hub_fixtures
+from tests.repo_scripts import load_script
 from tests.test_timeseries_pipeline import tiny_series_pipeline
 from tests.test_training import TINY
 
@@ -163,10 +163,7 @@ def test_debug_env_shows_the_traceback(saved, tmp_path, monkeypatch):
 
 # ---- train/train_ddpm.py ----
 def _train_ddpm():
-    spec = importlib.util.spec_from_file_location("train_ddpm", ROOT / "train" / "train_ddpm.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("train/train_ddpm.py")
 
 
 SCRIPT_CASES = [

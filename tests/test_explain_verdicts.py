@@ -168,14 +168,9 @@ def test_card_warns_when_the_maps_do_not_depend_on_the_model():
 
 
 def _faithfulness_bench():
-    import importlib.util
-    from pathlib import Path
+    from tests.repo_scripts import load_script
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "explain_faithfulness.py"
-    spec = importlib.util.spec_from_file_location("explain_faithfulness", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/explain_faithfulness.py")
 
 
 def test_merged_verdicts_name_only_the_runs_whose_numbers_they_keep(tmp_path):

@@ -184,14 +184,9 @@ def test_wine_recipe_trains_with_the_dcr_guard_on():
 
 
 def _bench():
-    import importlib.util
-    from pathlib import Path
+    from tests.repo_scripts import load_script
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "tabular_quality.py"
-    spec = importlib.util.spec_from_file_location("tabular_quality", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/tabular_quality.py")
 
 
 def test_bench_trains_ours_with_the_guard_and_names_the_columns_that_give_rows_away():
