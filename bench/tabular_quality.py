@@ -363,6 +363,27 @@ def per_column_detection(train_df, synthetic, metadata, seed) -> dict:
     return out
 
 
+def per_pair_trends(train_df, synthetic, metadata) -> dict:
+    """Which column pairs lower Trend: SDMetrics' Column Pair Trends score of each pair, the property (`__all__`, the
+    mean over the scored pairs) and, per column, the mean over the pairs without it (`without:<column>`: a column whose
+    pairs drag Trend down raises it)."""
+    from sdmetrics.reports.single_table import QualityReport
+
+    report = QualityReport()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report.generate(train_df, synthetic, metadata, verbose=False)
+    details = report.get_details("Column Pair Trends").dropna(subset=["Score"])
+    pairs = {(a, b): float(v) for a, b, v in zip(details["Column 1"], details["Column 2"], details["Score"])}
+    out = {"__all__": float(np.mean(list(pairs.values())))}
+    for column in dict.fromkeys(c for pair in pairs for c in pair):
+        kept = [v for pair, v in pairs.items() if column not in pair]
+        out[f"without:{column}"] = float(np.mean(kept)) if kept else float("nan")
+    out.update({f"{a} | {b}": v for (a, b), v in pairs.items()})
+    print("per-pair Trend:", json.dumps(out), flush=True)
+    return out
+
+
 def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
     """Ours trained once and sampled with each of `--samplers` (plus the guard and the early-stopped model)."""
     n, rows = len(train_df), {}
@@ -390,6 +411,8 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
                 rows[f"ours ({sampler})"]["per_column_detection"] = per_column_detection(
                     train_df, synthetic, metadata, args.seed
                 )
+            if args.per_pair:
+                rows[f"ours ({sampler})"]["per_pair_trends"] = per_pair_trends(train_df, synthetic, metadata)
         if args.guard:
             guarded = reject_near_copies(
                 lambda k, r: sample_ours(pipe, args.samplers[0], k, args.seed + 1 + r),
@@ -426,6 +449,8 @@ def run_table(name: str, args) -> dict:
             "train_s": seconds,
             "sample_s": time.perf_counter() - start,
         }
+        if args.per_pair:
+            rows[f"SDV {kind}"]["per_pair_trends"] = per_pair_trends(train_df, synthetic, metadata)
     return {
         "train_rows": n,
         "test_rows": len(test_df),
@@ -545,6 +570,11 @@ def parse_args(argv=None):
         "--categorical_encoding",
         default="auto",
         help="Ours' `categorical_encoding` (wine.yaml's key; the bench's default 'auto').",
+    )
+    parser.add_argument(
+        "--per_pair",
+        action="store_true",
+        help="Also score Trend per column pair and without each column's pairs (ours and the peers): what lowers it.",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

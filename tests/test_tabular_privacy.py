@@ -274,3 +274,22 @@ def test_refit_on_all_rows_rejects_bad_values(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(ValueError, match=r"^`refit_on_all_rows: true` runs in one process, got WORLD_SIZE=2"):
         early_stopping_config(tmp_path, 0.9, refit_on_all_rows=True).validate()
+
+
+def test_bench_per_pair_trends_names_the_column_whose_pairs_lower_trend():
+    """SDMetrics scores the pairs whose real correlation is strong: a, b, c are three noisy copies of one factor."""
+    bench = _bench()
+
+    def correlated(n, seed):
+        rng = np.random.default_rng(seed)
+        z = rng.normal(size=n)
+        return pd.DataFrame({k: z + 0.3 * rng.normal(size=n) for k in "abc"})
+
+    real, fresh = correlated(300, 0), correlated(300, 1)
+    # `b` drawn apart from the other columns: its two pairs lose their correlation (0.9 real, about 0 synthetic)
+    synthetic = fresh.assign(b=fresh["b"].sample(frac=1.0, random_state=0).to_numpy())
+    out = bench.per_pair_trends(real, synthetic, infer_metadata(real))
+    pairs = {k: v for k, v in out.items() if " | " in k}
+    assert set(pairs) == {"a | b", "a | c", "b | c"} and out["__all__"] == pytest.approx(np.mean(list(pairs.values())))
+    assert out["a | b"] < 0.6 and out["b | c"] < 0.6 and out["a | c"] > 0.95
+    assert out["without:b"] == pytest.approx(out["a | c"]) and out["without:a"] == pytest.approx(out["b | c"])
