@@ -91,3 +91,17 @@ def test_unknown_encoding_is_refused():
         ValueError, match=r"must be one of \['auto', 'onehot', 'analog_bits', 'analog_bits_ordered'\], got 'gray'"
     ):
         TabularPreprocessor.fit(region_frame()[0], categorical_encoding="gray")
+
+
+def test_auto_keeps_sorted_codes_when_most_levels_occur_once():
+    # 40 names over 50 rows (30 seen once): a centroid would be one row's numbers, so `auto` does not order by it
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=50), "name": [f"n{i:02d}" for i in list(range(40)) + list(range(10))]})
+    auto = TabularPreprocessor.fit(df)
+    assert auto.categorical[0]["encoding"] == "analog_bits" and "codes" not in auto.categorical[0]
+    np.testing.assert_array_equal(auto.codebooks["name"], codebook(40, "analog_bits"))
+    explicit = TabularPreprocessor.fit(df, categorical_encoding="analog_bits_ordered")
+    assert (
+        explicit.categorical[0]["encoding"] == "analog_bits_ordered"
+        and len(set(explicit.categorical[0]["codes"])) == 40
+    )

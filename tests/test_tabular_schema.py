@@ -192,7 +192,7 @@ def test_identifiers_are_regenerated_or_dropped(caplog):
     row_numbers = pd.DataFrame({"row": np.arange(1, 41), "value": np.linspace(0, 1, 40)})
     assert TabularPreprocessor.fit(row_numbers).columns[0]["kind"] == "id"
     as_levels = TabularPreprocessor.fit(airports.head(100), categorical_columns=["iata"])
-    assert as_levels.columns[0]["kind"] == "categorical" and as_levels.columns[0]["encoding"] == "analog_bits_ordered"
+    assert as_levels.columns[0]["kind"] == "categorical" and as_levels.columns[0]["encoding"] == "analog_bits"
 
 
 def test_pipeline_rows_keep_the_schema_of_a_packaged_table():
