@@ -119,16 +119,24 @@ def inner_fractions(timesteps: list[int], k: int) -> list[int]:
     return [int(timesteps[round((i + 1) * (n - 1) / (k + 1))]) for i in range(k)]
 
 
-def make_explainer(model, method: str):
+def explainer_init(method: str, modality: str) -> dict:
+    """Constructor keywords of `method` as the card builds it (images: `IMAGE_INIT_DEFAULTS`, IG's noise baseline)."""
+    from diffusers_xai.explain.explain import IMAGE_INIT_DEFAULTS
+
+    return dict(IMAGE_INIT_DEFAULTS.get(method, {})) if modality == "image" else {}
+
+
+def make_explainer(model, method: str, modality: str):
     from diffusers_xai.explain import AttentionExplainer, DenoiserAttribution, DenoiserGradCAM, DenoiserShap
 
+    init = explainer_init(method, modality)
     if method == "gradcam":
-        return DenoiserGradCAM(model)
+        return DenoiserGradCAM(model, **init)
     if method == "attention":
         return AttentionExplainer(model)
     if method == "shap":
         return DenoiserShap(model, "gradient")
-    return DenoiserAttribution(model, method)
+    return DenoiserAttribution(model, method, **init)
 
 
 # ---- planted ground truth ----
@@ -176,14 +184,14 @@ def planted_setup(modality: str, args) -> dict:
     return {"model": pipe, "x0": x0, "score": score, "truth": f"peak at the true lag ({data.delay})"}
 
 
-def planted_recovery(setup: dict, method: str, fractions_k: int, args) -> dict:
+def planted_recovery(setup: dict, method: str, fractions_k: int, args, modality: str) -> dict:
     model = setup["model"]
     scheduler = type(model.scheduler).from_config(model.scheduler.config)
     scheduler.set_timesteps(args.inference_steps)
     timesteps = inner_fractions([int(t) for t in scheduler.timesteps], fractions_k)
     generator = torch.Generator().manual_seed(args.seed)
     hits = []
-    explainer = make_explainer(model, method)
+    explainer = make_explainer(model, method, modality)
     for t in timesteps:
         x0 = setup["x0"]
         x_t = model.scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), torch.tensor([t]))
@@ -223,14 +231,15 @@ def check_modality(modality: str, args) -> dict:
         start = time.perf_counter()
         entry: dict = {}
         try:
-            explainer = make_explainer(pipe, method)
+            explainer = make_explainer(pipe, method, modality)
             kwargs = dict(ATTRIBUTE_KWARGS.get(method, {}), **cond)
             checks = run_checks(
                 explainer, trace, timesteps, max_stages=args.max_stages, seed=args.seed, random_curves_cache=cache,
                 faithfulness_kwargs={"n_random": args.n_random, "n_boot": args.n_boot}, **kwargs,
             )  # fmt: skip
             entry = checks.summary()
-            entry["planted"] = planted_recovery(setup, method, args.steps, args)
+            entry["settings"] = {**explainer_init(method, modality), **ATTRIBUTE_KWARGS.get(method, {})}
+            entry["planted"] = planted_recovery(setup, method, args.steps, args, modality)
             entry["passed"] = bool(checks.passed and entry["planted"]["passed"])
         except (ValueError, TypeError, NotImplementedError) as err:  # a method that cannot explain this modality
             entry = {"method": method, "passed": False, "error": f"{type(err).__name__}: {err}"}

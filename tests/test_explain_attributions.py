@@ -196,5 +196,15 @@ def test_integrated_gradients_noise_baseline_is_a_seeded_draw_at_the_steps_level
     draw = noise_level_baselines(X, 0.75, 1, torch.Generator().manual_seed(3))
     assert draw.abs().max() > 0  # a real draw, not zeros
     torch.testing.assert_close(res.attributions[0], W * (X - draw))  # IG of a linear map: W (x - x')
+    assert res.metadata["baselines"] == "noise"
+    bound = DenoiserAttribution(
+        LinearDenoiser(), "integrated_gradients", scheduler=ScheduleScheduler(),
+        target=ExplanationTarget(output="model_output"), baselines="noise",
+    )  # fmt: skip
+    torch.testing.assert_close(bound.attribute(X, timesteps=10, n_steps=8, seed=3).attributions, res.attributions)
+    zero = bound.attribute(X, timesteps=10, n_steps=8, baselines=0.0)  # a call's own baselines win
+    torch.testing.assert_close(zero.attributions[0], W * X)
+    with pytest.raises(ValueError, match="`baselines` as a string must be 'noise'"):
+        DenoiserAttribution(LinearDenoiser(), "integrated_gradients", baselines="blur")
     with pytest.raises(ValueError, match="`baselines` as a string must be 'noise'"):
         explainer.attribute(X, timesteps=10, baselines="zeros")

@@ -126,3 +126,54 @@ def test_output_layer_presets_resolve_to_the_last_up_blocks():
         output_gradcam_layers(pipe.unet, 0)
     with pytest.raises(ValueError, match="has no `up_blocks`"):
         output_gradcam_layers(torch.nn.Sequential(torch.nn.Conv2d(1, 1, 1)))
+
+
+def test_hirescam_keeps_the_gradient_per_position():
+    # y = sum(z^2), z = 3 A^1 - A^2 = x (A^1 = x, A^2 = 2x): dy/dA^k = 2 z w_k varies over positions.
+    # HiResCAM: sum_k dy/dA^k * A^k = 2 z (3x - 2x) = 2 x^2; GradCAM's spatial mean: 2 mean(x) x = 5 x (mean 2.5)
+    net = toy_net((3.0, -1.0))
+
+    def forward(x):
+        return (net(x) ** 2).sum(dim=(1, 2, 3))
+
+    torch.testing.assert_close(grad_cam(forward, net, ["0"], X, weighting="hirescam")["0"], 2 * X**2)
+    torch.testing.assert_close(grad_cam(forward, net, ["0"], X)["0"], 5 * X)
+    pipe = tiny_pipeline()
+    with pytest.raises(ValueError, match="`weighting` must be one of"):
+        DenoiserGradCAM(pipe, weighting="gradcam++")
+    out = pipe(
+        batch_size=2, num_inference_steps=3, trace=True, output_type="pt", generator=torch.Generator().manual_seed(0)
+    )
+    t = int(out.trace.timesteps[1])
+    hires = DenoiserGradCAM(pipe, layer="output_block", weighting="hirescam").attribute(out.trace, timesteps=[t])
+    plain = DenoiserGradCAM(pipe, layer="output_block").attribute(out.trace, timesteps=[t])
+    assert hires.metadata["weighting"] == "hirescam" and plain.metadata["weighting"] == "gradcam"
+    assert not torch.allclose(hires.maps, plain.maps)
+
+
+@pytest.mark.parametrize("layer", ["output_block", "all_blocks"])
+def test_why_this_class_cam_is_the_conditional_minus_the_null_passes_cam(layer):
+    # GradCAM is linear in the target, so the CAM of y_c - y_null (one stacked forward) must equal the CAM of y_c
+    # minus the CAM of y_null, each computed on its own forward; the conditional pass alone would be CAM(y_c)
+    from diffusers import DDIMScheduler
+
+    from diffusers_xai.explain.condition import ConditionTarget
+    from diffusers_xai.testing import tiny_class_conditional_unet
+
+    unet = tiny_class_conditional_unet(4, seed=0, channels=(8, 16)).eval()
+    scheduler = DDIMScheduler(num_train_timesteps=100)
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    labels, nulls = torch.tensor([0, 2, 3]), torch.full((3,), 4)
+
+    def per_layer(target, class_labels):
+        cam = DenoiserGradCAM(unet, layer=layer, scheduler=scheduler, target=target)
+        return cam.attribute(x, timesteps=[50], class_labels=class_labels).metadata["per_layer"]
+
+    contrast = per_layer(ConditionTarget(null_class=4), labels)
+    conditional, null = per_layer(ExplanationTarget(), labels), per_layer(ExplanationTarget(), nulls)
+    for name in contrast:
+        scale = conditional[name].abs().max()  # an untrained UNet's CAMs are tiny: compare in units of their size
+        assert scale > 0
+        c, y_c, y_null = (v / scale for v in (contrast[name], conditional[name], null[name]))
+        torch.testing.assert_close(c, y_c - y_null, rtol=1e-4, atol=1e-4)
+        assert (c - y_c).abs().max() > 0.05  # not the conditional pass alone

@@ -40,6 +40,7 @@ REPORT = {
                     "faithfulness": {"deletion_gain": _ci(-0.01, -0.05, 0.03), "insertion_gain": _ci(0.0, -0.1, 0.1)},
                     "randomization": {"spearman_full": 0.61, "passed": False},
                     "planted": {"value": 0.25, "passed": False},
+                    "settings": {"layer": "output_block", "weighting": "hirescam"},
                 },
                 "shap": {"passed": False, "error": "ValueError: no layer"},
             },
@@ -86,6 +87,8 @@ def test_verdict_rows_and_table(report_path):
     assert f"(`{REPORT['command']}`)" in table
     assert verdict_table("tabular", path=report_path) == "No benchmarked verdicts for the tabular modality."
     assert "(magnitude)" not in table  # every map here was scored by the signed protocol
+    assert "Settings: attention: layer=output_block, weighting=hirescam." in table  # the variant that was measured
+    assert "Settings" not in verdict_table("image", ["saliency"], report_path)
 
 
 def test_unsigned_maps_are_marked_as_scored_by_the_magnitude_protocol(tmp_path, monkeypatch):

@@ -82,6 +82,7 @@ class DenoiserAttribution(DenoiserExplainer):
         target ([`ExplanationTarget`] or callable, *optional*): what is explained.
         multiply_by_inputs (`bool`, *optional*, defaults to `True`): captum's global (True) or local attributions
             for IntegratedGradients/GradientShap.
+        baselines (*optional*): the default `baselines=` of [`attribute`] (e.g. `"noise"`); a call's own wins.
 
     Example:
 
@@ -99,12 +100,17 @@ class DenoiserAttribution(DenoiserExplainer):
         scheduler=None,
         target: ExplanationTarget | Callable | None = None,
         multiply_by_inputs: bool = True,
+        baselines: torch.Tensor | float | str | None = None,
     ):
         if method not in ATTRIBUTION_METHODS:
             raise ValueError(f"Unknown attribution method {method!r}; choose one of {sorted(ATTRIBUTION_METHODS)}.")
+        if isinstance(baselines, str) and baselines != "noise":
+            raise ValueError(f"`baselines` as a string must be 'noise' (fresh noise at the step's level), got "
+                             f"{baselines!r}; or pass a tensor or a number.")  # fmt: skip
         super().__init__(model, scheduler, target)
         self.method = method
         self.multiply_by_inputs = multiply_by_inputs
+        self.baselines = baselines
 
     def _captum(self, forward):
         cls = ATTRIBUTION_METHODS[self.method]
@@ -175,6 +181,7 @@ class DenoiserAttribution(DenoiserExplainer):
         steps = self._steps(inputs, timesteps, target)
         forward_fn = self.forward_function(target)
         generator = torch.Generator().manual_seed(seed)
+        baselines = self.baselines if baselines is None else baselines
         sample_attr, cond_attr, deltas = [], [], []
         cond_name = None
         with frozen_parameters(self.unet):
@@ -192,6 +199,8 @@ class DenoiserAttribution(DenoiserExplainer):
                     cond_attr.append(out[1].detach().float().cpu())
         result = self._result(steps, torch.stack(sample_attr), cond_attr, cond_name, deltas)
         result.signed = self.signed_maps(method_kwargs)
+        if isinstance(baselines, str):  # "noise": recorded, a tensor is the caller's to record
+            result.metadata["baselines"] = baselines
         if self.method == "smoothgrad":
             result.metadata["smoothgrad"] = self._smoothgrad_metadata(method_kwargs)
         return result

@@ -25,7 +25,14 @@ from .target import ExplanationTarget, resolve_target
 from .trajectory import TrajectoryAnalysis, analyze_trajectory
 from .verdicts import passing_methods
 
-__all__ = ["DEFAULT_METHODS", "EXPLAIN_METHODS", "ExplanationReport", "Explainer", "explain_generation"]
+__all__ = [
+    "DEFAULT_METHODS",
+    "EXPLAIN_METHODS",
+    "IMAGE_INIT_DEFAULTS",
+    "ExplanationReport",
+    "Explainer",
+    "explain_generation",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +49,19 @@ _ATTRIBUTE_DEFAULTS = {
     "shap": {"nsamples": 64},
     "shap_partition": {"max_evals": 256},
     "gradcam": {"relu_attributions": True},
+}
+
+
+# per-method constructor defaults of the image explainers: what `Explainer` builds and the benchmark checks
+# (`bench/explain_faithfulness.py`, `bench/explain_variants.py --modalities image`; issue 13):
+# - IG's baseline is a fresh-noise draw at the step's level (x_t of the mean image, `noise_level_baselines`), not
+#   x' = 0, which no denoiser sees at any step (with x' = 0 IG's "why this class" map peaked on the digit);
+# - GradCAM is HiResCAM (Draelos & Carin 2020: the gradient per position, not its spatial mean) of the last up block,
+#   the layer at the output's resolution (the all-block GradCAM mean, and GradCAM of the last up blocks, missed the
+#   planted class's corner).
+IMAGE_INIT_DEFAULTS = {
+    "integrated_gradients": {"baselines": "noise"},
+    "gradcam": {"layer": "output_block", "weighting": "hirescam"},
 }
 
 
@@ -230,7 +250,7 @@ class Explainer:
 
     def explainer_for(self, method: str) -> DenoiserExplainer:
         """The explainer object behind one method name."""
-        init = dict(self.method_kwargs.get(method, {}).get("init", {}))
+        init = {**IMAGE_INIT_DEFAULTS.get(method, {}), **self.method_kwargs.get(method, {}).get("init", {})}
         if method == "gradcam":
             return DenoiserGradCAM(self.pipe, target=self.target, **init)
         if method == "attention":

@@ -50,9 +50,18 @@ GRADCAM_LAYER_PRESETS = {
 }
 
 
-def _cam(activation: torch.Tensor, gradient: torch.Tensor, relu_attributions: bool) -> torch.Tensor:
-    # the same reduction as captum's LayerGradCam: mean gradient over every dimension after the channel one
-    alpha = gradient.mean(dim=tuple(range(2, gradient.ndim)), keepdim=True)
+CAM_WEIGHTINGS = ("gradcam", "hirescam")
+
+
+def _cam(
+    activation: torch.Tensor, gradient: torch.Tensor, relu_attributions: bool, weighting: str = "gradcam"
+) -> torch.Tensor:
+    # gradcam: the same reduction as captum's LayerGradCam, the mean gradient over every dimension after the channel
+    # one; hirescam (Draelos & Carin 2020): the gradient itself at every position, no spatial average
+    if weighting == "hirescam":
+        alpha = gradient
+    else:
+        alpha = gradient.mean(dim=tuple(range(2, gradient.ndim)), keepdim=True)
     cam = (alpha * activation).sum(dim=1, keepdim=True)
     return cam.clamp_min(0) if relu_attributions else cam
 
@@ -64,6 +73,7 @@ def grad_cam(
     inputs: torch.Tensor,
     additional_forward_args: Sequence = (),
     relu_attributions: bool = False,
+    weighting: str = "gradcam",
 ) -> dict[str, torch.Tensor]:
     r"""
     GradCAM of several layers from ONE forward and backward pass, through [`ActivationCapture`].
@@ -71,7 +81,10 @@ def grad_cam(
     For each layer with activations $A^k$ (`[B, K, h, w]`): $\alpha_k = \operatorname{mean}_{ij}
     \partial y / \partial A^k_{ij}$ and $L = \sum_k \alpha_k A^k$ (`[B, 1, h, w]`), $y$ = `forward_func(inputs,
     *additional_forward_args)` summed over the batch. As captum's `LayerGradCam`, the ReLU of the paper is applied
-    only with `relu_attributions=True`. Written by hand (instead of one captum `LayerGradCam` per layer) because
+    only with `relu_attributions=True`. `weighting="hirescam"` (HiResCAM, Draelos & Carin 2020,
+    https://arxiv.org/abs/2011.08891) keeps the gradient per position, $L = \sum_k \partial y / \partial A^k \odot
+    A^k$: the spatial average of GradCAM's $\alpha_k$ can move the map away from where the gradient is (the paper's
+    failure case), HiResCAM's cannot. Written by hand (instead of one captum `LayerGradCam` per layer) because
     captum needs one backward per layer and cannot hook blocks that return tuples (diffusers' down blocks).
 
     Returns:
@@ -92,9 +105,22 @@ def grad_cam(
                 )
         grads = torch.autograd.grad(y.sum(), acts, allow_unused=True)
     return {
-        n: _cam(a.detach(), torch.zeros_like(a) if g is None else g.detach(), relu_attributions)
+        n: _cam(a.detach(), torch.zeros_like(a) if g is None else g.detach(), relu_attributions, weighting)
         for n, a, g in zip(names, acts, grads)
     }
+
+
+def _per_sample(cam: torch.Tensor, batch_size: int, relu_attributions: bool) -> torch.Tensor:
+    r"""
+    One CAM per explained sample, the paper's ReLU applied last. A target whose forward runs the denoiser on a
+    stacked batch ([`ConditionTarget`]: $[x_t \mid c;\ x_t \mid \varnothing]$, the null pass repeated per class for
+    `null_class="mean"`) gives the layer once per pass, all at the same positions of the same $x_t$. GradCAM is
+    linear in the target ($\alpha_k$ is a mean gradient), so the CAM of $y_c - y_\varnothing$ is the sum of every
+    pass's CAM: the conditional pass's minus the null passes' (their gradients carry the minus sign). Keeping the
+    conditional pass alone would explain $y_c$, the class's whole prediction, not the difference it makes.
+    """
+    cam = cam.reshape(-1, batch_size, *cam.shape[1:]).sum(dim=0)
+    return cam.clamp_min(0) if relu_attributions else cam
 
 
 class DenoiserGradCAM(DenoiserExplainer):
@@ -116,6 +142,9 @@ class DenoiserGradCAM(DenoiserExplainer):
             sample's resolution: [`output_gradcam_layers`]), `"output_blocks"` (the last two up blocks).
         scheduler (*optional*): needed with a bare denoiser when the target is $\hat{x}_0$.
         target ([`ExplanationTarget`] or callable, *optional*): what is explained.
+        weighting (`str`, *optional*, defaults to `"gradcam"`): `"gradcam"` (channel weights = spatially averaged
+            gradients) or `"hirescam"` (the gradient at each position times the activation, summed over channels;
+            https://arxiv.org/abs/2011.08891), see [`grad_cam`].
 
     Paper: https://arxiv.org/abs/1610.02391
 
@@ -137,8 +166,12 @@ class DenoiserGradCAM(DenoiserExplainer):
         layer: str | Sequence[str] | None = None,
         scheduler=None,
         target: ExplanationTarget | Callable | None = None,
+        weighting: str = "gradcam",
     ):
+        if weighting not in CAM_WEIGHTINGS:
+            raise ValueError(f"`weighting` must be one of {CAM_WEIGHTINGS}, got {weighting!r}.")
         super().__init__(model, scheduler, target)
+        self.weighting = weighting
         modules = {n: m for n, m in self.unet.named_modules() if n}
         if isinstance(layer, str) and layer in GRADCAM_LAYER_PRESETS:
             self.layers = GRADCAM_LAYER_PRESETS[layer](self.unet)
@@ -152,7 +185,7 @@ class DenoiserGradCAM(DenoiserExplainer):
 
     def _uses_captum(self, x: torch.Tensor, forward, extras) -> bool:
         """Captum fits one layer whose forward output is a plain tensor (probed once with a no-grad forward)."""
-        if len(self.layers) != 1:
+        if len(self.layers) != 1 or self.weighting != "gradcam":
             return False
         name = self.layers[0]
         if name not in self._tensor_output:
@@ -216,17 +249,13 @@ class DenoiserGradCAM(DenoiserExplainer):
                     module = dict(self.unet.named_modules())[self.layers[0]]
                     with torch.enable_grad():
                         cam = LayerGradCam(forward, module).attribute(
-                            x.detach().requires_grad_(True),
-                            additional_forward_args=extras or None,
-                            relu_attributions=relu_attributions,
+                            x.detach().requires_grad_(True), additional_forward_args=extras or None
                         )
                     cams = {self.layers[0]: cam.detach()}
                 else:
-                    cams = grad_cam(forward, self.unet, self.layers, x, extras, relu_attributions)
+                    cams = grad_cam(forward, self.unet, self.layers, x, extras, False, self.weighting)
+                cams = {name: _per_sample(cam, x.shape[0], relu_attributions) for name, cam in cams.items()}
                 ups = []
-                # a target whose forward runs the denoiser on a stacked batch (ConditionTarget: [x_t | c; x_t | null])
-                # yields one CAM per stacked sample: the first B are the explained (conditional) pass
-                cams = {name: cam[: x.shape[0]] for name, cam in cams.items()}
                 for name, cam in cams.items():
                     per_layer[name].append(cam.float().cpu())
                     up = LayerAttribution.interpolate(cam.float(), tuple(x.shape[2:]), _MODES[x.ndim - 2])
@@ -240,6 +269,10 @@ class DenoiserGradCAM(DenoiserExplainer):
             maps=maps,
             timesteps=[s.timestep for s in steps],
             step_indices=[s.step_index for s in steps],
-            metadata={"layers": list(self.layers), "per_layer": {n: torch.stack(v) for n, v in per_layer.items()}},
+            metadata={
+                "layers": list(self.layers),
+                "weighting": self.weighting,
+                "per_layer": {n: torch.stack(v) for n, v in per_layer.items()},
+            },
             feature_names=self.feature_names,
         )

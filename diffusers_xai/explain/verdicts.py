@@ -127,6 +127,13 @@ def verdict_table(modality: str, methods=None, path: str | Path | None = None) -
             f"| {r['method']} | {r['deletion']} | {r['insertion']} | {r['randomization']} | {r['planted']} | "
             f"**{r['verdict']}** |"
         )
+    settings = [
+        f"{m}: " + ", ".join(f"{k}={v}" for k, v in v["settings"].items())
+        for m, v in entry["methods"].items()
+        if v.get("settings") and (methods is None or m in methods)
+    ]
+    if settings:
+        lines += ["", "Settings: " + "; ".join(settings) + "."]
     c = entry.get("conditions", report["conditions"])
     if any(r["deletion"].endswith(MAGNITUDE_MARK) for r in verdict_rows(modality, methods, path)):
         lines += ["", MAGNITUDE_NOTE]
