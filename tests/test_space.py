@@ -138,7 +138,7 @@ def test_generate_returns_images_trace_and_step_views(generated):
     assert trace.attention_layers and [c[1] for c in layers["choices"]] == trace.attention_layers
     assert slider["maximum"] == slider["value"] == STEPS - 1
     assert [c[1] for c in samples["choices"]] == list(range(BATCH))
-    assert cam_layers["choices"][0][1] == "all blocks" and len(cam_layers["choices"]) > 1
+    assert cam_layers["choices"][0][1] == "default (last up block)" and len(cam_layers["choices"]) > 1
     grid = (3 * 96 + 4 * 2, 96 + 2 * 2)  # one row of three 96 px cells
     assert Image.open(x_t).size == Image.open(x0).size == grid
     assert caption.startswith(f"Step {STEPS} of {STEPS}") and f"{BATCH} sample(s)" in info
@@ -178,7 +178,7 @@ def test_attention_endpoint(client, generated):
 
 def test_explain_endpoint(images, client, generated):
     overlay, curves, sanity, summary, numbers, archive = client.predict(
-        "saliency", images.ALL_BLOCKS, 2, STEPS // 2, True, False, api_name="/explain"
+        "saliency", images.DEFAULT_CAM, 2, STEPS // 2, True, False, api_name="/explain"
     )
     assert Image.open(overlay).size[0] > Image.open(overlay).size[1]
     assert curves is not None and sanity is None
@@ -196,14 +196,14 @@ def test_explain_endpoint(images, client, generated):
         maps = load(z.read("maps.safetensors"))["maps"]
     assert tuple(maps.shape) == (1, 1, 1, 16, 16)
     assert Image.open(overlay).format == "PNG"
-    layer = generated[8]["choices"][1][1]  # one block instead of all of them
+    layer = generated[8]["choices"][1][1]  # one block instead of the default (last up block)
     overlay, curves, sanity, summary, numbers, archive = client.predict(
         "gradcam", layer, 0, STEPS // 2, False, False, api_name="/explain"
     )
     assert curves is None and sanity is None and "faithfulness" not in numbers
     assert numbers["maps_shape"] == [1, 1, 1, 16, 16] and summary.startswith("**gradcam** at t = ")
     with pytest.raises(AppError, match="magic is not in the list of choices"):
-        client.predict("magic", images.ALL_BLOCKS, 0, 0, False, False, api_name="/explain")
+        client.predict("magic", images.DEFAULT_CAM, 0, 0, False, False, api_name="/explain")
 
 
 def test_analyze_trajectory_endpoint(client, generated):
@@ -260,7 +260,7 @@ def test_handlers_validate_what_the_ui_cannot(app, images, generated):
     with pytest.raises(gr.Error, match=r"Sample must be an integer in \[0, 2\], got 3"):
         images.show_attention(state, layer, 3, 0, -1, -1)
     with pytest.raises(gr.Error, match="Unknown explanation method 'magic'"):
-        images.explain(state, "magic", images.ALL_BLOCKS, 0, 0, False, False)
+        images.explain(state, "magic", images.DEFAULT_CAM, 0, 0, False, False)
     with pytest.raises(gr.Error, match="Unknown scheduler 'euler'; choose one of"):
         images.generate(images.BUNDLED_LABEL, "euler", 5, 0, 1)
     with pytest.raises(gr.Error, match=r"Steps must be an integer in \[1, 1000\], got 1000.5"):

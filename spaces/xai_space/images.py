@@ -76,7 +76,9 @@ DISPLAY_CELL = 96  # pixels per image cell in the trajectory grids
 # methods of the Explain section: attention and trajectory have sections of their own; shap_partition is left out
 # because its first call JIT-compiles numba code for tens of seconds
 EXCLUDED_METHODS = ("trajectory", "attention", "shap_partition")
-ALL_BLOCKS = "all blocks"
+# the GradCAM layer choice that keeps the library's image default: HiResCAM of the last up block
+# (`diffusers_xai.explain.explain.IMAGE_INIT_DEFAULTS`); a block picked instead is explained with the same weighting
+DEFAULT_CAM = "default (last up block)"
 
 
 def explain_methods() -> list[str]:
@@ -239,7 +241,7 @@ def generate(
     last = len(trace) - 1
     x_t, x0, caption = trajectory_images(trace, last)
     layers = trace.attention_layers
-    cam_layers = [ALL_BLOCKS, *default_gradcam_layers(pipe.unet)]
+    cam_layers = [DEFAULT_CAM, *default_gradcam_layers(pipe.unet)]
     info = generation_info(f"{batch_size} sample(s)", scheduler, num_inference_steps, seed, trace)
     return (
         [(upscale(im, 128), f"sample {i}") for i, im in enumerate(out.images)],
@@ -251,7 +253,7 @@ def generate(
         caption,
         gr.Dropdown(choices=layers, value=layers[0] if layers else None),
         gr.Dropdown(choices=list(range(batch_size)), value=0),
-        gr.Dropdown(choices=cam_layers, value=ALL_BLOCKS),
+        gr.Dropdown(choices=cam_layers, value=DEFAULT_CAM),
         info,
     )
 
@@ -358,7 +360,7 @@ def explain(
     position, step, sample = recorded_step(trace, position, sample)
     pipe = fresh_pipeline(state["model"], state["scheduler"])
     method_kwargs = {}
-    if method == "gradcam" and layer not in (None, "", ALL_BLOCKS):
+    if method == "gradcam" and layer not in (None, "", DEFAULT_CAM):
         method_kwargs["gradcam"] = {"init": {"layer": layer}}
     explainer = Explainer(
         pipe,
@@ -489,7 +491,7 @@ def _explain_tab() -> SimpleNamespace:
             gr.Markdown(verdicts_markdown("image"), elem_id="image-verdicts")
         with gr.Row():
             method = gr.Dropdown(methods, value="gradcam", label="Method", elem_id="method")
-            cam_layer = gr.Dropdown([ALL_BLOCKS], value=ALL_BLOCKS, label="GradCAM layer")
+            cam_layer = gr.Dropdown([DEFAULT_CAM], value=DEFAULT_CAM, label="GradCAM layer (HiResCAM weighting)")
             faithful = gr.Checkbox(True, label="Faithfulness (deletion/insertion)")
             sanity = gr.Checkbox(True, label="Sanity check (model randomisation)")
         button = gr.Button("Explain", elem_id="explain-button")
