@@ -24,7 +24,9 @@ a gradient-boosting classifier (HistGradientBoosting, 5-fold; 0.5 = indistinguis
 (median distance to the closest training row of synthetic rows over that of the holdout rows: about 1 is right,
 below 1 is copying). `--guard` adds our rows filtered by the near-copy guard (`reject_near_copies`, 5% holdout
 quantile), to measure its cost to fidelity. `--per_column` adds ours' detection AUC on each column alone and on all the
-others (which columns give the rows away).
+others (which columns give the rows away). On tables with `COHERENCE` pairs (airports: `state` with `latitude` and
+`longitude`) every row also reports the fraction of rows whose number lies inside its level's real training range
+(`in_level_range`; the real holdout's under `holdout`), printed under the table.
 
 CPU-heavy (1.5 to 10 minutes per table on one thread; airports is the slowest): on a shared machine run one table per
 job, each writing `--out`, then print the merged table, e.g.

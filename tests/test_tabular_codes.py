@@ -105,3 +105,14 @@ def test_auto_keeps_sorted_codes_when_most_levels_occur_once():
         explicit.categorical[0]["encoding"] == "analog_bits_ordered"
         and len(set(explicit.categorical[0]["codes"])) == 40
     )
+
+
+def test_bench_in_level_range_counts_rows_inside_their_levels_real_range():
+    from tests.repo_scripts import load_script
+
+    bench = load_script("bench/tabular_quality.py")
+    real = pd.DataFrame({"state": ["a", "a", "b", "b"], "lat": [1.0, 3.0, 10.0, 12.0]})
+    # inside a, outside a, inside b (on its edge), an unseen level, a missing number
+    rows = pd.DataFrame({"state": ["a", "a", "b", "c", "b"], "lat": [2.0, 5.0, 12.0, 2.0, np.nan]})
+    assert bench.in_level_range(real, rows, "state", "lat") == pytest.approx(2 / 5)
+    assert bench.coherence("wine", real, rows) == {}
