@@ -271,6 +271,12 @@ def _py(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def fit_ours_from_args(name: str, train_df: pd.DataFrame, workdir: str, args, **fit_kwargs):
+    """[`fit_ours`] with the command line's steps, seed, categorical encoding and DCR-guard settings."""
+    guard = guard_settings(args.early_stop, args.early_stop_every, args.refit)
+    return fit_ours(name, train_df, args.steps, args.seed, workdir, args.categorical_encoding, **fit_kwargs, **guard)
+
+
 def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> dict:
     """`--conditional`: every generator conditioned on the class target, sampled with the training rows' exact class
     counts; ours trains with `condition_column`, the SDV peers (fitted as usual) use `sample_from_conditions`."""
@@ -280,16 +286,8 @@ def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> di
     labels = train_df[target].sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
     others = [c for c in CLASS_COLUMNS.get(name, []) if c != target] or None
     with tempfile.TemporaryDirectory() as workdir:
-        pipe, seconds = fit_ours(
-            name,
-            train_df,
-            args.steps,
-            args.seed,
-            workdir,
-            args.categorical_encoding,
-            condition_column=target,
-            categorical_columns=others,
-            **guard_settings(args.early_stop, args.early_stop_every, args.refit),
+        pipe, seconds = fit_ours_from_args(
+            name, train_df, workdir, args, condition_column=target, categorical_columns=others
         )
         for sampler in args.samplers:
             synthetic = sample_ours(pipe, sampler, n, args.seed, class_labels=labels.tolist())
@@ -390,15 +388,7 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
     """Ours trained once and sampled with each of `--samplers` (plus the guard and the early-stopped model)."""
     n, rows = len(train_df), {}
     with tempfile.TemporaryDirectory() as workdir:
-        pipe, seconds = fit_ours(
-            name,
-            train_df,
-            args.steps,
-            args.seed,
-            workdir,
-            args.categorical_encoding,
-            **guard_settings(args.early_stop, args.early_stop_every, args.refit),
-        )
+        pipe, seconds = fit_ours_from_args(name, train_df, workdir, args)
         stop = stop_info(pipe)
         for sampler in args.samplers:
             start = time.perf_counter()

@@ -93,13 +93,7 @@ def evaluate_images(
     real_x, fake_x, train_x, ranges = _unit_image_sets(real, fake, training, value_range, nearest_k)
     extractor = resolve_feature_extractor(feature)
     space = feature_space_name(extractor)
-    report = EvaluationReport(
-        modality="image",
-        num_real=len(real_x),
-        num_generated=len(fake_x),
-        feature_space=space,
-        dataset_name=dataset_name,
-    )
+    report = EvaluationReport.for_sets("image", real_x, fake_x, dataset_name, space)
     report.details["value_ranges"] = ranges
     kw = {"batch_size": batch_size, "device": device, "progress": progress}
     real_f = extract_features(real_x, extractor, desc="features (real)", **kw)

@@ -95,6 +95,19 @@ class EvaluationReport:
 
         check_modality_name(self.modality)
 
+    @classmethod
+    def for_sets(
+        cls, modality: str, real, generated, dataset_name: str | None = None, feature_space: str | None = None
+    ) -> EvaluationReport:
+        """An empty report on `real` against `generated` (anything with a length: their counts are recorded)."""
+        return cls(
+            modality=modality,
+            num_real=len(real),
+            num_generated=len(generated),
+            feature_space=feature_space,
+            dataset_name=dataset_name,
+        )
+
     def __getitem__(self, key: str) -> MetricResult:
         """Look a metric up by `key` (`"fid"`) or by display name (`"FID (digits-CNN features)"`)."""
         for metric in self.metrics:

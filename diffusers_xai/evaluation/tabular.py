@@ -390,9 +390,7 @@ def evaluate_table(
     test_notes = []
     if real_test is not None:
         real_test, test_notes = check_table_pair(real, real_test, metadata, "real_test")
-    report = EvaluationReport(
-        modality="tabular", num_real=len(real), num_generated=len(synthetic), dataset_name=dataset_name
-    )
+    report = EvaluationReport.for_sets("tabular", real, synthetic, dataset_name)
     report.warnings += notes
     report.details["metadata"] = metadata
 

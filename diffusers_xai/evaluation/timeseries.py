@@ -309,13 +309,7 @@ def evaluate_timeseries(
     real_w, synth_w = _window_pair(real, synthetic)
     encoder = encoder if encoder is not None else WindowStatsEncoder()
     space = feature_space_name(encoder)
-    report = EvaluationReport(
-        modality="timeseries",
-        num_real=len(real_w),
-        num_generated=len(synth_w),
-        feature_space=space,
-        dataset_name=dataset_name,
-    )
+    report = EvaluationReport.for_sets("timeseries", real_w, synth_w, dataset_name, space)
     report.details["window_shape"] = list(real_w.shape[1:])
     report.add(
         f"Discriminative score (post-hoc GRU, {discriminative_iterations} it)",

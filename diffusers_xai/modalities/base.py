@@ -242,6 +242,12 @@ class Modality(ABC):
         """
         raise ValueError(f"The {self.name} modality has no evaluation for `diffusers-xai evaluate`.")
 
+    @staticmethod
+    def report_options(options: dict, *names: str) -> dict:
+        """The `options` of [`score`] that every evaluation function takes (`output_dir`, `dataset_name`, `seed`),
+        plus `names`, as keyword arguments."""
+        return {name: options[name] for name in ("output_dir", "dataset_name", "seed", *names)}
+
     # ---- sharded datasets (see `diffusers_xai.generation`) ----
     # rows per Parquet row group of a generated shard (`None`: pyarrow's default; images: small groups of PNGs)
     parquet_row_group_size: ClassVar[int | None] = None

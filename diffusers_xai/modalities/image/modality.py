@@ -347,11 +347,7 @@ class ImageModality(Modality):
             real,
             samples,
             feature=int(feature) if str(feature).isdigit() else feature,
-            device=options["device"],
-            output_dir=options["output_dir"],
-            dataset_name=options["dataset_name"],
-            progress=options["progress"],
-            seed=options["seed"],
+            **self.report_options(options, "device", "progress"),
         )
 
     def explain(self, pipeline, config, methods: tuple[str, ...], output_dir: str) -> dict:

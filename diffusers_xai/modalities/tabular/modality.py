@@ -347,12 +347,8 @@ class TabularModality(PreprocessedModality):
         return evaluate_table(
             real,
             samples,
-            target=options["target"],
-            real_test=options["real_test"],
-            output_dir=options["output_dir"],
-            dataset_name=options["dataset_name"],
-            seed=options["seed"],
             sdmetrics_privacy=not options["no_sdmetrics_privacy"],
+            **self.report_options(options, "target", "real_test"),
         )
 
     # the explanation card ([`PreprocessedModality.explain`]): column attributions and commit steps

@@ -227,12 +227,7 @@ class TimeSeriesModality(PreprocessedModality):
         return evaluate_timeseries(
             real,
             samples,
-            discriminative_iterations=options["discriminative_iterations"],
-            predictive_iterations=options["predictive_iterations"],
-            output_dir=options["output_dir"],
-            dataset_name=options["dataset_name"],
-            seed=options["seed"],
-            progress=options["progress"],
+            **self.report_options(options, "discriminative_iterations", "predictive_iterations", "progress"),
         )
 
     # the explanation card ([`PreprocessedModality.explain`]): attributions of the whole window, commit steps
