@@ -12,6 +12,7 @@ __all__ = [
     "planted_image_model",
     "planted_series_pipeline",
     "planted_table_pipeline",
+    "seeded_generator",
     "tiny_class_conditional_unet",
     "tiny_conditional_unet",
     "tiny_pipeline",
@@ -19,6 +20,11 @@ __all__ = [
     "tiny_traced_run",
     "tiny_unet",
 ]
+
+
+def seeded_generator(seed: int = 0) -> torch.Generator:
+    """A CPU `torch.Generator` seeded with `seed`, for reproducible pipeline calls."""
+    return torch.Generator().manual_seed(seed)
 
 
 def tiny_unet(

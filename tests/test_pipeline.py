@@ -1,20 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from diffusers import (
-    DDIMPipeline,
-    DDIMScheduler,
-    DDPMPipeline,
-    DDPMScheduler,
-    DPMSolverMultistepScheduler,
-)
+from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, DPMSolverMultistepScheduler
 
 from diffusers_xai import DiffusionXAIPipeline, DiffusionXAIPipelineOutput, TraceConfig, make_scheduler
+from diffusers_xai.testing import seeded_generator as gen
 from diffusers_xai.testing import tiny_pipeline, tiny_unet
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])  # the main job trains v-prediction

@@ -17,11 +17,8 @@ from diffusers_xai.modalities.tabular.data import (
 )
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline, TabularXAIPipelineOutput
 from diffusers_xai.models import TabularDenoiser
+from diffusers_xai.testing import seeded_generator as gen
 from diffusers_xai.testing import tiny_tabular_pipeline
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="module")

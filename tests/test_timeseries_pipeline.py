@@ -12,6 +12,7 @@ from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, loa
 from diffusers_xai.modalities.timeseries.modality import unet1d
 from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
 from diffusers_xai.models import TimeSeriesDenoiser
+from diffusers_xai.testing import seeded_generator as gen
 from diffusers_xai.training import TrainingConfig, train
 from tests.test_training import QUIET
 
@@ -28,10 +29,6 @@ TINY = dict(
     lr_warmup_steps=0,
     **QUIET,
 )
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def tiny_series_denoiser(in_channels, sample_size, architecture, width):

@@ -7,7 +7,6 @@ diffusers-xai evaluate --samples windows.npy --data real_windows.npy --modality 
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import logging
@@ -16,6 +15,8 @@ import os
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from . import add_documented_parser
 
 __all__ = ["register", "run"]
 
@@ -28,11 +29,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser(
+    p = add_documented_parser(
+        subparsers,
         "evaluate",
-        help="Score generated samples against real data (FID/KID/PRDC/memorisation, SDMetrics/TSTR, TimeGAN scores).",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "Score generated samples against real data (FID/KID/PRDC/memorisation, SDMetrics/TSTR, TimeGAN scores).",
+        __doc__,
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--pipeline", help="A saved pipeline directory to sample from.")

@@ -10,6 +10,8 @@ import argparse
 import json
 from collections.abc import Callable
 
+from . import add_documented_parser
+
 __all__ = ["add_arguments", "main", "register", "run"]
 
 
@@ -133,11 +135,11 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_documented_parser(
+        subparsers,
         "generate",
-        help="Generate a sharded, resumable synthetic dataset (Parquet, HF datasets) from a saved pipeline.",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "Generate a sharded, resumable synthetic dataset (Parquet, HF datasets) from a saved pipeline.",
+        __doc__,
     )
     add_arguments(parser)
     parser.set_defaults(func=_run_cli)
