@@ -11,13 +11,13 @@ and extrapolated to TimeGAN's budgets (2,000 discriminative, 2 x 5,000 predictiv
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 
 import numpy as np
 import pandas as pd
 import torch
+from _common import bench_parser
 
 
 def timed(fn, *args, **kwargs):
@@ -188,8 +188,7 @@ def main(args) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--num_samples", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--gru_iterations", type=int, default=200)
     main(parser.parse_args())

@@ -9,11 +9,11 @@ and prints its time as a ratio to the plain sampling run and to K forward+backwa
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
+from _common import bench_parser
 from diffusers import UNet2DModel
 
 from diffusers_xai import DiffusionXAIPipeline, TraceConfig
@@ -31,8 +31,7 @@ from diffusers_xai.explain import (
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--steps", type=int, default=50, help="num_inference_steps of the sampling run")
     parser.add_argument("--explained-steps", type=int, default=3, help="K recorded steps explained per method")
     parser.add_argument("--sample-size", type=int, default=16)

@@ -15,12 +15,12 @@ random gates) attribute it to g; the score is the pointing game of |map| in the 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import time
 
 import torch
 import torch.nn.functional as F
+from _common import bench_parser
 from captum.attr import GradientShap, IntegratedGradients, Occlusion, Saliency
 from diffusers.models.resnet import ResnetBlock2D
 
@@ -29,11 +29,10 @@ from diffusers_xai.testing import planted_image_model
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--fit-steps", type=int, default=400, help="training steps of the planted model")
     parser.add_argument("--samples", type=int, default=64, help="held-out marked planted images per step")
     parser.add_argument("--timesteps", type=int, nargs="+", default=[740, 500, 240])
-    parser.add_argument("--threads", type=int, default=1)
     return parser.parse_args(argv)
 
 

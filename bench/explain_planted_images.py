@@ -24,12 +24,12 @@ method answers it, on the benchmark's planted model family ([`planted_image_mode
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from types import SimpleNamespace
 
 import torch
+from _common import bench_parser
 
 from diffusers_xai.explain import AttentionExplainer, DenoiserAttribution, DenoiserGradCAM, DenoiserShap, planted
 from diffusers_xai.explain.condition import ConditionContrast, ConditionTarget
@@ -39,13 +39,12 @@ METHODS = ("saliency", "integrated_gradients", "occlusion", "shap", "gradcam", "
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--fit-steps", type=int, default=2000, help="training steps of the planted model")
     parser.add_argument("--resolution", type=int, default=16)
     parser.add_argument("--samples", type=int, default=64, help="held-out planted images per step")
     parser.add_argument("--timesteps", type=int, nargs="+", default=[740, 500, 240])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--null-images", default="unmarked", choices=["unmarked", "marked"],

@@ -20,11 +20,11 @@ bench/explain_faithfulness.py's 32 x 3 run). Seconds are wall time on this machi
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
 import torch
+from _common import bench_parser
 from diffusers import UNet2DModel
 
 from diffusers_xai import DiffusionXAIPipeline, TraceConfig
@@ -60,8 +60,7 @@ METHODS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser = bench_parser(__doc__, threads=2)
     parser.add_argument("--steps", type=int, default=20, help="num_inference_steps of the traced sampling run")
     parser.add_argument("--explained-steps", type=int, default=3, help="K recorded steps explained per method")
     parser.add_argument("--curve-steps", type=int, default=8, help="deletion/insertion curve resolution")

@@ -20,6 +20,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from _common import bench_parser
 from diffusers import DDPMScheduler, UNet2DModel
 
 from diffusers_xai.models.lora import add_lora, make_lora_config
@@ -99,8 +100,7 @@ def peak_rss_kib() -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, threads=2)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--steps", type=int, default=4, help="timed steps per variant per round")
     parser.add_argument("--rounds", type=int, default=2)

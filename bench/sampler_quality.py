@@ -18,13 +18,13 @@ that sampled them). On a shared machine, long rows can be sampled in pieces: `--
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import time
 
 import torch
+from _common import bench_parser
 from safetensors.torch import load_file, save_file
 
 from diffusers_xai import DiffusionXAIPipeline
@@ -138,13 +138,12 @@ def describe(settings: dict, kind: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, threads=2)
     parser.add_argument("--pipeline", default="spaces/digits-ddpm", help="a DiffusionXAIPipeline folder")
     parser.add_argument("--samplers", default=DEFAULT_SAMPLERS, help=f"comma-separated, from {sorted(SAMPLERS)}")
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache_dir", default=os.path.join(".cache", "sampler_quality"))
     parser.add_argument("--kid_subsets", type=int, default=100)
     parser.add_argument(

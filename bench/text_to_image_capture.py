@@ -13,13 +13,13 @@ tokens, 8 heads of 128) with 64 MiB chunks vs in one piece.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import subprocess
 import sys
 import time
 
 import torch
+from _common import bench_parser
 
 from diffusers_xai.explain.text_to_image import TextToImageExplainer
 from diffusers_xai.testing_text_to_image import TEXT_TO_IMAGE_FAMILIES, tiny_call_kwargs, tiny_text_to_image_pipeline
@@ -82,8 +82,7 @@ def peak_memory(max_chunk_bytes: int) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, threads=2)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--size", type=int, default=32, help="image height = width (pixels)")
     parser.add_argument("--repeats", type=int, default=5)

@@ -8,12 +8,12 @@ trace's bytes. Targets (foundation issue): latents-only <= 1.05x, attention <= 1
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import numpy as np
 import torch
+from _common import bench_parser
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel
 
 from diffusers_xai import DiffusionXAIPipeline, TraceConfig
@@ -36,8 +36,7 @@ def digits_unet(seed: int = 0) -> UNet2DModel:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = bench_parser(__doc__, threads=2)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
