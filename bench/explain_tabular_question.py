@@ -31,7 +31,6 @@ keep a Spearman of 0.56-0.59 after full randomisation. This script measures why,
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -43,6 +42,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import explain_faithfulness as ef  # noqa: E402  (the benchmark's model, generation and steps)
 import explain_variants as ev  # noqa: E402  (Spearman of a map with |x_t|)
+from _common import bench_parser  # noqa: E402
 
 from diffusers_xai.explain import (  # noqa: E402
     ConditionTarget,
@@ -59,7 +59,7 @@ SPREADS = (0.3, 0.3, 1.0)  # the `spread` design's s_y of d given y
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--jacobian", action="store_true", help="only the Jacobian analysis of the default target")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--designs", nargs="+", default=["mean", "spread"], choices=["mean", "spread"])
@@ -67,7 +67,6 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--planted-samples", type=int, default=64)
     parser.add_argument("--planted-fit-steps", type=int, default=ef.PLANTED_FIT_STEPS["tabular"])
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
     return parser.parse_args(argv)
