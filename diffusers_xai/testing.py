@@ -280,16 +280,22 @@ def planted_table_pipeline(num_steps: int = 1000, hidden_dims: tuple = (128, 128
 
 
 def planted_series_pipeline(
-    num_steps: int = 1500, architecture: str = "conv", hidden_dim: int = 32, num_layers: int = 3, seed: int = 0
+    num_steps: int = 1500,
+    architecture: str = "conv",
+    hidden_dim: int = 32,
+    num_layers: int = 3,
+    seed: int = 0,
+    driver: str = "white",
 ):
     """
     `(pipeline, data)`: a [`TimeSeriesXAIPipeline`] (DDIM, cosine betas as the bundled sines model) whose
-    [`TimeSeriesDenoiser`] is fitted on [`planted_series`] (channels `driver`, `follower`; delay 3; standardised).
+    [`TimeSeriesDenoiser`] is fitted on [`planted_series`] (channels `driver`, `follower`; delay 3; standardised);
+    `driver` is the planted driver's kind (`"white"`, the default, or `"ar2"`).
     """
     from .explain.planted import planted_series
     from .modalities.timeseries import TimeSeriesDenoiser, TimeSeriesPreprocessor, TimeSeriesXAIPipeline
 
-    data = planted_series(2048, seed=seed)
+    data = planted_series(2048, seed=seed, driver=driver)
     length = data.windows.shape[1]
     pre = TimeSeriesPreprocessor.fit(data.windows, sequence_length=length, channels=data.channels,
                                      normalization="standard")  # fmt: skip
