@@ -35,26 +35,29 @@ def tiny_unet(
     num_classes: int | None = None,
     mid_attention: bool | None = None,
     attention_head_dim: int = 4,
+    block_out_channels: tuple[int, int] = (4, 8),
+    norm_num_groups: int = 4,
+    null_class: bool = True,
 ) -> UNet2DModel:
     """
-    A 2-level `UNet2DModel` (4/8 channels) with attention in the low-resolution blocks and the mid block. With
-    `num_classes=K` it is class-conditional in the project's convention: `num_class_embeds = K + 1`, label K being the
-    null class (see `diffusers_xai.pipelines.guidance`). `mid_attention` (default: `attention`) sets the mid block's
-    attention on its own.
+    A 2-level `UNet2DModel` (`block_out_channels`, default 4/8) with attention in the low-resolution blocks and the
+    mid block. With `num_classes=K` it is class-conditional in the project's convention: `num_class_embeds = K + 1`,
+    label K being the null class (see `diffusers_xai.pipelines.guidance`; `null_class=False`: K embeddings, no null
+    class). `mid_attention` (default: `attention`) sets the mid block's attention on its own.
     """
     torch.manual_seed(seed)
     return UNet2DModel(
         sample_size=sample_size,
         in_channels=in_channels,
         out_channels=in_channels,
-        block_out_channels=(4, 8),
+        block_out_channels=block_out_channels,
         layers_per_block=1,
-        norm_num_groups=4,
+        norm_num_groups=norm_num_groups,
         attention_head_dim=attention_head_dim,
         down_block_types=("DownBlock2D", "AttnDownBlock2D" if attention else "DownBlock2D"),
         up_block_types=("AttnUpBlock2D" if attention else "UpBlock2D", "UpBlock2D"),
         add_attention=attention if mid_attention is None else mid_attention,
-        num_class_embeds=None if num_classes is None else num_classes + 1,
+        num_class_embeds=None if num_classes is None else num_classes + int(null_class),
     ).eval()
 
 
@@ -146,19 +149,16 @@ def tiny_class_conditional_unet(
     embedding, index `num_classes`, for the unconditional prediction of classifier-free guidance (train it with
     [`fit_denoiser`]'s `label_dropout`).
     """
-    torch.manual_seed(seed)
-    return UNet2DModel(
+    unet = tiny_unet(
+        seed,
         sample_size=sample_size,
-        in_channels=1,
-        out_channels=1,
-        block_out_channels=channels,
-        layers_per_block=1,
-        norm_num_groups=8,
+        num_classes=num_classes,
         attention_head_dim=8,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        num_class_embeds=num_classes + int(null_class),
+        block_out_channels=channels,
+        norm_num_groups=8,
+        null_class=null_class,
     )
+    return unet.train()  # returned ready for training, as [`fit_denoiser`] uses it
 
 
 def fit_denoiser(
