@@ -152,9 +152,10 @@ def planted_condition_model(design: str, fit_steps: int, seed: int):
     return pipe
 
 
-def condition_recovery(pipe, design: str, method: str, args) -> dict:
-    """Top-1 precision of d among the 4 columns of |map| of the contrast, per step, on held-out rows diffused to each
-    step (the benchmark's planted protocol), and the mean |map| per column."""
+def held_out_steps(pipe, design: str, args) -> tuple:
+    """The held-out planted rows of `design` that `condition_recovery` and `contrast_itself` explain: `(labels,
+    truth, steps)`, `truth` marking column d and `steps` the `(t, x_t)` of the rows diffused to each explained step
+    (one seeded noise draw per step, in order)."""
     frame = planted.planted_table(args.planted_samples, seed=args.seed + 1).frame
     frame = spread_design(frame) if design == "spread" else frame
     pre = pipe.preprocessor
@@ -163,13 +164,23 @@ def condition_recovery(pipe, design: str, method: str, args) -> dict:
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
     scheduler.set_timesteps(50)
     generator = torch.Generator().manual_seed(args.seed)
+    steps = [
+        (t, pipe.scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), torch.tensor([t])))
+        for t in ef.inner_fractions([int(t) for t in scheduler.timesteps], args.steps)
+    ]
+    return labels, truth, steps
+
+
+def condition_recovery(pipe, design: str, method: str, args) -> dict:
+    """Top-1 precision of d among the 4 columns of |map| of the contrast, per step, on held-out rows diffused to each
+    step (the benchmark's planted protocol), and the mean |map| per column."""
+    labels, truth, steps = held_out_steps(pipe, design, args)
     explainer = ev._WithKwargs(make_explainer(pipe, method), dict(ef.ATTRIBUTE_KWARGS.get(method, {})))
     hits, profile = {}, {}
-    for t in ef.inner_fractions([int(t) for t in scheduler.timesteps], args.steps):
-        x_t = pipe.scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), torch.tensor([t]))
+    for t, x_t in steps:
         maps = explainer.attribute(x_t, timesteps=[t], class_labels=labels).maps[0].float().abs()
         hits[str(t)] = round(float(planted.top_k_precision(maps, truth, k=1).mean()), 3)
-        profile[str(t)] = dict(zip(pre.feature_names(), (round(float(v), 3) for v in maps.mean(0))))
+        profile[str(t)] = dict(zip(pipe.preprocessor.feature_names(), (round(float(v), 3) for v in maps.mean(0))))
     value = sum(hits.values()) / len(hits)
     return {"value": round(value, 3), "per_step": hits, "mean_|map|": profile, "passed": value >= 0.8}
 
@@ -179,17 +190,9 @@ def contrast_itself(pipe, design: str, args) -> dict:
     precision of d per step, on the rows `condition_recovery` explains. Is the model's own answer right?"""
     from diffusers_xai.explain import ConditionContrast
 
-    frame = planted.planted_table(args.planted_samples, seed=args.seed + 1).frame
-    frame = spread_design(frame) if design == "spread" else frame
-    pre = pipe.preprocessor
-    x0, labels = pre.transform(frame), pre.encode_labels(frame["y"])
-    truth = torch.tensor([name == "d" for name in pre.feature_names()])
-    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
-    scheduler.set_timesteps(50)
-    generator = torch.Generator().manual_seed(args.seed)
+    labels, truth, steps = held_out_steps(pipe, design, args)
     hits = {}
-    for t in ef.inner_fractions([int(t) for t in scheduler.timesteps], args.steps):
-        x_t = pipe.scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), torch.tensor([t]))
+    for t, x_t in steps:
         delta = ConditionContrast(pipe, null_class="mean").attribute(x_t, timesteps=[t], class_labels=labels)
         hits[str(t)] = round(float(planted.top_k_precision(delta.maps[0].abs(), truth, k=1).mean()), 3)
     return hits
