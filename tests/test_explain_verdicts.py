@@ -198,3 +198,35 @@ def test_merged_verdicts_name_only_the_runs_whose_numbers_they_keep(tmp_path):
     tabular = run(tmp_path / "tab.json", "python new --modalities tabular", ["tabular"])
     again = _faithfulness_bench().merge_reports([str(merged_path), tabular])
     assert again["command"] == "python new --modalities image && python new --modalities tabular"
+
+
+def test_tabular_verdicts_pool_one_check_per_column():
+    """`pool_column_checks`: gains averaged over the columns per (sample, step) before the bootstrap, randomisation
+    Spearman averaged over every column's maps per stage; known answers on hand-built checks."""
+    from types import SimpleNamespace
+
+    import torch
+
+    def column(gain: float, rho_full: float):
+        faith = SimpleNamespace(
+            baseline="noise", timesteps=[740, 500], signed=True,
+            deletion_gain=torch.full((2, 4), gain), insertion_gain=torch.full((2, 4), gain + 0.2),
+        )  # fmt: skip
+        rand = SimpleNamespace(
+            stages=["out", "full"], threshold=0.5, independence_threshold=0.9, spearman_full=rho_full,
+            spearman_per_map=torch.tensor([[0.9] * 8, [rho_full] * 8]),
+        )  # fmt: skip
+        return SimpleNamespace(method="integrated_gradients", faithfulness=faith, randomization=rand)
+
+    pool = _faithfulness_bench().pool_column_checks
+    out = pool({"a": column(0.1, 0.2), "b": column(0.3, 0.6)}, n_boot=200, seed=0)
+    assert out["faithfulness"]["deletion_gain"]["mean"] == pytest.approx(0.2)
+    assert out["faithfulness"]["insertion_gain"]["mean"] == pytest.approx(0.4)
+    assert out["faithfulness"]["deletion_gain"]["n"] == 8  # the (sample, step) pairs, not pairs x columns
+    assert out["randomization"]["spearman"] == pytest.approx([0.9, 0.4])
+    assert out["passed"] and out["randomization"]["passed"]
+    assert out["per_column"]["b"] == {"deletion_gain": 0.3, "insertion_gain": 0.5, "spearman_full": 0.6}
+    # one column's negative gain cancels the other's: the pooled interval holds 0, and a full-randomisation mean
+    # of 0.55 fails
+    out = pool({"a": column(-0.3, 0.5), "b": column(0.3, 0.6)}, n_boot=200, seed=0)
+    assert not out["faithfulness"]["passed"] and not out["randomization"]["passed"] and not out["passed"]
