@@ -272,6 +272,13 @@ def pool_column_checks(checks: dict, n_boot: int, seed: int) -> dict:
     summary["faithfulness"]["passed"] = all(
         summary["faithfulness"][f"{n}_gain"]["passed"] for n in ("deletion", "insertion")
     )
+    if not faith[0].signed:  # an unsigned map: the signed protocol's pooled gains, for transparency
+        summary["faithfulness"]["signed"] = {}
+        for offset, name in enumerate(("deletion", "insertion")):
+            per_step = [torch.stack([getattr(r.signed_result, f"{name}_gain") for r in f.per_step]) for f in faith]
+            gains = torch.stack(per_step).nanmean(dim=0)
+            ci = bootstrap_ci(gains, n_boot, 0.95, seed + offset, "finite (sample, step) gains")
+            summary["faithfulness"]["signed"][f"{name}_gain"] = ci.summary()
     rand = [c.randomization for c in checks.values()]
     rhos = torch.stack([r.spearman_per_map for r in rand]).transpose(0, 1).flatten(1).nanmean(dim=1)  # per stage
     full = round(float(rhos[-1]), 6)
