@@ -230,3 +230,20 @@ def test_tabular_verdicts_pool_one_check_per_column():
     # of 0.55 fails
     out = pool({"a": column(-0.3, 0.5), "b": column(0.3, 0.6)}, n_boot=200, seed=0)
     assert not out["faithfulness"]["passed"] and not out["randomization"]["passed"] and not out["passed"]
+
+
+def test_card_names_the_target_its_verdicts_are_about(monkeypatch, tmp_path):
+    import copy
+
+    from diffusers_xai.explain import verdicts
+
+    report = copy.deepcopy(REPORT)
+    report["modalities"]["image"]["methods"]["saliency"]["settings"] = {"target": "model contribution to x0, summed"}
+    path = tmp_path / "verdicts.json"
+    path.write_text(json.dumps(report))
+    monkeypatch.setattr(verdicts, "VERDICTS_PATH", path)
+    card = explanation_card(tiny_pipeline(), ExplanationCardData(explainers={"saliency": {"timesteps": [50]}}))
+    assert "Explained target: model contribution to x0, summed." in card.text
+    assert "target=model contribution to x0, summed" in verdicts.verdict_table("image", path=path)
+    monkeypatch.setattr(verdicts, "VERDICTS_PATH", tmp_path / "absent.json")
+    assert "Explained target" not in explanation_card(tiny_pipeline(), ExplanationCardData()).text

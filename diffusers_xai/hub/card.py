@@ -407,6 +407,11 @@ def _verdicts(data: ExplanationCardData, modality: str) -> tuple[list[dict], str
         "under full model randomisation (Spearman < 0.5) and it recovers planted ground truth (>= 0.8); failing "
         "methods are off the default methods."
     )
+    targets = dict.fromkeys(
+        v["settings"]["target"] for v in entry["methods"].values() if "target" in v.get("settings", {})
+    )
+    if targets:  # which question the verdicts are about (tables: each column's model contribution; issue 13)
+        note += f" Explained target: {'; '.join(targets)}."
     if any(r["deletion"].endswith(MAGNITUDE_MARK) for r in rows):
         note += " " + MAGNITUDE_NOTE
     if shown:
