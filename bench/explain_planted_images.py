@@ -8,8 +8,9 @@ method answers it, on the benchmark's planted model family ([`planted_image_mode
 - `contrast`: the map that *defines* the answer, the contrast Delta = x0_hat(x_t, c) - x0_hat(x_t, null) itself
   ([`ConditionContrast`], no attribution). If its peak misses the corner, no attribution of it can hit.
 - per method and target reduction (`sum`: the signed sum of Delta, the library's default and the benchmark's; `sq`:
-  0.5 ||Delta||^2): the method's map of that target w.r.t. x_t, with the library's default keywords (as the
-  benchmark's planted check calls them).
+  0.5 ||Delta||^2): the method's map of that target w.r.t. x_t, built with the card's constructor settings
+  (`IMAGE_INIT_DEFAULTS`) and the library's default `attribute()` keywords (as the benchmark's planted check calls
+  them).
 - per map, the mean |map| in the class's corner over that in the centre (`corner_to_centre_mass`): where the map's
   weight lies, next to where its single largest pixel lies.
 - two kinds of x_t: `marked`, forward-diffused held-out planted images (as the benchmark does), and `unmarked`, the
@@ -33,6 +34,7 @@ from _common import bench_parser
 
 from diffusers_xai.explain import AttentionExplainer, DenoiserAttribution, DenoiserGradCAM, DenoiserShap, planted
 from diffusers_xai.explain.condition import ConditionContrast, ConditionTarget
+from diffusers_xai.explain.explain import IMAGE_INIT_DEFAULTS
 from diffusers_xai.testing import planted_image_model
 
 METHODS = ("saliency", "integrated_gradients", "occlusion", "shap", "gradcam", "attention")
@@ -57,13 +59,16 @@ def parse_args(argv=None):
 
 
 def explainer(model, method: str, target: ConditionTarget):
+    """`method` built as the card and the benchmark build it (`IMAGE_INIT_DEFAULTS`: IG's fresh-noise baseline,
+    GradCAM as HiResCAM of the last up block), explaining `target`."""
+    init = dict(IMAGE_INIT_DEFAULTS.get(method, {}))
     if method == "gradcam":
-        return DenoiserGradCAM(model, target=target)
+        return DenoiserGradCAM(model, target=target, **init)
     if method == "attention":  # no target: the maps of the class-conditioned pass
         return AttentionExplainer(model)
     if method == "shap":
         return DenoiserShap(model, "gradient", target=target)
-    return DenoiserAttribution(model, method, target=target)
+    return DenoiserAttribution(model, method, target=target, **init)
 
 
 def pointing(maps: torch.Tensor, truth: torch.Tensor) -> float:
