@@ -13,8 +13,8 @@ baselines. This script runs the same three checks (same models, samples, steps, 
 - `gradient_shap` (global: expected gradients over fresh-noise baselines at the step's noise level, the distribution
   the deletion check replaces units with);
 - `input_x_gradient` (the gradient times x_t: the factor without the path);
-- `occlusion_point` (series only: occlusion of one channel at one time point, the planted answer's resolution,
-  instead of the default (C, L/8) windows).
+- `occlusion_point` (series only: occlusion of one channel at one time point, explicitly; since issue 13's
+  re-run this is also the series default, which was (C, L/8) windows over every channel).
 
 `--modalities image` runs instead variants of the three image methods that fail one check on the digits model:
 `smoothgrad` and `smoothgrad_sq` (Smilkov et al. 2017, captum's `NoiseTunnel(Saliency)`, 16 copies, noise std the

@@ -208,3 +208,30 @@ def test_integrated_gradients_noise_baseline_is_a_seeded_draw_at_the_steps_level
         DenoiserAttribution(LinearDenoiser(), "integrated_gradients", baselines="blur")
     with pytest.raises(ValueError, match="`baselines` as a string must be 'noise'"):
         explainer.attribute(X, timesteps=10, baselines="zeros")
+
+
+class LaggedSeriesDenoiser(torch.nn.Module):
+    """Windows `[B, 2, L]`: out[1, τ] = 3 x[0, τ - 2] + 0.5 x[1, τ] (a driver and its follower), out[0] = x[0]."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor(3.0))
+
+    def forward(self, sample, timestep, **kwargs):
+        follower = self.a * torch.roll(sample[:, :1], shifts=2, dims=-1) + 0.5 * sample[:, 1:]
+        return UNet2DOutput(sample=torch.cat([sample[:, :1], follower], dim=1))
+
+
+def test_series_occlusion_occludes_one_channel_at_one_time_point_by_default():
+    # a window over both channels would also occlude the follower's own point x[1, τ - 2] with its cause x[0, τ - 2]
+    # and credit both; one point at a time gives exactly w * x at the cause and at the output's own point
+    x = torch.tensor([[[1.0, -2.0, 0.5, 4.0, 1.5, -1.0], [2.0, 1.0, -3.0, 0.25, 1.0, 2.0]]])
+    mask = torch.zeros(2, 6)
+    mask[1, 4] = 1.0
+    target = ExplanationTarget(output="model_output", mask=mask)
+    explainer = DenoiserAttribution(LaggedSeriesDenoiser(), "occlusion", scheduler=FakeScheduler(), target=target)
+    res = explainer.attribute(x, timesteps=10)
+    expected = torch.zeros(1, 2, 6)
+    expected[0, 0, 2] = 3.0 * 0.5
+    expected[0, 1, 4] = 0.5 * 1.0
+    torch.testing.assert_close(res.attributions[0], expected)

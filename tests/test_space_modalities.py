@@ -159,6 +159,10 @@ def test_timeseries_trajectory_explain_commit(series_tab, series_run):
     everything = series_tab.explain(state, "integrated_gradients", 2, series_tab.ALL_CHANNELS, -1, STEPS // 2)[2]
     assert everything["target"] == {"channel": series_tab.ALL_CHANNELS, "time": "all"}
     assert not np.allclose(everything["per_time_step"], per_time)  # the target region matters
+    for method in ("occlusion", "saliency"):  # the other benchmarked methods (one point per occlusion window)
+        numbers = series_tab.explain(state, method, 2, channel, 12, STEPS // 2)[2]
+        assert numbers["method"] == method and len(numbers["per_time_step"]) == 24
+        assert np.array(numbers["per_time_step"]).sum() > 0
     plot, summary, fractions = series_tab.commit(state)
     per_step = np.array(fractions["per_time_step"])
     assert len(per_step) == 24 and per_step.max() > per_step.min()

@@ -63,8 +63,9 @@ class DenoiserAttribution(DenoiserExplainer):
       squares; `abs=False` the signed gradients.
     - `"input_x_gradient"`: $x \odot \partial y / \partial x$.
     - `"occlusion"`: the change of $y$ when a sliding window of $x_t$ is set to the baseline (default 0);
-      window `sliding_window_shapes=(C, k, k)` with $k = \max(1, H/8)$ and stride $k$ unless given (windows
-      `(C, max(1, L/8))`, rows one feature). Occluded inputs are evaluated `perturbations_per_eval=64` at a time.
+      window `sliding_window_shapes=(C, k, k)` with $k = \max(1, H/8)$ and stride $k$ unless given (series: one
+      channel at one time point; rows: one feature). Occluded inputs are evaluated `perturbations_per_eval=64` at a
+      time.
 
     Inputs are any `[B, *S]`: images `[B, C, H, W]`, table rows `[B, F]`, series windows `[B, C, L]`; `maps` sum the
     channels of images and windows and keep rows' features (see [`ExplanationResult`]).
@@ -300,11 +301,12 @@ class DenoiserAttribution(DenoiserExplainer):
 
     @staticmethod
     def _default_occlusion(xs: tuple) -> tuple:
-        """Windows of (C, H/8, W/8) patches of x_t ((C, L/8) of a window, one feature of a row) with the same
-        stride; one token (or the whole class embedding) of the conditioning."""
+        """Windows of (C, H/8, W/8) patches of x_t with the same stride (one feature of a row; one channel at one
+        time point of a series window: a window over every channel would occlude an output's own point together with
+        its causes in other channels, issue 13); one token (or the whole class embedding) of the conditioning."""
         shape = tuple(xs[0].shape[1:])
-        if len(shape) == 1:
-            window, stride = (1,), (1,)
+        if len(shape) <= 2:  # a row's feature, or one channel at one time point of a window `[C, L]`
+            window = stride = (1,) * len(shape)
         else:
             window = (shape[0], *(max(1, s // 8) for s in shape[1:]))
             stride = (1, *window[1:])

@@ -17,7 +17,7 @@ import torch
 
 __all__ = ["ATTRIBUTION_CARD_METHODS", "explain_rows"]
 
-ATTRIBUTION_CARD_METHODS = ("integrated_gradients", "saliency", "shap", "commit_steps")
+ATTRIBUTION_CARD_METHODS = ("integrated_gradients", "occlusion", "saliency", "shap", "commit_steps")
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:

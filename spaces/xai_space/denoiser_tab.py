@@ -56,7 +56,8 @@ class DenoiserTab(ABC):
     default_count: int
     max_count: int
     max_work: int  # steps x batch per Generate (`common.check_work`)
-    methods = ("integrated_gradients", "shap")
+    # every candidate of the explanation benchmark; the Explain tab shows each one's verdict beside it
+    methods = ("integrated_gradients", "occlusion", "shap", "saliency")
     # quality: only the bundled model's real data are known
     no_reference: str  # the error for any other model
     reference: str  # what the synthetic data are compared with ("the real table")
