@@ -91,6 +91,11 @@ def parse_args(argv=None):
     parser.add_argument("--out", default="explain_faithfulness.json", help="JSON with every number")
     parser.add_argument("--write-verdicts", action="store_true", help="store the results as the package's verdicts")
     parser.add_argument(
+        "--include-conditioning", action="store_true",
+        help="tables: the faithfulness and randomisation maps also attribute to the class embedding, as the table "
+        "card does (column_attributions); the planted check is unchanged",
+    )  # fmt: skip
+    parser.add_argument(
         "--merge", nargs="+", default=None, help="print and write (--out) the merge of earlier JSON reports; no run"
     )
     args = parser.parse_args(argv)
@@ -324,6 +329,8 @@ def check_modality(modality: str, args) -> dict:
             explainer = make_explainer(pipe, method, modality)
             kwargs = dict(ATTRIBUTE_KWARGS.get(method, {}), **cond)
             if modality == "tabular":
+                if args.include_conditioning:
+                    kwargs["include_conditioning"] = True
                 entry = column_checks(explainer, trace, timesteps, args, cache, **kwargs)
             else:
                 entry = run_checks(
@@ -437,6 +444,7 @@ def main(args) -> dict:
             "planted_fit_scale": args.planted_fit_scale,
             "threads": args.threads,
             "seed": args.seed,
+            "include_conditioning": args.include_conditioning,
         },
         "modalities": {},
     }
