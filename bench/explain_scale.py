@@ -38,6 +38,7 @@ from diffusers_xai.explain import (
     faithfulness_curves,
     select_sample,
 )
+from diffusers_xai.explain.explain import IMAGE_INIT_DEFAULTS
 
 CIFAR10_UNET = {  # google/ddpm-cifar10-32's config
     "sample_size": 32,
@@ -48,12 +49,12 @@ CIFAR10_UNET = {  # google/ddpm-cifar10-32's config
     "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
     "up_block_types": ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
 }
-# per-method settings of the timed run (the `attribute()` keywords and constructor arguments)
+# per-method settings of the timed run: constructor arguments (the card's IMAGE_INIT_DEFAULTS), attribute() keywords
 METHODS = {
     "attention": ({}, {}),
-    "gradcam": ({}, {"relu_attributions": True}),
+    "gradcam": (IMAGE_INIT_DEFAULTS["gradcam"], {"relu_attributions": True}),
     "saliency": ({}, {}),
-    "integrated_gradients": ({}, {"n_steps": 8, "internal_batch_size": 8}),
+    "integrated_gradients": (IMAGE_INIT_DEFAULTS["integrated_gradients"], {"n_steps": 8, "internal_batch_size": 8}),
     "occlusion": ({}, {"sliding_window_shapes": (3, 8, 8), "strides": (3, 8, 8)}),
     "shap": ({}, {"nsamples": 8}),
 }
