@@ -260,39 +260,40 @@ def column_checks(explainer, trace, timesteps: list[int], args, cache: dict, **k
 
 
 def pool_column_checks(checks: dict, n_boot: int, seed: int) -> dict:
-    """One `ExplanationChecks.summary()`-shaped dict from the columns' `ExplanationChecks` (see `column_checks`)."""
-    from diffusers_xai.explain.checks import bootstrap_ci
+    """One `ExplanationChecks.summary()`-shaped dict from the columns' `ExplanationChecks` (see `column_checks`): the
+    pooled gains and Spearmans go into the library's `FaithfulnessCheck` and `RandomizationCheck`, whose summaries
+    (pass rules, signed numbers of an unsigned map, the model-independence warning) the verdicts print."""
+    from diffusers_xai.explain.checks import FaithfulnessCheck, bootstrap_ci
+    from diffusers_xai.explain.randomization import RandomizationCheck
 
-    first = next(iter(checks.values()))
+    method = next(iter(checks.values())).method
     faith = [c.faithfulness for c in checks.values()]
-    summary = {"method": first.method, "faithfulness": {"baseline": faith[0].baseline}}
-    summary["faithfulness"] |= {
-        "timesteps": faith[0].timesteps,
-        "protocol": "signed" if faith[0].signed else "magnitude",
-    }
-    for offset, name in enumerate(("deletion", "insertion")):
-        gains = torch.stack([getattr(f, f"{name}_gain") for f in faith]).nanmean(dim=0)  # [K, B]
-        ci = bootstrap_ci(gains, n_boot, 0.95, seed + offset, "finite (sample, step) gains")
-        summary["faithfulness"][f"{name}_gain"] = ci.summary() | {"passed": ci.low > 0}
-    summary["faithfulness"]["passed"] = all(
-        summary["faithfulness"][f"{n}_gain"]["passed"] for n in ("deletion", "insertion")
-    )
-    if not faith[0].signed:  # an unsigned map: the signed protocol's pooled gains, for transparency
-        summary["faithfulness"]["signed"] = {}
-        for offset, name in enumerate(("deletion", "insertion")):
-            per_step = [torch.stack([getattr(r.signed_result, f"{name}_gain") for r in f.per_step]) for f in faith]
-            gains = torch.stack(per_step).nanmean(dim=0)
-            ci = bootstrap_ci(gains, n_boot, 0.95, seed + offset, "finite (sample, step) gains")
-            summary["faithfulness"]["signed"][f"{name}_gain"] = ci.summary()
     rand = [c.randomization for c in checks.values()]
-    rhos = torch.stack([r.spearman_per_map for r in rand]).transpose(0, 1).flatten(1).nanmean(dim=1)  # per stage
-    full = round(float(rhos[-1]), 6)
-    summary["randomization"] = {
-        "stages": list(rand[0].stages), "spearman": [round(float(r), 6) for r in rhos], "spearman_full": full,
-        "threshold": rand[0].threshold, "passed": full < rand[0].threshold,
-        "model_independent": full >= rand[0].independence_threshold, "warning": None,
-    }  # fmt: skip
-    summary["passed"] = summary["faithfulness"]["passed"] and summary["randomization"]["passed"]
+
+    def pooled(per_column: list[torch.Tensor], offset: int) -> tuple:  # [K, B] gains, averaged over the columns
+        gains = torch.stack(per_column).nanmean(dim=0)
+        return gains, bootstrap_ci(gains, n_boot, 0.95, seed + offset, "finite (sample, step) gains")
+
+    deletion, deletion_ci = pooled([f.deletion_gain for f in faith], 0)
+    insertion, insertion_ci = pooled([f.insertion_gain for f in faith], 1)
+    signed_cis = {}
+    if not faith[0].signed:  # an unsigned map: the signed protocol's pooled gains, for transparency
+        for offset, name in enumerate(("deletion", "insertion")):
+            per_column = [torch.stack([getattr(r.signed_result, f"{name}_gain") for r in f.per_step]) for f in faith]
+            signed_cis[f"signed_{name}_ci"] = pooled(per_column, offset)[1]
+    faithfulness = FaithfulnessCheck(
+        method=method, timesteps=faith[0].timesteps, deletion_gain=deletion, insertion_gain=insertion,
+        deletion_ci=deletion_ci, insertion_ci=insertion_ci, baseline=faith[0].baseline, signed=faith[0].signed,
+        **signed_cis,
+    )  # fmt: skip
+    per_map = torch.stack([r.spearman_per_map for r in rand]).transpose(0, 1).flatten(1)  # [stages, columns x K x B]
+    randomization = RandomizationCheck(
+        method=method, stages=list(rand[0].stages), spearman=[float(v) for v in per_map.nanmean(dim=1)],
+        spearman_per_map=per_map, timesteps=faith[0].timesteps, threshold=rand[0].threshold,
+        independence_threshold=rand[0].independence_threshold,
+    )  # fmt: skip
+    summary = {"method": method, "faithfulness": faithfulness.summary(), "randomization": randomization.summary()}
+    summary["passed"] = faithfulness.passed and randomization.passed
     summary["per_column"] = {
         column: {
             "deletion_gain": round(float(c.faithfulness.deletion_gain.nanmean()), 4),
