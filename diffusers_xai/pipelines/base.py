@@ -123,21 +123,14 @@ class XAIPipelineMixin:
         return denoise_progressive(model, scheduler, run.sample, run.generator, run.eta, run.model_kwargs, recorder)
 
     @torch.no_grad()
-    def progressive(
-        self,
-        batch_size: int = 1,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        eta: float = 0.0,
-        num_inference_steps: int = 1000,
-        latents: torch.Tensor | None = None,
-        recorder: TraceRecorder | None = None,
-        **conditioning,
-    ) -> Iterator[DiffusionStep]:
+    def progressive(self, recorder: TraceRecorder | None = None, **kwargs) -> Iterator[DiffusionStep]:
         r"""
         Sample step by step, yielding a [`DiffusionStep`] after every scheduler step (improved-diffusion's
-        `p_sample_loop_progressive`); `sample` is $x_t$ in model space. Runs under `torch.no_grad()`.
+        `p_sample_loop_progressive`); `sample` is $x_t$ in model space. Runs under `torch.no_grad()`. `kwargs` are
+        [`prepare`]'s: the sampling arguments of `__call__` (`batch_size`, `generator`, `eta`, `num_inference_steps`,
+        `latents`) and its conditioning (e.g. `class_labels`); `recorder` is passed to [`denoise`].
         """
-        yield from self.denoise(self.prepare(batch_size, generator, eta, num_inference_steps, latents, **conditioning))
+        yield from self.denoise(self.prepare(**kwargs), recorder)
 
     def sample(self, trace: bool | TraceConfig | dict | None = None, **kwargs) -> SamplingRun:
         """
