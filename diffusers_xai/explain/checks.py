@@ -176,6 +176,22 @@ def faithfulness_curves(
     r"""
     The per-step deletion/insertion curves of [`faithfulness_check`] (same protocol, no bootstrap): returns the
     explained `result` and one [`FaithfulnessResult`] per step, with gains over random maps per sample.
+
+    Args:
+        explainer: an explainer of this package (images, rows or windows).
+        inputs: a [`Trace`] (its recorded $x_t$) or a batch $x_t$ `[B, *S]` (then `timesteps=` is required).
+        timesteps (*optional*): steps to explain and score (default: every recorded step of a trace).
+        result ([`ExplanationResult`], *optional*): the maps, if already computed for these inputs and timesteps.
+        baseline (`"noise"` or `float`, *optional*, defaults to `"noise"`): a constant replaces units with that value
+            instead (the older, out-of-distribution protocol; kept for comparison).
+        baseline_x0 (`float` or `torch.Tensor`, *optional*, defaults to 0.0): the $x_0$ the noise baseline diffuses.
+        curve_steps (`int`, *optional*, defaults to 16): the curves' resolution (fractions $0, 1/n, \dots, 1$).
+        n_random (`int`, *optional*, defaults to 8): random maps per (sample, step).
+        seed (`int`, *optional*, defaults to 0): the seeds of the noise draws and random maps.
+        batch_size (`int`, *optional*, defaults to 64): perturbed inputs evaluated at a time.
+        random_curves_cache (`dict`, *optional*): filled with `{key: (baseline, random curves)}` and reused, so
+            several methods explained on the same inputs share the random reference (pass the same dict).
+        **attribute_kwargs: passed to `explainer.attribute` (`class_labels=`, `target=`, `n_steps=`, ...).
     """
     steps = explainer._steps(inputs, timesteps, explainer.target)
     timesteps = [s.timestep for s in steps]
@@ -213,17 +229,10 @@ def faithfulness_check(
     explainer,
     inputs,
     timesteps: int | Sequence[int] | None = None,
-    result=None,
-    baseline: str | float = "noise",
-    baseline_x0: float | torch.Tensor = 0.0,
-    curve_steps: int = 16,
-    n_random: int = 8,
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
-    batch_size: int = 64,
-    random_curves_cache: dict | None = None,
-    **attribute_kwargs,
+    **curve_kwargs,
 ) -> FaithfulnessCheck:
     r"""
     Deletion/insertion faithfulness that fits diffusion, over several samples and several steps, with bootstrap CIs.
@@ -241,15 +250,10 @@ def faithfulness_check(
         explainer: an explainer of this package (images, rows or windows).
         inputs: a [`Trace`] (its recorded $x_t$) or a batch $x_t$ `[B, *S]` (then `timesteps=` is required).
         timesteps (*optional*): steps to explain and score (default: every recorded step of a trace).
-        result ([`ExplanationResult`], *optional*): the maps, if already computed for these inputs and timesteps.
-        baseline (`"noise"` or `float`, *optional*, defaults to `"noise"`): a constant replaces units with that value
-            instead (the older, out-of-distribution protocol; kept for comparison).
-        curve_steps (`int`, *optional*, defaults to 16): the curves' resolution (fractions $0, 1/n, \dots, 1$).
-        n_random (`int`, *optional*, defaults to 8): random maps per (sample, step).
         n_boot, confidence, seed: the bootstrap (and the seeds of the noise draws and random maps).
-        random_curves_cache (`dict`, *optional*): filled with `{key: (baseline, random curves)}` and reused, so
-            several methods explained on the same inputs share the random reference (pass the same dict).
-        **attribute_kwargs: passed to `explainer.attribute` (`class_labels=`, `target=`, `n_steps=`, ...).
+        **curve_kwargs: the curves' settings and the explainer's arguments, as [`faithfulness_curves`] takes them
+            (`result=`, `baseline=`, `baseline_x0=`, `curve_steps=`, `n_random=`, `batch_size=`,
+            `random_curves_cache=`, then `class_labels=`, `target=`, `n_steps=`, ...).
 
     Raises:
         ValueError: fewer than 8 samples × steps (no usable CI): pass a bigger batch or more timesteps.
@@ -262,10 +266,8 @@ def faithfulness_check(
             f"{steps[0].sample.shape[0]} sample(s) x {len(steps)} step(s) = {units}; pass a trace of >= 8 samples "
             "(e.g. pipe(batch_size=8, ..., trace=True)) or more `timesteps`."
         )
-    result, per_step = faithfulness_curves(
-        explainer, inputs, [s.timestep for s in steps], result, baseline, baseline_x0, curve_steps, n_random, seed,
-        batch_size, random_curves_cache, **attribute_kwargs,
-    )  # fmt: skip
+    result, per_step = faithfulness_curves(explainer, inputs, [s.timestep for s in steps], seed=seed, **curve_kwargs)
+    baseline = curve_kwargs.get("baseline", "noise")
     deletion = torch.stack([r.deletion_gain for r in per_step])
     insertion = torch.stack([r.insertion_gain for r in per_step])
     what = "finite (sample, step) gains"
@@ -366,7 +368,7 @@ def run_checks(
     if faithfulness:
         start = time.perf_counter()
         checks.faithfulness = faithfulness_check(
-            explainer, inputs, timesteps, result, seed=seed, random_curves_cache=random_curves_cache,
+            explainer, inputs, timesteps, seed=seed, result=result, random_curves_cache=random_curves_cache,
             **(faithfulness_kwargs or {}), **attribute_kwargs,
         )  # fmt: skip
         checks.seconds["faithfulness"] = time.perf_counter() - start
