@@ -1,8 +1,10 @@
-"""Denoiser building blocks shared by the modalities (`embeddings`), and the denoisers themselves, which live with
-their modality (`diffusers_xai.modalities.<name>.denoiser`) and are re-exported here on first use."""
+"""Denoiser building blocks shared by the modalities (`embeddings`, the `forward` skeleton in `denoiser`), and the
+denoisers themselves, which live with their modality (`diffusers_xai.modalities.<name>.denoiser`) and are
+re-exported here on first use."""
 
 import importlib
 
+from .denoiser import TimestepDenoiserMixin
 from .embeddings import TimestepEmbedder, broadcast_timesteps
 
 _DENOISERS = {
@@ -12,7 +14,7 @@ _DENOISERS = {
     "TimeSeriesDenoiserOutput": "timeseries",
 }
 
-__all__ = ["TimestepEmbedder", "broadcast_timesteps", *_DENOISERS]
+__all__ = ["TimestepDenoiserMixin", "TimestepEmbedder", "broadcast_timesteps", *_DENOISERS]
 
 
 def __getattr__(name: str):

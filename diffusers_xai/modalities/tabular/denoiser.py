@@ -11,7 +11,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from ...models.embeddings import TimestepEmbedder, broadcast_timesteps
+from ...models.denoiser import TimestepDenoiserMixin
+from ...models.embeddings import TimestepEmbedder
 
 __all__ = ["TabularDenoiser", "TabularDenoiserOutput"]
 
@@ -45,7 +46,7 @@ class _ResidualBlock(nn.Module):
         return h + self.linear_2(self.dropout(self.act(z)))
 
 
-class TabularDenoiser(ModelMixin, ConfigMixin):
+class TabularDenoiser(TimestepDenoiserMixin, ModelMixin, ConfigMixin):
     r"""
     The denoiser of TabDDPM ([Kotelnikov et al., 2023](https://arxiv.org/abs/2209.15421)) for a row of
     preprocessed features: $x_t \in \mathbb{R}^{D}$ and $t$ (and optionally a class label $y$) to a prediction of
@@ -76,6 +77,8 @@ class TabularDenoiser(ModelMixin, ConfigMixin):
     torch.Size([8, 14])
     ```
     """
+
+    output_class = TabularDenoiserOutput
 
     @register_to_config
     def __init__(
@@ -112,36 +115,19 @@ class TabularDenoiser(ModelMixin, ConfigMixin):
             self.blocks = nn.ModuleList(_ResidualBlock(dim, int(h), dim, dropout) for h in hidden_dims)
             self.head = nn.Sequential(nn.LayerNorm(dim), nn.SiLU(), nn.Linear(dim, in_features))
 
-    def forward(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor | float | int,
-        class_labels: torch.Tensor | None = None,
-        return_dict: bool = True,
-    ) -> TabularDenoiserOutput | tuple:
-        r"""
-        Args:
-            sample (`torch.Tensor` `[B, in_features]`): the noisy rows $x_t$.
-            timestep (`torch.Tensor` `[B]`, `float` or `int`): $t$.
-            class_labels (`torch.Tensor` `[B]`, *optional*): class indices, required iff `num_class_embeds` is set.
-            return_dict (`bool`, *optional*, defaults to `True`): return a [`TabularDenoiserOutput`] or a tuple.
-        """
+    def check_sample(self, sample: torch.Tensor) -> None:
         if sample.ndim != 2 or sample.shape[1] != self.config.in_features:
             raise ValueError(
                 f"`sample` must have shape [B, {self.config.in_features}] (in_features of this denoiser), got "
                 f"{tuple(sample.shape)}; check that the preprocessor matches the model."
             )
-        t = broadcast_timesteps(timestep, sample.shape[0], sample.device)
-        emb = self.embedder(t, class_labels, sample.dtype)
+
+    def denoise(self, sample: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.proj_in(sample)
         if self.config.architecture == "mlp":
             # 1. TabDDPM: the embedding is added once, to the projected input
-            out = self.head(self.blocks(h + emb))
-        else:
-            # 1. ResNet-MLP: the embedding is re-injected in every block
-            for block in self.blocks:
-                h = block(h, emb)
-            out = self.head(h)
-        if not return_dict:
-            return (out,)
-        return TabularDenoiserOutput(sample=out)
+            return self.head(self.blocks(h + emb))
+        # 1. ResNet-MLP: the embedding is re-injected in every block
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.head(h)

@@ -13,7 +13,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from ...models.embeddings import TimestepEmbedder, broadcast_timesteps
+from ...models.denoiser import TimestepDenoiserMixin
+from ...models.embeddings import TimestepEmbedder
 
 __all__ = ["TimeSeriesDenoiser", "TimeSeriesDenoiserOutput"]
 
@@ -80,7 +81,7 @@ class _ConvBlock(nn.Module):
         return h + self.conv_2(self.dropout(self.act(self.norm_2(z))))
 
 
-class TimeSeriesDenoiser(ModelMixin, ConfigMixin):
+class TimeSeriesDenoiser(TimestepDenoiserMixin, ModelMixin, ConfigMixin):
     r"""
     A denoiser for fixed-length multivariate windows $x_t \in \mathbb{R}^{C \times L}$, with the calling convention
     of diffusers' `UNet1DModel` (`model(sample [B, C, L], timestep).sample`).
@@ -110,6 +111,8 @@ class TimeSeriesDenoiser(ModelMixin, ConfigMixin):
     torch.Size([2, 5, 24])
     ```
     """
+
+    output_class = TimeSeriesDenoiserOutput
 
     @register_to_config
     def __init__(
@@ -152,20 +155,7 @@ class TimeSeriesDenoiser(ModelMixin, ConfigMixin):
             self.norm_out = nn.GroupNorm(groups, hidden_dim)
             self.proj_out = nn.Conv1d(hidden_dim, in_channels, 1)
 
-    def forward(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor | float | int,
-        class_labels: torch.Tensor | None = None,
-        return_dict: bool = True,
-    ) -> TimeSeriesDenoiserOutput | tuple:
-        r"""
-        Args:
-            sample (`torch.Tensor` `[B, C, L]`): the noisy windows $x_t$.
-            timestep (`torch.Tensor` `[B]`, `float` or `int`): $t$.
-            class_labels (`torch.Tensor` `[B]`, *optional*): required iff `num_class_embeds` is set.
-            return_dict (`bool`, *optional*, defaults to `True`).
-        """
+    def check_sample(self, sample: torch.Tensor) -> None:
         c, length = self.config.in_channels, self.config.sample_size
         transformer = self.config.architecture == "transformer"
         if sample.ndim != 3 or sample.shape[1] != c or (transformer and sample.shape[2] != length):
@@ -174,19 +164,15 @@ class TimeSeriesDenoiser(ModelMixin, ConfigMixin):
                 f"`sample` must have shape {expected} (channels first), got {tuple(sample.shape)}; check that "
                 "the preprocessor's channels and window length match the model."
             )
-        t = broadcast_timesteps(timestep, sample.shape[0], sample.device)
-        emb = self.embedder(t, class_labels, sample.dtype)
-        if transformer:
+
+    def denoise(self, sample: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if self.config.architecture == "transformer":
             # tokens are time steps: [B, C, L] -> [B, L, D]
             h = self.proj_in(sample.transpose(1, 2)) + self.positions.to(sample.dtype)
             for block in self.blocks:
                 h = block(h, emb)
-            out = self.proj_out(self.norm_out(h)).transpose(1, 2)
-        else:
-            h = self.proj_in(sample)
-            for block in self.blocks:
-                h = block(h, emb)
-            out = self.proj_out(torch.nn.functional.silu(self.norm_out(h)))
-        if not return_dict:
-            return (out,)
-        return TimeSeriesDenoiserOutput(sample=out)
+            return self.proj_out(self.norm_out(h)).transpose(1, 2)
+        h = self.proj_in(sample)
+        for block in self.blocks:
+            h = block(h, emb)
+        return self.proj_out(torch.nn.functional.silu(self.norm_out(h)))
