@@ -39,5 +39,22 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def pipe():
+    """The default tiny image pipeline (`diffusers_xai.testing.tiny_pipeline()`: DDPM, seed 0), built once per test
+    module; a module that needs another one defines its own `pipe`."""
+    from diffusers_xai.testing import tiny_pipeline
+
+    return tiny_pipeline()
+
+
+@pytest.fixture(scope="module")
+def wine_pipe():
+    """`(pipeline, wine frame)` from `diffusers_xai.testing.tiny_tabular_pipeline()`, built once per test module."""
+    from diffusers_xai.testing import tiny_tabular_pipeline
+
+    return tiny_tabular_pipeline()
+
+
 # The local Hub server fixture (tests/hub_server.py), available to every test module.
 from tests.hub_fixtures import local_hub  # noqa: E402, F401

@@ -40,11 +40,6 @@ STEPS = 3
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipeline("ddpm")
-
-
 def _digests(paths):
     return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
 

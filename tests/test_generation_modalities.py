@@ -13,17 +13,11 @@ from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, make_sines
 from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
 from diffusers_xai.models import TimeSeriesDenoiser
-from diffusers_xai.testing import tiny_tabular_pipeline
 
 STEPS = 3
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(scope="module")
-def wine():
-    return tiny_tabular_pipeline()
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +36,8 @@ def _digests(paths):
     return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
 
 
-def test_table_rows_keep_the_schema_and_do_not_depend_on_the_batch(wine, tmp_path):
-    pipe, frame = wine
+def test_table_rows_keep_the_schema_and_do_not_depend_on_the_batch(wine_pipe, tmp_path):
+    pipe, frame = wine_pipe
     result = generate_dataset(pipe, tmp_path / "a", 6, shard_size=3, batch_size=3, num_inference_steps=STEPS)
     ds = datasets.load_dataset(str(tmp_path / "a"), split="train")
     assert ds.num_rows == 6
@@ -62,16 +56,16 @@ def test_table_rows_keep_the_schema_and_do_not_depend_on_the_batch(wine, tmp_pat
     assert card.data.task_categories == ["tabular-classification", "tabular-regression"]
 
 
-def test_load_pipeline_finds_the_tabular_class(wine, tmp_path):
-    pipe, _ = wine
+def test_load_pipeline_finds_the_tabular_class(wine_pipe, tmp_path):
+    pipe, _ = wine_pipe
     pipe.save_pretrained(tmp_path / "wine")
     loaded, revision = load_pipeline(str(tmp_path / "wine"))
     assert type(loaded) is TabularXAIPipeline and revision is None
     assert model_fingerprint(loaded) == model_fingerprint(pipe)
 
 
-def test_table_summaries_without_attention(wine, tmp_path):
-    pipe, _ = wine
+def test_table_summaries_without_attention(wine_pipe, tmp_path):
+    pipe, _ = wine_pipe
     generate_dataset(pipe, tmp_path / "a", 4, shard_size=4, batch_size=2, num_inference_steps=STEPS, explain=True)
     ds = datasets.load_dataset(str(tmp_path / "a"), split="train")
     assert "attention_entropy" not in ds.column_names  # an MLP denoiser has no attention

@@ -19,11 +19,6 @@ from diffusers_xai.testing import tiny_pipeline
 from tests.hub_fixtures import write_png
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipeline()
-
-
 @pytest.fixture
 def full_card(tmp_path):
     figs = tmp_path / "figs"

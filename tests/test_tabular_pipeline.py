@@ -21,11 +21,6 @@ from diffusers_xai.testing import seeded_generator as gen
 from diffusers_xai.testing import tiny_tabular_pipeline
 
 
-@pytest.fixture(scope="module")
-def wine_pipe():
-    return tiny_tabular_pipeline()
-
-
 @pytest.mark.parametrize("architecture", ["mlp", "resnet"])
 def test_denoiser_shapes_config_and_errors(architecture):
     model = TabularDenoiser(in_features=7, hidden_dims=(8, 8), architecture=architecture, time_embedding_dim=8)
