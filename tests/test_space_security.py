@@ -117,8 +117,10 @@ def test_every_model_handler_is_in_the_bounded_queue(server):
 
 
 def test_work_is_bounded_up_front(client, app, monkeypatch):
+    from xai_space import runs  # every tab's Generate samples through it (importable once `app` is loaded)
+
     calls = []
-    monkeypatch.setattr(app.images, "sample_traced", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(runs, "sample_traced", lambda *a, **k: calls.append(a))
     label = app.images.BUNDLED_LABEL
     with pytest.raises(AppError, match=r"Steps x Batch size = 1000 x 16 = 16000 is more than this Space runs"):
         client.predict(label, "ddpm", 1000, 0, 16, api_name="/generate")
@@ -130,14 +132,16 @@ def test_work_is_bounded_up_front(client, app, monkeypatch):
 
 
 def test_errors_never_show_server_paths(client, app, monkeypatch):
+    from xai_space import runs  # every tab's Generate samples through it (importable once `app` is loaded)
+
     def boom(*args, **kwargs):
         raise RuntimeError(f"failed reading {app.common.SPACE_DIR / 'secret.txt'}")
 
-    monkeypatch.setattr(app.images, "sample_traced", boom)
+    monkeypatch.setattr(runs, "sample_traced", boom)
     with pytest.raises(AppError) as info:
         client.predict(app.images.BUNDLED_LABEL, "ddim", 2, 0, 1, api_name="/generate")
     assert "Internal error (RuntimeError)" in str(info.value) and str(app.common.SPACE_DIR) not in str(info.value)
-    monkeypatch.setattr(app.images, "sample_traced", lambda *a, **k: (_ for _ in ()).throw(ValueError("/srv/x bad")))
+    monkeypatch.setattr(runs, "sample_traced", lambda *a, **k: (_ for _ in ()).throw(ValueError("/srv/x bad")))
     with pytest.raises(AppError, match="<path> bad") as info:
         client.predict(app.images.BUNDLED_LABEL, "ddim", 2, 0, 1, api_name="/generate")
     assert "/srv/x" not in str(info.value)

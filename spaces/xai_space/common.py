@@ -14,6 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
@@ -271,6 +272,26 @@ def load_pipeline(pipeline_class: type, source: str, bundled_dir: Path):
         raise FileNotFoundError(f"The bundled checkpoint {bundled_dir.name!r} is missing (no model_index.json).")
     with MODEL_LOCK:
         return _from_pretrained(pipeline_class, source)
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A tab's model box: the pipeline class it loads and the checkpoint bundled with the Space (`path`), listed as
+    `label`; resolves, loads and summarises what a visitor picked."""
+
+    pipeline_class: type
+    path: Path
+    label: str
+
+    def source_of(self, model: str | None) -> str:
+        return resolve_source(model, self.label, self.path)
+
+    def load(self, model: str | None):
+        return load_pipeline(self.pipeline_class, self.source_of(model), self.path)
+
+    def summary(self, pipe, model: str | None, what: str) -> str:
+        """A model summary's first words: the model's name, `what` it generates, its size and T."""
+        return model_summary(pipe, self.source_of(model), self.label, self.path, what)
 
 
 def with_scheduler(base, scheduler: str):

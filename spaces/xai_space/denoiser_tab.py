@@ -20,24 +20,18 @@ from diffusers_xai.explain import DenoiserAttribution, DenoiserShap, step_trace
 
 from .common import (
     FILE_TTL_SECONDS,
-    MAX_SEED,
     MODEL_LOCK,
-    check_int,
-    check_work,
-    generation_info,
+    BundledModel,
     handle_errors,
-    load_pipeline,
     load_trace,
-    model_summary,
     new_output_path,
     recorded_step,
-    resolve_source,
     step_caption,
     step_slider_update,
     verdicts_markdown,
 )
 from .layout import MODEL_RUN, SCRUB, attributions_panel, model_box, quality_tab, sampling_controls, step_controls
-from .runs import generation_state, quality_results, sample_traced, sampling_pipeline, save_attributions
+from .runs import BatchLimits, generation_state, quality_results, save_attributions, traced_generation
 
 
 class DenoiserTab(ABC):
@@ -45,9 +39,7 @@ class DenoiserTab(ABC):
 
     name: str  # the modality: its verdicts, the API names (`{name}_generate`, ...)
     prefix: str  # element ids (`{prefix}-generate`, ...) and output files (`{prefix}-trace-….safetensors`, ...)
-    pipeline_class: type
-    bundled_model: Path
-    bundled_label: str
+    bundle: BundledModel  # the pipeline class, the bundled checkpoint and its label in the model box
     env_model: str  # the environment variable naming the tab's default model
     count_label: str  # the batch as the Generate slider and the input checks name it ("Rows")
     count_noun: str  # the batch in the generation summary ("row(s)")
@@ -74,17 +66,6 @@ class DenoiserTab(ABC):
     commit_height: int
     quality_text: str
 
-    # ---- model ----
-    def source_of(self, model: str | None) -> str:
-        return resolve_source(model, self.bundled_label, self.bundled_model)
-
-    def load(self, model: str | None):
-        return load_pipeline(self.pipeline_class, self.source_of(model), self.bundled_model)
-
-    def summary(self, pipe, model: str | None, what: str) -> str:
-        """A model summary's first words: the model's name, `what` it generates, its size and T."""
-        return model_summary(pipe, self.source_of(model), self.bundled_label, self.bundled_model, what)
-
     # ---- handlers: Gradio calls them with the components' values in the order of `build`'s events ----
     @abstractmethod
     def model_info(self, model: str | None):
@@ -99,17 +80,22 @@ class DenoiserTab(ABC):
     def explain(self, state, method, *values, progress):
         """Explain the recorded step of `[*target_inputs, step]`: `self.explained(...)`."""
 
+    @property
+    def batch(self) -> BatchLimits:
+        return BatchLimits(self.count_label, self.max_count, self.max_work, self.count_noun)
+
     def sample(self, model, scheduler: str, num_inference_steps, seed, count, progress, *options):
-        """Check the inputs and generate `count` samples with a trace: `(pipe, output, state, info)`, where the
-        state holds the saved trace and `info` is the generation summary."""
-        seed = check_int("Seed", seed, 0, MAX_SEED)
-        count = check_int(self.count_label, count, 1, self.max_count)
-        pipe, steps = sampling_pipeline(self.load, model, scheduler, num_inference_steps, progress)
-        check_work(self.count_label, steps, count, self.max_work)
-        inputs = {self.count_argument: count, **self.pipeline_inputs(pipe, *options), "output_type": self.output_type}
-        out = sample_traced(pipe, seed, steps, **inputs)
-        state = generation_state(out.trace, f"{self.prefix}-trace", self.source_of(model), scheduler, steps)
-        return pipe, out, state, generation_info(f"{count} {self.count_noun}", scheduler, steps, seed, out.trace)
+        """Check the inputs and generate `count` samples with a trace ([`traced_generation`]): `(pipe, output, state,
+        info)`, where the state holds the saved trace and `info` is the generation summary."""
+
+        def call_kwargs(pipe, n: int) -> dict:
+            return {self.count_argument: n, **self.pipeline_inputs(pipe, *options), "output_type": self.output_type}
+
+        args = (self.bundle.load, model, scheduler, num_inference_steps, seed, count, progress, self.batch)
+        run = traced_generation(*args, call_kwargs)
+        source = self.bundle.source_of(model)
+        state = generation_state(run.output.trace, f"{self.prefix}-trace", source, scheduler, run.steps)
+        return run.pipe, run.output, state, run.info
 
     def pipeline_inputs(self, pipe, *options) -> dict:
         """The pipeline's arguments from Generate's `option_inputs` (checked against the loaded `pipe`)."""
@@ -133,12 +119,12 @@ class DenoiserTab(ABC):
     def show_step(self, state, position):
         """The view of one recorded step and its caption."""
         trace = load_trace(state)
-        return self.recorded_view(self.load(state["model"]), trace, position, state)
+        return self.recorded_view(self.bundle.load(state["model"]), trace, position, state)
 
     def open_run(self, state) -> tuple:
         """`(trace, pipe)` of the visitor's last Generate."""
         trace = load_trace(state)
-        return trace, self.load(state["model"])
+        return trace, self.bundle.load(state["model"])
 
     def attribute(self, pipe, method: str, step, latents, attribute: Callable, progress) -> tuple:
         """`attribute(explainer, inputs)` with the explainer of `method` on `latents` at the recorded `step`, under
@@ -180,7 +166,7 @@ class DenoiserTab(ABC):
     def evaluate(self, state, progress=gr.Progress()):  # noqa: B008
         """The quality report of the generated data against the real data the bundled model learned."""
         load_trace(state)
-        if state["model"] != str(self.bundled_model):
+        if state["model"] != str(self.bundle.path):
             raise ValueError(self.no_reference)
         synthetic = self.load_generated(state)
         if len(synthetic) < self.min_evaluated:
@@ -224,7 +210,7 @@ class DenoiserTab(ABC):
         name, prefix = self.name, self.prefix
         state = gr.State(None, time_to_live=FILE_TTL_SECONDS)
         model, model_md = model_box(
-            self.env_model, self.bundled_label, self.pipeline_class.__name__, f"{prefix}-model"
+            self.env_model, self.bundle.label, self.bundle.pipeline_class.__name__, f"{prefix}-model"
         )
         with gr.Row():
             with gr.Column(scale=1, min_width=260):

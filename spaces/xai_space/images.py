@@ -36,20 +36,15 @@ from diffusers_xai.viz import (
 
 from .common import (
     FILE_TTL_SECONDS,
-    MAX_SEED,
     MODEL_LOCK,
     SPACE_DIR,
+    BundledModel,
     check_choice,
     check_int,
-    check_work,
-    generation_info,
     handle_errors,
-    load_pipeline,
     load_trace,
-    model_summary,
     new_output_path,
     recorded_step,
-    resolve_source,
     save_tensors,
     save_text,
     state_file,
@@ -60,7 +55,7 @@ from .common import (
     zip_folder,
 )
 from .layout import MODEL_RUN, SCRUB, model_box, sampling_controls, step_controls
-from .runs import generation_state, quality_results, sample_traced, sampling_pipeline
+from .runs import BatchLimits, generation_state, quality_results, traced_generation
 
 BUNDLED_MODEL = SPACE_DIR / "digits-ddpm"
 BUNDLED_LABEL = "digits-ddpm (bundled, offline)"
@@ -68,6 +63,7 @@ ENV_MODEL = "DIFFUSERS_XAI_MODEL"
 MAX_BATCH = 16
 # steps x batch per Generate (a 1000-step DDPM run of 4 images, or 250 steps of 16): ~1 min on the Space's CPU
 MAX_WORK = 4000
+BATCH = BatchLimits("Batch size", MAX_BATCH, MAX_WORK, "sample(s)")
 # the class picker of class-conditional models (the bundled digits model is unconditional: only this choice)
 UNCONDITIONAL = "unconditional"
 MAX_GUIDANCE = 10.0
@@ -88,12 +84,12 @@ def explain_methods() -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------
 # model
 # ---------------------------------------------------------------------------------------------------------------
-def source_of(model: str | None) -> str:
-    return resolve_source(model, BUNDLED_LABEL, BUNDLED_MODEL)
+BUNDLE = BundledModel(DiffusionXAIPipeline, BUNDLED_MODEL, BUNDLED_LABEL)
+source_of = BUNDLE.source_of
 
 
 def load_image_pipeline(model: str | None) -> DiffusionXAIPipeline:
-    pipe = load_pipeline(DiffusionXAIPipeline, source_of(model), BUNDLED_MODEL)
+    pipe = BUNDLE.load(model)
     if max(pipe.sample_shape[1:]) > MAX_IMAGE_SIDE:
         raise ValueError(
             f"{source_of(model)!r} generates {pipe.sample_shape[1]}x{pipe.sample_shape[2]} images; this Space accepts "
@@ -113,7 +109,7 @@ def model_info(model: str | None) -> str:
     c, h, w = pipe.sample_shape
     cfg = pipe.scheduler.config
     layers = diffusers_xai.find_attention_modules(pipe.unet)
-    summary = model_summary(pipe, source_of(model), BUNDLED_LABEL, BUNDLED_MODEL, f"{w}x{h} images, {c} channel(s)")
+    summary = BUNDLE.summary(pipe, model, f"{w}x{h} images, {c} channel(s)")
     return f"{summary} ({cfg.beta_schedule}, {cfg.prediction_type}); {len(layers)} attention layer(s)."
 
 
@@ -213,15 +209,13 @@ def generate(
 ):
     """Sample a batch with a trace (x_t, predicted x0, attention), save the trace, show the last recorded step.
     Class-conditional models sample the picked class with classifier-free guidance."""
-    seed = check_int("Seed", seed, 0, MAX_SEED)
-    batch_size = check_int("Batch size", batch_size, 1, MAX_BATCH)
-    pipe, num_inference_steps = sampling_pipeline(load_image_pipeline, model, scheduler, num_inference_steps, progress)
-    check_work("Batch size", num_inference_steps, batch_size, MAX_WORK)
-    conditioning = parse_class(pipe, class_label, guidance_scale)
-    out = sample_traced(
-        pipe, seed, num_inference_steps, attention=True, batch_size=batch_size, output_type="np", **conditioning
-    )
-    trace = out.trace
+
+    def call_kwargs(pipe, n: int) -> dict:
+        return {"batch_size": n, "output_type": "np", **parse_class(pipe, class_label, guidance_scale)}
+
+    args = (load_image_pipeline, model, scheduler, num_inference_steps, seed, batch_size, progress, BATCH)
+    run = traced_generation(*args, call_kwargs, attention=True)
+    pipe, out, trace = run.pipe, run.output, run.output.trace
     samples_path = save_tensors(
         {"images": torch.from_numpy(out.images).permute(0, 3, 1, 2).contiguous()},  # [B, C, H, W] in [0, 1]
         new_output_path("samples", ".safetensors"),
@@ -231,10 +225,10 @@ def generate(
         "trace",
         source_of(model),
         scheduler,
-        num_inference_steps,
+        run.steps,
         samples_path=str(samples_path),
-        seed=seed,
-        batch_size=batch_size,
+        seed=run.seed,
+        batch_size=run.count,
         # the class of every sample (the null class when none was picked), so Explain explains what was sampled
         class_labels=out.class_labels.tolist() if out.class_labels is not None else None,
     )
@@ -242,7 +236,6 @@ def generate(
     x_t, x0, caption = trajectory_images(trace, last)
     layers = trace.attention_layers
     cam_layers = [DEFAULT_CAM, *default_gradcam_layers(pipe.unet)]
-    info = generation_info(f"{batch_size} sample(s)", scheduler, num_inference_steps, seed, trace)
     return (
         [(upscale(im, 128), f"sample {i}") for i, im in enumerate(out.images)],
         state,
@@ -252,9 +245,9 @@ def generate(
         x0,
         caption,
         gr.Dropdown(choices=layers, value=layers[0] if layers else None),
-        gr.Dropdown(choices=list(range(batch_size)), value=0),
+        gr.Dropdown(choices=list(range(run.count)), value=0),
         gr.Dropdown(choices=cam_layers, value=DEFAULT_CAM),
-        info,
+        run.info,
     )
 
 

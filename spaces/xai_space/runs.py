@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from diffusers_xai import Trace, TraceConfig
 
 from .common import (
+    MAX_SEED,
     MODEL_LOCK,
     TRACE_MAX_BYTES,
     TRACE_MAX_STEPS,
+    check_int,
     check_steps,
+    check_work,
+    generation_info,
     new_output_path,
     report_markdown,
     save_tensors,
@@ -42,6 +48,54 @@ def sample_traced(pipe, seed: int, num_inference_steps: int, attention: bool = F
             trace=trace,
             **kwargs,
         )
+
+
+@dataclass(frozen=True)
+class BatchLimits:
+    """A tab's batch: its name in the Generate slider and the input checks ("Rows"), its largest value, the tab's
+    work budget (steps x batch, `common.check_work`) and its noun in the generation summary ("row(s)")."""
+
+    label: str
+    maximum: int
+    max_work: int
+    noun: str
+
+
+@dataclass
+class TracedRun:
+    """What [`traced_generation`] returns: the pipeline, its output (with the trace), the checked step count, seed
+    and batch size, and the generation summary."""
+
+    pipe: Any
+    output: Any
+    steps: int
+    seed: int
+    count: int
+    info: str
+
+
+def traced_generation(
+    load: Callable,
+    model: str | None,
+    scheduler: str,
+    num_inference_steps,
+    seed,
+    count,
+    progress,
+    batch: BatchLimits,
+    call_kwargs: Callable[[Any, int], dict],
+    attention: bool = False,
+) -> TracedRun:
+    """What every tab's Generate runs before showing the result: the seed and the batch size checked, the pipeline
+    `load(model)` with its own `scheduler` and the checked step count, the work (steps x batch) checked before any
+    model runs, then one traced run of `pipe(**call_kwargs(pipe, count))` (see [`sample_traced`])."""
+    seed = check_int("Seed", seed, 0, MAX_SEED)
+    count = check_int(batch.label, count, 1, batch.maximum)
+    pipe, steps = sampling_pipeline(load, model, scheduler, num_inference_steps, progress)
+    check_work(batch.label, steps, count, batch.max_work)
+    out = sample_traced(pipe, seed, steps, attention=attention, **call_kwargs(pipe, count))
+    info = generation_info(f"{count} {batch.noun}", scheduler, steps, seed, out.trace)
+    return TracedRun(pipe, out, steps, seed, count, info)
 
 
 def generation_state(trace: Trace, prefix: str, source: str, scheduler: str, num_inference_steps: int, **extra):

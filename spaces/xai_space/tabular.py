@@ -15,6 +15,7 @@ from diffusers_xai.viz import plot_column_attributions, plot_column_commit_steps
 
 from .common import (
     SPACE_DIR,
+    BundledModel,
     check_choice,
     handle_errors,
     new_output_path,
@@ -68,8 +69,7 @@ def _labels(state: dict) -> torch.Tensor | None:
 
 class TabularTab(DenoiserTab):
     name = prefix = "tabular"
-    pipeline_class = TabularXAIPipeline
-    bundled_model, bundled_label, env_model = BUNDLED_MODEL, BUNDLED_LABEL, ENV_MODEL
+    bundle, env_model = BundledModel(TabularXAIPipeline, BUNDLED_MODEL, BUNDLED_LABEL), ENV_MODEL
     count_label, count_noun, count_argument, output_type = "Rows", "row(s)", "num_rows", "pd"
     default_count, max_count, max_work = 100, MAX_ROWS, MAX_WORK
     no_reference = (
@@ -94,10 +94,10 @@ class TabularTab(DenoiserTab):
     @handle_errors
     def model_info(self, model: str | None):
         """Markdown summary of a tabular model, and the class choices of its condition column."""
-        pipe = self.load(model)
+        pipe = self.bundle.load(model)
         pre = pipe.preprocessor
         condition = pre.condition
-        text = self.summary(
+        text = self.bundle.summary(
             pipe, model, f"{len(pre.numerical)} numerical and {len(pre.categorical)} categorical column(s)"
         ) + (f"; conditioned on `{condition['name']}`." if condition is not None else "; unconditional.")
         return text, gr.Dropdown(choices=class_choices(pre), value=RANDOM_LABEL)
@@ -203,7 +203,7 @@ class TabularTab(DenoiserTab):
 
     def quality_report(self, state, synthetic, folder):
         """Fidelity, utility and privacy of the generated rows against the real table the bundled model learned."""
-        condition = self.load(state["model"]).preprocessor.condition
+        condition = self.bundle.load(state["model"]).preprocessor.condition
         return evaluate_table(
             load_table(BUNDLED_DATASET),
             synthetic,
@@ -229,6 +229,7 @@ class TabularTab(DenoiserTab):
 
 TAB = TabularTab()
 # the handlers by name (the app's events and the tests call them)
-source_of, load_tabular_pipeline, model_info, generate = TAB.source_of, TAB.load, TAB.model_info, TAB.generate
+source_of, load_tabular_pipeline = TAB.bundle.source_of, TAB.bundle.load
+model_info, generate = TAB.model_info, TAB.generate
 show_step, explain, commit, evaluate = TAB.show_step, TAB.explain, TAB.commit, TAB.evaluate
 build_tabular_tab = TAB.build

@@ -18,6 +18,7 @@ from diffusers_xai.viz import plot_series_attributions, plot_series_commit_steps
 
 from .common import (
     SPACE_DIR,
+    BundledModel,
     check_choice,
     check_int,
     handle_errors,
@@ -67,8 +68,7 @@ def plot_series(panels: list[tuple[str, np.ndarray]], channels: list[str], path,
 
 class TimeSeriesTab(DenoiserTab):
     name, prefix = "timeseries", "series"
-    pipeline_class = TimeSeriesXAIPipeline
-    bundled_model, bundled_label, env_model = BUNDLED_MODEL, BUNDLED_LABEL, ENV_MODEL
+    bundle, env_model = BundledModel(TimeSeriesXAIPipeline, BUNDLED_MODEL, BUNDLED_LABEL), ENV_MODEL
     count_label, count_noun, count_argument, output_type = "Series", "window(s)", "num_series", "np"
     default_count, max_count, max_work = 16, MAX_SERIES, MAX_WORK
     no_reference = (
@@ -94,11 +94,12 @@ class TimeSeriesTab(DenoiserTab):
 
     @handle_errors
     def model_info(self, model: str | None) -> str:
-        pipe = self.load(model)
+        pipe = self.bundle.load(model)
         pre = pipe.preprocessor
         c, length = pre.sample_shape
         return (
-            self.summary(pipe, model, f"windows of {length} steps x {c} channel(s) ({', '.join(pre.channels)})") + "."
+            self.bundle.summary(pipe, model, f"windows of {length} steps x {c} channel(s) ({', '.join(pre.channels)})")
+            + "."
         )
 
     @handle_errors
@@ -230,6 +231,7 @@ class TimeSeriesTab(DenoiserTab):
 
 TAB = TimeSeriesTab()
 # the handlers by name (the app's events and the tests call them)
-source_of, load_series_pipeline, model_info, generate = TAB.source_of, TAB.load, TAB.model_info, TAB.generate
+source_of, load_series_pipeline = TAB.bundle.source_of, TAB.bundle.load
+model_info, generate = TAB.model_info, TAB.generate
 show_step, explain, commit, evaluate = TAB.show_step, TAB.explain, TAB.commit, TAB.evaluate
 build_timeseries_tab = TAB.build
