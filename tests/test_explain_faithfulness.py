@@ -31,6 +31,30 @@ def test_perturbation_curve_by_hand():
         perturbation_curve(f, x, importance, "blur")
 
 
+def test_perturbation_curves_evaluate_the_shared_ends_once_per_sample():
+    # two samples (rows of 3 features), two maps, both modes, 3 fractions: the ends (x and the baseline) are the same
+    # input for every map and mode, so 2 * 2 ends + 2 modes * 2 maps * 2 samples * 2 interior points = 20 rows
+    # (the per-point count would be 2 * 2 * 2 * 4 = 32); f scales each sample by its own extra argument
+    seen = []
+
+    def f(v, scale):
+        seen.append(v.shape[0])
+        return (v * torch.tensor([1.0, 10.0, 100.0])).sum(dim=1) * scale
+
+    x = torch.ones(2, 3)
+    maps = torch.tensor([[[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]], [[1.0, 3.0, 2.0], [2.0, 1.0, 3.0]]])
+    curves = perturbation_curves(
+        f, x, maps, n_steps=3, additional_forward_args=(torch.tensor([1.0, 2.0]),), batch_size=7
+    )
+    assert sum(seen) == 20 and max(seen) == 7
+    # map 0, sample 1 deletes features 2, 1, 0 (f = 111, 11, 1, 0 times 2); insertion adds them back in that order
+    torch.testing.assert_close(curves["deletion"][0, 1], torch.tensor([222.0, 22.0, 2.0, 0.0]))
+    torch.testing.assert_close(curves["insertion"][0, 1], torch.tensor([0.0, 200.0, 220.0, 222.0]))
+    # map 1, sample 0 deletes features 1, 2, 0
+    torch.testing.assert_close(curves["deletion"][1, 0], torch.tensor([111.0, 101.0, 1.0, 0.0]))
+    torch.testing.assert_close(curves["insertion"][1, 0], torch.tensor([0.0, 10.0, 110.0, 111.0]))
+
+
 def cached_curves_of(f, x):
     return random_map_curves(f, x, n_random=2, n_steps=8)
 

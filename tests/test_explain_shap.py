@@ -42,6 +42,25 @@ def test_gradient_shap_on_the_unet():
     pipe.unet.eval()
 
 
+def test_default_background_has_at_most_nsamples_rows():
+    # shap's constructor runs the whole background through the model: with nsamples=4 it is 4 noise draws, not 16,
+    # and the expected value is the mean target over exactly those draws
+    pipe, out = tiny_traced_run()
+    t = int(out.trace.timesteps[1])
+    rows = []
+    handle = pipe.unet.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
+    try:
+        res = DenoiserShap(pipe).attribute(out.trace, timesteps=[t], nsamples=4)
+    finally:
+        handle.remove()
+    assert rows == [4, 4, 4, 4]  # sample 0: background, gradients; sample 1: the same
+    background = torch.randn((4, 1, 8, 8), generator=torch.Generator().manual_seed(0))
+    background = background * (1 - float(pipe.scheduler.alphas_cumprod[t])) ** 0.5
+    f = DenoiserShap(pipe).forward_function(DenoiserShap(pipe).target).bind(["sample"], [], t)
+    with torch.no_grad():
+        torch.testing.assert_close(res.metadata["expected_value"][0, 0], f(background).mean(), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.slow
 def test_partition_shap_is_additive():
     # Owen values are efficient: sum(phi) + f(masked everywhere) = f(x). (slow: shap JIT-compiles numba code)

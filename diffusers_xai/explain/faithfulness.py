@@ -107,25 +107,31 @@ def perturbation_curves(
     n_units = scores.shape[-1]
     order = scores.argsort(dim=-1, descending=True, stable=True)
     ranks = torch.empty_like(order).scatter_(-1, order, torch.arange(n_units, device=order.device).expand_as(order))
-    counts = torch.tensor([round(k * n_units / n_steps) for k in range(n_steps + 1)], device=inputs.device)
-    masks = ranks.unsqueeze(2) < counts.view(1, 1, -1, 1)  # [R, B, n+1, N]: the first `count` units
+    # the curves' ends are the same two inputs for every map and mode (nothing perturbed: x; everything: the
+    # baseline), so they are evaluated once and only the n - 1 interior fractions per curve are perturbed
+    counts = torch.tensor([round(k * n_units / n_steps) for k in range(1, n_steps)], device=inputs.device)
+    masks = ranks.unsqueeze(2) < counts.view(1, 1, -1, 1)  # [R, B, n-1, N]: the first `count` units
     masks = masks.view(*masks.shape[:3], *unit_shape)
     x = inputs.unsqueeze(1)  # [B, 1, *S]
     base = torch.as_tensor(baseline, dtype=inputs.dtype, device=inputs.device).expand_as(inputs).unsqueeze(1)
-    batches = []
+    batches = [inputs, base[:, 0]]
     for mode in modes:
-        batches.append(torch.where(masks, base, x) if mode == "deletion" else torch.where(masks, x, base))
-    perturbed = torch.stack(batches).reshape(-1, *inputs.shape[1:])  # [modes * R * B * (n+1), *S]
-    sample_index = torch.arange(b).view(1, 1, b, 1).expand(len(modes), len(attribution_maps), b, n_steps + 1)
-    sample_index = sample_index.reshape(-1)
+        kept = torch.where(masks, base, x) if mode == "deletion" else torch.where(masks, x, base)
+        batches.append(kept.flatten(0, 2))
+    perturbed = torch.cat(batches)  # [2B + modes * R * B * (n-1), *S]
+    interior = torch.arange(b).view(1, 1, b, 1).expand(len(modes), len(attribution_maps), b, n_steps - 1)
+    sample_index = torch.cat([torch.arange(b), torch.arange(b), interior.reshape(-1)])
     outs = []
     with torch.no_grad():
         for start in range(0, perturbed.shape[0], batch_size):
             idx = sample_index[start : start + batch_size]
             extras = [a[idx.to(a.device)] if torch.is_tensor(a) else a for a in additional_forward_args]
             outs.append(forward_func(perturbed[start : start + batch_size], *extras).float().cpu())
-    scores_out = torch.cat(outs).view(len(modes), len(attribution_maps), b, n_steps + 1)
-    return dict(zip(modes, scores_out))
+    scores_out = torch.cat(outs)
+    f_x, f_base = (v.view(1, b, 1).expand(len(attribution_maps), b, 1) for v in scores_out[: 2 * b].split(b))
+    inner = scores_out[2 * b :].view(len(modes), len(attribution_maps), b, n_steps - 1)
+    ends = {"deletion": (f_x, f_base), "insertion": (f_base, f_x)}
+    return {mode: torch.cat([ends[mode][0], inner[i], ends[mode][1]], dim=-1) for i, mode in enumerate(modes)}
 
 
 def perturbation_curve(

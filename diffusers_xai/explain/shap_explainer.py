@@ -14,6 +14,8 @@ from .target import ExplanationTarget, class_embedding_module, resolve_target
 
 __all__ = ["DenoiserShap"]
 
+BACKGROUND_ROWS = 16  # default background: pure-noise draws at the step's noise level (at most `nsamples` of them)
+
 
 def _import_shap():
     try:
@@ -116,7 +118,8 @@ class DenoiserShap(DenoiserExplainer):
             inputs ([`Trace`] or `torch.Tensor`): a trace or a batch $x_t$ `[B, *S]`.
             timesteps (`int` or `list[int]`, *optional*): default every recorded step (required for a tensor).
             target (*optional*): overrides the target bound in the constructor.
-            background (`torch.Tensor`, *optional*): GradientExplainer background `[N, *S]`.
+            background (`torch.Tensor`, *optional*): GradientExplainer background `[N, *S]`; default
+                `min(16, nsamples)` pure-noise draws at the step's noise level (16 with `include_conditioning`).
             nsamples (`int`, *optional*, defaults to 64): GradientExplainer samples per input.
             max_evals (`int`, *optional*, defaults to 256): Partition explainer budget per input.
             mask_value (`float` or `np.ndarray` `[H, W, C]`, *optional*, defaults to 0.0): value of a masked patch.
@@ -224,7 +227,12 @@ class DenoiserShap(DenoiserExplainer):
     def _gradient(self, shap, model, x, timestep, background, nsamples, generator, seed, embedding=None):
         """shap values of one input `[1, *S]` (and of its class embedding when `embedding = (e_y, every e_k)`)."""
         if background is None:
-            background = noise_level_baselines(x, alpha_bar(self.scheduler, timestep), 16, generator)
+            # each of shap's samples picks one background row at random; the rows are iid draws, so a pick is a fresh
+            # draw of the same noise whether there are 16 rows or `nsamples`. shap's constructor runs every row through
+            # the model: on a 35.7M UNet a forward of 16 rows costs as much as nsamples=8's gradients. With the class
+            # embeddings the rows also cycle through the classes: keep all of them.
+            rows = BACKGROUND_ROWS if embedding is not None else min(BACKGROUND_ROWS, nsamples)
+            background = noise_level_baselines(x, alpha_bar(self.scheduler, timestep), rows, generator)
         background = background.to(device=x.device, dtype=x.dtype)
         if tuple(background.shape[1:]) != tuple(x.shape[1:]):
             raise ValueError(
