@@ -143,22 +143,9 @@ def inner_fractions(timesteps: list[int], k: int) -> list[int]:
 
 def explainer_init(method: str, modality: str) -> dict:
     """Constructor keywords of `method` as the card builds it (images: `IMAGE_INIT_DEFAULTS`, IG's noise baseline)."""
-    from diffusers_xai.explain.explain import IMAGE_INIT_DEFAULTS
+    from diffusers_xai.explain.explain import INIT_DEFAULTS
 
-    return dict(IMAGE_INIT_DEFAULTS.get(method, {})) if modality == "image" else {}
-
-
-def make_explainer(model, method: str, modality: str):
-    from diffusers_xai.explain import AttentionExplainer, DenoiserAttribution, DenoiserGradCAM, DenoiserShap
-
-    init = explainer_init(method, modality)
-    if method == "gradcam":
-        return DenoiserGradCAM(model, **init)
-    if method == "attention":
-        return AttentionExplainer(model)
-    if method == "shap":
-        return DenoiserShap(model, "gradient")
-    return DenoiserAttribution(model, method, **init)
+    return dict(INIT_DEFAULTS.get(modality, {}).get(method, {}))
 
 
 # ---- planted ground truth ----
@@ -209,13 +196,15 @@ def planted_setup(modality: str, args) -> dict:
 
 
 def planted_recovery(setup: dict, method: str, fractions_k: int, args, modality: str) -> dict:
+    from diffusers_xai.explain import build_explainer
+
     model = setup["model"]
     scheduler = type(model.scheduler).from_config(model.scheduler.config)
     scheduler.set_timesteps(args.inference_steps)
     timesteps = inner_fractions([int(t) for t in scheduler.timesteps], fractions_k)
     generator = torch.Generator().manual_seed(args.seed)
     hits = []
-    explainer = make_explainer(model, method, modality)
+    explainer = build_explainer(model, method, modality)
     for t in timesteps:
         x0 = setup["x0"]
         x_t = model.scheduler.add_noise(x0, torch.randn(x0.shape, generator=generator), torch.tensor([t]))
@@ -309,7 +298,7 @@ def pool_column_checks(checks: dict, n_boot: int, seed: int) -> dict:
 
 
 def check_modality(modality: str, args) -> dict:
-    from diffusers_xai.explain import run_checks
+    from diffusers_xai.explain import build_explainer, run_checks
 
     pipe = load_pipeline(modality)
     trace, cond = generate(pipe, modality, args.samples, args.inference_steps, args.seed)
@@ -327,7 +316,7 @@ def check_modality(modality: str, args) -> dict:
         start = time.perf_counter()
         entry: dict = {}
         try:
-            explainer = make_explainer(pipe, method, modality)
+            explainer = build_explainer(pipe, method, modality)
             kwargs = dict(ATTRIBUTE_KWARGS.get(method, {}), **cond)
             if modality == "tabular":
                 if args.include_conditioning:

@@ -32,9 +32,8 @@ from types import SimpleNamespace
 import torch
 from _common import bench_parser
 
-from diffusers_xai.explain import AttentionExplainer, DenoiserAttribution, DenoiserGradCAM, DenoiserShap, planted
+from diffusers_xai.explain import build_explainer, planted
 from diffusers_xai.explain.condition import ConditionContrast, ConditionTarget
-from diffusers_xai.explain.explain import IMAGE_INIT_DEFAULTS
 from diffusers_xai.testing import planted_image_model
 
 METHODS = ("saliency", "integrated_gradients", "occlusion", "shap", "gradcam", "attention")
@@ -59,16 +58,9 @@ def parse_args(argv=None):
 
 
 def explainer(model, method: str, target: ConditionTarget):
-    """`method` built as the card and the benchmark build it (`IMAGE_INIT_DEFAULTS`: IG's fresh-noise baseline,
-    GradCAM as HiResCAM of the last up block), explaining `target`."""
-    init = dict(IMAGE_INIT_DEFAULTS.get(method, {}))
-    if method == "gradcam":
-        return DenoiserGradCAM(model, target=target, **init)
-    if method == "attention":  # no target: the maps of the class-conditioned pass
-        return AttentionExplainer(model)
-    if method == "shap":
-        return DenoiserShap(model, "gradient", target=target)
-    return DenoiserAttribution(model, method, target=target, **init)
+    """`method` built as the card and the benchmark build it ([`build_explainer`]: IG's fresh-noise baseline,
+    GradCAM as HiResCAM of the last up block), explaining `target` (attention: the class-conditioned pass's maps)."""
+    return build_explainer(model, method, "image", target)
 
 
 def pointing(maps: torch.Tensor, truth: torch.Tensor) -> float:

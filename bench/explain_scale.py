@@ -29,16 +29,12 @@ from diffusers import UNet2DModel
 
 from diffusers_xai import DiffusionXAIPipeline, TraceConfig
 from diffusers_xai.explain import (
-    AttentionExplainer,
-    DenoiserAttribution,
-    DenoiserGradCAM,
-    DenoiserShap,
     bootstrap_ci,
+    build_explainer,
     cascading_randomization,
     faithfulness_curves,
     select_sample,
 )
-from diffusers_xai.explain.explain import IMAGE_INIT_DEFAULTS
 
 CIFAR10_UNET = {  # google/ddpm-cifar10-32's config
     "sample_size": 32,
@@ -49,14 +45,15 @@ CIFAR10_UNET = {  # google/ddpm-cifar10-32's config
     "down_block_types": ("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
     "up_block_types": ("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
 }
-# per-method settings of the timed run: constructor arguments (the card's IMAGE_INIT_DEFAULTS), attribute() keywords
+# per-method attribute() keywords of the timed run; the explainers are built as the card builds them
+# (`build_explainer`: IG from fresh noise, GradCAM as HiResCAM of the last up block)
 METHODS = {
-    "attention": ({}, {}),
-    "gradcam": (IMAGE_INIT_DEFAULTS["gradcam"], {"relu_attributions": True}),
-    "saliency": ({}, {}),
-    "integrated_gradients": (IMAGE_INIT_DEFAULTS["integrated_gradients"], {"n_steps": 8, "internal_batch_size": 8}),
-    "occlusion": ({}, {"sliding_window_shapes": (3, 8, 8), "strides": (3, 8, 8)}),
-    "shap": ({}, {"nsamples": 8}),
+    "attention": {},
+    "gradcam": {"relu_attributions": True},
+    "saliency": {},
+    "integrated_gradients": {"n_steps": 8, "internal_batch_size": 8},
+    "occlusion": {"sliding_window_shapes": (3, 8, 8), "strides": (3, 8, 8)},
+    "shap": {"nsamples": 8},
 }
 
 
@@ -86,17 +83,6 @@ def build_pipeline(tiny: bool) -> DiffusionXAIPipeline:
     return pipe
 
 
-def explainer_for(pipe, method: str):
-    init, _ = METHODS[method]
-    if method == "attention":
-        return AttentionExplainer(pipe, **init)
-    if method == "gradcam":
-        return DenoiserGradCAM(pipe, **init)
-    if method == "shap":
-        return DenoiserShap(pipe, "gradient", **init)
-    return DenoiserAttribution(pipe, method, **init)
-
-
 def evenly(items: list, k: int) -> list:
     return (
         [items[round(i * (len(items) - 1) / max(1, k - 1))] for i in range(k)] if k > 1 else [items[len(items) // 2]]
@@ -104,7 +90,7 @@ def evenly(items: list, k: int) -> list:
 
 
 def time_method(pipe, trace, method: str, timesteps: list[int], args, cache: dict) -> dict:
-    explainer, kwargs = explainer_for(pipe, method), dict(METHODS[method][1])
+    explainer, kwargs = build_explainer(pipe, method, "image"), dict(METHODS[method])
     seconds = {}
     start = time.perf_counter()
     result = explainer.attribute(trace, timesteps=timesteps, **kwargs)

@@ -46,8 +46,7 @@ from _common import bench_parser  # noqa: E402
 
 from diffusers_xai.explain import (  # noqa: E402
     ConditionTarget,
-    DenoiserAttribution,
-    DenoiserShap,
+    build_explainer,
     planted,
     randomize_model,
     run_checks,
@@ -118,10 +117,7 @@ def jacobian_analysis(args) -> dict:
 
 
 def make_explainer(model, method: str):
-    target = ConditionTarget(null_class="mean")
-    if method == "shap":
-        return DenoiserShap(model, "gradient", target=target)
-    return DenoiserAttribution(model, method, target=target)
+    return build_explainer(model, method, "tabular", ConditionTarget(null_class="mean"))
 
 
 def spread_design(frame):

@@ -7,7 +7,17 @@ import torch
 from PIL import Image
 
 from diffusers_xai import TraceConfig, find_attention_modules
-from diffusers_xai.explain import DEFAULT_METHODS, EXPLAIN_METHODS, Explainer, ExplanationTarget, explain_generation
+from diffusers_xai.explain import (
+    DEFAULT_METHODS,
+    EXPLAIN_METHODS,
+    DenoiserAttribution,
+    DenoiserGradCAM,
+    DenoiserShap,
+    Explainer,
+    ExplanationTarget,
+    build_explainer,
+    explain_generation,
+)
 from diffusers_xai.testing import tiny_pipeline, tiny_traced_run
 
 
@@ -104,6 +114,30 @@ def test_explainer_bad_input(generation):
     with pytest.raises(ValueError, match="mask has shape"):
         Explainer(pipe, methods=["saliency"], target=ExplanationTarget(mask=torch.ones(3, 3))).explain(out)
     assert set(DEFAULT_METHODS) <= set(EXPLAIN_METHODS) and "shap_partition" not in DEFAULT_METHODS
+
+
+def test_build_explainer_applies_the_modality_defaults(generation):
+    pipe, _ = generation
+    # images: IG from fresh noise and GradCAM as HiResCAM of the last up block; tables and series: the classes' own
+    ig, row_ig = (
+        build_explainer(pipe, "integrated_gradients", "image"),
+        build_explainer(pipe, "integrated_gradients", "tabular"),
+    )
+    assert type(ig) is DenoiserAttribution and ig.baselines == "noise" and row_ig.baselines is None
+    cam = build_explainer(pipe, "gradcam", "image")
+    assert (
+        type(cam) is DenoiserGradCAM
+        and cam.weighting == "hirescam"
+        and cam.layers == [f"up_blocks.{len(pipe.unet.up_blocks) - 1}"]
+    )
+    assert build_explainer(pipe, "gradcam", "timeseries").weighting != "hirescam"
+    assert build_explainer(pipe, "gradcam", "image", weighting="gradcam").weighting == "gradcam"  # init wins
+    target = ExplanationTarget(output="model_output")
+    shap = build_explainer(pipe, "shap_partition", "image", target)
+    assert type(shap) is DenoiserShap and shap.algorithm == "partition" and shap.target is target
+    assert Explainer(pipe).explainer_for("integrated_gradients").baselines == "noise"
+    with pytest.raises(ValueError, match="Method 'trajectory' has no map explainer; choose from"):
+        build_explainer(pipe, "trajectory", "image")
 
 
 @pytest.mark.slow

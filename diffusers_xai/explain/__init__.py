@@ -19,7 +19,15 @@ from .checks import (
     run_checks,
 )
 from .condition import ConditionContrast, ConditionContrastForward, ConditionTarget
-from .explain import DEFAULT_METHODS, EXPLAIN_METHODS, Explainer, ExplanationReport, explain_generation
+from .explain import (
+    DEFAULT_METHODS,
+    EXPLAIN_METHODS,
+    IMAGE_INIT_DEFAULTS,
+    Explainer,
+    ExplanationReport,
+    build_explainer,
+    explain_generation,
+)
 from .faithfulness import (
     FaithfulnessResult,
     deletion_insertion,
@@ -63,6 +71,7 @@ __all__ = [
     "DEFAULT_METHODS",
     "EXPLAIN_METHODS",
     "GRADCAM_LAYER_PRESETS",
+    "IMAGE_INIT_DEFAULTS",
     "AttentionExplainer",
     "ColumnCommitResult",
     "ConditionContrast",
@@ -91,6 +100,7 @@ __all__ = [
     "analyze_trajectory",
     "attention_maps",
     "bootstrap_ci",
+    "build_explainer",
     "cascade_stages",
     "cascading_randomization",
     "class_embedding_module",

@@ -29,8 +29,10 @@ __all__ = [
     "DEFAULT_METHODS",
     "EXPLAIN_METHODS",
     "IMAGE_INIT_DEFAULTS",
+    "INIT_DEFAULTS",
     "ExplanationReport",
     "Explainer",
+    "build_explainer",
     "explain_generation",
 ]
 
@@ -63,6 +65,39 @@ IMAGE_INIT_DEFAULTS = {
     "integrated_gradients": {"baselines": "noise"},
     "gradcam": {"layer": "output_block", "weighting": "hirescam"},
 }
+# constructor defaults per modality name (tables and series: the explainers' own defaults, e.g. IG from the mean row)
+INIT_DEFAULTS = {"image": IMAGE_INIT_DEFAULTS}
+
+
+def build_explainer(
+    model, method: str, modality: str, target: ExplanationTarget | Callable | None = None, **init
+) -> DenoiserExplainer:
+    r"""
+    The explainer behind one method name of [`EXPLAIN_METHODS`], built as the explanation cards, the Space and the
+    benchmarks build it: the modality's constructor defaults ([`INIT_DEFAULTS`]; images: [`IMAGE_INIT_DEFAULTS`])
+    updated with `init`. `trajectory` has no map explainer ([`analyze_trajectory`]).
+
+    Args:
+        model: a pipeline, or any object with the denoiser and `scheduler`.
+        method (`str`): `"gradcam"`, `"attention"`, a captum method of [`ATTRIBUTION_METHODS`], `"shap"`
+            (`shap.GradientExplainer`) or `"shap_partition"`.
+        modality (`str`): the modality's name (`"image"`, `"tabular"`, `"timeseries"`), which picks the defaults.
+        target ([`ExplanationTarget`] or callable, *optional*): what is explained (default: the model's term of
+            $\hat{x}_0$); `attention` maps the model's own attention and takes none.
+        **init: constructor keywords (e.g. `layer="mid_block"` for GradCAM).
+    """
+    init = {**INIT_DEFAULTS.get(modality, {}).get(method, {}), **init}
+    if method == "attention":
+        return AttentionExplainer(model, **init)
+    if method == "gradcam":
+        return DenoiserGradCAM(model, target=target, **init)
+    if method in ATTRIBUTION_METHODS:
+        return DenoiserAttribution(model, method, target=target, **init)
+    if method in ("shap", "shap_partition"):
+        return DenoiserShap(model, "gradient" if method == "shap" else "partition", target=target, **init)
+    raise ValueError(
+        f"Method {method!r} has no map explainer; choose from {[m for m in EXPLAIN_METHODS if m != 'trajectory']}."
+    )
 
 
 def _check_methods(methods: Sequence[str]) -> list[str]:
@@ -249,19 +284,10 @@ class Explainer:
         self.seed = seed
 
     def explainer_for(self, method: str) -> DenoiserExplainer:
-        """The explainer object behind one method name."""
-        init = {**IMAGE_INIT_DEFAULTS.get(method, {}), **self.method_kwargs.get(method, {}).get("init", {})}
-        if method == "gradcam":
-            return DenoiserGradCAM(self.pipe, target=self.target, **init)
-        if method == "attention":
-            return AttentionExplainer(self.pipe, **init)
-        if method in ATTRIBUTION_METHODS:
-            return DenoiserAttribution(self.pipe, method, target=self.target, **init)
-        if method == "shap":
-            return DenoiserShap(self.pipe, "gradient", target=self.target, **init)
-        if method == "shap_partition":
-            return DenoiserShap(self.pipe, "partition", target=self.target, **init)
-        raise ValueError(f"Method {method!r} has no map explainer; choose from {list(EXPLAIN_METHODS)}.")
+        """The explainer object behind one method name ([`build_explainer`] with `method_kwargs[method]["init"]`)."""
+        return build_explainer(
+            self.pipe, method, "image", self.target, **self.method_kwargs.get(method, {}).get("init", {})
+        )
 
     def _attribute_kwargs(self, method: str, conditioning: dict) -> dict:
         kwargs = dict(_ATTRIBUTE_DEFAULTS.get(method, {}))

@@ -26,12 +26,6 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return round(float(spearman_corrcoef(a.abs().flatten().double(), b.abs().flatten().double())), 6)
 
 
-def _explainer(pipeline, method: str):
-    from ..explain import DenoiserAttribution, DenoiserShap
-
-    return DenoiserShap(pipeline, "gradient") if method == "shap" else DenoiserAttribution(pipeline, method)
-
-
 def explain_rows(
     pipeline,
     trace,
@@ -41,6 +35,7 @@ def explain_rows(
     plot_attributions: Callable[[object, str], str],
     commit_figure: Callable[[object, str], str],
     seed: int = 0,
+    modality: str = "tabular",
     **attribute_kwargs,
 ) -> dict:
     """
@@ -55,9 +50,11 @@ def explain_rows(
             `.condition` for tables): [`column_attributions`] or the explainer's own `attribute`.
         plot_attributions (`callable`): `(explanation, path) -> path` of the PNG.
         commit_figure (`callable`): `(trace, path) -> path`: computes and plots the commit steps.
+        modality (`str`, *optional*): the modality's name, which picks the explainers' defaults
+            ([`build_explainer`]; tables and series have the same).
         **attribute_kwargs: passed to `attribute()` (e.g. `class_labels=`).
     """
-    from ..explain import randomize_model
+    from ..explain import build_explainer, randomize_model
 
     recorded = [s.timestep for s in trace.steps if s.latents is not None]
     t = recorded[len(recorded) // 2]
@@ -71,7 +68,7 @@ def explain_rows(
         kwargs = dict(attribute_kwargs, timesteps=[t], seed=seed)
         if method == "integrated_gradients":
             kwargs["return_convergence_delta"] = True
-        explanation = attribute(_explainer(pipeline, method), trace, **kwargs)
+        explanation = attribute(build_explainer(pipeline, method, modality), trace, **kwargs)
         path = plot_attributions(explanation, os.path.join(output_dir, f"{method}.png"))
         figures[method] = {
             "path": path,
@@ -90,7 +87,7 @@ def explain_rows(
                 "completeness_error_mean_abs": round(float(explanation.delta.abs().mean()), 6),
                 "attribution_sum_mean_abs": round(float(total.abs().mean()), 6),
             }
-        random_explanation = attribute(_explainer(random_pipeline, method), trace, **kwargs)
+        random_explanation = attribute(build_explainer(random_pipeline, method, modality), trace, **kwargs)
         random_attributions = random_explanation.attributions
         if isinstance(random_attributions, tuple):
             random_attributions = random_attributions[0]

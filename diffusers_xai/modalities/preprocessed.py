@@ -87,6 +87,7 @@ class PreprocessedModality(Modality):
             self.plot_attributions,
             lambda trace, path: self.plot_commit_steps(ddim, trace, path),
             seed=config.seed or 0,
+            modality=self.name,
             **self.attribute_kwargs(out),
         )
 

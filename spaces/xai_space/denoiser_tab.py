@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from diffusers_xai import Trace
-from diffusers_xai.explain import DenoiserAttribution, DenoiserShap, step_trace
+from diffusers_xai.explain import build_explainer, step_trace
 
 from .common import (
     FILE_TTL_SECONDS,
@@ -131,7 +131,7 @@ class DenoiserTab(ABC):
         the model lock: `(explanation, folder)`, with a fresh folder for the explanation's files."""
         progress(0, desc=f"Explaining with {method}")
         with MODEL_LOCK:
-            explainer = DenoiserShap(pipe) if method == "shap" else DenoiserAttribution(pipe, method)
+            explainer = build_explainer(pipe, method, self.name)
             explanation = attribute(explainer, step_trace(latents.float(), step.timestep, step.step_index))
         folder = new_output_path(f"{self.prefix}-{method}")
         folder.mkdir()
