@@ -5,7 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusers_xai.modalities.tabular.codes import bisection_codes, codebook, level_centroids
+from diffusers_xai.modalities.tabular.codes import (
+    bisection_codes,
+    codebook,
+    leading_word_groups,
+    level_centroids,
+    pooled_centroids,
+)
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 
 
@@ -105,6 +111,43 @@ def test_auto_keeps_sorted_codes_when_most_levels_occur_once():
         explicit.categorical[0]["encoding"] == "analog_bits_ordered"
         and len(set(explicit.categorical[0]["codes"])) == 40
     )
+
+
+def test_auto_orders_once_seen_names_by_their_first_words_centroids():
+    # 64 car names, 16 per make, all seen once but two (so not an identifier); the makes' sizes lie in the order
+    # bmw < dacia < citroen < audi, which sorted labels (audi, bmw, citroen, dacia) do not follow: their top bit
+    # pairs audi with bmw
+    rng = np.random.default_rng(0)
+    makes = {"audi": 3.0, "bmw": 0.0, "citroen": 2.0, "dacia": 1.0}
+    names = [f"{make} model{i}" for make in makes for i in range(16)] + ["bmw model0", "citroen model0"]
+    size = np.asarray([makes[n.split()[0]] for n in names]) + rng.normal(0, 0.1, len(names))
+    df = pd.DataFrame({"size": size, "name": np.asarray(names, dtype=object)})
+    pre = TabularPreprocessor.fit(df)
+    spec = pre.categorical[0]
+    assert spec["encoding"] == "analog_bits_ordered"
+    codes = dict(zip(spec["categories"], spec["codes"]))
+    top = {make: {code >> 5 for name, code in codes.items() if name.startswith(make)} for make in makes}
+    # each make's 16 names share the top bit, and it splits the two small makes from the two large ones
+    assert top["bmw"] == top["dacia"] != top["citroen"] == top["audi"] and len(top["bmw"]) == 1
+    # the two leading bits are the make's rank in size; within a make the once-seen names, which share the make's
+    # centroid, keep label order
+    rank = {make: r for r, make in enumerate(sorted(makes, key=makes.get))}
+    assert all(code >> 4 == rank[name.split()[0]] for name, code in codes.items())
+    assert all(np.diff([codes[name] for name in sorted(n for n in codes if n.startswith("audi"))]) > 0)
+    # every name decodes to itself
+    levels = pd.DataFrame({"size": np.zeros(64), "name": spec["categories"]})
+    assert pre.inverse_transform(pre.transform(levels))["name"].tolist() == spec["categories"]
+
+
+def test_pooled_centroids_use_a_levels_own_rows_else_its_groups_else_all():
+    centroids = np.array([[0.0], [2.0], [10.0], [4.0], [7.0]])
+    counts = np.array([3.0, 1.0, 1.0, 1.0, 1.0])
+    groups = np.array([0, 0, 0, 1, 2])  # level 0 seen 3 times; levels 1-2 share its group; 3 and 4 are alone
+    pooled, own = pooled_centroids(centroids, counts, groups, min_rows=2)
+    overall = (0 * 3 + 2 + 10 + 4 + 7) / 7
+    np.testing.assert_allclose(pooled[:, 0], [0.0, 12 / 5, 12 / 5, overall, overall])
+    assert own == 1
+    np.testing.assert_array_equal(leading_word_groups(["Ford pinto", "ford torino", "amc", 3, "  "]), [0, 0, 1, 2, 3])
 
 
 def test_bench_in_level_range_counts_rows_inside_their_levels_real_range():

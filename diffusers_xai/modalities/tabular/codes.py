@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-__all__ = ["bisection_codes", "code_width", "codebook", "level_centroids"]
+__all__ = ["bisection_codes", "code_width", "codebook", "leading_word_groups", "level_centroids", "pooled_centroids"]
 
 
 def code_width(num_categories: int) -> int:
@@ -41,6 +41,41 @@ def level_centroids(level_index: np.ndarray, values: np.ndarray, num_categories:
     sums = np.zeros((num_categories, values.shape[1]))
     np.add.at(sums, level_index[keep], values[keep])
     return sums / np.maximum(counts, 1.0)[:, None], counts
+
+
+def leading_word_groups(categories: list) -> np.ndarray:
+    """The group of each level: its first whitespace-separated word, case-folded (`"ford pinto"` and `"Ford
+    torino"` -> `"ford"`), as group indices `[K]` in order of first appearance. Non-string levels are groups of
+    their own. Why: a near-unique string column often leads with a coarser category (a car's make, a product's
+    brand) that repeats where the full value does not."""
+    index: dict = {}
+    words = [c.split()[0].casefold() if isinstance(c, str) and c.split() else None for c in categories]
+    return np.asarray([index.setdefault(w if w is not None else (i,), len(index)) for i, w in enumerate(words)])
+
+
+def pooled_centroids(
+    centroids: np.ndarray, counts: np.ndarray, groups: np.ndarray, min_rows: int
+) -> tuple[np.ndarray, int]:
+    """
+    Level centroids each estimated from at least `min_rows` training rows: a level's own (`centroids`, `[K, D]`)
+    when it has that many rows (`counts`), else its group's (the count-weighted mean of the group's levels, `groups`
+    `[K]` ints) when the group has them, else the mean of all rows. Returns the pooled centroids and how many
+    levels kept their own.
+
+    Why: a level seen once has one training row's numbers as its centroid, and codes ordered by it tie the level to
+    that row (on vega cars' `Name`, ordering by them moved the DCR ratio toward copying); pooled over its group (all
+    the rows of a car's make) the order carries the group's geometry and no single row's.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    sums = centroids * counts[:, None]
+    group_counts = np.bincount(groups, weights=counts)
+    group_sums = np.zeros((len(group_counts), centroids.shape[1]))
+    np.add.at(group_sums, groups, sums)
+    overall = sums.sum(axis=0) / max(counts.sum(), 1.0)
+    own = counts >= min_rows
+    grouped = group_counts[groups] >= min_rows
+    pooled = np.where(grouped[:, None], group_sums[groups] / np.maximum(group_counts[groups], 1.0)[:, None], overall)
+    return np.where(own[:, None], centroids, pooled), int(own.sum())
 
 
 def _principal_projection(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
