@@ -10,6 +10,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 # Idle OpenMP threads must not spin on a shared 2-core machine (measured: up to 15x slower sklearn/torch steps).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The tiny test models run faster on one intra-op thread than on two (a 73-test subset: 333 s at 1 thread, 429 s at 2,
+# back to back on the 2-core CI machine); set before torch is imported, and inherited by subprocesses (accelerate
+# launch's two ranks then get one core each). An OMP_NUM_THREADS of your own wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # `datasets` caches a generated folder by its name and card metadata (not the files' contents), so a test that loads
 # `tmp_path / "a"` could read rows cached by an earlier run of the suite with other code: every run gets its own cache
 # (set before `datasets` is imported; subprocesses inherit it).
