@@ -22,6 +22,10 @@ __all__ = [
 TEXT_TO_IMAGE_FAMILIES = ("sd", "sdxl", "sd3", "flux", "pixart")
 _WORDS = ("a", "photo", "of", "red", "blue", "cat", "dog", "on", "the", "grass", "kit", "ten", "and")
 _MAX_TOKENS = 12
+# Sizes every tiny transformer shares: two heads of eight; SD3 and PixArt also read the tiny VAE's 4-channel 8 x 8
+# latents with two blocks.
+_HEADS = dict(attention_head_dim=8, num_attention_heads=2)
+_LATENT_DIT = dict(sample_size=8, in_channels=4, num_layers=2, **_HEADS)
 
 
 def tiny_clip_tokenizer(max_length: int = _MAX_TOKENS):
@@ -143,26 +147,18 @@ def _sd(seed: int, xl: bool):
         clip_sample=False,
         steps_offset=1,
     )
+    components = dict(
+        vae=_vae(seed + 2), text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+    )
     if xl:
         return StableDiffusionXLPipeline(
-            vae=_vae(seed + 2),
-            text_encoder=text_encoder,
+            **components,
             text_encoder_2=_clip_text_encoder(tokenizer, seed + 3, with_projection=True),
-            tokenizer=tokenizer,
             tokenizer_2=tiny_clip_tokenizer(),
-            unet=unet,
-            scheduler=scheduler,
             force_zeros_for_empty_prompt=False,
         )
     return StableDiffusionPipeline(
-        vae=_vae(seed + 2),
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+        **components, safety_checker=None, feature_extractor=None, requires_safety_checker=False
     )
 
 
@@ -171,12 +167,8 @@ def _sd3(seed: int):
 
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(
-        sample_size=8,
+        **_LATENT_DIT,
         patch_size=1,
-        in_channels=4,
-        num_layers=2,
-        attention_head_dim=8,
-        num_attention_heads=2,
         caption_projection_dim=16,
         joint_attention_dim=32,
         pooled_projection_dim=32,
@@ -207,8 +199,7 @@ def _flux(seed: int):
         in_channels=16,
         num_layers=1,
         num_single_layers=1,
-        attention_head_dim=8,
-        num_attention_heads=2,
+        **_HEADS,
         joint_attention_dim=16,
         pooled_projection_dim=16,
         axes_dims_rope=(2, 2, 4),
@@ -231,13 +222,9 @@ def _pixart(seed: int):
 
     torch.manual_seed(seed)
     transformer = PixArtTransformer2DModel(
-        sample_size=8,
-        num_layers=2,
+        **_LATENT_DIT,
         patch_size=2,
-        attention_head_dim=8,
-        num_attention_heads=2,
         caption_channels=16,
-        in_channels=4,
         cross_attention_dim=16,
         out_channels=8,
         attention_bias=True,

@@ -5,20 +5,8 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from diffusers_xai.explain import DenoiserAttribution, DenoiserShap
+from diffusers_xai.explain import DenoiserAttribution, DenoiserShap, planted
 from diffusers_xai.explain.condition import ConditionContrast, ConditionContrastForward, ConditionTarget
-from diffusers_xai.explain.planted import (
-    corner_regions,
-    planted_images,
-    planted_series,
-    planted_table,
-    pointing_game,
-    rank_correlation,
-    recover_class_region,
-    recover_lag,
-    recover_parents,
-    top_k_precision,
-)
 from diffusers_xai.explain.target import ExplanationTarget
 from diffusers_xai.testing import (
     fit_denoiser,
@@ -34,18 +22,18 @@ from tests.repo_scripts import load_script
 
 
 def test_planted_table_dependency_graph():
-    table = planted_table(4000, seed=0)
+    table = planted.planted_table(4000, seed=0)
     corr = table.frame.corr()
     assert corr.loc["a", "c"] > 0.85  # c = tanh(2a) + noise
     assert abs(corr.loc["b", "c"]) < 0.05 and abs(corr.loc["d", "c"]) < 0.05
     assert corr.loc["d", "y"] > 0.85 and abs(corr.loc["a", "y"]) < 0.05
     assert table.parents == {"c": ["a"]} and table.condition_effects == ["d"]
-    assert planted_table(16, seed=3).frame.equals(planted_table(16, seed=3).frame)
+    assert planted.planted_table(16, seed=3).frame.equals(planted.planted_table(16, seed=3).frame)
 
 
 @pytest.mark.parametrize("driver", ["white", "ar2"])
 def test_planted_series_repeats_the_driver_at_the_delay(driver):
-    series = planted_series(512, length=24, delay=3, seed=0, driver=driver)
+    series = planted.planted_series(512, length=24, delay=3, seed=0, driver=driver)
     w = series.windows
     assert w.shape == (512, 24, 2) and w.dtype == np.float32 and series.driver == driver
     # follower[tau] = driver[tau - 3] + 0.1 noise: the residual at the delay is the noise alone
@@ -67,7 +55,7 @@ def _optimal_peak_hits(driver: str) -> list[float]:
     from diffusers_xai.modalities.timeseries import TimeSeriesPreprocessor
 
     variants = load_script("bench/explain_variants.py")
-    data = planted_series(2048, seed=0, driver=driver)
+    data = planted.planted_series(2048, seed=0, driver=driver)
     pre = TimeSeriesPreprocessor.fit(
         data.windows, sequence_length=24, channels=data.channels, normalization="standard"
     )  # as `planted_series_pipeline`
@@ -91,7 +79,7 @@ def test_planted_series_truth_is_the_optimum_answer():
 
 
 def test_planted_images_mark_the_class_corner():
-    data = planted_images(64, resolution=16, seed=0)
+    data = planted.planted_images(64, resolution=16, seed=0)
     assert data.images.shape == (64, 1, 16, 16) and data.num_classes == 4
     for image, label in zip(data.images[:, 0], data.class_labels):
         region = data.regions[label]
@@ -107,11 +95,11 @@ def test_planted_images_mark_the_class_corner():
 
 
 def test_corner_regions_layout():
-    r = corner_regions(8)
+    r = planted.corner_regions(8)
     assert r.shape == (4, 8, 8) and r.sum(dim=(1, 2)).tolist() == [4, 4, 4, 4]
     assert r[0, 0, 0] and r[0, 1, 1] and r[1, 0, 7] and r[2, 7, 0] and r[3, 6, 6] and not r[:, 2:6, 2:6].any()
     with pytest.raises(ValueError, match="`num_classes` must be 2, 3 or 4"):
-        corner_regions(8, num_classes=5)
+        planted.corner_regions(8, num_classes=5)
 
 
 # ---- the scores ----
@@ -121,10 +109,10 @@ def test_top_k_precision_known_answers():
     scores = torch.tensor([[3.0, 1.0, 2.0, 0.0], [0.0, 1.0, 2.0, 3.0], [1.0, 1.0, 1.0, 1.0]])
     truth = torch.tensor([True, False, True, False])
     # k = 2 true features; the all-equal row keeps feature order (0, 1): one hit of two
-    assert top_k_precision(scores, truth).tolist() == [1.0, 0.5, 0.5]
-    assert top_k_precision(scores, truth, k=1).tolist() == [1.0, 0.0, 1.0]
+    assert planted.top_k_precision(scores, truth).tolist() == [1.0, 0.5, 0.5]
+    assert planted.top_k_precision(scores, truth, k=1).tolist() == [1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="at least one true feature"):
-        top_k_precision(scores, torch.zeros(4, dtype=torch.bool))
+        planted.top_k_precision(scores, torch.zeros(4, dtype=torch.bool))
 
 
 def test_pointing_game_and_rank_correlation():
@@ -133,12 +121,12 @@ def test_pointing_game_and_rank_correlation():
     maps[1, 3, 3] = 1.0  # outside
     regions = torch.zeros(3, 4, 4, dtype=torch.bool)
     regions[:, :2, :2] = True
-    assert pointing_game(maps, regions).tolist() == [1.0, 0.0, 0.0]  # a constant map is a miss
-    assert pointing_game(maps, regions, tolerance=2).tolist() == [1.0, 1.0, 0.0]
-    rho = rank_correlation(torch.tensor([[0.1, 0.5, 0.9], [0.9, 0.5, 0.1]]), torch.tensor([1.0, 2.0, 3.0]))
+    assert planted.pointing_game(maps, regions).tolist() == [1.0, 0.0, 0.0]  # a constant map is a miss
+    assert planted.pointing_game(maps, regions, tolerance=2).tolist() == [1.0, 1.0, 0.0]
+    rho = planted.rank_correlation(torch.tensor([[0.1, 0.5, 0.9], [0.9, 0.5, 0.1]]), torch.tensor([1.0, 2.0, 3.0]))
     assert torch.allclose(rho, torch.tensor([1.0, -1.0]))
     with pytest.raises(ValueError, match=r"must both be \[N, H, W\]"):
-        pointing_game(maps, regions[:, :2])
+        planted.pointing_game(maps, regions[:, :2])
 
 
 # ---- "why this class" on a model trained on planted images ----
@@ -154,7 +142,7 @@ def _planted_image_model(resolution: int, channels: tuple, num_steps: int, null_
 
 
 def _marked_x_t(scheduler, resolution: int, timestep: int):
-    test = planted_images(64, resolution, seed=1)  # images the model never saw, mark included
+    test = planted.planted_images(64, resolution, seed=1)  # images the model never saw, mark included
     noise = torch.randn(test.images.shape, generator=torch.Generator().manual_seed(0))
     return test, scheduler.add_noise(test.images, noise, torch.tensor([timestep]))
 
@@ -165,7 +153,7 @@ def _why_this_class_hits(unet, scheduler, resolution: int, timestep: int, null_c
         x_t, timesteps=[timestep], class_labels=test.class_labels
     )
     assert result.maps.shape == (1, 64, 1, resolution, resolution)
-    return pointing_game(result.maps[0, :, 0].abs(), test.regions[test.class_labels]).mean().item()
+    return planted.pointing_game(result.maps[0, :, 0].abs(), test.regions[test.class_labels]).mean().item()
 
 
 def _method_hits(unet, scheduler, method: str, resolution: int, timestep: int) -> float:
@@ -175,7 +163,7 @@ def _method_hits(unet, scheduler, method: str, resolution: int, timestep: int) -
         explainer = DenoiserShap(unet, "gradient", scheduler=scheduler)
     else:
         explainer = DenoiserAttribution(unet, method, scheduler=scheduler)
-    hits = recover_class_region(explainer, x_t, [timestep], test.class_labels, test.regions, null_class=4)
+    hits = planted.recover_class_region(explainer, x_t, [timestep], test.class_labels, test.regions, null_class=4)
     assert hits.shape == (64,)
     return hits.float().mean().item()
 
@@ -309,12 +297,12 @@ def _diffused(scheduler, x0: torch.Tensor, t: int, seed: int = 0) -> torch.Tenso
 
 
 def _table_recovery(pipe, method: str, t: int) -> float:
-    test = planted_table(64, seed=1)  # rows the model never saw
+    test = planted.planted_table(64, seed=1)  # rows the model never saw
     pre = pipe.preprocessor
     names = pre.feature_names()
     x_t = _diffused(pipe.scheduler, pre.transform(test.frame), t)
     explainer = DenoiserShap(pipe, "gradient") if method == "shap" else DenoiserAttribution(pipe, method)
-    hits = recover_parents(
+    hits = planted.recover_parents(
         explainer, x_t, [t], names.index("c"), [names.index("a")], pre.encode_labels(test.frame["y"])
     )
     assert hits.shape == (64,)
@@ -322,11 +310,11 @@ def _table_recovery(pipe, method: str, t: int) -> float:
 
 
 def _series_recovery(pipe, method: str, t: int) -> float:
-    test = planted_series(64, seed=1, driver="white")  # windows the model never saw, of the benchmark's design
+    test = planted.planted_series(64, seed=1, driver="white")  # windows the model never saw, of the benchmark's design
     x_t = _diffused(pipe.scheduler, pipe.preprocessor.transform(test.windows), t)
     # the explainers as `bench/explain_faithfulness.py`'s planted check builds and calls them (default settings)
     explainer = DenoiserShap(pipe, "gradient") if method == "shap" else DenoiserAttribution(pipe, method)
-    hits = recover_lag(explainer, x_t, [t], 1, 12, test.true_position(12))
+    hits = planted.recover_lag(explainer, x_t, [t], 1, 12, test.true_position(12))
     assert hits.shape == (64,)
     return hits.mean().item()
 
@@ -363,13 +351,13 @@ def test_series_attributions_peak_at_the_true_lag_full():
 
 
 def test_planted_recovery_bad_input():
-    test = planted_series(8, seed=0)
+    test = planted.planted_series(8, seed=0)
     with pytest.raises(ValueError, match="`delay` must be an int in"):
-        planted_series(8, delay=24)
+        planted.planted_series(8, delay=24)
     with pytest.raises(ValueError, match=r"`driver` must be one of \('white', 'ar2'\), got 'ar1'"):
-        planted_series(8, driver="ar1")
+        planted.planted_series(8, driver="ar1")
     with pytest.raises(ValueError, match="`num_rows` must be an int >= 8"):
-        planted_table(4)
+        planted.planted_table(4)
     assert test.true_position(3) == 0
 
 
@@ -377,7 +365,7 @@ def test_why_this_condition_points_at_the_column_it_moves():
     """The tabular pipeline's condition column y moves only d: the contrast (against the mean over classes, the wine-
     style model has no null class) is largest on d."""
     pipe, data = planted_table_pipeline(num_steps=400)
-    test = planted_table(64, seed=1)
+    test = planted.planted_table(64, seed=1)
     pre = pipe.preprocessor
     x_t = _diffused(pipe.scheduler, pre.transform(test.frame), 240)
     result = ConditionContrast(pipe, null_class="mean").attribute(
@@ -385,6 +373,6 @@ def test_why_this_condition_points_at_the_column_it_moves():
     )
     assert result.maps.shape == (1, 64, 4)  # rows: one value per feature
     truth = torch.tensor([name in data.condition_effects for name in pre.feature_names()])
-    assert top_k_precision(result.maps[0].abs(), truth).mean().item() >= 0.8
+    assert planted.top_k_precision(result.maps[0].abs(), truth).mean().item() >= 0.8
     with pytest.raises(ValueError, match="`null_class` must be the index .* in \\[0, 3\\) or 'mean'"):
         ConditionContrast(pipe, null_class=3)

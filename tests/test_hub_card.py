@@ -7,14 +7,7 @@ import numpy as np
 import pytest
 from huggingface_hub import EvalResult, ModelCard, metadata_load
 
-from diffusers_xai.hub import (
-    SUMMARY_PATH,
-    ExplanationCardData,
-    explanation_card,
-    load_explanation_card_data,
-    save_explanation_card,
-    summarize_pipeline,
-)
+from diffusers_xai import hub
 from diffusers_xai.testing import tiny_pipeline
 from tests.hub_fixtures import write_png
 
@@ -23,7 +16,7 @@ from tests.hub_fixtures import write_png
 def full_card(tmp_path):
     figs = tmp_path / "figs"
     figs.mkdir()
-    return ExplanationCardData(
+    return hub.ExplanationCardData(
         training={"dataset": "sklearn digits 8x8", "num_examples": 1797, "config": {"learning_rate": 1e-3}},
         samples=write_png(figs / "grid.png", 1),
         figures={
@@ -47,7 +40,7 @@ def full_card(tmp_path):
 
 
 def test_card_metadata_and_sections(pipe, full_card, tmp_path):
-    card = save_explanation_card(tmp_path / "out", pipe, full_card, repo_id="me/tiny-digits")
+    card = hub.save_explanation_card(tmp_path / "out", pipe, full_card, repo_id="me/tiny-digits")
     meta = metadata_load(tmp_path / "out" / "README.md")
     assert meta["library_name"] == "diffusers"
     assert meta["pipeline_tag"] == "unconditional-image-generation"
@@ -90,7 +83,7 @@ def test_card_metadata_and_sections(pipe, full_card, tmp_path):
 
 
 def test_missing_sections_are_named(pipe, tmp_path):
-    card = save_explanation_card(tmp_path, pipe, None, repo_id="me/bare")
+    card = hub.save_explanation_card(tmp_path, pipe, None, repo_id="me/bare")
     expected = [
         "training data and config",
         "sample grid",
@@ -104,21 +97,21 @@ def test_missing_sections_are_named(pipe, tmp_path):
     ]
     assert f"**Not available for this checkpoint:** {', '.join(expected)}." in card.text
     assert card.text.count("_Not available._") == 7  # one per empty section
-    summary = json.loads((tmp_path / SUMMARY_PATH).read_text())
+    summary = json.loads((tmp_path / hub.SUMMARY_PATH).read_text())
     assert summary["missing_sections"] == expected
     assert "model-index" not in card.data.to_dict()
 
 
 def test_saved_files_and_summary_roundtrip(pipe, full_card, tmp_path):
     out = tmp_path / "out"
-    card = save_explanation_card(out, pipe, full_card, repo_id="me/tiny-digits", community_file="diffusion_xai")
+    card = hub.save_explanation_card(out, pipe, full_card, repo_id="me/tiny-digits", community_file="diffusion_xai")
     assert (out / "explanations" / "gradcam.png").read_bytes() == full_card.figures["gradcam"].read_bytes()
     assert (out / "explanations" / "attention.png").read_bytes() == full_card.figures["attention"]["path"].read_bytes()
     assert (out / "samples" / "grid.png").read_bytes() == full_card.samples.read_bytes()
     assert ModelCard.load(out / "README.md").text == card.text
     assert not list(out.rglob("*.tmp"))
 
-    summary = json.loads((out / SUMMARY_PATH).read_text())
+    summary = json.loads((out / hub.SUMMARY_PATH).read_text())
     assert summary["format"] == "diffusers-xai/explanation-card"
     assert summary["repo_id"] == "me/tiny-digits"
     assert summary["modality"] == "image"
@@ -132,8 +125,8 @@ def test_saved_files_and_summary_roundtrip(pipe, full_card, tmp_path):
     assert summary["missing_sections"] == []
 
     # the summary alone re-renders the same card (what `diffusers-xai push DIR` relies on)
-    again = explanation_card(
-        pipe, load_explanation_card_data(out), repo_id="me/tiny-digits", community_file="diffusion_xai"
+    again = hub.explanation_card(
+        pipe, hub.load_explanation_card_data(out), repo_id="me/tiny-digits", community_file="diffusion_xai"
     )
     assert again.text == card.text
     assert 'custom_pipeline="diffusion_xai", trust_remote_code=True' in card.text
@@ -141,7 +134,7 @@ def test_saved_files_and_summary_roundtrip(pipe, full_card, tmp_path):
 
 def test_summary_from_saved_folder_matches_live_pipeline(pipe, tmp_path):
     pipe.save_pretrained(tmp_path)
-    from_dir, from_obj = summarize_pipeline(tmp_path), summarize_pipeline(pipe)
+    from_dir, from_obj = hub.summarize_pipeline(tmp_path), hub.summarize_pipeline(pipe)
     assert from_dir["class_name"] == from_obj["class_name"] == "DiffusionXAIPipeline"
     for name in ("unet", "scheduler"):
         assert from_dir["components"][name]["class_name"] == from_obj["components"][name]["class_name"]
@@ -151,17 +144,17 @@ def test_summary_from_saved_folder_matches_live_pipeline(pipe, tmp_path):
 
 
 def test_secrets_in_training_config_are_dropped(pipe, tmp_path):
-    card = ExplanationCardData(
+    card = hub.ExplanationCardData(
         training={
             "dataset": "digits",
             "config": {"hub_token": "hf_shouldNotLeak1", "wandb": {"api_key": "hf_shouldNotLeak2"}, "lr": 0.1},
         }
     )
-    save_explanation_card(tmp_path, pipe, card)
+    hub.save_explanation_card(tmp_path, pipe, card)
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert b"shouldNotLeak" not in path.read_bytes(), path
-    assert json.loads((tmp_path / SUMMARY_PATH).read_text())["training"]["config"] == {"wandb": {}, "lr": 0.1}
+    assert json.loads((tmp_path / hub.SUMMARY_PATH).read_text())["training"]["config"] == {"wandb": {}, "lr": 0.1}
 
 
 def test_class_conditional_model_has_no_unconditional_pipeline_tag(tmp_path):
@@ -173,32 +166,32 @@ def test_class_conditional_model_has_no_unconditional_pipeline_tag(tmp_path):
 
     conditional = DiffusionXAIPipeline(unet=tiny_unet(num_classes=3), scheduler=DDIMScheduler(num_train_timesteps=50))
     eval_results = [{"metric_type": "fid", "metric_value": 1.5, "feature_extractor": "digits-cnn 64-d"}]
-    card = explanation_card(conditional, {"training": {"dataset": "digits"}, "eval_results": eval_results})
+    card = hub.explanation_card(conditional, {"training": {"dataset": "digits"}, "eval_results": eval_results})
     assert card.data.pipeline_tag is None
     assert card.data.tags == ["diffusers-xai", "explainability", "synthetic-data", "image", "class-conditional"]
     assert card.data.eval_results[0].task_type == "image-generation"
     # a saved folder is read from its config the same way; an explicit tag still wins
     conditional.save_pretrained(tmp_path / "saved")
-    assert explanation_card(tmp_path / "saved").data.pipeline_tag is None
-    assert explanation_card(conditional, {"pipeline_tag": "text-to-image"}).data.pipeline_tag == "text-to-image"
+    assert hub.explanation_card(tmp_path / "saved").data.pipeline_tag is None
+    assert hub.explanation_card(conditional, {"pipeline_tag": "text-to-image"}).data.pipeline_tag == "text-to-image"
     # the unconditional model keeps the Hub task it fits
-    plain = explanation_card(tiny_pipeline())
+    plain = hub.explanation_card(tiny_pipeline())
     assert plain.data.pipeline_tag == "unconditional-image-generation" and "class-conditional" not in plain.data.tags
 
 
 def test_modality_tags(pipe):
-    card = explanation_card(pipe, {"modality": "tabular", "tags": ["wine"]})
+    card = hub.explanation_card(pipe, {"modality": "tabular", "tags": ["wine"]})
     assert card.data.tags == ["diffusers-xai", "explainability", "synthetic-data", "tabular", "wine"]
     assert card.data.pipeline_tag is None  # no Hub task fits tabular generation honestly
     assert "A tabular diffusion model" in card.text
     with pytest.raises(ValueError, match="modality must be one of"):
-        explanation_card(pipe, {"modality": "audio"})
+        hub.explanation_card(pipe, {"modality": "audio"})
     with pytest.raises(ValueError, match="^The modality 'time-series' is now called 'timeseries'; use that name.$"):
-        explanation_card(pipe, {"modality": "time-series"})
-    card = explanation_card(pipe, {"modality": "timeseries"})
+        hub.explanation_card(pipe, {"modality": "time-series"})
+    card = hub.explanation_card(pipe, {"modality": "timeseries"})
     assert "timeseries" in card.data.tags and "A time-series diffusion model" in card.text
     with pytest.raises(ValueError, match="Pass modality="):
-        explanation_card(None, None)
+        hub.explanation_card(None, None)
 
 
 def test_eval_result_objects_pass_through(pipe):
@@ -210,7 +203,7 @@ def test_eval_result_objects_pass_through(pipe):
         metric_value=0.5,
         metric_name="precision (k=3, digits-cnn features)",
     )
-    card = explanation_card(pipe, {"eval_results": [result]}, repo_id="me/x")
+    card = hub.explanation_card(pipe, {"eval_results": [result]}, repo_id="me/x")
     assert card.data.eval_results == [result]
     assert "| precision (k=3, digits-cnn features) | 0.5 | digits |  |" in card.text
 
@@ -235,15 +228,15 @@ def test_eval_result_objects_pass_through(pipe):
 )
 def test_bad_card_input(pipe, card, error, match, tmp_path):
     with pytest.raises(error, match=match):
-        save_explanation_card(tmp_path / "out", pipe, card)
+        hub.save_explanation_card(tmp_path / "out", pipe, card)
     assert not (tmp_path / "out").exists()  # validated before anything is written
 
 
 def test_non_png_figure_and_wrong_card_type(pipe, tmp_path):
     (tmp_path / "fig.jpg").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="must be a PNG"):
-        explanation_card(pipe, {"figures": {"gradcam": tmp_path / "fig.jpg"}})
+        hub.explanation_card(pipe, {"figures": {"gradcam": tmp_path / "fig.jpg"}})
     with pytest.raises(TypeError, match="ExplanationCardData, a dict or None"):
-        explanation_card(pipe, ["faithfulness"])
+        hub.explanation_card(pipe, ["faithfulness"])
     with pytest.raises(ValueError, match="no model_index.json"):
-        summarize_pipeline(tmp_path)
+        hub.summarize_pipeline(tmp_path)
