@@ -112,19 +112,10 @@ def save(model: DigitsCNN, info: dict, args) -> str:
         model.save_pretrained(tmp)
         with open(os.path.join(tmp, "model.safetensors"), "rb") as f:
             sha256 = hashlib.sha256(f.read()).hexdigest()
+        # the card names the run's flags (seed, epochs, batch_size, noise) by their names; lr is --learning_rate
+        card = CARD.format(**info, **vars(args), lr=args.learning_rate, torch_version=torch.__version__, sha256=sha256)
         with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
-            f.write(
-                CARD.format(
-                    **info,
-                    seed=args.seed,
-                    epochs=args.epochs,
-                    lr=args.learning_rate,
-                    batch_size=args.batch_size,
-                    noise=args.noise,
-                    torch_version=torch.__version__,
-                    sha256=sha256,
-                )
-            )
+            f.write(card)
         for name in ("config.json", "model.safetensors", "README.md"):
             os.chmod(os.path.join(tmp, name), 0o644)
             os.replace(os.path.join(tmp, name), os.path.join(args.output_dir, name))
