@@ -10,7 +10,7 @@ import argparse
 import json
 from collections.abc import Callable
 
-from . import add_documented_parser
+from . import add_documented_parser, flags_for
 
 __all__ = ["add_arguments", "main", "register", "run"]
 
@@ -101,14 +101,8 @@ def run(args: argparse.Namespace) -> int:
     result = generate_dataset(
         pipeline,
         args.out,
-        num_samples=args.num_samples,
-        shard_size=args.shard_size,
-        batch_size=args.batch_size,
-        num_inference_steps=args.num_inference_steps,
+        **flags_for(generate_dataset, args, exclude=("pipeline",)),  # --pipeline names the model: source_model
         base_seed=args.seed,
-        explain=args.explain,
-        commit_eps=args.commit_eps,
-        summary_steps=args.summary_steps,
         source_model=args.pipeline,
         model_revision=resolved_revision,
         state=state,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from . import flags_for
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -22,14 +24,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--num_eval_samples", type=int, default=256, help="Generated images for the evaluation.")
-    p.add_argument("--no_explain", action="store_true", help="Skip the explanations.")
+    p.add_argument("--no_explain", dest="explain", action="store_false", help="Skip the explanations.")
     p.add_argument(
         "--explain_methods",
         nargs="+",
         default=None,
         help="Explanation methods (default: the trajectory plus the map methods that passed their checks).",
     )
-    p.add_argument("--no_evaluate", action="store_true", help="Skip the evaluation.")
+    p.add_argument("--no_evaluate", dest="evaluate", action="store_false", help="Skip the evaluation.")
     p.add_argument("--resume", action="store_true", help="Resume training from the latest checkpoint in output_dir.")
     p.set_defaults(func=run)
 
@@ -37,20 +39,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from ..quickstart import run_quickstart
 
-    summary = run_quickstart(
-        output_dir=args.output_dir,
-        max_train_steps=args.max_train_steps,
-        max_train_minutes=args.max_train_minutes,
-        num_samples=args.num_samples,
-        num_inference_steps=args.num_inference_steps,
-        scheduler=args.scheduler,
-        seed=args.seed,
-        explain=not args.no_explain,
-        evaluate=not args.no_evaluate,
-        num_eval_samples=args.num_eval_samples,
-        resume=args.resume,
-        explain_methods=args.explain_methods,
-    )
+    summary = run_quickstart(**flags_for(run_quickstart, args))
     print(json.dumps({k: summary[k] for k in ("pipeline", "training", "sampling", "files")}, indent=2, default=str))
     print(f"Wrote {args.output_dir}/summary.json")
     return 0
