@@ -162,6 +162,21 @@ def _sd(seed: int, xl: bool):
     )
 
 
+def _flow_pipeline(pipeline_cls, transformer, scheduler, seed: int, encoders: list[tuple]):
+    """SD3 and Flux: a flow-matching transformer, the VAE with SD3's latent shift and scale, and the text encoders with
+    their tokenizers in diffusers' numbering (`text_encoder`, `text_encoder_2`, ...)."""
+    components = {}
+    for i, (encoder, tokenizer) in enumerate(encoders, 1):
+        suffix = "" if i == 1 else f"_{i}"
+        components[f"text_encoder{suffix}"], components[f"tokenizer{suffix}"] = encoder, tokenizer
+    return pipeline_cls(
+        transformer=transformer,
+        scheduler=scheduler,
+        vae=_vae(seed + 2, shift_factor=0.0609, scaling_factor=1.5035),
+        **components,
+    )
+
+
 def _sd3(seed: int):
     from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
 
@@ -175,19 +190,14 @@ def _sd3(seed: int):
         out_channels=4,
         qk_norm="rms_norm",
     ).eval()
-    tokenizer = tiny_clip_tokenizer()
-    t5_tokenizer = tiny_t5_tokenizer()
-    return StableDiffusion3Pipeline(
-        transformer=transformer,
-        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
-        vae=_vae(seed + 2, shift_factor=0.0609, scaling_factor=1.5035),
-        text_encoder=_clip_text_encoder(tokenizer, seed + 1, with_projection=True),
-        tokenizer=tokenizer,
-        text_encoder_2=_clip_text_encoder(tokenizer, seed + 3, with_projection=True),
-        tokenizer_2=tiny_clip_tokenizer(),
-        text_encoder_3=_t5_text_encoder(t5_tokenizer, seed + 4, d_model=32),
-        tokenizer_3=t5_tokenizer,
-    )
+    clip, t5 = tiny_clip_tokenizer(), tiny_t5_tokenizer()
+    encoders = [  # two CLIP text encoders with projection, then T5
+        (_clip_text_encoder(clip, seed + 1, with_projection=True), clip),
+        (_clip_text_encoder(clip, seed + 3, with_projection=True), tiny_clip_tokenizer()),
+        (_t5_text_encoder(t5, seed + 4, d_model=32), t5),
+    ]
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
+    return _flow_pipeline(StableDiffusion3Pipeline, transformer, scheduler, seed, encoders)
 
 
 def _flux(seed: int):
@@ -204,17 +214,9 @@ def _flux(seed: int):
         pooled_projection_dim=16,
         axes_dims_rope=(2, 2, 4),
     ).eval()
-    tokenizer = tiny_clip_tokenizer()
-    t5_tokenizer = tiny_t5_tokenizer()
-    return FluxPipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(),
-        vae=_vae(seed + 2, shift_factor=0.0609, scaling_factor=1.5035),
-        text_encoder=_clip_text_encoder(tokenizer, seed + 1),
-        tokenizer=tokenizer,
-        text_encoder_2=_t5_text_encoder(t5_tokenizer, seed + 4, d_model=16),
-        tokenizer_2=t5_tokenizer,
-        transformer=transformer,
-    )
+    clip, t5 = tiny_clip_tokenizer(), tiny_t5_tokenizer()
+    encoders = [(_clip_text_encoder(clip, seed + 1), clip), (_t5_text_encoder(t5, seed + 4, d_model=16), t5)]
+    return _flow_pipeline(FluxPipeline, transformer, FlowMatchEulerDiscreteScheduler(), seed, encoders)
 
 
 def _pixart(seed: int):
