@@ -23,6 +23,7 @@ from .codes import (
     level_centroids,
     pooled_centroids,
 )
+from .levels import level_statistics, posterior_levels
 from .schema import (
     MAX_DISCRETE_SUPPORT,
     check_mixed_types,
@@ -358,7 +359,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
       codes are assigned by the levels' numerical centroids (`"analog_bits_ordered"`: neighbouring levels share
       leading bits), not by sorted label, which left the denoiser a jagged map from bits to numbers; in a column of
       mostly once-seen levels (names) a level seen once is placed by its first word's rows (a car's make), never by
-      its one row, or, when first words do not repeat either, the column keeps sorted labels. TabDDPM
+      its one row, or, when first words do not repeat either, the column keeps sorted labels. Generated rows
+      (the pipeline: `inverse_transform(..., levels="posterior")`) draw the level of a column ordered by its own
+      rows from p(level | the row's generated numbers and bits) under per-level Gaussians (`levels.py`), so that a
+      state goes with its coordinates. TabDDPM
       instead runs a separate multinomial diffusion for them; we keep one Gaussian process so that every diffusers
       scheduler (DDPM, DDIM, DPM-Solver), the trace and gradient attributions w.r.t. $x_t$ apply to every column.
     - **Identifier** columns (all values present and unique: strings, or integers forming a contiguous range) carry
@@ -547,7 +551,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         for c in ordered:
             index = self._category_indices(self._filled(df, c), c)
             centroids, counts = level_centroids(index, values, len(c["categories"]))
-            if self.config.categorical_encoding == "auto" and np.median(counts) < MIN_ORDERING_ROWS:
+            if np.median(counts) >= MIN_ORDERING_ROWS:  # levels with rows of their own: `posterior` decoding
+                observed = np.where(df[c["name"]].isna().to_numpy(), -1, index)
+                c["level_stats"] = level_statistics(observed, values, len(c["categories"]), MIN_ORDERING_ROWS)
+            elif self.config.categorical_encoding == "auto":
                 centroids = self._pooled_by_leading_word(c, centroids, counts)
                 if centroids is None:
                     c["encoding"] = "analog_bits"
@@ -805,7 +812,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         return self._restore_dtype(regenerate_ids(spec["id"], num_rows, rng), spec)
 
     def inverse_transform(
-        self, x: torch.Tensor | np.ndarray, class_labels: Any | None = None, seed: int | None = None
+        self,
+        x: torch.Tensor | np.ndarray,
+        class_labels: Any | None = None,
+        seed: int | None = None,
+        levels: Literal["nearest", "posterior"] = "nearest",
     ) -> pd.DataFrame:
         """
         Model-space rows `[N, num_features]` → a DataFrame with the original column names, order, dtypes and
@@ -815,8 +826,17 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         Args:
             x (`torch.Tensor` or `np.ndarray` `[N, num_features]`): generated $x_0$.
             class_labels (`[N]` ints, *optional*): class indices of the condition column (required when there is one).
-            seed (`int`, *optional*): seeds the fresh identifiers (`id_columns="regenerate"`).
+            seed (`int`, *optional*): seeds the fresh identifiers (`id_columns="regenerate"`) and the `posterior`
+                level draws.
+            levels (`"nearest"` or `"posterior"`, *optional*, defaults to `"nearest"`): how analog-bit levels are
+                decoded. `"nearest"`: the nearest code (encoded rows come back exactly). `"posterior"` (what the
+                pipeline uses for generated rows): a column whose codes are ordered by its levels' own rows
+                (`analog_bits_ordered`, median level seen at least twice: airports' `state`) draws its level from
+                p(level | the row's generated numbers, its bits) under per-level Gaussians of the numerical columns
+                (`levels.posterior_levels`), so the level goes with the numbers (a state with its coordinates).
         """
+        if levels not in ("nearest", "posterior"):
+            raise ValueError(f"`levels` must be 'nearest' or 'posterior', got {levels!r}.")
         x = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.num_features:
             raise ValueError(
@@ -824,17 +844,22 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 "and the preprocessor do not match (use the preprocessor saved with the model)."
             )
         out: dict[str, pd.Series] = {}
+        normal = np.nan_to_num(x[:, : len(self.numerical)], nan=0.0, posinf=10, neginf=-10)
         if self.numerical:
-            num = x[:, : len(self.numerical)]
-            num = self._quantile_normal(np.nan_to_num(num, nan=0.0, posinf=10, neginf=-10), inverse=True)
+            num = self._quantile_normal(normal, inverse=True)
             for j, c in enumerate(self.numerical):
                 if c.get("bins"):  # a binned condition column: its value stays inside the bin it was sampled for
                     edges = np.asarray(c["bins"])
                     labels = self._labels(class_labels, len(x))
                     num[:, j] = np.clip(num[:, j], edges[labels], edges[labels + 1])
                 out[c["name"]] = self._decode_numerical(num[:, j], c)
+        level_rng = np.random.default_rng(None if seed is None else [seed, 16])  # ids keep their own stream
         for c in self.categorical:
-            idx = self._decode_categorical(x[:, self.feature_slices[c["name"]]], c)
+            bits = x[:, self.feature_slices[c["name"]]]
+            if levels == "posterior" and c.get("level_stats"):
+                idx = posterior_levels(bits, self.codebooks[c["name"]], normal, c["level_stats"], level_rng)
+            else:
+                idx = self._decode_categorical(bits, c)
             out[c["name"]] = self._restore_dtype([c["categories"][i] for i in idx], c)
         if self.condition is not None and not self.condition.get("bins"):
             cats = self.condition["categories"]

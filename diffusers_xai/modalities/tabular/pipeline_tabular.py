@@ -145,7 +145,8 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         if output_type == "pt":
             return x
         labels = run.model_kwargs.get("class_labels") if run is not None else None
-        return self.preprocessor.inverse_transform(x, labels, _id_seed(run.generator if run is not None else None))
+        seed = _id_seed(run.generator if run is not None else None)
+        return self.preprocessor.inverse_transform(x, labels, seed, levels="posterior")
 
     def prepare_class_labels(self, class_labels: Any, num_rows: int, generator=None) -> torch.Tensor | None:
         """
