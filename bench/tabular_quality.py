@@ -10,10 +10,10 @@ an ordinary column for all of them).
 
 - Ours: `train/configs/wine.yaml` without its condition column (the same hyper-parameters for every table), up to
   `--steps` updates of batch 64, with its privacy guard as a user gets it: 20% of the bench's training rows become
-  the trainer's holdout and training stops at the first DCR check (every `--early_stop_every` updates) below
-  `--early_stop` (0.9), keeping the last passing weights (`--early_stop 0`: every training row, all updates, no
-  check); sampled with DDPM (1,000 steps, TabDDPM's default) and with few-step DDIM / DPM-Solver++ on the same trained
-  model (`--samplers`).
+  the trainer's holdout and training stops at the first DCR check (every `--early_stop_every` updates) whose 90%
+  lower bound is below `--early_stop` (0.9), keeping the last passing weights (the rows' `checks` hold the bounds;
+  `--early_stop 0`: every training row, all updates, no check); sampled with DDPM (1,000 steps, TabDDPM's default)
+  and with few-step DDIM / DPM-Solver++ on the same trained model (`--samplers`).
 - CTGAN and TVAE: as many updates as ours (batch 60 for CTGAN, whose batch must be a multiple of pac=10; 64 for TVAE;
   epochs = updates / steps per epoch), their other settings SDV's defaults. GaussianCopula: SDV's defaults.
 

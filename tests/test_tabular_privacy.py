@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from diffusers_xai.evaluation.tabular import distance_to_closest_record, evaluate_table, infer_metadata
-from diffusers_xai.evaluation.tabular_privacy import DCRRatio, dcr_ratio, reject_near_copies
+from diffusers_xai.evaluation.tabular_privacy import DCRRatio, dcr_ratio, dcr_ratio_lower_bound, reject_near_copies
 from diffusers_xai.training import TrainingConfig, train
 
 
@@ -59,6 +59,53 @@ def test_near_copy_guard_rejects_rows_closer_than_the_holdout_quantile():
         reject_near_copies(lambda n, r: train_rows.iloc[:n], 10, train_rows, holdout, max_rounds=2)
     with pytest.raises(ValueError, match=r"`quantile` must be in \(0, 1\), got 1.5"):
         reject_near_copies(leaky_sampler, 10, train_rows, holdout, quantile=1.5)
+
+
+def test_leave_one_out_distance_is_the_distance_to_the_closest_other_row():
+    table = gaussian_table(30, 0)
+    table.loc[5] = table.loc[4]  # a duplicate row: its closest other row is at distance 0
+    metadata = infer_metadata(table)
+    loo = distance_to_closest_record(table, table, metadata, exclude_self=True)
+    by_hand = [distance_to_closest_record(table.iloc[[i]], table.drop(index=i), metadata)[0] for i in range(30)]
+    # dropping a row that holds a column's min or max changes the range that scales it: compare the other rows
+    extremes = {i for c in "abc" for i in (table[c].idxmin(), table[c].idxmax())}
+    interior = [i for i in range(30) if i not in extremes]
+    assert len(interior) >= 24 and np.allclose(loo[interior], np.asarray(by_hand)[interior])
+    assert loo[4] == loo[5] == 0.0 and (loo[[0, 1, 2, 3]] > 0).all()
+    assert (distance_to_closest_record(table, table, metadata) == 0).all()
+    with pytest.raises(ValueError, match=r"^`exclude_self=True` measures a table against itself: got 30 and 29 rows"):
+        distance_to_closest_record(table, table.iloc[1:], metadata, exclude_self=True)
+
+
+def test_dcr_lower_bound_stops_a_copier_that_a_close_holdout_lets_through():
+    """Known answer from a 5,000-row fresh holdout. The guard's old rule (the ratio over its small holdout >= 0.9)
+    passes a generator that copies 20% of its rows when the holdout happens to sit close to the training rows (here
+    40 rows drawn from the fifth of 400 fresh rows nearest to them; penguins' 48-row holdout at seed 2 was 18%
+    closer than fresh rows); the new rule (pooled leave-one-out reference, 90% lower bound) stops it and still
+    passes a generator that does not copy."""
+    train_rows = gaussian_table(200, 0)
+    metadata = infer_metadata(train_rows)
+    candidates = gaussian_table(400, 10)
+    nearest = np.argsort(distance_to_closest_record(candidates, train_rows, metadata))
+    holdout, fresh_holdout = candidates.iloc[nearest[:80:2]], gaussian_table(5000, 20)
+    copier = pd.concat([train_rows.iloc[:100], gaussian_table(400, 30)], ignore_index=True)
+    honest = gaussian_table(1000, 40)
+    assert dcr_ratio(copier, train_rows, fresh_holdout).ratio == pytest.approx(0.870, abs=1e-3)  # it copies
+    assert dcr_ratio(honest, train_rows, fresh_holdout).ratio == pytest.approx(0.988, abs=1e-3)  # it does not
+    assert dcr_ratio(copier, train_rows, holdout).ratio == pytest.approx(1.781, abs=1e-3)  # old rule: passes
+    copier_bound = dcr_ratio_lower_bound(copier, train_rows, holdout)
+    assert (copier_bound.ratio, copier_bound.lower_bound) == pytest.approx((0.899, 0.848), abs=1e-3)  # stops
+    honest_bound = dcr_ratio_lower_bound(honest, train_rows, holdout)
+    assert (honest_bound.ratio, honest_bound.lower_bound) == pytest.approx((1.021, 0.970), abs=1e-3)  # passes
+    assert (honest_bound.synthetic_rows, honest_bound.reference_rows, honest_bound.confidence) == (1000, 240, 0.9)
+    # the bound is a quantile of the bootstrap: lower at a higher confidence, the bootstrap's median at 0.5
+    assert dcr_ratio_lower_bound(honest, train_rows, holdout, confidence=0.99).lower_bound < honest_bound.lower_bound
+    median = dcr_ratio_lower_bound(honest, train_rows, holdout, confidence=0.5).lower_bound
+    assert median == pytest.approx(1.043, abs=1e-3)
+    with pytest.raises(ValueError, match=r"^`confidence` must be a number in \[0.5, 1\) \(e.g. 0.9\), got 1.0\.$"):
+        dcr_ratio_lower_bound(honest, train_rows, holdout, confidence=1.0)
+    with pytest.raises(ValueError, match=r"^`num_bootstrap` must be an int >= 100, got 10\.$"):
+        dcr_ratio_lower_bound(honest, train_rows, holdout, num_bootstrap=10)
 
 
 def test_dcr_ratio_dataclass_round_trip():
@@ -153,7 +200,8 @@ def test_dcr_early_stopping_measures_the_dcr_ratio_of_default_samples(tmp_path):
     train_rows, holdout = TabularModality()._train_and_holdout(config, 10_000)
     pipe = TabularXAIPipeline.from_pretrained(str(tmp_path / "strict"))
     rows = pipe(num_rows=500, generator=torch.Generator().manual_seed(0), num_inference_steps=20).rows
-    assert len(holdout) == 36 and ratio == pytest.approx(dcr_ratio(rows, train_rows, holdout).ratio)
+    bound = dcr_ratio_lower_bound(rows, train_rows, holdout, confidence=0.9, seed=0)
+    assert len(holdout) == 36 and ratio == pytest.approx(bound.lower_bound) and bound.lower_bound < bound.ratio
     # a ratio every model passes never stops the run
     relaxed = train(early_stopping_config(tmp_path / "relaxed", 1e-6))
     assert relaxed.stop_reason == "max_train_steps" and [s for s, _ in relaxed.early_stopping_history] == [2, 4, 6, 8]
@@ -166,6 +214,13 @@ def test_dcr_early_stopping_needs_a_holdout_and_checks(tmp_path):
         early_stopping_config(tmp_path, -1).validate()
     with pytest.raises(ValueError, match=r"or turn the guard off with early_stopping_dcr_ratio: null\.$"):
         early_stopping_config(tmp_path, 0.9, validation_steps=None).validate()
+    for bad in (1.0, 0.3, "high", True):
+        with pytest.raises(
+            ValueError,
+            match=rf"^`early_stopping_confidence` must be a number in \[0.5, 1\) \(e.g. 0.9; 0.5: the "
+            rf"bootstrap's median\), got {bad!r}\.$",
+        ):
+            early_stopping_config(tmp_path, 0.9, early_stopping_confidence=bad).validate()
 
 
 def test_wine_recipe_trains_with_the_dcr_guard_on():
@@ -174,6 +229,7 @@ def test_wine_recipe_trains_with_the_dcr_guard_on():
     config = TrainingConfig.from_yaml("train/configs/wine.yaml")
     options = config.modality_options
     assert (options.early_stopping_dcr_ratio, config.validation_split, config.validation_steps) == (0.9, 0.2, 250)
+    assert options.early_stopping_confidence == 0.9  # a 90% lower bound: the seed-2 penguins run copied without it
     assert options.refit_on_all_rows is False  # the refit copied on iris at one seed of three (README)
     config.validate()
     with pytest.raises(ValueError, match=r"got validation_split=0.0.*early_stopping_dcr_ratio: null"):

@@ -283,7 +283,11 @@ def detection_auc(
 
 
 def distance_to_closest_record(
-    dataset: pd.DataFrame, reference: pd.DataFrame, metadata: dict, max_bytes: int = 8 * 2**20
+    dataset: pd.DataFrame,
+    reference: pd.DataFrame,
+    metadata: dict,
+    max_bytes: int = 8 * 2**20,
+    exclude_self: bool = False,
 ) -> np.ndarray:
     """
     Distance to closest record of every row of `dataset` in `reference`, exactly as SDMetrics' `calculate_dcr`
@@ -292,11 +296,19 @@ def distance_to_closest_record(
     0; averaged over the columns. Re-implemented with chunked torch broadcasting because SDMetrics' pandas cross-join
     takes ~10-25 s per 1,000 x 1,000 rows on a CPU; equality with it is tested.
 
+    `exclude_self=True` (`dataset` is `reference`, row for row): each row's distance to its closest *other* row
+    (leave-one-out; a duplicate row gives 0), the second smallest distance since a row's distance to itself is 0.
+
     Returns:
         `[len(dataset)]` float64 distances in [0, 1].
     """
     import torch
 
+    if exclude_self and (len(dataset) != len(reference) or len(dataset) < 2):
+        raise ValueError(
+            f"`exclude_self=True` measures a table against itself: got {len(dataset)} and {len(reference)} rows; "
+            "pass the same table (at least 2 rows) as `dataset` and `reference`."
+        )
     categorical, numerical = _feature_columns(metadata, None)
     categorical = [c for c in categorical if c in dataset.columns]
     numerical = [c for c in numerical if c in dataset.columns]
@@ -335,7 +347,8 @@ def distance_to_closest_record(
         total = scaled.sum(-1)
         if categorical:
             total += (a_cat[start : start + rows, None, :] != b_cat[None]).sum(-1)
-        out.append((total / n_cols).min(1).values)
+        distances = total / n_cols
+        out.append(distances.kthvalue(2, dim=1).values if exclude_self else distances.min(1).values)
     return torch.cat(out).numpy()
 
 

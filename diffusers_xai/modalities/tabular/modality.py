@@ -82,6 +82,7 @@ class TabularOptions(ModalityOptions):
     hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
     time_embedding_dim: int = 128
     early_stopping_dcr_ratio: float | None = None
+    early_stopping_confidence: float = 0.9
     refit_on_all_rows: bool = False
 
     def validate(self) -> None:
@@ -102,6 +103,12 @@ class TabularOptions(ModalityOptions):
         ratio = self.early_stopping_dcr_ratio
         if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0):
             raise ValueError(f"`early_stopping_dcr_ratio` must be a positive number (e.g. 0.9), got {ratio!r}.")
+        confidence = self.early_stopping_confidence
+        if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.5 <= confidence < 1:
+            raise ValueError(
+                f"`early_stopping_confidence` must be a number in [0.5, 1) (e.g. 0.9; 0.5: the bootstrap's median), "
+                f"got {confidence!r}."
+            )
         refit = self.refit_on_all_rows
         if not isinstance(refit, bool):
             raise ValueError(f"`refit_on_all_rows` must be true or false, got {refit!r}.")
@@ -125,8 +132,8 @@ class TabularModality(PreprocessedModality):
     per column, `impute`, `raise`, or `drop` = train on complete rows), `id_columns` (`regenerate` or `drop`
     all-unique identifier columns), `condition_bins` (quantile bins of a numerical `condition_column`, whose TSTR is
     then a regression R²), `n_quantiles`, and the denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`,
-    `time_embedding_dim` (plus the shared `dropout`), `early_stopping_dcr_ratio` (see [`early_stopping_check`]) and
-    `refit_on_all_rows` (see [`refit_config`]).
+    `time_embedding_dim` (plus the shared `dropout`), `early_stopping_dcr_ratio` and `early_stopping_confidence`
+    (see [`early_stopping_check`]) and `refit_on_all_rows` (see [`refit_config`]).
     """
 
     name = "tabular"
@@ -255,14 +262,20 @@ class TabularModality(PreprocessedModality):
     def early_stopping_check(self, pipeline, config) -> tuple[str, float, bool] | None:
         """
         `early_stopping_dcr_ratio: r`: sample as many rows as the `validation_split` holdout (at least 500) the way a
-        user samples by default (the trained scheduler, all its steps, seed `config.seed`) and pass while the DCR ratio
-        ([`dcr_ratio`]: synthetic rows' median distance to the closest training row over the holdout's) is >= r.
-        Below r the model has started to copy its training rows: the trainer stops and keeps the last passing weights.
+        user samples by default (the trained scheduler, all its steps, seed `config.seed`) and pass while the lower
+        confidence bound of their DCR ratio ([`dcr_ratio_lower_bound`] at `early_stopping_confidence`, 0.9: the
+        synthetic rows' median distance to the closest training row over that of the holdout rows pooled with the
+        training rows' leave-one-out distances, bootstrapped) is >= r. Below r the model has started to copy its
+        training rows: the trainer stops and keeps the last passing weights. The history records the lower bound.
+
+        Why a bound and a pooled reference: the ratio on a small holdout is noisy, and the same holdout serves every
+        check, so its error does not average out over checks: on penguins (seed 2) a 48-row holdout read every check
+        1.21x too high, all 16 passed, and the bench's 104 fresh rows then measured 0.862 (0.903 with the bound).
         """
-        threshold = config.modality_options.early_stopping_dcr_ratio
-        if threshold is None:
+        options = config.modality_options
+        if options.early_stopping_dcr_ratio is None:
             return None
-        from ...evaluation.tabular_privacy import dcr_ratio
+        from ...evaluation.tabular_privacy import dcr_ratio_lower_bound
 
         train_rows, holdout = self._train_and_holdout(config, 10_000)
         pipeline.set_progress_bar_config(disable=True)
@@ -271,9 +284,14 @@ class TabularModality(PreprocessedModality):
             generator=torch.Generator("cpu").manual_seed(config.seed or 0),
             num_inference_steps=pipeline.scheduler.config.num_train_timesteps,
         ).rows
-        ratio = dcr_ratio(rows, train_rows, holdout).ratio
-        logger.info(f"Early-stopping check: DCR ratio {ratio:.3f} (stop below {threshold}).")
-        return "dcr_ratio", ratio, ratio >= threshold
+        bound = dcr_ratio_lower_bound(
+            rows, train_rows, holdout, confidence=options.early_stopping_confidence, seed=config.seed or 0
+        )
+        logger.info(
+            f"Early-stopping check: DCR ratio {bound.ratio:.3f}, {bound.confidence:.0%} lower bound "
+            f"{bound.lower_bound:.3f} (stop below {options.early_stopping_dcr_ratio})."
+        )
+        return "dcr_ratio_lower_bound", bound.lower_bound, bound.lower_bound >= options.early_stopping_dcr_ratio
 
     def refit_on_all_rows(self, config) -> bool:
         return config.modality_options.refit_on_all_rows
