@@ -274,6 +274,7 @@ def _py(value):
 def fit_ours_from_args(name: str, train_df: pd.DataFrame, workdir: str, args, **fit_kwargs):
     """[`fit_ours`] with the command line's steps, seed, categorical encoding and DCR-guard settings."""
     guard = guard_settings(args.early_stop, args.early_stop_every, args.refit)
+    guard["early_stopping_confidence"] = args.early_stop_confidence
     return fit_ours(name, train_df, args.steps, args.seed, workdir, args.categorical_encoding, **fit_kwargs, **guard)
 
 
@@ -544,6 +545,13 @@ def parse_args(argv=None):
         help="Condition every generator on the class target (exact training class counts) instead.",
     )
     parser.add_argument("--early_stop_every", type=int, default=250, help="Updates between two DCR checks.")
+    parser.add_argument(
+        "--early_stop_confidence",
+        type=float,
+        default=0.9,
+        help="Ours' `early_stopping_confidence` (wine.yaml's 0.9): a check passes when the DCR ratio's lower bound at "
+        "this confidence is >= --early_stop; 0.5: the bootstrap's median.",
+    )
     parser.add_argument(
         "--refit",
         action=argparse.BooleanOptionalAction,

@@ -255,6 +255,8 @@ def test_bench_trains_ours_with_the_guard_and_names_the_columns_that_give_rows_a
     }
     assert bench.guard_settings(0, 250, True)["early_stopping_dcr_ratio"] is None
     assert bench.guard_settings(0, 250, True)["refit_on_all_rows"] is False
+    assert bench.parse_args([]).early_stop_confidence == 0.9  # wine.yaml's
+    assert bench.parse_args(["--early_stop_confidence", "0.8"]).early_stop_confidence == 0.8
     real, fresh = gaussian_table(300, 0), gaussian_table(300, 1)
     synthetic = fresh.assign(c=fresh["c"] + 3.0)  # only `c` is off: shifted by 3 standard deviations
     out = bench.per_column_detection(real, synthetic, infer_metadata(real), seed=0)
