@@ -127,10 +127,9 @@ def dcr_ratio_lower_bound(
         ]
     )
     median_reference = float(np.median(reference))
-    ratio = float(np.median(synthetic_dcr)) / median_reference if median_reference > 0 else float("nan")
-    if not median_reference > 0:  # more than half the reference rows have an exact duplicate: no ratio, no bound
-        lower = float("nan")
-    else:  # percentile bootstrap (BCa's jackknife would take n medians of n rows per check)
+    ratio = lower = float("nan")  # stays nan when more than half the reference rows have an exact duplicate
+    if median_reference > 0:  # percentile bootstrap (BCa's jackknife would take n medians of n rows per check)
+        ratio = float(np.median(synthetic_dcr)) / median_reference
         bootstrap = scipy.stats.bootstrap(
             (synthetic_dcr, reference),
             _ratio_of_medians,
