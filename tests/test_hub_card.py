@@ -4,6 +4,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from huggingface_hub import EvalResult, ModelCard, metadata_load
 
@@ -192,6 +193,41 @@ def test_modality_tags(pipe):
     assert "timeseries" in card.data.tags and "A time-series diffusion model" in card.text
     with pytest.raises(ValueError, match="Pass modality="):
         hub.explanation_card(None, None)
+
+
+def _limitations(card) -> str:
+    return card.text.split("## Limitations\n\n")[1].split("\n\n## How to load")[0]
+
+
+def test_tabular_card_says_what_posterior_levels_store(tmp_path):
+    from diffusers_xai.testing import tiny_tabular_pipeline
+
+    # 40 states (> 32 levels: analog bits) of 3 airports each, coordinates by state: `state` is decoded by its
+    # posterior (per-level statistics)
+    rng = np.random.default_rng(0)
+    level = np.repeat(np.arange(40), 3)
+    frame = pd.DataFrame(
+        {
+            "lat": level // 8 + rng.uniform(size=120),
+            "lon": level % 8 + rng.uniform(size=120),
+            "state": [f"s{i:02d}" for i in level],
+        }
+    )
+    airports, _ = tiny_tabular_pipeline(frame, condition_column=None)
+    assert "level_stats" in airports.preprocessor.categorical[0]
+    paragraphs = _limitations(hub.explanation_card(airports)).split("\n\n")
+    assert paragraphs[0] == hub.card.DEFAULT_LIMITATIONS and len(paragraphs) == 2
+    assert paragraphs[1].startswith(
+        "The level of `state` is drawn from the generated row's numbers after the denoiser"
+    )
+    assert "mean and variance of the numerical columns over its training rows" in paragraphs[1]
+    # a user's own limitations text keeps the note; wine (no such column) and a saved folder have none
+    own = _limitations(hub.explanation_card(airports, {"limitations": "Toy data."})).split("\n\n")
+    assert own[0] == "Toy data." and own[1] == paragraphs[1]
+    wine, _ = tiny_tabular_pipeline()
+    assert _limitations(hub.explanation_card(wine)) == hub.card.DEFAULT_LIMITATIONS
+    airports.save_pretrained(tmp_path)
+    assert _limitations(hub.explanation_card(str(tmp_path))) == hub.card.DEFAULT_LIMITATIONS
 
 
 def test_eval_result_objects_pass_through(pipe):

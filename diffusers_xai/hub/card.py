@@ -459,7 +459,10 @@ def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, comm
     verdicts, verdict_note = _verdicts(data, modality)
     warnings = [*(data.explanation_warnings or []), *_warnings(data.sanity_checks), *_independence(data.sanity_checks)]
     warnings = list(dict.fromkeys(warnings))
+    # a pipeline given as a folder is only summarised (its components are not loaded): no per-pipeline notes then
+    notes = plugin.card_limitations(pipeline) if pipeline is not None and not isinstance(pipeline, (str, Path)) else []
     return {
+        "limitations": "\n\n".join([data.limitations or DEFAULT_LIMITATIONS, *notes]),
         "verdicts": verdicts,
         "verdict_note": verdict_note,
         "explanation_warnings": warnings,
@@ -579,7 +582,7 @@ def _render(data: ExplanationCardData, ctx: dict) -> ModelCard:
             explanation_warnings=ctx["explanation_warnings"],
             eval_rows=eval_rows,
             intended_use=data.intended_use or DEFAULT_INTENDED_USE.format(modality=ctx["adjective"]),
-            limitations=data.limitations or DEFAULT_LIMITATIONS,
+            limitations=ctx["limitations"],
             reproduce=data.reproduce,
             community_file=ctx["community_file"],
             summary_path=SUMMARY_PATH,

@@ -229,6 +229,11 @@ class Modality(ABC):
         [`ExplanationCardData`] fields: `samples`, `figures`, `explainers`, `faithfulness`, `sanity_checks`."""
         return {}
 
+    def card_limitations(self, pipeline) -> list[str]:
+        """What a model card must say about this particular `pipeline` beyond the general limitations (e.g. what its
+        saved config stores about the training rows); one paragraph per entry, none by default."""
+        return []
+
     # ---- `diffusers-xai evaluate` ----
     # what the command asks a pipeline for (`output_type`), and whether it draws all samples in one call
     evaluation_output_type: ClassVar[str] = "pt"

@@ -389,6 +389,21 @@ class TabularModality(PreprocessedModality):
 
         return plot_column_commit_steps(column_commit_steps(trace, pipeline.preprocessor), path)
 
+    def card_limitations(self, pipeline) -> list[str]:
+        """The card's note on columns decoded by their level's posterior (`levels="posterior"`), whose per-level
+        statistics of the training rows ship in the preprocessor's config."""
+        pre = getattr(pipeline, "preprocessor", None)
+        names = [c["name"] for c in getattr(pre, "categorical", []) if c.get("level_stats")]
+        if not names:
+            return []
+        return [
+            f"The level of {', '.join(f'`{n}`' for n in names)} is drawn from the generated row's numbers after the "
+            "denoiser (posterior levels): the saved preprocessor config holds each such level's mean and variance of "
+            "the numerical columns over its training rows (a level seen exactly twice: the mean of its two rows; a "
+            "level seen once: the values of all rows), and a gradient explanation of such a column explains its "
+            "analog bits at x_t, not the level drawn from the numbers."
+        ]
+
     # ---- sharded datasets ----
     def sample_batch(self, pipeline, generators, num_inference_steps: int, trace) -> SampleBatch:
         """
