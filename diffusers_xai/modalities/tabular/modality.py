@@ -400,9 +400,8 @@ class TabularModality(PreprocessedModality):
             f"The level of {', '.join(f'`{n}`' for n in names)} is drawn from the generated row's numbers after the "
             "denoiser (posterior levels): the saved preprocessor config holds each such level's mean and variance of "
             "the numerical columns over its training rows (a level seen exactly twice: the mean of its two rows; a "
-            "level seen once: the values of all rows, or in a column ordered by first words those of its first "
-            "word's rows, at least two), and a gradient explanation of such a column explains its analog bits at x_t, "
-            "not the level drawn from the numbers."
+            "level seen once: the values of all rows), and a gradient explanation of such a column explains its "
+            "analog bits at x_t, not the level drawn from the numbers."
         ]
 
     # ---- sharded datasets ----
