@@ -189,19 +189,6 @@ def test_bench_in_level_range_counts_rows_inside_their_levels_real_range():
     assert bench.coherence("wine", real, rows) == {}
 
 
-def test_bench_names_draws_within_the_make_and_scores_copies_one():
-    from tests.repo_scripts import load_script
-
-    names = load_script("bench/tabular_names.py")
-    df, _ = cars_frame()
-    cars = df.rename(columns={"name": "Name"}).assign(Origin=df["name"].str.split().str[0])
-    drawn = names.within_make(cars, np.random.default_rng(0))
-    assert [n.split()[0] for n in drawn] == cars["Origin"].tolist() and drawn != cars["Name"].tolist()
-    metadata = {"columns": {"size": {"sdtype": "numerical"}, "Name": {"sdtype": "categorical"}}}
-    metadata["columns"]["Origin"] = {"sdtype": "categorical"}
-    assert names.name_trends(cars, cars, metadata) == (1.0, 1.0)
-
-
 def grid_frame(seed=0):
     """40 `state`s (auto: ordered analog bits) on a 5 x 8 grid of (lat, lon) cells, 10 airports each, labels
     unrelated to position."""

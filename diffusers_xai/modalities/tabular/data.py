@@ -360,10 +360,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
       leading bits), not by sorted label, which left the denoiser a jagged map from bits to numbers; in a column of
       mostly once-seen levels (names) a level seen once is placed by its first word's rows (a car's make), never by
       its one row, or, when first words do not repeat either, the column keeps sorted labels. Generated rows
-      (the pipeline: `inverse_transform(..., levels="posterior")`) draw the level of an ordered column from
-      p(level | the row's generated numbers and bits) under per-level Gaussians (`levels.py`), so that a state goes
-      with its coordinates; in a column ordered by first words a once-seen level has its first word's Gaussian (a
-      car's make's), never its one row's. TabDDPM
+      (the pipeline: `inverse_transform(..., levels="posterior")`) draw the level of a column ordered by its own
+      rows from p(level | the row's generated numbers and bits) under per-level Gaussians (`levels.py`), so that a
+      state goes with its coordinates. TabDDPM
       instead runs a separate multinomial diffusion for them; we keep one Gaussian process so that every diffusers
       scheduler (DDPM, DDIM, DPM-Solver), the trace and gradient attributions w.r.t. $x_t$ apply to every column.
     - **Identifier** columns (all values present and unique: strings, or integers forming a contiguous range) carry
