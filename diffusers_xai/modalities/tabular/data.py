@@ -551,17 +551,14 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         for c in ordered:
             index = self._category_indices(self._filled(df, c), c)
             centroids, counts = level_centroids(index, values, len(c["categories"]))
-            observed = np.where(df[c["name"]].isna().to_numpy(), -1, index)
             if np.median(counts) >= MIN_ORDERING_ROWS:  # levels with rows of their own: `posterior` decoding
+                observed = np.where(df[c["name"]].isna().to_numpy(), -1, index)
                 c["level_stats"] = level_statistics(observed, values, len(c["categories"]), MIN_ORDERING_ROWS)
             elif self.config.categorical_encoding == "auto":
                 centroids = self._pooled_by_leading_word(c, centroids, counts)
                 if centroids is None:
                     c["encoding"] = "analog_bits"
                     continue
-                # `posterior` decoding too, a rare level by its first word's rows (a car name by its make's)
-                groups = leading_word_groups(c["categories"])
-                c["level_stats"] = level_statistics(observed, values, len(counts), MIN_ORDERING_ROWS, groups)
             c["codes"] = bisection_codes(centroids, counts)
             self.codebooks[c["name"]] = codebook(len(c["categories"]), c["encoding"], c["codes"])
         self.register_to_config(columns=[dict(c) for c in self.columns])

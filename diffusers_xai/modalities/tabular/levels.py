@@ -22,48 +22,30 @@ BIT_WEIGHT = 0.5
 _CHUNK = 4096  # rows per block of the [rows, levels] score matrix
 
 
-def level_statistics(
-    level_index: np.ndarray, values: np.ndarray, num_categories: int, min_rows: int, groups: np.ndarray | None = None
-) -> dict:
+def level_statistics(level_index: np.ndarray, values: np.ndarray, num_categories: int, min_rows: int) -> dict:
     """
     The per-level Gaussian of the numerical columns that `posterior_levels` decodes with, from the training rows:
     `level_index` `[N]` ints in [0, K) (negative: no level, left out), `values` `[N, D]` quantile-normal numbers.
 
     A level with at least `min_rows` rows gets its mean and its diagonal variance shrunk toward the pooled
-    within-level variance by one pseudo-row ((SS_k + pooled) / (n_k + 1)); a rarer level gets, with `groups` (`[K]`
-    ints, e.g. `codes.leading_word_groups`: a car name's make), its group's mean and variance (the same estimate
-    over all the group's rows) when the group has `min_rows` rows, else the mean and variance of all rows, so that no
-    single training row's numbers are stored and a rare level's own row says nothing about it. The log prior is the
-    add-one smoothed level frequency. Returns `{"mean", "var", "log_prior"}` as lists (config JSON).
+    within-level variance by one pseudo-row ((SS_k + pooled) / (n_k + 1)); a rarer level gets the mean and variance
+    of all rows, so that no single training row's numbers are stored and its numbers say nothing about it. The log
+    prior is the add-one smoothed level frequency. Returns `{"mean", "var", "log_prior"}` as lists (config JSON).
     """
     keep = level_index >= 0
     index, rows = level_index[keep], values[keep]
     counts = np.bincount(index, minlength=num_categories).astype(np.float64)
-    means, squares = _moments(index, rows, num_categories)
-    pooled = squares.sum(axis=0) / max(len(rows), 1) + 1e-6
-    variances = (squares + pooled) / (counts[:, None] + 1.0)
-    rare = counts < min_rows
-    means[rare], variances[rare] = rows.mean(axis=0), rows.var(axis=0) + 1e-6
-    if groups is not None:
-        groups = np.asarray(groups, dtype=np.int64)
-        group_means, group_squares = _moments(groups[index], rows, int(groups.max()) + 1)
-        group_counts = np.bincount(groups[index], minlength=len(group_means)).astype(np.float64)
-        pooled_group = rare & (group_counts[groups] >= min_rows)
-        means[pooled_group] = group_means[groups[pooled_group]]
-        variances[pooled_group] = ((group_squares + pooled) / (group_counts[:, None] + 1.0))[groups[pooled_group]]
-    log_prior = np.log((counts + 1.0) / (counts.sum() + num_categories))
-    return {"mean": means.tolist(), "var": variances.tolist(), "log_prior": log_prior.tolist()}
-
-
-def _moments(index: np.ndarray, rows: np.ndarray, num_levels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each level's mean row and sum of squared deviations from it (`[num_levels, D]` each; zeros for no rows)."""
-    counts = np.bincount(index, minlength=num_levels).astype(np.float64)
-    means = np.zeros((num_levels, rows.shape[1]))
+    means = np.zeros((num_categories, values.shape[1]))
     np.add.at(means, index, rows)
     means /= np.maximum(counts, 1.0)[:, None]
     squares = np.zeros_like(means)
     np.add.at(squares, index, (rows - means[index]) ** 2)
-    return means, squares
+    pooled = squares.sum(axis=0) / max(len(rows), 1) + 1e-6
+    variances = (squares + pooled) / (counts[:, None] + 1.0)
+    rare = counts < min_rows
+    means[rare], variances[rare] = rows.mean(axis=0), rows.var(axis=0) + 1e-6
+    log_prior = np.log((counts + 1.0) / (counts.sum() + num_categories))
+    return {"mean": means.tolist(), "var": variances.tolist(), "log_prior": log_prior.tolist()}
 
 
 def posterior_levels(
