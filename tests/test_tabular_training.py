@@ -77,6 +77,11 @@ def test_nan_policy_drop_trains_on_complete_rows(tmp_path):
         ),
         ("architecture", "unet", r"`architecture` must be one of \['mlp', 'resnet'\]"),
         ("hidden_dims", [16, 0], "`hidden_dims` must be a non-empty list of positive ints"),
+        (
+            "hidden_dims",
+            "wide",
+            r'`hidden_dims` must be a non-empty list of positive ints \(or "auto"\), got \'wide\'',
+        ),
         ("n_quantiles", 3, "`n_quantiles` must be an int"),
         ("categorical_columns", "cultivar", None),
     ],
@@ -88,6 +93,31 @@ def test_modality_keys_are_validated(tmp_path, key, value, message):
         return
     with pytest.raises(ValueError, match=message):
         TrainingConfig.from_dict(values)
+
+
+def test_auto_hidden_dims_widen_the_denoiser_from_1000_training_rows(tmp_path):
+    """`hidden_dims: auto` (wine.yaml's): [256, 256] below 1,000 rows the preprocessor was fitted on, [512, 512, 512]
+    from 1,000; the preprocessor records its rows; a preprocessor without them (saved before) is refused by name."""
+    from diffusers_xai.modalities.tabular.denoiser import auto_hidden_dims
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+
+    assert auto_hidden_dims(1) == auto_hidden_dims(999) == (256, 256)
+    assert auto_hidden_dims(1000) == auto_hidden_dims(10**6) == (512, 512, 512)
+    config = TrainingConfig.from_dict(
+        {**TINY, "dataset_name": "wine", "output_dir": str(tmp_path), "hidden_dims": "auto"}
+    )
+    assert config.modality_options.hidden_dims == "auto"
+    rng = np.random.default_rng(0)
+    for rows, dims in [(999, (256, 256)), (1000, (512, 512, 512))]:
+        pre = TabularPreprocessor.fit(pd.DataFrame({"x": rng.normal(size=rows), "y": rng.normal(size=rows)}))
+        assert pre.config.num_rows == rows
+        assert TabularModality().build_model(config, pre).config.hidden_dims == dims
+    with pytest.raises(
+        ValueError, match=r"`hidden_dims: auto` needs the number of training rows \(a positive int\), got None"
+    ):
+        TabularModality().build_model(config, TabularPreprocessor(columns=pre.config.columns))
+    with pytest.raises(ValueError, match=r"got True"):
+        auto_hidden_dims(True)
 
 
 def test_unknown_condition_column_fails_before_training(tmp_path):

@@ -402,6 +402,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         n_quantiles: int = 10,
         nan_policy: NanPolicy = "raise",
         id_columns: IdPolicy = "regenerate",
+        num_rows: int | None = None,
     ):
         super().__init__()
         if categorical_encoding not in CATEGORICAL_ENCODINGS:
@@ -524,6 +525,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             n_quantiles=n_quantiles,
             nan_policy=nan_policy,
             id_columns=id_columns,
+            num_rows=len(df),  # the training rows (`hidden_dims: auto` sizes the denoiser by them)
         )
         if numerical:
             values = pre._numerical_values(df, fill=False)

@@ -23,7 +23,7 @@ from ..base import (
 )
 from ..preprocessed import PreprocessedModality
 from .data import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
-from .denoiser import TabularDenoiser
+from .denoiser import TabularDenoiser, auto_hidden_dims
 from .pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline
 
 __all__ = ["TabularModality", "TabularOptions"]
@@ -50,7 +50,7 @@ def _int_tuple(name: str, value) -> tuple[int, ...]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = [value]
     if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ValueError(f"`{name}` must be a non-empty list of positive ints, got {value!r}.")
+        raise ValueError(f'`{name}` must be a non-empty list of positive ints (or "auto"), got {value!r}.')
     return tuple(value)
 
 
@@ -79,7 +79,9 @@ class TabularOptions(ModalityOptions):
     condition_bins: int = 10
     n_quantiles: int | None = None
     architecture: Literal["mlp", "resnet"] = "mlp"
-    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    # a list of positive ints, or "auto": by the table's training rows (`denoiser.auto_hidden_dims`); `Any`, since
+    # the options' type coercion takes one type per key (`validate` checks it)
+    hidden_dims: Any = field(default_factory=lambda: [256, 256])
     time_embedding_dim: int = 128
     early_stopping_dcr_ratio: float | None = None
     early_stopping_confidence: float = 0.9
@@ -90,7 +92,8 @@ class TabularOptions(ModalityOptions):
         if self.condition_column is not None and not isinstance(self.condition_column, str):
             raise ValueError(f"`condition_column` must be a column name, got {self.condition_column!r}.")
         self.check_choices("categorical_encoding", "nan_policy", "id_columns", "architecture")
-        self.hidden_dims = list(_int_tuple("hidden_dims", self.hidden_dims))
+        if self.hidden_dims != "auto":
+            self.hidden_dims = list(_int_tuple("hidden_dims", self.hidden_dims))
         bins = self.condition_bins
         if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
             raise ValueError(f"`condition_bins` must be an int >= 2, got {bins!r}.")
@@ -131,9 +134,10 @@ class TabularModality(PreprocessedModality):
     `analog_bits_ordered`), `nan_policy` (`model` = generate missing values at the real rate through one indicator
     per column, `impute`, `raise`, or `drop` = train on complete rows), `id_columns` (`regenerate` or `drop`
     all-unique identifier columns), `condition_bins` (quantile bins of a numerical `condition_column`, whose TSTR is
-    then a regression R²), `n_quantiles`, and the denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims`,
-    `time_embedding_dim` (plus the shared `dropout`), `early_stopping_dcr_ratio` and `early_stopping_confidence`
-    (see [`early_stopping_check`]) and `refit_on_all_rows` (see [`refit_config`]).
+    then a regression R²), `n_quantiles`, and the denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims` (a list,
+    or `auto`: by the training rows, `denoiser.auto_hidden_dims`), `time_embedding_dim` (plus the shared
+    `dropout`), `early_stopping_dcr_ratio` and `early_stopping_confidence` (see [`early_stopping_check`]) and
+    `refit_on_all_rows` (see [`refit_config`]).
     """
 
     name = "tabular"
@@ -220,9 +224,10 @@ class TabularModality(PreprocessedModality):
 
     # ---- model and pipeline ----
     def build_model(self, config, preprocessor: TabularPreprocessor) -> TabularDenoiser:
+        dims = config.modality_options.hidden_dims
         return TabularDenoiser(
             in_features=preprocessor.num_features,
-            hidden_dims=tuple(config.modality_options.hidden_dims),
+            hidden_dims=auto_hidden_dims(preprocessor.config.num_rows) if dims == "auto" else tuple(dims),
             architecture=config.modality_options.architecture,
             time_embedding_dim=config.modality_options.time_embedding_dim,
             num_class_embeds=preprocessor.num_classes,
