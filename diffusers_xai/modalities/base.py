@@ -171,6 +171,20 @@ class Modality(ABC):
     def build_pipeline(self, model, scheduler, preprocessor):
         """The `DiffusionPipeline` to save at the end of training (the preprocessor is saved with it)."""
 
+    def holdout_split(self, dataset, config) -> tuple[Any, Any]:
+        """
+        `(training rows, held-out rows)`: `validation_split` of the rows, drawn by `datasets`' seeded shuffle split.
+        The trainer validates on (and a modality's guard checks against) the second; the end-of-run evaluation calls
+        this again to measure against the same rows. A modality overrides it to stratify its draw.
+        """
+        n_val = max(1, round(len(dataset) * config.validation_split))
+        if n_val >= len(dataset):
+            raise ValueError(
+                f"`validation_split` {config.validation_split} leaves no training data in {len(dataset)} examples."
+            )
+        split = dataset.train_test_split(test_size=n_val, seed=config.seed or 0, shuffle=True)
+        return split["train"], split["test"]
+
     def log_validation(self, pipeline, step: int, config, accelerator) -> None:
         """Optional: sample from `pipeline` with a fixed seed and save/log what shows progress (e.g. a PNG grid)."""
 

@@ -122,13 +122,7 @@ def _prepare_data(modality, config: TrainingConfig):
         raise ValueError(f"The dataset {source!r} (split {config.split!r}) is empty; there is nothing to train on.")
     validation = None
     if config.validation_split > 0:
-        n_val = max(1, round(len(dataset) * config.validation_split))
-        if n_val >= len(dataset):
-            raise ValueError(
-                f"`validation_split` {config.validation_split} leaves no training data in {len(dataset)} examples."
-            )
-        split = dataset.train_test_split(test_size=n_val, seed=config.seed or 0, shuffle=True)
-        dataset, validation = split["train"], split["test"]
+        dataset, validation = modality.holdout_split(dataset, config)
     if config.max_train_samples is not None and config.max_train_samples < len(dataset):
         dataset = dataset.shuffle(seed=config.seed or 0).select(range(config.max_train_samples))
     preprocessor = modality.fit_preprocessor(dataset, config)
