@@ -110,10 +110,11 @@ class Modality(ABC):
     [`ModalityOptions`] dataclass. [`TrainingConfig`] then accepts them in YAML and on the command line when
     `modality` names this modality, rejects them otherwise, and holds them typed: `config.modality_options`.
 
-    The trainer calls, in order: `validate_config` (before any data is read), `load_dataset`, `fit_preprocessor`,
-    `to_tensors` (as `dataset.set_transform`), `build_model`, then `build_pipeline` for validation and at the end
-    of training, and `log_validation` every `validation_steps`. With `streaming: true`, `load_streaming_dataset`
-    replaces `load_dataset` and `to_tensors` is mapped over the stream (`IterableDataset.map(batched=True)`).
+    The trainer calls, in order: `validate_config` (before any data is read), `load_dataset`, `holdout_split` (with
+    `validation_split`), `fit_preprocessor`, `to_tensors` (as `dataset.set_transform`), `build_model`, then
+    `build_pipeline` for validation and at the end of training, and `log_validation` every `validation_steps`. With
+    `streaming: true`, `load_streaming_dataset` replaces `load_dataset` and `to_tensors` is mapped over the stream
+    (`IterableDataset.map(batched=True)`).
     """
 
     name: ClassVar[str]
