@@ -5,6 +5,7 @@ import logging
 import datasets
 import numpy as np
 import pandas as pd
+import pytest
 
 from diffusers_xai.modalities import get_modality
 from diffusers_xai.modalities.base import Modality
@@ -66,3 +67,14 @@ def test_a_class_too_rare_to_split_falls_back_to_the_shared_draw(tmp_path, caplo
     assert "['unique']" in caplog.text
     expected = dataset.train_test_split(test_size=36, seed=0, shuffle=True)["test"]
     pd.testing.assert_frame_equal(holdout.to_pandas(), expected.to_pandas())
+
+
+def test_a_holdout_of_every_row_is_refused_by_name(tmp_path, caplog):
+    tabular = get_modality("tabular")
+    config = _config(tmp_path, dataset_name="wine", condition_column="cultivar", validation_split=0.999)
+    with (
+        caplog.at_level(logging.WARNING),
+        pytest.raises(ValueError, match=r"^`validation_split` 0.999 leaves no training data in 178 examples.$"),
+    ):
+        tabular.holdout_split(tabular.load_dataset(config), config)
+    assert "unstratified" not in caplog.text  # refused before any split is tried

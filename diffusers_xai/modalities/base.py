@@ -178,11 +178,7 @@ class Modality(ABC):
         The trainer validates on (and a modality's guard checks against) the second; the end-of-run evaluation calls
         this again to measure against the same rows. A modality overrides it to stratify its draw.
         """
-        n_val = max(1, round(len(dataset) * config.validation_split))
-        if n_val >= len(dataset):
-            raise ValueError(
-                f"`validation_split` {config.validation_split} leaves no training data in {len(dataset)} examples."
-            )
+        n_val = holdout_size(len(dataset), config.validation_split)
         split = dataset.train_test_split(test_size=n_val, seed=config.seed or 0, shuffle=True)
         return split["train"], split["test"]
 
@@ -281,6 +277,14 @@ class Modality(ABC):
         `datasets.Features`, and the trace when `trace` is a [`TraceConfig`].
         """
         raise ValueError(f"The {self.name} modality cannot write generated datasets; it has no `sample_batch`.")
+
+
+def holdout_size(num_rows: int, validation_split: float) -> int:
+    """How many of `num_rows` rows `validation_split` holds out (at least one); raises if none would be left."""
+    n_val = max(1, round(num_rows * validation_split))
+    if n_val >= num_rows:
+        raise ValueError(f"`validation_split` {validation_split} leaves no training data in {num_rows} examples.")
+    return n_val
 
 
 def ddim_copy(pipeline, **scheduler_kwargs):

@@ -15,6 +15,7 @@ from ..base import (
     ModalityOptions,
     SampleBatch,
     ddim_copy,
+    holdout_size,
     load_hf_dataset,
     register_modality,
     sample_per_generator,
@@ -370,11 +371,14 @@ class TabularModality(PreprocessedModality):
             return super().holdout_split(dataset, config)
         from sklearn.model_selection import train_test_split
 
-        n_val = max(1, round(len(dataset) * config.validation_split))
-        strata = _strata(dataset.to_pandas()[opts.condition_column], opts.condition_bins)
+        n_val = holdout_size(len(dataset), config.validation_split)
+        column = dataset.select_columns([opts.condition_column]).to_pandas()[opts.condition_column]
         try:
             train_idx, holdout_idx = train_test_split(
-                list(range(len(dataset))), test_size=n_val, random_state=config.seed or 0, stratify=strata
+                list(range(len(dataset))),
+                test_size=n_val,
+                random_state=config.seed or 0,
+                stratify=_strata(column, opts.condition_bins),
             )
         except ValueError as e:  # a class with one row, or fewer held-out rows than classes
             logger.warning(f"The {n_val}-row holdout is drawn unstratified, not by {opts.condition_column!r}: {e}")
