@@ -160,7 +160,10 @@ def test_why_this_class_cam_is_the_conditional_minus_the_null_passes_cam(layer):
     from diffusers_xai.explain.condition import ConditionTarget
     from diffusers_xai.testing import tiny_class_conditional_unet
 
-    unet = tiny_class_conditional_unet(4, seed=0, channels=(8, 16)).eval()
+    # two channels per GroupNorm group (8 groups): with one channel per group, as channels=(8, 16) gave, the last up
+    # block feeds conv_norm_out's per-channel normalisation, whose input gradient sums to 0 over each channel, so
+    # every GradCAM weight of that layer is 0 and its CAM is float rounding noise (it differs between CPUs)
+    unet = tiny_class_conditional_unet(4, seed=0, channels=(16, 32)).eval()
     scheduler = DDIMScheduler(num_train_timesteps=100)
     x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(1))
     labels, nulls = torch.tensor([0, 2, 3]), torch.full((3,), 4)
@@ -172,8 +175,8 @@ def test_why_this_class_cam_is_the_conditional_minus_the_null_passes_cam(layer):
     contrast = per_layer(ConditionTarget(null_class=4), labels)
     conditional, null = per_layer(ExplanationTarget(), labels), per_layer(ExplanationTarget(), nulls)
     for name in contrast:
-        scale = conditional[name].abs().max()  # an untrained UNet's CAMs are tiny: compare in units of their size
-        assert scale > 0
+        scale = conditional[name].abs().max()  # compare in units of the CAM's size
+        assert scale > 1e-2  # a real map, not rounding noise (0.04 to 0.19 on this seed)
         c, y_c, y_null = (v / scale for v in (contrast[name], conditional[name], null[name]))
         torch.testing.assert_close(c, y_c - y_null, rtol=1e-4, atol=1e-4)
         assert (c - y_c).abs().max() > 0.05  # not the conditional pass alone
