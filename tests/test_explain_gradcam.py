@@ -10,8 +10,13 @@ from diffusers_xai.explain import (
     default_gradcam_layers,
     grad_cam,
     output_gradcam_layers,
+    vanishing_gradcam_layers,
 )
 from diffusers_xai.testing import tiny_pipeline
+
+# two channels per GroupNorm group: with one (tiny_pipeline's default, 4 channels over 4 groups) the last up block's
+# GradCAM weights vanish (see test_gradcam_weights_vanish_before_a_per_channel_norm)
+PAIRED_GROUPS = {"norm_num_groups": 2}
 
 
 def toy_net(w2: tuple[float, float]) -> torch.nn.Sequential:
@@ -59,7 +64,7 @@ def _hooks(model: torch.nn.Module) -> int:
 
 
 def test_unet_gradcam_shapes_and_captum_path_agree():
-    pipe = tiny_pipeline()
+    pipe = tiny_pipeline(**PAIRED_GROUPS)
     out = pipe(
         batch_size=2, num_inference_steps=3, trace=True, output_type="pt", generator=torch.Generator().manual_seed(0)
     )
@@ -94,7 +99,7 @@ def test_unknown_layer_raises():
 
 
 def test_no_hooks_left_after_an_exception():
-    pipe = tiny_pipeline()
+    pipe = tiny_pipeline(**PAIRED_GROUPS)
     out = pipe(num_inference_steps=2, trace=True, output_type="pt")
 
     def boom(x0):
@@ -109,7 +114,7 @@ def test_no_hooks_left_after_an_exception():
 
 
 def test_output_layer_presets_resolve_to_the_last_up_blocks():
-    pipe = tiny_pipeline()  # up_blocks.1 is the last up block, at the sample's 8x8 resolution
+    pipe = tiny_pipeline(**PAIRED_GROUPS)  # up_blocks.1 is the last up block, at the sample's 8x8 resolution
     assert output_gradcam_layers(pipe.unet) == ["up_blocks.1"]
     assert output_gradcam_layers(pipe.unet, 2) == ["up_blocks.0", "up_blocks.1"]
     assert DenoiserGradCAM(pipe, layer="output_block").layers == ["up_blocks.1"]
@@ -138,7 +143,7 @@ def test_hirescam_keeps_the_gradient_per_position():
 
     torch.testing.assert_close(grad_cam(forward, net, ["0"], X, weighting="hirescam")["0"], 2 * X**2)
     torch.testing.assert_close(grad_cam(forward, net, ["0"], X)["0"], 5 * X)
-    pipe = tiny_pipeline()
+    pipe = tiny_pipeline(**PAIRED_GROUPS)
     with pytest.raises(ValueError, match="`weighting` must be one of"):
         DenoiserGradCAM(pipe, weighting="gradcam++")
     out = pipe(
@@ -149,6 +154,37 @@ def test_hirescam_keeps_the_gradient_per_position():
     plain = DenoiserGradCAM(pipe, layer="output_block").attribute(out.trace, timesteps=[t])
     assert hires.metadata["weighting"] == "hirescam" and plain.metadata["weighting"] == "gradcam"
     assert not torch.allclose(hires.maps, plain.maps)
+
+
+def test_gradcam_weights_vanish_before_a_per_channel_norm():
+    # tiny_pipeline's UNet: up_blocks.1 (4 channels) feeds conv_norm_out = GroupNorm(4 groups, 4 channels), which is
+    # unchanged by adding a constant to a channel, so every channel's mean gradient (its GradCAM weight) is 0
+    pipe = tiny_pipeline()
+    assert vanishing_gradcam_layers(pipe.unet) == ["up_blocks.1"]
+    assert vanishing_gradcam_layers(tiny_pipeline(**PAIRED_GROUPS).unet) == []
+    out = pipe(num_inference_steps=3, trace=True, output_type="pt", generator=torch.Generator().manual_seed(0))
+    x, t = out.trace.step(1).latents.double(), int(out.trace.timesteps[1])
+    pipe.unet.double()  # in float64 the vanished map is 1e-17, not float32's CPU-dependent 1e-8
+    forward = DenoiserGradCAM(pipe, weighting="hirescam").forward_function().bind(["sample"], [], t)
+    cams = grad_cam(forward, pipe.unet, ["up_blocks.0", "up_blocks.1"], x)
+    hires = grad_cam(forward, pipe.unet, ["up_blocks.1"], x, weighting="hirescam")["up_blocks.1"]
+    assert cams["up_blocks.1"].abs().max() < 1e-10 * cams["up_blocks.0"].abs().max()  # 1e-17 vs 1.6e-3
+    assert hires.abs().max() > 10 * cams["up_blocks.0"].abs().max()  # HiResCAM keeps a map there (0.14)
+    pipe.unet.float()
+    with pytest.warns(UserWarning, match=r"The GradCAM weights of 'up_blocks.1' are identically 0 on this UNet"):
+        cam = DenoiserGradCAM(pipe)
+    assert cam.layers == ["down_blocks.0", "down_blocks.1", "mid_block", "up_blocks.0"]
+    with pytest.warns(UserWarning, match="left out of the GradCAM layers"):
+        assert DenoiserGradCAM(pipe, layer="output_blocks").layers == ["up_blocks.0"]
+    message = (
+        r"The GradCAM weights of 'up_blocks.1' are identically 0 on this UNet: its output feeds `conv_norm_out`, a "
+        r"GroupNorm with one channel per group \(4 groups over 4 channels\), whose input gradient sums to 0 over "
+        r"each channel; use `weighting=\"hirescam\"` or another layer."
+    )
+    for layer in ("output_block", "up_blocks.1", ["mid_block", "up_blocks.1"]):
+        with pytest.raises(ValueError, match=message):
+            DenoiserGradCAM(pipe, layer=layer)
+    assert DenoiserGradCAM(pipe, layer="output_block", weighting="hirescam").layers == ["up_blocks.1"]
 
 
 @pytest.mark.parametrize("layer", ["output_block", "all_blocks"])

@@ -131,7 +131,11 @@ def test_build_explainer_applies_the_modality_defaults(generation):
         and cam.layers == [f"up_blocks.{len(pipe.unet.up_blocks) - 1}"]
     )
     assert build_explainer(pipe, "gradcam", "timeseries").weighting != "hirescam"
-    assert build_explainer(pipe, "gradcam", "image", weighting="gradcam").weighting == "gradcam"  # init wins
+    plain = build_explainer(pipe, "gradcam", "image", layer="mid_block", weighting="gradcam")  # init wins
+    assert plain.weighting == "gradcam" and plain.layers == ["mid_block"]
+    # plain GradCAM of this tiny UNet's last up block is refused: its weights vanish (test_explain_gradcam.py)
+    with pytest.raises(ValueError, match="GradCAM weights of 'up_blocks.1' are identically 0"):
+        build_explainer(pipe, "gradcam", "image", weighting="gradcam")
     target = ExplanationTarget(output="model_output")
     shap = build_explainer(pipe, "shap_partition", "image", target)
     assert type(shap) is DenoiserShap and shap.algorithm == "partition" and shap.target is target

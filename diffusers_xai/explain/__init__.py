@@ -36,7 +36,14 @@ from .faithfulness import (
     perturbation_curves,
     random_map_curves,
 )
-from .gradcam import GRADCAM_LAYER_PRESETS, DenoiserGradCAM, default_gradcam_layers, grad_cam, output_gradcam_layers
+from .gradcam import (
+    GRADCAM_LAYER_PRESETS,
+    DenoiserGradCAM,
+    default_gradcam_layers,
+    grad_cam,
+    output_gradcam_layers,
+    vanishing_gradcam_layers,
+)
 from .planted import (
     planted_images,
     planted_series,
@@ -142,6 +149,7 @@ __all__ = [
     "spearman_per_map",
     "step_trace",
     "top_k_precision",
+    "vanishing_gradcam_layers",
     "verdict_table",
     "x0_coefficients",
 ]

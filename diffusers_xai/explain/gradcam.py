@@ -2,6 +2,7 @@ r"""GradCAM over the blocks of a diffusers UNet at chosen denoising steps (Selva
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 
 import torch
@@ -11,7 +12,14 @@ from ..capture import ActivationCapture, resolve_module_names
 from .base import DenoiserExplainer, ExplanationResult, frozen_parameters, progress
 from .target import ExplanationTarget, resolve_target
 
-__all__ = ["GRADCAM_LAYER_PRESETS", "DenoiserGradCAM", "default_gradcam_layers", "grad_cam", "output_gradcam_layers"]
+__all__ = [
+    "GRADCAM_LAYER_PRESETS",
+    "DenoiserGradCAM",
+    "default_gradcam_layers",
+    "grad_cam",
+    "output_gradcam_layers",
+    "vanishing_gradcam_layers",
+]
 
 # upsampling of a layer map to the sample: series windows [B, C, L], images [B, C, H, W], volumes [B, C, D, H, W]
 _MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
@@ -51,6 +59,42 @@ GRADCAM_LAYER_PRESETS = {
 
 
 CAM_WEIGHTINGS = ("gradcam", "hirescam")
+
+
+def vanishing_gradcam_layers(unet: torch.nn.Module) -> list[str]:
+    r"""
+    The blocks whose GradCAM channel weights are identically 0: the last up block of a UNet whose `conv_norm_out`
+    normalises each channel alone (a `GroupNorm` with as many groups as channels, as in tiny test UNets).
+
+    That block's output reaches the prediction only through `conv_norm_out`, which is unchanged when a constant is
+    added to one channel; so the gradient of any target sums to 0 over each channel's positions and $\alpha_k$, its
+    mean, is 0 for every channel $k$. The map left is float rounding (about 1e-8, and it differs between CPUs);
+    divided by its own maximum it would enter a layer average at full weight. HiResCAM keeps the gradient per
+    position and is not affected.
+    """
+    norm = getattr(unet, "conv_norm_out", None)
+    if not isinstance(norm, torch.nn.GroupNorm) or norm.num_groups != norm.num_channels:
+        return []
+    ups = [name for name in default_gradcam_layers(unet) if name.startswith("up_blocks.")]
+    return ups[-1:]
+
+
+def _drop_vanishing(unet: torch.nn.Module, layers: list[str], preset: bool) -> list[str]:
+    """`layers` without [`vanishing_gradcam_layers`]: dropped with a warning from a preset, refused when named."""
+    vanishing = [name for name in layers if name in vanishing_gradcam_layers(unet)]
+    if not vanishing:
+        return layers
+    norm = unet.conv_norm_out
+    why = (
+        f"The GradCAM weights of {vanishing[0]!r} are identically 0 on this UNet: its output feeds `conv_norm_out`, "
+        f"a GroupNorm with one channel per group ({norm.num_groups} groups over {norm.num_channels} channels), "
+        f"whose input gradient sums to 0 over each channel"
+    )
+    kept = [name for name in layers if name not in vanishing]
+    if not preset or not kept:
+        raise ValueError(f'{why}; use `weighting="hirescam"` or another layer.')
+    warnings.warn(f"{why}; it is left out of the GradCAM layers {kept}.", stacklevel=3)
+    return kept
 
 
 def _cam(
@@ -139,7 +183,9 @@ class DenoiserGradCAM(DenoiserExplainer):
         model (`DiffusionPipeline` or `torch.nn.Module`): a pipeline (its `unet` and `scheduler`) or a denoiser.
         layer (`str` or `list[str]`, *optional*): dotted module names or `fnmatch` patterns, or a preset of
             [`GRADCAM_LAYER_PRESETS`]: `"all_blocks"` (the default), `"output_block"` (the last up block, at the
-            sample's resolution: [`output_gradcam_layers`]), `"output_blocks"` (the last two up blocks).
+            sample's resolution: [`output_gradcam_layers`]), `"output_blocks"` (the last two up blocks). With
+            `weighting="gradcam"`, a block whose weights vanish by the model's structure
+            ([`vanishing_gradcam_layers`]) is left out of a preset with a warning and refused by name.
         scheduler (*optional*): needed with a bare denoiser when the target is $\hat{x}_0$.
         target ([`ExplanationTarget`] or callable, *optional*): what is explained.
         weighting (`str`, *optional*, defaults to `"gradcam"`): `"gradcam"` (channel weights = spatially averaged
@@ -173,14 +219,15 @@ class DenoiserGradCAM(DenoiserExplainer):
         super().__init__(model, scheduler, target)
         self.weighting = weighting
         modules = {n: m for n, m in self.unet.named_modules() if n}
-        if isinstance(layer, str) and layer in GRADCAM_LAYER_PRESETS:
-            self.layers = GRADCAM_LAYER_PRESETS[layer](self.unet)
-        elif layer is None:
-            self.layers = default_gradcam_layers(self.unet)
+        preset = layer is None or (isinstance(layer, str) and layer in GRADCAM_LAYER_PRESETS)
+        if preset:
+            self.layers = GRADCAM_LAYER_PRESETS[layer or "all_blocks"](self.unet)
             if not self.layers:
                 raise ValueError(f"{type(self.unet).__name__} has no down/mid/up blocks; pass `layer=` explicitly.")
         else:
             self.layers = resolve_module_names(modules, [layer] if isinstance(layer, str) else list(layer), "layer")
+        if weighting == "gradcam":
+            self.layers = _drop_vanishing(self.unet, self.layers, preset and layer != "output_block")
         self._tensor_output: dict[str, bool] = {}
 
     def _uses_captum(self, x: torch.Tensor, forward, extras) -> bool:
