@@ -95,23 +95,27 @@ def test_modality_keys_are_validated(tmp_path, key, value, message):
         TrainingConfig.from_dict(values)
 
 
-def test_auto_hidden_dims_widen_the_denoiser_from_1000_training_rows(tmp_path):
-    """`hidden_dims: auto` (wine.yaml's): [256, 256] below 1,000 rows the preprocessor was fitted on, [512, 512, 512]
-    from 1,000; the preprocessor records its rows; a preprocessor without them (saved before) is refused by name."""
+def test_auto_hidden_dims_widen_the_denoiser_from_1000_rows_or_22_features(tmp_path):
+    """`hidden_dims: auto` (wine.yaml's): [256, 256] below 1,000 rows the preprocessor was fitted on and below 22 model
+    features, [512, 512, 512] from either; the preprocessor records its rows; a preprocessor without them (saved
+    before) is refused by name."""
     from diffusers_xai.modalities.tabular.denoiser import auto_hidden_dims
     from diffusers_xai.modalities.tabular.modality import TabularModality
 
-    assert auto_hidden_dims(1) == auto_hidden_dims(999) == (256, 256)
-    assert auto_hidden_dims(1000) == auto_hidden_dims(10**6) == (512, 512, 512)
+    assert auto_hidden_dims(1) == auto_hidden_dims(999, 21) == (256, 256)
+    assert auto_hidden_dims(1000) == auto_hidden_dims(10**6, 2) == auto_hidden_dims(10, 22) == (512, 512, 512)
     config = TrainingConfig.from_dict(
         {**TINY, "dataset_name": "wine", "output_dir": str(tmp_path), "hidden_dims": "auto"}
     )
     assert config.modality_options.hidden_dims == "auto"
     rng = np.random.default_rng(0)
-    for rows, dims in [(999, (256, 256)), (1000, (512, 512, 512))]:
-        pre = TabularPreprocessor.fit(pd.DataFrame({"x": rng.normal(size=rows), "y": rng.normal(size=rows)}))
-        assert pre.config.num_rows == rows
+    for rows, width, dims in [(999, 2, (256, 256)), (1000, 2, (512, 512, 512)), (50, 22, (512, 512, 512))]:
+        frame = pd.DataFrame(rng.normal(size=(rows, width)), columns=[f"x{i}" for i in range(width)])
+        pre = TabularPreprocessor.fit(frame)
+        assert pre.config.num_rows == rows and pre.num_features == width
         assert TabularModality().build_model(config, pre).config.hidden_dims == dims
+    wine = TabularPreprocessor.fit(load_wine_frame())  # 13 numbers and the cultivar (one-hot): 16 features
+    assert TabularModality().build_model(config, wine).config.hidden_dims == (256, 256)
     with pytest.raises(
         ValueError, match=r"`hidden_dims: auto` needs the number of training rows \(a positive int\), got None"
     ):

@@ -14,28 +14,37 @@ from torch import nn
 from ...models.denoiser import TimestepDenoiserMixin
 from ...models.embeddings import TimestepEmbedder
 
-__all__ = ["LARGE_TABLE_ROWS", "TabularDenoiser", "TabularDenoiserOutput", "auto_hidden_dims"]
+__all__ = ["LARGE_TABLE_ROWS", "WIDE_TABLE_FEATURES", "TabularDenoiser", "TabularDenoiserOutput", "auto_hidden_dims"]
 
-# `hidden_dims: auto`: TabDDPM's small MLP below this many training rows, a wider and deeper one from it. On vega's
-# airports (1,890 rows the trainer fits; bench/tabular_quality.py, 4,000 updates, seed 1) [256, 256] generated a blur
-# over the map (10.1% of rows off the contiguous US, Alaska and Hawaii; real 0.9%) and a GBM told its latitude +
-# longitude from real ones at AUC 0.689 (real holdout rows: 0.472); [512, 512, 512]: 7.6% and 0.638, and the whole
-# table's detection AUC over seeds 0-2 went 0.671 -> 0.613 (README "A wider denoiser for large tables"). The smaller
-# tables (at most 318 rows there) keep [256, 256], where the privacy guard already stops training to avoid copying.
+# `hidden_dims: auto`: TabDDPM's small MLP for a small, narrow table, a wider and deeper one from LARGE_TABLE_ROWS
+# training rows or WIDE_TABLE_FEATURES model features (the preprocessor's encoded width).
+# - Rows: on vega's airports (1,890 rows the trainer fits; bench/tabular_quality.py, 4,000 updates, seed 1) [256, 256]
+#   generated a blur over the map (10.1% of rows off the contiguous US, Alaska and Hawaii; real 0.9%) and a GBM told
+#   its latitude + longitude from real ones at AUC 0.689 (real holdout rows: 0.472); [512, 512, 512]: 7.6% and 0.638,
+#   and the whole table's detection AUC over seeds 0-2 went 0.671 -> 0.613.
+# - Features: on breast_cancer (32 features, 318 rows) and cars (23 or 24 features by split, 227 rows), seeds 0-2,
+#   [512, 512, 512] raised Trend at every seed and TSTR on average, every DCR ratio still in [0.9, 1.5] (the privacy
+#   guard stops the wider model earlier where it starts to copy). On penguins (20 features) it gave no consistent gain
+#   (Trend and TSTR up at some seeds, down at others; the guard stopped at 1,500 instead of 2,500-3,000), so the cut
+#   lies between the two: 22. Wine (16) and iris (7) keep [256, 256] too.
+# docs/tabular-benchmark.md ("A wider denoiser") has the numbers and commands.
 LARGE_TABLE_ROWS = 1000
+WIDE_TABLE_FEATURES = 22
 SMALL_HIDDEN_DIMS = (256, 256)
 LARGE_HIDDEN_DIMS = (512, 512, 512)
 
 
-def auto_hidden_dims(num_rows: int) -> tuple[int, ...]:
-    """The denoiser's `hidden_dims` for a table of `num_rows` training rows: `SMALL_HIDDEN_DIMS` below
-    `LARGE_TABLE_ROWS`, `LARGE_HIDDEN_DIMS` from it."""
+def auto_hidden_dims(num_rows: int, num_features: int = 0) -> tuple[int, ...]:
+    """The denoiser's `hidden_dims` for a table of `num_rows` training rows and `num_features` model features:
+    `LARGE_HIDDEN_DIMS` from `LARGE_TABLE_ROWS` rows or from `WIDE_TABLE_FEATURES` features, else
+    `SMALL_HIDDEN_DIMS`."""
     if isinstance(num_rows, bool) or not isinstance(num_rows, int) or num_rows < 1:
         raise ValueError(
             f"`hidden_dims: auto` needs the number of training rows (a positive int), got {num_rows!r}; refit the "
             "preprocessor (TabularPreprocessor.fit records it) or give `hidden_dims` as a list of ints."
         )
-    return LARGE_HIDDEN_DIMS if num_rows >= LARGE_TABLE_ROWS else SMALL_HIDDEN_DIMS
+    large = num_rows >= LARGE_TABLE_ROWS or num_features >= WIDE_TABLE_FEATURES
+    return LARGE_HIDDEN_DIMS if large else SMALL_HIDDEN_DIMS
 
 
 @dataclass

@@ -80,7 +80,7 @@ class TabularOptions(ModalityOptions):
     condition_bins: int = 10
     n_quantiles: int | None = None
     architecture: Literal["mlp", "resnet"] = "mlp"
-    # a list of positive ints, or "auto": by the table's training rows (`denoiser.auto_hidden_dims`); `Any`, since
+    # a list of positive ints, or "auto": by the table's rows and features (`denoiser.auto_hidden_dims`); `Any`, since
     # the options' type coercion takes one type per key (`validate` checks it)
     hidden_dims: Any = field(default_factory=lambda: [256, 256])
     time_embedding_dim: int = 128
@@ -136,7 +136,7 @@ class TabularModality(PreprocessedModality):
     per column, `impute`, `raise`, or `drop` = train on complete rows), `id_columns` (`regenerate` or `drop`
     all-unique identifier columns), `condition_bins` (quantile bins of a numerical `condition_column`, whose TSTR is
     then a regression R²), `n_quantiles`, and the denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims` (a list,
-    or `auto`: by the training rows, `denoiser.auto_hidden_dims`), `time_embedding_dim` (plus the shared
+    or `auto`: by the training rows and features, `denoiser.auto_hidden_dims`), `time_embedding_dim` (plus the shared
     `dropout`), `early_stopping_dcr_ratio` and `early_stopping_confidence` (see [`early_stopping_check`]) and
     `refit_on_all_rows` (see [`refit_config`]).
     """
@@ -228,7 +228,11 @@ class TabularModality(PreprocessedModality):
         dims = config.modality_options.hidden_dims
         return TabularDenoiser(
             in_features=preprocessor.num_features,
-            hidden_dims=auto_hidden_dims(preprocessor.config.num_rows) if dims == "auto" else tuple(dims),
+            hidden_dims=(
+                auto_hidden_dims(preprocessor.config.num_rows, preprocessor.num_features)
+                if dims == "auto"
+                else tuple(dims)
+            ),
             architecture=config.modality_options.architecture,
             time_embedding_dim=config.modality_options.time_embedding_dim,
             num_class_embeds=preprocessor.num_classes,
