@@ -67,7 +67,13 @@ from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.training import TrainingConfig, train  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLERS = {"ddpm1000": ("ddpm", 1000), "ddim50": ("ddim", 50), "ddim20": ("ddim", 20), "dpm25": ("dpmsolver", 25)}
+SAMPLERS = {
+    "ddpm1000": ("ddpm", 1000),
+    "ddim50": ("ddim", 50),
+    "ddim20": ("ddim", 20),
+    "dpm25": ("dpmsolver", 25),
+    "dpm50": ("dpmsolver", 50),
+}
 METRICS = [
     ("column_shapes", "Shape ↑"),
     ("column_pair_trends", "Trend ↑"),
