@@ -67,12 +67,16 @@ from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.training import TrainingConfig, train  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# name -> (scheduler, steps, scheduler kwargs, pipeline kwargs); the last two sample stochastically as DDPM does:
+# DDIM with eta = 1 and DPM-Solver++'s SDE form (Lu et al. 2022, diffusers' `algorithm_type="sde-dpmsolver++"`)
 SAMPLERS = {
-    "ddpm1000": ("ddpm", 1000),
-    "ddim50": ("ddim", 50),
-    "ddim20": ("ddim", 20),
-    "dpm25": ("dpmsolver", 25),
-    "dpm50": ("dpmsolver", 50),
+    "ddpm1000": ("ddpm", 1000, {}, {}),
+    "ddim50": ("ddim", 50, {}, {}),
+    "ddim20": ("ddim", 20, {}, {}),
+    "dpm25": ("dpmsolver", 25, {}, {}),
+    "dpm50": ("dpmsolver", 50, {}, {}),
+    "ddim50_eta1": ("ddim", 50, {}, {"eta": 1.0}),
+    "sde_dpm25": ("dpmsolver", 25, {"algorithm_type": "sde-dpmsolver++"}, {}),
 }
 METRICS = [
     ("column_shapes", "Shape ↑"),
@@ -213,10 +217,12 @@ def stop_info(pipe) -> dict:
 
 
 def sample_ours(pipe: TabularXAIPipeline, sampler: str, n: int, seed: int, class_labels=None) -> pd.DataFrame:
-    scheduler, steps = SAMPLERS[sampler]
-    pipe.set_scheduler(scheduler)
+    scheduler, steps, scheduler_kwargs, call_kwargs = SAMPLERS[sampler]
+    pipe.set_scheduler(scheduler, **scheduler_kwargs)
     generator = torch.Generator().manual_seed(seed)
-    return pipe(num_rows=n, generator=generator, num_inference_steps=steps, class_labels=class_labels).rows
+    return pipe(
+        num_rows=n, generator=generator, num_inference_steps=steps, class_labels=class_labels, **call_kwargs
+    ).rows
 
 
 def sdv_updates_settings(kind: str, n: int, updates: int) -> dict:
