@@ -81,7 +81,8 @@ def vanishing_gradcam_layers(unet: torch.nn.Module) -> list[str]:
 
 def _drop_vanishing(unet: torch.nn.Module, layers: list[str], preset: bool) -> list[str]:
     """`layers` without [`vanishing_gradcam_layers`]: dropped with a warning from a preset, refused when named."""
-    vanishing = [name for name in layers if name in vanishing_gradcam_layers(unet)]
+    structural = vanishing_gradcam_layers(unet)
+    vanishing = [name for name in layers if name in structural]
     if not vanishing:
         return layers
     norm = unet.conv_norm_out
@@ -227,7 +228,7 @@ class DenoiserGradCAM(DenoiserExplainer):
         else:
             self.layers = resolve_module_names(modules, [layer] if isinstance(layer, str) else list(layer), "layer")
         if weighting == "gradcam":
-            self.layers = _drop_vanishing(self.unet, self.layers, preset and layer != "output_block")
+            self.layers = _drop_vanishing(self.unet, self.layers, preset)  # `output_block` keeps nothing: refused
         self._tensor_output: dict[str, bool] = {}
 
     def _uses_captum(self, x: torch.Tensor, forward, extras) -> bool:
