@@ -181,7 +181,12 @@ def run_modality(modality: str, args) -> dict:
         # images: the planted map as bench/explain_faithfulness.py scores it, with the constructor's settings only
         # (e.g. GradCAM without the ReLU the faithfulness checks use); rows and windows: with the variant's kwargs
         planted_kwargs = {} if modality == "image" else kwargs
-        planted = planted_value(setup, _WithKwargs(factory(setup["model"]), planted_kwargs), args.steps, args.seed)
+        try:
+            planted_explainer = _WithKwargs(factory(setup["model"]), planted_kwargs)
+        except ValueError as err:  # refused on the planted model, e.g. GradCAM of a block whose weights vanish there
+            planted, refused = [], str(err)
+        else:
+            planted, refused = planted_value(setup, planted_explainer, args.steps, args.seed), None
         rows[name] = {
             "protocol": summary["faithfulness"]["protocol"],
             "deletion": [deletion["mean"], deletion["ci_low"], deletion["ci_high"]],
@@ -189,7 +194,8 @@ def run_modality(modality: str, args) -> dict:
             "spearman_full": summary["randomization"]["spearman_full"],
             "spearman_vs_|x_t|": factor,
             "planted_per_step": planted,
-            "planted": round(sum(planted) / len(planted), 3),
+            "planted": round(sum(planted) / len(planted), 3) if planted else None,
+            "planted_refused": refused,
             "seconds": round(time.perf_counter() - start, 1),
         }
         print(modality, name, rows[name], flush=True)
@@ -282,10 +288,10 @@ def main(argv=None) -> dict:
         for name, r in rows.items():
             d, i = r["deletion"], r["insertion"]
             per_step = " / ".join(map(str, r["planted_per_step"]))
+            planted = "refused" if r["planted"] is None else f"{r['planted']:.2f} ({per_step})"
             print(
                 f"| {modality} | {name} | {d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}] | {i[0]:+.2f} [{i[1]:+.2f}, "
-                f"{i[2]:+.2f}] | {r['spearman_full']:.2f} | {r['spearman_vs_|x_t|']:.2f} | {r['planted']:.2f} "
-                f"({per_step}) |"
+                f"{i[2]:+.2f}] | {r['spearman_full']:.2f} | {r['spearman_vs_|x_t|']:.2f} | {planted} |"
             )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
