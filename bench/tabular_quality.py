@@ -77,6 +77,7 @@ SAMPLERS = {
     "dpm50": ("dpmsolver", 50, {}, {}),
     "ddim50_eta1": ("ddim", 50, {}, {"eta": 1.0}),
     "sde_dpm25": ("dpmsolver", 25, {"algorithm_type": "sde-dpmsolver++"}, {}),
+    "sde_dpm50": ("dpmsolver", 50, {"algorithm_type": "sde-dpmsolver++"}, {}),
 }
 METRICS = [
     ("column_shapes", "Shape ↑"),

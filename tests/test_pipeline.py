@@ -97,6 +97,30 @@ def test_scheduler_swap_keeps_schedule(name, cls):
     assert out.trace.stack("pred_original_sample").shape == (3, 1, 1, 8, 8)
 
 
+def test_scheduler_swap_keeps_the_noise_schedule_and_no_earlier_sampler_setting():
+    """`set_scheduler` keeps what the denoiser was trained with (betas, prediction type) and drops every sampler
+    choice of an earlier call: after the SDE solver, `set_scheduler("dpmsolver")` is the ODE solver again (building
+    from the whole config, as `from_config` does, kept `algorithm_type`, `solver_order` and `lambda_min_clipped`)."""
+    pipe = tiny_pipeline("ddpm")
+    pipe.scheduler = DDPMScheduler(
+        num_train_timesteps=100, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"
+    )
+    pipe.set_scheduler("dpmsolver", algorithm_type="sde-dpmsolver++", solver_order=3, lambda_min_clipped=-3.5)
+    assert pipe.scheduler.config.algorithm_type == "sde-dpmsolver++" and pipe.scheduler.config.solver_order == 3
+    pipe.set_scheduler("dpmsolver")
+    config = pipe.scheduler.config
+    assert (config.algorithm_type, config.solver_order, config.lambda_min_clipped) == ("dpmsolver++", 2, -float("inf"))
+    assert (config.num_train_timesteps, config.beta_schedule, config.prediction_type) == (
+        100,
+        "squaredcos_cap_v2",
+        "v_prediction",
+    )
+    pipe.set_scheduler("ddim", clip_sample=False, timestep_spacing="trailing")
+    pipe.set_scheduler("ddim")
+    assert (pipe.scheduler.config.clip_sample, pipe.scheduler.config.timestep_spacing) == (True, "leading")
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+
+
 def test_dpmsolver_pixel_defaults_and_override():
     s = make_scheduler("dpmsolver")
     assert s.config.thresholding is True and s.config.sample_max_value == 1.0

@@ -21,7 +21,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
 from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
-from .schedulers import make_scheduler
+from .schedulers import make_scheduler, noise_schedule
 
 __all__ = ["PreprocessedPipelineMixin", "SamplingRun", "XAIPipelineMixin"]
 
@@ -69,8 +69,9 @@ class XAIPipelineMixin:
 
     def set_scheduler(self, name: str, **kwargs) -> None:
         """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule (betas,
-        prediction type) of the current one; a modality adds its own defaults (clipping) by overriding this."""
-        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
+        prediction type: [`noise_schedule`]) of the current one and nothing else (no sampler setting of an earlier
+        call); a modality adds its own defaults (clipping) by overriding this."""
+        self.scheduler = make_scheduler(name, noise_schedule(self.scheduler.config), **kwargs)
 
     # ---- input checks ----
     def check_components(self) -> None:
@@ -192,7 +193,7 @@ class PreprocessedPipelineMixin(XAIPipelineMixin):
         return cls(denoiser=denoiser, scheduler=make_scheduler(scheduler, **kwargs), preprocessor=preprocessor)
 
     def set_scheduler(self, name: str, **kwargs) -> None:
-        """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule, under the
-        data's scheduler defaults unless `kwargs` say otherwise."""
+        """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule
+        ([`noise_schedule`]) and nothing else, under the data's scheduler defaults unless `kwargs` say otherwise."""
         kwargs = {**self.scheduler_defaults(name, self.preprocessor), **kwargs}
-        self.scheduler = make_scheduler(name, self.scheduler.config, **kwargs)
+        self.scheduler = make_scheduler(name, noise_schedule(self.scheduler.config), **kwargs)

@@ -9,7 +9,15 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
-__all__ = ["SCHEDULERS", "SchedulerName", "make_scheduler", "predict_original_sample", "scheduler_name"]
+__all__ = [
+    "NOISE_SCHEDULE_KEYS",
+    "SCHEDULERS",
+    "SchedulerName",
+    "make_scheduler",
+    "noise_schedule",
+    "predict_original_sample",
+    "scheduler_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +42,28 @@ DPM_SOLVER_PIXEL_DEFAULTS = {
     "algorithm_type": "dpmsolver++",
     "timestep_spacing": "trailing",
 }
+
+
+# What a trained denoiser fixes (its betas, output convention and, for learned variances, output width); every other
+# key of a scheduler's config (clipping, thresholding, timestep spacing, solver order, SDE or ODE, ...) is a choice
+# of the sampler, which `set_scheduler` must not carry from one scheduler to the next.
+NOISE_SCHEDULE_KEYS = (
+    "num_train_timesteps",
+    "beta_start",
+    "beta_end",
+    "beta_schedule",
+    "trained_betas",
+    "prediction_type",
+    "rescale_betas_zero_snr",
+    "variance_type",
+)
+
+
+def noise_schedule(config) -> dict:
+    """The noise-schedule part of a scheduler config ([`NOISE_SCHEDULE_KEYS`]): what a new sampler for the same
+    denoiser keeps. `set_scheduler("dpmsolver")` after `set_scheduler("dpmsolver", algorithm_type="sde-dpmsolver++")`
+    is then the ODE solver again, not the SDE one that `from_config` of the whole config would give."""
+    return {key: config[key] for key in NOISE_SCHEDULE_KEYS if key in config}
 
 
 def scheduler_name(scheduler: SchedulerMixin) -> str:
