@@ -24,6 +24,10 @@ the all-block mean misses the planted corner), `hirescam_output_block` / `hiresc
 Carin 2020: the gradient per position instead of GradCAM's spatial average) and `integrated_gradients_noise` (IG
 from one fresh-noise draw at the step's level instead of x' = 0, whose map peaks on the digit; averaged over draws
 this becomes expected gradients, i.e. the `shap` method, so only the single-draw path integral is run here).
+The planted image model has two channels per GroupNorm group; `--planted-channels 8 16` fits the earlier one, with one
+channel per group in its last up block, where GradCAM's channel weights vanish (`vanishing_gradcam_layers`:
+`gradcam_output_block` is refused there). `--planted-only` skips the checks on the trained model, which do not depend
+on the planted one.
 
 Each row also reports the mean Spearman of the trained model's |map| with |x_t| (how much of the map's order the input
 alone gives). `--lag-analysis` asks instead whether the planted series question is well posed and the planted model
@@ -37,6 +41,7 @@ high noise). `--driver` also sets the planted series of the variant runs.
     OMP_NUM_THREADS=1 python bench/explain_variants.py --modalities tabular timeseries
     OMP_NUM_THREADS=1 python bench/explain_variants.py --lag-analysis [--driver ar2] [--lag-fit-steps 6000]
     OMP_NUM_THREADS=1 python bench/explain_variants.py --modalities image [--variants gradcam_output_block]
+    OMP_NUM_THREADS=1 python bench/explain_variants.py --modalities image --planted-only [--planted-channels 8 16]
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ VARIANTS = {  # name: (method, constructor kwargs, attribute kwargs)
 IMAGE_VARIANTS = {  # name: (explainer class name, constructor kwargs, attribute kwargs)
     "smoothgrad": ("DenoiserAttribution", {"method": "smoothgrad"}, {}),  # NoiseTunnel(Saliency), sigma_t, n=16
     "smoothgrad_sq": ("DenoiserAttribution", {"method": "smoothgrad"}, {"nt_type": "smoothgrad_sq"}),
+    "gradcam_all_blocks": ("DenoiserGradCAM", {}, {"relu_attributions": True}),
     "gradcam_output_block": ("DenoiserGradCAM", {"layer": "output_block"}, {"relu_attributions": True}),
     "gradcam_output_blocks": ("DenoiserGradCAM", {"layer": "output_blocks"}, {"relu_attributions": True}),
     "hirescam_output_block": (
@@ -97,6 +103,17 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None)
+    parser.add_argument(
+        "--planted-channels",
+        nargs=2,
+        type=int,
+        default=list(ef.PLANTED_IMAGE_CHANNELS),
+        help="the planted image model's block widths over its 8 groups (the benchmark's 16 32: two channels per "
+        "group; 8 16, the earlier model: one per group, where GradCAM of the last up block is refused)",
+    )
+    parser.add_argument(
+        "--planted-only", action="store_true", help="only the planted check (skip the digits/wine/series checks)"
+    )
     parser.add_argument("--lag-analysis", action="store_true", help="only the planted series' Jacobian analysis")
     parser.add_argument("--lag-fit-steps", type=int, default=ef.PLANTED_FIT_STEPS["timeseries"])
     parser.add_argument(
@@ -161,45 +178,69 @@ def _variants(modality: str) -> dict:
 
 def run_modality(modality: str, args) -> dict:
     plant_args = SimpleNamespace(
-        planted_fit_scale=1.0, planted_samples=args.planted_samples, seed=args.seed, planted_series_driver=args.driver
+        planted_fit_scale=1.0,
+        planted_samples=args.planted_samples,
+        seed=args.seed,
+        planted_series_driver=args.driver,
+        planted_image_channels=args.planted_channels,
     )
     setup = ef.planted_setup(modality, plant_args)
-    pipe = ef.load_pipeline(modality)
-    trace, cond = ef.generate(pipe, modality, args.samples, 50, args.seed)
-    timesteps = ef.inner_fractions([s.timestep for s in trace.steps if s.latents is not None], args.steps)
+    checked = None if args.planted_only else _checked_samples(modality, args)
     rows = {}
     for name, (factory, kwargs) in _variants(modality).items():
         if args.variants and name not in args.variants:
             continue
         start = time.perf_counter()
-        summary = run_checks(
-            factory(pipe), trace, timesteps, max_stages=4, seed=args.seed,
-            faithfulness_kwargs={"n_random": 8, "n_boot": 2000}, **kwargs, **cond,
-        ).summary()  # fmt: skip
-        deletion, insertion = (summary["faithfulness"][k] for k in ("deletion_gain", "insertion_gain"))
-        factor = input_factor_spearman(factory(pipe), trace, timesteps, {**kwargs, **cond})
-        # images: the planted map as bench/explain_faithfulness.py scores it, with the constructor's settings only
-        # (e.g. GradCAM without the ReLU the faithfulness checks use); rows and windows: with the variant's kwargs
-        planted_kwargs = {} if modality == "image" else kwargs
-        try:
-            planted_explainer = _WithKwargs(factory(setup["model"]), planted_kwargs)
-        except ValueError as err:  # refused on the planted model, e.g. GradCAM of a block whose weights vanish there
-            planted, refused = [], str(err)
-        else:
-            planted, refused = planted_value(setup, planted_explainer, args.steps, args.seed), None
         rows[name] = {
-            "protocol": summary["faithfulness"]["protocol"],
-            "deletion": [deletion["mean"], deletion["ci_low"], deletion["ci_high"]],
-            "insertion": [insertion["mean"], insertion["ci_low"], insertion["ci_high"]],
-            "spearman_full": summary["randomization"]["spearman_full"],
-            "spearman_vs_|x_t|": factor,
-            "planted_per_step": planted,
-            "planted": round(sum(planted) / len(planted), 3) if planted else None,
-            "planted_refused": refused,
+            **(_checks(factory, kwargs, checked, args.seed) if checked else {}),
+            **_planted(modality, setup, factory, kwargs, args),
             "seconds": round(time.perf_counter() - start, 1),
         }
         print(modality, name, rows[name], flush=True)
     return rows
+
+
+def _checked_samples(modality: str, args) -> tuple:
+    """The benchmark's trained model, its generated trace, conditioning and explained timesteps."""
+    pipe = ef.load_pipeline(modality)
+    trace, cond = ef.generate(pipe, modality, args.samples, 50, args.seed)
+    timesteps = ef.inner_fractions([s.timestep for s in trace.steps if s.latents is not None], args.steps)
+    return pipe, trace, cond, timesteps
+
+
+def _checks(factory, kwargs: dict, checked: tuple, seed: int) -> dict:
+    """Faithfulness, randomisation and the input factor of one variant on the benchmark's trained model."""
+    pipe, trace, cond, timesteps = checked
+    summary = run_checks(
+        factory(pipe), trace, timesteps, max_stages=4, seed=seed,
+        faithfulness_kwargs={"n_random": 8, "n_boot": 2000}, **kwargs, **cond,
+    ).summary()  # fmt: skip
+    deletion, insertion = (summary["faithfulness"][k] for k in ("deletion_gain", "insertion_gain"))
+    return {
+        "protocol": summary["faithfulness"]["protocol"],
+        "deletion": [deletion["mean"], deletion["ci_low"], deletion["ci_high"]],
+        "insertion": [insertion["mean"], insertion["ci_low"], insertion["ci_high"]],
+        "spearman_full": summary["randomization"]["spearman_full"],
+        "spearman_vs_|x_t|": input_factor_spearman(factory(pipe), trace, timesteps, {**kwargs, **cond}),
+    }
+
+
+def _planted(modality: str, setup: dict, factory, kwargs: dict, args) -> dict:
+    """The planted check of one variant, or why the planted model refuses it."""
+    # images: the planted map as bench/explain_faithfulness.py scores it, with the constructor's settings only
+    # (e.g. GradCAM without the ReLU the faithfulness checks use); rows and windows: with the variant's kwargs
+    planted_kwargs = {} if modality == "image" else kwargs
+    try:
+        planted_explainer = _WithKwargs(factory(setup["model"]), planted_kwargs)
+    except ValueError as err:  # refused on the planted model, e.g. GradCAM of a block whose weights vanish there
+        planted, refused = [], str(err)
+    else:
+        planted, refused = planted_value(setup, planted_explainer, args.steps, args.seed), None
+    return {
+        "planted_per_step": planted,
+        "planted": round(sum(planted) / len(planted), 3) if planted else None,
+        "planted_refused": refused,
+    }
 
 
 # ---- is the planted series question well posed, and its model fitted? (`--lag-analysis`) ----
@@ -286,9 +327,12 @@ def main(argv=None) -> dict:
     print("|---|---|---|---|---|---|---|")
     for modality, rows in result.items():
         for name, r in rows.items():
-            d, i = r["deletion"], r["insertion"]
             per_step = " / ".join(map(str, r["planted_per_step"]))
             planted = "refused" if r["planted"] is None else f"{r['planted']:.2f} ({per_step})"
+            if "deletion" not in r:  # --planted-only
+                print(f"| {modality} | {name} | | | | | {planted} |")
+                continue
+            d, i = r["deletion"], r["insertion"]
             print(
                 f"| {modality} | {name} | {d[0]:+.2f} [{d[1]:+.2f}, {d[2]:+.2f}] | {i[0]:+.2f} [{i[1]:+.2f}, "
                 f"{i[2]:+.2f}] | {r['spearman_full']:.2f} | {r['spearman_vs_|x_t|']:.2f} | {planted} |"
