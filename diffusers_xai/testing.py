@@ -232,6 +232,11 @@ def planted_image_model(
     `(unet, scheduler, data)`: a [`tiny_class_conditional_unet`] (4 classes + null class 4) fitted on
     [`planted_images`] (DDIM, cosine betas, epsilon prediction). 200 steps at 8 px take ~8 s on one core.
 
+    `channels` are the block widths over 8 GroupNorm groups. With the default (8, 16) the last up block has one channel
+    per group, where GradCAM's channel weights vanish ([`vanishing_gradcam_layers`]: plain GradCAM of that block is
+    refused); `bench/explain_faithfulness.py` fits (16, 32), two channels per group, on which every explainer is
+    defined.
+
     `null_images` decides what the null class (10% label dropout) learns, and so what "why this class"
     ($\hat{x}_0(x_t, c) - \hat{x}_0(x_t, \varnothing)$) means on the planted images:
 
