@@ -79,6 +79,7 @@ SAMPLERS = {
     "sde_dpm25": ("dpmsolver", 25, {"algorithm_type": "sde-dpmsolver++"}, {}),
     "sde_dpm50": ("dpmsolver", 50, {"algorithm_type": "sde-dpmsolver++"}, {}),
 }
+DRAW_SEED_STEP = 100  # `--draws`: draw k samples from sampling seed seed + 100 (k - 1)
 METRICS = [
     ("column_shapes", "Shape ↑"),
     ("column_pair_trends", "Trend ↑"),
@@ -413,6 +414,12 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
                 "sample_s": time.perf_counter() - start,
                 **stop,
             }
+            for k in range(1, args.draws):  # more draws from the same model: the sampling noise of every number
+                synthetic = sample_ours(pipe, sampler, n, args.seed + DRAW_SEED_STEP * k)
+                rows[f"ours ({sampler}, draw {k + 1})"] = {
+                    **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
+                    "train_s": seconds,
+                }
             if args.per_column:
                 rows[f"ours ({sampler})"]["per_column_detection"] = per_column_detection(
                     train_df, synthetic, metadata, args.seed
@@ -586,6 +593,13 @@ def parse_args(argv=None):
         action="store_true",
         help="Also score Trend per column pair and without each column's pairs (ours, the peers and, as the real "
         "reference, the holdout rows): what lowers it.",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int,
+        default=1,
+        help=f"Samples per sampler from ours' one trained model (sampling seeds seed, seed + {DRAW_SEED_STEP}, ...): "
+        "how much a number moves with the draw alone.",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
