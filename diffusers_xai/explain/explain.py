@@ -59,8 +59,9 @@ _ATTRIBUTE_DEFAULTS = {
 # - IG's baseline is a fresh-noise draw at the step's level (x_t of the mean image, `noise_level_baselines`), not
 #   x' = 0, which no denoiser sees at any step (with x' = 0 IG's "why this class" map peaked on the digit);
 # - GradCAM is HiResCAM (Draelos & Carin 2020: the gradient per position, not its spatial mean) of the last up block,
-#   the layer at the output's resolution (the all-block GradCAM mean, and GradCAM of the last up blocks, missed the
-#   planted class's corner).
+#   the layer at the output's resolution. The all-block GradCAM mean misses the planted class's corner. Plain GradCAM
+#   of the last up block passes all three checks on the paired planted model, but is refused on a UNet whose last up
+#   block has one channel per GroupNorm group (`vanishing_gradcam_layers`); HiResCAM is defined on every UNet.
 IMAGE_INIT_DEFAULTS = {
     "integrated_gradients": {"baselines": "noise"},
     "gradcam": {"layer": "output_block", "weighting": "hirescam"},
