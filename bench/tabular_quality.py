@@ -415,9 +415,9 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
                 **stop,
             }
             for k in range(1, args.draws):  # more draws from the same model: the sampling noise of every number
-                synthetic = sample_ours(pipe, sampler, n, args.seed + DRAW_SEED_STEP * k)
+                drawn = sample_ours(pipe, sampler, n, args.seed + DRAW_SEED_STEP * k)  # `synthetic` stays draw 1
                 rows[f"ours ({sampler}, draw {k + 1})"] = {
-                    **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
+                    **score(train_df, test_df, drawn, targets, metadata, args.seed, name),
                     "train_s": seconds,
                 }
             if args.per_column:
