@@ -195,5 +195,4 @@ class PreprocessedPipelineMixin(XAIPipelineMixin):
     def set_scheduler(self, name: str, **kwargs) -> None:
         """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule
         ([`noise_schedule`]) and nothing else, under the data's scheduler defaults unless `kwargs` say otherwise."""
-        kwargs = {**self.scheduler_defaults(name, self.preprocessor), **kwargs}
-        self.scheduler = make_scheduler(name, noise_schedule(self.scheduler.config), **kwargs)
+        super().set_scheduler(name, **{**self.scheduler_defaults(name, self.preprocessor), **kwargs})
