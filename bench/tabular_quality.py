@@ -218,12 +218,20 @@ def stop_info(pipe) -> dict:
     }
 
 
-def sample_ours(pipe: TabularXAIPipeline, sampler: str, n: int, seed: int, class_labels=None) -> pd.DataFrame:
-    scheduler, steps, scheduler_kwargs, call_kwargs = SAMPLERS[sampler]
+def sample_ours(
+    pipe: TabularXAIPipeline, sampler: str, n: int, seed: int, class_labels=None, **call_kwargs
+) -> pd.DataFrame:
+    """`n` rows of `sampler`; `call_kwargs` (e.g. `guidance_scale`) go to the pipeline beside the sampler's own."""
+    scheduler, steps, scheduler_kwargs, sampler_kwargs = SAMPLERS[sampler]
     pipe.set_scheduler(scheduler, **scheduler_kwargs)
     generator = torch.Generator().manual_seed(seed)
     return pipe(
-        num_rows=n, generator=generator, num_inference_steps=steps, class_labels=class_labels, **call_kwargs
+        num_rows=n,
+        generator=generator,
+        num_inference_steps=steps,
+        class_labels=class_labels,
+        **sampler_kwargs,
+        **call_kwargs,
     ).rows
 
 
@@ -302,15 +310,20 @@ def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> di
     others = [c for c in CLASS_COLUMNS.get(name, []) if c != target] or None
     with tempfile.TemporaryDirectory() as workdir:
         pipe, seconds = fit_ours_from_args(
-            name, train_df, workdir, args, condition_column=target, categorical_columns=others
-        )
+            name, train_df, workdir, args, condition_column=target, categorical_columns=others,
+            class_dropout_prob=args.class_dropout_prob,
+        )  # fmt: skip
         for sampler in args.samplers:
-            synthetic = sample_ours(pipe, sampler, n, args.seed, class_labels=labels.tolist())
-            rows[f"ours ({sampler}, cond)"] = {
-                **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
-                "train_s": seconds,
-                **stop_info(pipe),
-            }
+            for scale in args.guidance_scales:
+                synthetic = sample_ours(
+                    pipe, sampler, n, args.seed, class_labels=labels.tolist(), guidance_scale=scale
+                )
+                guided = f", guidance {scale:g}" if scale != 1 else ""
+                rows[f"ours ({sampler}, cond{guided})"] = {
+                    **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
+                    "train_s": seconds,
+                    **stop_info(pipe),
+                }
     for kind in args.peers:
         sample, seconds = fit_sdv(kind, train_df, metadata, args.seed, args.steps)
         rows[f"SDV {kind} (cond)"] = {
@@ -564,6 +577,19 @@ def parse_args(argv=None):
         action="store_true",
         help="Condition every generator on the class target (exact training class counts) instead.",
     )
+    parser.add_argument(
+        "--class_dropout_prob",
+        type=float,
+        default=0.0,
+        help="With --conditional: ours' `class_dropout_prob` (a null class, so it can be sampled with guidance).",
+    )
+    parser.add_argument(
+        "--guidance_scales",
+        type=float,
+        nargs="+",
+        default=[1.0],
+        help="With --conditional: sample ours at each classifier-free guidance scale (> 1: --class_dropout_prob).",
+    )
     parser.add_argument("--early_stop_every", type=int, default=250, help="Updates between two DCR checks.")
     parser.add_argument(
         "--early_stop_confidence",
@@ -607,7 +633,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--merge", nargs="+", default=None, help="Only print the table of these `--out` files (runs nothing)."
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.conditional and (args.class_dropout_prob or args.guidance_scales != [1.0]):
+        parser.error("--class_dropout_prob and --guidance_scales condition ours: add --conditional.")
+    return args
 
 
 if __name__ == "__main__":

@@ -104,13 +104,20 @@ def tiny_pipeline(scheduler: str = "ddpm", seed: int = 0, num_train_timesteps: i
 
 
 def tiny_tabular_pipeline(
-    frame=None, condition_column: str | None = "cultivar", architecture: str = "mlp", scheduler: str = "ddpm", seed=0
+    frame=None,
+    condition_column: str | None = "cultivar",
+    architecture: str = "mlp",
+    scheduler: str = "ddpm",
+    seed=0,
+    null_class: bool = False,
 ):
     """
     `(pipeline, frame)`: a [`TabularXAIPipeline`] (50 train timesteps) around a seeded 2 x 16 [`TabularDenoiser`]
-    on a [`TabularPreprocessor`] fitted to `frame` (default: scikit-learn's wine, conditioned on `cultivar`).
+    on a [`TabularPreprocessor`] fitted to `frame` (default: scikit-learn's wine, conditioned on `cultivar`);
+    `null_class`: one more class embedding, the null class classifier-free guidance needs.
     """
     from .modalities.tabular import TabularDenoiser, TabularPreprocessor, TabularXAIPipeline, load_wine_frame
+    from .modalities.tabular.denoiser import class_embed_count
 
     frame = load_wine_frame() if frame is None else frame
     pre = TabularPreprocessor.fit(frame, condition_column=condition_column)
@@ -120,7 +127,7 @@ def tiny_tabular_pipeline(
         hidden_dims=(16, 16),
         architecture=architecture,
         time_embedding_dim=16,
-        num_class_embeds=pre.num_classes,
+        num_class_embeds=class_embed_count(pre.num_classes, 0.1 if null_class else 0.0),
     ).eval()
     pipe = TabularXAIPipeline.from_denoiser(denoiser, pre, scheduler, num_train_timesteps=50)
     pipe.set_progress_bar_config(disable=True)

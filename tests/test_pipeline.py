@@ -121,6 +121,22 @@ def test_scheduler_swap_keeps_the_noise_schedule_and_no_earlier_sampler_setting(
     assert pipe.scheduler.config.prediction_type == "v_prediction"
 
 
+def test_ddim_copy_keeps_the_noise_schedule_and_no_sampler_setting_made_by_hand():
+    """Validation, evaluation and explanations sample with `ddim_copy`: a DDIM of the pipeline's noise schedule. An
+    SDE solver set by hand on the pipeline must not lend it DPM-Solver's thresholding or trailing spacing (building
+    DDIM from the whole config, as before, kept both)."""
+    from diffusers_xai.modalities.base import ddim_copy
+
+    pipe = tiny_pipeline("ddpm")
+    pipe.scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
+    pipe.set_scheduler("dpmsolver", algorithm_type="sde-dpmsolver++")
+    config = ddim_copy(pipe).scheduler.config
+    assert (config.thresholding, config.timestep_spacing, config.clip_sample) == (False, "leading", True)
+    assert (config.num_train_timesteps, config.prediction_type) == (100, "v_prediction")
+    assert ddim_copy(pipe, clip_sample=False).scheduler.config.clip_sample is False
+    assert type(pipe.scheduler) is DPMSolverMultistepScheduler  # the pipeline itself is left as it was
+
+
 def test_dpmsolver_pixel_defaults_and_override():
     s = make_scheduler("dpmsolver")
     assert s.config.thresholding is True and s.config.sample_max_value == 1.0

@@ -102,6 +102,44 @@ def test_conditional_generation_respects_class_labels(wine_pipe):
         pipe(num_rows=3, class_labels=[0, 1], num_inference_steps=2)
 
 
+def test_guidance_is_the_hand_computed_mix_of_the_class_and_null_predictions():
+    """One DDIM step from x_T under guidance s is the step taken with eps_null + s (eps_y - eps_null), both computed
+    here by separate denoiser calls; s = 1 is the conditional model alone."""
+    pipe, _ = tiny_tabular_pipeline(null_class=True, scheduler="ddim")
+    assert pipe.null_class_label == 3 and pipe.denoiser.config.num_class_embeds == 4
+    x_T = torch.randn(4, pipe.preprocessor.num_features, generator=gen())
+    labels = torch.tensor([0, 1, 2, 1])
+    run = dict(num_rows=4, class_labels=labels, latents=x_T, num_inference_steps=1, output_type="pt")
+    guided, plain = pipe(**run, guidance_scale=3.0).rows, pipe(**run).rows
+    pipe.scheduler.set_timesteps(1)
+    t = pipe.scheduler.timesteps[0]
+    with torch.no_grad():
+        eps_y = pipe.denoiser(x_T, t, class_labels=labels).sample
+        eps_null = pipe.denoiser(x_T, t, class_labels=torch.full_like(labels, 3)).sample
+    torch.testing.assert_close(guided, pipe.scheduler.step(eps_null + 3.0 * (eps_y - eps_null), t, x_T).prev_sample)
+    torch.testing.assert_close(plain, pipe.scheduler.step(eps_y, t, x_T).prev_sample)
+    assert (guided - plain).abs().max() > 1e-3
+    rows = pipe(num_rows=3, class_labels=[0, 1, 2], guidance_scale=2.0, generator=gen(), num_inference_steps=3).rows
+    assert rows["cultivar"].tolist() == [0, 1, 2]
+
+
+def test_guidance_needs_a_null_class_and_a_scale_of_at_least_one(wine_pipe):
+    pipe, _ = wine_pipe  # K = 3 class embeddings, no null class
+    assert pipe.null_class_label is None
+    message = (
+        r"`guidance_scale`=2.0 needs a class-conditional model trained with label dropout; this denoiser has no null "
+        r"class \(num_class_embeds=3 for 3 classes\)\. Use guidance_scale=1, or train with a condition_column and "
+        r"class_dropout_prob: 0.1\."
+    )
+    with pytest.raises(ValueError, match=message):
+        pipe(num_rows=2, class_labels=0, guidance_scale=2.0, num_inference_steps=2)
+    with pytest.raises(ValueError, match=r"`guidance_scale` must be a number >= 1 .*got 0.5"):
+        pipe(num_rows=2, guidance_scale=0.5, num_inference_steps=2)
+    unconditional, _ = tiny_tabular_pipeline(condition_column=None)
+    with pytest.raises(ValueError, match=r"no null class \(num_class_embeds=None for None classes\)"):
+        unconditional(num_rows=2, guidance_scale=2.0, num_inference_steps=2)
+
+
 def test_trace_records_model_space_rows(wine_pipe):
     pipe, _ = wine_pipe
     latents = torch.randn(5, 13, generator=gen(1))
@@ -151,6 +189,27 @@ def test_schedulers_clip_to_the_data_support_not_to_unit_range(wine_pipe, caplog
     with caplog.at_level(logging.WARNING):
         TabularXAIPipeline(pipe.denoiser, DDPMScheduler(num_train_timesteps=50), pipe.preprocessor)
     assert "clips/thresholds x0" in caplog.text
+
+
+def test_ddim_copy_keeps_the_datas_clipping_and_not_a_hand_set_sampler(wine_pipe):
+    """The modality's DDIM (validation, evaluation, explanations) clips x0 to the data's support whatever sampler the
+    pipeline was last given by hand."""
+    from diffusers_xai.modalities import get_modality
+
+    pipe, _ = wine_pipe
+    pipe.set_scheduler("dpmsolver", algorithm_type="sde-dpmsolver++", thresholding=True)
+    try:
+        scheduler = get_modality("tabular").ddim(pipe).scheduler
+        config = scheduler.config
+        assert type(scheduler) is DDIMScheduler
+        assert (config.clip_sample, config.clip_sample_range, config.thresholding) == (
+            True,
+            QUANTILE_NORMAL_BOUND,
+            False,
+        )
+        assert config.timestep_spacing == "leading"
+    finally:
+        pipe.set_scheduler("ddpm")
 
 
 def test_preprocessor_model_mismatch_and_bad_arguments(wine_pipe):

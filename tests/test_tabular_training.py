@@ -83,6 +83,12 @@ def test_nan_policy_drop_trains_on_complete_rows(tmp_path):
             r'`hidden_dims` must be a non-empty list of positive ints \(or "auto"\), got \'wide\'',
         ),
         ("n_quantiles", 3, "`n_quantiles` must be an int"),
+        ("class_dropout_prob", 1.0, r"`class_dropout_prob` must be in \[0, 1\) \(0.1 is usual"),
+        (
+            "class_dropout_prob",
+            0.1,
+            r"`class_dropout_prob: 0.1` drops the condition to train guidance, but there is no condition_column",
+        ),
         ("categorical_columns", "cultivar", None),
     ],
 )
@@ -122,6 +128,24 @@ def test_auto_hidden_dims_widen_the_denoiser_from_1000_rows_or_22_features(tmp_p
         TabularModality().build_model(config, TabularPreprocessor(columns=pre.config.columns))
     with pytest.raises(ValueError, match=r"got True"):
         auto_hidden_dims(True)
+
+
+def test_class_dropout_trains_a_null_class_the_saved_pipeline_guides_with(tmp_path):
+    """`class_dropout_prob` adds the null class K (num_class_embeds = K + 1) and the trainer drops labels to it; the
+    saved pipeline then samples with guidance, and guided rows differ from unguided ones on the same noise."""
+    config = TrainingConfig.from_dict(
+        {**TINY, "dataset_name": "wine", "condition_column": "cultivar", "class_dropout_prob": 0.5,
+         "max_train_steps": 4, "output_dir": str(tmp_path)}
+    )  # fmt: skip
+    train(config)
+    pipe = TabularXAIPipeline.from_pretrained(tmp_path)
+    pipe.set_progress_bar_config(disable=True)
+    assert (pipe.denoiser.config.num_class_embeds, pipe.null_class_label) == (4, 3)
+    run = dict(num_rows=6, class_labels=[0, 1, 2] * 2, num_inference_steps=4, output_type="pt")
+    guided = pipe(**run, guidance_scale=2.0, generator=torch.Generator().manual_seed(0)).rows
+    plain = pipe(**run, generator=torch.Generator().manual_seed(0)).rows
+    assert guided.shape == plain.shape == (6, pipe.preprocessor.num_features)
+    assert (guided - plain).abs().max() > 1e-3
 
 
 def test_unknown_condition_column_fails_before_training(tmp_path):

@@ -47,7 +47,6 @@ def class_conditional_accuracy(
     Returns:
         [`ClassAccuracy`]: the mean and per-class accuracy, and the confusion matrix `[asked][predicted]`.
     """
-    from ..pipelines.schedulers import make_scheduler
     from .features import resolve_feature_extractor
 
     num_classes = pipeline.num_classes
@@ -55,10 +54,9 @@ def class_conditional_accuracy(
         raise ValueError("Per-class accuracy needs a class-conditional pipeline; this UNet has no class embedding.")
     classifier = resolve_feature_extractor(classifier if classifier is not None else "digits-cnn")
     sampler = type(pipeline)(
-        unet=pipeline.unet,
-        scheduler=make_scheduler(scheduler, pipeline.scheduler.config),
-        class_names=pipeline.config.get("class_names"),
+        unet=pipeline.unet, scheduler=pipeline.scheduler, class_names=pipeline.config.get("class_names")
     )
+    sampler.set_scheduler(scheduler)  # the noise schedule only: no sampler setting made by hand on `pipeline`
     sampler.set_progress_bar_config(disable=True)
     asked = torch.arange(num_classes).repeat_interleave(samples_per_class)
     predicted = []

@@ -288,12 +288,13 @@ def holdout_size(num_rows: int, validation_split: float) -> int:
 
 
 def ddim_copy(pipeline, **scheduler_kwargs):
-    """`pipeline`'s components under a DDIM scheduler of the same noise schedule (`scheduler_kwargs` on top), progress
-    bar off: how validation grids, end-of-training evaluation and explanations sample."""
-    from ..pipelines.schedulers import make_scheduler
-
-    scheduler = make_scheduler("ddim", pipeline.scheduler.config, **scheduler_kwargs)
-    ddim = type(pipeline)(**{**pipeline.components, "scheduler": scheduler})
+    """`pipeline`'s components under a DDIM scheduler of the same noise schedule and the data's defaults
+    (`scheduler_kwargs` on top), progress bar off: how validation grids, end-of-training evaluation and explanations
+    sample."""
+    ddim = type(pipeline)(**pipeline.components)
+    # `set_scheduler`, not `make_scheduler(..., pipeline.scheduler.config)`: only the noise schedule and the data's
+    # defaults carry over, so a sampler setting made by hand on `pipeline` (SDE, thresholding, spacing) does not
+    ddim.set_scheduler("ddim", **scheduler_kwargs)
     ddim.set_progress_bar_config(disable=True)
     return ddim
 

@@ -20,6 +20,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from .guidance import ClassifierFreeGuidance
 from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
 from .schedulers import make_scheduler, noise_schedule
 
@@ -118,10 +119,22 @@ class XAIPipelineMixin:
         x = prepare_latents(self.scheduler, shape, generator, device, dtype, latents)
         return SamplingRun(sample=x, generator=generator, eta=eta, model_kwargs=model_kwargs)
 
+    @property
+    def null_class_label(self) -> int | None:
+        """The label of the null (unconditional) class $K$ that classifier-free guidance contrasts with, `None` when
+        the denoiser has none (see [`~diffusers_xai.pipelines.guidance`])."""
+        return None
+
     def denoise(self, run: SamplingRun, recorder: TraceRecorder | None = None) -> Iterator[DiffusionStep]:
-        r"""The reverse process from `run.sample` over the timesteps `prepare` set (one [`DiffusionStep`] a step)."""
-        model, scheduler = self.denoiser_model, self.scheduler
-        return denoise_progressive(model, scheduler, run.sample, run.generator, run.eta, run.model_kwargs, recorder)
+        r"""The reverse process from `run.sample` over the timesteps `prepare` set (one [`DiffusionStep`] a step),
+        through [`ClassifierFreeGuidance`] when `prepare_conditioning` put a `"guidance_scale"` above 1 among the
+        model keyword arguments."""
+        model_kwargs = dict(run.model_kwargs)
+        scale = model_kwargs.pop("guidance_scale", 1.0)
+        model = self.denoiser_model
+        if scale != 1:
+            model = ClassifierFreeGuidance(model, self.null_class_label, scale)
+        return denoise_progressive(model, self.scheduler, run.sample, run.generator, run.eta, model_kwargs, recorder)
 
     @torch.no_grad()
     def progressive(self, recorder: TraceRecorder | None = None, **kwargs) -> Iterator[DiffusionStep]:

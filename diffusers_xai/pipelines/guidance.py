@@ -82,16 +82,22 @@ def _label_index(item, num_classes: int, names: list[str]) -> int:
     return item
 
 
-def check_guidance_scale(guidance_scale: float, num_classes: int | None) -> None:
-    """`ValueError` for a scale below 1 or guidance on an unconditional model."""
+def check_guidance_scale(
+    guidance_scale: float,
+    num_classes: int | None,
+    without: str = "this UNet is unconditional",
+    fix: str = "train with a label column (`--label_column`)",
+) -> None:
+    """`ValueError` for a scale below 1, or for guidance when `num_classes` is `None` (no null class: `without` says
+    why, `fix` what to do)."""
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 1:
         raise ValueError(
             f"`guidance_scale` must be a number >= 1 (1 = no guidance, 3 is a good start), got {guidance_scale!r}."
         )
     if guidance_scale > 1 and num_classes is None:
         raise ValueError(
-            f"`guidance_scale`={guidance_scale} needs a class-conditional model trained with label dropout; this UNet "
-            "is unconditional. Use guidance_scale=1, or train with a label column (`--label_column`)."
+            f"`guidance_scale`={guidance_scale} needs a class-conditional model trained with label dropout; "
+            f"{without}. Use guidance_scale=1, or {fix}."
         )
 
 

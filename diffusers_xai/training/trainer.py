@@ -252,7 +252,7 @@ def _diffusion_loss(model, noise_scheduler, batch, generator, label_dropout: tup
     $\lVert f_\theta(x_t, t) - \text{target} \rVert^2$ where
     $x_t = \sqrt{\bar\alpha_t} x_0 + \sqrt{1-\bar\alpha_t}\epsilon$ and the target is $\epsilon$, $x_0$ or $v$
     by `prediction_type`; noise and $t$ are drawn from `generator`. `label_dropout=(p, null_label)` drops class
-    labels to the null class (class-conditional images).
+    labels to the null class (classifier-free guidance).
     """
     x0 = batch["x0"]
     noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
@@ -396,13 +396,14 @@ def _build_dataloaders(run: _Run) -> None:
 
 def _build_model(run: _Run) -> None:
     """The denoiser (fine-tuning: the pretrained one, with a LoRA adapter when `lora_rank` is set), the noise
-    schedule, label dropout for class-conditional images and the EMA copy."""
+    schedule, label dropout for classifier-free guidance and the EMA copy."""
     from diffusers.training_utils import EMAModel
 
     config = run.config
     run.model = prepare_for_finetuning(run.modality.build_model(config, run.preprocessor), config)
     run.noise_scheduler = build_noise_scheduler(config)
-    # class-conditional images: (p, null class index) of the label dropout (see `modalities/image/labels.py`)
+    # (p, null class index) of the label dropout: class-conditional images (`modalities/image/labels.py`) and tables
+    # with `class_dropout_prob` (`modalities/tabular/modality.py`)
     dropout_prob = getattr(config.modality_options, "class_dropout_prob", 0.0)
     num_class_embeds = getattr(getattr(run.model, "config", None), "num_class_embeds", None)
     run.label_dropout = (dropout_prob, num_class_embeds - 1) if dropout_prob and num_class_embeds else None

@@ -14,14 +14,13 @@ from diffusers.utils import BaseOutput
 
 from ...capture import Trace, TraceConfig
 from ...models.lora import LoraPipelineMixin
-from ...pipelines.base import SamplingRun, XAIPipelineMixin
+from ...pipelines.base import XAIPipelineMixin
 from ...pipelines.guidance import (
-    ClassifierFreeGuidance,
     check_guidance_scale,
     num_classes_of,
     resolve_class_labels,
 )
-from ...pipelines.sampling import DiffusionStep, denoise_progressive
+from ...pipelines.sampling import DiffusionStep
 from ...pipelines.schedulers import make_scheduler
 
 __all__ = ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput", "DiffusionStep"]
@@ -161,13 +160,6 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
                 )
             labels = torch.full((batch_size,), self.null_class_label, dtype=torch.long)
         return {"class_labels": labels.to(self._execution_device), "guidance_scale": float(guidance_scale)}
-
-    def denoise(self, run: SamplingRun, recorder=None):
-        """The skeleton's reverse process, through [`ClassifierFreeGuidance`] when the guidance scale is above 1."""
-        model_kwargs = dict(run.model_kwargs)
-        scale = model_kwargs.pop("guidance_scale", 1.0)
-        model = self.unet if scale == 1 else ClassifierFreeGuidance(self.unet, self.null_class_label, scale)
-        return denoise_progressive(model, self.scheduler, run.sample, run.generator, run.eta, model_kwargs, recorder)
 
     def postprocess(self, image: torch.Tensor, output_type: str, run=None):
         image = (image / 2 + 0.5).clamp(0, 1)

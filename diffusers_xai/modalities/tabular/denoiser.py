@@ -14,7 +14,14 @@ from torch import nn
 from ...models.denoiser import TimestepDenoiserMixin
 from ...models.embeddings import TimestepEmbedder
 
-__all__ = ["LARGE_TABLE_ROWS", "WIDE_TABLE_FEATURES", "TabularDenoiser", "TabularDenoiserOutput", "auto_hidden_dims"]
+__all__ = [
+    "LARGE_TABLE_ROWS",
+    "WIDE_TABLE_FEATURES",
+    "TabularDenoiser",
+    "TabularDenoiserOutput",
+    "auto_hidden_dims",
+    "class_embed_count",
+]
 
 # `hidden_dims: auto`: TabDDPM's small MLP for a small, narrow table, a wider and deeper one from LARGE_TABLE_ROWS
 # training rows or WIDE_TABLE_FEATURES model features (the preprocessor's encoded width).
@@ -46,6 +53,14 @@ def auto_hidden_dims(num_rows: int, num_features: int = 0) -> tuple[int, ...]:
         )
     large = num_rows >= LARGE_TABLE_ROWS or num_features >= WIDE_TABLE_FEATURES
     return LARGE_HIDDEN_DIMS if large else SMALL_HIDDEN_DIMS
+
+
+def class_embed_count(num_classes: int | None, class_dropout_prob: float = 0.0) -> int | None:
+    """The denoiser's `num_class_embeds` for a condition column of `num_classes` levels: one more, the null class
+    $K$ of classifier-free guidance (`diffusers_xai.pipelines.guidance`), when the trainer drops labels to it."""
+    if num_classes is None:
+        return None
+    return num_classes + 1 if class_dropout_prob else num_classes
 
 
 @dataclass

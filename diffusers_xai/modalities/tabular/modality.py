@@ -10,6 +10,7 @@ from typing import Any, Literal
 import pandas as pd
 import torch
 
+from ...utils.coerce import coerce
 from ...utils.io import atomic_write
 from ..base import (
     ModalityOptions,
@@ -24,7 +25,7 @@ from ..base import (
 )
 from ..preprocessed import PreprocessedModality
 from .data import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
-from .denoiser import TabularDenoiser, auto_hidden_dims
+from .denoiser import TabularDenoiser, auto_hidden_dims, class_embed_count
 from .pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline
 
 __all__ = ["TabularModality", "TabularOptions"]
@@ -87,6 +88,9 @@ class TabularOptions(ModalityOptions):
     early_stopping_dcr_ratio: float | None = None
     early_stopping_confidence: float = 0.9
     refit_on_all_rows: bool = False
+    # the share of training rows whose condition is dropped to a null class K, so that the model also learns p(x) and
+    # can be sampled with classifier-free guidance (the pipeline's `guidance_scale`); 0: no null class
+    class_dropout_prob: float = 0.0
 
     def validate(self) -> None:
         self.categorical_columns = _str_list("categorical_columns", self.categorical_columns)
@@ -104,6 +108,23 @@ class TabularOptions(ModalityOptions):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < (10 if key == "n_quantiles" else 1):
                 raise ValueError(f"`{key}` must be an int (n_quantiles >= 10), got {value!r}.")
+        self._check_class_dropout()
+        self._check_guard()
+
+    def _check_class_dropout(self) -> None:
+        self.class_dropout_prob = coerce("class_dropout_prob", self.class_dropout_prob, float)
+        if not 0.0 <= self.class_dropout_prob < 1.0:
+            raise ValueError(
+                f"`class_dropout_prob` must be in [0, 1) (0.1 is usual; 0 gives no null class, so no guidance), got "
+                f"{self.class_dropout_prob}."
+            )
+        if self.class_dropout_prob and self.condition_column is None:
+            raise ValueError(
+                f"`class_dropout_prob: {self.class_dropout_prob}` drops the condition to train guidance, but there is "
+                "no condition_column: set condition_column, or class_dropout_prob: 0."
+            )
+
+    def _check_guard(self) -> None:
         ratio = self.early_stopping_dcr_ratio
         if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0):
             raise ValueError(f"`early_stopping_dcr_ratio` must be a positive number (e.g. 0.9), got {ratio!r}.")
@@ -137,8 +158,8 @@ class TabularModality(PreprocessedModality):
     all-unique identifier columns), `condition_bins` (quantile bins of a numerical `condition_column`, whose TSTR is
     then a regression R²), `n_quantiles`, and the denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims` (a list,
     or `auto`: by the training rows and features, `denoiser.auto_hidden_dims`), `time_embedding_dim` (plus the shared
-    `dropout`), `early_stopping_dcr_ratio` and `early_stopping_confidence` (see [`early_stopping_check`]) and
-    `refit_on_all_rows` (see [`refit_config`]).
+    `dropout`), `early_stopping_dcr_ratio` and `early_stopping_confidence` (see [`early_stopping_check`]),
+    `refit_on_all_rows` (see [`refit_config`]) and `class_dropout_prob` (a null class for classifier-free guidance).
     """
 
     name = "tabular"
@@ -235,7 +256,7 @@ class TabularModality(PreprocessedModality):
             ),
             architecture=config.modality_options.architecture,
             time_embedding_dim=config.modality_options.time_embedding_dim,
-            num_class_embeds=preprocessor.num_classes,
+            num_class_embeds=class_embed_count(preprocessor.num_classes, config.modality_options.class_dropout_prob),
             dropout=config.dropout,
         )
 

@@ -16,6 +16,7 @@ from diffusers.utils import BaseOutput
 
 from ...capture import Trace, TraceConfig
 from ...pipelines.base import PreprocessedPipelineMixin, SamplingRun
+from ...pipelines.guidance import check_guidance_scale
 from .data import QUANTILE_NORMAL_BOUND, TabularPreprocessor
 
 # diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
@@ -55,12 +56,13 @@ def _check_match(denoiser, preprocessor: TabularPreprocessor) -> None:
             f"categorical, encoding={preprocessor.config.categorical_encoding!r}); load the preprocessor saved with "
             "this model, or rebuild the denoiser with in_features=preprocessor.num_features and retrain."
         )
-    classes = getattr(denoiser.config, "num_class_embeds", None)
-    if classes != preprocessor.num_classes:
+    classes, levels = getattr(denoiser.config, "num_class_embeds", None), preprocessor.num_classes
+    # K embeddings, or K + 1 with the null class of classifier-free guidance (`class_dropout_prob` in training)
+    if classes != levels and (levels is None or classes != levels + 1):
         raise ValueError(
             f"The denoiser has num_class_embeds={classes} but the preprocessor's condition column "
-            f"{preprocessor.config.condition_column!r} has {preprocessor.num_classes} classes; use the matching "
-            "preprocessor or retrain the denoiser with num_class_embeds=preprocessor.num_classes."
+            f"{preprocessor.config.condition_column!r} has {levels} classes; use the matching "
+            "preprocessor or retrain the denoiser with num_class_embeds=preprocessor.num_classes (+ 1 for guidance)."
         )
 
 
@@ -137,9 +139,30 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
     def sample_shape(self) -> tuple[int]:
         return (self.preprocessor.num_features,)
 
-    def prepare_conditioning(self, batch_size: int, generator=None, class_labels: Any = None) -> dict:
+    @property
+    def null_class_label(self) -> int | None:
+        """$K$, the null class of a denoiser trained with `class_dropout_prob` (`num_class_embeds` = K + 1), which
+        classifier-free guidance contrasts with; `None` otherwise."""
+        levels = self.preprocessor.num_classes
+        has_null = levels is not None and self.denoiser.config.num_class_embeds == levels + 1
+        return levels if has_null else None
+
+    def prepare_conditioning(
+        self, batch_size: int, generator=None, class_labels: Any = None, guidance_scale: float = 1.0
+    ) -> dict:
+        """`{"class_labels": [num_rows]}` for a conditional denoiser, with `"guidance_scale"` when it is above 1
+        (taken out again by [`XAIPipelineMixin.denoise`])."""
+        embeds, levels = self.denoiser.config.num_class_embeds, self.preprocessor.num_classes
+        check_guidance_scale(
+            guidance_scale,
+            self.null_class_label,
+            without=f"this denoiser has no null class (num_class_embeds={embeds} for {levels} classes)",
+            fix="train with a condition_column and class_dropout_prob: 0.1",
+        )
         labels = self.prepare_class_labels(class_labels, batch_size, generator)
-        return {} if labels is None else {"class_labels": labels}
+        if labels is None:
+            return {}
+        return {"class_labels": labels, **({"guidance_scale": float(guidance_scale)} if guidance_scale > 1 else {})}
 
     def postprocess(self, x: torch.Tensor, output_type: str, run: SamplingRun | None = None):
         if output_type == "pt":
@@ -192,6 +215,7 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         num_rows: int = 1,
         generator: torch.Generator | list[torch.Generator] | None = None,
         class_labels: Any = None,
+        guidance_scale: float = 1.0,
         eta: float = 0.0,
         num_inference_steps: int = 1000,
         latents: torch.Tensor | None = None,
@@ -207,6 +231,9 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
             generator (`torch.Generator` or `list[torch.Generator]`, *optional*): for reproducible sampling.
             class_labels (*optional*): values of the condition column (one value, or one per row), or a
                 `torch.Tensor` of class indices; `None` samples them from the training frequencies.
+            guidance_scale (`float`, *optional*, defaults to 1.0): classifier-free guidance towards `class_labels`
+                (Ho & Salimans 2022; 1 = the conditional model alone), for a denoiser trained with
+                `class_dropout_prob` > 0.
             eta (`float`, *optional*, defaults to 0.0): DDIM's $\eta$.
             num_inference_steps (`int`, *optional*, defaults to 1000): between 1 and `num_train_timesteps`.
             latents (`torch.Tensor`, *optional*): $x_T$ `[num_rows, num_features]` instead of fresh noise.
@@ -222,7 +249,7 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         self.check_output_type(output_type)
         run = self.sample(
             trace, batch_size=num_rows, generator=generator, eta=eta, num_inference_steps=num_inference_steps,
-            latents=latents, class_labels=class_labels,
+            latents=latents, class_labels=class_labels, guidance_scale=guidance_scale,
         )  # fmt: skip
         rows = self.postprocess(run.final_sample, output_type, run)
         labels = run.model_kwargs.get("class_labels")
