@@ -31,6 +31,7 @@ from types import SimpleNamespace
 
 import torch
 from _common import bench_parser
+from explain_faithfulness import PLANTED_IMAGE_CHANNELS
 
 from diffusers_xai.explain import build_explainer, planted
 from diffusers_xai.explain.condition import ConditionContrast, ConditionTarget
@@ -47,7 +48,7 @@ def parse_args(argv=None):
         "--channels",
         nargs=2,
         type=int,
-        default=[16, 32],
+        default=list(PLANTED_IMAGE_CHANNELS),
         help="block widths over 8 GroupNorm groups (the benchmark's 16 32; 8 16: the earlier model, whose last up "
         "block has one channel per group, where GradCAM's weights vanish)",
     )
