@@ -640,7 +640,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
 
     @property
     def num_classes(self) -> int | None:
-        """Number of levels of the condition column (`num_class_embeds` of the denoiser), or `None`."""
+        """Number of levels of the condition column (the denoiser's `num_class_embeds`, one more with a null class), or
+        `None`."""
         return len(self.condition["categories"]) if self.condition is not None else None
 
     @property
