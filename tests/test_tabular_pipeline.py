@@ -138,6 +138,12 @@ def test_guidance_needs_a_null_class_and_a_scale_of_at_least_one(wine_pipe):
     unconditional, _ = tiny_tabular_pipeline(condition_column=None)
     with pytest.raises(ValueError, match=r"no null class \(num_class_embeds=None for None classes\)"):
         unconditional(num_rows=2, guidance_scale=2.0, num_inference_steps=2)
+    # K + 1 embeddings are K classes and the null class only when the denoiser says so (`null_class`): a null-class
+    # model for 3 cultivars does not fit a 4-level condition column, nor a plain 3-class model a 2-level one
+    guided, frame = tiny_tabular_pipeline(null_class=True)
+    four = TabularPreprocessor.fit(frame.assign(cultivar=np.arange(len(frame)) % 4), condition_column="cultivar")
+    with pytest.raises(ValueError, match=r"num_class_embeds=4 \(the last one the null class\) but .* has 4 classes"):
+        TabularXAIPipeline(guided.denoiser, guided.scheduler, four)
 
 
 def test_trace_records_model_space_rows(wine_pipe):

@@ -140,7 +140,8 @@ def test_class_dropout_trains_a_null_class_the_saved_pipeline_guides_with(tmp_pa
     train(config)
     pipe = TabularXAIPipeline.from_pretrained(tmp_path)
     pipe.set_progress_bar_config(disable=True)
-    assert (pipe.denoiser.config.num_class_embeds, pipe.null_class_label) == (4, 3)
+    config = pipe.denoiser.config
+    assert (config.num_class_embeds, config.null_class, pipe.null_class_label) == (4, True, 3)
     run = dict(num_rows=6, class_labels=[0, 1, 2] * 2, num_inference_steps=4, output_type="pt")
     guided = pipe(**run, guidance_scale=2.0, generator=torch.Generator().manual_seed(0)).rows
     plain = pipe(**run, generator=torch.Generator().manual_seed(0)).rows

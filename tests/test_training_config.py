@@ -251,6 +251,19 @@ def test_image_transform_resize_crop_flip_and_channels(tmp_path):
     assert any(torch.equal(f, rgb[:, :1]) for f in flips) and any(torch.equal(f, rgb[:, :1].flip(-1)) for f in flips)
 
 
+def test_list_modalities_puts_the_builtins_first_whatever_was_imported_first(monkeypatch):
+    """The Space builds one tab per `list_modalities()` entry and shows the first: a table trained in the same process
+    before the Space was built (which registers the tabular modality first) used to put the Tabular tab first, and the
+    browser tests then found no image Generate button."""
+    from diffusers_xai.modalities import base
+
+    base.list_modalities()  # every built-in registered
+    monkeypatch.setitem(base.MODALITIES, "points", type("Points", (), {"name": "points"}))
+    scrambled = dict(reversed(list(base.MODALITIES.items())))  # "points", then the built-ins last to first
+    monkeypatch.setattr(base, "MODALITIES", scrambled)
+    assert [m.name for m in base.list_modalities()] == ["image", "tabular", "timeseries", "points"]
+
+
 def test_get_modality_imports_on_demand():
     assert isinstance(get_modality("image"), ImageModality)
     assert "diffusers_xai.modalities.image" in sys.modules

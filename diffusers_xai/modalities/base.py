@@ -362,10 +362,11 @@ def get_modality(name: str) -> Modality:
 
 
 def list_modalities() -> list[Modality]:
-    """Every registered modality (the built-in ones imported first), in registration order."""
-    for name in BUILTIN_MODALITIES:
-        get_modality(name)
-    return [cls() for cls in MODALITIES.values()]
+    """Every registered modality: the built-in ones in [`BUILTIN_MODALITIES`] order, then the others in registration
+    order, so the Space's tabs (one per entry, the first one shown) do not depend on which module was imported
+    first."""
+    builtin = [get_modality(name) for name in BUILTIN_MODALITIES]
+    return builtin + [cls() for name, cls in MODALITIES.items() if name not in BUILTIN_MODALITIES]
 
 
 def modality_of(pipeline_or_class, denoisers: list[str] | tuple[str, ...] = ()) -> Modality:

@@ -111,6 +111,8 @@ class TabularDenoiser(TimestepDenoiserMixin, ModelMixin, ConfigMixin):
         architecture (`"mlp"` or `"resnet"`, *optional*, defaults to `"mlp"`).
         time_embedding_dim (`int`, *optional*, defaults to 128): width of $e_t$ and of the residual stream.
         num_class_embeds (`int`, *optional*): number of classes of the conditioning column; `None` is unconditional.
+        null_class (`bool`, *optional*, defaults to `False`): the last class embedding is the null class $K$ of
+            classifier-free guidance (`num_class_embeds` = K + 1), which the trainer's label dropout trains.
         dropout (`float`, *optional*, defaults to 0.0).
         flip_sin_to_cos (`bool`, *optional*, defaults to `True`), freq_shift (`float`, *optional*, defaults to 0):
             sinusoidal embedding layout, as in `UNet2DModel`.
@@ -137,6 +139,7 @@ class TabularDenoiser(TimestepDenoiserMixin, ModelMixin, ConfigMixin):
         dropout: float = 0.0,
         flip_sin_to_cos: bool = True,
         freq_shift: float = 0.0,
+        null_class: bool = False,
     ):
         super().__init__()
         if not isinstance(in_features, int) or in_features < 1:
@@ -147,6 +150,8 @@ class TabularDenoiser(TimestepDenoiserMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"`hidden_dims` must be a non-empty list of positive ints, got {hidden_dims!r}.")
         if num_class_embeds is not None and num_class_embeds < 2:
             raise ValueError(f"`num_class_embeds` must be None or >= 2, got {num_class_embeds}.")
+        if null_class and num_class_embeds is None:
+            raise ValueError("`null_class=True` needs class embeddings: pass num_class_embeds (the classes + 1).")
         dim = time_embedding_dim
         self.embedder = TimestepEmbedder(dim, num_class_embeds, flip_sin_to_cos, freq_shift)
         self.proj_in = nn.Linear(in_features, dim)

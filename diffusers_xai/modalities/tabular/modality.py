@@ -257,6 +257,7 @@ class TabularModality(PreprocessedModality):
             architecture=config.modality_options.architecture,
             time_embedding_dim=config.modality_options.time_embedding_dim,
             num_class_embeds=class_embed_count(preprocessor.num_classes, config.modality_options.class_dropout_prob),
+            null_class=bool(config.modality_options.class_dropout_prob),
             dropout=config.dropout,
         )
 

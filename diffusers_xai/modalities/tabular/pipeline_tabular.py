@@ -57,12 +57,14 @@ def _check_match(denoiser, preprocessor: TabularPreprocessor) -> None:
             "this model, or rebuild the denoiser with in_features=preprocessor.num_features and retrain."
         )
     classes, levels = getattr(denoiser.config, "num_class_embeds", None), preprocessor.num_classes
-    # K embeddings, or K + 1 with the null class of classifier-free guidance (`class_dropout_prob` in training)
-    if classes != levels and (levels is None or classes != levels + 1):
+    # K embeddings, or K + 1 when the last is the null class of classifier-free guidance (`class_dropout_prob`)
+    null = bool(getattr(denoiser.config, "null_class", False))
+    if classes != (None if levels is None else levels + int(null)):
         raise ValueError(
-            f"The denoiser has num_class_embeds={classes} but the preprocessor's condition column "
-            f"{preprocessor.config.condition_column!r} has {levels} classes; use the matching "
-            "preprocessor or retrain the denoiser with num_class_embeds=preprocessor.num_classes (+ 1 for guidance)."
+            f"The denoiser has num_class_embeds={classes}{' (the last one the null class)' if null else ''} but the "
+            f"preprocessor's condition column {preprocessor.config.condition_column!r} has {levels} classes; use the "
+            "matching preprocessor or retrain the denoiser with num_class_embeds=preprocessor.num_classes (+ 1 with "
+            "null_class=True for guidance)."
         )
 
 
@@ -141,11 +143,10 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
 
     @property
     def null_class_label(self) -> int | None:
-        """$K$, the null class of a denoiser trained with `class_dropout_prob` (`num_class_embeds` = K + 1), which
-        classifier-free guidance contrasts with; `None` otherwise."""
-        levels = self.preprocessor.num_classes
-        has_null = levels is not None and self.denoiser.config.num_class_embeds == levels + 1
-        return levels if has_null else None
+        """$K$, the null class of a denoiser trained with `class_dropout_prob` (`null_class=True`, `num_class_embeds`
+        = K + 1), which classifier-free guidance contrasts with; `None` otherwise."""
+        null = bool(getattr(self.denoiser.config, "null_class", False))
+        return self.preprocessor.num_classes if null else None
 
     def prepare_conditioning(
         self, batch_size: int, generator=None, class_labels: Any = None, guidance_scale: float = 1.0
