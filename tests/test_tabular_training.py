@@ -130,14 +130,28 @@ def test_auto_hidden_dims_widen_the_denoiser_from_1000_rows_or_22_features(tmp_p
         auto_hidden_dims(True)
 
 
-def test_class_dropout_trains_a_null_class_the_saved_pipeline_guides_with(tmp_path):
-    """`class_dropout_prob` adds the null class K (num_class_embeds = K + 1) and the trainer drops labels to it; the
-    saved pipeline then samples with guidance, and guided rows differ from unguided ones on the same noise."""
+def test_class_dropout_trains_a_null_class_the_saved_pipeline_guides_with(tmp_path, monkeypatch):
+    """`class_dropout_prob` adds the null class K (num_class_embeds = K + 1) and the trainer drops labels to it (every
+    update, with that probability, to label K = 3); the saved pipeline then samples with guidance, and guided rows
+    differ from unguided ones on the same noise."""
+    from diffusers_xai.training import trainer
+
+    dropped = []
+
+    def recording_drop(labels, prob, null_label, generator):
+        out = drop_labels(labels, prob, null_label, generator)
+        dropped.append((prob, null_label, int((out == null_label).sum()), len(labels)))
+        return out
+
+    drop_labels = trainer._drop_labels
+    monkeypatch.setattr(trainer, "_drop_labels", recording_drop)
     config = TrainingConfig.from_dict(
         {**TINY, "dataset_name": "wine", "condition_column": "cultivar", "class_dropout_prob": 0.5,
          "max_train_steps": 4, "output_dir": str(tmp_path)}
     )  # fmt: skip
     train(config)
+    assert [(p, k) for p, k, _, _ in dropped] == [(0.5, 3)] * 4
+    assert 0 < sum(n for _, _, n, _ in dropped) < sum(b for _, _, _, b in dropped)  # some labels, not all
     pipe = TabularXAIPipeline.from_pretrained(tmp_path)
     pipe.set_progress_bar_config(disable=True)
     config = pipe.denoiser.config
