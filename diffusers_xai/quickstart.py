@@ -36,8 +36,7 @@ def _class_grid(pipe, path: Path, seed: int, per_class: int = 8, guidance_scale:
     model is unconditional."""
     if pipe.num_classes is None:
         return {}
-    sampler = type(pipe)(unet=pipe.unet, scheduler=pipe.scheduler, class_names=pipe.class_names)
-    sampler.set_scheduler("dpmsolver")  # the noise schedule only (and DPM-Solver's pixel defaults)
+    sampler = pipe.with_scheduler("dpmsolver")  # the noise schedule only (and DPM-Solver's pixel defaults)
     sampler.set_progress_bar_config(disable=True)
     labels = torch.arange(pipe.num_classes).repeat_interleave(per_class)
     images = sampler(

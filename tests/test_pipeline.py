@@ -1,3 +1,5 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -121,20 +123,36 @@ def test_scheduler_swap_keeps_the_noise_schedule_and_no_earlier_sampler_setting(
     assert pipe.scheduler.config.prediction_type == "v_prediction"
 
 
-def test_ddim_copy_keeps_the_noise_schedule_and_no_sampler_setting_made_by_hand():
+def test_ddim_copy_keeps_the_noise_schedule_and_no_sampler_setting_made_by_hand(caplog):
     """Validation, evaluation and explanations sample with `ddim_copy`: a DDIM of the pipeline's noise schedule. An
     SDE solver set by hand on the pipeline must not lend it DPM-Solver's thresholding or trailing spacing (building
-    DDIM from the whole config, as before, kept both)."""
+    DDIM from the whole config, as before, kept both), nor make the copy warn about the unthresholded DPM-Solver it
+    replaces (a copy built with the old scheduler, then swapped, did)."""
     from diffusers_xai.modalities.base import ddim_copy
 
     pipe = tiny_pipeline("ddpm")
     pipe.scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
-    pipe.set_scheduler("dpmsolver", algorithm_type="sde-dpmsolver++")
-    config = ddim_copy(pipe).scheduler.config
+    pipe.set_scheduler("dpmsolver", algorithm_type="sde-dpmsolver++", thresholding=False)
+    with caplog.at_level(logging.WARNING, logger="diffusers_xai"):
+        config = ddim_copy(pipe).scheduler.config
+    assert caplog.records == []
     assert (config.thresholding, config.timestep_spacing, config.clip_sample) == (False, "leading", True)
     assert (config.num_train_timesteps, config.prediction_type) == (100, "v_prediction")
     assert ddim_copy(pipe, clip_sample=False).scheduler.config.clip_sample is False
     assert type(pipe.scheduler) is DPMSolverMultistepScheduler  # the pipeline itself is left as it was
+
+
+def test_with_scheduler_copies_the_settings_shares_the_weights_and_leaves_the_pipeline_alone():
+    unet = tiny_unet(num_classes=3)
+    pipe = DiffusionXAIPipeline(
+        unet=unet, scheduler=DDIMScheduler(num_train_timesteps=50), class_names=["zero", "one", "two"]
+    )
+    fast = pipe.with_scheduler("dpmsolver", solver_order=3)
+    assert type(fast) is type(pipe) and fast.unet is pipe.unet
+    assert fast.class_names == pipe.class_names == ["zero", "one", "two"]
+    assert (type(fast.scheduler), fast.scheduler.config.solver_order) == (DPMSolverMultistepScheduler, 3)
+    assert fast.scheduler.config.thresholding is True  # DPM-Solver's pixel defaults, as `set_scheduler` gives
+    assert type(pipe.scheduler) is DDIMScheduler
 
 
 def test_dpmsolver_pixel_defaults_and_override():

@@ -197,15 +197,17 @@ def test_schedulers_clip_to_the_data_support_not_to_unit_range(wine_pipe, caplog
     assert "clips/thresholds x0" in caplog.text
 
 
-def test_ddim_copy_keeps_the_datas_clipping_and_not_a_hand_set_sampler(wine_pipe):
+def test_ddim_copy_keeps_the_datas_clipping_and_not_a_hand_set_sampler(wine_pipe, caplog):
     """The modality's DDIM (validation, evaluation, explanations) clips x0 to the data's support whatever sampler the
-    pipeline was last given by hand."""
+    pipeline was last given by hand, and does not warn about the thresholding sampler it replaces."""
     from diffusers_xai.modalities import get_modality
 
     pipe, _ = wine_pipe
     pipe.set_scheduler("dpmsolver", algorithm_type="sde-dpmsolver++", thresholding=True)
     try:
-        scheduler = get_modality("tabular").ddim(pipe).scheduler
+        with caplog.at_level(logging.WARNING, logger="diffusers_xai"):
+            scheduler = get_modality("tabular").ddim(pipe).scheduler
+        assert caplog.records == []
         config = scheduler.config
         assert type(scheduler) is DDIMScheduler
         assert (config.clip_sample, config.clip_sample_range, config.thresholding) == (

@@ -53,10 +53,7 @@ def class_conditional_accuracy(
     if num_classes is None:
         raise ValueError("Per-class accuracy needs a class-conditional pipeline; this UNet has no class embedding.")
     classifier = resolve_feature_extractor(classifier if classifier is not None else "digits-cnn")
-    sampler = type(pipeline)(
-        unet=pipeline.unet, scheduler=pipeline.scheduler, class_names=pipeline.config.get("class_names")
-    )
-    sampler.set_scheduler(scheduler)  # the noise schedule only: no sampler setting made by hand on `pipeline`
+    sampler = pipeline.with_scheduler(scheduler)  # the noise schedule only: no sampler setting made by hand
     sampler.set_progress_bar_config(disable=True)
     asked = torch.arange(num_classes).repeat_interleave(samples_per_class)
     predicted = []

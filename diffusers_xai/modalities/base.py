@@ -291,10 +291,9 @@ def ddim_copy(pipeline, **scheduler_kwargs):
     """`pipeline`'s components under a DDIM scheduler of the same noise schedule and the data's defaults
     (`scheduler_kwargs` on top), progress bar off: how validation grids, end-of-training evaluation and explanations
     sample."""
-    ddim = type(pipeline)(**pipeline.components)
-    # `set_scheduler`, not `make_scheduler(..., pipeline.scheduler.config)`: only the noise schedule and the data's
+    # `with_scheduler`, not `make_scheduler(..., pipeline.scheduler.config)`: only the noise schedule and the data's
     # defaults carry over, so a sampler setting made by hand on `pipeline` (SDE, thresholding, spacing) does not
-    ddim.set_scheduler("ddim", **scheduler_kwargs)
+    ddim = pipeline.with_scheduler("ddim", **scheduler_kwargs)
     ddim.set_progress_bar_config(disable=True)
     return ddim
 

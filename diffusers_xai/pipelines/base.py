@@ -11,6 +11,7 @@ the progress bar -- is written once here, so `__call__` only drains `progressive
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -68,11 +69,24 @@ class XAIPipelineMixin:
         """The shape of one sample in model space (`[C, H, W]`, `[F]`, `[C, L]`)."""
         raise NotImplementedError(f"{type(self).__name__} must define `sample_shape`.")
 
+    def scheduler_for(self, name: str, **kwargs) -> SchedulerMixin:
+        """A new scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`) with the noise schedule (betas, prediction
+        type: [`noise_schedule`]) of the current one and nothing else (no sampler setting made by hand), `kwargs` on
+        top; a modality adds its data's defaults (clipping) by overriding this."""
+        return make_scheduler(name, noise_schedule(self.scheduler.config), **kwargs)
+
     def set_scheduler(self, name: str, **kwargs) -> None:
-        """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule (betas,
-        prediction type: [`noise_schedule`]) of the current one and nothing else (no sampler setting of an earlier
-        call); a modality adds its own defaults (clipping) by overriding this."""
-        self.scheduler = make_scheduler(name, noise_schedule(self.scheduler.config), **kwargs)
+        """Replace the scheduler by [`scheduler_for`]`(name, **kwargs)`."""
+        self.scheduler = self.scheduler_for(name, **kwargs)
+
+    def with_scheduler(self, name: str, **kwargs):
+        """A copy of this pipeline under [`scheduler_for`]`(name, **kwargs)`: the same components (no weights are
+        copied) and constructor settings (e.g. `class_names`), this pipeline left as it is. The copy is built with its
+        new scheduler, so the constructor never checks (or warns about) the scheduler it replaces."""
+        # hand-written instead of diffusers' `from_pipe`, which re-casts every module and logs about it on each call
+        settings = inspect.signature(type(self).__init__).parameters.keys() - self.components.keys() - {"self"}
+        config = {key: self.config[key] for key in settings if key in self.config}
+        return type(self)(**{**self.components, **config, "scheduler": self.scheduler_for(name, **kwargs)})
 
     # ---- input checks ----
     def check_components(self) -> None:
@@ -166,7 +180,7 @@ class PreprocessedPipelineMixin(XAIPipelineMixin):
     """
     [`XAIPipelineMixin`] for pipelines of a `denoiser`, a `scheduler` and a fitted `preprocessor` that maps model
     space back to the data (tables, time series): the constructor's checks (`register_components`), the scheduler
-    defaults of the data (x0 clipping) applied by `from_denoiser` and `set_scheduler`, and the component check.
+    defaults of the data (x0 clipping) applied by `from_denoiser` and `scheduler_for`, and the component check.
 
     Subclasses set `preprocessor_class` and define `check_match(denoiser, preprocessor)` (raise `ValueError` when
     they do not fit) and `scheduler_defaults(name, preprocessor)`.
@@ -205,7 +219,7 @@ class PreprocessedPipelineMixin(XAIPipelineMixin):
         kwargs = {**cls.scheduler_defaults(scheduler, preprocessor), **scheduler_kwargs}
         return cls(denoiser=denoiser, scheduler=make_scheduler(scheduler, **kwargs), preprocessor=preprocessor)
 
-    def set_scheduler(self, name: str, **kwargs) -> None:
-        """Replace the scheduler by name (`"ddpm"`, `"ddim"`, `"dpmsolver"`), keeping the noise schedule
-        ([`noise_schedule`]) and nothing else, under the data's scheduler defaults unless `kwargs` say otherwise."""
-        super().set_scheduler(name, **{**self.scheduler_defaults(name, self.preprocessor), **kwargs})
+    def scheduler_for(self, name: str, **kwargs) -> SchedulerMixin:
+        """A new scheduler by name with the current noise schedule ([`noise_schedule`]) and nothing else, under the
+        data's scheduler defaults unless `kwargs` say otherwise."""
+        return super().scheduler_for(name, **{**self.scheduler_defaults(name, self.preprocessor), **kwargs})
