@@ -55,7 +55,7 @@ def table_run(tab):
 
 
 def test_tabular_model_info(tab):
-    text, classes = tab.model_info(None)
+    text, classes, _ = tab.model_info(None)
     assert "13 numerical and 0 categorical column(s)" in text and "conditioned on `cultivar`" in text
     assert [c[1] for c in classes.choices] == [tab.RANDOM_LABEL, "0", "1", "2"]
 
@@ -80,6 +80,31 @@ def test_tabular_generate(tab, table_run):
 def test_tabular_class_condition(tab):
     rows = tab.generate(None, "ddpm", 5, 0, 12, "2")[0]
     assert set(rows["cultivar"]) == {2}
+
+
+@pytest.fixture
+def guided_model(tmp_path, monkeypatch):
+    from diffusers_xai.testing import tiny_tabular_pipeline
+
+    path = tmp_path / "guided-wine"
+    monkeypatch.setenv("DIFFUSERS_XAI_ALLOWED_MODELS", str(path))  # the Space serves only models its owner allows
+    tiny_tabular_pipeline(null_class=True)[0].save_pretrained(path)
+    return str(path)
+
+
+def test_tabular_guidance_slider_moves_only_for_a_model_with_a_null_class(tab, guided_model):
+    text, _, slider = tab.model_info(guided_model)
+    assert "conditioned on `cultivar` with classifier-free guidance (a null class)." in text
+    assert slider.interactive is True and slider.value == 1.0
+    text, _, slider = tab.model_info(None)  # the bundled wine model was trained without label dropout
+    assert text.endswith("conditioned on `cultivar`.") and slider.interactive is False
+    plain = pd.read_csv(tab.generate(guided_model, "ddim", 5, 0, 12, "1", 1.0)[1])
+    guided = pd.read_csv(tab.generate(guided_model, "ddim", 5, 0, 12, "1", 3.0)[1])
+    assert set(guided["cultivar"]) == {1} and not np.allclose(
+        plain.drop(columns="cultivar"), guided.drop(columns="cultivar")
+    )
+    with pytest.raises(gr.Error, match=r"this denoiser has no null class .* train with a condition_column and class_"):
+        tab.generate(None, "ddim", 5, 0, 12, "1", 2.0)
 
 
 def test_tabular_trajectory_explain_commit(tab, table_run):

@@ -33,6 +33,7 @@ def _checked(cast: Callable[[str], float], accept: Callable[[float], bool], what
 _positive_int = _checked(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _checked(int, lambda v: v >= 0, "a non-negative integer")
 _positive_float = _checked(float, lambda v: v > 0, "a positive number")
+_at_least_one = _checked(float, lambda v: v >= 1, "a number >= 1")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -51,6 +52,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--explain",
         action="store_true",
         help="Add per-sample explanation summaries (commit_step, commit_fraction, attention_entropy).",
+    )
+    parser.add_argument(
+        "--class_labels",
+        nargs="+",
+        default=None,
+        help="Classes of a class-conditional model (class names or indices for images, condition-column values for "
+        "tables); sample i gets label i mod their count. Images get a `label` column.",
+    )
+    parser.add_argument(
+        "--guidance_scale",
+        type=_at_least_one,
+        default=1.0,
+        help="Classifier-free guidance for a model with a null class (1 = none).",
     )
     parser.add_argument("--commit_eps", type=_positive_float, default=0.1, help="Commit tolerance in data units.")
     parser.add_argument("--summary_steps", type=_positive_int, default=50, help="Traced steps for the summaries.")

@@ -18,6 +18,7 @@ __all__ = ["dataset_card", "push_dataset_to_hub", "save_dataset_card", "size_cat
 TEMPLATE_PATH = Path(__file__).with_name("dataset_card_template.md")
 COLUMN_MEANINGS = {
     "image": "the generated image (PNG)",
+    "label": "the class the image was generated for (`--class_labels`)",
     "series": "the generated series, `[length, channels]`",
     "sample_index": "position in the dataset; the seed is `base_seed + sample_index`",
     "seed": "seed of the sample's own `torch.Generator` (CPU)",
@@ -122,6 +123,10 @@ def _reproduce_command(manifest: GenerationManifest) -> str:
         args += ["--revision", manifest.model_revision]
     if s.get("explain"):
         args += ["--explain", "--commit_eps", str(s["commit_eps"])]
+    if "class_labels" in s:
+        args += ["--class_labels", *map(str, s["class_labels"])]
+    if "guidance_scale" in s:
+        args += ["--guidance_scale", str(s["guidance_scale"])]
     return shlex.join(args)
 
 

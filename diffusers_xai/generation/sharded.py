@@ -6,6 +6,7 @@ import glob
 import logging
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ..capture import find_attention_modules
 from ..pipelines.schedulers import scheduler_name
 from ..utils.faults import crash_point
 from ..utils.io import atomic_path
+from .conditioning import check_conditioning, sample_conditioning
 from .manifest import GenerationManifest, config_dict, model_fingerprint
 from .samples import sample_modality
 from .summaries import SUMMARY_FEATURES, explanation_summaries, summary_trace_config
@@ -119,7 +121,8 @@ def _shard_table(pipeline, modality, indices: range, batch_size, base_seed, num_
         batch_indices = list(range(batch_start, min(batch_start + batch_size, indices.stop)))
         # one CPU generator per sample: the noise of sample i is the same on every device and in every batch
         generators = [torch.Generator("cpu").manual_seed(base_seed + i) for i in batch_indices]
-        batch = modality.sample_batch(pipeline, generators, num_inference_steps, trace_config)
+        conditioning = sample_conditioning(settings, batch_indices)
+        batch = modality.sample_batch(pipeline, generators, num_inference_steps, trace_config, **conditioning)
         n = len(batch_indices)
         meta = {
             "sample_index": batch_indices,
@@ -148,6 +151,8 @@ def generate_dataset(
     explain: bool = False,
     commit_eps: float = 0.1,
     summary_steps: int = 50,
+    class_labels: Sequence | None = None,
+    guidance_scale: float = 1.0,
     source_model: str | None = None,
     model_revision: str | None = None,
     state: PartialState | None = None,
@@ -187,6 +192,11 @@ def generate_dataset(
         commit_eps (`float`, *optional*, defaults to 0.1): commit tolerance in data units.
         summary_steps (`int`, *optional*, defaults to 50): at most this many evenly spaced steps are traced for
             the summaries.
+        class_labels (`list`, *optional*): classes of a class-conditional pipeline (ints or class names for images,
+            values of the condition column for tables); sample `i` is of class `class_labels[i mod len]`, and an image
+            dataset gets a `label` column. Without them images of a class-conditional model are drawn from its null
+            class and tables draw each row's class from the training frequencies.
+        guidance_scale (`float`, *optional*, defaults to 1.0): classifier-free guidance for a model with a null class.
         source_model (`str`, *optional*): directory or Hub id of the model, for the manifest and the card.
         model_revision (`str`, *optional*): its Hub revision; the per-sample `model_revision` column holds it, or
             the weights fingerprint when not given.
@@ -218,6 +228,7 @@ def generate_dataset(
     sampling = {"batch_size": batch_size, "base_seed": base_seed, "num_inference_steps": num_inference_steps}
     settings = {"num_samples": num_samples, "shard_size": shard_size, **sampling, **_scheduler_settings(pipeline)}
     settings.update(_summary_settings(explain, commit_eps, summary_steps))
+    settings.update(check_conditioning(pipeline, class_labels, guidance_scale))
     manifest = GenerationManifest(
         model_fingerprint=model_fingerprint(pipeline),
         pipeline_class=type(pipeline).__name__,

@@ -269,12 +269,13 @@ class Modality(ABC):
     parquet_row_group_size: ClassVar[int | None] = None
 
     def sample_batch(
-        self, pipeline, generators: list[torch.Generator], num_inference_steps: int, trace
+        self, pipeline, generators: list[torch.Generator], num_inference_steps: int, trace, **conditioning
     ) -> SampleBatch:
         """
         Samples for [`generate_dataset`]: sample `i` drawn with `generators[i]` only (so it does not depend on which
         other samples share the batch), returned as a [`SampleBatch`]: one list per dataset column plus their
-        `datasets.Features`, and the trace when `trace` is a [`TraceConfig`].
+        `datasets.Features`, and the trace when `trace` is a [`TraceConfig`]. `conditioning` is passed only when the
+        generation asks for it: `guidance_scale`, and `class_labels` (one per sample) for the pipeline.
         """
         raise ValueError(f"The {self.name} modality cannot write generated datasets; it has no `sample_batch`.")
 

@@ -37,6 +37,9 @@ MAX_EXPLAINED_ROWS = 64  # attributions are computed for the first rows only: th
 MIN_EVALUATED_ROWS = 20  # the detection classifier's 5 folds need a few rows of each kind
 PREVIEW_ROWS = 10
 RANDOM_LABEL = "random (training frequencies)"
+# classifier-free guidance, for models trained with `class_dropout_prob` (a null class): the benchmark measured
+# scales 1 to 2 (README, "Classifier-free guidance for tables"); past that, rows leave the real table's support
+MAX_GUIDANCE = 4.0
 ALL_COLUMNS = "all columns"
 METHODS = DenoiserTab.methods
 
@@ -56,6 +59,13 @@ def parse_class(preprocessor, label) -> object | None:
     if label == RANDOM_LABEL:
         return None
     return {str(c): c for c in preprocessor.condition["categories"]}[label]
+
+
+def guidance_inputs(pipe, guidance_scale) -> dict:
+    """The pipeline's `guidance_scale` keyword for the slider's value (none at 1: the model may have no null class;
+    above 1 the pipeline checks that it has one)."""
+    guidance = float(guidance_scale if guidance_scale is not None else 1.0)
+    return {"guidance_scale": guidance} if guidance != 1.0 else {}
 
 
 def rounded(frame: pd.DataFrame) -> pd.DataFrame:
@@ -93,17 +103,24 @@ class TabularTab(DenoiserTab):
 
     @handle_errors
     def model_info(self, model: str | None):
-        """Markdown summary of a tabular model, and the class choices of its condition column."""
+        """Markdown summary of a tabular model, the class choices of its condition column, and the guidance slider
+        (movable only for a model with a null class)."""
         pipe = self.bundle.load(model)
         pre = pipe.preprocessor
         condition = pre.condition
+        guided = pipe.null_class_label is not None
         text = self.bundle.summary(
             pipe, model, f"{len(pre.numerical)} numerical and {len(pre.categorical)} categorical column(s)"
-        ) + (f"; conditioned on `{condition['name']}`." if condition is not None else "; unconditional.")
-        return text, gr.Dropdown(choices=class_choices(pre), value=RANDOM_LABEL)
+        ) + (f"; conditioned on `{condition['name']}`" if condition is not None else "; unconditional")
+        text += " with classifier-free guidance (a null class)." if guided else "."
+        return (
+            text,
+            gr.Dropdown(choices=class_choices(pre), value=RANDOM_LABEL),
+            gr.Slider(interactive=guided, value=1.0),
+        )
 
-    def pipeline_inputs(self, pipe, label) -> dict:
-        return {"class_labels": parse_class(pipe.preprocessor, label)}
+    def pipeline_inputs(self, pipe, label, guidance_scale=1.0) -> dict:
+        return {"class_labels": parse_class(pipe.preprocessor, label), **guidance_inputs(pipe, guidance_scale)}
 
     @handle_errors
     def generate(
@@ -114,10 +131,12 @@ class TabularTab(DenoiserTab):
         seed,
         num_rows,
         label,
+        guidance_scale=1.0,
         progress=gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio finds its progress tracker by this default)
     ):
         """Generate rows (with a trace), save them as CSV, show the decoded x0 of the first rows at the last step."""
-        pipe, out, state, info = self.sample(model, scheduler, num_inference_steps, seed, num_rows, progress, label)
+        options = (label, guidance_scale)
+        pipe, out, state, info = self.sample(model, scheduler, num_inference_steps, seed, num_rows, progress, *options)
         state["rows_path"] = str(save_text(out.rows.to_csv(index=False), new_output_path("rows", ".csv")))
         if out.class_labels is not None:
             path = save_tensors({"class_labels": out.class_labels.cpu()}, new_output_path("labels", ".safetensors"))
@@ -215,7 +234,18 @@ class TabularTab(DenoiserTab):
 
     # ---- layout ----
     def option_inputs(self) -> list:
-        return [gr.Dropdown([RANDOM_LABEL], value=RANDOM_LABEL, label="Class (condition column)")]
+        return [
+            gr.Dropdown([RANDOM_LABEL], value=RANDOM_LABEL, label="Class (condition column)"),
+            gr.Slider(
+                1.0,
+                MAX_GUIDANCE,
+                value=1.0,
+                step=0.25,
+                label="Guidance scale (models with a null class)",
+                interactive=False,
+                elem_id="tabular-guidance",
+            ),
+        ]
 
     def generated_component(self):
         return gr.Dataframe(label="Generated rows", elem_id="tabular-rows", max_height=360, interactive=False)

@@ -379,13 +379,18 @@ class ImageModality(Modality):
     # ---- sharded datasets ----
     parquet_row_group_size = 100
 
-    def sample_batch(self, pipeline, generators, num_inference_steps: int, trace) -> SampleBatch:
-        """Images from a [`DiffusionXAIPipeline`], stored as PNG bytes in a `datasets.Image()` column."""
+    def sample_batch(self, pipeline, generators, num_inference_steps: int, trace, **conditioning) -> SampleBatch:
+        """Images from a [`DiffusionXAIPipeline`], stored as PNG bytes in a `datasets.Image()` column; with
+        `class_labels`, their classes in a `datasets.ClassLabel` column `label` (named as the pipeline names them)."""
         import datasets
 
-        out = sample_per_generator(pipeline, generators, num_inference_steps, trace, output_type="pil")
+        out = sample_per_generator(pipeline, generators, num_inference_steps, trace, output_type="pil", **conditioning)
         columns = {"image": [{"bytes": png_bytes(img), "path": None} for img in out.images]}
-        return SampleBatch(columns, datasets.Features({"image": datasets.Image()}), out.trace)
+        features = {"image": datasets.Image()}
+        if "class_labels" in conditioning:
+            names = pipeline.class_names or [str(k) for k in range(pipeline.num_classes)]
+            columns["label"], features["label"] = out.class_labels.tolist(), datasets.ClassLabel(names=names)
+        return SampleBatch(columns, datasets.Features(features), out.trace)
 
 
 # classifier-free guidance scale at which conditional samples are scored (the issue's target: >= 90% at 3)

@@ -758,7 +758,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         return torch.from_numpy(x.astype(np.float32))
 
     def encode_labels(self, values: Any) -> torch.Tensor:
-        """Condition-column values (or a table holding that column) → `[N]` long class indices."""
+        """Condition-column values (or a table holding that column) → `[N]` long class indices. A string that is not
+        itself a level but is the text of exactly one level (`"1"` for the level `1`, as a command line or a form
+        gives it) stands for that level."""
         if self.condition is None:
             raise ValueError(
                 "This preprocessor has no condition column; fit it with condition_column=... to condition."
@@ -768,7 +770,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             values = values[self.condition["name"]]
         if self.condition.get("bins"):
             return torch.from_numpy(self._bin_indices(list(values)))
-        return torch.from_numpy(self._category_indices(pd.Series(list(values), dtype=object), self.condition))
+        levels = self.condition["categories"]
+        texts = pd.Series([str(c) for c in levels]).value_counts()
+        by_text = {str(c): c for c in levels if texts[str(c)] == 1}
+        values = [by_text.get(v, v) if isinstance(v, str) and v not in levels else v for v in values]
+        return torch.from_numpy(self._category_indices(pd.Series(values, dtype=object), self.condition))
 
     # ---- model space -> table ----
     def _decode_categorical(self, x: np.ndarray, spec: dict) -> np.ndarray:

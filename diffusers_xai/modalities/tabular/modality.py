@@ -461,22 +461,30 @@ class TabularModality(PreprocessedModality):
         ]
 
     # ---- sharded datasets ----
-    def sample_batch(self, pipeline, generators, num_inference_steps: int, trace) -> SampleBatch:
+    def sample_batch(
+        self, pipeline, generators, num_inference_steps: int, trace, class_labels=None, guidance_scale: float = 1.0
+    ) -> SampleBatch:
         """
         Rows from a [`TabularXAIPipeline`], one dataset column per column of the original table.
 
-        The pipeline draws all class labels of a batch from its first generator; here each row's label is drawn from
-        that row's own generator first, so rows stay independent of the batch they are generated in.
+        Without `class_labels`, the pipeline would draw all class labels of a batch from its first generator; here
+        each row's label is drawn from that row's own generator first, so rows stay independent of the batch they are
+        generated in.
         """
         import datasets
 
-        labels = None
         pre = pipeline.preprocessor
-        if getattr(pre, "condition", None) is not None:
+        if class_labels is None and getattr(pre, "condition", None) is not None:
             probs = pre.class_probabilities.float()
-            labels = torch.cat([torch.multinomial(probs, 1, generator=g) for g in generators])
+            class_labels = torch.cat([torch.multinomial(probs, 1, generator=g) for g in generators])
         out = sample_per_generator(
-            pipeline, generators, num_inference_steps, trace, class_labels=labels, output_type="pd"
+            pipeline,
+            generators,
+            num_inference_steps,
+            trace,
+            class_labels=class_labels,
+            guidance_scale=guidance_scale,
+            output_type="pd",
         )
         columns, features = {}, {}
         for name in out.rows.columns:

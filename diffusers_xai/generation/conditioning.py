@@ -1,0 +1,60 @@
+"""Class-conditional generated datasets: the class labels and guidance of each sample, checked before any work.
+
+Sample `i` of a dataset generated with `class_labels=[y_0, ..., y_{m-1}]` is of class `y_{i mod m}`, so a sample's
+class depends only on its index (like its seed), never on the batch or shard it is generated in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["check_conditioning", "sample_conditioning"]
+
+
+def _plain(label):
+    """A label as JSON stores it in the manifest (numpy scalars become Python ones)."""
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def check_conditioning(pipeline, class_labels: Sequence | None, guidance_scale: float) -> dict:
+    """
+    The generation settings of `class_labels`/`guidance_scale` (`{}` for plain sampling, so datasets generated
+    without them resume as before), checked by the pipeline itself on one dry conditioning call: unknown labels,
+    labels for an unconditional model, guidance without a null class or below 1 raise `ValueError` naming the fix.
+    """
+    if class_labels is None and guidance_scale == 1.0:
+        return {}
+    settings: dict = {"guidance_scale": guidance_scale}
+    labels = None
+    if class_labels is not None:
+        labels = [class_labels] if isinstance(class_labels, (str, int)) else [_plain(y) for y in class_labels]
+        if not labels:
+            raise ValueError(
+                "`class_labels` is empty; pass at least one label (sample i gets label i mod their count)."
+            )
+        settings["class_labels"] = labels
+    try:
+        pipeline.prepare_conditioning(
+            len(labels or [None]), torch.Generator().manual_seed(0), class_labels=labels, guidance_scale=guidance_scale
+        )
+    except TypeError as err:  # the skeleton's refusal of conditioning arguments (`XAIPipelineMixin`)
+        raise ValueError(
+            f"`class_labels`/`guidance_scale` were given but a {type(pipeline).__name__} is not class-conditional; "
+            "drop them."
+        ) from err
+    return settings
+
+
+def sample_conditioning(settings: dict, indices: Sequence[int]) -> dict:
+    """The conditioning keywords of the samples `indices` (for [`Modality.sample_batch`]): sample `i` of class
+    `class_labels[i mod len(class_labels)]`, all at the recorded guidance scale; `{}` for plain sampling."""
+    if "guidance_scale" not in settings:
+        return {}
+    out = {"guidance_scale": settings["guidance_scale"]}
+    labels = settings.get("class_labels")
+    if labels is not None:
+        out["class_labels"] = [labels[i % len(labels)] for i in indices]
+    return out
