@@ -51,9 +51,11 @@ def test_images_cycle_the_labels_are_guided_and_carry_a_class_label_column(condi
 
 
 def test_other_labels_do_not_resume_and_unconditional_models_refuse_labels(conditional, tmp_path):
-    _generate(conditional, tmp_path / "ds", class_labels=["a"])
+    _generate(conditional, tmp_path / "ds", class_labels=torch.tensor([0]))  # recorded as the JSON list [0]
+    _generate(conditional, tmp_path / "ds", class_labels=[0])  # the same settings: resumes
+    _generate(conditional, tmp_path / "ds2", class_labels=["a"])
     with pytest.raises(ValueError, match=r"different settings \(class_labels: \['a'\] -> \['b'\]\)"):
-        _generate(conditional, tmp_path / "ds", class_labels=["b"])
+        _generate(conditional, tmp_path / "ds2", class_labels=["b"])
     with pytest.raises(ValueError, match="Unknown class name 'z'"):
         _generate(conditional, tmp_path / "other", class_labels=["z"])
     with pytest.raises(ValueError, match="this UNet is unconditional"):

@@ -30,6 +30,8 @@ def check_conditioning(pipeline, class_labels: Sequence | None, guidance_scale: 
     settings: dict = {"guidance_scale": guidance_scale}
     labels = None
     if class_labels is not None:
+        if isinstance(class_labels, (torch.Tensor, np.ndarray)):
+            class_labels = class_labels.tolist()
         labels = [class_labels] if isinstance(class_labels, (str, int)) else [_plain(y) for y in class_labels]
         if not labels:
             raise ValueError(
