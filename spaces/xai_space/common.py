@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
 import os
@@ -297,12 +296,8 @@ class BundledModel:
 def with_scheduler(base, scheduler: str):
     """A pipeline around `base`'s cached modules with its own scheduler, so concurrent visitors never share one."""
     check_choice("scheduler", scheduler, list(SCHEDULERS))
-    # `components` leaves out optional config arguments such as a conditional pipeline's `class_names`: keep them
-    options = inspect.signature(type(base).__init__).parameters
-    extra = {k: v for k, v in base.config.items() if k in options and k not in base.components}
-    pipe = type(base)(**base.components, **extra)
+    pipe = base.with_scheduler(scheduler)  # the same modules and settings (e.g. `class_names`), built with its own
     pipe.set_progress_bar_config(desc=f"Sampling ({SCHEDULER_LABELS.get(scheduler, scheduler)})")
-    pipe.set_scheduler(scheduler)
     return pipe
 
 
