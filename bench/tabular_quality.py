@@ -54,6 +54,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+import yaml  # noqa: E402
 
 from diffusers_xai.evaluation.tabular import (  # noqa: E402
     evaluate_table,
@@ -297,7 +298,8 @@ def fit_ours_from_args(name: str, train_df: pd.DataFrame, workdir: str, args, **
     """[`fit_ours`] with the command line's steps, seed, categorical encoding and DCR-guard settings."""
     guard = guard_settings(args.early_stop, args.early_stop_every, args.refit)
     guard["early_stopping_confidence"] = args.early_stop_confidence
-    return fit_ours(name, train_df, args.steps, args.seed, workdir, args.categorical_encoding, **fit_kwargs, **guard)
+    overrides = {**fit_kwargs, **guard, **args.set}
+    return fit_ours(name, train_df, args.steps, args.seed, workdir, args.categorical_encoding, **overrides)
 
 
 def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> dict:
@@ -551,6 +553,14 @@ def main(args) -> dict:
     return results
 
 
+def _key_value(item: str, parser) -> tuple[str, object]:
+    """`KEY=VALUE` of `--set`, the value read as YAML (numbers, booleans, null, lists)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        parser.error(f"--set takes KEY=VALUE items (e.g. dropout=0.1), got {item!r}.")
+    return key, yaml.safe_load(value)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
@@ -627,6 +637,13 @@ def parse_args(argv=None):
         help=f"Samples per sampler from ours' one trained model (sampling seeds seed, seed + {DRAW_SEED_STEP}, ...): "
         "how much a number moves with the draw alone.",
     )
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Ours' training keys on top of wine.yaml and the flags above (YAML values), e.g. `--set dropout=0.1`.",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="Write the numbers as JSON here (after every table).")
@@ -634,6 +651,7 @@ def parse_args(argv=None):
         "--merge", nargs="+", default=None, help="Only print the table of these `--out` files (runs nothing)."
     )
     args = parser.parse_args(argv)
+    args.set = dict(_key_value(item, parser) for item in args.set)
     if not args.conditional and (args.class_dropout_prob or args.guidance_scales != [1.0]):
         parser.error("--class_dropout_prob and --guidance_scales condition ours: add --conditional.")
     return args
