@@ -55,6 +55,12 @@ def test_picking_a_class_on_the_unconditional_model_is_a_clear_error():
         images.generate(None, "ddim", 2, 0, 1, "a", 1.0, progress=lambda *a, **k: None)
 
 
+@pytest.mark.parametrize("scale", ["lots", 0.5, 11.0, None])
+def test_a_guidance_scale_off_the_slider_is_a_clear_error(conditional_model, scale):
+    with pytest.raises(gr.Error, match=rf"Guidance scale must be a number in \[1, 10\], got {scale!r}\."):
+        images.generate(conditional_model, "ddim", 2, 0, 1, "b", scale, progress=lambda *a, **k: None)
+
+
 def _space_maps(archive) -> torch.Tensor:
     with zipfile.ZipFile(archive) as z:
         return load(z.read("maps.safetensors"))["maps"]

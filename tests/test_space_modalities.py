@@ -105,6 +105,10 @@ def test_tabular_guidance_slider_moves_only_for_a_model_with_a_null_class(tab, g
     )
     with pytest.raises(gr.Error, match=r"this denoiser has no null class .* train with a condition_column and class_"):
         tab.generate(None, "ddim", 5, 0, 12, "1", 2.0)
+    with pytest.raises(gr.Error, match=r"Guidance scale must be a number in \[1, 4\], got 'lots'\."):
+        tab.generate(guided_model, "ddim", 5, 0, 12, "1", "lots")
+    with pytest.raises(gr.Error, match=r"Guidance scale must be a number in \[1, 4\], got 4\.5\."):
+        tab.generate(guided_model, "ddim", 5, 0, 12, "1", 4.5)
 
 
 def test_tabular_trajectory_explain_commit(tab, table_run):

@@ -91,6 +91,20 @@ def check_int(name: str, value, low: int, high: int) -> int:
     return int(as_float)
 
 
+def check_number(name: str, value, low: float, high: float) -> float:
+    """`value` as a float in [low, high], or `ValueError` naming the field, what was given and the range."""
+    message = f"{name} must be a number in [{low:g}, {high:g}], got {value!r}."
+    if isinstance(value, bool) or value is None:
+        raise ValueError(message)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(message) from None
+    if not low <= number <= high:  # NaN fails too
+        raise ValueError(message)
+    return number
+
+
 def check_choice(name: str, value, choices: Sequence) -> None:
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {list(choices)}.")

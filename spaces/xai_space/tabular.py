@@ -17,6 +17,7 @@ from .common import (
     SPACE_DIR,
     BundledModel,
     check_choice,
+    check_number,
     handle_errors,
     new_output_path,
     recorded_step,
@@ -61,10 +62,10 @@ def parse_class(preprocessor, label) -> object | None:
     return {str(c): c for c in preprocessor.condition["categories"]}[label]
 
 
-def guidance_inputs(pipe, guidance_scale) -> dict:
+def guidance_inputs(guidance_scale) -> dict:
     """The pipeline's `guidance_scale` keyword for the slider's value (none at 1: the model may have no null class;
     above 1 the pipeline checks that it has one)."""
-    guidance = float(guidance_scale if guidance_scale is not None else 1.0)
+    guidance = check_number("Guidance scale", guidance_scale, 1.0, MAX_GUIDANCE)
     return {"guidance_scale": guidance} if guidance != 1.0 else {}
 
 
@@ -120,7 +121,7 @@ class TabularTab(DenoiserTab):
         )
 
     def pipeline_inputs(self, pipe, label, guidance_scale=1.0) -> dict:
-        return {"class_labels": parse_class(pipe.preprocessor, label), **guidance_inputs(pipe, guidance_scale)}
+        return {"class_labels": parse_class(pipe.preprocessor, label), **guidance_inputs(guidance_scale)}
 
     @handle_errors
     def generate(
