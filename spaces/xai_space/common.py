@@ -77,15 +77,20 @@ def not_available(what: str, reason: str | None) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # input checks: every handler validates what it gets (API clients bypass the sliders' bounds)
 # ---------------------------------------------------------------------------------------------------------------
-def check_int(name: str, value, low: int, high: int) -> int:
-    """`value` as an int in [low, high], or `ValueError` naming the field, what was given and the range."""
-    message = f"{name} must be an integer in [{low}, {high}], got {value!r}."
+def _as_float(value, message: str) -> float:
+    """`value` (a number or its text, not a bool or None) as a float, or `ValueError(message)`."""
     if isinstance(value, bool) or value is None:
         raise ValueError(message)
     try:
-        as_float = float(value)
+        return float(value)
     except (TypeError, ValueError):
         raise ValueError(message) from None
+
+
+def check_int(name: str, value, low: int, high: int) -> int:
+    """`value` as an int in [low, high], or `ValueError` naming the field, what was given and the range."""
+    message = f"{name} must be an integer in [{low}, {high}], got {value!r}."
+    as_float = _as_float(value, message)
     if not math.isfinite(as_float) or as_float != int(as_float) or not low <= int(as_float) <= high:
         raise ValueError(message)
     return int(as_float)
@@ -94,12 +99,7 @@ def check_int(name: str, value, low: int, high: int) -> int:
 def check_number(name: str, value, low: float, high: float) -> float:
     """`value` as a float in [low, high], or `ValueError` naming the field, what was given and the range."""
     message = f"{name} must be a number in [{low:g}, {high:g}], got {value!r}."
-    if isinstance(value, bool) or value is None:
-        raise ValueError(message)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(message) from None
+    number = _as_float(value, message)
     if not low <= number <= high:  # NaN fails too
         raise ValueError(message)
     return number
