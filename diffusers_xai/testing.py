@@ -127,7 +127,7 @@ def tiny_tabular_pipeline(
         hidden_dims=(16, 16),
         architecture=architecture,
         time_embedding_dim=16,
-        num_class_embeds=class_embed_count(pre.num_classes, 0.1 if null_class else 0.0),
+        num_class_embeds=class_embed_count(pre.num_classes, null_class),
         null_class=null_class,
     ).eval()
     pipe = TabularXAIPipeline.from_denoiser(denoiser, pre, scheduler, num_train_timesteps=50)

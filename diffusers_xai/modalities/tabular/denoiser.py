@@ -55,12 +55,12 @@ def auto_hidden_dims(num_rows: int, num_features: int = 0) -> tuple[int, ...]:
     return LARGE_HIDDEN_DIMS if large else SMALL_HIDDEN_DIMS
 
 
-def class_embed_count(num_classes: int | None, class_dropout_prob: float = 0.0) -> int | None:
-    """The denoiser's `num_class_embeds` for a condition column of `num_classes` levels: one more, the null class
-    $K$ of classifier-free guidance (`diffusers_xai.pipelines.guidance`), when the trainer drops labels to it."""
+def class_embed_count(num_classes: int | None, null_class: bool = False) -> int | None:
+    """The denoiser's `num_class_embeds` for a condition column of `num_classes` levels: one more with `null_class`,
+    the null class $K$ of classifier-free guidance (`diffusers_xai.pipelines.guidance`) the trainer drops labels to."""
     if num_classes is None:
         return None
-    return num_classes + 1 if class_dropout_prob else num_classes
+    return num_classes + int(null_class)
 
 
 @dataclass

@@ -247,6 +247,7 @@ class TabularModality(PreprocessedModality):
     # ---- model and pipeline ----
     def build_model(self, config, preprocessor: TabularPreprocessor) -> TabularDenoiser:
         dims = config.modality_options.hidden_dims
+        null_class = bool(config.modality_options.class_dropout_prob)  # the trainer drops labels to it
         return TabularDenoiser(
             in_features=preprocessor.num_features,
             hidden_dims=(
@@ -256,8 +257,8 @@ class TabularModality(PreprocessedModality):
             ),
             architecture=config.modality_options.architecture,
             time_embedding_dim=config.modality_options.time_embedding_dim,
-            num_class_embeds=class_embed_count(preprocessor.num_classes, config.modality_options.class_dropout_prob),
-            null_class=bool(config.modality_options.class_dropout_prob),
+            num_class_embeds=class_embed_count(preprocessor.num_classes, null_class),
+            null_class=null_class,
             dropout=config.dropout,
         )
 

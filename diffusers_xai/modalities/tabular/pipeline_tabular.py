@@ -46,6 +46,11 @@ TABLE_SCHEDULER_KWARGS = {
 }
 
 
+def _has_null_class(denoiser) -> bool:
+    """Whether the denoiser's last class embedding is the null class (`null_class`; absent in older saves: no)."""
+    return bool(getattr(denoiser.config, "null_class", False))
+
+
 def _check_match(denoiser, preprocessor: TabularPreprocessor) -> None:
     """The denoiser must have been trained on this preprocessor's feature layout and condition column."""
     width = getattr(denoiser.config, "in_features", None)
@@ -58,7 +63,7 @@ def _check_match(denoiser, preprocessor: TabularPreprocessor) -> None:
         )
     classes, levels = getattr(denoiser.config, "num_class_embeds", None), preprocessor.num_classes
     # K embeddings, or K + 1 when the last is the null class of classifier-free guidance (`class_dropout_prob`)
-    null = bool(getattr(denoiser.config, "null_class", False))
+    null = _has_null_class(denoiser)
     if classes != (None if levels is None else levels + int(null)):
         raise ValueError(
             f"The denoiser has num_class_embeds={classes}{' (the last one the null class)' if null else ''} but the "
@@ -145,8 +150,7 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
     def null_class_label(self) -> int | None:
         """$K$, the null class of a denoiser trained with `class_dropout_prob` (`null_class=True`, `num_class_embeds`
         = K + 1), which classifier-free guidance contrasts with; `None` otherwise."""
-        null = bool(getattr(self.denoiser.config, "null_class", False))
-        return self.preprocessor.num_classes if null else None
+        return self.preprocessor.num_classes if _has_null_class(self.denoiser) else None
 
     def prepare_conditioning(
         self, batch_size: int, generator=None, class_labels: Any = None, guidance_scale: float = 1.0
