@@ -105,6 +105,13 @@ def check_number(name: str, value, low: float, high: float) -> float:
     return number
 
 
+def guidance_inputs(guidance_scale, maximum: float) -> dict:
+    """The pipeline's `guidance_scale` keyword for a guidance slider's value, checked in [1, maximum]: none at 1 (the
+    model may have no null class; above 1 the pipeline checks that it has one)."""
+    guidance = check_number("Guidance scale", guidance_scale, 1.0, maximum)
+    return {"guidance_scale": guidance} if guidance != 1.0 else {}
+
+
 def check_choice(name: str, value, choices: Sequence) -> None:
     if value not in choices:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {list(choices)}.")

@@ -41,7 +41,7 @@ from .common import (
     BundledModel,
     check_choice,
     check_int,
-    check_number,
+    guidance_inputs,
     handle_errors,
     load_trace,
     new_output_path,
@@ -127,10 +127,10 @@ def class_choices(model: str | None):
 
 def parse_class(pipe: DiffusionXAIPipeline, class_label, guidance_scale) -> dict:
     """The pipeline's `class_labels`/`guidance_scale` keywords for the picker's values (the pipeline checks them)."""
-    guidance = check_number("Guidance scale", guidance_scale, 1.0, MAX_GUIDANCE)
+    guidance = guidance_inputs(guidance_scale, MAX_GUIDANCE)
     if class_label in (None, "", UNCONDITIONAL):
-        return {"guidance_scale": guidance} if guidance != 1.0 else {}
-    return {"class_labels": str(class_label), "guidance_scale": guidance}
+        return guidance
+    return {"class_labels": str(class_label), **guidance}
 
 
 def class_name(pipe: DiffusionXAIPipeline, label: int) -> str:

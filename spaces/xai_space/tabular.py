@@ -17,7 +17,7 @@ from .common import (
     SPACE_DIR,
     BundledModel,
     check_choice,
-    check_number,
+    guidance_inputs,
     handle_errors,
     new_output_path,
     recorded_step,
@@ -60,13 +60,6 @@ def parse_class(preprocessor, label) -> object | None:
     if label == RANDOM_LABEL:
         return None
     return {str(c): c for c in preprocessor.condition["categories"]}[label]
-
-
-def guidance_inputs(guidance_scale) -> dict:
-    """The pipeline's `guidance_scale` keyword for the slider's value (none at 1: the model may have no null class;
-    above 1 the pipeline checks that it has one)."""
-    guidance = check_number("Guidance scale", guidance_scale, 1.0, MAX_GUIDANCE)
-    return {"guidance_scale": guidance} if guidance != 1.0 else {}
 
 
 def rounded(frame: pd.DataFrame) -> pd.DataFrame:
@@ -121,7 +114,7 @@ class TabularTab(DenoiserTab):
         )
 
     def pipeline_inputs(self, pipe, label, guidance_scale=1.0) -> dict:
-        return {"class_labels": parse_class(pipe.preprocessor, label), **guidance_inputs(guidance_scale)}
+        return {"class_labels": parse_class(pipe.preprocessor, label), **guidance_inputs(guidance_scale, MAX_GUIDANCE)}
 
     @handle_errors
     def generate(
