@@ -95,6 +95,10 @@ def test_class_names_survive_save_and_from_pretrained(tmp_path):
     assert torch.equal(a.images, b.images)
 
 
+def test_an_index_as_text_stands_for_its_class():  # as `diffusers-xai generate --class_labels 1` gives it
+    assert run(conditional_pipeline(), batch_size=2, class_labels=["1", "bird"]).class_labels.tolist() == [1, 2]
+
+
 def test_without_names_labels_are_named_by_their_index():
     pipe = conditional_pipeline(class_names=None)
     assert pipe.class_names == ["0", "1", "2"]
@@ -128,9 +132,10 @@ def test_denoise_progressive_passes_class_labels():
         ({"class_labels": -1}, r"Class label -1 is outside this model's classes 0..2"),
         (
             {"class_labels": "dgo"},
-            r"Unknown class name 'dgo'; this model's classes are \['cat', 'dog', 'bird'\]\. "
+            r"Unknown class name 'dgo'; this model's classes are \['cat', 'dog', 'bird'\] \(or their indices 0..2\)\. "
             r"Did you mean 'dog'\?",
         ),
+        ({"class_labels": "3"}, r"Unknown class name '3'; this model's classes are \['cat', 'dog', 'bird'\] \(or"),
         ({"class_labels": [0, 1, 2]}, r"Got 3 class labels for batch_size=2; pass one label for the whole batch"),
         ({"class_labels": 1.5}, r"Class labels must be ints or class names, got 1.5"),
         ({"class_labels": 0, "guidance_scale": 0.5}, r"`guidance_scale` must be a number >= 1 \(1 = no guidance"),

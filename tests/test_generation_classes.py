@@ -53,6 +53,13 @@ def test_images_cycle_the_labels_are_guided_and_carry_a_class_label_column(condi
 def test_other_labels_do_not_resume_and_unconditional_models_refuse_labels(conditional, tmp_path):
     _generate(conditional, tmp_path / "ds", class_labels=torch.tensor([0]))  # recorded as the JSON list [0]
     _generate(conditional, tmp_path / "ds", class_labels=[0])  # the same settings: resumes
+    first = _generate(conditional, tmp_path / "ds3", class_labels=[0, 1])
+    # the same classes spelled as the command line gives them (an index as text, a class name): resumes, as written
+    again = _generate(conditional, tmp_path / "ds3", class_labels=["0", "b"])
+    assert (again.written, len(again.skipped)) == ([], 2) and again.manifest.settings["class_labels"] == [0, 1]
+    assert first.manifest.settings["class_indices"] == [0, 1]
+    with pytest.raises(ValueError, match=r"different settings \(class_labels: \[0, 1\] -> \['0', 'c'\]\)"):
+        _generate(conditional, tmp_path / "ds3", class_labels=["0", "c"])
     _generate(conditional, tmp_path / "ds2", class_labels=["a"])
     with pytest.raises(ValueError, match=r"different settings \(class_labels: \['a'\] -> \['b'\]\)"):
         _generate(conditional, tmp_path / "ds2", class_labels=["b"])

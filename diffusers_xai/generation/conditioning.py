@@ -39,7 +39,7 @@ def check_conditioning(pipeline, class_labels: Sequence | None, guidance_scale: 
             )
         settings["class_labels"] = labels
     try:
-        pipeline.prepare_conditioning(
+        model_kwargs = pipeline.prepare_conditioning(
             len(labels or [None]), torch.Generator().manual_seed(0), class_labels=labels, guidance_scale=guidance_scale
         )
     except TypeError as err:  # the skeleton's refusal of conditioning arguments (`XAIPipelineMixin`)
@@ -47,6 +47,8 @@ def check_conditioning(pipeline, class_labels: Sequence | None, guidance_scale: 
             f"`class_labels`/`guidance_scale` were given but a {type(pipeline).__name__} is not class-conditional; "
             "drop them."
         ) from err
+    if labels is not None:  # the classes themselves, however spelled (`0` from the library, "0" or "a" from the CLI)
+        settings["class_indices"] = model_kwargs["class_labels"].tolist()
     return settings
 
 

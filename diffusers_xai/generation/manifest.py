@@ -20,6 +20,10 @@ from ..utils.io import atomic_write
 __all__ = ["MANIFEST_NAME", "GenerationManifest", "config_dict", "model_fingerprint"]
 
 MANIFEST_NAME = "generation_manifest.json"
+# settings kept as the user spelled them (the card's reproduce command repeats them) but compared through what they
+# resolve to: the class labels `[0, 1]` from the library and `["0", "b"]` from the command line are the same classes
+CANONICAL_SETTINGS = {"class_labels": "class_indices"}
+
 FORMAT_VERSION = 1
 # Config keys that describe where/with what a model was saved, not what it computes.
 _VOLATILE_CONFIG_KEYS = {"_name_or_path", "_diffusers_version", "_use_default_values", "_commit_hash"}
@@ -122,8 +126,8 @@ class GenerationManifest:
             )
         changed = {
             k: (other.settings.get(k), self.settings.get(k))
-            for k in sorted(set(self.settings) | set(other.settings))
-            if other.settings.get(k) != self.settings.get(k)
+            for k in sorted((set(self.settings) | set(other.settings)) - set(CANONICAL_SETTINGS.values()))
+            if _differ(k, other.settings, self.settings)
         }
         if changed:
             detail = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
@@ -131,3 +135,11 @@ class GenerationManifest:
                 f"{directory} holds a dataset generated with different settings ({detail}). Resume with the "
                 "original settings, or choose a new --out directory."
             )
+
+
+def _differ(key: str, old: dict, new: dict) -> bool:
+    """Whether setting `key` differs between two manifests' settings, through its canonical form where it has one."""
+    canonical = CANONICAL_SETTINGS.get(key)
+    if canonical is not None and old.get(canonical) is not None:
+        return old.get(canonical) != new.get(canonical)
+    return old.get(key) != new.get(key)

@@ -68,9 +68,14 @@ def _label_index(item, num_classes: int, names: list[str]) -> int:
     if isinstance(item, str):
         if item in names:
             return names.index(item)
+        if item.isdecimal() and int(item) < num_classes:  # an index as a command line gives it ("1" for 1)
+            return int(item)
         close = difflib.get_close_matches(item, names, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown class name {item!r}; this model's classes are {names}.{hint}")
+        raise ValueError(
+            f"Unknown class name {item!r}; this model's classes are {names} (or their indices 0..{num_classes - 1})."
+            f"{hint}"
+        )
     if isinstance(item, bool) or not isinstance(item, int):
         raise ValueError(f"Class labels must be ints or class names, got {item!r} ({type(item).__name__}).")
     if not 0 <= item < num_classes:
