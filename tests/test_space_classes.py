@@ -72,18 +72,23 @@ def test_explain_uses_the_class_each_sample_was_drawn_with(conditional_model):
     state = out[1]
     assert state["class_labels"] == [1, 1]
     *_, summary, numbers, archive = images.explain(state, "saliency", None, 1, 1, False, False, progress=progress)
-    assert numbers["class_label"] == "b" and "(class b)" in summary
-    # the Space's maps are the explainer's on the trace with class 1, and not those with another class
+    assert numbers["class_label"] == "b" and numbers["guidance_scale"] == 3.0
+    assert "(class b, guided at scale 3: the guided prediction is explained)" in summary
+    # the Space's maps are the explainer's of the guided mix on the trace with class 1, and not those of the
+    # conditional model alone or of another class
     pipe = DiffusionXAIPipeline.from_pretrained(conditional_model)
     trace = Trace.load(state["trace_path"])
     t = trace.steps[1].timestep
-    explainer = Explainer(pipe, methods=["saliency"], faithfulness=False, sanity_check=False)
 
-    def maps(label):
+    def maps(label, guidance_scale=3.0):
+        explainer = Explainer(
+            pipe, methods=["saliency"], faithfulness=False, sanity_check=False, guidance_scale=guidance_scale
+        )
         report = explainer.explain(trace, sample_index=1, timesteps=[t], class_labels=torch.tensor([label]))
         return report.results["saliency"].maps.float()
 
     assert torch.equal(_space_maps(archive), maps(1))
+    assert not torch.allclose(maps(1), maps(1, guidance_scale=1.0))
     assert not torch.allclose(maps(1), maps(0))
 
 

@@ -105,6 +105,13 @@ def test_tabular_guidance_slider_moves_only_for_a_model_with_a_null_class(tab, g
     )
     with pytest.raises(gr.Error, match=r"this denoiser has no null class .* train with a condition_column and class_"):
         tab.generate(None, "ddim", 5, 0, 12, "1", 2.0)
+    # Explain explains the guided mix that sampled the rows, and says so
+    state = tab.generate(guided_model, "ddim", 5, 0, 12, "1", 3.0)[2]
+    _, summary, numbers, _ = tab.explain(state, "saliency", "proline", 2)
+    assert state["guidance_scale"] == 3.0 and numbers["guidance_scale"] == 3.0
+    assert summary.startswith("**saliency** of the guided prediction (scale 3) at t = ")
+    plain = tab.explain({**state, "guidance_scale": 1.0}, "saliency", "proline", 2)[2]
+    assert plain["mean_abs_attribution"] != numbers["mean_abs_attribution"]
     with pytest.raises(gr.Error, match=r"Guidance scale must be a number in \[1, 4\], got 'lots'\."):
         tab.generate(guided_model, "ddim", 5, 0, 12, "1", "lots")
     with pytest.raises(gr.Error, match=r"Guidance scale must be a number in \[1, 4\], got 4\.5\."):

@@ -27,7 +27,9 @@ class TraceRecorder:
 
     The denoiser's input ($x_t$, or the doubled batch under classifier-free guidance) and its output are taken
     from the model's own forward hooks, so stock pipelines need nothing else. $\hat{x}_0$ lives in the
-    scheduler: our pipelines hand the scheduler's `pred_original_sample` over with [`record_latents`].
+    scheduler: our pipelines hand the scheduler's `pred_original_sample` over with [`record_latents`]. A guided run
+    of our pipelines sets `rows` to the conditional half of the doubled batch, so its trace holds one row per sample
+    (the class's attention and activations, not the null pass's) and hands over the guided model output.
 
     Example (a stock pipeline):
 
@@ -69,6 +71,7 @@ class TraceRecorder:
         self._current: TraceStep | None = None
         self._warned_budget = False
         self._active = False
+        self.rows: slice | None = None  # rows of the denoiser's batch to keep (a guided run: its conditional half)
 
     # ---- step bookkeeping ----
     def should_record(self, step_index: int | None = None) -> bool:
@@ -104,14 +107,17 @@ class TraceRecorder:
         timestep = kwargs.get("timestep", args[1] if len(args) > 1 else -1)
         self.begin_step(timestep)
         if isinstance(sample, torch.Tensor):
-            self.record_latents(latents=sample)
+            self.record_latents(latents=self._kept(sample))
 
     def _post_hook(self, module, args, kwargs, output):
         sample = getattr(output, "sample", None)
         if sample is None and isinstance(output, (tuple, list)) and output:
             sample = output[0]
         if isinstance(sample, torch.Tensor):
-            self.record_latents(model_output=sample)
+            self.record_latents(model_output=self._kept(sample))
+
+    def _kept(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor if self.rows is None else tensor[self.rows]
 
     # ---- storage ----
     def _store(self, tensor: torch.Tensor) -> torch.Tensor | None:
@@ -133,6 +139,7 @@ class TraceRecorder:
     def _on_attention(self, name: str, probs: torch.Tensor) -> None:
         if self._current is None or self.trace.truncated:
             return
+        probs = self._kept(probs)
         if self.config.head_reduction == "mean":
             probs = probs.mean(dim=1)
         stored = self._store(probs)
@@ -142,7 +149,7 @@ class TraceRecorder:
     def _on_activation(self, name: str, tensor: torch.Tensor) -> None:
         if self._current is None or self.trace.truncated:
             return
-        stored = self._store(tensor)
+        stored = self._store(self._kept(tensor))
         if stored is not None:
             self._current.activations[name] = stored
 

@@ -26,6 +26,7 @@ __all__ = [
     "StepInput",
     "attribution_maps",
     "check_conditioning",
+    "check_explained_guidance",
     "resolve_denoiser",
     "select_sample",
     "step_trace",
@@ -289,6 +290,17 @@ def progress(iterable, desc: str, total: int | None = None) -> Iterator:
     return iter(tqdm(items, desc=desc, total=total, leave=False, disable=None if len(items) > 1 else True))
 
 
+def check_explained_guidance(guidance_scale: float, null_class_label: int | None) -> None:
+    """`ValueError` for a scale below 1, or above 1 without a null class to contrast with."""
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real) or not guidance_scale >= 1:
+        raise ValueError(f"`guidance_scale` must be a number >= 1 (1 = no guidance), got {guidance_scale!r}.")
+    if guidance_scale > 1 and not isinstance(null_class_label, int):
+        raise ValueError(
+            f"guidance_scale={guidance_scale} explains a guided run, but no null class is known: explain with the "
+            "pipeline that sampled it, whose denoiser was trained with class dropout (a null class)."
+        )
+
+
 class DenoiserExplainer:
     r"""
     Base of the explainers: binds a denoiser (from a pipeline or a bare model), its scheduler and a target.
@@ -300,12 +312,15 @@ class DenoiserExplainer:
     """
 
     method: str = ""
+    guidance_scale: float = 1.0  # the explained function is the guided mix above 1 (see `guided`)
 
     def __init__(self, model, scheduler=None, target: ExplanationTarget | Callable | None = None):
         self.unet, self.scheduler = resolve_denoiser(model, scheduler)
         self.target = resolve_target(target)
         self.sample_shape, self.feature_names = sample_names(model)
         self.preprocessor = getattr(model, "preprocessor", None)
+        label = getattr(model, "null_class_label", None)  # a pipeline's null class, what guidance contrasts with
+        self.null_class_label = label if isinstance(label, int) else None
 
     @property
     def denoiser(self) -> torch.nn.Module:
@@ -326,12 +341,25 @@ class DenoiserExplainer:
         clone.unet = unet
         return clone
 
+    def guided(self, guidance_scale: float) -> DenoiserExplainer:
+        r"""
+        A shallow copy that explains classifier-free guidance's $f_\varnothing + s\,(f_y - f_\varnothing)$ at scale
+        $s$ = `guidance_scale`, the function that sampled a guided run (`pipe(..., guidance_scale=s)`), in its
+        attributions and in the checks run on them; 1 explains $f_y$. Needs an explainer built from a pipeline
+        whose denoiser has a null class. (The class-contrast target, [`ConditionTarget`], explains
+        $f_y - f_\varnothing$ itself, the term guidance scales, and is the same at every scale.)
+        """
+        check_explained_guidance(guidance_scale, self.null_class_label)
+        clone = copy.copy(self)
+        clone.guidance_scale = float(guidance_scale)
+        return clone
+
     def forward_function(self, target=None) -> DenoiserForward:
         target = resolve_target(target) if target is not None else self.target
         make = getattr(target, "forward_function", None)  # a target with its own forward (ConditionTarget)
-        return (
-            make(self.unet, self.scheduler) if make is not None else DenoiserForward(self.unet, self.scheduler, target)
-        )
+        if make is not None:
+            return make(self.unet, self.scheduler)
+        return DenoiserForward(self.unet, self.scheduler, target, self.guidance_scale, self.null_class_label)
 
     def _steps(self, inputs, timesteps, target: ExplanationTarget) -> list[StepInput]:
         if isinstance(inputs, torch.Tensor) and self.sample_shape and tuple(inputs.shape[1:]) != self.sample_shape:

@@ -15,7 +15,7 @@ from ..capture import Trace
 from ..utils.io import atomic_write
 from .attention import AttentionExplainer
 from .attributions import ATTRIBUTION_METHODS, DenoiserAttribution
-from .base import DenoiserExplainer, ExplanationResult, progress, select_sample
+from .base import DenoiserExplainer, ExplanationResult, check_explained_guidance, progress, select_sample
 from .checks import faithfulness_curves
 from .faithfulness import FaithfulnessResult
 from .gradcam import DenoiserGradCAM
@@ -246,6 +246,8 @@ class Explainer:
             `{"integrated_gradients": {"n_steps": 64}}`) and constructor keywords under `"init"` (e.g.
             `{"gradcam": {"init": {"layer": "mid_block"}}}`).
         seed (`int`, *optional*, defaults to 0): seeds random baselines, random maps and re-initialisation.
+        guidance_scale (`float`, *optional*, defaults to 1): the scale a guided run was sampled with; every method
+            and check then explains the guided mix that sampled it ([`DenoiserExplainer.guided`]).
 
     Example:
 
@@ -267,6 +269,7 @@ class Explainer:
         sanity_check: bool = True,
         method_kwargs: dict[str, dict] | None = None,
         seed: int = 0,
+        guidance_scale: float = 1.0,
     ):
         if getattr(pipe, "unet", None) is None or getattr(pipe, "scheduler", None) is None:
             raise TypeError(f"Explainer needs a pipeline with `unet` and `scheduler`, got {type(pipe).__name__}.")
@@ -283,12 +286,14 @@ class Explainer:
         if unknown:
             raise ValueError(f"`method_kwargs` names unknown methods {unknown}; choose from {list(EXPLAIN_METHODS)}.")
         self.seed = seed
+        check_explained_guidance(guidance_scale, getattr(pipe, "null_class_label", None))
+        self.guidance_scale = guidance_scale
 
     def explainer_for(self, method: str) -> DenoiserExplainer:
-        """The explainer object behind one method name ([`build_explainer`] with `method_kwargs[method]["init"]`)."""
-        return build_explainer(
-            self.pipe, method, "image", self.target, **self.method_kwargs.get(method, {}).get("init", {})
-        )
+        """The explainer object behind one method name ([`build_explainer`] with `method_kwargs[method]["init"]`),
+        explaining the guided mix at `guidance_scale`."""
+        init = self.method_kwargs.get(method, {}).get("init", {})
+        return build_explainer(self.pipe, method, "image", self.target, **init).guided(self.guidance_scale)
 
     def _attribute_kwargs(self, method: str, conditioning: dict) -> dict:
         kwargs = dict(_ATTRIBUTE_DEFAULTS.get(method, {}))

@@ -11,7 +11,7 @@ import torch
 
 from ..capture import Trace
 from .base import ExplanationResult, step_trace
-from .target import DenoiserForward, ExplanationTarget, class_embedding_module, x0_coefficients
+from .target import ExplanationTarget, class_embedding_module, x0_coefficients
 from .trajectory import first_settled_steps, recorded_pred_x0
 
 __all__ = [
@@ -134,7 +134,7 @@ def _reference_levels(explainer, inputs, step, cond: dict) -> torch.Tensor:
         )
         if final is not None:
             return _decode_levels(final.to(explainer.device, explainer.dtype), pre)
-    forward = DenoiserForward(explainer.unet, explainer.scheduler, ExplanationTarget(output="model_output"))
+    forward = explainer.forward_function(ExplanationTarget(output="model_output"))  # guided if the explainer is
     with torch.no_grad():
         out = forward.model_output(step.sample, step.timestep, **cond)
     a, b = x0_coefficients(explainer.scheduler, step.timestep)

@@ -222,17 +222,33 @@ class DenoiserForward:
     `class_embedding` vector — the latter lets attributions treat a discrete class label as a continuous input),
     selects the target's output (model contribution to $\hat{x}_0$, $\hat{x}_0$ or the raw output, with the
     scheduler's coefficients) and applies the [`ExplanationTarget`]. Returns `[B]`.
+
+    With `guidance_scale` $s > 1$ the model output is classifier-free guidance's mix
+    $f_\varnothing + s\,(f_y - f_\varnothing)$, the null class `null_class_label` in $f_\varnothing$, as the pipeline
+    sampled a guided run ([`~diffusers_xai.pipelines.guidance.ClassifierFreeGuidance`]); a replaced class embedding
+    enters $f_y$ only.
     """
 
-    def __init__(self, unet: torch.nn.Module, scheduler, target: ExplanationTarget):
+    def __init__(
+        self,
+        unet: torch.nn.Module,
+        scheduler,
+        target: ExplanationTarget,
+        guidance_scale: float = 1.0,
+        null_class_label: int | None = None,
+    ):
         if target.needs_scheduler and scheduler is None:
             raise ValueError(
                 f"Explaining {target.output!r} needs the noise schedule: pass a pipeline or `scheduler=`, or use "
                 "ExplanationTarget(output='model_output')."
             )
+        if guidance_scale != 1 and null_class_label is None:
+            raise ValueError(f"guidance_scale={guidance_scale} needs the null class; pass `null_class_label`.")
         self.unet = unet
         self.scheduler = scheduler
         self.target = target
+        self.guidance_scale = float(guidance_scale)
+        self.null_class_label = null_class_label
 
     def model_output(
         self,
@@ -252,7 +268,14 @@ class DenoiserForward:
         if class_labels is not None:
             kwargs["class_labels"] = class_labels
         with _class_embedding_override(self.unet, class_embedding):
-            return self.unet(sample, timestep, **kwargs).sample
+            cond = self.unet(sample, timestep, **kwargs).sample
+        if self.guidance_scale == 1:
+            return cond
+        if class_labels is None:
+            raise ValueError("Explaining a guided run needs the `class_labels` it was sampled with.")
+        kwargs["class_labels"] = torch.full_like(class_labels, self.null_class_label)
+        uncond = self.unet(sample, timestep, **kwargs).sample
+        return uncond + self.guidance_scale * (cond - uncond)
 
     def __call__(
         self, sample: torch.Tensor, timestep: int, target_inputs: torch.Tensor | None = None, **conditioning

@@ -148,6 +148,8 @@ class XAIPipelineMixin:
         model = self.denoiser_model
         if scale != 1:
             model = ClassifierFreeGuidance(model, self.null_class_label, scale)
+            if recorder is not None:  # the trace keeps the conditional half of [null; y] (one row per sample)
+                recorder.rows = slice(run.sample.shape[0], None)
         return denoise_progressive(model, self.scheduler, run.sample, run.generator, run.eta, model_kwargs, recorder)
 
     @torch.no_grad()

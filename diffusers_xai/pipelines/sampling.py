@@ -120,7 +120,8 @@ def denoise_progressive(
                 if getattr(scheduler.config, "thresholding", False) and hasattr(scheduler, "_threshold_sample"):
                     # the x0 the scheduler steps with (DPM-Solver++ thresholds it in `convert_model_output`)
                     pred_x0 = scheduler._threshold_sample(pred_x0)
-            recorder.record_latents(pred_original_sample=pred_x0)
+            # what the scheduler stepped with (under guidance the mix, not the denoiser's doubled output)
+            recorder.record_latents(pred_original_sample=pred_x0, model_output=model_output)
         yield DiffusionStep(i, int(t), sample, out.prev_sample, pred_x0)
         sample = out.prev_sample
 

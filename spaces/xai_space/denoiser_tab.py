@@ -86,15 +86,20 @@ class DenoiserTab(ABC):
 
     def sample(self, model, scheduler: str, num_inference_steps, seed, count, progress, *options):
         """Check the inputs and generate `count` samples with a trace ([`traced_generation`]): `(pipe, output, state,
-        info)`, where the state holds the saved trace and `info` is the generation summary."""
+        info)`, where the state holds the saved trace, the guidance scale (Explain explains the guided mix that
+        sampled the run) and `info` is the generation summary."""
+        inputs: dict = {}
 
         def call_kwargs(pipe, n: int) -> dict:
-            return {self.count_argument: n, **self.pipeline_inputs(pipe, *options), "output_type": self.output_type}
+            inputs.update(self.pipeline_inputs(pipe, *options))
+            return {self.count_argument: n, **inputs, "output_type": self.output_type}
 
         args = (self.bundle.load, model, scheduler, num_inference_steps, seed, count, progress, self.batch)
         run = traced_generation(*args, call_kwargs)
         source = self.bundle.source_of(model)
-        state = generation_state(run.output.trace, f"{self.prefix}-trace", source, scheduler, run.steps)
+        guidance = inputs.get("guidance_scale", 1.0)
+        trace = run.output.trace
+        state = generation_state(trace, f"{self.prefix}-trace", source, scheduler, run.steps, guidance_scale=guidance)
         return run.pipe, run.output, state, run.info
 
     def pipeline_inputs(self, pipe, *options) -> dict:
@@ -126,12 +131,15 @@ class DenoiserTab(ABC):
         trace = load_trace(state)
         return trace, self.bundle.load(state["model"])
 
-    def attribute(self, pipe, method: str, step, latents, attribute: Callable, progress) -> tuple:
-        """`attribute(explainer, inputs)` with the explainer of `method` on `latents` at the recorded `step`, under
-        the model lock: `(explanation, folder)`, with a fresh folder for the explanation's files."""
+    def attribute(
+        self, pipe, method: str, step, latents, attribute: Callable, progress, guidance_scale: float = 1.0
+    ) -> tuple:
+        """`attribute(explainer, inputs)` with the explainer of `method` on `latents` at the recorded `step` (of a
+        run guided at `guidance_scale`: the guided mix is explained), under the model lock: `(explanation, folder)`,
+        with a fresh folder for the explanation's files."""
         progress(0, desc=f"Explaining with {method}")
         with MODEL_LOCK:
-            explainer = build_explainer(pipe, method, self.name)
+            explainer = build_explainer(pipe, method, self.name).guided(guidance_scale)
             explanation = attribute(explainer, step_trace(latents.float(), step.timestep, step.step_index))
         folder = new_output_path(f"{self.prefix}-{method}")
         folder.mkdir()

@@ -165,7 +165,9 @@ def explanation_summary(method: str, numbers: dict) -> str:
     """One paragraph reading the numbers of an explanation (see `EXPLAIN_HELP`)."""
     text = f"**{method}** at t = {numbers['timestep']} (step {numbers['step_index'] + 1})"
     text += f", sample {numbers['sample_index']}"
-    text += f" (class {numbers['class_label']})." if "class_label" in numbers else "."
+    guidance = numbers.get("guidance_scale", 1.0)
+    mix = f", guided at scale {guidance:g}: the guided prediction is explained" if guidance > 1 else ""
+    text += f" (class {numbers['class_label']}{mix})." if "class_label" in numbers else "."
     faith = numbers.get("faithfulness")
     if faith and faith.get("deletion_gain") is not None:
         text += (
@@ -230,8 +232,10 @@ def generate(
         samples_path=str(samples_path),
         seed=run.seed,
         batch_size=run.count,
-        # the class of every sample (the null class when none was picked), so Explain explains what was sampled
+        # the class of every sample (the null class when none was picked) and the guidance, so Explain explains what
+        # sampled them: the guided mix of the class's and the null class's predictions
         class_labels=out.class_labels.tolist() if out.class_labels is not None else None,
+        guidance_scale=guidance_inputs(guidance_scale, MAX_GUIDANCE).get("guidance_scale", 1.0),
     )
     last = len(trace) - 1
     x_t, x0, caption = trajectory_images(trace, last)
@@ -356,12 +360,14 @@ def explain(
     method_kwargs = {}
     if method == "gradcam" and layer not in (None, "", DEFAULT_CAM):
         method_kwargs["gradcam"] = {"init": {"layer": layer}}
+    guidance = float(state.get("guidance_scale", 1.0))
     explainer = Explainer(
         pipe,
         methods=[method],
         faithfulness=bool(faithfulness),
         sanity_check=bool(sanity_check),
         method_kwargs=method_kwargs,
+        guidance_scale=guidance,
     )
     progress(0, desc=f"Explaining with {method}")
     labels = state.get("class_labels")  # a class-conditional model is explained with the sample's class
@@ -372,7 +378,7 @@ def explain(
     numbers = report.summary()["methods"][method]
     numbers.update(sample_index=sample, timestep=int(step.timestep), step_index=int(step.step_index))
     if labels is not None:
-        numbers["class_label"] = class_name(pipe, labels[sample])
+        numbers.update(class_label=class_name(pipe, labels[sample]), guidance_scale=guidance)
     # only the three plots shown here (`report.save` would also draw per-step grids and trajectory strips)
     folder = new_output_path(f"explanation-{method}")
     folder.mkdir()

@@ -158,6 +158,7 @@ class TabularTab(DenoiserTab):
         position, step, _ = recorded_step(trace, position)
         rows = min(MAX_EXPLAINED_ROWS, step.latents.shape[0])
         labels = _labels(state)
+        guidance = float(state.get("guidance_scale", 1.0))
         explanation, folder = self.attribute(
             pipe,
             method,
@@ -170,11 +171,13 @@ class TabularTab(DenoiserTab):
                 class_labels=None if labels is None else labels[:rows],
             ),
             progress,
+            guidance,
         )
         plot = plot_column_attributions(explanation, str(folder / f"{method}_columns.png"), step=0)
         matrix = explanation.matrix(0)  # [targets, input columns]: mean |attribution| over the rows
         numbers = {
             "rows": rows,
+            "guidance_scale": guidance,
             "mean_abs_attribution": {
                 t: {c: round(float(v), 6) for c, v in zip(explanation.columns, matrix[i])}
                 for i, t in enumerate(explanation.targets)
@@ -190,9 +193,10 @@ class TabularTab(DenoiserTab):
             if t in explanation.columns:
                 others[explanation.columns.index(t)] = float("-inf")
             strongest.append(f"`{t}` ← `{explanation.columns[int(others.argmax())]}`")
+        mix = f" of the guided prediction (scale {guidance:g})" if guidance > 1 else ""
         summary = (
-            f"**{method}** at t = {step.timestep} over the first {rows} rows. Apart from its own noisy value, the "
-            f"column of x_t that drives each generated column most: {', '.join(strongest)}."
+            f"**{method}**{mix} at t = {step.timestep} over the first {rows} rows. Apart from its own noisy value, "
+            f"the column of x_t that drives each generated column most: {', '.join(strongest)}."
         )
         return self.explained(folder, method, step, plot, summary, numbers, explanation.attributions)
 

@@ -1,0 +1,110 @@
+"""Explaining a guided run explains the function that sampled it: classifier-free guidance's
+f_null + s (f_y - f_null), in the attributions and in the checks run on them."""
+
+import pytest
+import torch
+from diffusers import DDIMScheduler
+
+from diffusers_xai import DiffusionXAIPipeline, TraceConfig
+from diffusers_xai.explain import DenoiserAttribution, Explainer, ExplanationTarget, column_attributions
+from diffusers_xai.testing import seeded_generator as gen
+from diffusers_xai.testing import tiny_tabular_pipeline, tiny_unet
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SCALE = 3.0
+
+
+@pytest.fixture(scope="module")
+def guided_run():
+    pipe, _ = tiny_tabular_pipeline(null_class=True, scheduler="ddim")
+    pipe.set_progress_bar_config(disable=True)
+    labels = torch.tensor([0, 1, 2, 1])
+    out = pipe(
+        num_rows=4,
+        class_labels=labels,
+        guidance_scale=SCALE,
+        generator=gen(),
+        num_inference_steps=4,
+        trace=TraceConfig(model_output=True, dtype=torch.float32),
+    )
+    return pipe, out, labels
+
+
+def test_the_guided_forward_is_the_model_output_the_pipeline_recorded(guided_run):
+    pipe, out, labels = guided_run
+    raw = ExplanationTarget(output="model_output")
+    guided = DenoiserAttribution(pipe).guided(SCALE).forward_function(raw)
+    plain = DenoiserAttribution(pipe).forward_function(raw)
+    for step in out.trace.steps:
+        with torch.no_grad():
+            mix = guided.model_output(step.latents, step.timestep, class_labels=labels)
+            cond = plain.model_output(step.latents, step.timestep, class_labels=labels)
+        torch.testing.assert_close(mix, step.model_output, rtol=1e-5, atol=1e-5)
+        assert (cond - step.model_output).abs().max() > 1e-2  # the conditional model alone is another function
+
+
+def test_guided_attributions_are_complete_for_the_guided_mix(guided_run):
+    """Integrated gradients sum to F(x) - F(0) for F the guided mix (completeness), so they explain the mix, not f_y
+    (whose difference they would sum to unguided)."""
+    pipe, out, labels = guided_run
+    step = out.trace.steps[1]
+    x = step.latents
+    guided = DenoiserAttribution(pipe).guided(SCALE)
+    result = guided.attribute(x, timesteps=[step.timestep], class_labels=labels, n_steps=128)
+    total = result.attributions[0].sum(dim=1)
+    f_mix = guided.forward_function().bind(["sample"], ["class_labels"], step.timestep)
+    f_cond = DenoiserAttribution(pipe).forward_function().bind(["sample"], ["class_labels"], step.timestep)
+    with torch.no_grad():
+        mix_gap = f_mix(x, labels) - f_mix(torch.zeros_like(x), labels)
+        cond_gap = f_cond(x, labels) - f_cond(torch.zeros_like(x), labels)
+    torch.testing.assert_close(total, mix_gap, rtol=1e-2, atol=1e-3)
+    assert (total - cond_gap).abs().max() > 1e-2
+
+
+def test_column_attributions_and_checks_follow_the_guided_explainer(guided_run):
+    pipe, out, labels = guided_run
+    t = [int(out.trace.steps[1].timestep)]
+    plain = column_attributions(DenoiserAttribution(pipe, "saliency"), out.trace, timesteps=t, class_labels=labels)
+    mixed = column_attributions(
+        DenoiserAttribution(pipe, "saliency").guided(SCALE), out.trace, timesteps=t, class_labels=labels
+    )
+    assert plain.matrix(0).shape == mixed.matrix(0).shape
+    assert (plain.matrix(0) - mixed.matrix(0)).abs().max() > 1e-3
+    guided_once = DenoiserAttribution(pipe).guided(SCALE)
+    assert guided_once.with_model(pipe.denoiser).guidance_scale == SCALE  # the randomisation check's copy keeps it
+
+
+def test_guidance_without_a_null_class_or_below_one_is_refused():
+    pipe, _ = tiny_tabular_pipeline(null_class=False)
+    with pytest.raises(ValueError, match=r"guidance_scale=2.0 explains a guided run, but no null class is known"):
+        DenoiserAttribution(pipe).guided(2.0)
+    with pytest.raises(ValueError, match=r"guidance_scale=2.0 explains a guided run, but no null class is known"):
+        DenoiserAttribution(tiny_tabular_pipeline(null_class=True)[0].denoiser).guided(2.0)  # a bare denoiser
+    with pytest.raises(ValueError, match=r"`guidance_scale` must be a number >= 1 \(1 = no guidance\), got 0.5"):
+        DenoiserAttribution(pipe).guided(0.5)
+    assert DenoiserAttribution(pipe).guided(1).guidance_scale == 1.0
+
+
+def test_image_explainer_with_guidance_explains_the_guided_mix():
+    unet = tiny_unet(seed=0, num_classes=3)
+    pipe = DiffusionXAIPipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=50))
+    pipe.set_progress_bar_config(disable=True)
+    config = TraceConfig(model_output=True, attention=True, dtype=torch.float32)
+    run = dict(batch_size=2, class_labels=[1, 2], num_inference_steps=3, output_type="pt", trace=config)
+    out = pipe(**run, guidance_scale=SCALE, generator=gen())
+    plain = pipe(**run, generator=gen())
+    # one row per sample, and at x_T (the same in both runs) the attention of the class's pass, not the null pass's
+    first, unguided = out.trace.steps[0], plain.trace.steps[0]
+    assert first.latents.shape[0] == 2 and first.model_output.shape[0] == 2 and first.attentions
+    for name, probs in first.attentions.items():
+        assert probs.shape[0] == 2
+        torch.testing.assert_close(probs, unguided.attentions[name])
+    step = out.trace.steps[1]
+    explainer = Explainer(pipe, methods=["saliency"], faithfulness=False, sanity_check=False, guidance_scale=SCALE)
+    forward = explainer.explainer_for("saliency").forward_function(ExplanationTarget(output="model_output"))
+    with torch.no_grad():
+        mix = forward.model_output(step.latents, step.timestep, class_labels=out.class_labels)
+    torch.testing.assert_close(mix, step.model_output, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"guidance_scale=2.0 explains a guided run, but no null class is known"):
+        Explainer(DiffusionXAIPipeline(unet=tiny_unet(), scheduler=DDIMScheduler()), guidance_scale=2.0)
