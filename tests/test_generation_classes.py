@@ -102,3 +102,14 @@ def test_cli_tables_of_one_class_given_as_text_with_guidance(tmp_path, capsys):
     bad[6] = str(tmp_path / "other")
     assert cli_main(bad) == 2
     assert "Column 'cultivar' has levels ['9'] unseen at fit time" in capsys.readouterr().err
+
+
+def test_guided_datasets_carry_one_summary_per_sample(conditional, tmp_path):
+    """A guided trace holds one row per sample (the conditional half of [null; y]); it held both halves, and the
+    attention entropies of 3 samples came out 6 long (pyarrow refused the shard)."""
+    kwargs = {"class_labels": ["a", "c"], "explain": True, "summary_steps": STEPS}
+    guided = _generate(conditional, tmp_path / "guided", guidance_scale=2.0, **kwargs)
+    plain = _generate(conditional, tmp_path / "plain", **kwargs)
+    guided, plain = (datasets.load_dataset(str(r.output_dir), split="train") for r in (guided, plain))
+    assert len(guided["attention_entropy"]) == len(guided["commit_step"]) == 5
+    assert guided["attention_entropy"] != plain["attention_entropy"]  # the guided x_t differ after the first step
