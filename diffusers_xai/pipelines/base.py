@@ -12,7 +12,7 @@ the progress bar -- is written once here, so `__call__` only drains `progressive
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar
@@ -21,6 +21,7 @@ import torch
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from ..capture import Trace, TraceConfig, TraceRecorder, resolve_trace_config
+from .callbacks import step_end_callback
 from .guidance import ClassifierFreeGuidance
 from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
 from .schedulers import make_scheduler, noise_schedule
@@ -58,6 +59,18 @@ class XAIPipelineMixin:
     denoiser_name: ClassVar[str] = "denoiser"
     count_name: ClassVar[str] = "batch_size"
     output_types: ClassVar[tuple[str, ...]] = ("pt",)
+    _callback_tensor_inputs: ClassVar[list[str]] = ["latents"]  # what `callback_on_step_end` may read and replace
+
+    @property
+    def num_timesteps(self) -> int:
+        """Steps of the current (or last) call, as diffusers' pipelines expose it to `PipelineCallback`s."""
+        return getattr(self, "_num_timesteps", 0)
+
+    @property
+    def interrupt(self) -> bool:
+        """Set `pipe._interrupt = True` (e.g. in a `callback_on_step_end`) to stop sampling after the current step:
+        the call returns what the steps so far made, as diffusers' pipelines do."""
+        return getattr(self, "_interrupt", False)
 
     @property
     def denoiser_model(self) -> torch.nn.Module:
@@ -162,15 +175,25 @@ class XAIPipelineMixin:
         """
         yield from self.denoise(self.prepare(**kwargs), recorder)
 
-    def sample(self, trace: bool | TraceConfig | dict | None = None, **kwargs) -> SamplingRun:
+    def sample(
+        self,
+        trace: bool | TraceConfig | dict | None = None,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] | None = None,
+        **kwargs,
+    ) -> SamplingRun:
         """
         What every `__call__` does before wrapping its output: [`prepare`] with `kwargs`, then drain
-        [`denoise`] under the progress bar with a [`TraceRecorder`] open when `trace` is set. Returns the run with
-        `final_sample` ($x_0$, model space) and `trace`.
+        [`denoise`] under the progress bar with a [`TraceRecorder`] open when `trace` is set and diffusers'
+        `callback_on_step_end` called after every step ([`step_end_callback`]). Returns the run with `final_sample`
+        ($x_0$, model space) and `trace`.
         """
         config = resolve_trace_config(trace)
+        on_step_end = step_end_callback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)
         run = self.prepare(**kwargs)
-        run.final_sample, run.trace = run_progressive(self, self.denoiser_model, config, partial(self.denoise, run))
+        self._num_timesteps, self._interrupt = len(self.scheduler.timesteps), False
+        progressive = partial(self.denoise, run)
+        run.final_sample, run.trace = run_progressive(self, self.denoiser_model, config, progressive, on_step_end)
         return run
 
     def postprocess(self, sample: torch.Tensor, output_type: str, run: SamplingRun | None = None):

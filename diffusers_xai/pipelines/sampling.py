@@ -97,7 +97,8 @@ def denoise_progressive(
 ) -> Iterator[DiffusionStep]:
     r"""
     The reverse process from $x_T$ = `sample` over `scheduler.timesteps` (set by the caller), yielding a
-    [`DiffusionStep`] per step (as improved-diffusion's `p_sample_loop_progressive`). Any model with the
+    [`DiffusionStep`] per step (as improved-diffusion's `p_sample_loop_progressive`); the next step starts from the
+    yielded step's `prev_sample` as the consumer leaves it (`callback_on_step_end` may replace it). Any model with the
     `model(x_t, t, **model_kwargs).sample` convention works (`model_kwargs` such as `{"class_labels": y}`). `eta`
     and `generator` reach `scheduler.step` only if it accepts them (as diffusers' `prepare_extra_step_kwargs`). With
     a `recorder`, $\hat{x}_0$ is recorded at every recorded step (computed from the model output when the scheduler
@@ -122,8 +123,9 @@ def denoise_progressive(
                     pred_x0 = scheduler._threshold_sample(pred_x0)
             # what the scheduler stepped with (under guidance the mix, not the denoiser's doubled output)
             recorder.record_latents(pred_original_sample=pred_x0, model_output=model_output)
-        yield DiffusionStep(i, int(t), sample, out.prev_sample, pred_x0)
-        sample = out.prev_sample
+        step = DiffusionStep(i, int(t), sample, out.prev_sample, pred_x0)
+        yield step
+        sample = step.prev_sample  # as the consumer left it (a `callback_on_step_end` may replace the latents)
 
 
 def run_progressive(
@@ -131,12 +133,15 @@ def run_progressive(
     model: torch.nn.Module,
     config: TraceConfig | None,
     progressive: Callable[..., Iterator[DiffusionStep]],
+    on_step_end: Callable[[DiffusionStep], None] | None = None,
 ) -> tuple[torch.Tensor, Trace | None]:
     """
     What a pipeline's `__call__` does once its inputs are checked, `pipeline.scheduler.set_timesteps` is called and
     $x_T$ is drawn: drain `progressive(recorder=...)` (e.g. [`denoise_progressive`] with everything but the recorder
     bound) under the pipeline's progress bar, with a [`TraceRecorder`] on `model` open for the whole loop when
-    `config` is set. Returns the final sample $x_0$ (model space) and the trace (or `None`).
+    `config` is set, calling `on_step_end(step)` after every step (which may replace `step.prev_sample`) and stopping
+    early when `pipeline.interrupt` is set (as diffusers' pipelines do). Returns the final sample $x_0$ (model space)
+    and the trace (or `None`).
     """
     num_steps = len(pipeline.scheduler.timesteps)
     recorder = TraceRecorder(model, config, num_steps=num_steps) if config else None
@@ -144,6 +149,10 @@ def run_progressive(
     with recorder if recorder is not None else nullcontext():
         with pipeline.progress_bar(total=num_steps) as bar:
             for step in progressive(recorder=recorder):
+                if on_step_end is not None:
+                    on_step_end(step)
                 sample = step.prev_sample
                 bar.update()
+                if getattr(pipeline, "interrupt", False):
+                    break
     return sample, recorder.trace if recorder is not None else None

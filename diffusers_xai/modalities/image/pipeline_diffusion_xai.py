@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,6 +182,8 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
         trace: bool | TraceConfig | dict | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> DiffusionXAIPipelineOutput | tuple:
         r"""
         Generate images, optionally recording a [`Trace`].
@@ -201,6 +204,11 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
             output_type (`str`, *optional*, defaults to `"pil"`): `"pil"`, `"np"` (`[B, H, W, C]`) or `"pt"`
                 (`[B, C, H, W]`).
             return_dict (`bool`, *optional*, defaults to `True`): return a [`DiffusionXAIPipelineOutput`] or a tuple.
+            callback_on_step_end (`Callable` or diffusers `PipelineCallback`, *optional*): called after every step
+                as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)`, as in diffusers' pipelines;
+                returning `{"latents": ...}` replaces $x_{t-1}$, and `pipe._interrupt = True` stops after the step.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `["latents"]`): what
+                `callback_kwargs` holds (model space).
 
         Returns:
             [`DiffusionXAIPipelineOutput`] or `tuple` `(images, trace)`.
@@ -209,6 +217,8 @@ class DiffusionXAIPipeline(XAIPipelineMixin, LoraPipelineMixin, DiffusionPipelin
         run = self.sample(
             trace, batch_size=batch_size, generator=generator, eta=eta, num_inference_steps=num_inference_steps,
             latents=latents, class_labels=class_labels, guidance_scale=guidance_scale,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         images = self.postprocess(run.final_sample, output_type)
         self.maybe_free_model_hooks()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -227,6 +228,8 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         trace: bool | TraceConfig | dict | None = None,
         output_type: str = "pd",
         return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> TabularXAIPipelineOutput | tuple:
         r"""
         Generate rows, optionally conditioned on the condition column and recording a [`Trace`].
@@ -247,6 +250,11 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
             output_type (`str`, *optional*, defaults to `"pd"`): `"pd"` (a DataFrame in the original schema) or
                 `"pt"` (model-space rows).
             return_dict (`bool`, *optional*, defaults to `True`).
+            callback_on_step_end (`Callable` or diffusers `PipelineCallback`, *optional*): called after every step
+                as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)`, as in diffusers' pipelines;
+                returning `{"latents": ...}` replaces $x_{t-1}$, and `pipe._interrupt = True` stops after the step.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `["latents"]`): what
+                `callback_kwargs` holds (model space).
 
         Returns:
             [`TabularXAIPipelineOutput`] or `tuple` `(rows, class_labels, trace)`.
@@ -255,6 +263,8 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         run = self.sample(
             trace, batch_size=num_rows, generator=generator, eta=eta, num_inference_steps=num_inference_steps,
             latents=latents, class_labels=class_labels, guidance_scale=guidance_scale,
+            callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         rows = self.postprocess(run.final_sample, output_type, run)
         labels = run.model_kwargs.get("class_labels")

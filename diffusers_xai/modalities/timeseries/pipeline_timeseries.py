@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -143,6 +144,8 @@ class TimeSeriesXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         trace: bool | TraceConfig | dict | None = None,
         output_type: str = "np",
         return_dict: bool = True,
+        callback_on_step_end: Callable | None = None,
+        callback_on_step_end_tensor_inputs: list[str] | None = None,
     ) -> TimeSeriesXAIPipelineOutput | tuple:
         r"""
         Generate windows, optionally recording a [`Trace`].
@@ -158,6 +161,11 @@ class TimeSeriesXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
             output_type (`str`, *optional*, defaults to `"np"`): `"np"` (`[N, L, C]` original units), `"pd"`
                 (list of DataFrames) or `"pt"` (model space `[N, C, L]`).
             return_dict (`bool`, *optional*, defaults to `True`).
+            callback_on_step_end (`Callable` or diffusers `PipelineCallback`, *optional*): called after every step
+                as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)`, as in diffusers' pipelines;
+                returning `{"latents": ...}` replaces $x_{t-1}$, and `pipe._interrupt = True` stops after the step.
+            callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `["latents"]`): what
+                `callback_kwargs` holds (model space).
 
         Returns:
             [`TimeSeriesXAIPipelineOutput`] or `tuple` `(series, trace)`.
@@ -165,7 +173,8 @@ class TimeSeriesXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         self.check_output_type(output_type)
         run = self.sample(
             trace, batch_size=num_series, generator=generator, eta=eta, num_inference_steps=num_inference_steps,
-            latents=latents,
+            latents=latents, callback_on_step_end=callback_on_step_end,
+            callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )  # fmt: skip
         series = self.postprocess(run.final_sample, output_type)
         self.maybe_free_model_hooks()
