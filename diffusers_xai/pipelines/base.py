@@ -187,6 +187,11 @@ class XAIPipelineMixin:
         [`denoise`] under the progress bar with a [`TraceRecorder`] open when `trace` is set and diffusers'
         `callback_on_step_end` called after every step ([`step_end_callback`]). Returns the run with `final_sample`
         ($x_0$, model space) and `trace`.
+
+        `callback_on_step_end` (a function or diffusers `PipelineCallback`) is called as in diffusers' pipelines,
+        `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)`, with the tensors named by
+        `callback_on_step_end_tensor_inputs` (default `["latents"]`: $x_{t-1}$ in model space); returning
+        `{"latents": ...}` replaces $x_{t-1}$, and `pipe._interrupt = True` stops after the step.
         """
         config = resolve_trace_config(trace)
         on_step_end = step_end_callback(self, callback_on_step_end, callback_on_step_end_tensor_inputs)

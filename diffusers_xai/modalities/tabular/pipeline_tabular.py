@@ -250,11 +250,8 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
             output_type (`str`, *optional*, defaults to `"pd"`): `"pd"` (a DataFrame in the original schema) or
                 `"pt"` (model-space rows).
             return_dict (`bool`, *optional*, defaults to `True`).
-            callback_on_step_end (`Callable` or diffusers `PipelineCallback`, *optional*): called after every step
-                as `callback_on_step_end(pipe, step_index, timestep, callback_kwargs)`, as in diffusers' pipelines;
-                returning `{"latents": ...}` replaces $x_{t-1}$, and `pipe._interrupt = True` stops after the step.
-            callback_on_step_end_tensor_inputs (`list[str]`, *optional*, defaults to `["latents"]`): what
-                `callback_kwargs` holds (model space).
+            callback_on_step_end, callback_on_step_end_tensor_inputs (*optional*): diffusers' step-end callback
+                (a function or `PipelineCallback`) and what it reads (`["latents"]`): [`XAIPipelineMixin.sample`].
 
         Returns:
             [`TabularXAIPipelineOutput`] or `tuple` `(rows, class_labels, trace)`.
