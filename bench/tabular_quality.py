@@ -545,7 +545,8 @@ def main(args) -> dict:
             os.replace(args.out + ".tmp", args.out)
     targets = ", ".join(f"{name}: {' / '.join(r['targets'])}" for name, r in results.items())
     print(
-        f"\nUnconditional generators, {args.steps} updates for ours/CTGAN/TVAE, {args.threads} threads, "
+        f"\n{'Conditional' if args.conditional else 'Unconditional'} generators, {args.steps} updates for "
+        f"ours/CTGAN/TVAE, {args.threads} threads, "
         f"seed {args.seed}; TSTR targets (macro F1 for classes, R² for numbers) — {targets}\n"
     )
     print(markdown(results))
