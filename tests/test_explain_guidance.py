@@ -6,7 +6,13 @@ import torch
 from diffusers import DDIMScheduler
 
 from diffusers_xai import DiffusionXAIPipeline, TraceConfig
-from diffusers_xai.explain import DenoiserAttribution, Explainer, ExplanationTarget, column_attributions
+from diffusers_xai.explain import (
+    DenoiserAttribution,
+    DenoiserGradCAM,
+    Explainer,
+    ExplanationTarget,
+    column_attributions,
+)
 from diffusers_xai.testing import seeded_generator as gen
 from diffusers_xai.testing import tiny_tabular_pipeline, tiny_unet
 
@@ -108,3 +114,41 @@ def test_image_explainer_with_guidance_explains_the_guided_mix():
     torch.testing.assert_close(mix, step.model_output, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match=r"guidance_scale=2.0 explains a guided run, but no null class is known"):
         Explainer(DiffusionXAIPipeline(unet=tiny_unet(), scheduler=DDIMScheduler()), guidance_scale=2.0)
+
+
+def test_guided_hirescam_is_the_mix_of_the_two_passes_cams():
+    """HiResCAM is linear in the gradient and the guided target is (1 - s) f_null + s f_y, each pass with its own
+    activations: the guided map is s CAM_y + (1 - s) CAM_null, which needs both passes in the one hooked call."""
+    pipe = DiffusionXAIPipeline(unet=tiny_unet(seed=0, num_classes=3), scheduler=DDIMScheduler(num_train_timesteps=50))
+    x = torch.randn(2, 1, 8, 8, generator=gen())
+    labels, null = torch.tensor([1, 2]), torch.tensor([3, 3])
+    cam = DenoiserGradCAM(pipe, layer="output_block", weighting="hirescam")
+
+    def maps(explainer, y):  # the layer's CAM before the per-sample scaling of `maps`
+        return explainer.attribute(x, timesteps=[25], class_labels=y).metadata["per_layer"][cam.layers[0]]
+
+    mixed = maps(cam.guided(SCALE), labels)
+    torch.testing.assert_close(mixed, SCALE * maps(cam, labels) + (1 - SCALE) * maps(cam, null), rtol=1e-4, atol=1e-5)
+
+
+def test_guided_class_attributions_leave_the_null_pass_its_own_embedding(guided_run):
+    """Attributing to the class embedding under guidance: integrated gradients from a zero embedding still sum to
+    the mix's change, with the null half of the batch keeping the null class's embedding."""
+    pipe, out, labels = guided_run
+    step = out.trace.steps[1]
+    guided = DenoiserAttribution(pipe).guided(SCALE)
+    result = guided.attribute(
+        step.latents, timesteps=[step.timestep], class_labels=labels, include_conditioning=True, n_steps=128,
+        return_convergence_delta=True,
+    )  # fmt: skip
+    assert result.delta.abs().max() < 1e-2
+    # the class part is the mix's change from a zero class embedding (the null pass unchanged) at the same x_t
+    forward = guided.forward_function()
+    emb = pipe.denoiser.embedder.class_embedding(labels)
+    zero = torch.zeros_like(emb)
+    x = step.latents.float()
+    f = forward.bind(["sample"], ["class_labels", "class_embedding"], step.timestep)
+    with torch.no_grad():
+        total = f(x, labels, emb) - f(torch.zeros_like(x), labels, zero)
+    sums = result.attributions[0][0].sum(dim=1) + result.attributions[1][0].sum(dim=1)
+    torch.testing.assert_close(sums, total, rtol=1e-2, atol=2e-3)

@@ -265,16 +265,28 @@ class DenoiserForward:
         if class_embedding is not None and class_labels is None:
             # the denoiser still needs labels to take its class branch; their embedding is replaced by the hook
             class_labels = torch.zeros(sample.shape[0], dtype=torch.long, device=sample.device)
+        if self.guidance_scale != 1:
+            return self._guided_output(sample, timestep, kwargs, class_labels, class_embedding)
         if class_labels is not None:
             kwargs["class_labels"] = class_labels
         with _class_embedding_override(self.unet, class_embedding):
-            cond = self.unet(sample, timestep, **kwargs).sample
-        if self.guidance_scale == 1:
-            return cond
+            return self.unet(sample, timestep, **kwargs).sample
+
+    def _guided_output(self, sample, timestep, kwargs: dict, class_labels, class_embedding) -> torch.Tensor:
+        r"""$f_\varnothing + s\,(f_y - f_\varnothing)$ from one call on the stacked batch $[x_t \mid y;\ x_t \mid
+        \varnothing]$, as the pipeline guides: a layer's activations then hold both passes (GradCAM sums them), and a
+        replaced class embedding enters the $y$ half only (the null half keeps the null class's own)."""
         if class_labels is None:
             raise ValueError("Explaining a guided run needs the `class_labels` it was sampled with.")
-        kwargs["class_labels"] = torch.full_like(class_labels, self.null_class_label)
-        uncond = self.unet(sample, timestep, **kwargs).sample
+        null = torch.full_like(class_labels, self.null_class_label)
+        stacked = {k: torch.cat([v, v]) for k, v in kwargs.items()}
+        stacked["class_labels"] = torch.cat([class_labels, null])
+        if class_embedding is not None:
+            with torch.no_grad():
+                null_embedding = class_embedding_module(self.unet)(null)
+            class_embedding = torch.cat([class_embedding, null_embedding.to(class_embedding.dtype)])
+        with _class_embedding_override(self.unet, class_embedding):
+            cond, uncond = self.unet(torch.cat([sample, sample]), timestep, **stacked).sample.chunk(2)
         return uncond + self.guidance_scale * (cond - uncond)
 
     def __call__(
