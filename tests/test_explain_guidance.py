@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from diffusers_xai import DiffusionXAIPipeline, TraceConfig
+from diffusers_xai import DiffusionXAIPipeline, Trace, TraceConfig
 from diffusers_xai.explain import (
     DenoiserAttribution,
     DenoiserGradCAM,
@@ -152,3 +152,43 @@ def test_guided_class_attributions_leave_the_null_pass_its_own_embedding(guided_
         total = f(x, labels, emb) - f(torch.zeros_like(x), labels, zero)
     sums = result.attributions[0][0].sum(dim=1) + result.attributions[1][0].sum(dim=1)
     torch.testing.assert_close(sums, total, rtol=1e-2, atol=2e-3)
+
+
+def test_the_trace_records_the_scale_and_the_explainer_follows_it(guided_run, tmp_path, caplog):
+    """A guided run's trace says how it was sampled (also after save/load); `Explainer` explains that mix by default,
+    and a bare explainer left at the conditional model warns instead of explaining another function silently."""
+    pipe, out, labels = guided_run
+    assert out.trace.guidance_scale == SCALE
+    loaded = Trace.load(out.trace.save(tmp_path / "trace.safetensors"))
+    assert loaded.guidance_scale == SCALE
+    t = [int(out.trace.steps[1].timestep)]
+    with caplog.at_level("WARNING", logger="diffusers_xai.explain.base"):
+        plain = DenoiserAttribution(pipe, "saliency").attribute(out.trace, timesteps=t, class_labels=labels)
+    assert f"This trace was sampled with guidance_scale={SCALE:g}" in caplog.text
+    caplog.clear()
+    saliency = DenoiserAttribution(pipe, "saliency")
+    with caplog.at_level("WARNING", logger="diffusers_xai.explain.base"):
+        mixed = saliency.guided(SCALE).attribute(out.trace, timesteps=t, class_labels=labels)
+        saliency.guided(1).attribute(out.trace, timesteps=t, class_labels=labels)
+    assert caplog.text == ""  # an explicit choice, either way, is not warned about
+    assert not torch.allclose(plain.maps, mixed.maps)
+    unguided = pipe(num_rows=2, class_labels=[0, 1], generator=gen(), num_inference_steps=2, trace=True).trace
+    assert unguided.guidance_scale == 1.0
+
+
+def test_explainer_defaults_to_the_traces_scale():
+    unet = tiny_unet(seed=0, num_classes=3)
+    pipe = DiffusionXAIPipeline(unet=unet, scheduler=DDIMScheduler(num_train_timesteps=50))
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(batch_size=1, class_labels=[1], guidance_scale=SCALE, generator=gen(), num_inference_steps=3,
+               output_type="pt", trace=True)  # fmt: skip
+    kwargs = {"methods": ["saliency"], "faithfulness": False, "sanity_check": False}
+    t = [int(out.trace.steps[1].timestep)]
+
+    def maps(**kw):
+        report = Explainer(pipe, **kwargs, **kw).explain(out, timesteps=t, class_labels=out.class_labels)
+        return report, report.results["saliency"].maps
+
+    (default, a), (_, b), (_, c) = maps(), maps(guidance_scale=SCALE), maps(guidance_scale=1.0)
+    assert default.guidance_scale == SCALE and default.summary()["guidance_scale"] == SCALE
+    assert torch.equal(a, b) and not torch.allclose(a, c)

@@ -18,8 +18,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 gr = pytest.importorskip("gradio")
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
 
-from diffusers_xai import Trace  # noqa: E402
+from diffusers_xai import TabularXAIPipeline, Trace  # noqa: E402
+from diffusers_xai.explain import DenoiserAttribution, column_attributions, step_trace  # noqa: E402
 from tests.space_fixtures import load_space_app  # noqa: E402
 
 
@@ -105,13 +107,23 @@ def test_tabular_guidance_slider_moves_only_for_a_model_with_a_null_class(tab, g
     )
     with pytest.raises(gr.Error, match=r"this denoiser has no null class .* train with a condition_column and class_"):
         tab.generate(None, "ddim", 5, 0, 12, "1", 2.0)
-    # Explain explains the guided mix that sampled the rows, and says so
+    # Explain explains the guided mix that sampled the rows (the trace records the scale), and says so
     state = tab.generate(guided_model, "ddim", 5, 0, 12, "1", 3.0)[2]
     _, summary, numbers, _ = tab.explain(state, "saliency", "proline", 2)
-    assert state["guidance_scale"] == 3.0 and numbers["guidance_scale"] == 3.0
+    assert numbers["guidance_scale"] == 3.0
     assert summary.startswith("**saliency** of the guided prediction (scale 3) at t = ")
-    plain = tab.explain({**state, "guidance_scale": 1.0}, "saliency", "proline", 2)[2]
-    assert plain["mean_abs_attribution"] != numbers["mean_abs_attribution"]
+    trace = Trace.load(state["trace_path"])
+    step = trace.steps[2]
+    pipe = TabularXAIPipeline.from_pretrained(guided_model)
+    labels = load_file(state["labels_path"])["class_labels"]
+
+    def proline(explainer):
+        expl = column_attributions(explainer, step_trace(step.latents.float(), step.timestep), "proline", None, labels)
+        return [round(float(v), 6) for v in expl.matrix(0)[0]]
+
+    space = list(numbers["mean_abs_attribution"]["proline"].values())
+    assert trace.guidance_scale == 3.0 and space == proline(DenoiserAttribution(pipe, "saliency").guided(3.0))
+    assert space != proline(DenoiserAttribution(pipe, "saliency"))
     with pytest.raises(gr.Error, match=r"Guidance scale must be a number in \[1, 4\], got 'lots'\."):
         tab.generate(guided_model, "ddim", 5, 0, 12, "1", "lots")
     with pytest.raises(gr.Error, match=r"Guidance scale must be a number in \[1, 4\], got 4\.5\."):

@@ -60,13 +60,15 @@ class Trace:
 
     `trace.steps` lists the recorded [`TraceStep`]s in loop order; `stack("latents")` gives a
     `[S, B, C, H, W]` tensor over them, `attention(name)` the maps of one layer, and `save`/`load` round-trip
-    the whole trace through a safetensors file (no pickle).
+    the whole trace through a safetensors file (no pickle). `guidance_scale` is the classifier-free guidance scale
+    the run was sampled with (our pipelines record it; 1 = none), which [`Explainer`] then explains by default.
     """
 
     config: TraceConfig
     steps: list[TraceStep] = field(default_factory=list)
     num_inference_steps: int | None = None
     truncated: bool = False
+    guidance_scale: float = 1.0
 
     @property
     def nbytes(self) -> int:
@@ -127,6 +129,7 @@ class Trace:
             "steps": json.dumps(index),
             "num_inference_steps": json.dumps(self.num_inference_steps),
             "truncated": json.dumps(self.truncated),
+            "guidance_scale": json.dumps(self.guidance_scale),
             "config": json.dumps(
                 {
                     k: (str(v).replace("torch.", "") if isinstance(v, torch.dtype) else v)
@@ -163,6 +166,7 @@ class Trace:
             config=TraceConfig(**cfg),
             num_inference_steps=json.loads(meta["num_inference_steps"]),
             truncated=json.loads(meta["truncated"]),
+            guidance_scale=json.loads(meta.get("guidance_scale", "1.0")),  # traces saved before it was recorded
         )
         for entry in json.loads(meta["steps"]):
             step = TraceStep(step_index=entry["step_index"], timestep=entry["timestep"])

@@ -3,6 +3,7 @@ r"""Shared machinery of the denoiser explainers: binding a pipeline, picking ste
 from __future__ import annotations
 
 import copy
+import logging
 import numbers
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ __all__ = [
     "select_sample",
     "step_trace",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -135,7 +138,11 @@ def select_sample(trace: Trace, index: int) -> Trace:
         for s in trace.steps
     ]
     return Trace(
-        config=trace.config, steps=steps, num_inference_steps=trace.num_inference_steps, truncated=trace.truncated
+        config=trace.config,
+        steps=steps,
+        num_inference_steps=trace.num_inference_steps,
+        truncated=trace.truncated,
+        guidance_scale=trace.guidance_scale,
     )
 
 
@@ -366,6 +373,14 @@ class DenoiserExplainer:
             raise ValueError(
                 f"`inputs` x_t must have shape [B, {', '.join(map(str, self.sample_shape))}] for this pipeline, got "
                 f"{tuple(inputs.shape)}."
+            )
+        if isinstance(inputs, Trace) and inputs.guidance_scale != 1 and "guidance_scale" not in self.__dict__:
+            logger.warning(
+                "This trace was sampled with guidance_scale=%g, but the explainer explains the conditional model "
+                "alone; use explainer.guided(%g) to explain the guided mix that sampled it (or .guided(1) to keep "
+                "the conditional model and silence this).",
+                inputs.guidance_scale,
+                inputs.guidance_scale,
             )
         steps = resolve_steps(inputs, timesteps, self.scheduler)
         for step in steps:

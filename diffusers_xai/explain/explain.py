@@ -130,6 +130,7 @@ class ExplanationReport:
         trajectory ([`TrajectoryAnalysis`], *optional*).
         faithfulness (`dict[str, list[FaithfulnessResult]]`): method → one result per explained step.
         sanity (`dict[str, SanityCheckResult]`): method → model-randomisation check at the middle explained step.
+        guidance_scale (`float`): the classifier-free guidance whose mix was explained (1: the model alone).
     """
 
     sample_index: int
@@ -140,10 +141,13 @@ class ExplanationReport:
     trajectory: TrajectoryAnalysis | None = None
     faithfulness: dict[str, list[FaithfulnessResult]] = field(default_factory=dict)
     sanity: dict[str, SanityCheckResult] = field(default_factory=dict)
+    guidance_scale: float = 1.0
 
     def summary(self) -> dict:
         """JSON-able numbers: per method, the mean faithfulness AUCs (vs random) and the sanity-check similarity."""
         out = {"sample_index": self.sample_index, "timesteps": self.timesteps, "methods": {}}
+        if self.guidance_scale != 1:
+            out["guidance_scale"] = self.guidance_scale
         for name, result in self.results.items():
             entry: dict = {"maps_shape": list(result.maps.shape), "timesteps": result.timesteps}
             if name in self.faithfulness:
@@ -246,8 +250,9 @@ class Explainer:
             `{"integrated_gradients": {"n_steps": 64}}`) and constructor keywords under `"init"` (e.g.
             `{"gradcam": {"init": {"layer": "mid_block"}}}`).
         seed (`int`, *optional*, defaults to 0): seeds random baselines, random maps and re-initialisation.
-        guidance_scale (`float`, *optional*, defaults to 1): the scale a guided run was sampled with; every method
-            and check then explains the guided mix that sampled it ([`DenoiserExplainer.guided`]).
+        guidance_scale (`float`, *optional*): the classifier-free guidance scale whose mix every method and check
+            explains ([`DenoiserExplainer.guided`]); by default the one the trace records, i.e. the function that
+            sampled the run (1 explains the conditional model alone).
 
     Example:
 
@@ -269,7 +274,7 @@ class Explainer:
         sanity_check: bool = True,
         method_kwargs: dict[str, dict] | None = None,
         seed: int = 0,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
     ):
         if getattr(pipe, "unet", None) is None or getattr(pipe, "scheduler", None) is None:
             raise TypeError(f"Explainer needs a pipeline with `unet` and `scheduler`, got {type(pipe).__name__}.")
@@ -286,14 +291,16 @@ class Explainer:
         if unknown:
             raise ValueError(f"`method_kwargs` names unknown methods {unknown}; choose from {list(EXPLAIN_METHODS)}.")
         self.seed = seed
-        check_explained_guidance(guidance_scale, getattr(pipe, "null_class_label", None))
+        if guidance_scale is not None:
+            check_explained_guidance(guidance_scale, getattr(pipe, "null_class_label", None))
         self.guidance_scale = guidance_scale
 
-    def explainer_for(self, method: str) -> DenoiserExplainer:
+    def explainer_for(self, method: str, guidance_scale: float | None = None) -> DenoiserExplainer:
         """The explainer object behind one method name ([`build_explainer`] with `method_kwargs[method]["init"]`),
-        explaining the guided mix at `guidance_scale`."""
+        explaining the guided mix at `guidance_scale` (default: the Explainer's, else 1)."""
         init = self.method_kwargs.get(method, {}).get("init", {})
-        return build_explainer(self.pipe, method, "image", self.target, **init).guided(self.guidance_scale)
+        scale = guidance_scale if guidance_scale is not None else self.guidance_scale
+        return build_explainer(self.pipe, method, "image", self.target, **init).guided(1.0 if scale is None else scale)
 
     def _attribute_kwargs(self, method: str, conditioning: dict) -> dict:
         kwargs = dict(_ATTRIBUTE_DEFAULTS.get(method, {}))
@@ -343,7 +350,10 @@ class Explainer:
             conditioning["encoder_hidden_states"] = encoder_hidden_states
         if class_labels is not None:
             conditioning["class_labels"] = class_labels
-        report = ExplanationReport(sample_index=sample_index, timesteps=list(timesteps), image=image, trace=trace)
+        scale = self.guidance_scale if self.guidance_scale is not None else trace.guidance_scale
+        report = ExplanationReport(
+            sample_index=sample_index, timesteps=list(timesteps), image=image, trace=trace, guidance_scale=scale
+        )
         random_curves: dict = {}  # per timestep, shared by every method
         if "trajectory" in self.methods:
             if any(s.pred_original_sample is not None for s in trace.steps) and len(trace.steps) > 1:
@@ -351,7 +361,7 @@ class Explainer:
             else:
                 logger.warning("Skipping trajectory analysis: it needs pred_original_sample at two or more steps.")
         for method in progress([m for m in self.methods if m != "trajectory"], desc="explain"):
-            explainer = self.explainer_for(method)
+            explainer = self.explainer_for(method, scale)
             kwargs = self._attribute_kwargs(method, conditioning)
             result = explainer.attribute(trace, timesteps=timesteps, **kwargs)
             report.results[method] = result

@@ -163,6 +163,7 @@ class XAIPipelineMixin:
             model = ClassifierFreeGuidance(model, self.null_class_label, scale)
             if recorder is not None:  # the trace keeps the conditional half of [null; y] (one row per sample)
                 recorder.rows = slice(run.sample.shape[0], None)
+                recorder.trace.guidance_scale = float(scale)
         return denoise_progressive(model, self.scheduler, run.sample, run.generator, run.eta, model_kwargs, recorder)
 
     @torch.no_grad()

@@ -86,20 +86,16 @@ class DenoiserTab(ABC):
 
     def sample(self, model, scheduler: str, num_inference_steps, seed, count, progress, *options):
         """Check the inputs and generate `count` samples with a trace ([`traced_generation`]): `(pipe, output, state,
-        info)`, where the state holds the saved trace, the guidance scale (Explain explains the guided mix that
-        sampled the run) and `info` is the generation summary."""
-        inputs: dict = {}
+        info)`, where the state holds the saved trace (which records the guidance scale, so Explain explains the
+        guided mix that sampled the run) and `info` is the generation summary."""
 
         def call_kwargs(pipe, n: int) -> dict:
-            inputs.update(self.pipeline_inputs(pipe, *options))
-            return {self.count_argument: n, **inputs, "output_type": self.output_type}
+            return {self.count_argument: n, **self.pipeline_inputs(pipe, *options), "output_type": self.output_type}
 
         args = (self.bundle.load, model, scheduler, num_inference_steps, seed, count, progress, self.batch)
         run = traced_generation(*args, call_kwargs)
         source = self.bundle.source_of(model)
-        guidance = inputs.get("guidance_scale", 1.0)
-        trace = run.output.trace
-        state = generation_state(trace, f"{self.prefix}-trace", source, scheduler, run.steps, guidance_scale=guidance)
+        state = generation_state(run.output.trace, f"{self.prefix}-trace", source, scheduler, run.steps)
         return run.pipe, run.output, state, run.info
 
     def pipeline_inputs(self, pipe, *options) -> dict:

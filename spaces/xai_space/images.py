@@ -232,10 +232,9 @@ def generate(
         samples_path=str(samples_path),
         seed=run.seed,
         batch_size=run.count,
-        # the class of every sample (the null class when none was picked) and the guidance, so Explain explains what
-        # sampled them: the guided mix of the class's and the null class's predictions
+        # the class of every sample (the null class when none was picked), so Explain explains what was sampled (the
+        # trace records the guidance scale: a guided run is explained as the guided mix)
         class_labels=out.class_labels.tolist() if out.class_labels is not None else None,
-        guidance_scale=guidance_inputs(guidance_scale, MAX_GUIDANCE).get("guidance_scale", 1.0),
     )
     last = len(trace) - 1
     x_t, x0, caption = trajectory_images(trace, last)
@@ -360,14 +359,12 @@ def explain(
     method_kwargs = {}
     if method == "gradcam" and layer not in (None, "", DEFAULT_CAM):
         method_kwargs["gradcam"] = {"init": {"layer": layer}}
-    guidance = float(state.get("guidance_scale", 1.0))
-    explainer = Explainer(
+    explainer = Explainer(  # the guidance the trace records: a guided run's mix is explained
         pipe,
         methods=[method],
         faithfulness=bool(faithfulness),
         sanity_check=bool(sanity_check),
         method_kwargs=method_kwargs,
-        guidance_scale=guidance,
     )
     progress(0, desc=f"Explaining with {method}")
     labels = state.get("class_labels")  # a class-conditional model is explained with the sample's class
@@ -378,7 +375,7 @@ def explain(
     numbers = report.summary()["methods"][method]
     numbers.update(sample_index=sample, timestep=int(step.timestep), step_index=int(step.step_index))
     if labels is not None:
-        numbers.update(class_label=class_name(pipe, labels[sample]), guidance_scale=guidance)
+        numbers.update(class_label=class_name(pipe, labels[sample]), guidance_scale=report.guidance_scale)
     # only the three plots shown here (`report.save` would also draw per-step grids and trajectory strips)
     folder = new_output_path(f"explanation-{method}")
     folder.mkdir()

@@ -158,7 +158,7 @@ class TabularTab(DenoiserTab):
         position, step, _ = recorded_step(trace, position)
         rows = min(MAX_EXPLAINED_ROWS, step.latents.shape[0])
         labels = _labels(state)
-        guidance = float(state.get("guidance_scale", 1.0))
+        guidance = trace.guidance_scale  # the run's: the guided mix that sampled the rows is explained
         explanation, folder = self.attribute(
             pipe,
             method,
