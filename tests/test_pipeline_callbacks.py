@@ -96,3 +96,5 @@ def test_bad_callbacks_are_refused_naming_the_fix(pipe):
     with pytest.raises(ValueError, match=r"`callback_on_step_end` must be callable as `\(pipeline, step_index, "
                        r"timestep, callback_kwargs\) -> dict`, got str"):  # fmt: skip
         run(pipe, callback_on_step_end="print")
+    with pytest.raises(ValueError, match=r"`callback_on_step_end` returned list at step 0; return a dict"):
+        run(pipe, callback_on_step_end=lambda p, i, t, kwargs: [kwargs["latents"]])

@@ -45,6 +45,11 @@ def step_end_callback(
     def on_step_end(step: DiffusionStep) -> None:
         tensors = {"latents": step.prev_sample}
         outputs = callback_on_step_end(pipeline, step.step_index, step.timestep, {n: tensors[n] for n in names})
+        if outputs is not None and not isinstance(outputs, dict):
+            raise ValueError(
+                f"`callback_on_step_end` returned {type(outputs).__name__} at step {step.step_index}; return a dict "
+                "(e.g. `callback_kwargs`, or {} to change nothing)."
+            )
         step.prev_sample = (outputs or {}).get("latents", step.prev_sample)
 
     return on_step_end
