@@ -13,6 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..capture import Trace, TraceStep
+from ..pipelines.guidance import check_guidance_scale
 from .target import (
     DenoiserForward,
     ExplanationTarget,
@@ -298,14 +299,14 @@ def progress(iterable, desc: str, total: int | None = None) -> Iterator:
 
 
 def check_explained_guidance(guidance_scale: float, null_class_label: int | None) -> None:
-    """`ValueError` for a scale below 1, or above 1 without a null class to contrast with."""
-    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, numbers.Real) or not guidance_scale >= 1:
-        raise ValueError(f"`guidance_scale` must be a number >= 1 (1 = no guidance), got {guidance_scale!r}.")
-    if guidance_scale > 1 and not isinstance(null_class_label, int):
-        raise ValueError(
-            f"guidance_scale={guidance_scale} explains a guided run, but no null class is known: explain with the "
-            "pipeline that sampled it, whose denoiser was trained with class dropout (a null class)."
-        )
+    """The pipelines' own guidance check ([`check_guidance_scale`]) for an explainer: a scale below 1, or above 1
+    without a null class to contrast with, is refused."""
+    check_guidance_scale(
+        guidance_scale,
+        null_class_label,
+        without="no null class is known to explain the guided run with",
+        fix="explain with the pipeline that sampled it, whose denoiser has a null class",
+    )
 
 
 class DenoiserExplainer:

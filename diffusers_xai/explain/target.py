@@ -10,6 +10,8 @@ from typing import Literal
 
 import torch
 
+from ..pipelines.guidance import ClassifierFreeGuidance
+
 __all__ = [
     "DenoiserForward",
     "ExplanationTarget",
@@ -273,21 +275,18 @@ class DenoiserForward:
             return self.unet(sample, timestep, **kwargs).sample
 
     def _guided_output(self, sample, timestep, kwargs: dict, class_labels, class_embedding) -> torch.Tensor:
-        r"""$f_\varnothing + s\,(f_y - f_\varnothing)$ from one call on the stacked batch $[x_t \mid y;\ x_t \mid
-        \varnothing]$, as the pipeline guides: a layer's activations then hold both passes (GradCAM sums them), and a
-        replaced class embedding enters the $y$ half only (the null half keeps the null class's own)."""
+        r"""$f_\varnothing + s\,(f_y - f_\varnothing)$ through the pipeline's own [`ClassifierFreeGuidance`]: one call
+        on the stacked batch $[x_t \mid \varnothing;\ x_t \mid y]$, so a layer's activations hold both passes
+        (GradCAM sums them), and a replaced class embedding enters the $y$ half only (the null half keeps its own)."""
         if class_labels is None:
             raise ValueError("Explaining a guided run needs the `class_labels` it was sampled with.")
-        null = torch.full_like(class_labels, self.null_class_label)
-        stacked = {k: torch.cat([v, v]) for k, v in kwargs.items()}
-        stacked["class_labels"] = torch.cat([class_labels, null])
         if class_embedding is not None:
             with torch.no_grad():
-                null_embedding = class_embedding_module(self.unet)(null)
-            class_embedding = torch.cat([class_embedding, null_embedding.to(class_embedding.dtype)])
+                null = class_embedding_module(self.unet)(torch.full_like(class_labels, self.null_class_label))
+            class_embedding = torch.cat([null.to(class_embedding.dtype), class_embedding])
+        guided = ClassifierFreeGuidance(self.unet, self.null_class_label, self.guidance_scale)
         with _class_embedding_override(self.unet, class_embedding):
-            cond, uncond = self.unet(torch.cat([sample, sample]), timestep, **stacked).sample.chunk(2)
-        return uncond + self.guidance_scale * (cond - uncond)
+            return guided(sample, timestep, class_labels, **kwargs).sample
 
     def __call__(
         self, sample: torch.Tensor, timestep: int, target_inputs: torch.Tensor | None = None, **conditioning

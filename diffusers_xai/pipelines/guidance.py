@@ -114,7 +114,8 @@ class GuidedOutput(BaseOutput):
 class ClassifierFreeGuidance:
     r"""
     `model(x_t, t, class_labels=y).sample` → $f_\varnothing + s\,(f_y - f_\varnothing)$ from one forward pass on the
-    doubled batch (unconditional half first, as diffusers' pipelines). Call it as the model it wraps.
+    doubled batch (unconditional half first, as diffusers' pipelines). Call it as the model it wraps; other batched
+    keyword arguments are doubled alongside. The explainers call it too, so they explain the function that sampled.
 
     Args:
         model: a class-conditional denoiser (`model(x, t, class_labels=...).sample`).
@@ -127,8 +128,11 @@ class ClassifierFreeGuidance:
         self.null_class_label = null_class_label
         self.guidance_scale = float(guidance_scale)
 
-    def __call__(self, sample: torch.Tensor, timestep, class_labels: torch.Tensor) -> GuidedOutput:
+    def __call__(self, sample: torch.Tensor, timestep, class_labels: torch.Tensor, **model_kwargs) -> GuidedOutput:
         null = torch.full_like(class_labels, self.null_class_label)
-        out = self.model(torch.cat([sample, sample]), timestep, class_labels=torch.cat([null, class_labels])).sample
+        doubled = {k: torch.cat([v, v]) for k, v in model_kwargs.items()}
+        out = self.model(
+            torch.cat([sample, sample]), timestep, class_labels=torch.cat([null, class_labels]), **doubled
+        ).sample
         uncond, cond = out.chunk(2)
         return GuidedOutput(sample=uncond + self.guidance_scale * (cond - uncond))
