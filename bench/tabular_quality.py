@@ -63,6 +63,7 @@ from diffusers_xai.evaluation.tabular import (  # noqa: E402
 )
 from diffusers_xai.evaluation.tabular_fidelity import alpha_precision_beta_recall  # noqa: E402
 from diffusers_xai.evaluation.tabular_privacy import reject_near_copies  # noqa: E402
+from diffusers_xai.modalities.tabular.conditions import sample_with_values  # noqa: E402
 from diffusers_xai.modalities.tabular.data import load_breast_cancer_frame, load_wine_frame  # noqa: E402
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline  # noqa: E402
 from diffusers_xai.training import TrainingConfig, train  # noqa: E402
@@ -269,7 +270,8 @@ def fit_sdv(kind: str, train_df: pd.DataFrame, metadata: dict, seed: int, update
 
     def sample(n: int, labels: pd.Series | None = None) -> pd.DataFrame:
         """`n` rows, or with `labels` (a column's values) rows with exactly those values: SDV's conditional sampling
-        (CTGAN's conditional vector; reject sampling for GaussianCopula and TVAE)."""
+        (the copula's conditional for GaussianCopula; for CTGAN and TVAE, whose SDV `_sample` refuses conditions,
+        SDV's reject sampling of unconditional rows)."""
         from sdv.sampling import Condition
 
         if hasattr(synth, "set_random_state"):
@@ -304,12 +306,32 @@ def fit_ours_from_args(name: str, train_df: pd.DataFrame, workdir: str, args, **
 
 def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> dict:
     """`--conditional`: every generator conditioned on the class target, sampled with the training rows' exact class
-    counts; ours trains with `condition_column`, the SDV peers (fitted as usual) use `sample_from_conditions`."""
+    counts; ours trained with `condition_column` (`--ours_conditioning condition_column`) and/or trained without it
+    and sampled by rejection on the class (`rejection`: `sample_with_values`, as SDV samples CTGAN and TVAE), the SDV
+    peers (fitted as usual) through `sample_from_conditions`."""
     target, n, rows = targets[0], len(train_df), {}
     if pd.api.types.is_float_dtype(train_df[target]):
         raise ValueError(f"--conditional needs a class target; {name}'s {target!r} is a number.")
     labels = train_df[target].sample(frac=1.0, random_state=args.seed).reset_index(drop=True)
+    if "condition_column" in args.ours_conditioning:
+        rows.update(_conditioned_ours(name, train_df, test_df, targets, metadata, labels, args))
+    if "rejection" in args.ours_conditioning:
+        rows.update(_rejection_ours(name, train_df, test_df, targets, metadata, labels, args))
+    for kind in args.peers:
+        sample, seconds = fit_sdv(kind, train_df, metadata, args.seed, args.steps)
+        rows[f"SDV {kind} (cond)"] = {
+            **score(train_df, test_df, sample(n, labels), targets, metadata, args.seed, name),
+            "train_s": seconds,
+        }
+    return rows
+
+
+def _conditioned_ours(name: str, train_df, test_df, targets, metadata, labels: pd.Series, args) -> dict:
+    """Ours trained with the class target as `condition_column`, sampled with `class_labels` at each guidance."""
+    target, rows = targets[0], {}
     others = [c for c in CLASS_COLUMNS.get(name, []) if c != target] or None
+    if not args.samplers:
+        return rows
     with tempfile.TemporaryDirectory() as workdir:
         pipe, seconds = fit_ours_from_args(
             name, train_df, workdir, args, condition_column=target, categorical_columns=others,
@@ -318,7 +340,7 @@ def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> di
         for sampler in args.samplers:
             for scale in args.guidance_scales:
                 synthetic = sample_ours(
-                    pipe, sampler, n, args.seed, class_labels=labels.tolist(), guidance_scale=scale
+                    pipe, sampler, len(train_df), args.seed, class_labels=labels.tolist(), guidance_scale=scale
                 )
                 guided = f", guidance {scale:g}" if scale != 1 else ""
                 rows[f"ours ({sampler}, cond{guided})"] = {
@@ -326,12 +348,31 @@ def run_conditional(name: str, train_df, test_df, targets, metadata, args) -> di
                     "train_s": seconds,
                     **stop_info(pipe),
                 }
-    for kind in args.peers:
-        sample, seconds = fit_sdv(kind, train_df, metadata, args.seed, args.steps)
-        rows[f"SDV {kind} (cond)"] = {
-            **score(train_df, test_df, sample(n, labels), targets, metadata, args.seed, name),
-            "train_s": seconds,
-        }
+    return rows
+
+
+def _rejection_ours(name: str, train_df, test_df, targets, metadata, labels: pd.Series, args) -> dict:
+    """Ours trained as the unconditional bench trains it (the class an ordinary column), then sampled by rejection
+    until every class has its training count; round r of a sampler draws with seed `seed + r * DRAW_SEED_STEP`."""
+    rows = {}
+    if not args.samplers:
+        return rows
+    with tempfile.TemporaryDirectory() as workdir:
+        pipe, seconds = fit_ours_from_args(name, train_df, workdir, args)
+        for sampler in args.samplers:
+            drawn = []
+
+            def sample(k: int, round_index: int, sampler=sampler, drawn=drawn) -> pd.DataFrame:
+                drawn.append(k)
+                return sample_ours(pipe, sampler, k, args.seed + round_index * DRAW_SEED_STEP)
+
+            synthetic = sample_with_values(sample, targets[0], labels.tolist(), progress=False)
+            rows[f"ours ({sampler}, rejection)"] = {
+                **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
+                "train_s": seconds,
+                "rows_drawn": sum(drawn),
+                **stop_info(pipe),
+            }
     return rows
 
 
@@ -587,6 +628,14 @@ def parse_args(argv=None):
         "--conditional",
         action="store_true",
         help="Condition every generator on the class target (exact training class counts) instead.",
+    )
+    parser.add_argument(
+        "--ours_conditioning",
+        nargs="+",
+        default=["condition_column", "rejection"],
+        choices=["condition_column", "rejection"],
+        help="With --conditional: ours trained with the class as `condition_column`, and/or trained without it and "
+        "sampled by rejection on the class (as SDV samples CTGAN and TVAE); each trains its own model.",
     )
     parser.add_argument(
         "--class_dropout_prob",

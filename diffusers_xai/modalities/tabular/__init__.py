@@ -2,6 +2,7 @@
 [`TabularXAIPipeline`]."""
 
 from ...utils.moved_modules import alias_moved_modules
+from .conditions import sample_with_values
 from .data import TABULAR_DATASETS, TabularPreprocessor, load_breast_cancer_frame, load_table, load_wine_frame
 from .denoiser import TabularDenoiser, TabularDenoiserOutput
 from .modality import TabularModality
@@ -20,4 +21,5 @@ __all__ = [
     "load_breast_cancer_frame",
     "load_table",
     "load_wine_frame",
+    "sample_with_values",
 ]
