@@ -40,9 +40,12 @@ def test_rows_hold_the_given_values_in_order_and_are_each_values_first_draws():
     need = max(int(np.ceil(k * 40 / max((first.g == v).sum(), 1))) for v, k in short.items() if k)
     assert calls[0] == (40, 0) and calls[1] == (min(need, 400), 1)
 
+
 def test_missing_values_match_missing_values():
     def sample(n, round_index):
-        return pd.DataFrame({"g": pd.array(["a", None] * n, dtype="string")[:n], "x": 100.0 * round_index + np.arange(n)})
+        return pd.DataFrame(
+            {"g": pd.array(["a", None] * n, dtype="string")[:n], "x": 100.0 * round_index + np.arange(n)}
+        )
 
     rows = sample_with_values(sample, "g", [None, "a", np.nan], progress=False)
     assert rows["g"].isna().tolist() == [True, False, True] and rows["x"].tolist() == [1.0, 0.0, 101.0]
