@@ -160,6 +160,20 @@ def test_default_trace_of_1000_steps_64_images_fits_64mb():
     assert rec.trace.truncated and rec.trace.nbytes <= 64 * 2**20
 
 
+def test_a_pipeline_records_the_model_output_once_per_step_within_its_budget():
+    # x_t, x̂0 and the model output of 4 steps of a [2, 1, 8, 8] float32 sample fill exactly this budget; the model
+    # output the hook records is replaced by the one the scheduler stepped with, not held beside it
+    per_step = 3 * 2 * 1 * 8 * 8 * 4
+    config = TraceConfig(steps="all", model_output=True, dtype=torch.float32, max_bytes=4 * per_step)
+    pipe = tiny_pipeline()
+    out = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=4, trace=config)
+    assert not out.trace.truncated and len(out.trace) == 4 and out.trace.nbytes == 4 * per_step
+    config.max_bytes -= 1  # one byte less: the last step's x̂0 no longer fits
+    out = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=4, trace=config)
+    assert out.trace.truncated and out.trace.steps[-1].pred_original_sample is None
+    assert out.trace.nbytes == 4 * per_step - per_step // 3
+
+
 def test_stock_ddpm_pipeline_under_recorder():
     unet = tiny_unet()
     stock = DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=50))

@@ -168,6 +168,7 @@ class TraceRecorder:
             ("model_output", model_output),
         ):
             if value is not None and getattr(self.config, field_name):
+                setattr(self._current, field_name, None)  # a value replaced (the hook's output) leaves the budget
                 stored = self._store(value)
                 if stored is not None:
                     setattr(self._current, field_name, stored)
