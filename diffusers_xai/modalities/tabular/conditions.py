@@ -18,9 +18,18 @@ logger = logging.getLogger(__name__)
 MAX_ROUND_FACTOR = 10
 
 
+class _Missing:
+    """The one key of pandas' missing values (NaN, None, NaT), which never equal each other, not even themselves."""
+
+    def __repr__(self) -> str:
+        return "missing"
+
+
+MISSING = _Missing()
+
+
 def _key(value) -> object:
-    """A hashable stand-in under which NaN, None and NaT match each other (pandas' missing values)."""
-    return "<missing>" if pd.isna(value) else value
+    return MISSING if pd.isna(value) else value
 
 
 def sample_with_values(
