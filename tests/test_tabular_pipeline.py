@@ -60,7 +60,8 @@ def test_breast_cancer_string_category_and_unconditional():
     rows = pipe(num_rows=16, generator=gen(), num_inference_steps=3).rows
     assert rows["diagnosis"].dtype == object and set(rows["diagnosis"]) <= {"benign", "malignant"}
     assert rows.shape == (16, 31)
-    with pytest.raises(ValueError, match="this pipeline is unconditional"):
+    with pytest.raises(ValueError, match="this pipeline is unconditional; draw rows with given values of a column by "
+        "rejection with `diffusers_xai.modalities.tabular.sample_with_values`"):  # fmt: skip
         pipe(num_rows=2, class_labels=["benign"], num_inference_steps=2)
 
 

@@ -187,8 +187,9 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         if pre.condition is None:
             if class_labels is not None:
                 raise ValueError(
-                    "`class_labels` were given but this pipeline is unconditional; fit the preprocessor with "
-                    "condition_column=... and train a conditional denoiser to condition."
+                    "`class_labels` were given but this pipeline is unconditional; draw rows with given values of "
+                    "a column by rejection with `diffusers_xai.modalities.tabular.sample_with_values`, or train with "
+                    "`condition_column` to condition."
                 )
             return None
         device = self._execution_device
