@@ -15,9 +15,9 @@ an ordinary column for all of them).
   `--early_stop 0`: every training row, all updates, no check); sampled with DDPM (1,000 steps, TabDDPM's default)
   and with few-step DDIM / DPM-Solver++ on the same trained model (`--samplers`).
 - `--conditional`: every generator samples the training rows' exact class counts of the first target instead. Ours
-  twice (`--ours_conditioning`): trained with the class as `condition_column` and sampled with `class_labels`, and
-  trained as above, without it, and sampled by rejection on the class (`sample_with_values`); the SDV peers through
-  `sample_from_conditions`, which for CTGAN and TVAE is rejection from their unconditional rows too.
+  trained with the class as `condition_column` and sampled with `class_labels`, and/or (`--ours_conditioning
+  rejection`) trained as above, without it, and sampled by rejection on the class (`sample_with_values`); the SDV
+  peers through `sample_from_conditions`, which for CTGAN and TVAE is rejection from their unconditional rows too.
 - CTGAN and TVAE: as many updates as ours (batch 60 for CTGAN, whose batch must be a multiple of pac=10; 64 for TVAE;
   epochs = updates / steps per epoch), their other settings SDV's defaults. GaussianCopula: SDV's defaults.
 
@@ -636,10 +636,10 @@ def parse_args(argv=None):
     parser.add_argument(
         "--ours_conditioning",
         nargs="+",
-        default=["condition_column", "rejection"],
+        default=["condition_column"],
         choices=["condition_column", "rejection"],
-        help="With --conditional: ours trained with the class as `condition_column`, and/or trained without it and "
-        "sampled by rejection on the class (as SDV samples CTGAN and TVAE); each trains its own model.",
+        help="With --conditional: ours trained with the class as `condition_column` (default), and/or trained without "
+        "it and sampled by rejection on the class (as SDV samples CTGAN and TVAE); each trains its own model.",
     )
     parser.add_argument(
         "--class_dropout_prob",
