@@ -52,6 +52,27 @@ def test_missing_values_match_missing_values():
     assert rows["g"].dtype == "string"  # one iloc over the draws keeps every dtype
 
 
+def test_several_columns_take_one_tuple_of_values_per_row():
+    def sample(n, round_index):
+        rng = np.random.default_rng(round_index)
+        return pd.DataFrame({"g": rng.choice(["u", "v"], n), "h": rng.choice([1, 2, 3], n), "x": rng.normal(size=n)})
+
+    values = [("u", 3), ("v", 1), ("u", 3), ("v", 2)] * 3
+    rows = sample_with_values(sample, ["g", "h"], values, progress=False)
+    assert list(zip(rows["g"], rows["h"], strict=True)) == values and rows["h"].dtype == np.int64
+    first = sample(12, 0)
+    own = first[(first["g"] == "u") & (first["h"] == 3)]["x"].tolist()
+    assert rows.loc[(rows["g"] == "u") & (rows["h"] == 3), "x"].tolist()[: len(own)] == own[:6]
+    with pytest.raises(ValueError, match=r"^'u' is not a tuple of 2 values, one per column \['g', 'h'\]"):
+        sample_with_values(sample, ["g", "h"], ["u"], progress=False)
+    message = r"^After 2 rounds \(\d+ rows drawn\) the generator wrote too few rows with \('g', 'h'\) = "
+    message += r"\('u', 4\) \(0 of 1\)"
+    with pytest.raises(ValueError, match=message):
+        sample_with_values(sample, ["g", "h"], [("u", 4)], max_rounds=2, progress=False)
+    with pytest.raises(ValueError, match=r"^`column` is empty: name the column"):
+        sample_with_values(sample, [], ["u"], progress=False)
+
+
 def test_errors_name_the_input_and_the_fix():
     sample = skewed_sampler([])
     with pytest.raises(ValueError, match=r"^Column 'species' is not in the generated rows \(columns: \['g', 'x'\]\)"):
