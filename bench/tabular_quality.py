@@ -708,6 +708,9 @@ def parse_args(argv=None):
     args.set = dict(_key_value(item, parser) for item in args.set)
     if not args.conditional and (args.class_dropout_prob or args.guidance_scales != [1.0]):
         parser.error("--class_dropout_prob and --guidance_scales condition ours: add --conditional.")
+    if (args.class_dropout_prob or args.guidance_scales != [1.0]) and "condition_column" not in args.ours_conditioning:
+        parser.error("--class_dropout_prob and --guidance_scales guide the condition_column model: add "
+                     "`--ours_conditioning condition_column`.")  # fmt: skip
     return args
 
 
