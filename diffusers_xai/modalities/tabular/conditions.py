@@ -1,4 +1,4 @@
-"""Rows with given values in one column, drawn from any table generator by rejection: SDV's `sample_from_conditions`
+"""Rows with given values in some columns, drawn from any table generator by rejection: SDV's `sample_from_conditions`
 for models that were not trained on that column as a condition."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ MISSING = _Missing()
 
 
 def _key(value) -> object:
-    return MISSING if pd.isna(value) else value
+    return MISSING if pd.api.types.is_scalar(value) and pd.isna(value) else value
 
 
 def sample_with_values(
