@@ -60,6 +60,8 @@ def test_several_columns_take_one_tuple_of_values_per_row():
     values = [("u", 3), ("v", 1), ("u", 3), ("v", 2)] * 3
     rows = sample_with_values(sample, ["g", "h"], values, progress=False)
     assert list(zip(rows["g"], rows["h"], strict=True)) == values and rows["h"].dtype == np.int64
+    as_array = sample_with_values(sample, ["g", "h"], np.array(values, dtype=object), progress=False)
+    pd.testing.assert_frame_equal(as_array, rows)  # the rows of an array ask for the same values
     first = sample(12, 0)
     own = first[(first["g"] == "u") & (first["h"] == 3)]["x"].tolist()
     assert rows.loc[(rows["g"] == "u") & (rows["h"] == 3), "x"].tolist()[: len(own)] == own[:6]

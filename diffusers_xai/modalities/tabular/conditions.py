@@ -8,6 +8,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -56,8 +57,9 @@ def sample_with_values(
             = 0, 1, ... for seeding, e.g.
             `lambda n, r: pipe(num_rows=n, generator=torch.Generator().manual_seed(r)).rows`.
         column (`str` or `list[str]`): the column whose values are given, or several (SDV's `column_values`).
-        values (`Sequence`): one value per wanted row (repeat a value for several rows), a tuple of one value per
-            column when `column` is a list; missing values (NaN, None) ask for rows where the column is missing.
+        values (`Sequence`): one value per wanted row (repeat a value for several rows), a tuple (or array row) of
+            one value per column when `column` is a list; missing values (NaN, None) ask for rows where the column
+            is missing.
         max_rounds (`int`, *optional*, defaults to 20): rounds of drawing before a value still short is an error.
         progress (`bool`, *optional*, defaults to `True`): a progress bar over rows kept.
 
@@ -109,7 +111,7 @@ def _wanted_keys(column: str | Sequence[str], values: Sequence) -> tuple[list[st
         return columns, [(_key(v),) for v in values]
     keys = []
     for v in values:
-        if isinstance(v, str) or not isinstance(v, Sequence) or len(v) != len(columns):
+        if isinstance(v, str) or not isinstance(v, (Sequence, np.ndarray)) or len(v) != len(columns):
             raise ValueError(
                 f"{v!r} is not a tuple of {len(columns)} values, one per column {columns}: give one such tuple "
                 "per row wanted."
