@@ -370,7 +370,9 @@ def _rejection_ours(name: str, train_df, test_df, targets, metadata, labels: pd.
                 drawn.append(k)
                 return sample_ours(pipe, sampler, k, args.seed + round_index * DRAW_SEED_STEP)
 
-            synthetic = sample_with_values(sample, targets[0], labels.tolist(), progress=False)
+            synthetic = sample_with_values(
+                sample, targets[0], labels.tolist(), progress=False, preprocessor=pipe.preprocessor
+            )
             rows[f"ours ({sampler}, rejection)"] = {
                 **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
                 "train_s": seconds,

@@ -56,6 +56,23 @@ def test_table_rows_keep_the_schema_and_do_not_depend_on_the_batch(wine_pipe, tm
     assert card.data.task_categories == ["tabular-classification", "tabular-regression"]
 
 
+def test_table_identifiers_follow_the_sample_index_across_batches_and_shards(tmp_path):
+    from diffusers_xai.modalities.tabular import load_wine_frame
+    from diffusers_xai.testing import tiny_tabular_pipeline
+
+    frame = load_wine_frame()
+    frame.insert(0, "row_id", np.arange(1, len(frame) + 1))
+    frame.insert(1, "code", [f"W-{i:04d}" for i in np.random.default_rng(0).permutation(len(frame))])
+    pipe, _ = tiny_tabular_pipeline(frame, condition_column=None)
+    generate_dataset(pipe, tmp_path / "ids", 10, shard_size=6, batch_size=3, num_inference_steps=STEPS)
+    ds = datasets.load_dataset(str(tmp_path / "ids"), split="train")
+    # every batch of 3 numbers its rows from 0 in the pipeline; the dataset numbers them by sample index
+    assert ds["row_id"] == [179 + i for i in ds["sample_index"]] == list(range(179, 189))
+    assert ds["code"] == [f"W-{178 + i:04d}" for i in range(10)]
+    alone = pipe(num_rows=1, generator=[torch.Generator().manual_seed(4)], num_inference_steps=STEPS).rows
+    assert ds[4]["alcohol"] == alone["alcohol"].iloc[0]  # only the identifiers are rewritten
+
+
 def test_load_pipeline_finds_the_tabular_class(wine_pipe, tmp_path):
     pipe, _ = wine_pipe
     pipe.save_pretrained(tmp_path / "wine")

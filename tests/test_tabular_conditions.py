@@ -107,3 +107,18 @@ def test_an_unconditional_pipeline_gives_the_exact_class_counts_of_its_own_rows(
         own = first[first["cultivar"] == c].reset_index(drop=True)
         kept = rows[rows["cultivar"] == c].reset_index(drop=True).iloc[: len(own)]
         pd.testing.assert_frame_equal(kept, own.iloc[: len(kept)])
+
+
+def test_rows_kept_from_several_rounds_get_fresh_identifiers_with_the_preprocessor():
+    frame = pd.DataFrame({"id": np.arange(1, 41), "g": ["u", "v", "v", "v"] * 10, "x": np.linspace(0, 1, 40)})
+    pipe, _ = tiny_tabular_pipeline(frame, condition_column=None)
+
+    def sample(n, round_index):
+        return pipe(num_rows=n, num_inference_steps=2, generator=torch.Generator().manual_seed(round_index)).rows
+
+    wanted = ["u"] * 12
+    plain = sample_with_values(sample, "g", wanted, progress=False)
+    assert plain["id"].nunique() < 12  # each round numbers its rows from 0: kept rows of two rounds share ids
+    fresh = sample_with_values(sample, "g", wanted, progress=False, preprocessor=pipe.preprocessor)
+    assert fresh["id"].tolist() == list(range(41, 53))
+    pd.testing.assert_frame_equal(fresh.drop(columns="id"), plain.drop(columns="id"))

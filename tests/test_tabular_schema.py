@@ -10,7 +10,7 @@ import torch
 
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
-from diffusers_xai.modalities.tabular.schema import learn_decimals, learn_step, regenerate_ids, snap_to_support
+from diffusers_xai.modalities.tabular.schema import fresh_ids, id_spec, learn_decimals, learn_step, snap_to_support
 from diffusers_xai.models import TabularDenoiser
 
 
@@ -187,12 +187,23 @@ def test_identifiers_are_regenerated_or_dropped(caplog):
     assert set("".join(iata)) <= set("".join(airports["iata"]))
     dropped = TabularPreprocessor.fit(airports, id_columns="drop")
     assert list(dropped.inverse_transform(random_rows(dropped, 5)).columns) == list(airports.columns[1:])
-    spec = {"type": "int", "min": 1, "max": 40}
-    assert regenerate_ids(spec, 5, np.random.default_rng(0)) == [43, 45, 44, 41, 42]
+    assert not set(iata) & set(airports["iata"])  # the 4-character codes continue after the largest training one
     row_numbers = pd.DataFrame({"row": np.arange(1, 41), "value": np.linspace(0, 1, 40)})
     assert TabularPreprocessor.fit(row_numbers).columns[0]["kind"] == "id"
     as_levels = TabularPreprocessor.fit(airports.head(100), categorical_columns=["iata"])
     assert as_levels.columns[0]["kind"] == "categorical" and as_levels.columns[0]["encoding"] == "analog_bits"
+
+
+def test_fresh_identifiers_known_answers():
+    assert fresh_ids({"type": "int", "min": 1, "max": 40}, [0, 1, 4]) == [41, 42, 45]
+    orders = id_spec("order", pd.Series([f"ORD-{i:05d}" for i in range(178)]))
+    assert orders["prefix"] == "ORD-00" and orders["next_rank"] == 178
+    assert fresh_ids(orders, [0, 1, 821, 822]) == ["ORD-00178", "ORD-00179", "ORD-00999", "ORD-001000"]
+    # tails count in the sorted order of their characters (2 < 7 < A < B < C: base 5), from the largest tail of the
+    # longest length ("CB7" = 4 * 25 + 3 * 5 + 1 = 116); past "CCC" (124) a fourth character, as numbers gain digits
+    codes = id_spec("code", pd.Series(["A", "B", "C", "AA", "AB", "BA", "BB", "AB2", "BA2", "CB7"]))
+    assert codes == {"type": "str", "prefix": "", "lengths": [1, 2, 3], "alphabet": "27ABC", "next_rank": 117}
+    assert fresh_ids(codes, [0, 1, 7, 8]) == ["CBA", "CBB", "CCC", "7222"]
 
 
 def test_pipeline_rows_keep_the_schema_of_a_packaged_table():

@@ -123,6 +123,7 @@ def _shard_table(pipeline, modality, indices: range, batch_size, base_seed, num_
         generators = [torch.Generator("cpu").manual_seed(base_seed + i) for i in batch_indices]
         conditioning = sample_conditioning(settings, batch_indices)
         batch = modality.sample_batch(pipeline, generators, num_inference_steps, trace_config, **conditioning)
+        batch = modality.number_samples(pipeline, batch, batch_indices)
         n = len(batch_indices)
         meta = {
             "sample_index": batch_indices,

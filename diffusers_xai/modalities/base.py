@@ -11,7 +11,7 @@ import importlib
 import os
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -278,6 +278,14 @@ class Modality(ABC):
         generation asks for it: `guidance_scale`, and `class_labels` (one per sample) for the pipeline.
         """
         raise ValueError(f"The {self.name} modality cannot write generated datasets; it has no `sample_batch`.")
+
+    def number_samples(self, pipeline, batch: SampleBatch, indices: Sequence[int]) -> SampleBatch:
+        """
+        `batch` with the columns that depend on each sample's index in the dataset written for `indices` (a
+        table's identifier columns, which must not repeat across batches and shards); by default the batch as it is.
+        [`generate_dataset`] calls it on every batch of [`sample_batch`].
+        """
+        return batch
 
 
 def holdout_size(num_rows: int, validation_split: float) -> int:

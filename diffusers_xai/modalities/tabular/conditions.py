@@ -40,6 +40,7 @@ def sample_with_values(
     values: Sequence,
     max_rounds: int = 20,
     progress: bool = True,
+    preprocessor=None,
 ) -> pd.DataFrame:
     r"""
     Rows whose `column` holds `values[i]` in row `i`, drawn by rejection from an unconditional generator: draw rows,
@@ -62,6 +63,9 @@ def sample_with_values(
             is missing.
         max_rounds (`int`, *optional*, defaults to 20): rounds of drawing before a value still short is an error.
         progress (`bool`, *optional*, defaults to `True`): a progress bar over rows kept.
+        preprocessor ([`TabularPreprocessor`], *optional*): the pipeline's (`pipe.preprocessor`). Each call of
+            `sample` numbers its rows from 0, so rows kept from different rounds may repeat identifiers; with it,
+            the identifier columns of the rows returned are written afresh for rows 0..n-1 (`renumber_ids`).
 
     Returns:
         `pd.DataFrame`: `len(values)` rows with index 0..n-1, row `i` holding `values[i]` in `column`.
@@ -97,7 +101,8 @@ def sample_with_values(
             f"`condition_column: {columns[0]}` and pass `class_labels` to the pipeline."
         )
     logger.info(f"Rejection sampling on {columns}: kept {len(keys)} of {drawn} drawn rows.")
-    return _in_given_order(kept, keys)
+    rows = _in_given_order(kept, keys)
+    return rows if preprocessor is None else preprocessor.renumber_ids(rows)
 
 
 def _wanted_keys(column: str | Sequence[str], values: Sequence) -> tuple[list[str], list[tuple]]:

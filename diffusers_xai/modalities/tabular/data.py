@@ -30,10 +30,10 @@ from .schema import (
     datetime_spec,
     decode_datetime,
     encode_datetime,
+    fresh_ids,
     id_spec,
     learn_decimals,
     learn_step,
-    regenerate_ids,
     snap_to_support,
 )
 
@@ -810,15 +810,31 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             return decode_datetime(values, spec["datetime"], spec["dtype"])
         return self._restore_dtype(values, spec)
 
-    def _decode_other(self, spec: dict, num_rows: int, rng: np.random.Generator) -> pd.Series:
+    def _decode_other(self, spec: dict, row_indices: np.ndarray) -> pd.Series:
         """Constant and identifier columns, which have no features."""
+        num_rows = len(row_indices)
         if spec["kind"] == "constant":
             if spec.get("datetime"):
                 return decode_datetime(
                     np.full(num_rows, spec["value"], dtype=np.float64), spec["datetime"], spec["dtype"]
                 )
             return self._restore_dtype([spec["value"]] * num_rows, spec)
-        return self._restore_dtype(regenerate_ids(spec["id"], num_rows, rng), spec)
+        return self._restore_dtype(fresh_ids(spec["id"], row_indices), spec)
+
+    def renumber_ids(self, rows: pd.DataFrame, row_indices: Any = None) -> pd.DataFrame:
+        """
+        `rows` with their identifier columns (`id_columns="regenerate"`) written afresh for row numbers
+        `row_indices` (default 0, 1, ...; see [`schema.fresh_ids`]): for rows gathered from several pipeline calls,
+        each of which numbers its rows from 0. Other columns are untouched; returns a new frame.
+        """
+        indices = np.arange(len(rows)) if row_indices is None else np.asarray(row_indices, dtype=np.int64)
+        if indices.shape != (len(rows),):
+            raise ValueError(f"Got {indices.size} row indices for {len(rows)} rows; give one index per row.")
+        rows = rows.copy()
+        for c in self.columns:
+            if c["kind"] == "id" and not c.get("drop") and c["name"] in rows.columns:
+                rows[c["name"]] = self._decode_other(c, indices).to_numpy()
+        return rows
 
     def inverse_transform(
         self,
@@ -835,8 +851,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         Args:
             x (`torch.Tensor` or `np.ndarray` `[N, num_features]`): generated $x_0$.
             class_labels (`[N]` ints, *optional*): class indices of the condition column (required when there is one).
-            seed (`int`, *optional*): seeds the fresh identifiers (`id_columns="regenerate"`) and the `posterior`
-                level draws.
+            seed (`int`, *optional*): seeds the `posterior` level draws. Fresh identifiers
+                (`id_columns="regenerate"`) are those of rows 0..N-1 (see [`renumber_ids`]).
             levels (`"nearest"` or `"posterior"`, *optional*, defaults to `"nearest"`): how analog-bit levels are
                 decoded. `"nearest"`: the nearest code (encoded rows come back exactly). `"posterior"` (what the
                 pipeline uses for generated rows): a column whose codes are ordered by its levels' own rows
@@ -862,7 +878,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                     labels = self._labels(class_labels, len(x))
                     num[:, j] = np.clip(num[:, j], edges[labels], edges[labels + 1])
                 out[c["name"]] = self._decode_numerical(num[:, j], c)
-        level_rng = np.random.default_rng(None if seed is None else [seed, 16])  # ids keep their own stream
+        level_rng = np.random.default_rng(None if seed is None else [seed, 16])
         for c in self.categorical:
             bits = x[:, self.feature_slices[c["name"]]]
             if levels == "posterior" and c.get("level_stats"):
@@ -875,10 +891,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             out[self.condition["name"]] = self._restore_dtype(
                 [cats[i] for i in self._labels(class_labels, len(x))], self.condition
             )
-        rng = np.random.default_rng(seed)
         for c in self.columns:
             if c["kind"] in ("constant", "id") and not c.get("drop"):
-                out[c["name"]] = self._decode_other(c, len(x), rng)
+                out[c["name"]] = self._decode_other(c, np.arange(len(x)))
         for c in self.missing:
             missing = x[:, self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"]][:, 0] > c.get("missing_threshold", 0.0)
             out[c["name"]] = out[c["name"]].where(~missing)

@@ -489,11 +489,28 @@ class TabularModality(PreprocessedModality):
         )
         columns, features = {}, {}
         for name in out.rows.columns:
-            values = out.rows[name].to_numpy()
-            kind = _value_type(values.dtype)
+            kind, columns[str(name)] = _dataset_column(out.rows[name])
             features[str(name)] = datasets.Value(kind)
-            columns[str(name)] = [str(v) for v in values] if kind == "string" else values.tolist()
         return SampleBatch(columns, datasets.Features(features), out.trace)
+
+    def number_samples(self, pipeline, batch: SampleBatch, indices) -> SampleBatch:
+        """The identifier columns of sample `i` written for its dataset index (`renumber_ids`): every batch of a
+        pipeline call numbers its rows from 0, so without this a generated dataset repeats each identifier once per
+        batch."""
+        pre = pipeline.preprocessor
+        ids = [c["name"] for c in pre.columns if c["kind"] == "id" and not c.get("drop")]
+        if not ids:
+            return batch
+        fresh = pre.renumber_ids(pd.DataFrame({name: batch.columns[name] for name in ids}), indices)
+        columns = {**batch.columns, **{name: _dataset_column(fresh[name])[1] for name in ids}}
+        return SampleBatch(columns, batch.features, batch.trace)
+
+
+def _dataset_column(series: pd.Series) -> tuple[str, list]:
+    """A generated column as a `datasets.Value` type and its list of values."""
+    values = series.to_numpy()
+    kind = _value_type(values.dtype)
+    return kind, [str(v) for v in values] if kind == "string" else values.tolist()
 
 
 def _value_type(dtype) -> str:

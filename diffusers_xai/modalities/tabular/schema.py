@@ -20,10 +20,10 @@ __all__ = [
     "datetime_spec",
     "decode_datetime",
     "encode_datetime",
+    "fresh_ids",
     "id_spec",
     "learn_decimals",
     "learn_step",
-    "regenerate_ids",
     "snap_to_support",
 ]
 
@@ -234,9 +234,9 @@ def decode_datetime(values: np.ndarray, spec: dict, dtype: str) -> pd.Series:
 # ---- identifiers ----
 def id_spec(name: str, series: pd.Series) -> dict | None:
     """
-    The identifier description of a column whose values are all present and unique, or `None`: strings (kept
-    with their per-position character sets when they all have one length), or integers forming a contiguous range
-    (a row number). Such a column carries no distribution to learn and would be copied row for row.
+    The identifier description of a column whose values are all present and unique, or `None`: strings (their
+    common prefix, lengths, tail characters and where fresh tails start, see [`fresh_ids`]), or integers forming a
+    contiguous range (a row number). Such a column carries no distribution to learn and would be copied row for row.
     """
     if len(series) < MIN_ID_ROWS or series.isna().any() or not series.is_unique:
         return None
@@ -248,15 +248,14 @@ def id_spec(name: str, series: pd.Series) -> dict | None:
     if not series.map(lambda v: isinstance(v, str)).all():
         return None
     values = series.tolist()
-    lengths = sorted({len(v) for v in values})
     prefix = _common_prefix(values)
+    alphabet = _id_alphabet({"alphabet": "".join(sorted(set("".join(v[len(prefix) :] for v in values))))})
     return {
         "type": "str",
-        # fixed-length ids: the characters seen at each position (IATA codes, "ORD-00042")
-        "positions": ["".join(sorted(set(chars))) for chars in zip(*values)] if len(lengths) == 1 else None,
         "prefix": prefix,
-        "lengths": lengths,
-        "alphabet": "".join(sorted(set("".join(v[len(prefix) :] for v in values)))),
+        "lengths": sorted({len(v) for v in values}),
+        "alphabet": alphabet,
+        "next_rank": _next_rank(values, prefix, alphabet),  # fresh tails start after the largest training tail
     }
 
 
@@ -266,38 +265,58 @@ def _common_prefix(values: list[str]) -> str:
     return first[:n]
 
 
-def regenerate_ids(spec: dict, num_rows: int, rng: np.random.Generator, seen: set | None = None) -> list:
+def fresh_ids(spec: dict, indices) -> list:
     """
-    `num_rows` fresh, distinct identifiers in the training column's format, none equal to a training identifier
-    when the format leaves room: integers continue after the training range; fixed-length strings are drawn
-    per position from the characters seen there (rejecting collisions); other strings are the common prefix plus
-    a random alphanumeric tail.
+    The identifiers of generated rows number `indices` (0, 1, ... in one pipeline call; a sample's index in a
+    generated dataset): a function of the index alone, distinct for distinct indices, in the training column's
+    format, and never equal to a training identifier of the same length. Rows generated in batches, shards or
+    rounds therefore never repeat an identifier (SDV's id generators keep a counter across `sample` calls for the
+    same reason).
+
+    - integers continue after the training range: `max + 1 + index`;
+    - strings keep the training values' common prefix and continue after the largest training tail of the longest
+      length, the tail read as a number whose digits are the tails' characters in sorted order (`ORD-00000` to
+      `ORD-00177` continue at `ORD-00178`); past the last value of that length the tail gains a character, as a
+      number gains a digit.
+
+    Not drawn at random: the model stores no training identifier but the largest, so random strings could repeat
+    real ones, and independent draws repeat each other across calls.
     """
+    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if spec["type"] == "int":
-        start = spec["max"] + 1
-        return (start + rng.permutation(num_rows)).tolist()
-    if spec["positions"] is not None:
-        alphabets = [np.array(list(p)) for p in spec["positions"]]
-        space = float(np.prod([len(a) for a in alphabets]))
-        if space >= 2 * (num_rows + len(seen or ())):
-            out, taken = [], set(seen or ())
-            while len(out) < num_rows:
-                draw = ["".join(chars) for chars in zip(*(rng.choice(a, num_rows) for a in alphabets))]
-                for value in draw:
-                    if value not in taken and len(out) < num_rows:
-                        taken.add(value)
-                        out.append(value)
-            return out
-    # variable-length strings: the common prefix, then a tail of an observed length from the observed characters
-    alphabet = np.array(list(spec.get("alphabet") or string.ascii_lowercase + string.digits))
+        return (spec["max"] + 1 + indices).tolist()
+    alphabet = _id_alphabet(spec)
     prefix = spec.get("prefix") or ""
-    lengths = [max(n - len(prefix), 1) for n in spec.get("lengths") or [len(prefix) + 8]]
-    while float(len(alphabet)) ** min(lengths) < 2 * (num_rows + len(seen or ())):
-        lengths = [n + 1 for n in lengths]  # too few combinations for fresh values: one character longer
-    out, taken = [], set(seen or ())
-    while len(out) < num_rows:
-        value = prefix + "".join(rng.choice(alphabet, rng.choice(lengths)))
-        if value not in taken:
-            taken.add(value)
-            out.append(value)
-    return out
+    width = max(max(spec.get("lengths") or [len(prefix) + 8]) - len(prefix), 1)
+    first = int(spec.get("next_rank", 0))
+    return [prefix + _base_digits(first + int(i), alphabet, width) for i in indices]
+
+
+def _id_alphabet(spec: dict) -> str:
+    alphabet = spec.get("alphabet") or ""
+    if len(alphabet) < 2:  # one character spells no numbers: add the digits
+        alphabet = "".join(sorted(set(alphabet + string.digits)))
+    return alphabet
+
+
+def _base_digits(rank: int, alphabet: str, width: int) -> str:
+    """`rank` written in base `len(alphabet)` with `alphabet` as digits, left-padded to `width`."""
+    base, digits = len(alphabet), []
+    while rank or len(digits) < width:
+        rank, digit = divmod(rank, base)
+        digits.append(alphabet[digit])
+    return "".join(reversed(digits))
+
+
+def _next_rank(values: list[str], prefix: str, alphabet: str) -> int:
+    """1 + the rank of the largest tail of the longest length: where fresh tails of that length start."""
+    width = max(len(v) for v in values) - len(prefix)
+    position = {c: i for i, c in enumerate(alphabet)}
+    ranks = []
+    for v in values:
+        if len(v) - len(prefix) == width:
+            rank = 0
+            for c in v[len(prefix) :]:
+                rank = rank * len(alphabet) + position[c]
+            ranks.append(rank)
+    return max(ranks) + 1
