@@ -66,6 +66,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=1.0,
         help="Classifier-free guidance for a model with a null class (1 = none).",
     )
+    parser.add_argument(
+        "--given_column",
+        default=None,
+        help="Tables from a model trained without this column as its condition: --class_labels are values of this "
+        "categorical column, and sample i keeps the first of its own draws that holds value i mod their count "
+        "(rejection, as SDV samples CTGAN/TVAE). Not with --explain.",
+    )
+    parser.add_argument(
+        "--max_tries", type=_positive_int, default=100, help="Draws per sample with --given_column before giving up."
+    )
     parser.add_argument("--commit_eps", type=_positive_float, default=0.1, help="Commit tolerance in data units.")
     parser.add_argument("--summary_steps", type=_positive_int, default=50, help="Traced steps for the summaries.")
     parser.add_argument("--license", default="other", help="License id for the dataset card (use the model's).")

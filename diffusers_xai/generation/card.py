@@ -22,6 +22,7 @@ COLUMN_MEANINGS = {
     "series": "the generated series, `[length, channels]`",
     "sample_index": "position in the dataset; the seed is `base_seed + sample_index`",
     "seed": "seed of the sample's own `torch.Generator` (CPU)",
+    "draws": "draws the sample took to hold its `--given_column` value; the `seed` is that of the draw kept",
     "scheduler": "diffusers scheduler used for sampling",
     "num_inference_steps": "sampling steps",
     "model_revision": "Hub revision of the model, or its weights fingerprint",
@@ -127,6 +128,8 @@ def _reproduce_command(manifest: GenerationManifest) -> str:
         args += ["--class_labels", *map(str, s["class_labels"])]
     if "guidance_scale" in s:
         args += ["--guidance_scale", str(s["guidance_scale"])]
+    if "given_column" in s:
+        args += ["--given_column", s["given_column"], "--max_tries", str(s["max_tries"])]
     return shlex.join(args)
 
 

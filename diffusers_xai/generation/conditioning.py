@@ -19,12 +19,22 @@ def _plain(label):
     return label.item() if isinstance(label, np.generic) else label
 
 
-def check_conditioning(pipeline, class_labels: Sequence | None, guidance_scale: float) -> dict:
+def check_conditioning(
+    pipeline,
+    class_labels: Sequence | None,
+    guidance_scale: float,
+    given_column: str | None = None,
+    max_tries: int = 100,
+) -> dict:
     """
     The generation settings of `class_labels`/`guidance_scale` (`{}` for plain sampling, so datasets generated
     without them resume as before), checked by the pipeline itself on one dry conditioning call: unknown labels,
     labels for an unconditional model, guidance without a null class or below 1 raise `ValueError` naming the fix.
+    With `given_column`, `class_labels` are values of that generated column, kept by rejection
+    ([`sample_given_values`]), and checked by the modality's `given_values`.
     """
+    if given_column is not None:
+        return _given_settings(pipeline, class_labels, guidance_scale, given_column, max_tries)
     if class_labels is None and guidance_scale == 1.0:
         return {}
     settings: dict = {"guidance_scale": guidance_scale}
@@ -50,6 +60,27 @@ def check_conditioning(pipeline, class_labels: Sequence | None, guidance_scale: 
     if labels is not None:  # the classes themselves, however spelled (`0` from the library, "0" or "a" from the CLI)
         settings["class_indices"] = model_kwargs["class_labels"].tolist()
     return settings
+
+
+def _given_settings(pipeline, class_labels, guidance_scale: float, column: str, max_tries: int) -> dict:
+    from .samples import sample_modality
+
+    if class_labels is None:
+        raise ValueError(
+            f"--given_column {column} needs --class_labels: the values of {column!r} the samples must hold."
+        )
+    if guidance_scale != 1.0:
+        raise ValueError(
+            "--guidance_scale guides a model's own condition column; rows with a --given_column are kept by "
+            "rejection, which does not guide: drop --guidance_scale."
+        )
+    if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
+        raise ValueError(f"`max_tries` must be a positive integer, got {max_tries!r}.")
+    labels = [class_labels] if isinstance(class_labels, (str, int)) else [_plain(y) for y in class_labels]
+    if not labels:
+        raise ValueError("`class_labels` is empty; pass at least one value (sample i gets value i mod their count).")
+    sample_modality(pipeline).given_values(pipeline, column, labels)  # raises naming the column or value and the fix
+    return {"given_column": column, "class_labels": labels, "max_tries": max_tries}
 
 
 def sample_conditioning(settings: dict, indices: Sequence[int]) -> dict:

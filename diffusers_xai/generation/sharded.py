@@ -23,6 +23,7 @@ from ..pipelines.schedulers import scheduler_name
 from ..utils.faults import crash_point
 from ..utils.io import atomic_path
 from .conditioning import check_conditioning, sample_conditioning
+from .given_values import DRAWS_FEATURE, sample_given_values
 from .manifest import GenerationManifest, config_dict, model_fingerprint
 from .samples import sample_modality
 from .summaries import SUMMARY_FEATURES, explanation_summaries, summary_trace_config
@@ -119,23 +120,30 @@ def _shard_table(pipeline, modality, indices: range, batch_size, base_seed, num_
     features = None
     for batch_start in range(indices.start, indices.stop, batch_size):
         batch_indices = list(range(batch_start, min(batch_start + batch_size, indices.stop)))
-        # one CPU generator per sample: the noise of sample i is the same on every device and in every batch
-        generators = [torch.Generator("cpu").manual_seed(base_seed + i) for i in batch_indices]
-        conditioning = sample_conditioning(settings, batch_indices)
-        batch = modality.sample_batch(pipeline, generators, num_inference_steps, trace_config, **conditioning)
+        seeds, extra = [base_seed + i for i in batch_indices], {}
+        if "given_column" in settings:  # each sample keeps the first of its draws that holds its value
+            batch, seeds, draws = sample_given_values(modality, pipeline, batch_indices, num_inference_steps, settings)
+            extra = {DRAWS_FEATURE: draws}
+        else:
+            # one CPU generator per sample: the noise of sample i is the same on every device and in every batch
+            generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+            conditioning = sample_conditioning(settings, batch_indices)
+            batch = modality.sample_batch(pipeline, generators, num_inference_steps, trace_config, **conditioning)
         batch = modality.number_samples(pipeline, batch, batch_indices)
         n = len(batch_indices)
         meta = {
             "sample_index": batch_indices,
-            "seed": [base_seed + i for i in batch_indices],
+            "seed": seeds,
             "scheduler": [settings["scheduler"]] * n,
             "num_inference_steps": [num_inference_steps] * n,
             "model_revision": [manifest.model_id] * n,
+            **extra,
         }
         summaries = explanation_summaries(batch.trace, settings["commit_eps"]) if explain else {}
         if features is None:
             summary_features = {name: SUMMARY_FEATURES[name] for name in summaries}
-            features = datasets.Features({**batch.features, **METADATA_FEATURES, **summary_features})
+            extra_features = {name: datasets.Value("int32") for name in extra}
+            features = datasets.Features({**batch.features, **METADATA_FEATURES, **extra_features, **summary_features})
         for name, values in {**batch.columns, **meta, **summaries}.items():
             columns.setdefault(name, []).extend(values)
     return datasets.Dataset.from_dict(columns, features=features).data.table
@@ -154,6 +162,8 @@ def generate_dataset(
     summary_steps: int = 50,
     class_labels: Sequence | None = None,
     guidance_scale: float = 1.0,
+    given_column: str | None = None,
+    max_tries: int = 100,
     source_model: str | None = None,
     model_revision: str | None = None,
     state: PartialState | None = None,
@@ -198,6 +208,12 @@ def generate_dataset(
             dataset gets a `label` column. Without them images of a class-conditional model are drawn from its null
             class and tables draw each row's class from the training frequencies.
         guidance_scale (`float`, *optional*, defaults to 1.0): classifier-free guidance for a model with a null class.
+        given_column (`str`, *optional*): tables: `class_labels` are values of this generated categorical column
+            (a model trained without it as `condition_column`), and sample `i` is the first of its own draws that
+            holds `class_labels[i mod len]` (rejection, as SDV samples CTGAN and TVAE conditionally; see
+            `diffusers_xai.generation.given_values`). Its `seed` column holds the seed of the draw kept and a
+            `draws` column how many draws it took. Not with `explain`.
+        max_tries (`int`, *optional*, defaults to 100): draws per sample before a value still missing is an error.
         source_model (`str`, *optional*): directory or Hub id of the model, for the manifest and the card.
         model_revision (`str`, *optional*): its Hub revision; the per-sample `model_revision` column holds it, or
             the weights fingerprint when not given.
@@ -229,7 +245,12 @@ def generate_dataset(
     sampling = {"batch_size": batch_size, "base_seed": base_seed, "num_inference_steps": num_inference_steps}
     settings = {"num_samples": num_samples, "shard_size": shard_size, **sampling, **_scheduler_settings(pipeline)}
     settings.update(_summary_settings(explain, commit_eps, summary_steps))
-    settings.update(check_conditioning(pipeline, class_labels, guidance_scale))
+    if explain and given_column is not None:
+        raise ValueError(
+            "--explain summarises one traced pipeline call per batch, but with --given_column a batch's samples are "
+            "kept from several calls: drop one of them."
+        )
+    settings.update(check_conditioning(pipeline, class_labels, guidance_scale, given_column, max_tries))
     manifest = GenerationManifest(
         model_fingerprint=model_fingerprint(pipeline),
         pipeline_class=type(pipeline).__name__,

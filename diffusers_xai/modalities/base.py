@@ -279,6 +279,17 @@ class Modality(ABC):
         """
         raise ValueError(f"The {self.name} modality cannot write generated datasets; it has no `sample_batch`.")
 
+    def given_values(self, pipeline, column: str, values: Sequence) -> list:
+        """
+        `values` of the generated column `column`, spelled as [`sample_batch`] writes them (so a generated sample can
+        be compared with `==`), for datasets kept by rejection (`generate_dataset(given_column=...)`); `ValueError`
+        naming the column or value and the fix when the modality has no such column or never writes the value.
+        """
+        raise ValueError(
+            f"--given_column {column} keeps rows with given values of a generated column, which only tables have; "
+            f"the {self.name} modality has none: drop --given_column."
+        )
+
     def number_samples(self, pipeline, batch: SampleBatch, indices: Sequence[int]) -> SampleBatch:
         """
         `batch` with the columns that depend on each sample's index in the dataset written for `indices` (a

@@ -168,6 +168,14 @@ def _check_supported(name: str, series: pd.Series) -> None:
             )
 
 
+def _spelled_levels(levels: list, values: Any) -> list:
+    """`values` with each string that is not itself a level but the text of exactly one level (`"1"` for the level
+    `1`, as a command line or a form gives it) replaced by that level."""
+    texts = pd.Series([str(c) for c in levels]).value_counts()
+    by_text = {str(c): c for c in levels if texts[str(c)] == 1}
+    return [by_text.get(v, v) if isinstance(v, str) and v not in levels else v for v in values]
+
+
 def _describe_categorical(name: str, series: pd.Series, condition: bool) -> dict:
     dtype, values = series.dtype, series.dropna()
     if isinstance(dtype, pd.CategoricalDtype):
@@ -770,11 +778,42 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             values = values[self.condition["name"]]
         if self.condition.get("bins"):
             return torch.from_numpy(self._bin_indices(list(values)))
-        levels = self.condition["categories"]
-        texts = pd.Series([str(c) for c in levels]).value_counts()
-        by_text = {str(c): c for c in levels if texts[str(c)] == 1}
-        values = [by_text.get(v, v) if isinstance(v, str) and v not in levels else v for v in values]
+        values = _spelled_levels(self.condition["categories"], values)
         return torch.from_numpy(self._category_indices(pd.Series(values, dtype=object), self.condition))
+
+    def column_levels(self, column: str, values: Any) -> pd.Series:
+        """
+        The levels of the generated categorical column `column` that `values` name, in the column's dtype (a string
+        that is the text of exactly one level stands for it, as in [`encode_labels`]): what rows kept by rejection
+        must hold. `ValueError` naming the column or value and the fix for the condition column, a numerical,
+        identifier or unknown column, or a value that is not one of the column's levels.
+        """
+        spec = next((c for c in self.categorical if c["name"] == column), None)
+        if spec is None:
+            raise ValueError(self._not_a_level_column(column))
+        levels = spec["categories"]
+        values = _spelled_levels(levels, values)
+        unknown = [v for v in values if v not in levels]
+        if unknown:
+            raise ValueError(
+                f"Column {column!r} has no level {unknown[0]!r} (its levels: {levels}); give one of them."
+            )
+        return self._restore_dtype(values, spec)
+
+    def _not_a_level_column(self, column: str) -> str:
+        names = [c["name"] for c in self.categorical]
+        if self.condition is not None and column == self.condition["name"]:
+            return (
+                f"{column!r} is the model's condition column: it samples its values exactly; pass them as "
+                "`class_labels` alone (drop --given_column)."
+            )
+        if any(c["name"] == column for c in self.numerical):
+            return (
+                f"Column {column!r} is numerical: its continuous values never equal a given value; train with "
+                f"`condition_column: {column}` (binned by `condition_bins`) to condition on it, or give a "
+                f"categorical column ({names})."
+            )
+        return f"{column!r} is not a generated categorical column of this table; give one of {names}."
 
     # ---- model space -> table ----
     def _decode_categorical(self, x: np.ndarray, spec: dict) -> np.ndarray:

@@ -493,6 +493,11 @@ class TabularModality(PreprocessedModality):
             features[str(name)] = datasets.Value(kind)
         return SampleBatch(columns, datasets.Features(features), out.trace)
 
+    def given_values(self, pipeline, column: str, values) -> list:
+        """The levels `values` name of the categorical column `column`, as [`sample_batch`] writes them
+        ([`TabularPreprocessor.column_levels`])."""
+        return _dataset_column(pipeline.preprocessor.column_levels(column, values))[1]
+
     def number_samples(self, pipeline, batch: SampleBatch, indices) -> SampleBatch:
         """The identifier columns of sample `i` written for its dataset index (`renumber_ids`): every batch of a
         pipeline call numbers its rows from 0, so without this a generated dataset repeats each identifier once per
