@@ -496,6 +496,7 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
                 test_df,
                 0.05,
                 metadata,
+                preprocessor=pipe.preprocessor,
             )
             rows[f"ours ({args.samplers[0]}, guard)"] = {
                 **score(train_df, test_df, guarded.rows, targets, metadata, args.seed, name),

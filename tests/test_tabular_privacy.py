@@ -61,6 +61,22 @@ def test_near_copy_guard_rejects_rows_closer_than_the_holdout_quantile():
         reject_near_copies(leaky_sampler, 10, train_rows, holdout, quantile=1.5)
 
 
+def test_near_copy_guard_writes_fresh_identifiers_with_the_preprocessor():
+    from diffusers_xai.modalities.tabular import TabularPreprocessor
+
+    train_rows, holdout = gaussian_table(300, 0), gaussian_table(100, 1)
+    pre = TabularPreprocessor.fit(train_rows.assign(row=np.arange(1, 301)))  # `row` is an identifier
+
+    def sample(n, round_index):  # as a pipeline call, each round numbers its rows from 0
+        return gaussian_table(n, 100 + round_index).assign(row=np.arange(301, 301 + n))
+
+    guarded = reject_near_copies(sample, 120, train_rows, holdout, max_rounds=5, preprocessor=pre)
+    assert guarded.rows["row"].tolist() == list(range(301, 421))
+    plain = reject_near_copies(sample, 120, train_rows, holdout, max_rounds=5)
+    assert plain.rows["row"].nunique() < 120  # two or more rounds, each numbered from 301
+    pd.testing.assert_frame_equal(plain.rows.drop(columns="row"), guarded.rows.drop(columns="row"))
+
+
 def test_leave_one_out_distance_is_the_distance_to_the_closest_other_row():
     table = gaussian_table(30, 0)
     table.loc[5] = table.loc[4]  # a duplicate row: its closest other row is at distance 0

@@ -174,6 +174,7 @@ def reject_near_copies(
     quantile: float = 0.05,
     metadata: dict | None = None,
     max_rounds: int = 20,
+    preprocessor=None,
 ) -> GuardedSample:
     r"""
     Draw rows with `sample(n, round)` and keep only those whose distance to the closest training row is at least the
@@ -195,6 +196,8 @@ def reject_near_copies(
         quantile (`float`, *optional*, defaults to 0.05): in (0, 1).
         metadata (`dict`, *optional*): SDMetrics metadata; default [`infer_metadata`]`(train)`.
         max_rounds (`int`, *optional*, defaults to 20).
+        preprocessor ([`TabularPreprocessor`], *optional*): the pipeline's; with it the identifier columns of the
+            rows kept, which each round numbers from 0, are written afresh for rows 0..n-1 (`renumber_ids`).
     """
     if not 0 < quantile < 1:
         raise ValueError(f"`quantile` must be in (0, 1), got {quantile!r}.")
@@ -221,6 +224,6 @@ def reject_near_copies(
         )
     rejection = 1 - sum(len(k) for k in kept) / drawn
     logger.info(f"Near-copy guard: rejected {rejection:.1%} of {drawn} rows (DCR < {threshold:.4f}).")
-    return GuardedSample(
-        rows=rows.iloc[:num_rows].reset_index(drop=True), threshold=threshold, rejection_rate=rejection
-    )
+    rows = rows.iloc[:num_rows].reset_index(drop=True)
+    rows = rows if preprocessor is None else preprocessor.renumber_ids(rows)
+    return GuardedSample(rows=rows, threshold=threshold, rejection_rate=rejection)
