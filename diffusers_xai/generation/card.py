@@ -20,7 +20,7 @@ COLUMN_MEANINGS = {
     "image": "the generated image (PNG)",
     "label": "the class the image was generated for (`--class_labels`)",
     "series": "the generated series, `[length, channels]`",
-    "sample_index": "position in the dataset; the seed is `base_seed + sample_index`",
+    "sample_index": "position in the dataset; its (first) seed is `base_seed + sample_index`",
     "seed": "seed of the sample's own `torch.Generator` (CPU)",
     "draws": "draws the sample took to hold its `--given_column` value; the `seed` is that of the draw kept",
     "scheduler": "diffusers scheduler used for sampling",
