@@ -50,6 +50,8 @@ def sample_with_values(
 
     Use it for columns the model generates (e.g. the class column of a model trained without `condition_column`).
     A model trained with `condition_column` conditions exactly and faster: `pipe(num_rows=n, class_labels=values)`.
+    A generated dataset (`diffusers-xai generate --given_column`) rejects per sample instead, so that each sample
+    depends on its index alone (`diffusers_xai.generation.given_values`).
     Each round draws the rows still missing divided by the rarest missing value's share so far (at most
     `MAX_ROUND_FACTOR` times the rows asked for), so a value the generator writes rarely costs many draws.
 
