@@ -73,6 +73,23 @@ def test_table_identifiers_follow_the_sample_index_across_batches_and_shards(tmp
     assert ds[4]["alcohol"] == alone["alcohol"].iloc[0]  # only the identifiers are rewritten
 
 
+def test_table_levels_drawn_from_the_posterior_do_not_depend_on_the_batch(tmp_path):
+    from vega_datasets import local_data
+
+    from diffusers_xai.testing import tiny_tabular_pipeline
+
+    pipe, _ = tiny_tabular_pipeline(local_data.airports().head(600), condition_column=None)
+    assert [c["name"] for c in pipe.preprocessor.categorical if c.get("level_stats")] == ["state"]
+    rows = {}
+    for batch_size in (1, 4):
+        out = tmp_path / f"b{batch_size}"
+        generate_dataset(pipe, out, 8, shard_size=8, batch_size=batch_size, num_inference_steps=STEPS)
+        rows[batch_size] = datasets.load_dataset(str(out), split="train").to_pandas()
+    # a row's state is drawn from p(state | its numbers, its bits) with its own generator, not the batch's first
+    assert rows[1]["state"].tolist() == rows[4]["state"].tolist()
+    assert rows[1]["state"].nunique() > 4  # drawn, not one level for every row
+
+
 def test_load_pipeline_finds_the_tabular_class(wine_pipe, tmp_path):
     pipe, _ = wine_pipe
     pipe.save_pretrained(tmp_path / "wine")

@@ -168,6 +168,16 @@ def _check_supported(name: str, series: pd.Series) -> None:
             )
 
 
+def _level_generators(seed: Any, num_rows: int) -> np.random.Generator | list[np.random.Generator]:
+    """The generator of the posterior level draws: one for the rows, or one per row from per-row seeds."""
+    if seed is None or isinstance(seed, (int, np.integer)):
+        return np.random.default_rng(None if seed is None else [int(seed), 16])
+    seeds = [int(s) for s in seed]
+    if len(seeds) != num_rows:
+        raise ValueError(f"Got {len(seeds)} level seeds for {num_rows} rows; give one seed, or one per row.")
+    return [np.random.default_rng([s, 16]) for s in seeds]
+
+
 def _spelled_levels(levels: list, values: Any) -> list:
     """`values` with each string that is not itself a level but the text of exactly one level (`"1"` for the level
     `1`, as a command line or a form gives it) replaced by that level."""
@@ -890,7 +900,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         Args:
             x (`torch.Tensor` or `np.ndarray` `[N, num_features]`): generated $x_0$.
             class_labels (`[N]` ints, *optional*): class indices of the condition column (required when there is one).
-            seed (`int`, *optional*): seeds the `posterior` level draws. Fresh identifiers
+            seed (`int` or `Sequence[int]`, *optional*): seeds the `posterior` level draws: one seed for the rows,
+                or one per row (a row's levels then do not depend on the other rows). Fresh identifiers
                 (`id_columns="regenerate"`) are those of rows 0..N-1 (see [`renumber_ids`]).
             levels (`"nearest"` or `"posterior"`, *optional*, defaults to `"nearest"`): how analog-bit levels are
                 decoded. `"nearest"`: the nearest code (encoded rows come back exactly). `"posterior"` (what the
@@ -917,7 +928,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                     labels = self._labels(class_labels, len(x))
                     num[:, j] = np.clip(num[:, j], edges[labels], edges[labels + 1])
                 out[c["name"]] = self._decode_numerical(num[:, j], c)
-        level_rng = np.random.default_rng(None if seed is None else [seed, 16])
+        level_rng = _level_generators(seed, len(x))
         for c in self.categorical:
             bits = x[:, self.feature_slices[c["name"]]]
             if levels == "posterior" and c.get("level_stats"):

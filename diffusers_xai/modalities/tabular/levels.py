@@ -10,6 +10,8 @@ the row's airport is (detection 0.626 on the same generated rows, seed 0).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 __all__ = ["BIT_WEIGHT", "level_statistics", "posterior_levels"]
@@ -53,7 +55,7 @@ def posterior_levels(
     book: np.ndarray,
     values: np.ndarray,
     stats: dict,
-    rng: np.random.Generator,
+    rng: np.random.Generator | Sequence[np.random.Generator],
     bit_weight: float = BIT_WEIGHT,
 ) -> np.ndarray:
     """
@@ -61,7 +63,8 @@ def posterior_levels(
     <bits, code_k> + const (Gumbel-max): `bits` `[N, W]` the generated analog bits, `book` `[K, W]` the ±1 codes,
     `values` `[N, D]` the row's generated quantile-normal numbers, `stats` from `level_statistics`. Drawn, not the
     argmax, so that where the numbers do not tell levels apart the levels keep their frequencies instead of all
-    becoming the most frequent one. Returns `[N]` level indices.
+    becoming the most frequent one. `rng`: one generator for all rows, or one per row (a row's level then depends
+    on its own generator alone, whatever rows share the call). Returns `[N]` level indices.
     """
     mean, var = np.asarray(stats["mean"]), np.asarray(stats["var"])
     inv = 1.0 / var
@@ -70,5 +73,9 @@ def posterior_levels(
     for start in range(0, len(bits), _CHUNK):  # the [N, K] scores in blocks: 100k rows x 2k levels would be 1.6 GB
         z, b = values[start : start + _CHUNK], bits[start : start + _CHUNK]
         score = const + z @ (mean * inv).T - 0.5 * (z**2) @ inv.T + bit_weight * (b @ book.T)
-        out[start : start + _CHUNK] = np.argmax(score + rng.gumbel(size=score.shape), axis=1)
+        if isinstance(rng, np.random.Generator):
+            noise = rng.gumbel(size=score.shape)
+        else:
+            noise = np.stack([r.gumbel(size=score.shape[1]) for r in rng[start : start + _CHUNK]])
+        out[start : start + _CHUNK] = np.argmax(score + noise, axis=1)
     return out

@@ -174,7 +174,7 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         if output_type == "pt":
             return x
         labels = run.model_kwargs.get("class_labels") if run is not None else None
-        seed = _id_seed(run.generator if run is not None else None)
+        seed = _level_seeds(run.generator if run is not None else None)
         return self.preprocessor.inverse_transform(x, labels, seed, levels="posterior")
 
     def prepare_class_labels(self, class_labels: Any, num_rows: int, generator=None) -> torch.Tensor | None:
@@ -272,7 +272,13 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         return TabularXAIPipelineOutput(rows=rows, class_labels=labels, trace=run.trace)
 
 
-def _id_seed(generator) -> int:
-    """A seed for fresh identifier values, drawn after sampling so the rows themselves do not change."""
-    gen = generator[0] if isinstance(generator, list) else generator
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device=gen.device if gen is not None else "cpu"))
+def _level_seeds(generator) -> int | list[int]:
+    """
+    Seeds of the `posterior` level draws, drawn after sampling so the rows themselves do not change: one per row from
+    a list of per-row generators, so that a row's levels depend on its own generator alone, whatever batch it is
+    generated in (what `diffusers-xai generate` promises of every sample); else one for the call.
+    """
+    if isinstance(generator, list):
+        return [int(torch.randint(0, 2**31 - 1, (1,), generator=g, device=g.device)) for g in generator]
+    device = generator.device if generator is not None else "cpu"
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=device))
