@@ -90,6 +90,41 @@ def test_table_levels_drawn_from_the_posterior_do_not_depend_on_the_batch(tmp_pa
     assert rows[1]["state"].nunique() > 4  # drawn, not one level for every row
 
 
+def test_table_datasets_keep_timestamps_time_zones_and_nullable_ints(tmp_path):
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from diffusers_xai.testing import tiny_tabular_pipeline
+    from tests.test_tabular_schema import shop_frame
+
+    frame = shop_frame()
+    frame["returns"] = pd.array([None if i % 7 == 0 else i % 5 for i in range(len(frame))], dtype="Int64")
+    frame["placed_paris"] = frame["placed"].dt.tz_localize("Europe/Paris")
+    frame["store"] = frame["store"].astype("category")
+    pipe, _ = tiny_tabular_pipeline(frame, condition_column=None)
+    result = generate_dataset(pipe, tmp_path / "shop", 6, shard_size=6, batch_size=3, num_inference_steps=STEPS)
+    schema = pq.read_schema(result.shard_paths[0])
+    types = {name: str(schema.field(name).type) for name in frame.columns}
+    assert types == {
+        "order_id": "string",
+        "temperature": "double",
+        "weight": "double",
+        "items": "int64",
+        "express": "bool",
+        "placed": "timestamp[ns]",
+        "day": "string",
+        "store": "string",  # a categorical dtype is written as its categories' type
+        "returns": "int64",
+        "placed_paris": "timestamp[ns, tz=Europe/Paris]",
+    }
+    written = pd.read_parquet(result.shard_paths[0], dtype_backend="numpy_nullable")
+    generators = [torch.Generator().manual_seed(i) for i in range(6)]
+    rows = pipe(num_rows=6, generator=generators, num_inference_steps=STEPS).rows
+    for name in ["placed", "placed_paris", "returns", "express", "day"]:  # the values of the pipeline's own rows
+        assert written[name].tolist() == rows[name].tolist(), name
+    assert written["returns"].isna().tolist() == rows["returns"].isna().tolist()
+
+
 def test_load_pipeline_finds_the_tabular_class(wine_pipe, tmp_path):
     pipe, _ = wine_pipe
     pipe.save_pretrained(tmp_path / "wine")

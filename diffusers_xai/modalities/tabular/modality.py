@@ -489,8 +489,7 @@ class TabularModality(PreprocessedModality):
         )
         columns, features = {}, {}
         for name in out.rows.columns:
-            kind, columns[str(name)] = _dataset_column(out.rows[name])
-            features[str(name)] = datasets.Value(kind)
+            features[str(name)], columns[str(name)] = _dataset_column(out.rows[name])
         return SampleBatch(columns, datasets.Features(features), out.trace)
 
     def given_values(self, pipeline, column: str, values) -> list:
@@ -511,22 +510,24 @@ class TabularModality(PreprocessedModality):
         return SampleBatch(columns, batch.features, batch.trace)
 
 
-def _dataset_column(series: pd.Series) -> tuple[str, list]:
-    """A generated column as a `datasets.Value` type and its list of values."""
-    values = series.to_numpy()
-    kind = _value_type(values.dtype)
-    return kind, [str(v) for v in values] if kind == "string" else values.tolist()
+def _dataset_column(series: pd.Series) -> tuple[Any, list]:
+    """
+    A generated column as its `datasets` feature and its list of values, the feature being what Arrow makes of the
+    column's own dtype, so a generated dataset keeps the table's schema: datetimes stay timestamps (with their time
+    zone), nullable ints stay ints with nulls, bools stay bools; a categorical dtype is written as its categories'
+    type. Missing values are nulls.
+    """
+    import datasets
+    import pyarrow as pa
 
-
-def _value_type(dtype) -> str:
-    """The `datasets.Value` type of a generated column of this numpy dtype."""
-    if dtype.kind == "b":
-        return "bool"
-    if dtype.kind in "iu":
-        return "int64"
-    if dtype.kind == "f":
-        return "float64"
-    return "string"
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(series.cat.categories.dtype)
+    arrow_type = pa.Array.from_pandas(series).type
+    if pa.types.is_null(arrow_type):  # every value missing: Arrow cannot tell the type
+        arrow_type = pa.string()
+    feature = datasets.Features.from_arrow_schema(pa.schema([pa.field("column", arrow_type)]))["column"]
+    values = series.astype(object).where(series.notna(), None).tolist()
+    return feature, values
 
 
 def _write_csv(frame: pd.DataFrame, path: str) -> Any:
