@@ -264,3 +264,14 @@ def test_dpm_solver_does_not_start_where_the_cosine_schedule_diverges():
     pipe.set_scheduler("dpmsolver", timestep_spacing="trailing")  # the pixel default
     rows = pipe(num_rows=64, generator=gen(), num_inference_steps=25, output_type="pt").rows
     assert pipe.scheduler.timesteps[0].item() == 999 and rows.abs().max().item() > 1e4
+
+
+def test_a_list_of_generators_draws_each_rows_class_from_its_own_generator(wine_pipe):
+    pipe, _ = wine_pipe
+
+    def generators():
+        return [torch.Generator().manual_seed(s) for s in range(8)]
+
+    together = pipe(num_rows=8, generator=generators(), num_inference_steps=2).class_labels
+    alone = torch.cat([pipe(num_rows=1, generator=[g], num_inference_steps=2).class_labels for g in generators()])
+    assert together.tolist() == alone.tolist() and len(set(together.tolist())) == 3

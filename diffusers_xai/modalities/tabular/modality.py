@@ -468,16 +468,11 @@ class TabularModality(PreprocessedModality):
         """
         Rows from a [`TabularXAIPipeline`], one dataset column per column of the original table.
 
-        Without `class_labels`, the pipeline would draw all class labels of a batch from its first generator; here
-        each row's label is drawn from that row's own generator first, so rows stay independent of the batch they are
-        generated in.
+        Without `class_labels` the pipeline draws each row's class from that row's own generator first, so rows stay
+        independent of the batch they are generated in.
         """
         import datasets
 
-        pre = pipeline.preprocessor
-        if class_labels is None and getattr(pre, "condition", None) is not None:
-            probs = pre.class_probabilities.float()
-            class_labels = torch.cat([torch.multinomial(probs, 1, generator=g) for g in generators])
         out = sample_per_generator(
             pipeline,
             generators,

@@ -181,7 +181,7 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
         """
         `class_labels` → `[num_rows]` long indices of the condition column. A `torch.Tensor` is read as indices;
         anything else (a value, a list, an array, a Series) as values of the column. `None` draws labels from the
-        training class frequencies.
+        training class frequencies (each row's from its own generator when `generator` is a list).
         """
         pre = self.preprocessor
         if pre.condition is None:
@@ -194,9 +194,11 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
             return None
         device = self._execution_device
         if class_labels is None:
-            gen = generator[0] if isinstance(generator, list) else generator
             probs = pre.class_probabilities.float()
-            labels = torch.multinomial(probs, num_rows, replacement=True, generator=gen)
+            if isinstance(generator, list):  # one per row: a row's class depends on its own generator alone
+                labels = torch.cat([torch.multinomial(probs, 1, generator=g) for g in generator])
+            else:
+                labels = torch.multinomial(probs, num_rows, replacement=True, generator=generator)
         elif isinstance(class_labels, torch.Tensor):
             labels = class_labels.long().reshape(-1)
             if labels.numel() and (labels.min() < 0 or labels.max() >= pre.num_classes):
