@@ -160,3 +160,39 @@ def test_series_are_arrays_in_original_units(sines, tmp_path):
         sines, tmp_path / "b", 5, shard_size=2, batch_size=2, num_inference_steps=STEPS, explain=True
     )
     assert again.written == [1] and _digests(again.shard_paths) == _digests(result.shard_paths)
+
+
+def test_generated_datasets_load_back_as_the_samples_evaluate_scores(wine_pipe, sines, tmp_path, capsys):
+    import json
+
+    from diffusers_xai.cli import main as cli_main
+    from diffusers_xai.generation import load_generated_samples
+    from diffusers_xai.testing import tiny_pipeline
+
+    pipe, frame = wine_pipe
+    generate_dataset(pipe, tmp_path / "t", 24, shard_size=10, batch_size=5, num_inference_steps=STEPS, explain=True)
+    name, rows = load_generated_samples(tmp_path / "t")  # summaries, seeds and the like left out
+    written = datasets.load_dataset(str(tmp_path / "t"), split="train").to_pandas()
+    assert name == "tabular" and list(rows.columns) == list(frame.columns) and len(written.columns) > len(rows.columns)
+    assert rows.equals(written[list(frame.columns)])
+    frame.to_csv(tmp_path / "real.csv", index=False)
+    argv = ["evaluate", "--samples", str(tmp_path / "t"), "--data", str(tmp_path / "real.csv"), "--target"]
+    argv += ["cultivar", "--out", str(tmp_path / "report.json"), "--no_sdmetrics_privacy", "--no_progress"]
+    assert cli_main(argv) == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["modality"] == "tabular" and report["num_generated"] == 24
+
+    generate_dataset(sines, tmp_path / "s", 3, shard_size=2, batch_size=2, num_inference_steps=STEPS)
+    name, windows = load_generated_samples(tmp_path / "s")
+    series = datasets.load_dataset(str(tmp_path / "s"), split="train").with_format("numpy")[:]["series"]
+    assert name == "timeseries" and windows.shape == (3, 12, 5) and np.array_equal(windows, series)
+
+    generate_dataset(tiny_pipeline(), tmp_path / "i", 3, shard_size=3, num_inference_steps=STEPS)
+    name, images = load_generated_samples(tmp_path / "i")
+    assert name == "image" and [im.size for im in images] == [(8, 8)] * 3
+
+    (tmp_path / "s" / "data" / "train-00001-of-00002.parquet").unlink()
+    with pytest.raises(ValueError, match="lacks 1 of its 2 shards .e.g. train-00001-of-00002.parquet.; rerun"):
+        load_generated_samples(tmp_path / "s")
+    with pytest.raises(ValueError, match="holds no generation manifest"):
+        load_generated_samples(tmp_path)

@@ -38,7 +38,9 @@ def register(subparsers) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--pipeline", help="A saved pipeline directory to sample from.")
     src.add_argument(
-        "--samples", help="Already generated samples: .npy/.npz/.safetensors, .csv/.parquet, or a folder of images."
+        "--samples",
+        help="Already generated samples: .npy/.npz/.safetensors, .csv/.parquet, a folder of images, or a dataset "
+        "folder written by `diffusers-xai generate` (scored without its seed/scheduler/... columns).",
     )
     p.add_argument(
         "--data",
@@ -118,6 +120,10 @@ def _load(spec: str, resolution: int = 16):
 
         return getattr(sklearn.datasets, f"load_{spec}")(as_frame=True).frame
     if os.path.isdir(spec):
+        from ..generation import MANIFEST_NAME, load_generated_samples
+
+        if os.path.isfile(os.path.join(spec, MANIFEST_NAME)):  # what `diffusers-xai generate` wrote
+            return load_generated_samples(spec)[1]
         return _load_image_folder(spec)
     if not os.path.isfile(spec):
         raise ValueError(

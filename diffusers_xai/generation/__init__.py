@@ -1,7 +1,7 @@
 """Synthetic-dataset generation at scale: sharded, resumable, deterministic Parquet datasets, pushed to the Hub."""
 
 from .card import dataset_card, push_dataset_to_hub, save_dataset_card, size_category
-from .loading import load_pipeline
+from .loading import load_generated_samples, load_pipeline
 from .manifest import MANIFEST_NAME, GenerationManifest, model_fingerprint
 from .samples import SampleBatch, sample_modality
 from .sharded import GenerationResult, distributed_state, generate_dataset, shard_path
@@ -17,6 +17,7 @@ __all__ = [
     "distributed_state",
     "explanation_summaries",
     "generate_dataset",
+    "load_generated_samples",
     "load_pipeline",
     "model_fingerprint",
     "push_dataset_to_hub",

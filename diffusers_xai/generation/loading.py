@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["load_pipeline"]
+__all__ = ["load_generated_samples", "load_pipeline"]
 
 
 def _pipeline_class(class_name: str, source: str):
@@ -61,3 +61,35 @@ def load_pipeline(name_or_path: str, revision: str | None = None, **kwargs):
     class_name = json.loads((local / "model_index.json").read_text())["_class_name"]
     cls = _pipeline_class(class_name, name_or_path)
     return cls.from_pretrained(local, **kwargs), resolved
+
+
+def load_generated_samples(output_dir: str | os.PathLike):
+    """
+    `(modality name, samples)` of a dataset written by [`generate_dataset`] (`diffusers-xai generate`): every shard
+    read with its `datasets` features, the generation's own columns (`sample_index`, `seed`, `scheduler`, ...,
+    `draws`, the explanation summaries) left out, and the rest turned into what the modality scores
+    ([`Modality.samples_from_dataset`]: a table as a DataFrame, images as PIL images, series as an array). So
+    `diffusers-xai evaluate --samples <folder>` scores what `generate` wrote. `ValueError` for a folder that is not
+    a complete generated dataset.
+    """
+    import datasets
+    import pyarrow.parquet as pq
+
+    from ..modalities import get_modality
+    from .manifest import GenerationManifest
+    from .sharded import GENERATION_COLUMNS, shard_path
+
+    manifest = GenerationManifest.load(output_dir)
+    if manifest is None:
+        raise ValueError(f"{output_dir} holds no generation manifest: it was not written by `diffusers-xai generate`.")
+    paths = [shard_path(output_dir, k, manifest.num_shards) for k in range(manifest.num_shards)]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(
+            f"{output_dir} lacks {len(missing)} of its {len(paths)} shards (e.g. {missing[0]}); rerun the same "
+            "`diffusers-xai generate` command to finish it."
+        )
+    dataset = datasets.Dataset(pq.read_table([str(p) for p in paths]))
+    dataset = dataset.remove_columns([c for c in dataset.column_names if c in GENERATION_COLUMNS])
+    modality = get_modality(manifest.modality)
+    return modality.name, modality.samples_from_dataset(dataset)

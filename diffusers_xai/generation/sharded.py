@@ -28,7 +28,7 @@ from .manifest import GenerationManifest, config_dict, model_fingerprint
 from .samples import sample_modality
 from .summaries import SUMMARY_FEATURES, explanation_summaries, summary_trace_config
 
-__all__ = ["GenerationResult", "distributed_state", "generate_dataset", "shard_path"]
+__all__ = ["GENERATION_COLUMNS", "GenerationResult", "distributed_state", "generate_dataset", "shard_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ METADATA_FEATURES = {
     "num_inference_steps": datasets.Value("int32"),
     "model_revision": datasets.Value("string"),
 }
+# the columns a generated dataset adds to the modality's own (what `load_generated_samples` leaves out)
+GENERATION_COLUMNS = frozenset({*METADATA_FEATURES, DRAWS_FEATURE, *SUMMARY_FEATURES})
 
 
 @dataclass

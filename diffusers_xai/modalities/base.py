@@ -279,6 +279,11 @@ class Modality(ABC):
         """
         raise ValueError(f"The {self.name} modality cannot write generated datasets; it has no `sample_batch`.")
 
+    def samples_from_dataset(self, dataset) -> Any:
+        """The samples of a generated `datasets.Dataset` (its own columns only) in the form [`score`] takes; by
+        default a pandas DataFrame of its columns (a table)."""
+        return dataset.to_pandas()
+
     def given_values(self, pipeline, column: str, values: Sequence) -> list:
         """
         `values` of the generated column `column`, spelled as [`sample_batch`] writes them (so a generated sample can

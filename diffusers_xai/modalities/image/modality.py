@@ -379,6 +379,10 @@ class ImageModality(Modality):
     # ---- sharded datasets ----
     parquet_row_group_size = 100
 
+    def samples_from_dataset(self, dataset) -> list:
+        """The generated images (PIL) of a dataset written by [`sample_batch`], as [`score`] takes an image folder."""
+        return list(dataset["image"])
+
     def sample_batch(self, pipeline, generators, num_inference_steps: int, trace, **conditioning) -> SampleBatch:
         """Images from a [`DiffusionXAIPipeline`], stored as PNG bytes in a `datasets.Image()` column; with
         `class_labels`, their classes in a `datasets.ClassLabel` column `label` (named as the pipeline names them)."""

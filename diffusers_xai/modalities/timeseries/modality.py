@@ -243,6 +243,10 @@ class TimeSeriesModality(PreprocessedModality):
         return plot_series_commit_steps(series_commit_steps(trace, pipeline.preprocessor.channels), path)
 
     # ---- sharded datasets ----
+    def samples_from_dataset(self, dataset) -> np.ndarray:
+        """The generated windows of a dataset written by [`sample_batch`] as one `[N, length, channels]` array."""
+        return np.stack([np.asarray(window, dtype=np.float32) for window in dataset["series"]])
+
     def sample_batch(self, pipeline, generators, num_inference_steps: int, trace) -> SampleBatch:
         """Windows from a [`TimeSeriesXAIPipeline`] in original units: one `[length, channels]` float32 array each."""
         import datasets
