@@ -19,6 +19,17 @@ def _plain(label):
     return label.item() if isinstance(label, np.generic) else label
 
 
+def _label_list(class_labels) -> list:
+    """`class_labels` as the manifest stores them: a list of plain (JSON) values, one label or many; `ValueError`
+    when empty."""
+    if isinstance(class_labels, (torch.Tensor, np.ndarray)):
+        class_labels = class_labels.tolist()
+    labels = [class_labels] if isinstance(class_labels, (str, int)) else [_plain(y) for y in class_labels]
+    if not labels:
+        raise ValueError("`class_labels` is empty; pass at least one label (sample i gets label i mod their count).")
+    return labels
+
+
 def check_conditioning(
     pipeline,
     class_labels: Sequence | None,
@@ -40,14 +51,7 @@ def check_conditioning(
     settings: dict = {"guidance_scale": guidance_scale}
     labels = None
     if class_labels is not None:
-        if isinstance(class_labels, (torch.Tensor, np.ndarray)):
-            class_labels = class_labels.tolist()
-        labels = [class_labels] if isinstance(class_labels, (str, int)) else [_plain(y) for y in class_labels]
-        if not labels:
-            raise ValueError(
-                "`class_labels` is empty; pass at least one label (sample i gets label i mod their count)."
-            )
-        settings["class_labels"] = labels
+        labels = settings["class_labels"] = _label_list(class_labels)
     try:
         model_kwargs = pipeline.prepare_conditioning(
             len(labels or [None]), torch.Generator().manual_seed(0), class_labels=labels, guidance_scale=guidance_scale
@@ -76,9 +80,7 @@ def _given_settings(pipeline, class_labels, guidance_scale: float, column: str, 
         )
     if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
         raise ValueError(f"`max_tries` must be a positive integer, got {max_tries!r}.")
-    labels = [class_labels] if isinstance(class_labels, (str, int)) else [_plain(y) for y in class_labels]
-    if not labels:
-        raise ValueError("`class_labels` is empty; pass at least one value (sample i gets value i mod their count).")
+    labels = _label_list(class_labels)
     sample_modality(pipeline).given_values(pipeline, column, labels)  # raises naming the column or value and the fix
     return {"given_column": column, "class_labels": labels, "max_tries": max_tries}
 
