@@ -249,7 +249,7 @@ def id_spec(name: str, series: pd.Series) -> dict | None:
         return None
     values = series.tolist()
     prefix = _common_prefix(values)
-    alphabet = _id_alphabet({"alphabet": "".join(sorted(set("".join(v[len(prefix) :] for v in values))))})
+    alphabet = _id_alphabet("".join(v[len(prefix) :] for v in values))
     return {
         "type": "str",
         "prefix": prefix,
@@ -285,18 +285,18 @@ def fresh_ids(spec: dict, indices) -> list:
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if spec["type"] == "int":
         return (spec["max"] + 1 + indices).tolist()
-    alphabet = _id_alphabet(spec)
+    alphabet = _id_alphabet(spec.get("alphabet") or "")
     prefix = spec.get("prefix") or ""
     width = max(max(spec.get("lengths") or [len(prefix) + 8]) - len(prefix), 1)
     first = int(spec.get("next_rank", 0))
     return [prefix + _base_digits(first + int(i), alphabet, width) for i in indices]
 
 
-def _id_alphabet(spec: dict) -> str:
-    alphabet = spec.get("alphabet") or ""
-    if len(alphabet) < 2:  # one character spells no numbers: add the digits
-        alphabet = "".join(sorted(set(alphabet + string.digits)))
-    return alphabet
+def _id_alphabet(characters: str) -> str:
+    """The sorted distinct `characters`: the digits of fresh tails (one character spells no numbers: the digits are
+    added)."""
+    alphabet = "".join(sorted(set(characters)))
+    return alphabet if len(alphabet) >= 2 else "".join(sorted(set(alphabet + string.digits)))
 
 
 def _base_digits(rank: int, alphabet: str, width: int) -> str:
