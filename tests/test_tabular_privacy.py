@@ -155,7 +155,19 @@ def test_training_with_a_holdout_reports_the_dcr_ratio(tmp_path):
         report.details["dcr_ratio"]["median_synthetic"] / report.details["dcr_ratio"]["median_holdout"]
     )
     assert "dcr_ratio" in (tmp_path / "evaluation" / "report.json").read_text()
-    assert "DCR ratio" in (tmp_path / "README.md").read_text()
+    card = (tmp_path / "README.md").read_text()
+    assert "DCR ratio" in card
+    assert result.summary().splitlines()[1:] == report.summary().splitlines()  # printed at the end of the run
+    # rows copied from the training rows: the evaluation warns, and the card shows the warning under its results
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+    from diffusers_xai.training.finish import RunSummary, write_card
+
+    train_rows, holdout = TabularModality()._train_and_holdout(config, 10_000)
+    copied = evaluate_table(train_rows, train_rows.head(60), real_test=holdout, sdmetrics_privacy=False)
+    [warning] = [w for w in copied.warnings if w.startswith("DCR ratio")]
+    write_card(tmp_path, str(tmp_path), config, RunSummary(3, None, 1, 1.0, "max_train_steps"), copied)
+    card = (tmp_path / "README.md").read_text()
+    assert f"\n> **Warning:** {warning}\n" in card.split("## Evaluation")[1]
 
 
 def early_stopping_config(tmp_path, ratio, **overrides):
@@ -201,6 +213,12 @@ def test_dcr_early_stopping_keeps_the_weights_of_the_last_passing_check(tmp_path
     saved = TabularXAIPipeline.from_pretrained(str(tmp_path)).denoiser.state_dict()
     assert all(torch.equal(saved[k], seen[1][1][k]) for k in saved)  # step 4's EMA weights, not step 6's
     assert not all(torch.equal(saved[k], seen[2][1][k]) for k in saved)
+    checks = (
+        f"3 check(s) from update 2 to 6; update 6 failed ({seen[2][0]:.3f}): the weights of update 4 "
+        f"({seen[1][0]:.3f}) are saved"
+    )
+    assert f"- **early-stopping checks**: {checks}\n" in (tmp_path / "README.md").read_text()
+    assert result.summary().splitlines()[1] == f"Early-stopping checks: {checks}."
 
 
 def test_dcr_early_stopping_measures_the_dcr_ratio_of_default_samples(tmp_path):
@@ -221,6 +239,11 @@ def test_dcr_early_stopping_measures_the_dcr_ratio_of_default_samples(tmp_path):
     # a ratio every model passes never stops the run
     relaxed = train(early_stopping_config(tmp_path / "relaxed", 1e-6))
     assert relaxed.stop_reason == "max_train_steps" and [s for s, _ in relaxed.early_stopping_history] == [2, 4, 6, 8]
+    lowest_step, lowest = min(relaxed.early_stopping_history, key=lambda check: check[1])
+    cards = {name: (tmp_path / name / "README.md").read_text() for name in ("strict", "relaxed")}
+    assert f"1 check(s) from update 2 to 2; update 2 failed ({ratio:.3f}): no check passed" in cards["strict"]
+    passed = f"4 check(s) from update 2 to 8, all passed (lowest {lowest:.3f} at update {lowest_step})"
+    assert passed in cards["relaxed"]
 
 
 def test_dcr_early_stopping_needs_a_holdout_and_checks(tmp_path):
@@ -247,6 +270,7 @@ def test_wine_recipe_trains_with_the_dcr_guard_on():
     assert (options.early_stopping_dcr_ratio, config.validation_split, config.validation_steps) == (0.9, 0.2, 250)
     assert options.early_stopping_confidence == 0.9  # a 90% lower bound: the seed-2 penguins run copied without it
     assert options.refit_on_all_rows is False  # the refit copied on iris at one seed of three (README)
+    assert config.eval_samples == 1000  # the DCR ratio against the holdout is printed and on the card
     config.validate()
     with pytest.raises(ValueError, match=r"got validation_split=0.0.*early_stopping_dcr_ratio: null"):
         TrainingConfig.from_yaml("train/configs/wine.yaml", {"validation_split": 0.0}).validate()

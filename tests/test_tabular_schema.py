@@ -10,7 +10,14 @@ import torch
 
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
-from diffusers_xai.modalities.tabular.schema import fresh_ids, id_spec, learn_decimals, learn_step, snap_to_support
+from diffusers_xai.modalities.tabular.schema import (
+    fresh_ids,
+    id_spec,
+    learn_decimals,
+    learn_lattice,
+    learn_step,
+    snap_to_support,
+)
 from diffusers_xai.models import TabularDenoiser
 
 
@@ -58,6 +65,42 @@ def test_learn_step_known_answers():
     assert learn_step(np.arange(100.0), 0) is None  # unit spacing: nothing coarser than the decimals
     assert learn_step(np.arange(9) * 25.0, 0) is None  # fewer than 10 distinct values could share a divisor by chance
     assert learn_step(np.arange(20) * 25.0, None) is None  # a measured float has no grid
+
+
+def test_learn_lattice_known_answers():
+    rng = np.random.default_rng(0)
+    celsius = np.round((rng.integers(30, 90, 2000) - 32) / 1.8, 1)  # whole °F stored in °C: 60 of 334 grid points
+    assert learn_lattice(np.r_[celsius, np.nan], 1) == np.unique(celsius).tolist()
+    assert learn_lattice(np.repeat(np.arange(1, 26) / 10, 10), 1) is None  # a dense grid: 25 of 25 points
+    assert learn_lattice(np.repeat(np.arange(0, 2500, 25.0), 5), 0, step=25.0) is None  # dense on its step's grid
+    assert learn_lattice(np.round(rng.normal(12, 3, 200), 2), 2) is None  # a measured value: most seen once
+    # Good-Turing's unseen mass at the bound: 47 values 10 times each, plus 20 (4.1%) or 30 (6.0%) seen once
+    base = np.repeat(np.arange(47) * 2.0, 10)
+    assert len(learn_lattice(np.r_[base, np.arange(20) * 2.0 + 1], 1)) == 67
+    assert learn_lattice(np.r_[base, np.arange(30) * 2.0 + 1], 1) is None
+    assert learn_lattice(np.repeat([0.1 + 0.2, 1 / 3, 2.5], 50), None) == [0.1 + 0.2, 1 / 3, 2.5]  # no decimal grid
+
+
+def test_numbers_on_a_sparse_lattice_are_written_back_on_it():
+    """vega's seattle-weather stores whole-°F temperatures and whole-inch-hundredths rain in °C and mm to one decimal:
+    generated numbers are written on the observed values (rounding alone left about 70% of temperatures between
+    them); wind fills its 0.1 grid (79 of 92 points) and is rounded only."""
+    from vega_datasets import local_data
+
+    weather = local_data.seattle_weather()
+    pre = TabularPreprocessor.fit(weather)
+    specs = {c["name"]: c for c in pre.numerical}
+    assert {name for name, spec in specs.items() if spec["lattice"]} == {"precipitation", "temp_max", "temp_min"}
+    rows = pre.inverse_transform(random_rows(pre, n=2000), seed=0)
+    for name in ("precipitation", "temp_max", "temp_min"):
+        assert rows[name].isin(weather[name]).all(), name
+        assert rows[name].nunique() > 40
+    assert decimals_of(rows["wind"]) == 1 and not rows["wind"].isin(weather["wind"]).all()
+    specs["temp_max"]["lattice"] = None  # rounding to the decimals alone
+    off = ~pre.inverse_transform(random_rows(pre, n=2000), seed=0)["temp_max"].isin(weather["temp_max"])
+    assert off.mean() > 0.5, off.mean()
+    back = pre.inverse_transform(pre.transform(weather))  # the real values are on the lattice: unchanged
+    pd.testing.assert_frame_equal(back[["temp_max", "temp_min"]], weather[["temp_max", "temp_min"]])
 
 
 def test_numbers_on_a_grid_are_written_back_on_it():

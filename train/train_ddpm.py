@@ -41,12 +41,7 @@ def _train(args: argparse.Namespace) -> int:
     config = config_from_args(args, args.extra_overrides)
     result = train(config)
     if result.pipeline is not None:
-        final_loss = result.loss_history[-1] if result.loss_history else float("nan")
-        what = "the LoRA adapter" if config.lora_rank else type(result.pipeline).__name__
-        print(
-            f"Saved {what} to {result.output_dir} after {result.global_step} steps "
-            f"({result.stop_reason}); final loss {final_loss:.4f}."
-        )
+        print(result.summary("the LoRA adapter" if config.lora_rank else None))
     return 0
 
 

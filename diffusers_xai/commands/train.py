@@ -36,5 +36,5 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(config_from_args(args, getattr(args, "extra_overrides", [])))
     if result.pipeline is not None:
-        print(f"Saved {type(result.pipeline).__name__} to {result.output_dir} after {result.global_step} steps.")
+        print(result.summary())
     return 0

@@ -82,6 +82,8 @@ class ExplanationCardData:
         explanation_warnings (`list[str]`, *optional*): warnings about the explanations, e.g. a target that does not
             depend on the model; `"warning"` entries of `sanity_checks` are added.
         memorization (`dict`, *optional*): memorisation check (nearest-neighbour distances to training data, ...).
+        evaluation_warnings (`list[str]`, *optional*): the evaluation's warnings (a DCR ratio below 0.9, columns a
+            metric left out, ...), shown under the evaluation results.
         eval_results (`list[EvalResult | dict]`, *optional*): generation metrics for the `model-index`. A dict
             needs `metric_type`, `metric_value`, `dataset_name` (and takes `task_type`, `dataset_type`,
             `dataset_split`, `metric_name`, `feature_extractor`). Feature-space metrics (FID, KID, precision/recall,
@@ -103,6 +105,7 @@ class ExplanationCardData:
     faithfulness: dict[str, Any] | None = None
     sanity_checks: dict[str, Any] | None = None
     memorization: dict[str, Any] | None = None
+    evaluation_warnings: list[str] | None = None
     verdicts: list[dict] | None = None
     verdict_note: str | None = None
     explanation_warnings: list[str] | None = None
@@ -503,6 +506,7 @@ def _summary_json(data: ExplanationCardData, ctx: dict) -> dict:
         "verdicts": ctx["verdicts"],
         "verdict_note": ctx["verdict_note"],
         "explanation_warnings": ctx["explanation_warnings"],
+        "evaluation_warnings": list(data.evaluation_warnings or []),
         "eval_results": [
             _jsonable({k: v for k, v in asdict(r).items() if v is not None}) for r in ctx["eval_results"]
         ],
@@ -581,6 +585,7 @@ def _render(data: ExplanationCardData, ctx: dict) -> ModelCard:
             verdict_note=ctx["verdict_note"],
             explanation_warnings=ctx["explanation_warnings"],
             eval_rows=eval_rows,
+            evaluation_warnings=list(dict.fromkeys(data.evaluation_warnings or [])),
             intended_use=data.intended_use or DEFAULT_INTENDED_USE.format(modality=ctx["adjective"]),
             limitations=ctx["limitations"],
             reproduce=data.reproduce,

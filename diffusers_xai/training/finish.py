@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..hub import ExplanationCardData, community_pipeline_file, save_explanation_card, summarize_pipeline
@@ -19,7 +19,7 @@ from ..modalities.base import sampling_steps
 from ..utils.io import atomic_write
 from .publishing import push_run
 
-__all__ = ["RunSummary", "build_card_data", "finish_run", "write_card"]
+__all__ = ["RunSummary", "build_card_data", "early_stopping_line", "finish_run", "write_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +40,42 @@ The figures explain one DDIM generation ({steps} steps, seed {seed}) of the fina
 
 @dataclass
 class RunSummary:
-    """What the card says about the run itself."""
+    """What the card says about the run itself; `early_stopping_history` holds the `(step, value)` of each
+    early-stopping check (the tabular DCR guard's lower bounds) and `restored_step` the step whose weights were saved
+    when a check failed."""
 
     global_step: int
     final_loss: float | None
     num_processes: int
     train_seconds: float
     stop_reason: str
+    early_stopping_history: list[tuple[int, float]] = field(default_factory=list)
+    restored_step: int | None = None
+
+
+def early_stopping_line(history: list[tuple[int, float]], stop_reason: str, restored_step: int | None) -> str | None:
+    """
+    A run's early-stopping checks in one line (`None` without checks), for the card and the end of `train`'s
+    output. Every check but a failing last one passed: the run stops at the first failure.
+    """
+    if not history:
+        return None
+    count = f"{len(history)} check(s) from update {history[0][0]:,} to {history[-1][0]:,}"
+    if stop_reason != "early_stopping":
+        step, value = min(history, key=lambda check: check[1])
+        return f"{count}, all passed (lowest {value:.3f} at update {step:,})"
+    step, value = history[-1]
+    kept = dict(history).get(restored_step)
+    saved = (
+        f"the weights of update {restored_step:,} ({kept:.3f}) are saved"
+        if restored_step is not None and kept is not None
+        else "no check passed: the weights of this update are saved"
+    )
+    return f"{count}; update {step:,} failed ({value:.3f}): {saved}"
 
 
 def _training_section(config, run: RunSummary) -> dict:
+    checks = early_stopping_line(run.early_stopping_history, run.stop_reason, run.restored_step)
     return {
         "dataset": config.dataset_name or config.train_data_dir,
         "optimizer steps": run.global_step,
@@ -59,6 +85,7 @@ def _training_section(config, run: RunSummary) -> dict:
         "final training loss": None if run.final_loss is None else round(run.final_loss, 5),
         "training time (s)": round(run.train_seconds, 1),
         "EMA weights": config.use_ema,
+        **({"early-stopping checks": checks} if checks else {}),
         "config": config.to_dict(),
     }
 
@@ -74,8 +101,9 @@ def build_card_data(
     dataset = config.dataset_name or config.train_data_dir
     fields = dict(explanation or {})
     figures = dict(fields.pop("figures", {}) or {})
-    eval_results, memorization = None, None
+    eval_results, memorization, evaluation_warnings = None, None, None
     if report is not None:
+        evaluation_warnings = list(report.warnings) or None
         eval_results = [
             {
                 "metric_type": m.key or m.name,
@@ -99,6 +127,7 @@ def build_card_data(
         figures=figures,
         eval_results=eval_results,
         memorization=memorization,
+        evaluation_warnings=evaluation_warnings,
         datasets=[dataset] if isinstance(dataset, str) and _HUB_DATASET_ID.match(dataset) else None,
         tags=["diffusers-training"],
         reproduce=reproduce,

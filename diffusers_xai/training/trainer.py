@@ -29,7 +29,7 @@ from ..utils.io import atomic_write
 from .checkpointing import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .finetune import build_noise_scheduler, prepare_for_finetuning, save_finetuned
-from .finish import RunSummary, finish_run
+from .finish import RunSummary, early_stopping_line, finish_run
 from .publishing import check_push
 from .schedule import TimeBudget, get_budgeted_scheduler
 
@@ -83,6 +83,19 @@ class TrainResult:
     early_stopping_history: list[tuple[int, float]] = field(default_factory=list)
     restored_step: int | None = None
     holdout_pass: TrainResult | None = None
+
+    def summary(self, what: str | None = None) -> str:
+        """What the training commands print at the end: where `what` (default: the pipeline's class) was saved, the
+        early-stopping checks, and the evaluation's table when `eval_samples` was set."""
+        final = f"; final loss {self.loss_history[-1]:.4f}" if self.loss_history else ""
+        what = what or type(self.pipeline).__name__
+        lines = [f"Saved {what} to {self.output_dir} after {self.global_step} steps ({self.stop_reason}){final}."]
+        checks = early_stopping_line(self.early_stopping_history, self.stop_reason, self.restored_step)
+        if checks:
+            lines.append(f"Early-stopping checks: {checks}.")
+        if self.evaluation is not None:
+            lines.append(self.evaluation.summary())  # its table, then its warnings
+        return "\n".join(lines)
 
     @property
     def steps_per_second(self) -> float:
@@ -523,6 +536,11 @@ def _record_check(run: _Run, step: int, model: torch.nn.Module, check: tuple[str
     logger.warning(f"Early stopping at step {step}: {name} {value:.4f} failed its check; saving {kept}.")
 
 
+def _restored_step(run: _Run) -> int | None:
+    """The step whose weights were saved after a failed early-stopping check (`None`: no check failed or passed)."""
+    return run.passed_state[0] if run.stop_reason == "early_stopping" and run.passed_state else None
+
+
 def _stopped_early(run: _Run) -> bool:
     """After a validation step: whether the main process's early-stopping check failed (it decides for every rank)."""
     stopped = run.stop_reason == "early_stopping"
@@ -663,6 +681,8 @@ def _save_and_finish(run: _Run, train_seconds: float) -> tuple:
             num_processes=accelerator.num_processes,
             train_seconds=train_seconds,
             stop_reason=run.stop_reason,
+            early_stopping_history=list(run.early_stopping_history),
+            restored_step=_restored_step(run),
         )
         finished = finish_run(pipeline, run.modality, config, summary)
         evaluation, commit_url = finished["report"], finished["commit_url"]
@@ -808,5 +828,5 @@ def _train_pass(config: TrainingConfig) -> TrainResult:
         evaluation=evaluation,
         commit_url=commit_url,
         early_stopping_history=run.early_stopping_history,
-        restored_step=run.passed_state[0] if run.stop_reason == "early_stopping" and run.passed_state else None,
+        restored_step=_restored_step(run),
     )

@@ -33,6 +33,7 @@ from .schema import (
     fresh_ids,
     id_spec,
     learn_decimals,
+    learn_lattice,
     learn_step,
     snap_to_support,
 )
@@ -225,6 +226,13 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
     # on small tables, where every column has few distinct values and snapping would copy rows
     discrete = len(unique) <= min(MAX_DISCRETE_SUPPORT, len(finite) // 4)
     decimals = 0 if integer or date is not None else learn_decimals(finite)
+    step = None if discrete else learn_step(finite, decimals)
+    lattice = None if discrete else learn_lattice(finite, decimals, step)
+    if lattice is not None:
+        logger.info(
+            f"Column {name!r} repeats {len(lattice)} values on a sparse grid: generated numbers are written back on "
+            "them."
+        )
     return {
         "name": name,
         "kind": "numerical",
@@ -233,8 +241,9 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
         "max": vmax,
         "integer": bool(integer),
         "decimals": decimals,
-        "step": None if discrete else learn_step(finite, decimals),
+        "step": step,
         "support": unique.tolist() if discrete else None,
+        "lattice": lattice,
         "datetime": date,
         "fill": float(np.median(finite)),
     }
@@ -365,8 +374,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
       and the transformer is rebuilt from them, so a reloaded preprocessor is bit-exact and nothing is pickled.
       Samples are mapped back, clipped to the training range (SDV's `enforce_min_max_values`), rounded to the
       column's learned number of decimals (SDV's `learn_rounding_scheme`: 12.8 stays 12.8, not 12.8392...), snapped
-      to the observed values when a column has only a few (at most 20, and at most a quarter of the rows), and cast
-      back (ints stay ints).
+      to the observed values when a column has only a few (at most 20, and at most a quarter of the rows) or repeats
+      its values on a sparse lattice (temperatures converted from whole °F: `schema.learn_lattice`), and cast back
+      (ints stay ints).
     - **Dates and times** (datetime64 columns, and string columns whose values all parse with one format) are
       modelled as numbers in their coarsest exact unit (years, months, days, ..., nanoseconds) and written back in
       the original dtype or string format.
@@ -839,9 +849,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         return pd.Series(values).astype(dtype)
 
     def _round(self, values: np.ndarray, spec: dict) -> np.ndarray:
-        """Decoded numbers on the column's grid: whole date units, observed values, ints, learned decimals."""
-        if spec.get("support"):
-            return snap_to_support(values, spec["support"])
+        """Decoded numbers on the column's grid: observed values, its step, whole date units, ints, decimals."""
+        observed = spec.get("support") or spec.get("lattice")
+        if observed:
+            return snap_to_support(values, observed)
         if spec.get("step"):  # on the column's grid: min + k * step (then its decimals, against float error)
             values = spec["min"] + np.round((values - spec["min"]) / spec["step"]) * spec["step"]
             return np.round(values, spec["decimals"])

@@ -23,6 +23,7 @@ __all__ = [
     "fresh_ids",
     "id_spec",
     "learn_decimals",
+    "learn_lattice",
     "learn_step",
     "snap_to_support",
 ]
@@ -36,6 +37,13 @@ MAX_DISCRETE_SUPPORT = 20
 # a column's values lie on a grid coarser than their decimals (`learn_step`) only with at least this many distinct
 # values: ten random integers share a common divisor > 1 of their differences with probability about 0.2%
 MIN_STEP_VALUES = 10
+# a column's numbers are written back on its observed values (`learn_lattice`) when fresh rows almost never take an
+# unseen value (Good-Turing's estimate of that probability, the share of values seen once, at most this) ...
+MAX_UNSEEN_MASS = 0.05
+# ... and its distinct values fill at most this share of the points of its grid (decimals or step) between min and max
+MAX_LATTICE_FILL = 0.5
+# a lattice is stored in the preprocessor's config: larger supports are left to rounding
+MAX_LATTICE_VALUES = 10_000
 # an all-unique string (or contiguous integer) column of at least this many rows is an identifier
 MIN_ID_ROWS = 10
 _NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
@@ -80,6 +88,34 @@ def learn_step(values: np.ndarray, decimals: int | None) -> float | None:
     unique = np.unique(units).astype(np.int64)
     step = int(np.gcd.reduce(unique[1:] - unique[0]))
     return step / 10.0**decimals if step > 1 else None
+
+
+def learn_lattice(values: np.ndarray, decimals: int | None, step: float | None = None) -> list[float] | None:
+    """
+    The observed values of a column whose numbers sit on a sparse lattice of repeated values, or `None`.
+
+    Temperatures measured in whole °F and stored in °C to one decimal (vega's seattle-weather: 12.8, 13.3, 13.9, 14.4)
+    use 67 of the 373 points of their 0.1 grid, each value about 22 times. Rounded to one decimal, generated numbers
+    fall between them (13.1), and a gradient-boosting detector told the rows from real ones on `temp_min` alone at
+    AUC 0.90. A column is such a lattice when both hold:
+
+    - fresh real rows almost never bring a new value: Good-Turing's estimate of that probability, the share of rows
+      whose value occurs once (Good 1953), is at most `MAX_UNSEEN_MASS` (seattle's `temp_max`: 5 of 1,461 rows);
+    - the values fill at most `MAX_LATTICE_FILL` of the grid points between min and max (the grid of `step`, else of
+      `decimals`; a column without a decimal grid counts as unfilled), so values off the lattice are common.
+
+    Measured floats (most values once) and dense grids (iris' petal widths: 21 of 25 points) are not lattices:
+    rounding already writes them as the real ones are.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    unique, counts = np.unique(values, return_counts=True)
+    if values.size == 0 or unique.size > MAX_LATTICE_VALUES or (counts == 1).sum() > MAX_UNSEEN_MASS * values.size:
+        return None
+    spacing = step or (10.0**-decimals if decimals is not None else None)
+    if spacing is not None and unique.size > MAX_LATTICE_FILL * (round((unique[-1] - unique[0]) / spacing) + 1):
+        return None
+    return unique.tolist()
 
 
 def snap_to_support(values: np.ndarray, support: list[float]) -> np.ndarray:
