@@ -27,7 +27,6 @@ from .tabular import (
     distance_to_closest_record,
     evaluate_table,
     infer_metadata,
-    sequence_columns,
     train_synthetic_test_real,
 )
 from .timeseries import (
@@ -73,7 +72,6 @@ __all__ = [
     "nearest_neighbours",
     "predictive_score",
     "resolve_feature_extractor",
-    "sequence_columns",
     "to_unit_images",
     "train_synthetic_test_real",
 ]
