@@ -203,7 +203,7 @@ def column_attributions(
         deltas.append(torch.stack([r[2] for r in per], dim=1) if per[0][2] is not None else None)
     feature_attr = torch.stack(feats)  # [K, B, T, D]
     columns = [c["name"] for c in pre.numerical + pre.categorical]
-    column_attr = torch.stack([feature_attr[..., pre.feature_slices[c]].sum(-1) for c in columns], dim=-1)
+    column_attr = torch.stack([_column_sum(feature_attr, pre, c) for c in columns], dim=-1)
     return TabularExplanation(
         method=explainer.method,
         columns=columns,
@@ -236,6 +236,12 @@ def _attribute_column(explainer, step, pre, name, output, class_labels, levels, 
     cond = result.metadata.get("conditioning_scores")
     delta = result.delta[0] if result.delta is not None else None
     return attr[0], (cond[0] if cond is not None else None), delta
+
+
+def _column_sum(feature_attr: torch.Tensor, pre, column: str) -> torch.Tensor:
+    """A column's attribution: the sum over its model features (a date's season features included)."""
+    slices = pre.column_slices(column) if hasattr(pre, "column_slices") else [pre.feature_slices[column]]
+    return sum(feature_attr[..., sl].sum(-1) for sl in slices)
 
 
 # ---- trajectory: when does each column commit? ----

@@ -35,7 +35,10 @@ from .schema import (
     learn_decimals,
     learn_lattice,
     learn_step,
+    season_features,
+    seasonal_period,
     snap_to_support,
+    to_season,
 )
 
 __all__ = [
@@ -61,6 +64,8 @@ MAX_ONEHOT_LEVELS = 32
 MIN_ORDERING_ROWS = 2
 # feature_slices key of a column's missingness indicator
 MISSING_SUFFIX = ":missing"
+# feature_slices key of a date column's two season features (`schema.season_features`)
+SEASON_SUFFIX = ":season"
 _NESTED = (list, dict, set, tuple, np.ndarray)
 # sklearn.preprocessing._data.BOUNDS_THRESHOLD and the clip values QuantileTransformer derives from it
 _BOUNDS_THRESHOLD = 1e-7
@@ -244,6 +249,7 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
         "step": step,
         "support": unique.tolist() if discrete else None,
         "lattice": lattice,
+        "season": seasonal_period(finite, date["unit"]) if date is not None else None,
         "datetime": date,
         "fill": float(np.median(finite)),
     }
@@ -379,7 +385,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
       (ints stay ints).
     - **Dates and times** (datetime64 columns, and string columns whose values all parse with one format) are
       modelled as numbers in their coarsest exact unit (years, months, days, ..., nanoseconds) and written back in
-      the original dtype or string format.
+      the original dtype or string format; one spanning at least two years in a unit finer than a month also
+      carries its time of year as two features (sine and cosine, after the missingness indicators), and a generated
+      date is written at the time of year they give (`schema.seasonal_period`).
     - **Categorical** columns (object/str, `category`, bool, or any column listed in `categorical_columns`) are
       embedded as ±1 codes *inside the Gaussian process*: one-hot (width K) or analog bits (width ⌈log2 K⌉, Chen et
       al. 2023, https://arxiv.org/abs/2208.04202) and decoded to the nearest code. `categorical_encoding="auto"`
@@ -467,6 +475,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         for c in self.missing:  # the missingness indicators, after every column's own features
             self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"] = slice(start, start + 1)
             start += 1
+        self.seasonal = [c for c in self.numerical if c.get("season")]
+        for c in self.seasonal:  # then the dates' season features (sin, cos)
+            self.feature_slices[f"{c['name']}{SEASON_SUFFIX}"] = slice(start, start + 2)
+            start += 2
         self.num_features = start
         self.column_names = [c["name"] for c in self.columns]
         # the fitted QuantileTransformer, as data (filled by `fit` or by `from_pretrained`'s state dict)
@@ -689,7 +701,14 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 names += [f"{c['name']}={v}" for v in c["categories"]]
             else:
                 names += [f"{c['name']}#{b}" for b in range(self.codebooks[c["name"]].shape[1])]
-        return names + [f"{c['name']}=NaN" for c in self.missing]
+        names += [f"{c['name']}=NaN" for c in self.missing]
+        return names + [f"{c['name']}@season:{part}" for c in self.seasonal for part in ("sin", "cos")]
+
+    def column_slices(self, name: str) -> list[slice]:
+        """The model features written from column `name`: its own, then a date's season features (not its
+        missingness indicator, which [`feature_slices`] keys apart)."""
+        season = self.feature_slices.get(f"{name}{SEASON_SUFFIX}")
+        return [self.feature_slices[name], *([season] if season is not None else [])]
 
     # ---- table -> model space ----
     def _check_frame(self, df: pd.DataFrame, needed: list[dict]) -> None:
@@ -782,6 +801,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             parts.append(self.codebooks[c["name"]][self._category_indices(self._filled(df, c), c, unseen_levels)])
         for c in self.missing:
             parts.append(np.where(df[c["name"]].isna().to_numpy(), 1.0, -1.0)[:, None])
+        for c in self.seasonal:  # the date's own numbers (NaN where missing: no season)
+            parts.append(season_features(encode_datetime(df[c["name"]], c["datetime"]), c["season"]))
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
         return torch.from_numpy(x.astype(np.float32))
 
@@ -938,6 +959,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                     edges = np.asarray(c["bins"])
                     labels = self._labels(class_labels, len(x))
                     num[:, j] = np.clip(num[:, j], edges[labels], edges[labels + 1])
+                if c.get("season"):  # the time of year its season features give
+                    season = x[:, self.feature_slices[f"{c['name']}{SEASON_SUFFIX}"]]
+                    num[:, j] = to_season(num[:, j], season, c["season"], c["min"], c["max"])
                 out[c["name"]] = self._decode_numerical(num[:, j], c)
         level_rng = _level_generators(seed, len(x))
         for c in self.categorical:

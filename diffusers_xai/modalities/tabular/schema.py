@@ -25,7 +25,10 @@ __all__ = [
     "learn_decimals",
     "learn_lattice",
     "learn_step",
+    "season_features",
+    "seasonal_period",
     "snap_to_support",
+    "to_season",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,6 +53,10 @@ _NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "
 # coarsest first: a column whose every value falls on Jan 1 (or the 1st of a month) at midnight is modelled in years
 # (months), so written-back dates fall on the same grid; otherwise in the coarsest exact time unit
 DATETIME_UNITS = ("Y", "M", *_NS)
+# the mean Gregorian year: a date column spanning at least `MIN_SEASON_YEARS` of them, in a unit finer than a month,
+# also carries its phase in the year as two model features (`seasonal_period`)
+YEAR_NS = 365.2425 * 86_400 * 10**9
+MIN_SEASON_YEARS = 2
 
 
 # ---- numbers ----
@@ -248,6 +255,50 @@ def encode_datetime(series: pd.Series, spec: dict) -> np.ndarray:
         out = months / 12.0 if spec["unit"] == "Y" else months.astype(np.float64)
         return np.where(np.isnan(ns), np.nan, out)
     return ns / _NS[spec["unit"]]
+
+
+def seasonal_period(values: np.ndarray, unit: str) -> float | None:
+    """
+    The length of a year in the column's `unit` when a date/time column should carry its season as features: a unit
+    finer than a month and a span of at least `MIN_SEASON_YEARS` years; else `None`.
+
+    A date is modelled as one number (units since 1970), and on vega's seattle-weather (four years of days) the model
+    learnt the temperature's four yearly cycles over that number only in part: the pair (date, temp_max) told its
+    rows from real ones at AUC 0.74 while each alone read about 0.5. Its sine and cosine make the season a feature the
+    temperature can follow directly ([`season_features`]); written back, a date moves to the phase they give
+    ([`to_season`]).
+    """
+    if unit in ("Y", "M"):
+        return None
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    period = YEAR_NS / _NS[unit]
+    if values.size == 0 or values.max() - values.min() < MIN_SEASON_YEARS * period:
+        return None
+    return period
+
+
+def season_features(values: np.ndarray, period: float) -> np.ndarray:
+    """`[N, 2]`: √2 · (sin, cos) of each value's phase in `period` (unit variance, as the other features); a missing
+    value gives (0, 0)."""
+    angle = 2.0 * np.pi * np.asarray(values, dtype=np.float64) / period
+    out = np.sqrt(2.0) * np.stack([np.sin(angle), np.cos(angle)], axis=1)
+    return np.nan_to_num(out, nan=0.0)
+
+
+def to_season(values: np.ndarray, features: np.ndarray, period: float, low: float, high: float) -> np.ndarray:
+    """
+    Each generated date moved by less than half a `period` to the phase its generated [`season_features`] give
+    (the year from the date, the time of year from the features), then by a whole period back inside [low, high]
+    when the move left it by more than half a unit (less is float error of the quantile transform at the range's
+    ends, which the decoder's clip absorbs).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    target = np.arctan2(features[:, 0], features[:, 1])
+    delta = np.mod(target - 2.0 * np.pi * values / period + np.pi, 2.0 * np.pi) - np.pi
+    out = values + delta / (2.0 * np.pi) * period
+    out = np.where(out > high + 0.5, out - period, out)
+    return np.where(out < low - 0.5, out + period, out)
 
 
 def decode_datetime(values: np.ndarray, spec: dict, dtype: str) -> pd.Series:
