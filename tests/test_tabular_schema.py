@@ -8,19 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
+from diffusers_xai.modalities.tabular import schema
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
-from diffusers_xai.modalities.tabular.schema import (
-    fresh_ids,
-    id_spec,
-    learn_decimals,
-    learn_lattice,
-    learn_step,
-    season_features,
-    seasonal_period,
-    snap_to_support,
-    to_season,
-)
+from diffusers_xai.modalities.tabular.schema import fresh_ids, id_spec, learn_decimals, learn_step, snap_to_support
 from diffusers_xai.models import TabularDenoiser
 
 
@@ -73,15 +64,21 @@ def test_learn_step_known_answers():
 def test_learn_lattice_known_answers():
     rng = np.random.default_rng(0)
     celsius = np.round((rng.integers(30, 90, 2000) - 32) / 1.8, 1)  # whole °F stored in °C: 60 of 334 grid points
-    assert learn_lattice(np.r_[celsius, np.nan], 1) == np.unique(celsius).tolist()
-    assert learn_lattice(np.repeat(np.arange(1, 26) / 10, 10), 1) is None  # a dense grid: 25 of 25 points
-    assert learn_lattice(np.repeat(np.arange(0, 2500, 25.0), 5), 0, step=25.0) is None  # dense on its step's grid
-    assert learn_lattice(np.round(rng.normal(12, 3, 200), 2), 2) is None  # a measured value: most seen once
+    assert schema.learn_lattice(np.r_[celsius, np.nan], 1) == np.unique(celsius).tolist()
+    assert schema.learn_lattice(np.repeat(np.arange(1, 26) / 10, 10), 1) is None  # a dense grid: 25 of 25 points
+    assert (
+        schema.learn_lattice(np.repeat(np.arange(0, 2500, 25.0), 5), 0, step=25.0) is None
+    )  # dense on its step's grid
+    assert schema.learn_lattice(np.round(rng.normal(12, 3, 200), 2), 2) is None  # a measured value: most seen once
     # Good-Turing's unseen mass at the bound: 47 values 10 times each, plus 20 (4.1%) or 30 (6.0%) seen once
     base = np.repeat(np.arange(47) * 2.0, 10)
-    assert len(learn_lattice(np.r_[base, np.arange(20) * 2.0 + 1], 1)) == 67
-    assert learn_lattice(np.r_[base, np.arange(30) * 2.0 + 1], 1) is None
-    assert learn_lattice(np.repeat([0.1 + 0.2, 1 / 3, 2.5], 50), None) == [0.1 + 0.2, 1 / 3, 2.5]  # no decimal grid
+    assert len(schema.learn_lattice(np.r_[base, np.arange(20) * 2.0 + 1], 1)) == 67
+    assert schema.learn_lattice(np.r_[base, np.arange(30) * 2.0 + 1], 1) is None
+    assert schema.learn_lattice(np.repeat([0.1 + 0.2, 1 / 3, 2.5], 50), None) == [
+        0.1 + 0.2,
+        1 / 3,
+        2.5,
+    ]  # no decimal grid
 
 
 def test_numbers_on_a_sparse_lattice_are_written_back_on_it():
@@ -108,20 +105,20 @@ def test_numbers_on_a_sparse_lattice_are_written_back_on_it():
 
 def test_season_known_answers():
     days = np.arange(15_340.0, 15_340 + 1461)  # 2012-01-01 .. 2015-12-31 in days since 1970
-    assert seasonal_period(days, "D") == 365.2425
-    assert seasonal_period(days * 24, "h") == 365.2425 * 24
-    assert seasonal_period(days[:700], "D") is None  # under two years
-    assert seasonal_period(np.arange(48.0), "M") is None  # months: the unit already holds the time of year
+    assert schema.seasonal_period(days, "D") == 365.2425
+    assert schema.seasonal_period(days * 24, "h") == 365.2425 * 24
+    assert schema.seasonal_period(days[:700], "D") is None  # under two years
+    assert schema.seasonal_period(np.arange(48.0), "M") is None  # months: the unit already holds the time of year
     quarter = 365.2425 / 4
     np.testing.assert_allclose(
-        season_features(np.array([0.0, quarter, np.nan]), 365.2425),
+        schema.season_features(np.array([0.0, quarter, np.nan]), 365.2425),
         np.sqrt(2) * np.array([[0, 1], [1, 0], [0, 0]]),
         atol=1e-12,
     )
-    features = season_features(np.array([200.0, 200.0, 15_345.0]), 365.2425)
+    features = schema.season_features(np.array([200.0, 200.0, 15_345.0]), 365.2425)
     # the year from the date, the time of year from the features: day 100 goes to day 200, day 300 back to 200;
     # a date moved past the range's end goes round a whole year inside it
-    moved = to_season(np.array([100.0, 300.0, 15_700.0]), features, 365.2425, 0.0, 15_705.0)
+    moved = schema.to_season(np.array([100.0, 300.0, 15_700.0]), features, 365.2425, 0.0, 15_705.0)
     np.testing.assert_allclose(moved, [200.0, 200.0, 15_345.0 + 365.2425 * 0], atol=1e-9)
 
 
@@ -363,31 +360,40 @@ def test_numerical_condition_column_is_binned_and_values_stay_in_their_bin():
     assert as_classes.condition["kind"] == "categorical" and as_classes.num_classes == 3
 
 
+def wine_recipe(dataset, output_dir, **overrides):
+    """`train/configs/wine.yaml` on another table, trained on every row for all its updates (no holdout, guard,
+    checks or end-of-run evaluation)."""
+    from diffusers_xai.training import TrainingConfig
+
+    keys = {"validation_split": 0.0, "validation_steps": None, "checkpointing_steps": None, "eval_samples": None}
+    return TrainingConfig.from_yaml(
+        "train/configs/wine.yaml",
+        {
+            **keys,
+            "early_stopping_dcr_ratio": None,
+            "dataset_name": str(dataset),
+            "output_dir": str(output_dir),
+            **overrides,
+        },
+    )
+
+
 @pytest.mark.slow
 def test_trained_model_writes_missing_values_at_the_real_rate(tmp_path):
     """penguins (NaNs in 5 columns) through the trainer: every column's synthetic NaN rate is within 3 standard errors
     of the real rate, and the rows keep the schema."""
     import palmerpenguins
 
-    from diffusers_xai.training import TrainingConfig, train
+    from diffusers_xai.training import train
 
     penguins = palmerpenguins.load_penguins()
     penguins.to_parquet(tmp_path / "penguins.parquet", index=False)
-    config = TrainingConfig.from_yaml(
-        "train/configs/wine.yaml",
-        {
-            "dataset_name": str(tmp_path / "penguins.parquet"),
-            "condition_column": None,
-            "categorical_encoding": "auto",
-            "validation_split": 0.0,
-            "max_train_steps": 1000,
-            "validation_steps": None,
-            "checkpointing_steps": None,
-            "early_stopping_dcr_ratio": None,
-            "output_dir": str(tmp_path / "out"),
-        },
-    )
-    train(config)
+    train(
+        wine_recipe(
+            tmp_path / "penguins.parquet", tmp_path / "out", condition_column=None, categorical_encoding="auto",
+            max_train_steps=1000,
+        )
+    )  # fmt: skip
     pipe = TabularXAIPipeline.from_pretrained(tmp_path / "out")
     pipe.set_scheduler("ddim")
     pipe.set_progress_bar_config(disable=True)
@@ -414,26 +420,16 @@ def test_trained_model_on_a_lattice_table_is_not_told_apart_by_its_values(tmp_pa
     from vega_datasets import local_data
 
     from diffusers_xai.evaluation import detection_auc
-    from diffusers_xai.training import TrainingConfig, train
+    from diffusers_xai.training import train
 
     weather = local_data.seattle_weather()
     weather.to_csv(tmp_path / "weather.csv", index=False)
-    config = TrainingConfig.from_yaml(
-        "train/configs/wine.yaml",
-        {
-            "dataset_name": str(tmp_path / "weather.csv"),
-            "condition_column": "weather",
-            "validation_split": 0.0,
-            "max_train_steps": 1500,
-            "validation_steps": None,
-            "checkpointing_steps": None,
-            "early_stopping_dcr_ratio": None,
-            "eval_samples": None,
-            "explanation_card": False,
-            "output_dir": str(tmp_path / "out"),
-        },
-    )
-    train(config)
+    train(
+        wine_recipe(
+            tmp_path / "weather.csv", tmp_path / "out", condition_column="weather", max_train_steps=1500,
+            explanation_card=False,
+        )
+    )  # fmt: skip
     pipe = TabularXAIPipeline.from_pretrained(tmp_path / "out")
     pipe.set_progress_bar_config(disable=True)
     real = pd.read_csv(tmp_path / "weather.csv")
