@@ -240,8 +240,7 @@ def _attribute_column(explainer, step, pre, name, output, class_labels, levels, 
 
 def _column_sum(feature_attr: torch.Tensor, pre, column: str) -> torch.Tensor:
     """A column's attribution: the sum over its model features (a date's season features included)."""
-    slices = pre.column_slices(column) if hasattr(pre, "column_slices") else [pre.feature_slices[column]]
-    return sum(feature_attr[..., sl].sum(-1) for sl in slices)
+    return sum(feature_attr[..., sl].sum(-1) for sl in pre.column_slices(column))
 
 
 # ---- trajectory: when does each column commit? ----

@@ -82,8 +82,8 @@ class ExplanationCardData:
         explanation_warnings (`list[str]`, *optional*): warnings about the explanations, e.g. a target that does not
             depend on the model; `"warning"` entries of `sanity_checks` are added.
         memorization (`dict`, *optional*): memorisation check (nearest-neighbour distances to training data, ...).
-        evaluation_warnings (`list[str]`, *optional*): the evaluation's warnings (a DCR ratio below 0.9, columns a
-            metric left out, ...), shown under the evaluation results.
+        evaluation_warnings (`list[str]`, *optional*): the evaluation's warnings (a DCR ratio below 0.9, no holdout
+            to measure it against, ...), shown under the evaluation results.
         eval_results (`list[EvalResult | dict]`, *optional*): generation metrics for the `model-index`. A dict
             needs `metric_type`, `metric_value`, `dataset_name` (and takes `task_type`, `dataset_type`,
             `dataset_split`, `metric_name`, `feature_extractor`). Feature-space metrics (FID, KID, precision/recall,

@@ -103,8 +103,9 @@ def learn_lattice(values: np.ndarray, decimals: int | None, step: float | None =
 
     Temperatures measured in whole °F and stored in °C to one decimal (vega's seattle-weather: 12.8, 13.3, 13.9, 14.4)
     use 67 of the 373 points of their 0.1 grid, each value about 22 times. Rounded to one decimal, generated numbers
-    fall between them (13.1), and a gradient-boosting detector told the rows from real ones on `temp_min` alone at
-    AUC 0.90. A column is such a lattice when both hold:
+    fall between them (13.1), and a gradient-boosting detector told a trained model's rows from real ones at AUC
+    0.89 on the value columns; written on the observed values, 0.51 (`bench/tabular_lattice.py`). A column is such
+    a lattice when both hold:
 
     - fresh real rows almost never bring a new value: Good-Turing's estimate of that probability, the share of rows
       whose value occurs once (Good 1953), is at most `MAX_UNSEEN_MASS` (seattle's `temp_max`: 5 of 1,461 rows);
@@ -264,9 +265,9 @@ def seasonal_period(values: np.ndarray, unit: str) -> float | None:
 
     A date is modelled as one number (units since 1970), and on vega's seattle-weather (four years of days) the model
     learnt the temperature's four yearly cycles over that number only in part: the pair (date, temp_max) told its
-    rows from real ones at AUC 0.74 while each alone read about 0.5. Its sine and cosine make the season a feature the
+    rows from real ones at AUC 0.74, the date alone at 0.44. Its sine and cosine make the season a feature the
     temperature can follow directly ([`season_features`]); written back, a date moves to the phase they give
-    ([`to_season`]).
+    ([`to_season`]). With them the whole table read 0.54 (0.73 without).
     """
     if unit in ("Y", "M"):
         return None
