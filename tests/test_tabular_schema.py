@@ -105,21 +105,27 @@ def test_numbers_on_a_sparse_lattice_are_written_back_on_it():
 
 def test_season_known_answers():
     days = np.arange(15_340.0, 15_340 + 1461)  # 2012-01-01 .. 2015-12-31 in days since 1970
-    assert schema.seasonal_period(days, "D") == 365.2425
-    assert schema.seasonal_period(days * 24, "h") == 365.2425 * 24
-    assert schema.seasonal_period(days[:700], "D") is None  # under two years
-    assert schema.seasonal_period(np.arange(48.0), "M") is None  # months: the unit already holds the time of year
-    quarter = 365.2425 / 4
+    year = 365.2425
+    assert schema.seasonal_cycles(days, "D") == [["year", year]]
+    assert schema.seasonal_cycles(days * 24, "h") == [["year", year * 24], ["day", 24.0]]
+    assert schema.seasonal_cycles(np.arange(15_340.0, 15_340 + 72), "h") == [["day", 24.0]]  # three days of hours
+    assert schema.seasonal_cycles(days[:700], "D") == []  # under two years
+    assert schema.seasonal_cycles(np.arange(48.0), "M") == []  # months: the unit already holds the time of year
     np.testing.assert_allclose(
-        schema.season_features(np.array([0.0, quarter, np.nan]), 365.2425),
+        schema.season_features(np.array([0.0, year / 4, np.nan]), [["year", year]]),
         np.sqrt(2) * np.array([[0, 1], [1, 0], [0, 0]]),
         atol=1e-12,
     )
-    features = schema.season_features(np.array([200.0, 200.0, 15_345.0]), 365.2425)
+    features = schema.season_features(np.array([200.0, 200.0, 15_345.0]), [["year", year]])
     # the year from the date, the time of year from the features: day 100 goes to day 200, day 300 back to 200;
     # a date moved past the range's end goes round a whole year inside it
-    moved = schema.to_season(np.array([100.0, 300.0, 15_700.0]), features, 365.2425, 0.0, 15_705.0)
-    np.testing.assert_allclose(moved, [200.0, 200.0, 15_345.0 + 365.2425 * 0], atol=1e-9)
+    moved = schema.to_season(np.array([100.0, 300.0, 15_700.0]), features, [["year", year]], 0.0, 15_705.0)
+    np.testing.assert_allclose(moved, [200.0, 200.0, 15_345.0], atol=1e-9)
+    # hours: the time of year first, then the time of day (15:00 of day 200 from 03:00 of day 150)
+    cycles = [["year", year * 24], ["day", 24.0]]
+    moved = schema.to_season(np.array([150 * 24 + 3.0]), schema.season_features(np.array([200 * 24 + 15.0]), cycles),
+                             cycles, 0.0, 1e6)  # fmt: skip
+    np.testing.assert_allclose(moved, [200 * 24 + 15.0], atol=1e-6)
 
 
 def test_dates_over_years_carry_their_season():
@@ -130,7 +136,7 @@ def test_dates_over_years_carry_their_season():
 
     weather = local_data.seattle_weather()
     pre = TabularPreprocessor.fit(weather)
-    assert pre.feature_names()[-2:] == ["date@season:sin", "date@season:cos"] and pre.num_features == 12
+    assert pre.feature_names()[-2:] == ["date@year:sin", "date@year:cos"] and pre.num_features == 12
     assert pre.column_slices("date") == [slice(0, 1), slice(10, 12)] and pre.column_slices("wind") == [slice(4, 5)]
     x = pre.transform(weather)
     pd.testing.assert_frame_equal(pre.inverse_transform(x), weather)

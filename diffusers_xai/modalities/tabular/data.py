@@ -36,7 +36,7 @@ from .schema import (
     learn_lattice,
     learn_step,
     season_features,
-    seasonal_period,
+    seasonal_cycles,
     snap_to_support,
     to_season,
 )
@@ -64,7 +64,7 @@ MAX_ONEHOT_LEVELS = 32
 MIN_ORDERING_ROWS = 2
 # feature_slices key of a column's missingness indicator
 MISSING_SUFFIX = ":missing"
-# feature_slices key of a date column's two season features (`schema.season_features`)
+# feature_slices key of a date column's season features (`schema.season_features`: two per cycle)
 SEASON_SUFFIX = ":season"
 _NESTED = (list, dict, set, tuple, np.ndarray)
 # sklearn.preprocessing._data.BOUNDS_THRESHOLD and the clip values QuantileTransformer derives from it
@@ -249,7 +249,7 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
         "step": step,
         "support": unique.tolist() if discrete else None,
         "lattice": lattice,
-        "season": seasonal_period(finite, date["unit"]) if date is not None else None,
+        "season": (seasonal_cycles(finite, date["unit"]) or None) if date is not None else None,
         "datetime": date,
         "fill": float(np.median(finite)),
     }
@@ -386,8 +386,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
     - **Dates and times** (datetime64 columns, and string columns whose values all parse with one format) are
       modelled as numbers in their coarsest exact unit (years, months, days, ..., nanoseconds) and written back in
       the original dtype or string format; one spanning at least two years in a unit finer than a month also
-      carries its time of year as two features (sine and cosine, after the missingness indicators), and a generated
-      date is written at the time of year they give (`schema.seasonal_period`).
+      carries its time of year as two features (sine and cosine, after the missingness indicators), one spanning two
+      days in a unit finer than a day its time of day, and a generated date is written at the times they give
+      (`schema.seasonal_cycles`).
     - **Categorical** columns (object/str, `category`, bool, or any column listed in `categorical_columns`) are
       embedded as ±1 codes *inside the Gaussian process*: one-hot (width K) or analog bits (width ⌈log2 K⌉, Chen et
       al. 2023, https://arxiv.org/abs/2208.04202) and decoded to the nearest code. `categorical_encoding="auto"`
@@ -475,10 +476,13 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         for c in self.missing:  # the missingness indicators, after every column's own features
             self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"] = slice(start, start + 1)
             start += 1
+        for c in self.numerical:  # saved while a date carried only the year, as its period
+            if isinstance(c.get("season"), (int, float)):
+                c["season"] = [["year", float(c["season"])]]
         self.seasonal = [c for c in self.numerical if c.get("season")]
-        for c in self.seasonal:  # then the dates' season features (sin, cos)
-            self.feature_slices[f"{c['name']}{SEASON_SUFFIX}"] = slice(start, start + 2)
-            start += 2
+        for c in self.seasonal:  # then the dates' season features (sin, cos per cycle)
+            self.feature_slices[f"{c['name']}{SEASON_SUFFIX}"] = slice(start, start + 2 * len(c["season"]))
+            start += 2 * len(c["season"])
         self.num_features = start
         self.column_names = [c["name"] for c in self.columns]
         # the fitted QuantileTransformer, as data (filled by `fit` or by `from_pretrained`'s state dict)
@@ -702,7 +706,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             else:
                 names += [f"{c['name']}#{b}" for b in range(self.codebooks[c["name"]].shape[1])]
         names += [f"{c['name']}=NaN" for c in self.missing]
-        return names + [f"{c['name']}@season:{part}" for c in self.seasonal for part in ("sin", "cos")]
+        return names + [
+            f"{c['name']}@{cycle}:{part}" for c in self.seasonal for cycle, _ in c["season"] for part in ("sin", "cos")
+        ]
 
     def column_slices(self, name: str) -> list[slice]:
         """The model features written from column `name`: its own, then a date's season features (not its

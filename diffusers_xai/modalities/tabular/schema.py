@@ -26,7 +26,7 @@ __all__ = [
     "learn_lattice",
     "learn_step",
     "season_features",
-    "seasonal_period",
+    "seasonal_cycles",
     "snap_to_support",
     "to_season",
 ]
@@ -53,10 +53,10 @@ _NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "
 # coarsest first: a column whose every value falls on Jan 1 (or the 1st of a month) at midnight is modelled in years
 # (months), so written-back dates fall on the same grid; otherwise in the coarsest exact time unit
 DATETIME_UNITS = ("Y", "M", *_NS)
-# the mean Gregorian year: a date column spanning at least `MIN_SEASON_YEARS` of them, in a unit finer than a month,
-# also carries its phase in the year as two model features (`seasonal_period`)
-YEAR_NS = 365.2425 * 86_400 * 10**9
-MIN_SEASON_YEARS = 2
+# the cycles a date/time column may carry as features (`seasonal_cycles`): the mean Gregorian year and the day, each
+# when the column's unit is finer than it and its values span at least `MIN_CYCLES` of it
+CYCLES = (("year", 365.2425 * 86_400 * 10**9), ("day", 86_400 * 10**9))
+MIN_CYCLES = 2
 
 
 # ---- numbers ----
@@ -258,48 +258,55 @@ def encode_datetime(series: pd.Series, spec: dict) -> np.ndarray:
     return ns / _NS[spec["unit"]]
 
 
-def seasonal_period(values: np.ndarray, unit: str) -> float | None:
+def seasonal_cycles(values: np.ndarray, unit: str) -> list[list]:
     """
-    The length of a year in the column's `unit` when a date/time column should carry its season as features: a unit
-    finer than a month and a span of at least `MIN_SEASON_YEARS` years; else `None`.
+    The cycles a date/time column carries as features, `[[name, period in the column's unit], ...]`: the year when
+    the unit is finer than a month, the day when it is finer than a day, each when the values span at least
+    `MIN_CYCLES` of it (`[]` otherwise).
 
     A date is modelled as one number (units since 1970), and on vega's seattle-weather (four years of days) the model
     learnt the temperature's four yearly cycles over that number only in part: the pair (date, temp_max) told its
-    rows from real ones at AUC 0.74, the date alone at 0.44. Its sine and cosine make the season a feature the
-    temperature can follow directly ([`season_features`]); written back, a date moves to the phase they give
-    ([`to_season`]). With them the whole table read 0.54 (0.73 without).
+    rows from real ones at AUC 0.74, the date alone at 0.44. A cycle's sine and cosine make the time of year (of day)
+    a feature the other columns can follow directly ([`season_features`]); written back, a date moves to the phase
+    they give ([`to_season`]). With the year's, the whole table read 0.54 (0.73 without).
     """
     if unit in ("Y", "M"):
-        return None
+        return []
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
-    period = YEAR_NS / _NS[unit]
-    if values.size == 0 or values.max() - values.min() < MIN_SEASON_YEARS * period:
-        return None
-    return period
+    if values.size == 0:
+        return []
+    span = values.max() - values.min()
+    cycles = [[name, ns / _NS[unit]] for name, ns in CYCLES if ns > _NS[unit]]
+    return [[name, period] for name, period in cycles if span >= MIN_CYCLES * period]
 
 
-def season_features(values: np.ndarray, period: float) -> np.ndarray:
-    """`[N, 2]`: √2 · (sin, cos) of each value's phase in `period` (unit variance, as the other features); a missing
-    value gives (0, 0)."""
-    angle = 2.0 * np.pi * np.asarray(values, dtype=np.float64) / period
-    out = np.sqrt(2.0) * np.stack([np.sin(angle), np.cos(angle)], axis=1)
-    return np.nan_to_num(out, nan=0.0)
-
-
-def to_season(values: np.ndarray, features: np.ndarray, period: float, low: float, high: float) -> np.ndarray:
-    """
-    Each generated date moved by less than half a `period` to the phase its generated [`season_features`] give
-    (the year from the date, the time of year from the features), then by a whole period back inside [low, high]
-    when the move left it by more than half a unit (less is float error of the quantile transform at the range's
-    ends, which the decoder's clip absorbs).
-    """
+def season_features(values: np.ndarray, cycles: list[list]) -> np.ndarray:
+    """`[N, 2 * len(cycles)]`: √2 · (sin, cos) of each value's phase in each cycle's period (unit variance, as the
+    other features); a missing value gives zeros."""
     values = np.asarray(values, dtype=np.float64)
-    target = np.arctan2(features[:, 0], features[:, 1])
-    delta = np.mod(target - 2.0 * np.pi * values / period + np.pi, 2.0 * np.pi) - np.pi
-    out = values + delta / (2.0 * np.pi) * period
-    out = np.where(out > high + 0.5, out - period, out)
-    return np.where(out < low - 0.5, out + period, out)
+    parts = []
+    for _, period in cycles:
+        angle = 2.0 * np.pi * values / period
+        parts += [np.sin(angle), np.cos(angle)]
+    return np.nan_to_num(np.sqrt(2.0) * np.stack(parts, axis=1), nan=0.0)
+
+
+def to_season(values: np.ndarray, features: np.ndarray, cycles: list[list], low: float, high: float) -> np.ndarray:
+    """
+    Each generated date moved, cycle by cycle from the longest, by less than half its period to the phase its
+    generated [`season_features`] give (the year from the date, the time of year and of day from the features), then
+    by a whole period back inside [low, high] when the move left it by more than half a unit (less is float error of
+    the quantile transform at the range's ends, which the decoder's clip absorbs).
+    """
+    out = np.asarray(values, dtype=np.float64)
+    for k, (_, period) in enumerate(cycles):
+        target = np.arctan2(features[:, 2 * k], features[:, 2 * k + 1])
+        delta = np.mod(target - 2.0 * np.pi * out / period + np.pi, 2.0 * np.pi) - np.pi
+        out = out + delta / (2.0 * np.pi) * period
+        out = np.where(out > high + 0.5, out - period, out)
+        out = np.where(out < low - 0.5, out + period, out)
+    return out
 
 
 def decode_datetime(values: np.ndarray, spec: dict, dtype: str) -> pd.Series:
