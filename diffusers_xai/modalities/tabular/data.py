@@ -476,9 +476,6 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         for c in self.missing:  # the missingness indicators, after every column's own features
             self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"] = slice(start, start + 1)
             start += 1
-        for c in self.numerical:  # saved while a date carried only the year, as its period
-            if isinstance(c.get("season"), (int, float)):
-                c["season"] = [["year", float(c["season"])]]
         self.seasonal = [c for c in self.numerical if c.get("season")]
         for c in self.seasonal:  # then the dates' season features (sin, cos per cycle)
             self.feature_slices[f"{c['name']}{SEASON_SUFFIX}"] = slice(start, start + 2 * len(c["season"]))
