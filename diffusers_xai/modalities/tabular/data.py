@@ -744,8 +744,13 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             else:
                 columns.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
         values = np.stack(columns, axis=1)
+        return self._fill_missing(values) if fill else values
+
+    def _fill_missing(self, values: np.ndarray) -> np.ndarray:
+        """`values` (`_numerical_values(df, fill=False)`) with each NaN replaced by its column's fill value; raises for
+        a column whose policy does not fill."""
         missing = np.isnan(values)
-        if fill and missing.any():
+        if missing.any():
             counts = missing.sum(axis=0)
             for j in np.flatnonzero(counts):
                 if not self._can_fill(self.numerical[j]):
@@ -798,14 +803,15 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         df = load_table(data)
         self._check_frame(df, self.numerical + self.categorical + self.missing)
         parts = []
+        raw = self._numerical_values(df, fill=False) if self.numerical else None  # dates encoded once
         if self.numerical:
-            parts.append(self._quantile_normal(self._numerical_values(df)))
+            parts.append(self._quantile_normal(self._fill_missing(raw)))
         for c in self.categorical:
             parts.append(self.codebooks[c["name"]][self._category_indices(self._filled(df, c), c, unseen_levels)])
         for c in self.missing:
             parts.append(np.where(df[c["name"]].isna().to_numpy(), 1.0, -1.0)[:, None])
         for c in self.seasonal:  # the date's own numbers (NaN where missing: no season)
-            parts.append(season_features(encode_datetime(df[c["name"]], c["datetime"]), c["season"]))
+            parts.append(season_features(raw[:, self.numerical.index(c)], c["season"]))
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
         return torch.from_numpy(x.astype(np.float32))
 
