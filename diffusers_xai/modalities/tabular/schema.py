@@ -5,10 +5,13 @@ that synthetic tables have the real table's exact schema (what SDV's RDT transfo
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 import string
 import sys
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 # rdt.transformers.utils.learn_rounding_digits: float64 carries 15 significant digits, 14 decimals are safe
 MAX_DECIMALS = sys.float_info.dig - 1
+# a value this many units in the last place from its rounding to d decimals has d decimals (float arithmetic's error)
+DECIMAL_ULPS = 4
 # numerical columns with at most this many distinct values are written back on their observed values only
 MAX_DISCRETE_SUPPORT = 20
 # a column's values lie on a grid coarser than their decimals (`learn_step`) only with at least this many distinct
@@ -55,6 +60,8 @@ _NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "
 DATETIME_UNITS = ("Y", "M", *_NS)
 # the cycles a date/time column may carry as features (`seasonal_cycles`): the mean Gregorian year and the day, each
 # when the column's unit is finer than it and its values span at least `MIN_CYCLES` of it
+# the date fields a file may write without their leading zero ("Jan 1 2000", "3/7/2021 9:05")
+PADDED_FIELDS = ("%d", "%m", "%H", "%I")
 CYCLES = (("year", 365.2425 * 86_400 * 10**9), ("day", 86_400 * 10**9))
 MIN_CYCLES = 2
 
@@ -64,15 +71,18 @@ def learn_decimals(values: np.ndarray) -> int | None:
     """
     The number of decimals every finite value has (RDT's `learn_rounding_digits`): 0 for whole numbers, 1 for
     `12.8, 13.3`, ..., `None` when some value needs more than 14 (a measured float: no rounding).
+
+    A value within `DECIMAL_ULPS` units in the last place of its rounding counts as rounded: a file written from
+    computed numbers holds `1.9300000000000002` for 1.93 (vega's driving `gas`, anscombe `Y`), where RDT's exact
+    test finds no decimals and the generated column is written with 16 digits.
     """
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0 or np.all(values % 1 == 0):
         return 0
-    if not np.all(values == np.round(values, MAX_DECIMALS)):
-        return None
     for decimals in range(MAX_DECIMALS + 1):
-        if np.all(values == np.round(values, decimals)):
+        rounded = np.round(values, decimals)
+        if np.all(np.abs(values - rounded) <= DECIMAL_ULPS * np.spacing(np.abs(rounded))):
             return decimals
     return None
 
@@ -210,6 +220,9 @@ def datetime_spec(name: str, series: pd.Series) -> dict | None:
                 "non-dates as missing."
             )
         spec = {"source": "string", "format": fmt, "tz": None}
+        unpadded = _unpadded_fields(values, parsed[values.index], fmt)
+        if unpadded:
+            spec["unpadded"] = unpadded
     else:
         return None
     ns = _to_ns(parsed, spec["tz"])
@@ -235,6 +248,33 @@ def _best_format(values: pd.Series) -> tuple[str | None, pd.Series | None]:
         if best_parsed is None or parsed.notna().sum() > best_parsed.notna().sum():
             best, best_parsed = fmt, parsed
     return best, best_parsed
+
+
+def _unpadded_fields(values: pd.Series, parsed: pd.Series, fmt: str) -> list[str]:
+    """The fields of `fmt` the strings write without a leading zero (`"Jan 1 2000"`: `["%d"]`), the fewest that
+    reproduce every value; none if no choice does (padding mixed within the column)."""
+    present = [field for field in PADDED_FIELDS if field in _tokens(fmt)]
+    for n in range(len(present) + 1):
+        for fields in itertools.combinations(present, n):
+            if (format_datetime(parsed, fmt, fields) == values).all():
+                return list(fields)
+    return []
+
+
+def _tokens(fmt: str) -> list[str]:
+    return re.findall(r"%.|[^%]+", fmt)
+
+
+def format_datetime(stamps: pd.Series, fmt: str, unpadded: Sequence[str] = ()) -> pd.Series:
+    """`stamps.dt.strftime(fmt)` with the `unpadded` fields (of `PADDED_FIELDS`) written without their leading zero.
+    Done here because strftime's `%-d` exists only in glibc (not on Windows or in pandas' own formatter)."""
+    if not unpadded:
+        return stamps.dt.strftime(fmt)
+    out = pd.Series("", index=stamps.index, dtype=object)
+    for token in _tokens(fmt):
+        piece = stamps.dt.strftime(token)
+        out = out + (piece.str.lstrip("0").replace("", "0") if token in unpadded else piece)
+    return out
 
 
 def _to_ns(parsed: pd.Series, tz: str | None) -> np.ndarray:
@@ -322,7 +362,8 @@ def decode_datetime(values: np.ndarray, spec: dict, dtype: str) -> pd.Series:
     if spec["tz"] is not None:
         stamps = stamps.dt.tz_localize("UTC").dt.tz_convert(spec["tz"])
     if spec["source"] == "string":
-        return pd.Series(stamps.dt.strftime(spec["format"]).where(~missing, np.nan), dtype=object)
+        text = format_datetime(stamps, spec["format"], spec.get("unpadded", ()))
+        return pd.Series(text.where(~missing, np.nan), dtype=object)
     return stamps.astype(dtype)
 
 
