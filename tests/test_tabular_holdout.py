@@ -74,7 +74,11 @@ def test_a_holdout_of_every_row_is_refused_by_name(tmp_path, caplog):
     config = _config(tmp_path, dataset_name="wine", condition_column="cultivar", validation_split=0.999)
     with (
         caplog.at_level(logging.WARNING),
-        pytest.raises(ValueError, match=r"^`validation_split` 0.999 leaves no training data in 178 examples.$"),
+        pytest.raises(
+            ValueError,
+            match=r"^`validation_split` 0.999 holds out 178 of the 178 examples and leaves none to train on: "
+            r"lower it \(e.g. 0.2\), or set it to 0 with a dataset of many examples.$",
+        ),
     ):
         tabular.holdout_split(tabular.load_dataset(config), config)
     assert "unstratified" not in caplog.text  # refused before any split is tried
