@@ -221,6 +221,43 @@ def test_dcr_early_stopping_keeps_the_weights_of_the_last_passing_check(tmp_path
     assert result.summary().splitlines()[1] == f"Early-stopping checks: {checks}."
 
 
+def test_a_guard_that_would_keep_its_first_check_trains_again_with_finer_checks(tmp_path, monkeypatch, caplog):
+    """Checks every 10 updates, scripted: the first passes and the second fails, so the weights kept would be the
+    least trained the guard saw. The run is trained again from scratch with a check every 2 updates (5 times as
+    often), which pass up to update 14 and fail at 16: update 14's weights are saved. The same seed gives the same
+    updates: the finer run's check at update 10 sees exactly the first run's weights there."""
+    import logging
+
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+
+    real_check, seen = TabularModality.early_stopping_check, []
+
+    def scripted(self, pipeline, config):
+        name, value, _ = real_check(self, pipeline, config)
+        seen.append(
+            (config.validation_steps, value, {k: v.clone() for k, v in pipeline.denoiser.state_dict().items()})
+        )
+        return name, value, len(seen) != 2 and len(seen) < 10  # calls 1-2: updates 10, 20; then 2, 4, ..., 16
+
+    monkeypatch.setattr(TabularModality, "early_stopping_check", scripted)
+    with caplog.at_level(logging.WARNING):
+        result = train(early_stopping_config(tmp_path, 0.9, max_train_steps=40, validation_steps=10))
+    assert [interval for interval, _, _ in seen] == [10, 10] + [2] * 8
+    assert (result.stop_reason, result.global_step, result.restored_step) == ("early_stopping", 16, 14)
+    assert [step for step, _ in result.early_stopping_history] == [2, 4, 6, 8, 10, 12, 14, 16]
+    first_at_10, finer_at_10 = seen[0], seen[2 + 4]
+    assert finer_at_10[1] == first_at_10[1]
+    assert all(torch.equal(finer_at_10[2][k], first_at_10[2][k]) for k in first_at_10[2])
+    saved = TabularXAIPipeline.from_pretrained(str(tmp_path)).denoiser.state_dict()
+    assert all(torch.equal(saved[k], seen[8][2][k]) for k in saved)  # update 14's weights
+    assert (
+        f"The early-stopping check at update 20 failed ({seen[1][1]:.4f}) right after the first one: the weights of "
+        "update 10 may not have learnt the data yet. Training again with a check every 2 updates."
+    ) in caplog.text
+    assert "8 check(s) from update 2 to 16; update 16 failed" in (tmp_path / "README.md").read_text()
+
+
 def test_dcr_early_stopping_measures_the_dcr_ratio_of_default_samples(tmp_path):
     # an unreachable ratio fails the first check: the run stops there, with no passing weights to go back to
     result = train(early_stopping_config(tmp_path / "strict", 100.0))
