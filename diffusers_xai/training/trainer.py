@@ -562,6 +562,13 @@ def _finer_check_steps(run: _Run) -> int | None:
         and run.passed_state is not None and run.passed_state[0] == history[0][0]
     )  # fmt: skip
     finer = interval // FINER_CHECKS if first_kept and interval and interval >= FINER_CHECKS else 0
+    if finer:
+        (first, _), (second, value) = history
+        logger.warning(
+            f"The early-stopping check at update {second} failed ({value:.4f}) right after the first one: the "
+            f"weights of update {first} may not have learnt the data yet. Training again with a check every {finer} "
+            "updates."
+        )
     if run.accelerator.num_processes > 1:
         from accelerate.utils import broadcast
 
@@ -847,12 +854,6 @@ def _train_pass(config: TrainingConfig, finer_checks: bool = True) -> TrainResul
         progress_bar.close()
         accelerator.end_training()
     if finer is not None:
-        (first, _), (second, value) = run.early_stopping_history
-        logger.warning(
-            f"The early-stopping check at update {second} failed ({value:.4f}) right after the first one: the "
-            f"weights of update {first} may not have learnt the data yet. Training again with a check every {finer} "
-            "updates."
-        )
         return _train_pass(config.replace(validation_steps=finer, resume_from_checkpoint=None), finer_checks=False)
     return TrainResult(
         pipeline=pipeline,
