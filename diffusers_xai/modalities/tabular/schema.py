@@ -58,10 +58,10 @@ _NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "
 # coarsest first: a column whose every value falls on Jan 1 (or the 1st of a month) at midnight is modelled in years
 # (months), so written-back dates fall on the same grid; otherwise in the coarsest exact time unit
 DATETIME_UNITS = ("Y", "M", *_NS)
-# the cycles a date/time column may carry as features (`seasonal_cycles`): the mean Gregorian year and the day, each
-# when the column's unit is finer than it and its values span at least `MIN_CYCLES` of it
 # the date fields a file may write without their leading zero ("Jan 1 2000", "3/7/2021 9:05")
 PADDED_FIELDS = ("%d", "%m", "%H", "%I")
+# the cycles a date/time column may carry as features (`seasonal_cycles`): the mean Gregorian year and the day, each
+# when the column's unit is finer than it and its values span at least `MIN_CYCLES` of it
 CYCLES = (("year", 365.2425 * 86_400 * 10**9), ("day", 86_400 * 10**9))
 MIN_CYCLES = 2
 
