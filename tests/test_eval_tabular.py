@@ -213,7 +213,7 @@ def test_a_high_detection_auc_is_warned_naming_the_columns_furthest_off(wine):
         f"Detection AUC {auc:.3f} >= 0.9: a classifier tells the synthetic rows from the real ones. Column shapes "
         f"furthest from the real ones: {', '.join(f'{c} ({shapes[c]:.2f})' for c in worst)}. Check them before "
         "publishing: a model that has not learnt them needs more updates or rows; a column of mostly once-seen "
-        "levels (names, addresses) in a small table is better left out."
+        "levels (names, addresses) in a small table is better drawn outside the model (`marginal_columns`)."
     )
     assert [w for w in report.warnings if w.startswith("Detection AUC")] == [expected]
     close = evaluate_table(train, _noisy(test, 0.05, seed=1), sdmetrics_privacy=False)

@@ -252,6 +252,45 @@ def test_numbers_with_float_noise_are_written_with_their_decimals():
     assert (gas == gas.round(2)).all() and gas.nunique() > 50
 
 
+def test_marginal_columns_are_drawn_from_their_training_frequencies(tmp_path):
+    """A name column listed in `marginal_columns` has no features: each generated row draws its level from the
+    training frequencies (a name seen twice, twice as often), from its own seed when seeds are per row; the key
+    flows from the training config, and the spec survives save/load."""
+    import datasets
+
+    from diffusers_xai.modalities import get_modality
+    from diffusers_xai.training import TrainingConfig
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {"x": rng.normal(size=60).round(2), "g": rng.choice(["a", "b"], 60), "name": [f"N{i % 50}" for i in range(60)]}
+    )
+    pre = TabularPreprocessor.fit(df, marginal_columns=["name"])
+    assert [c["name"] for c in pre.categorical] == ["g"] and "name" not in pre.feature_slices
+    assert pre.num_features == TabularPreprocessor.fit(df.drop(columns="name")).num_features == 3
+    rows = pre.inverse_transform(random_rows(pre, n=4000), seed=0)
+    assert list(rows.columns) == ["x", "g", "name"] and set(rows["name"]) <= set(df["name"])
+    share = rows["name"].value_counts(normalize=True)
+    twice, once = [f"N{i}" for i in range(10)], [f"N{i}" for i in range(10, 50)]  # N0-N9 are in 2 training rows
+    assert abs(share[twice].mean() / share[once].mean() - 2) < 0.3
+    x = random_rows(pre, n=3)
+    assert pre.inverse_transform(x, seed=[5, 6, 7])["name"][1] == pre.inverse_transform(x[1:2], seed=[6])["name"][0]
+    pre.save_pretrained(tmp_path)
+    loaded = TabularPreprocessor.from_pretrained(tmp_path)
+    pd.testing.assert_frame_equal(loaded.inverse_transform(x, seed=3), pre.inverse_transform(x, seed=3))
+    config = TrainingConfig.from_dict(
+        {"modality": "tabular", "dataset_name": "t.csv", "marginal_columns": "name", "output_dir": str(tmp_path)}
+    )
+    fitted = get_modality("tabular").fit_preprocessor(datasets.Dataset.from_pandas(df), config)
+    assert next(c for c in fitted.columns if c["name"] == "name")["kind"] == "marginal"
+    with pytest.raises(ValueError, match=r"^`marginal_columns` takes categorical columns; 'x' is numerical: leave"):
+        TabularPreprocessor.fit(df, marginal_columns=["x"])
+    with pytest.raises(ValueError, match=r"^`marginal_columns` names 'nope', which is not in the table: \['x'"):
+        TabularPreprocessor.fit(df, marginal_columns=["nope"])
+    with pytest.raises(ValueError, match=r"^`marginal_columns` names the condition column 'g': it is given, not"):
+        TabularPreprocessor.fit(df, condition_column="g", marginal_columns=["g"])
+
+
 def test_time_zones_are_kept():
     stamps = pd.date_range("2024-03-30 22:00", periods=50, freq="15min", tz="Europe/Paris")
     df = pd.DataFrame({"at": stamps, "load": np.linspace(0, 1, 50)})

@@ -455,7 +455,7 @@ def _add_detection(report, real: pd.DataFrame, synthetic: pd.DataFrame, metadata
             f"Detection AUC {auc:.3f} >= {DETECTION_WARNING}: a classifier tells the synthetic rows from the real "
             f"ones. Column shapes furthest from the real ones: {worst}. Check them before publishing: a model that "
             "has not learnt them needs more updates or rows; a column of mostly once-seen levels (names, "
-            "addresses) in a small table is better left out."
+            "addresses) in a small table is better drawn outside the model (`marginal_columns`)."
         )
 
 

@@ -58,7 +58,8 @@ def _int_tuple(name: str, value) -> tuple[int, ...]:
 
 def _check_columns(options: TabularOptions, columns: list[str]) -> None:
     """The columns the config names (`categorical_columns`, `condition_column`) are columns of the dataset."""
-    wanted = (options.categorical_columns or []) + ([options.condition_column] if options.condition_column else [])
+    wanted = (options.categorical_columns or []) + (options.marginal_columns or [])
+    wanted += [options.condition_column] if options.condition_column else []
     missing = [c for c in wanted if c not in columns]
     if missing:
         raise ValueError(f"Columns {missing} (from the config) are not in the dataset; its columns are {columns}.")
@@ -78,6 +79,8 @@ class TabularOptions(ModalityOptions):
     categorical_encoding: Literal["auto", "onehot", "analog_bits", "analog_bits_ordered"] = "auto"
     nan_policy: Literal["model", "impute", "raise", "drop"] = "model"
     id_columns: Literal["regenerate", "drop"] = "regenerate"
+    # categorical columns drawn from their training frequencies, outside the model (`TabularPreprocessor.fit`)
+    marginal_columns: list[str] | None = None
     condition_bins: int = 10
     n_quantiles: int | None = None
     architecture: Literal["mlp", "resnet"] = "mlp"
@@ -94,6 +97,7 @@ class TabularOptions(ModalityOptions):
 
     def validate(self) -> None:
         self.categorical_columns = _str_list("categorical_columns", self.categorical_columns)
+        self.marginal_columns = _str_list("marginal_columns", self.marginal_columns)
         if self.condition_column is not None and not isinstance(self.condition_column, str):
             raise ValueError(f"`condition_column` must be a column name, got {self.condition_column!r}.")
         self.check_choices("categorical_encoding", "nan_policy", "id_columns", "architecture")
@@ -151,15 +155,17 @@ class TabularModality(PreprocessedModality):
     TabDDPM-style table synthesis. `dataset_name` is a built-in table (`wine`, `breast_cancer`), a CSV/Parquet file,
     a `save_to_disk` folder or a Hub id (see [`load_hf_dataset`]).
 
-    Keys (YAML / `--key value`): `categorical_columns`, `condition_column`, `categorical_encoding`
-    (`auto` = one-hot up to 32 levels, analog bits ordered by the numerical columns above; `onehot`; `analog_bits`;
-    `analog_bits_ordered`), `nan_policy` (`model` = generate missing values at the real rate through one indicator
-    per column, `impute`, `raise`, or `drop` = train on complete rows), `id_columns` (`regenerate` or `drop`
-    all-unique identifier columns), `condition_bins` (quantile bins of a numerical `condition_column`, whose TSTR is
-    then a regression R²), `n_quantiles`, and the denoiser's `architecture` (`mlp`/`resnet`), `hidden_dims` (a list,
-    or `auto`: by the training rows and features, `denoiser.auto_hidden_dims`), `time_embedding_dim` (plus the shared
-    `dropout`), `early_stopping_dcr_ratio` and `early_stopping_confidence` (see [`early_stopping_check`]),
-    `refit_on_all_rows` (see [`refit_config`]) and `class_dropout_prob` (a null class for classifier-free guidance).
+    Keys (YAML / `--key value`): `categorical_columns`, `condition_column`, `categorical_encoding` (`auto` = one-hot up
+    to 32 levels, analog bits ordered by the numerical columns above; `onehot`; `analog_bits`; `analog_bits_ordered`),
+    `nan_policy` (`model` = generate missing values at the real rate through one indicator per column, `impute`,
+    `raise`, or `drop` = train on complete rows), `id_columns` (`regenerate` or `drop` all-unique identifier columns),
+    `marginal_columns` (categorical columns drawn from their training frequencies, outside the model: names or
+    addresses of mostly once-seen levels in a small table), `condition_bins` (quantile bins of a numerical
+    `condition_column`, whose TSTR is then a regression R²), `n_quantiles`, and the denoiser's `architecture`
+    (`mlp`/`resnet`), `hidden_dims` (a list, or `auto`: by the training rows and features,
+    `denoiser.auto_hidden_dims`), `time_embedding_dim` (plus the shared `dropout`), `early_stopping_dcr_ratio` and
+    `early_stopping_confidence` (see [`early_stopping_check`]), `refit_on_all_rows` (see [`refit_config`]) and
+    `class_dropout_prob` (a null class for classifier-free guidance).
     """
 
     name = "tabular"
@@ -229,6 +235,7 @@ class TabularModality(PreprocessedModality):
             nan_policy="raise" if opts.nan_policy == "drop" else opts.nan_policy,
             id_columns=opts.id_columns,
             condition_bins=opts.condition_bins,
+            marginal_columns=opts.marginal_columns,
             n_quantiles=opts.n_quantiles,
             seed=config.seed or 0,
         )
