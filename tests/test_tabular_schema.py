@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
+from diffusers_xai.modalities.tabular import data as data_module
 from diffusers_xai.modalities.tabular import schema
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
@@ -252,7 +253,7 @@ def test_numbers_with_float_noise_are_written_with_their_decimals():
     assert (gas == gas.round(2)).all() and gas.nunique() > 50
 
 
-def test_marginal_columns_are_drawn_from_their_training_frequencies(tmp_path):
+def test_marginal_columns_are_drawn_from_their_training_frequencies(tmp_path, caplog):
     """A name column listed in `marginal_columns` has no features: each generated row draws its level from the
     training frequencies (a name seen twice, twice as often), from its own seed when seeds are per row; the key
     flows from the training config, and the spec survives save/load."""
@@ -265,6 +266,13 @@ def test_marginal_columns_are_drawn_from_their_training_frequencies(tmp_path):
     df = pd.DataFrame(
         {"x": rng.normal(size=60).round(2), "g": rng.choice(["a", "b"], 60), "name": [f"N{i % 50}" for i in range(60)]}
     )
+    with caplog.at_level(logging.WARNING):
+        modelled = TabularPreprocessor.fit(df)  # 50 levels, most seen once, in 60 rows: the log points to the key
+    assert "Most of its levels occur once in 60 rows: if it is a name or an address, `marginal_columns: [name]`" in (
+        caplog.text
+    )
+    spec = next(c for c in modelled.categorical if c["name"] == "name")
+    assert data_module._once_seen_hint(spec, 1001) == ""  # a larger table can learn it: no hint
     pre = TabularPreprocessor.fit(df, marginal_columns=["name"])
     assert [c["name"] for c in pre.categorical] == ["g"] and "name" not in pre.feature_slices
     assert pre.num_features == TabularPreprocessor.fit(df.drop(columns="name")).num_features == 3
