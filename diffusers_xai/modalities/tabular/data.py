@@ -390,7 +390,7 @@ def _mark_marginal(columns: list[dict], names: list[str], condition_column: str 
     training frequencies (`_marginal_draws`). Why: on vega's 63-row la-riots, `last_name` and `address` have 48
     levels in 50 training rows; modelled, they give the denoiser a key to each row, and it went from not learnt to
     copying within 250 updates (Quality 0.632, detection 0.853 against GaussianCopula's 0.679 / 0.773); drawn from
-    their frequencies beside a model of the other columns, 0.698 / 0.546 (`bench/tabular_marginal.py`). The pairs of
+    their frequencies beside a model of the other columns, 0.723 / 0.500 (`bench/tabular_table.py`). The pairs of
     such a column carry nothing a generated row could keep without copying its training row.
     """
     by_name = {c["name"]: c for c in columns}
