@@ -545,6 +545,15 @@ def _restored_step(run: _Run) -> int | None:
     return run.passed_state[0] if run.stop_reason == "early_stopping" and run.passed_state else None
 
 
+def _main_process_value(run: _Run, value: float) -> float:
+    """The main process's `value` on every rank (a decision one process makes for all); `value` itself on one."""
+    if run.accelerator.num_processes == 1:
+        return value
+    from accelerate.utils import broadcast
+
+    return broadcast(torch.tensor(float(value), device=run.accelerator.device)).item()
+
+
 def _finer_check_steps(run: _Run) -> int | None:
     """
     The check interval to train again with, or `None`. When the first early-stopping check is the one whose weights
@@ -569,20 +578,12 @@ def _finer_check_steps(run: _Run) -> int | None:
             f"weights of update {first} may not have learnt the data yet. Training again with a check every {finer} "
             "updates."
         )
-    if run.accelerator.num_processes > 1:
-        from accelerate.utils import broadcast
-
-        finer = int(broadcast(torch.tensor(finer, device=run.accelerator.device)).item())
-    return finer or None
+    return int(_main_process_value(run, finer)) or None
 
 
 def _stopped_early(run: _Run) -> bool:
     """After a validation step: whether the main process's early-stopping check failed (it decides for every rank)."""
-    stopped = run.stop_reason == "early_stopping"
-    if run.accelerator.num_processes > 1:
-        from accelerate.utils import broadcast
-
-        stopped = bool(broadcast(torch.tensor(float(stopped), device=run.accelerator.device)).item())
+    stopped = bool(_main_process_value(run, float(run.stop_reason == "early_stopping")))
     if stopped:
         run.stop_reason = "early_stopping"
     return stopped
@@ -683,12 +684,7 @@ def _out_of_time(run: _Run) -> bool:
     """Whether `max_train_minutes` is spent (the main process's clock decides for every rank)."""
     if run.budget is None:
         return False
-    elapsed = torch.tensor(run.budget.elapsed_fraction(), device=run.accelerator.device)
-    if run.accelerator.num_processes > 1:
-        from accelerate.utils import broadcast
-
-        elapsed = broadcast(elapsed)
-    run.budget.update(elapsed.item())
+    run.budget.update(_main_process_value(run, run.budget.elapsed_fraction()))
     return run.budget.exhausted
 
 

@@ -1035,16 +1035,15 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             else:
                 idx = self._decode_categorical(bits, c)
             out[c["name"]] = self._restore_dtype([c["categories"][i] for i in idx], c)
-        for c in self.columns:
-            if c["kind"] == "marginal":
-                out[c["name"]] = self._restore_dtype(_marginal_draws(c, level_rng, len(x)), c)
         if self.condition is not None and not self.condition.get("bins"):
             cats = self.condition["categories"]
             out[self.condition["name"]] = self._restore_dtype(
                 [cats[i] for i in self._labels(class_labels, len(x))], self.condition
             )
-        for c in self.columns:
-            if c["kind"] in ("constant", "id") and not c.get("drop"):
+        for c in self.columns:  # the columns outside the model
+            if c["kind"] == "marginal":
+                out[c["name"]] = self._restore_dtype(_marginal_draws(c, level_rng, len(x)), c)
+            elif c["kind"] in ("constant", "id") and not c.get("drop"):
                 out[c["name"]] = self._decode_other(c, np.arange(len(x)))
         for c in self.missing:
             missing = x[:, self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"]][:, 0] > c.get("missing_threshold", 0.0)
