@@ -79,6 +79,25 @@ def test_detection_does_not_depend_on_the_order_of_the_rows():
             assert abs(auc - 0.5) < 0.06, (seed, auc)
 
 
+def test_detection_does_not_see_levels_held_by_fewer_than_ten_rows():
+    """scikit-learn's gradient boosting does not split on a level with fewer than 10 rows (`MIN_CAT_SUPPORT`): a
+    near-unique name column tells nothing, whatever the synthetic names are (drawn from the real ones, or fresh), and
+    the AUC is exactly 0.5. A two-level column whose shares differ (70/30 against 30/70) is seen, near its
+    population AUC of 0.7."""
+    rng = np.random.default_rng(0)
+    names = np.array([f"name {i}" for i in range(150)] + [f"twin {i // 2}" for i in range(50)])
+    real = pd.DataFrame({"name": names})
+    metadata = infer_metadata(real)
+    assert metadata["columns"]["name"]["sdtype"] == "categorical"
+    redrawn = pd.DataFrame({"name": names[rng.integers(0, len(names), len(names))]})
+    fresh = pd.DataFrame({"name": [f"other {i}" for i in range(200)]})
+    for synthetic in (redrawn, fresh):
+        assert detection_auc(real, synthetic, metadata) == 0.5
+    shares = pd.DataFrame({"level": ["a"] * 140 + ["b"] * 60})
+    flipped = pd.DataFrame({"level": ["a"] * 60 + ["b"] * 140})
+    assert detection_auc(shares, flipped) == pytest.approx(0.7, abs=0.05)  # 0.5 + (0.7 - 0.3) / 2
+
+
 def test_infer_metadata(wine):
     md = infer_metadata(wine[0])["columns"]
     assert md["target"]["sdtype"] == "categorical"  # integer with 3 values
