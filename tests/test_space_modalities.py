@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import os
 from pathlib import Path
 
@@ -57,9 +58,10 @@ def table_run(tab):
 
 
 def test_tabular_model_info(tab):
-    text, classes, _ = tab.model_info(None)
+    text, classes, _, given = tab.model_info(None)
     assert "13 numerical and 0 categorical column(s)" in text and "conditioned on `cultivar`" in text
     assert [c[1] for c in classes.choices] == [tab.RANDOM_LABEL, "0", "1", "2"]
+    assert [c[1] for c in given.choices] == ["any row"]  # wine has no categorical column besides its class
 
 
 def test_tabular_generate(tab, table_run):
@@ -95,10 +97,10 @@ def guided_model(tmp_path, monkeypatch):
 
 
 def test_tabular_guidance_slider_moves_only_for_a_model_with_a_null_class(tab, guided_model):
-    text, _, slider = tab.model_info(guided_model)
+    text, _, slider, _ = tab.model_info(guided_model)
     assert "conditioned on `cultivar` with classifier-free guidance (a null class)." in text
     assert slider.interactive is True and slider.value == 1.0
-    text, _, slider = tab.model_info(None)  # the bundled wine model was trained without label dropout
+    text, _, slider, _ = tab.model_info(None)  # the bundled wine model was trained without label dropout
     assert text.endswith("conditioned on `cultivar`.") and slider.interactive is False
     plain = pd.read_csv(tab.generate(guided_model, "ddim", 5, 0, 12, "1", 1.0)[1])
     guided = pd.read_csv(tab.generate(guided_model, "ddim", 5, 0, 12, "1", 3.0)[1])
@@ -128,6 +130,71 @@ def test_tabular_guidance_slider_moves_only_for_a_model_with_a_null_class(tab, g
         tab.generate(guided_model, "ddim", 5, 0, 12, "1", "lots")
     with pytest.raises(gr.Error, match=r"Guidance scale must be a number in \[1, 4\], got 4\.5\."):
         tab.generate(guided_model, "ddim", 5, 0, 12, "1", 4.5)
+
+
+@pytest.fixture
+def penguins_model(tmp_path, monkeypatch):
+    """A tiny (untrained) model of palmerpenguins conditioned on `species`: island, sex and year are categoricals."""
+    import palmerpenguins
+
+    from diffusers_xai.testing import tiny_tabular_pipeline
+
+    path = tmp_path / "penguins"
+    monkeypatch.setenv("DIFFUSERS_XAI_ALLOWED_MODELS", str(path))
+    tiny_tabular_pipeline(palmerpenguins.load_penguins(), condition_column="species")[0].save_pretrained(path)
+    return str(path)
+
+
+def test_tabular_rows_with_a_given_value_are_one_traced_run(tab, penguins_model):
+    """Every row holds the given value; the rows are those the library's per-row rejection keeps (the first draw of
+    each row that holds it, `sample_given_values`), written again by one traced run, which Explain then reads."""
+    from diffusers_xai.generation import sample_given_values
+    from diffusers_xai.modalities import get_modality
+
+    given = tab.model_info(penguins_model)[3]
+    levels = ["Biscoe", "Dream", "Torgersen", "female", "male", "2007", "2008", "2009"]
+    columns = ["island"] * 3 + ["sex"] * 2 + ["year"] * 3
+    assert [c[1] for c in given.choices] == ["any row", *(f"{c} = {v}" for c, v in zip(columns, levels))]
+    rows, csv_path, state, *_, info = tab.generate(
+        penguins_model, "ddim", 10, 3, 30, tab.RANDOM_LABEL, 1.0, "island = Dream"
+    )
+    pipe = TabularXAIPipeline.from_pretrained(penguins_model).with_scheduler("ddim")
+    pipe.set_progress_bar_config(disable=True)
+    settings = {"given_column": "island", "class_labels": ["Dream"], "max_tries": 10, "base_seed": 3}
+    kept, _, draws = sample_given_values(get_modality("tabular"), pipe, range(30), 10, settings)
+    expected = pd.DataFrame(kept.columns)
+    saved = pd.read_csv(csv_path)
+    pd.testing.assert_frame_equal(saved, pd.read_csv(io.StringIO(expected.to_csv(index=False))))
+    assert set(rows["island"]) == {"Dream"} and max(draws) > 1  # some rows took more than one draw
+    assert info.endswith(f"Every row holds island = Dream: kept from {sum(draws)} draws, one row at a time.")
+    trace = Trace.load(state["trace_path"])
+    assert tuple(trace.stack("latents").shape) == (10, 30, pipe.preprocessor.num_features)
+    decoded = pipe.preprocessor.inverse_transform(
+        trace.steps[-1].pred_original_sample, load_file(state["labels_path"])["class_labels"]
+    )
+    assert set(decoded["island"]) == {"Dream"}  # the trace is the kept rows' own run
+    assert tab.explain(state, "saliency", tab.ALL_COLUMNS, 5)[2]["rows"] == 30
+    # with a class: rows of that class holding the value
+    both = tab.generate(penguins_model, "ddim", 10, 0, 8, "Gentoo", 1.0, "island = Torgersen")[0]
+    assert set(both["species"]) == {"Gentoo"} and set(both["island"]) == {"Torgersen"}
+
+
+def test_tabular_given_value_bad_input(tab, penguins_model, monkeypatch):
+    with pytest.raises(gr.Error, match=r"Unknown given value 'island = Mars'; choose one of \['any row', 'island = "):
+        tab.generate(penguins_model, "ddim", 10, 0, 12, tab.RANDOM_LABEL, 1.0, "island = Mars")
+    with pytest.raises(
+        gr.Error,
+        match=r"Rows with a given value take up to 10 draws each: steps x rows x draws = 50 x 300 x 10 = 150000 is "
+        r"more than this Space runs per request \(100000\); lower the steps or the rows\.",
+    ):
+        tab.generate(penguins_model, "ddim", 50, 0, 300, tab.RANDOM_LABEL, 1.0, "island = Dream")
+    from xai_space import given_values  # importable once the app is loaded
+
+    monkeypatch.setattr(given_values, "MAX_GIVEN_DRAWS", 1)
+    with pytest.raises(
+        gr.Error, match=r"drew no row with island = 'Torgersen' in 1 draws .* this model writes that value "
+    ):
+        tab.generate(penguins_model, "ddim", 10, 0, 30, tab.RANDOM_LABEL, 1.0, "island = Torgersen")
 
 
 def test_tabular_trajectory_explain_commit(tab, table_run):

@@ -1,6 +1,7 @@
 """Synthetic-dataset generation at scale: sharded, resumable, deterministic Parquet datasets, pushed to the Hub."""
 
 from .card import dataset_card, push_dataset_to_hub, save_dataset_card, size_category
+from .given_values import sample_given_values
 from .loading import load_generated_samples, load_pipeline
 from .manifest import MANIFEST_NAME, GenerationManifest, model_fingerprint
 from .samples import SampleBatch, sample_modality
@@ -22,6 +23,7 @@ __all__ = [
     "model_fingerprint",
     "push_dataset_to_hub",
     "sample_commit_steps",
+    "sample_given_values",
     "sample_modality",
     "save_dataset_card",
     "shard_path",

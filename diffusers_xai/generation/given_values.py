@@ -19,6 +19,8 @@ from ..modalities.base import SampleBatch
 __all__ = ["DRAWS_FEATURE", "draw_seed", "sample_given_values"]
 
 DRAWS_FEATURE = "draws"
+# what a sample still short after its draws is told to do (`settings["short_fix"]` replaces it)
+CLI_SHORT_FIX = "raise --max_tries, or train with `condition_column: {column}` and generate with --class_labels alone."
 
 
 def draw_seed(base_seed: int, index: int, draw: int) -> int:
@@ -42,10 +44,13 @@ def sample_given_values(
     `settings["given_column"]` holds `class_labels[indices[j] mod m]` (checked and spelled as the column's values by
     `modality.given_values`); `seeds[j]` is the seed of the draw kept and `draws[j]` how many it took. Each round
     draws every sample still short in one batch, so a round's cost falls as samples are kept. A sample still short
-    after `settings["max_tries"]` draws raises `ValueError` naming its value and the fix.
+    after `settings["max_tries"]` draws raises `ValueError` naming its value and the fix. `settings["sample_kwargs"]`
+    (optional) goes to every [`Modality.sample_batch`] call: e.g. a table's `class_labels` and `guidance_scale`, so
+    rows of a given class hold the given value too; `settings["short_fix"]` (optional) replaces the fix the error
+    names (the CLI's flags by default).
     """
     column, labels, max_tries = settings["given_column"], settings["class_labels"], settings["max_tries"]
-    base_seed = settings["base_seed"]
+    base_seed, sample_kwargs = settings["base_seed"], settings.get("sample_kwargs", {})
     wanted = modality.given_values(pipeline, column, [labels[i % len(labels)] for i in indices])
     kept: list[dict | None] = [None] * len(indices)
     seeds, draws = [0] * len(indices), [0] * len(indices)
@@ -55,7 +60,7 @@ def sample_given_values(
             break
         round_seeds = [draw_seed(base_seed, indices[j], draw) for j in pending]
         generators = [torch.Generator("cpu").manual_seed(s) for s in round_seeds]
-        batch = modality.sample_batch(pipeline, generators, num_inference_steps, None)
+        batch = modality.sample_batch(pipeline, generators, num_inference_steps, None, **sample_kwargs)
         features, short = batch.features, []
         for k, j in enumerate(pending):
             if batch.columns[column][k] == wanted[j]:
@@ -68,8 +73,8 @@ def sample_given_values(
         j = pending[0]
         raise ValueError(
             f"Sample {indices[j]} drew no row with {column} = {wanted[j]!r} in {max_tries} draws "
-            f"({len(pending)} sample(s) of this batch are short): raise --max_tries, or train with "
-            f"`condition_column: {column}` and generate with --class_labels alone."
+            f"({len(pending)} sample(s) of this batch are short): "
+            + settings.get("short_fix", CLI_SHORT_FIX.format(column=column))
         )
     columns = {name: [row[name] for row in kept] for name in features}
     return SampleBatch(columns, features), seeds, draws

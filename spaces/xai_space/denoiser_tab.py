@@ -84,16 +84,16 @@ class DenoiserTab(ABC):
     def batch(self) -> BatchLimits:
         return BatchLimits(self.count_label, self.max_count, self.max_work, self.count_noun)
 
-    def sample(self, model, scheduler: str, num_inference_steps, seed, count, progress, *options):
-        """Check the inputs and generate `count` samples with a trace ([`traced_generation`]): `(pipe, output, state,
-        info)`, where the state holds the saved trace (which records the guidance scale, so Explain explains the
-        guided mix that sampled the run) and `info` is the generation summary."""
+    def sample(self, model, scheduler: str, num_inference_steps, seed, count, progress, *options, sample_seeds=None):
+        """Check the inputs and generate `count` samples with a trace ([`traced_generation`], which `sample_seeds`
+        goes to): `(pipe, output, state, info)`, where the state holds the saved trace (which records the guidance
+        scale, so Explain explains the guided mix that sampled the run) and `info` is the generation summary."""
 
         def call_kwargs(pipe, n: int) -> dict:
             return {self.count_argument: n, **self.pipeline_inputs(pipe, *options), "output_type": self.output_type}
 
         args = (self.bundle.load, model, scheduler, num_inference_steps, seed, count, progress, self.batch)
-        run = traced_generation(*args, call_kwargs)
+        run = traced_generation(*args, call_kwargs, sample_seeds=sample_seeds)
         source = self.bundle.source_of(model)
         state = generation_state(run.output.trace, f"{self.prefix}-trace", source, scheduler, run.steps)
         return run.pipe, run.output, state, run.info

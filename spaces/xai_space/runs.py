@@ -37,13 +37,18 @@ def sampling_pipeline(load: Callable, model: str | None, scheduler: str, num_inf
     return pipe, check_steps(pipe, num_inference_steps)
 
 
-def sample_traced(pipe, seed: int, num_inference_steps: int, attention: bool = False, **kwargs):
-    """`pipe(**kwargs)` under `MODEL_LOCK` from a CPU generator seeded with `seed`, recording a trace within the
-    Space's bounds (`attention=True` also records the attention probabilities)."""
+def sample_traced(pipe, seed: int | list[int], num_inference_steps: int, attention: bool = False, **kwargs):
+    """`pipe(**kwargs)` under `MODEL_LOCK` from a CPU generator seeded with `seed` (a list: one generator per
+    sample), recording a trace within the Space's bounds (`attention=True` also records the attention
+    probabilities)."""
     trace = TraceConfig(attention=attention, max_recorded_steps=TRACE_MAX_STEPS, max_bytes=TRACE_MAX_BYTES)
+    if isinstance(seed, list):
+        generator = [torch.Generator("cpu").manual_seed(s) for s in seed]
+    else:
+        generator = torch.Generator("cpu").manual_seed(seed)
     with MODEL_LOCK:
         return pipe(
-            generator=torch.Generator("cpu").manual_seed(seed),
+            generator=generator,
             num_inference_steps=num_inference_steps,
             trace=trace,
             **kwargs,
@@ -85,15 +90,19 @@ def traced_generation(
     batch: BatchLimits,
     call_kwargs: Callable[[Any, int], dict],
     attention: bool = False,
+    sample_seeds: Callable[[Any, int, int, int], int | list[int]] | None = None,
 ) -> TracedRun:
     """What every tab's Generate runs before showing the result: the seed and the batch size checked, the pipeline
     `load(model)` with its own `scheduler` and the checked step count, the work (steps x batch) checked before any
-    model runs, then one traced run of `pipe(**call_kwargs(pipe, count))` (see [`sample_traced`])."""
+    model runs, then one traced run of `pipe(**call_kwargs(pipe, count))` (see [`sample_traced`]).
+    `sample_seeds(pipe, steps, seed, count)`, when given, chooses that run's seed, or one seed per sample (rows with
+    given values: the seed of each row's first draw that holds them)."""
     seed = check_int("Seed", seed, 0, MAX_SEED)
     count = check_int(batch.label, count, 1, batch.maximum)
     pipe, steps = sampling_pipeline(load, model, scheduler, num_inference_steps, progress)
     check_work(batch.label, steps, count, batch.max_work)
-    out = sample_traced(pipe, seed, steps, attention=attention, **call_kwargs(pipe, count))
+    seeds = seed if sample_seeds is None else sample_seeds(pipe, steps, seed, count)
+    out = sample_traced(pipe, seeds, steps, attention=attention, **call_kwargs(pipe, count))
     info = generation_info(f"{count} {batch.noun}", scheduler, steps, seed, out.trace)
     return TracedRun(pipe, out, steps, seed, count, info)
 

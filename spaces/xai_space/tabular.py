@@ -26,6 +26,7 @@ from .common import (
     state_file,
 )
 from .denoiser_tab import DenoiserTab
+from .given_values import ANY_ROW, given_choices, given_row_seeds, parse_given
 
 BUNDLED_MODEL = SPACE_DIR / "wine-tabddpm"
 BUNDLED_LABEL = "wine-tabddpm (bundled, offline)"
@@ -111,6 +112,7 @@ class TabularTab(DenoiserTab):
             text,
             gr.Dropdown(choices=class_choices(pre), value=RANDOM_LABEL),
             gr.Slider(interactive=guided, value=1.0),
+            gr.Dropdown(choices=[ANY_ROW, *given_choices(pre)], value=ANY_ROW),
         )
 
     def pipeline_inputs(self, pipe, label, guidance_scale=1.0) -> dict:
@@ -126,11 +128,28 @@ class TabularTab(DenoiserTab):
         num_rows,
         label,
         guidance_scale=1.0,
+        given=ANY_ROW,
         progress=gr.Progress(track_tqdm=True),  # noqa: B008 (Gradio finds its progress tracker by this default)
     ):
-        """Generate rows (with a trace), save them as CSV, show the decoded x0 of the first rows at the last step."""
-        options = (label, guidance_scale)
-        pipe, out, state, info = self.sample(model, scheduler, num_inference_steps, seed, num_rows, progress, *options)
+        """Generate rows (with a trace), save them as CSV, show the decoded x0 of the first rows at the last step.
+        With a `given` value (`"column = level"`), every row holds it: see `given_values`."""
+        options, draws, wanted = (label, guidance_scale), [], None
+
+        def sample_seeds(pipe, steps: int, seed: int, count: int):
+            nonlocal wanted
+            wanted = parse_given(pipe.preprocessor, given)
+            if wanted is None:
+                return seed
+            inputs = self.pipeline_inputs(pipe, *options)
+            return given_row_seeds(*wanted, inputs, self.max_work, draws)(pipe, steps, seed, count)
+
+        args = (model, scheduler, num_inference_steps, seed, num_rows, progress, *options)
+        pipe, out, state, info = self.sample(*args, sample_seeds=sample_seeds)
+        if wanted is not None:
+            column, level = wanted
+            if not (out.rows[column] == level).all():  # each row depends on its own generator alone: never
+                raise RuntimeError(f"The traced run of the kept seeds wrote other values of {column!r}.")
+            info += f" Every row holds {column} = {level}: kept from {sum(draws)} draws, one row at a time."
         state["rows_path"] = str(save_text(out.rows.to_csv(index=False), new_output_path("rows", ".csv")))
         if out.class_labels is not None:
             path = save_tensors({"class_labels": out.class_labels.cpu()}, new_output_path("labels", ".safetensors"))
@@ -242,6 +261,9 @@ class TabularTab(DenoiserTab):
                 label="Guidance scale (models with a null class)",
                 interactive=False,
                 elem_id="tabular-guidance",
+            ),
+            gr.Dropdown(
+                [ANY_ROW], value=ANY_ROW, label="Rows with a given value (by rejection)", elem_id="tabular-given"
             ),
         ]
 

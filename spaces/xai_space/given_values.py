@@ -1,0 +1,74 @@
+"""Rows with a given value in the Tabular tab: each row's seed found by rejection, then one traced run of those seeds.
+
+Explain and Commit steps read one traced pipeline call. Rejection over several calls gives none, so the tab rejects
+one row at a time, as `diffusers-xai generate --given_column` does (`diffusers_xai.generation.sample_given_values`:
+row `i` keeps the first of its draws whose column holds the value, each draw from its own seed), and then runs the
+pipeline once more, traced, with one generator per row seeded by the draw it kept. A row depends on its own generator
+alone, so that run writes the kept rows again, and its trace is theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from diffusers_xai.generation import sample_given_values
+from diffusers_xai.modalities import get_modality
+
+from .common import MODEL_LOCK, WORK_SCALE, check_choice
+
+ANY_ROW = "any row"
+# a row that has not drawn the value after this many draws is an error: the work bound counts them all
+MAX_GIVEN_DRAWS = 10
+# columns with more levels are not offered: a level of one in hundreds costs hundreds of draws per row
+MAX_GIVEN_LEVELS = 32
+
+
+def given_choices(preprocessor) -> dict[str, tuple[str, object]]:
+    """`{"column = level": (column, level)}` for every level of the generated categorical columns of at most
+    `MAX_GIVEN_LEVELS` levels (the condition column is chosen with the class instead)."""
+    return {
+        f"{c['name']} = {level}": (c["name"], level)
+        for c in preprocessor.categorical
+        if len(c["categories"]) <= MAX_GIVEN_LEVELS
+        for level in c["categories"]
+    }
+
+
+def parse_given(preprocessor, given: str) -> tuple[str, object] | None:
+    """The `(column, level)` behind a dropdown entry, `None` for any row; an unknown entry is a `ValueError`."""
+    if given in (None, ANY_ROW):
+        return None
+    choices = given_choices(preprocessor)
+    check_choice("given value", given, [ANY_ROW, *choices])
+    return choices[given]
+
+
+def given_row_seeds(
+    column: str, level: object, inputs: dict, max_work: int, draws: list[int]
+) -> Callable[[object, int, int, int], list[int]]:
+    """`sample_seeds(pipe, steps, seed, count)` for [`traced_generation`]: the work of `MAX_GIVEN_DRAWS` draws per
+    row checked against `max_work` first, then each row's kept seed (rows of the visitor's class and guidance when
+    `inputs` give them). The number of draws each row took is appended to `draws`."""
+
+    def sample_seeds(pipe, steps: int, seed: int, count: int) -> list[int]:
+        limit = int(max_work * WORK_SCALE)
+        if steps * count * MAX_GIVEN_DRAWS > limit:
+            raise ValueError(
+                f"Rows with a given value take up to {MAX_GIVEN_DRAWS} draws each: steps x rows x draws = {steps} x "
+                f"{count} x {MAX_GIVEN_DRAWS} = {steps * count * MAX_GIVEN_DRAWS} is more than this Space runs per "
+                f"request ({limit}); lower the steps or the rows."
+            )
+        settings = {
+            "given_column": column,
+            "class_labels": [level],
+            "max_tries": MAX_GIVEN_DRAWS,
+            "base_seed": seed,
+            "sample_kwargs": inputs,
+            "short_fix": "this model writes that value rarely; ask for fewer rows, another value, or any row.",
+        }
+        with MODEL_LOCK:
+            _, seeds, taken = sample_given_values(get_modality("tabular"), pipe, range(count), steps, settings)
+        draws.extend(taken)
+        return seeds
+
+    return sample_seeds
