@@ -10,6 +10,7 @@ alone, so that run writes the kept rows again, and its trace is theirs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from diffusers_xai.generation import sample_given_values
 from diffusers_xai.modalities import get_modality
@@ -43,32 +44,49 @@ def parse_given(preprocessor, given: str) -> tuple[str, object] | None:
     return choices[given]
 
 
-def given_row_seeds(
-    column: str, level: object, inputs: dict, max_work: int, draws: list[int]
-) -> Callable[[object, int, int, int], list[int]]:
-    """`sample_seeds(pipe, steps, seed, count)` for [`traced_generation`]: the work of `MAX_GIVEN_DRAWS` draws per
-    row checked against `max_work` first, then each row's kept seed (rows of the visitor's class and guidance when
-    `inputs` give them). The number of draws each row took is appended to `draws`."""
+@dataclass
+class GivenValueSeeds:
+    """
+    The `sample_seeds(pipe, steps, seed, count)` of [`traced_generation`] for a Generate with the dropdown entry
+    `given`: the run's own seed for any row; otherwise the work of `MAX_GIVEN_DRAWS` draws per row checked against
+    `max_work` first, then each row's kept seed, drawn with `inputs_of(pipe)` (the visitor's class and guidance).
+    """
 
-    def sample_seeds(pipe, steps: int, seed: int, count: int) -> list[int]:
-        limit = int(max_work * WORK_SCALE)
+    given: str
+    inputs_of: Callable[[object], dict]
+    max_work: int
+    wanted: tuple[str, object] | None = None  # (column, level), once the pipeline is known
+    draws: list[int] = field(default_factory=list)  # how many draws each row took
+
+    def __call__(self, pipe, steps: int, seed: int, count: int) -> int | list[int]:
+        self.wanted = parse_given(pipe.preprocessor, self.given)
+        if self.wanted is None:
+            return seed
+        limit = int(self.max_work * WORK_SCALE)
         if steps * count * MAX_GIVEN_DRAWS > limit:
             raise ValueError(
                 f"Rows with a given value take up to {MAX_GIVEN_DRAWS} draws each: steps x rows x draws = {steps} x "
                 f"{count} x {MAX_GIVEN_DRAWS} = {steps * count * MAX_GIVEN_DRAWS} is more than this Space runs per "
                 f"request ({limit}); lower the steps or the rows."
             )
+        column, level = self.wanted
         settings = {
             "given_column": column,
             "class_labels": [level],
             "max_tries": MAX_GIVEN_DRAWS,
             "base_seed": seed,
-            "sample_kwargs": inputs,
+            "sample_kwargs": self.inputs_of(pipe),
             "short_fix": "this model writes that value rarely; ask for fewer rows, another value, or any row.",
         }
         with MODEL_LOCK:
-            _, seeds, taken = sample_given_values(get_modality("tabular"), pipe, range(count), steps, settings)
-        draws.extend(taken)
+            _, seeds, self.draws = sample_given_values(get_modality("tabular"), pipe, range(count), steps, settings)
         return seeds
 
-    return sample_seeds
+    def summary(self, rows) -> str:
+        """What the generation summary adds about the rows of the traced run (checked to hold the value)."""
+        if self.wanted is None:
+            return ""
+        column, level = self.wanted
+        if not (rows[column] == level).all():  # each row depends on its own generator alone: never
+            raise RuntimeError(f"The traced run of the kept seeds wrote other values of {column!r}.")
+        return f" Every row holds {column} = {level}: kept from {sum(self.draws)} draws, one row at a time."

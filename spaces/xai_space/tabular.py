@@ -26,7 +26,7 @@ from .common import (
     state_file,
 )
 from .denoiser_tab import DenoiserTab
-from .given_values import ANY_ROW, given_choices, given_row_seeds, parse_given
+from .given_values import ANY_ROW, GivenValueSeeds, given_choices
 
 BUNDLED_MODEL = SPACE_DIR / "wine-tabddpm"
 BUNDLED_LABEL = "wine-tabddpm (bundled, offline)"
@@ -133,23 +133,11 @@ class TabularTab(DenoiserTab):
     ):
         """Generate rows (with a trace), save them as CSV, show the decoded x0 of the first rows at the last step.
         With a `given` value (`"column = level"`), every row holds it: see `given_values`."""
-        options, draws, wanted = (label, guidance_scale), [], None
-
-        def sample_seeds(pipe, steps: int, seed: int, count: int):
-            nonlocal wanted
-            wanted = parse_given(pipe.preprocessor, given)
-            if wanted is None:
-                return seed
-            inputs = self.pipeline_inputs(pipe, *options)
-            return given_row_seeds(*wanted, inputs, self.max_work, draws)(pipe, steps, seed, count)
-
+        options = (label, guidance_scale)
+        seeds = GivenValueSeeds(given, lambda pipe: self.pipeline_inputs(pipe, *options), self.max_work)
         args = (model, scheduler, num_inference_steps, seed, num_rows, progress, *options)
-        pipe, out, state, info = self.sample(*args, sample_seeds=sample_seeds)
-        if wanted is not None:
-            column, level = wanted
-            if not (out.rows[column] == level).all():  # each row depends on its own generator alone: never
-                raise RuntimeError(f"The traced run of the kept seeds wrote other values of {column!r}.")
-            info += f" Every row holds {column} = {level}: kept from {sum(draws)} draws, one row at a time."
+        pipe, out, state, info = self.sample(*args, sample_seeds=seeds)
+        info += seeds.summary(out.rows)
         state["rows_path"] = str(save_text(out.rows.to_csv(index=False), new_output_path("rows", ".csv")))
         if out.class_labels is not None:
             path = save_tensors({"class_labels": out.class_labels.cpu()}, new_output_path("labels", ".safetensors"))
