@@ -299,6 +299,44 @@ def test_marginal_columns_are_drawn_from_their_training_frequencies(tmp_path, ca
         TabularPreprocessor.fit(df, condition_column="g", marginal_columns=["g"])
 
 
+def test_auto_marginal_columns_are_near_unique_columns_whose_first_words_do_not_repeat(tmp_path):
+    """`marginal_columns="auto"` (the recipe's default) draws outside the model the analog-bit columns (> 32 levels)
+    whose median level occurs once and whose first words do not repeat: vega's airports' `name` and `city` and
+    la-riots' names and addresses, not cars' `Name`, whose makes order its codes; a made-up table has a column of
+    each kind."""
+    import datasets
+    from vega_datasets import data
+
+    from diffusers_xai.modalities import get_modality
+    from diffusers_xai.training import TrainingConfig
+
+    def drawn(pre) -> list[str]:
+        return [c["name"] for c in pre.columns if c["kind"] == "marginal"]
+
+    rng = np.random.default_rng(0)
+    makes = [f"make{i % 40 % 12} model{i % 40}" for i in range(60)]  # 40 levels, 20 seen once; 12 makes of 5 rows
+    df = pd.DataFrame({"x": rng.normal(size=60).round(2), "name": [f"N{i % 50}" for i in range(60)], "car": makes})
+    pre = TabularPreprocessor.fit(df, marginal_columns="auto")
+    assert drawn(pre) == ["name"] and next(c for c in pre.categorical if c["name"] == "car")["codes"]
+    assert drawn(TabularPreprocessor.fit(df, marginal_columns="auto", categorical_encoding="onehot")) == []
+    assert drawn(TabularPreprocessor.fit(df)) == []  # the library's default: none
+    assert drawn(TabularPreprocessor.fit(data.airports(), marginal_columns="auto")) == ["name", "city"]
+    assert drawn(TabularPreprocessor.fit(data.cars(), marginal_columns="auto")) == []
+    riots = TabularPreprocessor.fit(data.la_riots(), marginal_columns="auto")
+    assert drawn(riots) == ["last_name", "address", "neighborhood"]
+    with pytest.raises(ValueError, match=r'^`marginal_columns` must be a list of column names, "auto" or None, got '):
+        TabularPreprocessor.fit(df, marginal_columns="all")
+    config = TrainingConfig.from_dict({"modality": "tabular", "dataset_name": "t.csv", "output_dir": str(tmp_path)})
+    assert config.modality_options.marginal_columns == "auto"  # the training default
+    fitted = get_modality("tabular").fit_preprocessor(datasets.Dataset.from_pandas(df), config)
+    assert drawn(fitted) == ["name"]
+    for none in (None, []):  # null or an empty list: every column modelled
+        config = TrainingConfig.from_dict(
+            {"modality": "tabular", "dataset_name": "t.csv", "output_dir": str(tmp_path), "marginal_columns": none}
+        )
+        assert drawn(get_modality("tabular").fit_preprocessor(datasets.Dataset.from_pandas(df), config)) == []
+
+
 def test_time_zones_are_kept():
     stamps = pd.date_range("2024-03-30 22:00", periods=50, freq="15min", tz="Europe/Paris")
     df = pd.DataFrame({"at": stamps, "load": np.linspace(0, 1, 50)})

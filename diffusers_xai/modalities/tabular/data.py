@@ -384,6 +384,36 @@ def _once_seen_hint(spec: dict, num_rows: int) -> str:
     )
 
 
+def _first_words_repeat(groups: np.ndarray, counts: np.ndarray) -> bool:
+    """Whether the levels' first words (`leading_word_groups`) hold `MIN_ORDERING_ROWS` training rows at the median:
+    cars' makes do, airports' names and cities do not."""
+    group_rows = np.bincount(groups, weights=counts)
+    return len(group_rows) < len(counts) and np.median(group_rows) >= MIN_ORDERING_ROWS
+
+
+def auto_marginal_columns(columns: list[dict], encoding: str, condition_column: str | None) -> list[str]:
+    """
+    The columns `marginal_columns="auto"` draws outside the model: categoricals that `categorical_encoding="auto"`
+    gives analog bits (more than `MAX_ONEHOT_LEVELS` levels) whose median level occurs once and whose first words do
+    not repeat either (airports' `name` and `city`; la-riots' `last_name` and `address`). Those are the columns whose
+    codes would keep sorted labels (`_pooled_by_leading_word`): bits that say nothing a denoiser can learn but which
+    row they came from. A column whose makes repeat (cars' `Name`) stays modelled, its codes ordered by the makes.
+    Measured on airports (DDPM-1000, seeds 0-4): see README "Names drawn outside the model".
+    """
+    if encoding != "auto":
+        return []
+    out = []
+    for c in columns:
+        if c["kind"] != "categorical" or c["name"] == condition_column or len(c["categories"]) <= MAX_ONEHOT_LEVELS:
+            continue
+        counts = np.asarray(c["counts"], dtype=np.float64)
+        if np.median(counts) < MIN_ORDERING_ROWS and not _first_words_repeat(
+            leading_word_groups(c["categories"]), counts
+        ):
+            out.append(c["name"])
+    return out
+
+
 def _mark_marginal(columns: list[dict], names: list[str], condition_column: str | None) -> None:
     """
     Turn the `marginal_columns` into kind `"marginal"`: not modelled, each generated row draws its level from the
@@ -549,7 +579,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         seed: int = 0,
         id_columns: IdPolicy = "regenerate",
         condition_bins: int = 10,
-        marginal_columns: list[str] | None = None,
+        marginal_columns: list[str] | Literal["auto"] | None = None,
     ) -> TabularPreprocessor:
         """
         Learn the schema and the quantile transform of a table.
@@ -578,9 +608,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             id_columns (`"regenerate"` or `"drop"`, *optional*, defaults to `"regenerate"`): what to write for
                 identifier columns (all values unique), which are never modelled.
             condition_bins (`int`, *optional*, defaults to 10): quantile bins of a numerical `condition_column`.
-            marginal_columns (`list[str]`, *optional*): categorical columns drawn from their training frequencies,
-                each row independently, outside the model (see [`_mark_marginal`]): names or addresses whose levels
-                nearly all occur once, in a table too small to learn them without learning its rows.
+            marginal_columns (`list[str]` or `"auto"`, *optional*): categorical columns drawn from their training
+                frequencies, each row independently, outside the model (see [`_mark_marginal`]): names or addresses
+                whose levels nearly all occur once, which a model can learn only by learning its rows. `"auto"` (the
+                training recipe's default): the columns of [`auto_marginal_columns`].
         """
         from sklearn.preprocessing import QuantileTransformer
 
@@ -605,6 +636,18 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             _describe_column(str(name), df[name], name in categorical_columns, name == condition_column)
             for name in df.columns
         ]
+        if marginal_columns == "auto":
+            marginal_columns = auto_marginal_columns(columns, categorical_encoding, condition_column)
+            for name in marginal_columns:
+                logger.warning(
+                    f"Column {name!r}: most of its levels occur once and their first words do not repeat (a name, an "
+                    "address): drawn from its training frequencies outside the model (marginal_columns: auto; list "
+                    "the columns to model instead, or pass marginal_columns=[])."
+                )
+        elif isinstance(marginal_columns, str):
+            raise ValueError(
+                f'`marginal_columns` must be a list of column names, "auto" or None, got {marginal_columns!r}.'
+            )
         _mark_marginal(columns, list(marginal_columns or []), condition_column)
         _resolve_columns(columns, df, categorical_encoding, nan_policy, id_columns)
         if binned:
@@ -671,10 +714,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         `pooled_centroids`: their own if seen that often, else their first word's, so the leading bits follow the
         makes' geometry and no single row's; otherwise (airports' names and cities) sorted labels."""
         groups = leading_word_groups(spec["categories"])
-        group_rows = np.bincount(groups, weights=counts)
-        if len(group_rows) == len(counts) or np.median(group_rows) < MIN_ORDERING_ROWS:
+        if not _first_words_repeat(groups, counts):
             logger.info(f"Column {spec['name']!r}: most levels occur once, sorted-label analog bits.")
             return None
+        group_rows = np.bincount(groups, weights=counts)
         pooled, own = pooled_centroids(centroids, counts, groups, MIN_ORDERING_ROWS)
         logger.info(
             f"Column {spec['name']!r}: most levels occur once; codes ordered by the centroids of the {own} levels "

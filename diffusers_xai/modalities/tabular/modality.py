@@ -58,7 +58,8 @@ def _int_tuple(name: str, value) -> tuple[int, ...]:
 
 def _check_columns(options: TabularOptions, columns: list[str]) -> None:
     """The columns the config names (`categorical_columns`, `condition_column`) are columns of the dataset."""
-    wanted = (options.categorical_columns or []) + (options.marginal_columns or [])
+    marginal = options.marginal_columns if isinstance(options.marginal_columns, list) else []
+    wanted = (options.categorical_columns or []) + marginal
     wanted += [options.condition_column] if options.condition_column else []
     missing = [c for c in wanted if c not in columns]
     if missing:
@@ -79,8 +80,9 @@ class TabularOptions(ModalityOptions):
     categorical_encoding: Literal["auto", "onehot", "analog_bits", "analog_bits_ordered"] = "auto"
     nan_policy: Literal["model", "impute", "raise", "drop"] = "model"
     id_columns: Literal["regenerate", "drop"] = "regenerate"
-    # categorical columns drawn from their training frequencies, outside the model (`TabularPreprocessor.fit`)
-    marginal_columns: list[str] | None = None
+    # categorical columns drawn from their training frequencies, outside the model (`TabularPreprocessor.fit`): a
+    # list, "auto" (`auto_marginal_columns`: names and addresses of mostly once-seen levels) or null; `Any`, as hidden_dims
+    marginal_columns: Any | None = "auto"
     condition_bins: int = 10
     n_quantiles: int | None = None
     architecture: Literal["mlp", "resnet"] = "mlp"
@@ -97,7 +99,8 @@ class TabularOptions(ModalityOptions):
 
     def validate(self) -> None:
         self.categorical_columns = _str_list("categorical_columns", self.categorical_columns)
-        self.marginal_columns = _str_list("marginal_columns", self.marginal_columns)
+        if self.marginal_columns != "auto":
+            self.marginal_columns = _str_list("marginal_columns", self.marginal_columns)
         if self.condition_column is not None and not isinstance(self.condition_column, str):
             raise ValueError(f"`condition_column` must be a column name, got {self.condition_column!r}.")
         self.check_choices("categorical_encoding", "nan_policy", "id_columns", "architecture")
@@ -160,9 +163,9 @@ class TabularModality(PreprocessedModality):
     `nan_policy` (`model` = generate missing values at the real rate through one indicator per column, `impute`,
     `raise`, or `drop` = train on complete rows), `id_columns` (`regenerate` or `drop` all-unique identifier columns),
     `marginal_columns` (categorical columns drawn from their training frequencies, outside the model: names or
-    addresses of mostly once-seen levels in a small table), `condition_bins` (quantile bins of a numerical
-    `condition_column`, whose TSTR is then a regression R²), `n_quantiles`, and the denoiser's `architecture`
-    (`mlp`/`resnet`), `hidden_dims` (a list, or `auto`: by the training rows and features,
+    addresses of mostly once-seen levels; `auto`: those of [`auto_marginal_columns`]), `condition_bins` (quantile
+    bins of a numerical `condition_column`, whose TSTR is then a regression R²), `n_quantiles`, and the denoiser's
+    `architecture` (`mlp`/`resnet`), `hidden_dims` (a list, or `auto`: by the training rows and features,
     `denoiser.auto_hidden_dims`), `time_embedding_dim` (plus the shared `dropout`), `early_stopping_dcr_ratio` and
     `early_stopping_confidence` (see [`early_stopping_check`]), `refit_on_all_rows` (see [`refit_config`]) and
     `class_dropout_prob` (a null class for classifier-free guidance).
