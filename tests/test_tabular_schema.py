@@ -300,10 +300,10 @@ def test_marginal_columns_are_drawn_from_their_training_frequencies(tmp_path, ca
 
 
 def test_auto_marginal_columns_are_near_unique_columns_whose_first_words_do_not_repeat(tmp_path):
-    """`marginal_columns="auto"` (the recipe's default) draws outside the model the analog-bit columns (> 32 levels)
-    whose median level occurs once and whose first words do not repeat: vega's airports' `name` and `city` and
-    la-riots' names and addresses, not cars' `Name`, whose makes order its codes; a made-up table has a column of
-    each kind."""
+    """`marginal_columns="auto"` (the recipe's default) draws outside the model the columns with more levels than
+    half the rows whose first words do not repeat: vega's airports' `name` and `city` and la-riots' names, addresses
+    and neighbourhoods, not cars' `Name`, whose makes order its codes, nor a column with two rare levels among 60
+    rows; a made-up table has a column of each kind."""
     import datasets
     from vega_datasets import data
 
@@ -314,8 +314,9 @@ def test_auto_marginal_columns_are_near_unique_columns_whose_first_words_do_not_
         return [c["name"] for c in pre.columns if c["kind"] == "marginal"]
 
     rng = np.random.default_rng(0)
-    makes = [f"make{i % 40 % 12} model{i % 40}" for i in range(60)]  # 40 levels, 20 seen once; 12 makes of 5 rows
+    makes = [f"make{i % 40 % 12} model{i % 40}" for i in range(60)]  # 40 levels in 60 rows; 12 makes of 5 rows
     df = pd.DataFrame({"x": rng.normal(size=60).round(2), "name": [f"N{i % 50}" for i in range(60)], "car": makes})
+    df["rare"] = ["a"] * 58 + ["b", "c"]  # median level count 1, but 20 rows per level
     pre = TabularPreprocessor.fit(df, marginal_columns="auto")
     assert drawn(pre) == ["name"] and next(c for c in pre.categorical if c["name"] == "car")["codes"]
     assert drawn(TabularPreprocessor.fit(df, marginal_columns="auto", categorical_encoding="onehot")) == []

@@ -393,21 +393,22 @@ def _first_words_repeat(groups: np.ndarray, counts: np.ndarray) -> bool:
 
 def auto_marginal_columns(columns: list[dict], encoding: str, condition_column: str | None) -> list[str]:
     """
-    The columns `marginal_columns="auto"` draws outside the model: categoricals that `categorical_encoding="auto"`
-    gives analog bits (more than `MAX_ONEHOT_LEVELS` levels) whose median level occurs once and whose first words do
-    not repeat either (airports' `name` and `city`; la-riots' `last_name` and `address`). Those are the columns whose
-    codes would keep sorted labels (`_pooled_by_leading_word`): bits that say nothing a denoiser can learn but which
-    row they came from. A column whose makes repeat (cars' `Name`) stays modelled, its codes ordered by the makes.
-    Measured on airports (DDPM-1000, seeds 0-4): see README "Names drawn outside the model".
+    The columns `marginal_columns="auto"` draws outside the model: categoricals with fewer than `MIN_ORDERING_ROWS`
+    (2) training rows per level on average, i.e. more levels than half the rows, whose first words do not repeat
+    either (airports' `name` and `city`; la-riots' `last_name`, `address` and `neighborhood`). Such a column is
+    close to a key of the rows: its levels get no ordered codes (`_pooled_by_leading_word` keeps sorted labels), and
+    what a denoiser can learn of them, one-hot or bits, is which row they came from. A column whose first words
+    repeat (cars' `Name`, 35 makes) stays modelled, its codes ordered by the makes.
+    Measured: README "Names drawn outside the model".
     """
     if encoding != "auto":
         return []
     out = []
     for c in columns:
-        if c["kind"] != "categorical" or c["name"] == condition_column or len(c["categories"]) <= MAX_ONEHOT_LEVELS:
+        if c["kind"] != "categorical" or c["name"] == condition_column:
             continue
         counts = np.asarray(c["counts"], dtype=np.float64)
-        if np.median(counts) < MIN_ORDERING_ROWS and not _first_words_repeat(
+        if counts.sum() < MIN_ORDERING_ROWS * len(counts) and not _first_words_repeat(
             leading_word_groups(c["categories"]), counts
         ):
             out.append(c["name"])
@@ -483,8 +484,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
     - **Identifier** columns (all values present and unique: strings, or integers forming a contiguous range) carry
       no distribution and would be copied row for row: they are not modelled; `id_columns="regenerate"` (default)
       writes fresh unique values in the same format, `"drop"` leaves them out. Both log a warning.
-    - **Marginal** columns (`marginal_columns`, opt-in: names or addresses of mostly once-seen levels in a small
-      table) are not modelled either: each generated row draws their level from the training frequencies.
+    - **Marginal** columns (`marginal_columns`: names or addresses of mostly once-seen levels, listed, or chosen by
+      `"auto"`, the training recipe's default) are not modelled either: each generated row draws their level from
+      the training frequencies.
     - **Constant** columns are kept and written back as they were.
     - An optional **condition column** (categorical) is taken out of the features and given to the denoiser as
       `class_labels`; its empirical class frequencies are stored to sample labels when none are given.
@@ -640,9 +642,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             marginal_columns = auto_marginal_columns(columns, categorical_encoding, condition_column)
             for name in marginal_columns:
                 logger.warning(
-                    f"Column {name!r}: most of its levels occur once and their first words do not repeat (a name, an "
-                    "address): drawn from its training frequencies outside the model (marginal_columns: auto; list "
-                    "the columns to model instead, or pass marginal_columns=[])."
+                    f"Column {name!r} has more levels than half its rows and their first words do not repeat (a "
+                    "name, an address): drawn from its training frequencies outside the model (marginal_columns: "
+                    "auto; pass a list of the columns to draw so, or [] to model every column)."
                 )
         elif isinstance(marginal_columns, str):
             raise ValueError(

@@ -81,7 +81,7 @@ class TabularOptions(ModalityOptions):
     nan_policy: Literal["model", "impute", "raise", "drop"] = "model"
     id_columns: Literal["regenerate", "drop"] = "regenerate"
     # categorical columns drawn from their training frequencies, outside the model (`TabularPreprocessor.fit`): a
-    # list, "auto" (`auto_marginal_columns`: names and addresses of mostly once-seen levels) or null; `Any`, as hidden_dims
+    # list, "auto" (`auto_marginal_columns`: names and addresses, near-keys of the rows) or null; `Any`, as hidden_dims
     marginal_columns: Any | None = "auto"
     condition_bins: int = 10
     n_quantiles: int | None = None
