@@ -2,15 +2,15 @@
 same training rows, scored as the end-of-run evaluation scores them (SDMetrics Quality / Shape / Trend, the GBM
 detection AUC, the DCR ratio against the run's own `validation_split` holdout). Every pipeline given must have been
 trained on the same table with the same holdout (they differ in settings or code). E.g. vega's 63-row la-riots
-(last names and addresses of 48 levels in 50 training rows), as the recipe trains it, then with those columns and
-`neighborhood` drawn outside the model:
+(last names and addresses of 48 levels in 50 training rows), with every column modelled, then as the recipe trains
+it (`marginal_columns: auto` draws `last_name`, `address` and `neighborhood` outside the model):
 
     python -c "import shutil, vega_datasets as v; shutil.copy(v.__path__[0] + '/_data/la-riots.csv', '.')"
     diffusers-xai train --config train/configs/wine.yaml --dataset_name la-riots.csv --condition_column null \\
-        --output_dir runs/riots
+        --marginal_columns "[]" --output_dir runs/riots-all
     diffusers-xai train --config train/configs/wine.yaml --dataset_name la-riots.csv --condition_column null \\
-        --marginal_columns "[last_name, address, neighborhood]" --output_dir runs/riots-marginal
-    python bench/tabular_table.py --pipelines runs/riots runs/riots-marginal
+        --output_dir runs/riots
+    python bench/tabular_table.py --pipelines runs/riots-all runs/riots
 
 Prints a markdown table. Timing is not measured.
 """
