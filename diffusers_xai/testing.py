@@ -110,17 +110,19 @@ def tiny_tabular_pipeline(
     scheduler: str = "ddpm",
     seed=0,
     null_class: bool = False,
+    marginal_columns=None,
 ):
     """
     `(pipeline, frame)`: a [`TabularXAIPipeline`] (50 train timesteps) around a seeded 2 x 16 [`TabularDenoiser`]
     on a [`TabularPreprocessor`] fitted to `frame` (default: scikit-learn's wine, conditioned on `cultivar`);
-    `null_class`: one more class embedding, the null class classifier-free guidance needs.
+    `null_class`: one more class embedding, the null class classifier-free guidance needs; `marginal_columns`: the
+    preprocessor's.
     """
     from .modalities.tabular import TabularDenoiser, TabularPreprocessor, TabularXAIPipeline, load_wine_frame
     from .modalities.tabular.denoiser import class_embed_count
 
     frame = load_wine_frame() if frame is None else frame
-    pre = TabularPreprocessor.fit(frame, condition_column=condition_column)
+    pre = TabularPreprocessor.fit(frame, condition_column=condition_column, marginal_columns=marginal_columns)
     torch.manual_seed(seed)
     denoiser = TabularDenoiser(
         in_features=pre.num_features,
