@@ -719,11 +719,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         if not _first_words_repeat(groups, counts):
             logger.info(f"Column {spec['name']!r}: most levels occur once, sorted-label analog bits.")
             return None
-        group_rows = np.bincount(groups, weights=counts)
         pooled, own = pooled_centroids(centroids, counts, groups, MIN_ORDERING_ROWS)
+        words = int(groups.max()) + 1  # group indices run 0..G-1 in order of first appearance
         logger.info(
             f"Column {spec['name']!r}: most levels occur once; codes ordered by the centroids of the {own} levels "
-            f"seen at least {MIN_ORDERING_ROWS} times and of the other levels' first words ({len(group_rows)} groups)."
+            f"seen at least {MIN_ORDERING_ROWS} times and of the other levels' first words ({words} groups)."
         )
         return pooled
 
