@@ -42,10 +42,14 @@ def halves(df: pd.DataFrame, n: int, draws: int) -> np.ndarray:
     return np.asarray(out)
 
 
+def riots_rows() -> pd.DataFrame:
+    """50 rows of vega's la-riots, the size of its training split under the recipe."""
+    return data.la_riots().sample(50, random_state=0).reset_index(drop=True)
+
+
 def names_alone(draws: int) -> list[float]:
-    riots = data.la_riots().sample(50, random_state=0).reset_index(drop=True)
     columns = ["last_name", "address"]
-    real = riots[columns]
+    real = riots_rows()[columns]
     out = []
     for s in range(draws):
         rng = np.random.default_rng(s + 10)
@@ -56,7 +60,7 @@ def names_alone(draws: int) -> list[float]:
 
 def copied_numbers(draws: int) -> list[float]:
     """la-riots' 50 rows of `age`, `longitude`, `latitude` against a bootstrap of themselves (copied rows)."""
-    real = data.la_riots().sample(50, random_state=0).reset_index(drop=True)[["age", "longitude", "latitude"]]
+    real = riots_rows()[["age", "longitude", "latitude"]]
     metadata = infer_metadata(real)
     copies = [real.sample(len(real), replace=True, random_state=s).reset_index(drop=True) for s in range(draws)]
     return [round(detection_auc(real, c, metadata, seed=s), 3) for s, c in enumerate(copies)]
