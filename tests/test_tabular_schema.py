@@ -273,6 +273,8 @@ def test_marginal_columns_are_drawn_from_their_training_frequencies(tmp_path, ca
     )
     spec = next(c for c in modelled.categorical if c["name"] == "name")
     assert data_module._once_seen_hint(spec, 1001) == ""  # a larger table can learn it: no hint
+    makes = {**spec, "categories": [f"{m} model{i}" for m in "ABCDE" for i in range(10)]}  # names whose makes repeat
+    assert data_module._once_seen_hint(makes, 60) == ""  # ordered by their makes and kept modelled by `auto`: no hint
     pre = TabularPreprocessor.fit(df, marginal_columns=["name"])
     assert [c["name"] for c in pre.categorical] == ["g"] and "name" not in pre.feature_slices
     assert pre.num_features == TabularPreprocessor.fit(df.drop(columns="name")).num_features == 3

@@ -374,8 +374,13 @@ def _resolve_columns(columns: list[dict], df: pd.DataFrame, encoding: str, nan_p
 
 
 def _once_seen_hint(spec: dict, num_rows: int) -> str:
-    """For a column most of whose levels occur once in a small table (`MAX_MARGINAL_HINT_ROWS`): `marginal_columns`."""
-    if num_rows > MAX_MARGINAL_HINT_ROWS or np.median(spec["counts"]) >= MIN_ORDERING_ROWS:
+    """For a column most of whose levels occur once in a small table (`MAX_MARGINAL_HINT_ROWS`): `marginal_columns`.
+    Not for a column whose first words repeat (cars' `Name` by its makes): its codes are ordered by them on purpose,
+    and `marginal_columns: auto` keeps it modelled."""
+    counts = np.asarray(spec["counts"], dtype=np.float64)
+    if num_rows > MAX_MARGINAL_HINT_ROWS or np.median(counts) >= MIN_ORDERING_ROWS:
+        return ""
+    if _first_words_repeat(leading_word_groups(spec["categories"]), counts):
         return ""
     return (
         f" Most of its levels occur once in {num_rows} rows: if it is a name or an address, `marginal_columns: "
