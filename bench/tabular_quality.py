@@ -26,11 +26,12 @@ Metrics (all against the same holdout): SDMetrics Shape (Column Shapes) and Tren
 a gradient-boosting classifier (HistGradientBoosting, 5-fold; 0.5 = indistinguishable); machine-learning efficiency
 (TSTR: HistGradientBoosting trained on synthetic, scored on the holdout: macro F1 or R², beside TRTR); the DCR ratio
 (median distance to the closest training row of synthetic rows over that of the holdout rows: about 1 is right,
-below 1 is copying). `--guard` adds our rows filtered by the near-copy guard (`reject_near_copies`, 5% holdout
-quantile), to measure its cost to fidelity. `--per_column` adds ours' detection AUC on each column alone and on all the
-others (which columns give the rows away). On tables with `COHERENCE` pairs (airports: `state` with `latitude` and
-`longitude`) every row also reports the fraction of rows whose number lies inside its level's real training range
-(`in_level_range`; the real holdout's under `holdout`), printed under the table.
+below 1 is copying). `--guard` adds every generator's rows filtered by the near-copy guard (`reject_near_copies`, 5%
+holdout quantile): its cost to ours' fidelity, and the peers' fidelity once their rows are as private.
+`--per_column` adds ours' detection AUC on each column alone and on all the others (which columns give the rows
+away). On tables with `COHERENCE` pairs (airports: `state` with `latitude` and `longitude`) every row also reports
+the fraction of rows whose number lies inside its level's real training range (`in_level_range`; the real holdout's
+under `holdout`), printed under the table.
 
 CPU-heavy (1.5 to 10 minutes per table on one thread; airports is the slowest): on a shared machine run one table per
 job, each writing `--out`, then print the merged table, e.g.
@@ -272,14 +273,14 @@ def fit_sdv(kind: str, train_df: pd.DataFrame, metadata: dict, seed: int, update
         synth.fit({"table": train_df})  # SDV 2 takes {table_name: DataFrame}
     seconds = time.perf_counter() - start
 
-    def sample(n: int, labels: pd.Series | None = None) -> pd.DataFrame:
+    def sample(n: int, labels: pd.Series | None = None, random_state: int | None = None) -> pd.DataFrame:
         """`n` rows, or with `labels` (a column's values) rows with exactly those values: SDV's conditional sampling
         (the copula's conditional for GaussianCopula; for CTGAN and TVAE, whose SDV `_sample` refuses conditions,
-        SDV's reject sampling of unconditional rows)."""
+        SDV's reject sampling of unconditional rows). Every call draws from `random_state` (default `seed`)."""
         from sdv.sampling import Condition
 
         if hasattr(synth, "set_random_state"):
-            synth.set_random_state(seed)
+            synth.set_random_state(seed if random_state is None else random_state)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if labels is None:
@@ -489,21 +490,22 @@ def run_ours(name: str, train_df, test_df, targets, metadata, args) -> dict:
             if args.per_pair:
                 rows[f"ours ({sampler})"]["per_pair_trends"] = per_pair_trends(train_df, synthetic, metadata)
         if args.guard:
-            guarded = reject_near_copies(
-                lambda k, r: sample_ours(pipe, args.samplers[0], k, args.seed + 1 + r),
-                n,
-                train_df,
-                test_df,
-                0.05,
-                metadata,
-                preprocessor=pipe.preprocessor,
-            )
+            draw = lambda k, r: sample_ours(pipe, args.samplers[0], k, args.seed + 1 + r)  # noqa: E731
             rows[f"ours ({args.samplers[0]}, guard)"] = {
-                **score(train_df, test_df, guarded.rows, targets, metadata, args.seed, name),
+                **guarded_score(draw, name, train_df, test_df, targets, metadata, args, pipe.preprocessor),
                 "train_s": seconds,
-                "rejected": guarded.rejection_rate,
             }
     return rows
+
+
+def guarded_score(draw, name: str, train_df, test_df, targets, metadata, args, preprocessor=None) -> dict:
+    """The scores of `len(train_df)` rows of `draw(n, round)` that pass the near-copy guard (`reject_near_copies`, 5%
+    holdout quantile), and the share it rejected: any generator's rows made as private as the guard makes them."""
+    guarded = reject_near_copies(draw, len(train_df), train_df, test_df, 0.05, metadata, preprocessor=preprocessor)
+    return {
+        **score(train_df, test_df, guarded.rows, targets, metadata, args.seed, name),
+        "rejected": guarded.rejection_rate,
+    }
 
 
 def run_table(name: str, args) -> dict:
@@ -527,6 +529,12 @@ def run_table(name: str, args) -> dict:
         }
         if args.per_pair:
             rows[f"SDV {kind}"]["per_pair_trends"] = per_pair_trends(train_df, synthetic, metadata)
+        if args.guard:  # round r draws from random state seed + (r + 1) * DRAW_SEED_STEP, not the rows above
+            draw = lambda k, r: sample(k, random_state=args.seed + (r + 1) * DRAW_SEED_STEP)  # noqa: E731, B023
+            rows[f"SDV {kind} (guard)"] = {
+                **guarded_score(draw, name, train_df, test_df, targets, metadata, args),
+                "train_s": seconds,
+            }
     holdout = coherence(name, train_df, test_df)  # the real reference of the in_range scores
     if args.per_pair:  # and of the pair trends: fresh real rows scored as a generator's would be
         holdout["per_pair_trends"] = per_pair_trends(train_df, test_df, metadata)
@@ -624,7 +632,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--peers", nargs="*", default=["GaussianCopula", "CTGAN", "TVAE"], choices=["GaussianCopula", "CTGAN", "TVAE"]
     )
-    parser.add_argument("--guard", action="store_true", help="Also score our rows through the near-copy guard.")
+    parser.add_argument(
+        "--guard", action="store_true", help="Also score every generator's rows through the near-copy guard."
+    )
     parser.add_argument(
         "--early_stop",
         type=float,
