@@ -55,7 +55,6 @@ _EXPORTS: dict[str, list[str]] = {
         "analyze_trajectory",
         "cascading_randomization",
         "deletion_insertion",
-        "explain_generation",
         "faithfulness_check",
         "model_randomization_check",
         "randomize_model",
@@ -87,6 +86,7 @@ _EXPORTS: dict[str, list[str]] = {
         "modality_of",
         "register_modality",
     ],
+    "modalities.explanations": ["explain_generation"],
     "modalities.image": ["DiffusionXAIPipeline", "DiffusionXAIPipelineOutput"],
     "modalities.tabular": ["TabularXAIPipeline", "TabularXAIPipelineOutput"],
     "modalities.timeseries": ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"],
@@ -160,7 +160,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         analyze_trajectory,
         cascading_randomization,
         deletion_insertion,
-        explain_generation,
         explain_prompt,
         faithfulness_check,
         model_randomization_check,
@@ -187,6 +186,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         save_pretrained_with_card,
     )
     from .modalities import Modality, ModalityOptions, get_modality, list_modalities, modality_of, register_modality
+    from .modalities.explanations import explain_generation
     from .modalities.image import DiffusionXAIPipeline, DiffusionXAIPipelineOutput
     from .modalities.tabular import TabularXAIPipeline, TabularXAIPipelineOutput
     from .modalities.timeseries import TimeSeriesXAIPipeline, TimeSeriesXAIPipelineOutput

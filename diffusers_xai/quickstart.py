@@ -170,7 +170,8 @@ def _training_summary(result, config) -> dict:
 
 def _explain(pipe, generation, out: Path, samples_png, summary: dict, methods: Sequence[str] | None):
     """The explainers on sample 0 (into `summary["explanations"]`); returns the card fields and the methods."""
-    from .explain import DEFAULT_METHODS, explain_generation
+    from .explain import DEFAULT_METHODS
+    from .modalities.explanations import explain_generation
     from .modalities.image.modality import card_fields_from_summary
 
     methods = tuple(DEFAULT_METHODS if methods is None else methods)

@@ -291,8 +291,7 @@ def test_trace_load_bad_files(saved, tmp_path):
     ids=["unknown-method", "sample-index"],
 )
 def test_explain_generation_bad_input(kwargs, needle, pipes, tmp_path):
-    from diffusers_xai import TraceConfig
-    from diffusers_xai.explain import explain_generation
+    from diffusers_xai import TraceConfig, explain_generation
 
     out = pipes["image"](
         batch_size=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0), trace=TraceConfig(),

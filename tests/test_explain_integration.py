@@ -16,8 +16,8 @@ from diffusers_xai.explain import (
     Explainer,
     ExplanationTarget,
     build_explainer,
-    explain_generation,
 )
+from diffusers_xai.modalities.explanations import explain_generation
 from diffusers_xai.testing import tiny_pipeline, tiny_traced_run
 
 

@@ -7,6 +7,7 @@ from PIL import Image
 from diffusers_xai import TraceConfig
 from diffusers_xai.explain import analyze_trajectory
 from diffusers_xai.testing import tiny_traced_run
+from diffusers_xai.utils.images import to_display_images
 from diffusers_xai.viz import (
     save_attention_maps,
     save_commit_step_map,
@@ -17,7 +18,6 @@ from diffusers_xai.viz import (
     save_trajectory_curves,
     save_trajectory_strip,
 )
-from diffusers_xai.viz._io import to_display_images
 
 
 def _png(path):

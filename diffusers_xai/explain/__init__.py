@@ -26,7 +26,6 @@ from .explain import (
     Explainer,
     ExplanationReport,
     build_explainer,
-    explain_generation,
 )
 from .faithfulness import (
     FaithfulnessResult,
@@ -118,7 +117,6 @@ __all__ = [
     "default_gradcam_layers",
     "deletion_insertion",
     "diffused_baseline",
-    "explain_generation",
     "explain_prompt",
     "faithfulness_check",
     "faithfulness_curves",

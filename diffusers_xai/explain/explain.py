@@ -1,18 +1,17 @@
-r"""`Explainer`: explain one generation of a pipeline with every method, score the maps, save PNGs and a JSON."""
+r"""`Explainer`: explain one generation of a pipeline with every method and score the maps.
+`viz.save_explanation_report` draws them into PNGs and a JSON; `modalities.explanations.explain_generation` does
+both."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from ..capture import Trace
-from ..utils.io import atomic_write
+from ..utils.images import to_display_images
 from .attention import AttentionExplainer
 from .attributions import ATTRIBUTION_METHODS, DenoiserAttribution
 from .base import DenoiserExplainer, ExplanationResult, check_explained_guidance, progress, select_sample
@@ -33,7 +32,6 @@ __all__ = [
     "ExplanationReport",
     "Explainer",
     "build_explainer",
-    "explain_generation",
 ]
 
 logger = logging.getLogger(__name__)
@@ -164,63 +162,6 @@ class ExplanationReport:
             out["trajectory"] = self.trajectory.summary(0)
         return out
 
-    def save(self, out_dir: str | os.PathLike, gif: bool = True) -> dict:
-        """
-        Write every PNG (and a GIF of the denoising) into `out_dir` plus `explanations.json`; returns the JSON
-        content: [`summary`] with the written files (relative to `out_dir`) per method.
-        """
-        from .. import viz
-
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        summary = self.summary()
-        files: dict[str, list[str]] = {}
-
-        def add(key: str, path: Path) -> None:
-            files.setdefault(key, []).append(path.name)
-
-        add("sample", viz.save_image_grid(self.image, out_dir / "sample.png"))
-        add("trajectory", viz.save_trajectory_strip(self.trace, out_dir / "trajectory_strip.png"))
-        if gif:
-            add("trajectory", viz.save_denoising_gif(self.trace, out_dir / "denoising.gif"))
-        if self.trajectory is not None:
-            add("trajectory", viz.save_trajectory_curves(self.trajectory, out_dir / "trajectory_curves.png"))
-            add(
-                "trajectory", viz.save_commit_step_map(self.trajectory, out_dir / "commit_steps.png", image=self.image)
-            )
-        mid = len(self.timesteps) // 2
-        for name, result in self.results.items():
-            maps = result.maps[:, 0, 0]  # [K, H, W] of the one explained sample (first map channel/token)
-            add(
-                name, viz.save_step_grid(maps, out_dir / f"{name}_steps.png", self.image, result.timesteps, title=name)
-            )
-            add(
-                name,
-                viz.save_heatmap_overlay(
-                    self.image, maps[mid], out_dir / f"{name}_overlay.png", title=f"{name}, t={result.timesteps[mid]}"
-                ),
-            )
-            if name == "attention":
-                add(name, viz.save_attention_maps(result, out_dir / "attention_maps.png"))
-        if self.faithfulness:
-            curves = {n: f[mid] for n, f in self.faithfulness.items()}
-            path = viz.save_faithfulness_curves(curves, out_dir / "faithfulness.png", title=f"t={self.timesteps[mid]}")
-            for name in curves:
-                add(name, path)
-        if self.sanity:
-            path = viz.save_sanity_check(self.sanity, out_dir / "sanity_checks.png")
-            for name in self.sanity:
-                add(name, path)
-        if len(self.results) > 1:
-            grid = {n: r.maps[:, 0, 0] for n, r in self.results.items()}
-            add("all", viz.save_step_grid(grid, out_dir / "all_methods.png", self.image, self.timesteps))
-        for name, names in files.items():
-            if name in summary["methods"]:
-                summary["methods"][name]["files"] = names
-        summary["files"] = files
-        atomic_write(out_dir / "explanations.json", json.dumps(summary, indent=2))
-        return summary
-
 
 def _mean(values: list) -> float | None:
     nums = [v for v in values if v is not None]
@@ -260,7 +201,7 @@ class Explainer:
     >>> out = pipe(batch_size=4, num_inference_steps=50, trace=TraceConfig(attention=True), output_type="pt")
     >>> report = Explainer(pipe).explain(out, sample_index=0)
     >>> report.summary()["methods"]["gradcam"]["faithfulness"]["deletion_auc"]
-    >>> report.save("outputs/explanations")
+    >>> save_explanation_report(report, "outputs/explanations")  # diffusers_xai.viz: the PNGs and explanations.json
     ```
     """
 
@@ -387,8 +328,6 @@ class Explainer:
 
     @staticmethod
     def _image(output, trace: Trace, sample_index: int) -> torch.Tensor:
-        from ..viz._io import to_display_images
-
         images = getattr(output, "images", None)
         if images is not None:
             if isinstance(images, list):
@@ -396,47 +335,3 @@ class Explainer:
             return to_display_images(images[sample_index : sample_index + 1], (0.0, 1.0))
         last = trace.stack("pred_original_sample")[-1]
         return to_display_images(last.float().clamp(-1, 1), (-1.0, 1.0))
-
-
-def explain_generation(
-    pipe,
-    output,
-    out_dir: str | os.PathLike,
-    methods: Sequence[str] | None = None,
-    sample_index: int = 0,
-    target: ExplanationTarget | Callable | None = None,
-    timesteps: Sequence[int] | None = None,
-    faithfulness: bool = True,
-    sanity_check: bool = True,
-    gif: bool = True,
-    **explainer_kwargs,
-) -> dict:
-    r"""
-    Explain one generated sample with every method, write the PNGs and `explanations.json` into `out_dir`, and return
-    the JSON content: per method the written files, the mean deletion/insertion AUCs against random maps and the
-    model-randomisation SSIM / Spearman correlation; plus the trajectory numbers.
-
-    Example:
-
-    ```py
-    >>> out = pipe(batch_size=4, num_inference_steps=50, trace=TraceConfig(attention=True), output_type="pt")
-    >>> summary = explain_generation(pipe, out, "outputs/quickstart/explanations")
-    >>> summary["methods"]["gradcam"]["faithfulness"]["deletion_gain"]
-    ```
-    """
-    explainer = Explainer(
-        pipe,
-        methods=DEFAULT_METHODS if methods is None else methods,
-        target=target,
-        faithfulness=faithfulness,
-        sanity_check=sanity_check,
-        **explainer_kwargs,
-    )
-    # a class-conditional generation carries its labels (`DiffusionXAIPipelineOutput.class_labels`): explain the
-    # model as it sampled that image
-    labels = getattr(output, "class_labels", None)
-    labels = labels[sample_index : sample_index + 1] if labels is not None else None
-    report = explainer.explain(output, sample_index=sample_index, timesteps=timesteps, class_labels=labels)
-    summary = report.save(out_dir, gif=gif)
-    summary["out_dir"] = str(Path(out_dir))
-    return summary

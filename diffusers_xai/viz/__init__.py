@@ -4,6 +4,7 @@ from .attention import save_attention_maps, save_token_maps
 from .curves import save_faithfulness_curves, save_sanity_check
 from .heatmaps import save_heatmap_overlay, save_step_grid
 from .images import save_image_grid
+from .report import save_explanation_report
 from .rows import (
     plot_column_attributions,
     plot_column_commit_steps,
@@ -23,6 +24,7 @@ __all__ = [
     "save_attention_maps",
     "save_commit_step_map",
     "save_denoising_gif",
+    "save_explanation_report",
     "save_faithfulness_curves",
     "save_heatmap_overlay",
     "save_image_grid",

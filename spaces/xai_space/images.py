@@ -376,7 +376,7 @@ def explain(
     numbers.update(sample_index=sample, timestep=int(step.timestep), step_index=int(step.step_index))
     if labels is not None:
         numbers.update(class_label=class_name(pipe, labels[sample]), guidance_scale=report.guidance_scale)
-    # only the three plots shown here (`report.save` would also draw per-step grids and trajectory strips)
+    # only the three plots shown here (`save_explanation_report` would also draw per-step grids and trajectory strips)
     folder = new_output_path(f"explanation-{method}")
     folder.mkdir()
     overlay = save_heatmap_overlay(

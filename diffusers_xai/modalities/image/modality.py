@@ -354,7 +354,7 @@ class ImageModality(Modality):
         """Explain sample 0 of a traced DDIM generation with every method ([`explain_generation`]); the card shows
         each method's overlay and step grid, the trajectory, the faithfulness curves and the sanity check."""
         from ...capture import TraceConfig
-        from ...explain import explain_generation
+        from ..explanations import explain_generation
 
         ddim = ddim_copy(pipeline)
         methods = list(methods)
