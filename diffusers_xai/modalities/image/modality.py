@@ -50,7 +50,7 @@ class ImageModality(Modality):
     pipeline_tag = "unconditional-image-generation"
     task_categories = ("unconditional-image-generation",)
     denoiser_prefixes = ("UNet2D", "UVit", "Transformer2D")
-    supports_pretrained = True  # `pretrained_model_name_or_path`, `lora_rank` (see `diffusers_xai.training.finetune`)
+    supports_pretrained = True  # `pretrained_model_name_or_path`, `lora_rank` (`pretrained.py`; `training.finetune`)
     options_class = ImageOptions
 
     # ---- before any data is read ----
@@ -60,7 +60,7 @@ class ImageModality(Modality):
         if config.resolution < 8:
             raise ValueError(f"`resolution` must be >= 8, got {config.resolution}.")
         if config.pretrained_model_name_or_path is not None:
-            from ...training.finetune import check_pretrained_fits, load_pretrained_configs
+            from .pretrained import check_pretrained_fits, load_pretrained_configs
 
             source = config.pretrained_model_name_or_path
             unet_config, _ = load_pretrained_configs(source)
@@ -186,7 +186,7 @@ class ImageModality(Modality):
 
     @staticmethod
     def _labels_for_pretrained(labels: ImageLabels | None, config) -> ImageLabels | None:
-        from ...training.finetune import load_pretrained_configs
+        from .pretrained import load_pretrained_configs
 
         unet_config, _ = load_pretrained_configs(config.pretrained_model_name_or_path)
         embeds = unet_config.get("num_class_embeds")
@@ -233,7 +233,7 @@ class ImageModality(Modality):
     # ---- model and pipeline ----
     def build_model(self, config, preprocessor) -> UNet2DModel:
         if config.pretrained_model_name_or_path is not None:
-            from ...training.finetune import load_pretrained_unet
+            from .pretrained import load_pretrained_unet
 
             return load_pretrained_unet(config.pretrained_model_name_or_path)
         if config.model_config_name_or_path is not None:
