@@ -114,6 +114,11 @@ def test_dcr_lower_bound_stops_a_copier_that_a_close_holdout_lets_through():
     honest_bound = dcr_ratio_lower_bound(honest, train_rows, holdout)
     assert (honest_bound.ratio, honest_bound.lower_bound) == pytest.approx((1.021, 0.970), abs=1e-3)  # passes
     assert (honest_bound.synthetic_rows, honest_bound.reference_rows, honest_bound.confidence) == (1000, 240, 0.9)
+    # no holdout (`validation_split: 0`): the 200 training rows' leave-one-out distances alone give the same verdicts
+    copier_loo, honest_loo = (dcr_ratio_lower_bound(rows, train_rows, None) for rows in (copier, honest))
+    assert (copier_loo.ratio, copier_loo.lower_bound) == pytest.approx((0.830, 0.798), abs=1e-3)  # stops
+    assert (honest_loo.ratio, honest_loo.lower_bound) == pytest.approx((0.944, 0.915), abs=1e-3)  # passes
+    assert honest_loo.reference_rows == 200
     # the bound is a quantile of the bootstrap: lower at a higher confidence, the bootstrap's median at 0.5
     assert dcr_ratio_lower_bound(honest, train_rows, holdout, confidence=0.99).lower_bound < honest_bound.lower_bound
     median = dcr_ratio_lower_bound(honest, train_rows, holdout, confidence=0.5).lower_bound
@@ -122,6 +127,24 @@ def test_dcr_lower_bound_stops_a_copier_that_a_close_holdout_lets_through():
         dcr_ratio_lower_bound(honest, train_rows, holdout, confidence=1.0)
     with pytest.raises(ValueError, match=r"^`num_bootstrap` must be an int >= 100, got 10\.$"):
         dcr_ratio_lower_bound(honest, train_rows, holdout, num_bootstrap=10)
+
+
+def test_dcr_early_stopping_without_a_holdout_trains_on_every_row_against_the_leave_one_out_reference(tmp_path):
+    """`validation_split: 0` with the guard on: all 178 wine rows are trained on, and the check's bound is that of
+    its rows against the training rows' leave-one-out distances alone."""
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+
+    config = early_stopping_config(tmp_path, 100.0, validation_split=0.0)
+    result = train(config)
+    assert result.stop_reason == "early_stopping" and result.global_step == 2 and result.restored_step is None
+    [(_, bound_value)] = result.early_stopping_history
+    train_rows, holdout = TabularModality()._train_and_holdout(config, 10_000)
+    pipe = TabularXAIPipeline.from_pretrained(str(tmp_path))
+    rows = pipe(num_rows=500, generator=torch.Generator().manual_seed(0), num_inference_steps=20).rows
+    bound = dcr_ratio_lower_bound(rows, train_rows, None, confidence=0.9, seed=0)
+    assert holdout is None and len(train_rows) == 178 and bound.reference_rows == 178
+    assert bound_value == pytest.approx(bound.lower_bound)
 
 
 def test_dcr_ratio_dataclass_round_trip():
@@ -283,9 +306,17 @@ def test_dcr_early_stopping_measures_the_dcr_ratio_of_default_samples(tmp_path):
     assert passed in cards["relaxed"]
 
 
-def test_dcr_early_stopping_needs_a_holdout_and_checks(tmp_path):
-    with pytest.raises(ValueError, match=r"^`early_stopping_dcr_ratio: 0.9` measures .* got validation_split=0.0"):
-        early_stopping_config(tmp_path, 0.9, validation_split=0.0).validate()
+def test_dcr_early_stopping_needs_checks(tmp_path):
+    early_stopping_config(tmp_path, 0.9, validation_split=0.0).validate()  # no holdout: the leave-one-out reference
+    with pytest.raises(ValueError, match=r"^`early_stopping_dcr_ratio: 0.9` measures .* got validation_steps=None"):
+        early_stopping_config(tmp_path, 0.9, validation_steps=None).validate()
+    message = (
+        "`refit_on_all_rows: true` gives back the rows `validation_split` held out, but validation_split is 0 (the "
+        "guard already trains on every row): set refit_on_all_rows: false."
+    )
+    with pytest.raises(ValueError) as err:
+        early_stopping_config(tmp_path, 0.9, validation_split=0.0, refit_on_all_rows=True).validate()
+    assert str(err.value) == message
     with pytest.raises(ValueError, match=r"`early_stopping_dcr_ratio` must be a positive number .* got -1"):
         early_stopping_config(tmp_path, -1).validate()
     with pytest.raises(ValueError, match=r"or turn the guard off with early_stopping_dcr_ratio: null\.$"):
@@ -309,8 +340,7 @@ def test_wine_recipe_trains_with_the_dcr_guard_on():
     assert options.refit_on_all_rows is False  # the refit copied on iris at one seed of three (README)
     assert config.eval_samples == 1000  # the DCR ratio against the holdout is printed and on the card
     config.validate()
-    with pytest.raises(ValueError, match=r"got validation_split=0.0.*early_stopping_dcr_ratio: null"):
-        TrainingConfig.from_yaml("train/configs/wine.yaml", {"validation_split": 0.0}).validate()
+    TrainingConfig.from_yaml("train/configs/wine.yaml", {"validation_split": 0.0}).validate()  # leave-one-out guard
     TrainingConfig.from_yaml(
         "train/configs/wine.yaml", {"validation_split": 0.0, "early_stopping_dcr_ratio": None}
     ).validate()

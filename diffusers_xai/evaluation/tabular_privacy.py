@@ -86,7 +86,7 @@ class DCRRatioBound:
 def dcr_ratio_lower_bound(
     synthetic: pd.DataFrame,
     train: pd.DataFrame,
-    holdout: pd.DataFrame,
+    holdout: pd.DataFrame | None,
     confidence: float = 0.9,
     metadata: dict | None = None,
     num_bootstrap: int = 1000,
@@ -100,7 +100,8 @@ def dcr_ratio_lower_bound(
       drawn like the holdout's, and its distance to the n - 1 other training rows is distributed as a fresh row's
       distance to n training rows (up to one row fewer), so the median is taken over n + m rows instead of m. On
       penguins (`bench/tabular_quality.py --seed 2`) the median over the guard's 48-row holdout was 18% below that of
-      the bench's 104 other unseen rows, so every check of the run read 1.21x too high.
+      the bench's 104 other unseen rows, so every check of the run read 1.21x too high. With `holdout=None` the
+      reference is the leave-one-out distances alone: a guard that needs no row held out of training.
     - **The verdict uses a lower bound**: the `1 - confidence` quantile of `num_bootstrap` ratios of medians of
       bootstrap resamples (synthetic and reference rows drawn with replacement, independently; seed `seed`), so a
       check passes only when the ratio is at least the threshold with this confidence given the rows measured.
@@ -108,7 +109,7 @@ def dcr_ratio_lower_bound(
     Args:
         synthetic (`pd.DataFrame`): generated rows.
         train (`pd.DataFrame`): the rows the generator was trained on (at least 2).
-        holdout (`pd.DataFrame`): real rows it never saw.
+        holdout (`pd.DataFrame` or `None`): real rows it never saw; `None`: none (the leave-one-out reference only).
         confidence (`float`, *optional*, defaults to 0.9): in [0.5, 1); 0.5 gives the bootstrap median.
         metadata (`dict`, *optional*): SDMetrics metadata; default [`infer_metadata`]`(train)`.
         num_bootstrap (`int`, *optional*, defaults to 1000).
@@ -120,12 +121,9 @@ def dcr_ratio_lower_bound(
         raise ValueError(f"`num_bootstrap` must be an int >= 100, got {num_bootstrap!r}.")
     metadata = metadata or infer_metadata(train)
     synthetic_dcr = distance_to_closest_record(synthetic, train, metadata)
-    reference = np.concatenate(
-        [
-            distance_to_closest_record(holdout, train, metadata),
-            distance_to_closest_record(train, train, metadata, exclude_self=True),
-        ]
-    )
+    reference = distance_to_closest_record(train, train, metadata, exclude_self=True)
+    if holdout is not None:
+        reference = np.concatenate([distance_to_closest_record(holdout, train, metadata), reference])
     median_reference = float(np.median(reference))
     ratio = lower = float("nan")  # stays nan when more than half the reference rows have an exact duplicate
     if median_reference > 0:  # percentile bootstrap (BCa's jackknife would take n medians of n rows per check)

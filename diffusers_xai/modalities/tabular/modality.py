@@ -184,14 +184,20 @@ class TabularModality(PreprocessedModality):
     evaluation_batch_size = 1024
 
     def validate_config(self, config) -> None:
-        """`early_stopping_dcr_ratio` needs a holdout to measure against and checks to run."""
-        ratio = config.modality_options.early_stopping_dcr_ratio
-        if ratio is not None and (not config.validation_split or config.streaming or not config.validation_steps):
+        """`early_stopping_dcr_ratio` needs checks to run and the training rows in memory; `refit_on_all_rows` a
+        holdout to give back."""
+        options = config.modality_options
+        ratio = options.early_stopping_dcr_ratio
+        if ratio is not None and (config.streaming or not config.validation_steps):
             raise ValueError(
-                f"`early_stopping_dcr_ratio: {ratio}` measures the DCR ratio on the holdout every `validation_steps`; "
-                f"got validation_split={config.validation_split}, validation_steps={config.validation_steps}, "
-                f"streaming={config.streaming}: set validation_split (e.g. 0.2) and validation_steps, no streaming; "
-                "or turn the guard off with early_stopping_dcr_ratio: null."
+                f"`early_stopping_dcr_ratio: {ratio}` measures the DCR ratio every `validation_steps`; got "
+                f"validation_steps={config.validation_steps}, streaming={config.streaming}: set validation_steps, no "
+                "streaming; or turn the guard off with early_stopping_dcr_ratio: null."
+            )
+        if options.refit_on_all_rows and ratio is not None and not config.validation_split:
+            raise ValueError(
+                "`refit_on_all_rows: true` gives back the rows `validation_split` held out, but validation_split is 0 "
+                "(the guard already trains on every row): set refit_on_all_rows: false."
             )
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if config.modality_options.refit_on_all_rows and world_size > 1:
@@ -318,16 +324,18 @@ class TabularModality(PreprocessedModality):
         Why a bound and a pooled reference: the ratio on a small holdout is noisy, and the same holdout serves every
         check, so its error does not average out over checks: on penguins (seed 2) a 48-row holdout read every check
         1.21x too high, all 16 passed, and the bench's 104 fresh rows then measured 0.862 (0.903 with the bound).
+        With `validation_split: 0` the reference is the leave-one-out distances alone and no row is held out of
+        training (each training row's distance to the others is distributed as a fresh row's to all of them).
         """
         options = config.modality_options
         if options.early_stopping_dcr_ratio is None:
             return None
         from ...evaluation.tabular_privacy import dcr_ratio_lower_bound
 
-        train_rows, holdout = self._train_and_holdout(config, 10_000)
+        train_rows, holdout = self._train_and_holdout(config, 10_000, warn=False)  # no holdout: leave-one-out only
         pipeline.set_progress_bar_config(disable=True)
         rows = pipeline(
-            num_rows=max(len(holdout), EARLY_STOPPING_ROWS),
+            num_rows=max(0 if holdout is None else len(holdout), EARLY_STOPPING_ROWS),
             generator=torch.Generator("cpu").manual_seed(config.seed or 0),
             num_inference_steps=pipeline.scheduler.config.num_train_timesteps,
         ).rows
@@ -382,17 +390,18 @@ class TabularModality(PreprocessedModality):
             seed=config.seed or 0,
         )
 
-    def _train_and_holdout(self, config, max_rows: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    def _train_and_holdout(self, config, max_rows: int, warn: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """
         The training rows (at most `max_rows`: SDMetrics' pandas reports grow quadratically beyond 10,000) and the
         rows held out by `validation_split`, drawn exactly as the trainer draws them; the holdout is what the DCR
         ratio and TSTR are measured against. Without `validation_split` there is no holdout (`None`).
         """
         if not config.validation_split or getattr(config, "streaming", False):
-            logger.warning(
-                "No holdout (validation_split: 0): the DCR ratio privacy check is not computed and TSTR is scored on "
-                "rows the model saw; set validation_split: 0.2 to measure them."
-            )
+            if warn:
+                logger.warning(
+                    "No holdout (validation_split: 0): the DCR ratio privacy check is not computed and TSTR is scored "
+                    "on rows the model saw; set validation_split: 0.2 to measure them."
+                )
             return self.reference_dataset(config, max_rows).to_pandas(), None
         train_rows, holdout = self.holdout_split(self.load_dataset(config), config)  # the trainer's own split
         if len(train_rows) > max_rows:
