@@ -398,9 +398,11 @@ class TabularModality(PreprocessedModality):
         """
         if not config.validation_split or getattr(config, "streaming", False):
             if warn:
+                guard = config.modality_options.early_stopping_dcr_ratio is not None
                 logger.warning(
-                    "No holdout (validation_split: 0): the DCR ratio privacy check is not computed and TSTR is scored "
-                    "on rows the model saw; set validation_split: 0.2 to measure them."
+                    "No holdout (validation_split: 0): the DCR ratio privacy check is not computed"
+                    + (" (the guard's checks measured the training rows' leave-one-out distances)" if guard else "")
+                    + " and TSTR is scored on rows the model saw; set validation_split: 0.2 to measure them."
                 )
             return self.reference_dataset(config, max_rows).to_pandas(), None
         train_rows, holdout = self.holdout_split(self.load_dataset(config), config)  # the trainer's own split
