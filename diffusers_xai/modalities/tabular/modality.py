@@ -332,7 +332,7 @@ class TabularModality(PreprocessedModality):
             return None
         from ...evaluation.tabular_privacy import dcr_ratio_lower_bound
 
-        train_rows, holdout = self._train_and_holdout(config, 10_000, warn=False)  # no holdout: leave-one-out only
+        train_rows, holdout = self._train_and_holdout(config, 10_000)  # no holdout: leave-one-out only
         pipeline.set_progress_bar_config(disable=True)
         rows = pipeline(
             num_rows=max(0 if holdout is None else len(holdout), EARLY_STOPPING_ROWS),
@@ -380,6 +380,13 @@ class TabularModality(PreprocessedModality):
 
         synthetic = pd.concat(self.sample_for_evaluation(pipeline, config, num_samples), ignore_index=True)
         real, holdout = self._train_and_holdout(config, 10_000)
+        if holdout is None:
+            guard = config.modality_options.early_stopping_dcr_ratio is not None
+            logger.warning(
+                "No holdout (validation_split: 0): the DCR ratio privacy check is not computed"
+                + (" (the guard's checks measured the training rows' leave-one-out distances)" if guard else "")
+                + " and TSTR is scored on rows the model saw; set validation_split: 0.2 to measure them."
+            )
         return evaluate_table(
             real,
             synthetic,
@@ -390,20 +397,13 @@ class TabularModality(PreprocessedModality):
             seed=config.seed or 0,
         )
 
-    def _train_and_holdout(self, config, max_rows: int, warn: bool = True) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    def _train_and_holdout(self, config, max_rows: int) -> tuple[pd.DataFrame, pd.DataFrame | None]:
         """
         The training rows (at most `max_rows`: SDMetrics' pandas reports grow quadratically beyond 10,000) and the
         rows held out by `validation_split`, drawn exactly as the trainer draws them; the holdout is what the DCR
         ratio and TSTR are measured against. Without `validation_split` there is no holdout (`None`).
         """
         if not config.validation_split or getattr(config, "streaming", False):
-            if warn:
-                guard = config.modality_options.early_stopping_dcr_ratio is not None
-                logger.warning(
-                    "No holdout (validation_split: 0): the DCR ratio privacy check is not computed"
-                    + (" (the guard's checks measured the training rows' leave-one-out distances)" if guard else "")
-                    + " and TSTR is scored on rows the model saw; set validation_split: 0.2 to measure them."
-                )
             return self.reference_dataset(config, max_rows).to_pandas(), None
         train_rows, holdout = self.holdout_split(self.load_dataset(config), config)  # the trainer's own split
         if len(train_rows) > max_rows:
