@@ -15,6 +15,7 @@ among its synthetic copies).
 from __future__ import annotations
 
 import argparse
+import functools
 
 import numpy as np
 import pandas as pd
@@ -24,11 +25,17 @@ from vega_datasets import data
 from diffusers_xai.evaluation import detection_auc, infer_metadata
 
 
+@functools.cache
+def la_riots() -> pd.DataFrame:
+    """vega's la-riots, read once from its local file (callers get copies, so none can change another's rows)."""
+    return data.la_riots()
+
+
 def tables() -> dict[str, pd.DataFrame]:
     return {
         "wine": load_wine(as_frame=True).frame,
         "breast_cancer": load_breast_cancer(as_frame=True).frame,
-        "la-riots": data.la_riots().drop(columns="first_name"),  # an identifier: detection leaves it out anyway
+        "la-riots": la_riots().drop(columns="first_name"),  # an identifier: detection leaves it out anyway
     }
 
 
@@ -44,7 +51,7 @@ def halves(df: pd.DataFrame, n: int, draws: int) -> np.ndarray:
 
 def riots_rows() -> pd.DataFrame:
     """50 rows of vega's la-riots, the size of its training split under the recipe."""
-    return data.la_riots().sample(50, random_state=0).reset_index(drop=True)
+    return la_riots().sample(50, random_state=0).reset_index(drop=True)
 
 
 def names_alone(draws: int) -> list[float]:

@@ -380,7 +380,7 @@ def _once_seen_hint(spec: dict, num_rows: int) -> str:
     counts = np.asarray(spec["counts"], dtype=np.float64)
     if num_rows > MAX_MARGINAL_HINT_ROWS or np.median(counts) >= MIN_ORDERING_ROWS:
         return ""
-    if _first_words_repeat(leading_word_groups(spec["categories"]), counts):
+    if _first_words_repeat(spec["categories"], counts):
         return ""
     return (
         f" Most of its levels occur once in {num_rows} rows: if it is a name or an address, `marginal_columns: "
@@ -389,10 +389,10 @@ def _once_seen_hint(spec: dict, num_rows: int) -> str:
     )
 
 
-def _first_words_repeat(groups: np.ndarray, counts: np.ndarray) -> bool:
+def _first_words_repeat(categories: list, counts: np.ndarray) -> bool:
     """Whether the levels' first words (`leading_word_groups`) hold `MIN_ORDERING_ROWS` training rows at the median:
     cars' makes do, airports' names and cities do not."""
-    group_rows = np.bincount(groups, weights=counts)
+    group_rows = np.bincount(leading_word_groups(categories), weights=counts)
     return len(group_rows) < len(counts) and np.median(group_rows) >= MIN_ORDERING_ROWS
 
 
@@ -413,9 +413,7 @@ def auto_marginal_columns(columns: list[dict], encoding: str, condition_column: 
         if c["kind"] != "categorical" or c["name"] == condition_column:
             continue
         counts = np.asarray(c["counts"], dtype=np.float64)
-        if counts.sum() < MIN_ORDERING_ROWS * len(counts) and not _first_words_repeat(
-            leading_word_groups(c["categories"]), counts
-        ):
+        if counts.sum() < MIN_ORDERING_ROWS * len(counts) and not _first_words_repeat(c["categories"], counts):
             out.append(c["name"])
     return out
 
@@ -720,10 +718,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         median first word has `MIN_ORDERING_ROWS` rows: cars' 35 makes, 5 rows each), levels are ordered by
         `pooled_centroids`: their own if seen that often, else their first word's, so the leading bits follow the
         makes' geometry and no single row's; otherwise (airports' names and cities) sorted labels."""
-        groups = leading_word_groups(spec["categories"])
-        if not _first_words_repeat(groups, counts):
+        if not _first_words_repeat(spec["categories"], counts):
             logger.info(f"Column {spec['name']!r}: most levels occur once, sorted-label analog bits.")
             return None
+        groups = leading_word_groups(spec["categories"])
         pooled, own = pooled_centroids(centroids, counts, groups, MIN_ORDERING_ROWS)
         words = int(groups.max()) + 1  # group indices run 0..G-1 in order of first appearance
         logger.info(
