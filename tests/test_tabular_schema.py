@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusers_xai.modalities.tabular import data as data_module
 from diffusers_xai.modalities.tabular import schema
+from diffusers_xai.modalities.tabular.columns import once_seen_hint
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.modalities.tabular.schema import fresh_ids, id_spec, learn_decimals, learn_step, snap_to_support
@@ -272,9 +272,9 @@ def test_marginal_columns_are_drawn_from_their_training_frequencies(tmp_path, ca
         caplog.text
     )
     spec = next(c for c in modelled.categorical if c["name"] == "name")
-    assert data_module._once_seen_hint(spec, 1001) == ""  # a larger table can learn it: no hint
+    assert once_seen_hint(spec, 1001) == ""  # a larger table can learn it: no hint
     makes = {**spec, "categories": [f"{m} model{i}" for m in "ABCDE" for i in range(10)]}  # names whose makes repeat
-    assert data_module._once_seen_hint(makes, 60) == ""  # ordered by their makes and kept modelled by `auto`: no hint
+    assert once_seen_hint(makes, 60) == ""  # ordered by their makes and kept modelled by `auto`: no hint
     pre = TabularPreprocessor.fit(df, marginal_columns=["name"])
     assert [c["name"] for c in pre.categorical] == ["g"] and "name" not in pre.feature_slices
     assert pre.num_features == TabularPreprocessor.fit(df.drop(columns="name")).num_features == 3
