@@ -185,8 +185,9 @@ def fit_denoiser(
     null_x0: torch.Tensor | None = None,
 ) -> torch.nn.Module:
     r"""
-    Fit a small denoiser on in-memory tensors `x0` `[N, *S]` (with the trainer's loss, `_diffusion_loss`), for
-    planted-ground-truth models in tests and benchmarks. Returns the model in eval mode.
+    Fit a small denoiser on in-memory tensors `x0` `[N, *S]` (with the trainer's loss,
+    `training.objective.diffusion_loss`), for planted-ground-truth models in tests and benchmarks. Returns the model
+    in eval mode.
 
     Hand-written rather than [`train`]: planted data lives in memory, the fit takes seconds, and classifier-free
     guidance needs label dropout (a label replaced by `null_class` with probability `label_dropout`, Ho & Salimans
@@ -199,7 +200,7 @@ def fit_denoiser(
     """
     from tqdm.auto import tqdm
 
-    from .training.trainer import _diffusion_loss
+    from .training.objective import diffusion_loss
 
     if num_steps < 1 or batch_size < 1:
         raise ValueError(f"`num_steps` and `batch_size` must be >= 1, got {num_steps} and {batch_size}.")
@@ -223,7 +224,7 @@ def fit_denoiser(
                 if null_x0 is not None:
                     batch["x0"] = torch.where(dropped.view(-1, *[1] * (x0.ndim - 1)), null_x0[index], batch["x0"])
             batch["class_labels"] = labels
-        loss = _diffusion_loss(model, scheduler, batch, generator)
+        loss = diffusion_loss(model, scheduler, batch, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -191,7 +191,7 @@ def test_train_ddpm_bad_input(argv, error, needle, saved, tmp_path, capsys):
 def test_train_ddpm_non_finite_loss_is_one_line(saved, tmp_path, capsys, monkeypatch):
     from diffusers_xai.training import trainer
 
-    monkeypatch.setattr(trainer, "_diffusion_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    monkeypatch.setattr(trainer, "diffusion_loss", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
     script = _train_ddpm()
     argv = ["--config", str(saved / "tiny.yaml"), "--output_dir", str(tmp_path / "run"), "--max_train_steps", "2"]
     assert script.main(script.parse_args(argv)) == 2

@@ -189,12 +189,12 @@ def test_label_column_none_trains_unconditionally(tmp_path):
 
 def test_label_dropout_sends_labels_to_the_null_class():
     from diffusers_xai.modalities.image.labels import ImageLabels
-    from diffusers_xai.training.trainer import _drop_labels
+    from diffusers_xai.training.objective import drop_labels
 
-    dropped = _drop_labels(torch.zeros(4000, dtype=torch.long), 0.25, 2, torch.Generator().manual_seed(0))
+    dropped = drop_labels(torch.zeros(4000, dtype=torch.long), 0.25, 2, torch.Generator().manual_seed(0))
     assert set(dropped.unique().tolist()) == {0, 2}
     assert abs((dropped == 2).float().mean().item() - 0.25) < 0.02
-    again = _drop_labels(torch.zeros(4000, dtype=torch.long), 0.25, 2, torch.Generator().manual_seed(0))
+    again = drop_labels(torch.zeros(4000, dtype=torch.long), 0.25, 2, torch.Generator().manual_seed(0))
     assert torch.equal(dropped, again)  # drawn from the run's generator: replayed exactly on resume
     with pytest.raises(ValueError, match=r"Label 'c' in column 'label' is not one of the classes fitted"):
         ImageLabels(column="label", names=["a", "b"], dropout=0.0, is_class_label=False).encode(["a", "c"])

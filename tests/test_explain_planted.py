@@ -172,7 +172,7 @@ def _method_hits(unet, scheduler, method: str, resolution: int, timestep: int) -
 
 def test_fit_denoiser_trains_the_null_class_on_null_x0(monkeypatch):
     """With `null_x0`, exactly the samples whose label was dropped to the null class show `null_x0`."""
-    import diffusers_xai.training.trainer as trainer
+    import diffusers_xai.training.objective as objective
 
     batches = []
 
@@ -180,7 +180,7 @@ def test_fit_denoiser_trains_the_null_class_on_null_x0(monkeypatch):
         batches.append({k: v.clone() for k, v in batch.items()})
         return sum(p.sum() for p in model.parameters()) * 0.0
 
-    monkeypatch.setattr(trainer, "_diffusion_loss", record)
+    monkeypatch.setattr(objective, "diffusion_loss", record)
     x0, null_x0 = torch.arange(16.0).view(16, 1), -torch.arange(16.0).view(16, 1)
     labels = torch.zeros(16, dtype=torch.long)
     model = torch.nn.Linear(1, 1)

@@ -15,7 +15,7 @@ from diffusers_xai.modalities.image.data import load_digits_dataset
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.training import TrainingConfig, train
-from diffusers_xai.training.trainer import _prepare_data, _prepare_stream
+from diffusers_xai.training.data import prepare_data, prepare_stream
 from tests import test_training
 from tests.test_training import assert_same_weights
 from tests.test_training import state_dict as unet_weights
@@ -50,8 +50,8 @@ def tiny(out, **kw):
 def map_and_stream_batches(config: TrainingConfig):
     """The map-style batches (unshuffled) and the streamed batches (reading order) of the same config."""
     modality = get_modality(config.modality)
-    dataset, _, map_pre = _prepare_data(modality, config.replace(streaming=False))
-    stream, stream_pre = _prepare_stream(modality, config, seed=None)
+    dataset, _, map_pre = prepare_data(modality, config.replace(streaming=False))
+    stream, stream_pre = prepare_stream(modality, config, seed=None)
     size = config.train_batch_size
     return list(DataLoader(dataset, batch_size=size)), list(DataLoader(stream, batch_size=size)), map_pre, stream_pre
 
@@ -80,7 +80,7 @@ def test_streamed_image_batches_equal_map_style(tmp_path, storage):
     assert actual[0]["x0"].shape == (8, 1, 8, 8) and actual[-1]["x0"].shape == (4, 1, 8, 8)
     if storage == "parquet":  # read from the file as it streams: no Arrow copy in the cache (a map-style read has one)
         cache = tmp_path / "cache"
-        stream, _ = _prepare_stream(get_modality("image"), config.replace(cache_dir=str(cache)), seed=0)
+        stream, _ = prepare_stream(get_modality("image"), config.replace(cache_dir=str(cache)), seed=0)
         assert sum(1 for _ in stream) == 28
         assert not list(cache.rglob("*.arrow"))
 
@@ -97,7 +97,7 @@ def test_streamed_table_batches_equal_map_style_and_fit_on_the_first_rows(tmp_pa
     torch.testing.assert_close(stream_pre.quantiles, map_pre.quantiles, rtol=0, atol=0)
 
     # `streaming_fit_samples` rows fit the preprocessor: the first 50 rows of the file, as documented
-    _, stream_pre = _prepare_stream(get_modality("tabular"), config.replace(streaming_fit_samples=50), seed=None)
+    _, stream_pre = prepare_stream(get_modality("tabular"), config.replace(streaming_fit_samples=50), seed=None)
     head = TabularPreprocessor.fit(pd.read_csv(path).head(50), condition_column="cultivar", seed=0)
     torch.testing.assert_close(stream_pre.quantiles, head.quantiles, rtol=0, atol=0)
     assert not torch.equal(stream_pre.quantiles, map_pre.quantiles)
@@ -126,11 +126,11 @@ def test_streamed_series_windows_equal_map_style(tmp_path):
     # a gap cannot be interpolated from a stream: the error names the channel and the time step
     frame.loc[30, "a"] = np.nan
     frame.to_csv(path, index=False)
-    stream, _ = _prepare_stream(get_modality("timeseries"), config.replace(streaming_fit_samples=5), seed=None)
+    stream, _ = prepare_stream(get_modality("timeseries"), config.replace(streaming_fit_samples=5), seed=None)
     with pytest.raises(ValueError, match=r"channels \['a'\] at time step 30"):
         list(stream)
     with pytest.raises(ValueError, match="nan_policy: interpolate.*streaming: true"):
-        _prepare_stream(get_modality("timeseries"), config.replace(nan_policy="interpolate"), seed=None)
+        prepare_stream(get_modality("timeseries"), config.replace(nan_policy="interpolate"), seed=None)
 
 
 # ---- (b) a streaming run: saved, loadable, bit-identical on rerun; (c) exact resume ----
@@ -161,12 +161,12 @@ def test_stream_order_is_seeded_and_reshuffled_every_epoch(tmp_path):
     def first_batch(stream):
         return next(iter(DataLoader(stream, batch_size=8)))["x0"]
 
-    stream, _ = _prepare_stream(modality, config, seed=0)
+    stream, _ = prepare_stream(modality, config, seed=0)
     first = first_batch(stream)
     assert torch.equal(first_batch(stream), first)
     stream.set_epoch(1)  # what the trainer's `train_dataloader.set_epoch(epoch)` reaches
     assert not torch.equal(first_batch(stream), first)
-    assert not torch.equal(first_batch(_prepare_stream(modality, config, seed=1)[0]), first)
+    assert not torch.equal(first_batch(prepare_stream(modality, config, seed=1)[0]), first)
 
 
 def test_streaming_resume_lands_on_the_uninterrupted_weights(streamed_run, tmp_path):

@@ -134,7 +134,7 @@ def test_class_dropout_trains_a_null_class_the_saved_pipeline_guides_with(tmp_pa
     """`class_dropout_prob` adds the null class K (num_class_embeds = K + 1) and the trainer drops labels to it (every
     update, with that probability, to label K = 3); the saved pipeline then samples with guidance, and guided rows
     differ from unguided ones on the same noise."""
-    from diffusers_xai.training import trainer
+    from diffusers_xai.training import objective
 
     dropped = []
 
@@ -143,8 +143,8 @@ def test_class_dropout_trains_a_null_class_the_saved_pipeline_guides_with(tmp_pa
         dropped.append((prob, null_label, int((out == null_label).sum()), len(labels)))
         return out
 
-    drop_labels = trainer._drop_labels
-    monkeypatch.setattr(trainer, "_drop_labels", recording_drop)
+    drop_labels = objective.drop_labels
+    monkeypatch.setattr(objective, "drop_labels", recording_drop)
     config = TrainingConfig.from_dict(
         {**TINY, "dataset_name": "wine", "condition_column": "cultivar", "class_dropout_prob": 0.5,
          "max_train_steps": 4, "output_dir": str(tmp_path)}

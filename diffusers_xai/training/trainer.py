@@ -8,7 +8,6 @@ a wall-clock budget, and a stop on a non-finite loss before it reaches the weigh
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
@@ -17,29 +16,31 @@ import os
 import random
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..modalities.base import get_modality
 from ..utils.io import atomic_write
-from .checkpointing import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
+from .checkpointing import (
+    load_checkpoint,
+    prune_checkpoints,
+    register_state_hooks,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .config import TrainingConfig
+from .data import prepare_data, prepare_stream
 from .finetune import build_noise_scheduler, prepare_for_finetuning, save_finetuned
 from .finish import RunSummary, early_stopping_line, finish_run
+from .objective import diffusion_loss, validation_loss
 from .publishing import check_push
 from .schedule import TimeBudget, get_budgeted_scheduler
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
 
 logger = logging.getLogger(__name__)
-
-MODEL_FOLDER = "unet"
-EMA_FOLDER = "unet_ema"
-LORA_FOLDER = "unet_lora"
 
 
 # when the guard would keep its first check's weights, the run is trained again with checks this many times as often
@@ -129,173 +130,6 @@ def _make_accelerator(config: TrainingConfig):
         ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
     )
-
-
-def _prepare_data(modality, config: TrainingConfig):
-    """Load, check, split and subset the data; returns `(train_dataset, validation_dataset | None, preprocessor)`."""
-    dataset = modality.load_dataset(config)
-    source = config.dataset_name or config.train_data_dir
-    if len(dataset) == 0:
-        raise ValueError(f"The dataset {source!r} (split {config.split!r}) is empty; there is nothing to train on.")
-    validation = None
-    if config.validation_split > 0:
-        dataset, validation = modality.holdout_split(dataset, config)
-    if config.max_train_samples is not None and config.max_train_samples < len(dataset):
-        dataset = dataset.shuffle(seed=config.seed or 0).select(range(config.max_train_samples))
-    preprocessor = modality.fit_preprocessor(dataset, config)
-
-    def transform(examples):
-        return modality.to_tensors(examples, preprocessor, config)
-
-    dataset.set_transform(transform)
-    if validation is not None:
-        validation.set_transform(transform)
-    return dataset, validation, preprocessor
-
-
-def _prepare_stream(modality, config: TrainingConfig, seed: int | None):
-    """
-    `streaming: true`: the modality's `datasets.IterableDataset`, cut to its first `max_train_samples` rows
-    (`take`: a stream has no random subset), the preprocessor fitted on a `datasets.Dataset` of its first
-    `streaming_fit_samples` rows (the only rows ever held in memory at once, undecoded), shuffled in a
-    `shuffle_buffer_size` buffer after permuting the shards (`seed=None` keeps the reading order), and mapped
-    through the same `to_tensors` as the map-style path. Returns `(stream, preprocessor)`.
-    """
-    import datasets
-
-    stream = modality.load_streaming_dataset(config)
-    if config.max_train_samples is not None:
-        stream = stream.take(config.max_train_samples)
-    # undecoded (images stay bytes until the fit reads them); a CSV/JSON stream has no features, so nothing to decode
-    head = list((stream.decode(False) if stream.features else stream).take(config.streaming_fit_samples))
-    if not head:
-        source = config.dataset_name or config.train_data_dir
-        raise ValueError(
-            f"The dataset {source!r} (split {config.split!r}) streamed no rows; there is nothing to train on."
-        )
-    columns = list(head[0])
-    preprocessor = modality.fit_preprocessor(datasets.Dataset.from_list(head, features=stream.features), config)
-    del head
-    if seed is not None:
-        stream = stream.shuffle(seed=seed, buffer_size=config.shuffle_buffer_size)
-
-    def transform(examples):
-        return modality.to_tensors(examples, preprocessor, config)
-
-    # after the shuffle, so the buffer holds raw (encoded) rows; one map batch per training batch bounds the memory
-    stream = stream.map(transform, batched=True, batch_size=config.train_batch_size, remove_columns=columns)
-    return stream, preprocessor
-
-
-@contextlib.contextmanager
-def _quiet_diffusers():
-    from diffusers.utils import logging as diffusers_logging
-
-    verbosity = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        diffusers_logging.set_verbosity(verbosity)
-
-
-def _register_state_hooks(accelerator, ema_model, model_cls):
-    """Make `save_state`/`load_state` write diffusers folders `unet/` and `unet_ema/` (safetensors + config)."""
-    from diffusers.training_utils import EMAModel
-
-    from ..models.lora import has_lora, load_lora_state, save_lora
-
-    def save_model_hook(models, weights, output_dir):
-        if accelerator.is_main_process:
-            if ema_model is not None:
-                ema_model.save_pretrained(os.path.join(output_dir, EMA_FOLDER))
-            for model in models:
-                model = accelerator.unwrap_model(model)
-                if has_lora(model):  # LoRA: the adapter only, the base weights are the pretrained ones
-                    save_lora(model, os.path.join(output_dir, LORA_FOLDER))
-                else:
-                    model.save_pretrained(os.path.join(output_dir, MODEL_FOLDER))
-        # accelerate would also pickle the weights: we saved them already
-        while weights:
-            weights.pop()
-
-    def load_model_hook(models, input_dir):
-        if ema_model is not None:
-            with _quiet_diffusers():  # EMAModel.from_pretrained warns about its own config keys
-                loaded = EMAModel.from_pretrained(os.path.join(input_dir, EMA_FOLDER), model_cls)
-            ema_model.load_state_dict(loaded.state_dict())
-            ema_model.to(accelerator.device)
-            del loaded
-        while models:
-            model = accelerator.unwrap_model(models.pop())
-            if has_lora(model):
-                load_lora_state(model, os.path.join(input_dir, LORA_FOLDER))
-                continue
-            loaded = model_cls.from_pretrained(input_dir, subfolder=MODEL_FOLDER)
-            model.register_to_config(**loaded.config)
-            model.load_state_dict(loaded.state_dict())
-            del loaded
-
-    accelerator.register_save_state_pre_hook(save_model_hook)
-    accelerator.register_load_state_pre_hook(load_model_hook)
-
-
-def _training_target(noise_scheduler, x0, noise, timesteps):
-    prediction_type = noise_scheduler.config.prediction_type
-    if prediction_type == "epsilon":
-        return noise
-    if prediction_type == "sample":
-        return x0
-    return noise_scheduler.get_velocity(x0, noise, timesteps)
-
-
-def _denoise(model, x_t, timesteps, batch):
-    if "class_labels" in batch:
-        return model(x_t, timesteps, class_labels=batch["class_labels"]).sample
-    return model(x_t, timesteps).sample
-
-
-def _drop_labels(labels: torch.Tensor, prob: float, null_label: int, generator) -> torch.Tensor:
-    """Label dropout for classifier-free guidance: each label becomes the null class with probability `prob`, drawn
-    from the run's noise generator (so a resumed run replays it and streamed batches equal map-style ones)."""
-    drop = torch.rand(labels.shape, generator=generator, device=generator.device).to(labels.device) < prob
-    return torch.where(drop, torch.full_like(labels, null_label), labels)
-
-
-def _diffusion_loss(model, noise_scheduler, batch, generator, label_dropout: tuple[float, int] | None = None):
-    r"""
-    $\lVert f_\theta(x_t, t) - \text{target} \rVert^2$ where
-    $x_t = \sqrt{\bar\alpha_t} x_0 + \sqrt{1-\bar\alpha_t}\epsilon$ and the target is $\epsilon$, $x_0$ or $v$
-    by `prediction_type`; noise and $t$ are drawn from `generator`. `label_dropout=(p, null_label)` drops class
-    labels to the null class (classifier-free guidance).
-    """
-    x0 = batch["x0"]
-    noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
-    t_max = noise_scheduler.config.num_train_timesteps
-    timesteps = torch.randint(0, t_max, (x0.shape[0],), generator=generator, device=generator.device).to(x0.device)
-    x_t = noise_scheduler.add_noise(x0, noise, timesteps)
-    if label_dropout is not None and "class_labels" in batch:
-        batch = {**batch, "class_labels": _drop_labels(batch["class_labels"], *label_dropout, generator)}
-    prediction = _denoise(model, x_t, timesteps, batch)
-    return F.mse_loss(prediction.float(), _training_target(noise_scheduler, x0, noise, timesteps).float())
-
-
-@torch.no_grad()
-def _validation_loss(model, noise_scheduler, dataloader, seed: int, accelerator) -> float:
-    """Mean loss on the held-out split with a fixed noise generator, so values are comparable across steps."""
-    generator = torch.Generator(accelerator.device).manual_seed(seed)
-    total, count = 0.0, 0
-    model.eval()
-    for batch in dataloader:
-        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-        with accelerator.autocast():
-            loss = _diffusion_loss(model, noise_scheduler, batch, generator)
-        total += loss.item() * batch["x0"].shape[0]
-        count += batch["x0"].shape[0]
-    model.train()
-    return total / max(count, 1)
 
 
 def _params_finite(model) -> bool:
@@ -391,10 +225,10 @@ def _build_dataloaders(run: _Run) -> None:
     """The modality's data as DataLoaders (every input check happens here, before the first step)."""
     config = run.config
     if config.streaming:
-        train_dataset, run.preprocessor = _prepare_stream(run.modality, config, run.seed)
+        train_dataset, run.preprocessor = prepare_stream(run.modality, config, run.seed)
         validation_dataset = None  # the config refuses `validation_split` with streaming
     else:
-        train_dataset, validation_dataset, run.preprocessor = _prepare_data(run.modality, config)
+        train_dataset, validation_dataset, run.preprocessor = prepare_data(run.modality, config)
         run.num_examples = len(train_dataset)
     # A stream goes through `accelerate`'s default for iterable datasets, `dispatch_batches`: the main process reads
     # `num_processes` batches per step and sends each rank its own. Rather than per-rank shards
@@ -464,7 +298,7 @@ def _build_optimization(run: _Run) -> None:
         num_training_steps=run.max_train_steps * accelerator.num_processes,
         budget=run.budget,
     )
-    _register_state_hooks(accelerator, run.ema_model, type(run.model))
+    register_state_hooks(accelerator, run.ema_model, type(run.model))
     run.model, run.optimizer, run.train_dataloader, run.lr_scheduler = accelerator.prepare(
         run.model, run.optimizer, run.train_dataloader, run.lr_scheduler
     )
@@ -508,7 +342,7 @@ def _run_validation(run: _Run, step: int) -> None:
     accelerator, ema_model = run.accelerator, run.ema_model
     unwrapped = accelerator.unwrap_model(run.model)
     if run.validation_dataloader is not None:
-        loss = _validation_loss(unwrapped, run.noise_scheduler, run.validation_dataloader, run.seed, accelerator)
+        loss = validation_loss(unwrapped, run.noise_scheduler, run.validation_dataloader, run.seed, accelerator)
         run.validation_losses.append((step, loss))
         accelerator.log({"validation_loss": loss}, step=step)
     if ema_model is not None:
@@ -624,7 +458,7 @@ def _train_micro_step(run: _Run, batch: dict, epoch: int) -> None:
     the run before the weights change."""
     config, accelerator, model = run.config, run.accelerator, run.model
     with accelerator.accumulate(model):
-        loss = _diffusion_loss(model, run.noise_scheduler, batch, run.noise_generator, run.label_dropout)
+        loss = diffusion_loss(model, run.noise_scheduler, batch, run.noise_generator, run.label_dropout)
         mean_loss = accelerator.gather(loss.detach()[None]).mean()
         if not torch.isfinite(mean_loss):
             raise NonFiniteLossError(
