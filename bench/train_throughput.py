@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from diffusers_xai.modalities.base import get_modality  # noqa: E402
+from diffusers_xai.modalities.registry import get_modality  # noqa: E402
 from diffusers_xai.training import TrainingConfig, train  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

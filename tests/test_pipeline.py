@@ -128,7 +128,7 @@ def test_ddim_copy_keeps_the_noise_schedule_and_no_sampler_setting_made_by_hand(
     SDE solver set by hand on the pipeline must not lend it DPM-Solver's thresholding or trailing spacing (building
     DDIM from the whole config, as before, kept both), nor make the copy warn about the unthresholded DPM-Solver it
     replaces (a copy built with the old scheduler, then swapped, did)."""
-    from diffusers_xai.modalities.base import ddim_copy
+    from diffusers_xai.modalities.sampling import ddim_copy
 
     pipe = tiny_pipeline("ddpm")
     pipe.scheduler = DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")

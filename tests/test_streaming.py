@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from diffusers_xai import DiffusionXAIPipeline
-from diffusers_xai.modalities.base import get_modality
 from diffusers_xai.modalities.image.data import load_digits_dataset
+from diffusers_xai.modalities.registry import get_modality
 from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 from diffusers_xai.training import TrainingConfig, train

@@ -209,7 +209,7 @@ def test_evaluation_sampling_ends_with_progress_bars_disabled(monkeypatch):
     disabled bar never advances, and the loop used to wait for it forever."""
     from types import SimpleNamespace
 
-    from diffusers_xai.modalities.base import sample_in_batches
+    from diffusers_xai.modalities.sampling import sample_in_batches
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
     seeds = []

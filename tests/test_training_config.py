@@ -11,8 +11,9 @@ import PIL.Image
 import pytest
 import torch
 
-from diffusers_xai.modalities.base import MODALITIES, Modality, ModalityOptions, get_modality
+from diffusers_xai.modalities.base import Modality, ModalityOptions
 from diffusers_xai.modalities.image import ImageModality
+from diffusers_xai.modalities.registry import MODALITIES, get_modality
 from diffusers_xai.training import TrainingConfig, add_training_arguments, config_from_args, digits_config, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -255,13 +256,13 @@ def test_list_modalities_puts_the_builtins_first_whatever_was_imported_first(mon
     """The Space builds one tab per `list_modalities()` entry and shows the first: a table trained in the same process
     before the Space was built (which registers the tabular modality first) used to put the Tabular tab first, and the
     browser tests then found no image Generate button."""
-    from diffusers_xai.modalities import base
+    from diffusers_xai.modalities import registry
 
-    base.list_modalities()  # every built-in registered
-    monkeypatch.setitem(base.MODALITIES, "points", type("Points", (), {"name": "points"}))
-    scrambled = dict(reversed(list(base.MODALITIES.items())))  # "points", then the built-ins last to first
-    monkeypatch.setattr(base, "MODALITIES", scrambled)
-    assert [m.name for m in base.list_modalities()] == ["image", "tabular", "timeseries", "points"]
+    registry.list_modalities()  # every built-in registered
+    monkeypatch.setitem(registry.MODALITIES, "points", type("Points", (), {"name": "points"}))
+    scrambled = dict(reversed(list(registry.MODALITIES.items())))  # "points", then the built-ins last to first
+    monkeypatch.setattr(registry, "MODALITIES", scrambled)
+    assert [m.name for m in registry.list_modalities()] == ["image", "tabular", "timeseries", "points"]
 
 
 def test_get_modality_imports_on_demand():

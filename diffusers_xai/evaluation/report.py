@@ -91,7 +91,7 @@ class EvaluationReport:
     artifacts: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
-        from ..modalities.base import check_modality_name
+        from ..modalities.registry import check_modality_name
 
         check_modality_name(self.modality)
 

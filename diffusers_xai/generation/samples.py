@@ -7,7 +7,8 @@ pipeline's class) for its [`Modality.sample_batch`]: `(pipeline, generators, num
 
 from __future__ import annotations
 
-from ..modalities.base import Modality, SampleBatch, list_modalities
+from ..modalities.base import Modality, SampleBatch
+from ..modalities.registry import list_modalities
 
 __all__ = ["SampleBatch", "sample_modality"]
 

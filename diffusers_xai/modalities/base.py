@@ -1,55 +1,29 @@
 """The one plug-in shape every modality (images, tables, time series) implements.
 
-The trainer (`diffusers_xai.training`), the CLI and the Space only talk to a `Modality`, so adding a modality
-is one new module registered here, not edits in five places.
+The trainer (`diffusers_xai.training`), the CLI and the Space only talk to a `Modality` (found through
+`registry.get_modality`), so adding a modality is one new folder registered with `register_modality`, not edits in
+five places.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import os
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from tqdm.auto import tqdm
 
 from ..utils.coerce import coerce_fields
+from .hf_datasets import load_hf_dataset
 
 if TYPE_CHECKING:
     import datasets
 
     from ..capture import Trace
 
-__all__ = [
-    "BUILTIN_MODALITIES",
-    "MODALITIES",
-    "RENAMED_MODALITIES",
-    "Modality",
-    "ModalityOptions",
-    "SampleBatch",
-    "check_modality_name",
-    "ddim_copy",
-    "get_modality",
-    "list_modalities",
-    "modality_of",
-    "load_hf_dataset",
-    "register_modality",
-    "sample_in_batches",
-    "sample_per_generator",
-    "sampling_steps",
-    "to_stream",
-]
-
-MODALITIES: dict[str, type[Modality]] = {}
-# the folders of `diffusers_xai/modalities/`, imported (and so registered) on first use
-BUILTIN_MODALITIES = ("image", "tabular", "timeseries")
-
-# `dataset_name` values ending like this are read with the matching `datasets` builder (`load_dataset("csv", ...)`).
-DATA_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
+__all__ = ["Modality", "ModalityOptions", "SampleBatch", "holdout_size"]
 
 
 @dataclasses.dataclass
@@ -313,178 +287,3 @@ def holdout_size(num_rows: int, validation_split: float) -> int:
             "train on: lower it (e.g. 0.2), or set it to 0 with a dataset of many examples."
         )
     return n_val
-
-
-def ddim_copy(pipeline, **scheduler_kwargs):
-    """`pipeline`'s components under a DDIM scheduler of the same noise schedule and the data's defaults
-    (`scheduler_kwargs` on top), progress bar off: how validation grids, end-of-training evaluation and explanations
-    sample."""
-    # `with_scheduler`, not `make_scheduler(..., pipeline.scheduler.config)`: only the noise schedule and the data's
-    # defaults carry over, so a sampler setting made by hand on `pipeline` (SDE, thresholding, spacing) does not
-    ddim = pipeline.with_scheduler("ddim", **scheduler_kwargs)
-    ddim.set_progress_bar_config(disable=True)
-    return ddim
-
-
-def sample_per_generator(pipeline, generators: list[torch.Generator], num_inference_steps: int, trace, **kwargs):
-    """The pipeline's output for one batch of [`Modality.sample_batch`]: `len(generators)` samples (the pipeline's
-    `count_name`), sample `i` drawn from `generators[i]`; `trace` and `kwargs` (`output_type`, ...) go along."""
-    count = {pipeline.count_name: len(generators)}
-    return pipeline(**count, generator=generators, num_inference_steps=num_inference_steps, trace=trace, **kwargs)
-
-
-def sampling_steps(config) -> int:
-    """DDIM steps for validation grids, end-of-training evaluation and explanations (at most the T of training)."""
-    return min(config.validation_num_inference_steps, config.num_train_timesteps)
-
-
-def sample_in_batches(sample: Callable[[int, torch.Generator], Any], num_samples: int, config, batch_size: int = 64):
-    """
-    Call `sample(n, generator)` for batches of at most `batch_size` until `num_samples` are drawn, with a progress
-    bar; returns the list of batch outputs. One CPU generator seeded `config.seed + 1` (the validation grid uses
-    `config.seed`) draws them all, so the samples are reproducible and differ from the grid's.
-    """
-    generator = torch.Generator("cpu").manual_seed((config.seed or 0) + 1)
-    batches, drawn = [], 0
-    with tqdm(total=num_samples, desc="sampling for evaluation", unit="sample") as bar:
-        while drawn < num_samples:  # counted here: a disabled bar (TQDM_DISABLE=1) never advances `bar.n`
-            n = min(batch_size, num_samples - drawn)
-            batches.append(sample(n, generator))
-            drawn += n
-            bar.update(n)
-    return batches
-
-
-def register_modality(cls: type[Modality]) -> type[Modality]:
-    """Class decorator adding a modality to the registry under `cls.name`."""
-    MODALITIES[cls.name] = cls
-    return cls
-
-
-# names used before `Modality.name` was the only identifier: they raise, naming the new one
-RENAMED_MODALITIES = {"images": "image", "table": "tabular", "time-series": "timeseries"}
-
-
-def check_modality_name(name) -> str:
-    """`name` unchanged, or a `ValueError` naming the current name if `name` is one of [`RENAMED_MODALITIES`]."""
-    if isinstance(name, str) and name in RENAMED_MODALITIES:
-        raise ValueError(f"The modality {name!r} is now called {RENAMED_MODALITIES[name]!r}; use that name.")
-    return name
-
-
-def get_modality(name: str) -> Modality:
-    """The registered modality `name`, importing `diffusers_xai.modalities.<name>` on first use."""
-    check_modality_name(name)
-    if isinstance(name, str) and name not in MODALITIES and name.isidentifier():
-        try:
-            importlib.import_module(f"{__package__}.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"{__package__}.{name}":
-                raise
-    if name not in MODALITIES:
-        raise ValueError(
-            f"Unknown modality {name!r}; choose one of {sorted(set(MODALITIES) | set(BUILTIN_MODALITIES))}."
-        )
-    return MODALITIES[name]()
-
-
-def list_modalities() -> list[Modality]:
-    """Every registered modality: the built-in ones in [`BUILTIN_MODALITIES`] order, then the others in registration
-    order, so the Space's tabs (one per entry, the first one shown) do not depend on which module was imported
-    first."""
-    builtin = [get_modality(name) for name in BUILTIN_MODALITIES]
-    return builtin + [cls() for name, cls in MODALITIES.items() if name not in BUILTIN_MODALITIES]
-
-
-def modality_of(pipeline_or_class, denoisers: list[str] | tuple[str, ...] = ()) -> Modality:
-    """
-    The registered modality of a pipeline: the one whose `pipeline_class` is its class (`pipeline_or_class` is an
-    instance, a class or a class name as in `model_index.json`'s `_class_name`), else, for a stock diffusers
-    pipeline, the one whose `denoiser_prefixes` start one of the `denoisers` class names (`"UNet2DModel"` → image).
-    """
-    if isinstance(pipeline_or_class, str):
-        name = pipeline_or_class
-    else:
-        cls = pipeline_or_class if isinstance(pipeline_or_class, type) else type(pipeline_or_class)
-        name = cls.__name__
-    modalities = list_modalities()
-    for modality in modalities:
-        if modality.pipeline_class.__name__ == name:
-            return modality
-    for modality in modalities:
-        if modality.denoiser_prefixes and any(d.startswith(modality.denoiser_prefixes) for d in denoisers):
-            return modality
-    raise ValueError(
-        f"No registered modality generates with a {name!r} pipeline (the registered ones use "
-        f"{[m.pipeline_class.__name__ for m in modalities]})."
-    )
-
-
-def load_hf_dataset(config, split: str | None = None, streaming: bool = False):
-    """
-    Read `config.dataset_name` / `config.train_data_dir` as an HF `datasets.Dataset` (shared by all modalities).
-
-    `dataset_name` may be a directory written by `save_to_disk`, a `.csv`/`.parquet`/`.json(l)` file, or a Hub
-    dataset id; `train_data_dir` is an `imagefolder`. `split` defaults to `config.split` (or `"train"`).
-    With `streaming=True` the result is a `datasets.IterableDataset`: files, Hub ids and image folders are read with
-    `load_dataset(..., streaming=True)`, a `save_to_disk` folder (memory-mapped) through [`to_stream`].
-    """
-    import datasets
-
-    split = split or getattr(config, "split", None) or "train"
-    name = getattr(config, "dataset_name", None)
-    try:
-        data = _load(config, name, getattr(config, "cache_dir", None), streaming)
-    except ValueError as err:  # datasets' wording for a source with no rows
-        if "corresponds to no data" not in str(err):
-            raise
-        raise ValueError(
-            f"The dataset {name or config.train_data_dir!r} (split {split!r}) is empty; there is nothing to train on."
-        ) from err
-    except IndexError as err:  # `load_from_disk` of a dataset saved with zero rows
-        raise ValueError(f"The dataset {name!r} could not be read; is it empty or incomplete?") from err
-    if isinstance(data, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        if split not in data:
-            raise ValueError(f"Split {split!r} not found in {name or config.train_data_dir!r}; it has {list(data)}.")
-        data = data[split]
-    if streaming and isinstance(data, datasets.Dataset):
-        data = to_stream(data)
-    return data
-
-
-# contiguous shards of an in-memory/memory-mapped dataset: `IterableDataset.shuffle` permutes the shard order (and
-# then mixes rows in its buffer), so more shards make a better shuffle; reading order is unchanged when unshuffled
-STREAM_SHARDS = 64
-
-
-def to_stream(dataset):
-    """A map-style `datasets.Dataset` as an `IterableDataset` of up to [`STREAM_SHARDS`] contiguous shards."""
-    return dataset.to_iterable_dataset(num_shards=max(1, min(len(dataset), STREAM_SHARDS)))
-
-
-def _load(config, name: str | None, cache_dir: str | None, streaming: bool = False):
-    import datasets
-
-    if getattr(config, "train_data_dir", None):
-        data = datasets.load_dataset(
-            "imagefolder", data_dir=config.train_data_dir, cache_dir=cache_dir, streaming=streaming
-        )
-    elif name is None:
-        raise ValueError("Set `dataset_name` (Hub id, `save_to_disk` folder or CSV/Parquet file) or `train_data_dir`.")
-    elif os.path.isdir(name) and any(
-        os.path.isfile(os.path.join(name, f)) for f in ("dataset_info.json", "state.json", "dataset_dict.json")
-    ):
-        data = datasets.load_from_disk(name)
-    elif os.path.splitext(name)[1].lower() in DATA_FILE_BUILDERS:
-        if not os.path.isfile(name):
-            raise ValueError(f"`dataset_name` {name!r} looks like a data file but does not exist.")
-        builder = DATA_FILE_BUILDERS[os.path.splitext(name)[1].lower()]
-        kwargs = {"delimiter": "\t"} if name.lower().endswith(".tsv") else {}
-        data = datasets.load_dataset(
-            builder, data_files={"train": name}, cache_dir=cache_dir, streaming=streaming, **kwargs
-        )
-    else:
-        data = datasets.load_dataset(
-            name, getattr(config, "dataset_config_name", None), cache_dir=cache_dir, streaming=streaming
-        )
-    return data

@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 import torch
 
 from ..pipelines.schedulers import make_scheduler, scheduler_name
-from .base import Modality, ddim_copy, sample_in_batches, sampling_steps
+from .base import Modality
 from .explanations import ATTRIBUTION_CARD_METHODS, explain_rows
+from .sampling import ddim_copy, sample_in_batches, sampling_steps
 
 __all__ = ["PreprocessedModality"]
 

@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 import yaml
 
-from ..modalities.base import ModalityOptions, get_modality
+from ..modalities.base import ModalityOptions
+from ..modalities.registry import get_modality
 from ..utils.coerce import base_type, coerce_fields
 from .checkpointing import resolve_checkpoint
 from .publishing import check_push

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..hub import ExplanationCardData, community_pipeline_file, save_explanation_card, summarize_pipeline
-from ..modalities.base import sampling_steps
+from ..modalities.sampling import sampling_steps
 from ..utils.io import atomic_write
 from .publishing import push_run
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from ..modalities.base import get_modality
+from ..modalities.registry import get_modality
 from ..utils.io import atomic_write
 from .checkpointing import (
     load_checkpoint,

@@ -11,17 +11,10 @@ import PIL.Image
 import torch
 from diffusers import UNet2DModel
 
-from ..base import (
-    Modality,
-    SampleBatch,
-    ddim_copy,
-    load_hf_dataset,
-    register_modality,
-    sample_in_batches,
-    sample_per_generator,
-    sampling_steps,
-    to_stream,
-)
+from ..base import Modality, SampleBatch
+from ..hf_datasets import load_hf_dataset, to_stream
+from ..registry import register_modality
+from ..sampling import ddim_copy, sample_in_batches, sample_per_generator, sampling_steps
 from .labels import ImageLabels, ImageOptions, fit_labels
 from .pipeline_diffusion_xai import DiffusionXAIPipeline
 

@@ -12,18 +12,11 @@ import torch
 
 from ...utils.coerce import coerce
 from ...utils.io import atomic_write
-from ..base import (
-    ModalityOptions,
-    SampleBatch,
-    ddim_copy,
-    holdout_size,
-    load_hf_dataset,
-    register_modality,
-    sample_per_generator,
-    sampling_steps,
-    to_stream,
-)
+from ..base import ModalityOptions, SampleBatch, holdout_size
+from ..hf_datasets import load_hf_dataset, to_stream
 from ..preprocessed import PreprocessedModality
+from ..registry import register_modality
+from ..sampling import ddim_copy, sample_per_generator, sampling_steps
 from .data import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
 from .denoiser import TabularDenoiser, auto_hidden_dims, class_embed_count
 from .pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline

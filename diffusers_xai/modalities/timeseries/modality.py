@@ -11,16 +11,11 @@ import numpy as np
 import torch
 from diffusers import UNet1DModel
 
-from ..base import (
-    ModalityOptions,
-    SampleBatch,
-    load_hf_dataset,
-    register_modality,
-    sample_per_generator,
-    sampling_steps,
-    to_stream,
-)
+from ..base import ModalityOptions, SampleBatch
+from ..hf_datasets import load_hf_dataset, to_stream
 from ..preprocessed import PreprocessedModality
+from ..registry import register_modality
+from ..sampling import sample_per_generator, sampling_steps
 from .data import (
     TIMESERIES_DATASETS,
     TimeSeriesPreprocessor,
