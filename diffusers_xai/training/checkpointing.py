@@ -3,18 +3,15 @@
 accelerate writes a checkpoint file by file, so a run killed mid-save leaves a folder that looks like a checkpoint
 but does not load. We save into `checkpoint-N.tmp`, fsync, and only then `os.replace` it to `checkpoint-N`:
 `checkpoint-N` either exists complete or not at all, and `latest` only considers complete names.
-`register_state_hooks` makes `save_state` / `load_state` write and read the weights as diffusers folders.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-import warnings
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,15 +20,11 @@ from ..utils.faults import crash_point
 
 __all__ = [
     "CHECKPOINT_PATTERN",
-    "EMA_FOLDER",
-    "LORA_FOLDER",
-    "MODEL_FOLDER",
     "TRAINER_STATE_NAME",
     "find_latest_checkpoint",
     "list_checkpoints",
     "load_checkpoint",
     "prune_checkpoints",
-    "register_state_hooks",
     "resolve_checkpoint",
     "save_checkpoint",
 ]
@@ -41,10 +34,6 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 TRAINER_STATE_NAME = "trainer_state.json"
 NOISE_RNG_NAME = "noise_rng_{}.safetensors"
-# the folders of a checkpoint's weights: diffusers folders (safetensors + config), not accelerate's pickles
-MODEL_FOLDER = "unet"
-EMA_FOLDER = "unet_ema"
-LORA_FOLDER = "unet_lora"
 
 
 def list_checkpoints(output_dir: str | os.PathLike) -> list[tuple[int, str]]:
@@ -193,58 +182,3 @@ def prune_checkpoints(output_dir: str, total_limit: int | None) -> list[str]:
     if removed:
         logger.info(f"Removed checkpoints {removed} (checkpoints_total_limit={total_limit}).")
     return removed
-
-
-@contextlib.contextmanager
-def _quiet_diffusers():
-    from diffusers.utils import logging as diffusers_logging
-
-    verbosity = diffusers_logging.get_verbosity()
-    diffusers_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            yield
-    finally:
-        diffusers_logging.set_verbosity(verbosity)
-
-
-def register_state_hooks(accelerator, ema_model, model_cls):
-    """Make `save_state`/`load_state` write diffusers folders `unet/` and `unet_ema/` (safetensors + config)."""
-    from diffusers.training_utils import EMAModel
-
-    from ..models.lora import has_lora, load_lora_state, save_lora
-
-    def save_model_hook(models, weights, output_dir):
-        if accelerator.is_main_process:
-            if ema_model is not None:
-                ema_model.save_pretrained(os.path.join(output_dir, EMA_FOLDER))
-            for model in models:
-                model = accelerator.unwrap_model(model)
-                if has_lora(model):  # LoRA: the adapter only, the base weights are the pretrained ones
-                    save_lora(model, os.path.join(output_dir, LORA_FOLDER))
-                else:
-                    model.save_pretrained(os.path.join(output_dir, MODEL_FOLDER))
-        # accelerate would also pickle the weights: we saved them already
-        while weights:
-            weights.pop()
-
-    def load_model_hook(models, input_dir):
-        if ema_model is not None:
-            with _quiet_diffusers():  # EMAModel.from_pretrained warns about its own config keys
-                loaded = EMAModel.from_pretrained(os.path.join(input_dir, EMA_FOLDER), model_cls)
-            ema_model.load_state_dict(loaded.state_dict())
-            ema_model.to(accelerator.device)
-            del loaded
-        while models:
-            model = accelerator.unwrap_model(models.pop())
-            if has_lora(model):
-                load_lora_state(model, os.path.join(input_dir, LORA_FOLDER))
-                continue
-            loaded = model_cls.from_pretrained(input_dir, subfolder=MODEL_FOLDER)
-            model.register_to_config(**loaded.config)
-            model.load_state_dict(loaded.state_dict())
-            del loaded
-
-    accelerator.register_save_state_pre_hook(save_model_hook)
-    accelerator.register_load_state_pre_hook(load_model_hook)

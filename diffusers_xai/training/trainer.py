@@ -23,13 +23,7 @@ from tqdm.auto import tqdm
 
 from ..modalities.registry import get_modality
 from ..utils.io import atomic_write
-from .checkpointing import (
-    load_checkpoint,
-    prune_checkpoints,
-    register_state_hooks,
-    resolve_checkpoint,
-    save_checkpoint,
-)
+from .checkpointing import load_checkpoint, prune_checkpoints, resolve_checkpoint, save_checkpoint
 from .config import TrainingConfig
 from .data import prepare_data, prepare_stream
 from .finetune import build_noise_scheduler, prepare_for_finetuning, save_finetuned
@@ -37,6 +31,7 @@ from .finish import RunSummary, early_stopping_line, finish_run
 from .objective import diffusion_loss, validation_loss
 from .publishing import check_push
 from .schedule import TimeBudget, get_budgeted_scheduler
+from .state_hooks import register_state_hooks
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
 
