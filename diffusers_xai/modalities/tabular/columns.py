@@ -26,15 +26,26 @@ from .schema import (
 
 __all__ = [
     "CATEGORICAL_ENCODINGS",
+    "MAX_MARGINAL_HINT_ROWS",
     "MAX_ONEHOT_LEVELS",
     "MIN_ORDERING_ROWS",
     "NAN_POLICIES",
+    "CategoricalEncoding",
+    "IdPolicy",
+    "NanPolicy",
     "auto_marginal_columns",
+    "check_policies",
+    "check_table",
     "describe_column",
     "first_words_repeat",
-    "mark_marginal",
+    "is_binnable",
     "marginal_draws",
+    "mark_marginal",
+    "once_seen_hint",
+    "quantile_bins",
     "resolve_columns",
+    "resolve_encoding",
+    "to_python",
 ]
 
 logger = logging.getLogger(__name__)
