@@ -38,6 +38,7 @@ __all__ = [
     "check_table",
     "describe_column",
     "first_words_repeat",
+    "groups_hold_rows",
     "is_binnable",
     "marginal_draws",
     "mark_marginal",
@@ -299,7 +300,13 @@ def once_seen_hint(spec: dict, num_rows: int) -> str:
 def first_words_repeat(categories: list, counts: np.ndarray) -> bool:
     """Whether the levels' first words (`leading_word_groups`) hold `MIN_ORDERING_ROWS` training rows at the median:
     cars' makes do, airports' names and cities do not."""
-    group_rows = np.bincount(leading_word_groups(categories), weights=counts)
+    return groups_hold_rows(leading_word_groups(categories), counts)
+
+
+def groups_hold_rows(groups: np.ndarray, counts: np.ndarray) -> bool:
+    """[`first_words_repeat`] on groups already computed: fewer groups than levels, and `MIN_ORDERING_ROWS` training
+    rows in the median group."""
+    group_rows = np.bincount(groups, weights=counts)
     return len(group_rows) < len(counts) and np.median(group_rows) >= MIN_ORDERING_ROWS
 
 

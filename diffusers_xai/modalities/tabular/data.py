@@ -26,7 +26,7 @@ from .columns import (
     check_policies,
     check_table,
     describe_column,
-    first_words_repeat,
+    groups_hold_rows,
     is_binnable,
     marginal_draws,
     mark_marginal,
@@ -415,10 +415,10 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         median first word has `MIN_ORDERING_ROWS` rows: cars' 35 makes, 5 rows each), levels are ordered by
         `pooled_centroids`: their own if seen that often, else their first word's, so the leading bits follow the
         makes' geometry and no single row's; otherwise (airports' names and cities) sorted labels."""
-        if not first_words_repeat(spec["categories"], counts):
+        groups = leading_word_groups(spec["categories"])
+        if not groups_hold_rows(groups, counts):
             logger.info(f"Column {spec['name']!r}: most levels occur once, sorted-label analog bits.")
             return None
-        groups = leading_word_groups(spec["categories"])
         pooled, own = pooled_centroids(centroids, counts, groups, MIN_ORDERING_ROWS)
         words = int(groups.max()) + 1  # group indices run 0..G-1 in order of first appearance
         logger.info(
