@@ -8,6 +8,15 @@ from .config import TrainingConfig
 __all__ = ["prepare_data", "prepare_stream"]
 
 
+def _tensor_transform(modality, preprocessor, config: TrainingConfig):
+    """The batch transform both paths apply: raw rows to the modality's tensors through the fitted preprocessor."""
+
+    def transform(examples):
+        return modality.to_tensors(examples, preprocessor, config)
+
+    return transform
+
+
 def prepare_data(modality, config: TrainingConfig):
     """Load, check, split and subset the data; returns `(train_dataset, validation_dataset | None, preprocessor)`."""
     dataset = modality.load_dataset(config)
@@ -20,10 +29,7 @@ def prepare_data(modality, config: TrainingConfig):
     if config.max_train_samples is not None and config.max_train_samples < len(dataset):
         dataset = dataset.shuffle(seed=config.seed or 0).select(range(config.max_train_samples))
     preprocessor = modality.fit_preprocessor(dataset, config)
-
-    def transform(examples):
-        return modality.to_tensors(examples, preprocessor, config)
-
+    transform = _tensor_transform(modality, preprocessor, config)
     dataset.set_transform(transform)
     if validation is not None:
         validation.set_transform(transform)
@@ -55,10 +61,7 @@ def prepare_stream(modality, config: TrainingConfig, seed: int | None):
     del head
     if seed is not None:
         stream = stream.shuffle(seed=seed, buffer_size=config.shuffle_buffer_size)
-
-    def transform(examples):
-        return modality.to_tensors(examples, preprocessor, config)
-
     # after the shuffle, so the buffer holds raw (encoded) rows; one map batch per training batch bounds the memory
+    transform = _tensor_transform(modality, preprocessor, config)
     stream = stream.map(transform, batched=True, batch_size=config.train_batch_size, remove_columns=columns)
     return stream, preprocessor
