@@ -6,9 +6,9 @@ from .card import (
     explanation_card,
     load_explanation_card_data,
     save_explanation_card,
-    summarize_pipeline,
 )
 from .publish import COMMUNITY_PIPELINES, HubPushError, community_pipeline_file, publish, save_pretrained_with_card
+from .summary import summarize_pipeline
 
 __all__ = [
     "COMMUNITY_PIPELINES",

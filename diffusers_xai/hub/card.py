@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..utils.io import atomic_write
 from .files import check_png, check_save_directory, resolve_inside
+from .summary import jsonable, redact, summarize_pipeline
 
 __all__ = [
     "SUMMARY_PATH",
@@ -28,7 +28,6 @@ __all__ = [
     "explanation_card",
     "load_explanation_card_data",
     "save_explanation_card",
-    "summarize_pipeline",
 ]
 
 
@@ -40,8 +39,6 @@ SUMMARY_FORMAT = "diffusers-xai/explanation-card"
 BASE_TAGS = ("diffusers-xai", "explainability", "synthetic-data")
 # Metrics computed in a learned feature space: their name must say which network made the features.
 FEATURE_SPACE_METRICS = ("fid", "kid", "fd", "inception_score", "is", "precision", "recall", "density", "coverage")
-# Keys never copied from a training config into the card or summary (a `--hub_token` flag must not be published).
-_SECRET_KEY = re.compile(r"token|secret|password|passwd|api[_-]?key|credential|authorization", re.IGNORECASE)
 _FIGURE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # config keys shown in the card's component table (the full config goes to summary.json)
@@ -132,35 +129,6 @@ class ExplanationCardData:
 
 
 # ---- helpers ----
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types from tensors, numpy scalars/arrays, tuples and paths; non-finite floats become strings."""
-    if hasattr(value, "detach"):  # torch.Tensor
-        value = value.detach().cpu()
-        value = value.item() if value.numel() == 1 else value.tolist()
-    elif hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalar or array
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return repr(value)
-
-
-def _redact(value: Any) -> Any:
-    """Drop secret-looking keys (recursively) from a config before it is published."""
-    if isinstance(value, dict):
-        return {k: _redact(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
-    if isinstance(value, (list, tuple)):
-        return [_redact(v) for v in value]
-    return value
-
-
 def _fmt(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return str(value)
@@ -182,79 +150,8 @@ def _rows(metrics: dict | None) -> list[tuple[str, str]]:
         else:
             rows.append((prefix, _fmt(obj)))
 
-    walk("", _jsonable(metrics or {}))
+    walk("", jsonable(metrics or {}))
     return rows
-
-
-def _json_config(config) -> dict:
-    return {k: _jsonable(v) for k, v in dict(config).items() if not str(k).startswith("_")}
-
-
-def _safetensors_num_parameters(folder: Path) -> int | None:
-    """Parameter count from safetensors headers (no weights are loaded)."""
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        return None
-    from safetensors import safe_open
-
-    total = 0
-    for file in files:
-        with safe_open(file, framework="pt") as f:
-            for key in f.keys():
-                total += math.prod(f.get_slice(key).get_shape())
-    return total
-
-
-def summarize_pipeline(pipeline) -> dict:
-    """
-    A JSON-able summary of a pipeline: class name and, per component, class name, parameter count and config.
-
-    `num_parameters` counts the values of the saved state dict (parameters and persistent buffers, e.g. a fitted
-    preprocessor's quantiles), so a pipeline object and its saved folder give the same numbers; `None` for
-    components without weights (schedulers).
-
-    Args:
-        pipeline (`DiffusionPipeline`, `str` or `os.PathLike`): a pipeline object, or a directory written by
-            `save_pretrained` (read from `model_index.json`, component configs and safetensors headers; no weights
-            are loaded).
-
-    Returns:
-        `dict`: `{"class_name": ..., "components": {name: {"class_name", "num_parameters", "config"}}}`.
-    """
-    if isinstance(pipeline, (str, os.PathLike)):
-        folder = Path(pipeline)
-        index_file = folder / "model_index.json"
-        if not index_file.is_file():
-            raise ValueError(f"{folder} has no model_index.json; pass a directory written by `save_pretrained`.")
-        index = json.loads(index_file.read_text())
-        class_name = index["_class_name"]
-        components = {}
-        for name, spec in index.items():
-            if name.startswith("_") or not isinstance(spec, (list, tuple)) or spec[1] is None:
-                continue
-            sub = folder / name
-            config_file = next((p for p in (sub / "config.json", sub / "scheduler_config.json") if p.is_file()), None)
-            config = json.loads(config_file.read_text()) if config_file else {}
-            components[name] = {
-                "class_name": spec[1],
-                "num_parameters": _safetensors_num_parameters(sub),
-                "config": _json_config(config),
-            }
-    else:
-        class_name = type(pipeline).__name__
-        components = {}
-        for name, module in pipeline.components.items():
-            if module is None:
-                continue
-            state = module.state_dict() if isinstance(module, torch.nn.Module) else None
-            components[name] = {
-                "class_name": type(module).__name__,
-                "num_parameters": sum(t.numel() for t in state.values()) if state is not None else None,
-                "config": _json_config(module.config) if hasattr(module, "config") else {},
-            }
-    if isinstance(class_name, (list, tuple)):  # custom pipelines save ["module", "Class"]
-        class_name = class_name[-1]
-    return {"class_name": class_name, "components": components}
 
 
 def _infer_modality(summary: dict) -> str:
@@ -317,7 +214,7 @@ def _normalize_eval_results(eval_results, default_task: str, default_dataset: st
                 f"eval result {item!r} needs metric_type, metric_value and dataset_name (missing: "
                 f"{missing + ([] if dataset_name else ['dataset_name'])})."
             )
-        value = _jsonable(item.pop("metric_value"))
+        value = jsonable(item.pop("metric_value"))
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             raise ValueError(f"metric_value of {item['metric_type']!r} must be a finite number, got {value!r}.")
         extractor = item.pop("feature_extractor", None)
@@ -437,7 +334,7 @@ def _card_context(pipeline, data: ExplanationCardData, repo_id: str | None, comm
     # the Hub has no class-conditional generation task: such models carry no pipeline_tag, as diffusers' own
     # class-conditional checkpoints (DiTPipeline, facebook/DiT-XL-2-256) do, and a `class-conditional` tag instead
     pipeline_tag = data.pipeline_tag or (None if conditional else plugin.pipeline_tag)
-    training = _jsonable(_redact(data.training)) if data.training else None
+    training = jsonable(redact(data.training)) if data.training else None
     dataset_hint = training.get("dataset") if isinstance(training, dict) else None
     default_task = pipeline_tag or f"{adjective}-generation"
     eval_results = _normalize_eval_results(data.eval_results, default_task, dataset_hint)
@@ -499,17 +396,15 @@ def _summary_json(data: ExplanationCardData, ctx: dict) -> dict:
         "training": ctx["training"],
         "samples": SAMPLES_PATH if ctx["samples"] is not None else None,
         "figures": {n: {"path": f["path"], "caption": f["caption"]} for n, f in ctx["figures"].items()},
-        "explainers": _jsonable(data.explainers),
-        "faithfulness": _jsonable(data.faithfulness),
-        "sanity_checks": _jsonable(data.sanity_checks),
-        "memorization": _jsonable(data.memorization),
+        "explainers": jsonable(data.explainers),
+        "faithfulness": jsonable(data.faithfulness),
+        "sanity_checks": jsonable(data.sanity_checks),
+        "memorization": jsonable(data.memorization),
         "verdicts": ctx["verdicts"],
         "verdict_note": ctx["verdict_note"],
         "explanation_warnings": ctx["explanation_warnings"],
         "evaluation_warnings": list(data.evaluation_warnings or []),
-        "eval_results": [
-            _jsonable({k: v for k, v in asdict(r).items() if v is not None}) for r in ctx["eval_results"]
-        ],
+        "eval_results": [jsonable({k: v for k, v in asdict(r).items() if v is not None}) for r in ctx["eval_results"]],
         "intended_use": data.intended_use,
         "limitations": data.limitations,
         "reproduce": data.reproduce,
