@@ -64,7 +64,7 @@ def generators(pipe, train_rows: pd.DataFrame, metadata: dict, args) -> dict[str
 
 
 def main(argv=None) -> None:
-    from diffusers_xai.evaluation.tabular import detection_auc, infer_metadata
+    from diffusers_xai.evaluation import detection_auc, infer_metadata
     from diffusers_xai.modalities import get_modality
     from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
     from diffusers_xai.training import TrainingConfig

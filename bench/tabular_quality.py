@@ -61,7 +61,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 
-from diffusers_xai.evaluation.tabular import (  # noqa: E402
+from diffusers_xai.evaluation import (  # noqa: E402
     evaluate_table,
     infer_metadata,
     train_synthetic_test_real,
@@ -426,7 +426,7 @@ def coherence(name: str, train_df: pd.DataFrame, rows: pd.DataFrame) -> dict:
 def per_column_detection(train_df, synthetic, metadata, seed) -> dict:
     """Which columns give synthetic rows away: the detection AUC on each modelled column alone and on all the others
     (a column whose removal drops the AUC is one the detector relies on); `__all__` is the full table's."""
-    from diffusers_xai.evaluation.tabular import detection_auc
+    from diffusers_xai.evaluation import detection_auc
 
     columns = metadata["columns"]
     out = {"__all__": detection_auc(train_df, synthetic, metadata, seed=seed)}

@@ -65,8 +65,7 @@ def shared_split(configs: list) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def main(argv=None) -> None:
-    from diffusers_xai.evaluation import evaluate_table
-    from diffusers_xai.evaluation.tabular import infer_metadata
+    from diffusers_xai.evaluation import evaluate_table, infer_metadata
     from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
     from diffusers_xai.training import TrainingConfig
 

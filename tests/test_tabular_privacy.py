@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusers_xai.evaluation.tabular import distance_to_closest_record, evaluate_table, infer_metadata
+from diffusers_xai.evaluation import distance_to_closest_record, evaluate_table, infer_metadata
 from diffusers_xai.evaluation.tabular_privacy import DCRRatio, dcr_ratio, dcr_ratio_lower_bound, reject_near_copies
 from diffusers_xai.training import TrainingConfig, train
 

@@ -21,14 +21,10 @@ from .memorization import MemorizationResult, memorization_test
 from .neighbors import kth_nearest_distance, nearest_neighbours
 from .prdc import PRDC, compute_prdc
 from .report import EvaluationReport, MetricResult
-from .tabular import (
-    TSTRResult,
-    detection_auc,
-    distance_to_closest_record,
-    evaluate_table,
-    infer_metadata,
-    train_synthetic_test_real,
-)
+from .tabular import evaluate_table
+from .tabular_learners import TSTRResult, detection_auc, train_synthetic_test_real
+from .tabular_privacy import distance_to_closest_record
+from .tabular_schema import infer_metadata
 from .timeseries import (
     WindowStatsEncoder,
     autocorrelation,

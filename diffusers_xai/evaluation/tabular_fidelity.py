@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from .tabular import _as_number, _feature_columns, infer_metadata
+from .tabular_schema import as_number, feature_columns, infer_metadata
 
 __all__ = ["AlphaPrecisionResult", "alpha_precision_beta_recall", "embed_rows"]
 
@@ -32,11 +32,11 @@ def embed_rows(real: pd.DataFrame, synthetic: pd.DataFrame, metadata: dict) -> t
     categoricals one-hot over the real levels. Missing values (which TabSyn's tables have none of) become a 0/1
     indicator column plus the real median (numerical) or a level of their own (categorical).
     """
-    categorical, numerical = _feature_columns(metadata, None)
+    categorical, numerical = feature_columns(metadata, None)
     real_parts, synth_parts = [], []
     for c in numerical:
         fmt = metadata["columns"][c].get("datetime_format")
-        r, s = _as_number(real[c], fmt).to_numpy(), _as_number(synthetic[c], fmt).to_numpy()
+        r, s = as_number(real[c], fmt).to_numpy(), as_number(synthetic[c], fmt).to_numpy()
         span = np.nanmax(r) - np.nanmin(r) or 1.0
         median = np.nanmedian(r)
         real_parts.append(np.nan_to_num(r, nan=median)[:, None] / span)

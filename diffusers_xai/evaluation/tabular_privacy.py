@@ -1,5 +1,6 @@
-"""Privacy of synthetic tables against a holdout: the DCR ratio (is the generator closer to its training rows than
-fresh real rows are?) and a sampling-time guard that rejects near-copies of training rows."""
+"""Privacy of synthetic tables against a holdout: the distance to closest record (SDMetrics' definition), the DCR
+ratio (is the generator closer to its training rows than fresh real rows are?) and a sampling-time guard that rejects
+near-copies of training rows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from .tabular import distance_to_closest_record, infer_metadata
+from .tabular_schema import as_number, feature_columns, infer_metadata
 
 __all__ = [
     "DCR_RATIO_WARNING",
@@ -20,10 +21,82 @@ __all__ = [
     "GuardedSample",
     "dcr_ratio",
     "dcr_ratio_lower_bound",
+    "distance_to_closest_record",
     "reject_near_copies",
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def distance_to_closest_record(
+    dataset: pd.DataFrame,
+    reference: pd.DataFrame,
+    metadata: dict,
+    max_bytes: int = 8 * 2**20,
+    exclude_self: bool = False,
+) -> np.ndarray:
+    """
+    Distance to closest record of every row of `dataset` in `reference`, exactly as SDMetrics' `calculate_dcr`
+    defines it: per column, numerical/datetime $\\min(|a - b| / \text{range}, 1)$ (range of the reference; a zero
+    range gives 0/1), categorical/boolean 0 if equal else 1, a missing value against a present one 1 and two missing
+    0; averaged over the columns. Re-implemented with chunked torch broadcasting because SDMetrics' pandas cross-join
+    takes ~10-25 s per 1,000 x 1,000 rows on a CPU; equality with it is tested.
+
+    `exclude_self=True` (`dataset` is `reference`, row for row): each row's distance to its closest *other* row
+    (leave-one-out; a duplicate row gives 0), the second smallest distance since a row's distance to itself is 0.
+
+    Returns:
+        `[len(dataset)]` float64 distances in [0, 1].
+    """
+    import torch
+
+    if exclude_self and (len(dataset) != len(reference) or len(dataset) < 2):
+        raise ValueError(
+            f"`exclude_self=True` measures a table against itself: got {len(dataset)} and {len(reference)} rows; "
+            "pass the same table (at least 2 rows) as `dataset` and `reference`."
+        )
+    categorical, numerical = feature_columns(metadata, None)
+    categorical = [c for c in categorical if c in dataset.columns]
+    numerical = [c for c in numerical if c in dataset.columns]
+    if not categorical and not numerical:
+        raise ValueError("There are no numerical or categorical columns to measure distances on.")
+
+    def numbers(df):
+        cols = []
+        for c in numerical:
+            cols.append(as_number(df[c], metadata["columns"][c].get("datetime_format")).to_numpy())
+        return torch.from_numpy(np.stack(cols, 1) if cols else np.zeros((len(df), 0)))
+
+    a_num, b_num = numbers(dataset), numbers(reference)
+    ranges = torch.from_numpy(np.nan_to_num(np.nanmax(b_num.numpy(), 0) - np.nanmin(b_num.numpy(), 0)))
+    codes = []
+    for c in categorical:  # shared integer codes; missing -> -1 on both sides, so two missing values are equal
+        joint = pd.concat([dataset[c], reference[c]], ignore_index=True).astype(object)
+        codes.append(pd.factorize(joint, use_na_sentinel=True)[0])
+    codes = torch.from_numpy(np.stack(codes, 1) if codes else np.zeros((len(dataset) + len(reference), 0), int))
+    a_cat, b_cat = codes[: len(dataset)], codes[len(dataset) :]
+    n_cols = len(categorical) + len(numerical)
+    rows = max(1, int(max_bytes // (max(len(reference), 1) * max(len(numerical), 1) * 8)))
+    has_nan = bool(a_num.isnan().any() or b_num.isnan().any())
+    constant = ranges == 0
+    scale = torch.where(constant, torch.ones(()), 1.0 / ranges.clamp_min(1e-300))
+    out = []
+    for start in range(0, len(dataset), rows):
+        a = a_num[start : start + rows, None, :]
+        diff = (a - b_num[None]).abs_()
+        if constant.any():
+            diff[..., constant] = (diff[..., constant] > 0).double()
+        scaled = diff.mul_(scale).clamp_(max=1.0)
+        if has_nan:
+            nan_a, nan_b = a.isnan(), b_num[None].isnan()
+            scaled = torch.where(nan_a ^ nan_b, torch.ones(()), torch.where(nan_a & nan_b, torch.zeros(()), scaled))
+        total = scaled.sum(-1)
+        if categorical:
+            total += (a_cat[start : start + rows, None, :] != b_cat[None]).sum(-1)
+        distances = total / n_cols
+        out.append(distances.kthvalue(2, dim=1).values if exclude_self else distances.min(1).values)
+    return torch.cat(out).numpy()
+
 
 # below this, synthetic rows sit closer to the training rows than real unseen rows do: memorisation
 DCR_RATIO_WARNING = 0.9
