@@ -11,7 +11,7 @@ from diffusers.callbacks import PipelineCallback
 from diffusers.utils import BaseOutput
 
 from .config import TraceConfig
-from .trace import Trace, TraceStep
+from .trace import Trace, TraceBudget, TraceStep
 
 __all__ = ["LatentTraceCallback", "SchedulerStepTrace"]
 
@@ -57,6 +57,7 @@ class LatentTraceCallback(PipelineCallback):
         super().__init__(cutoff_step_ratio=1.0)
         self.trace_config = config or TraceConfig(steps="all")
         self.trace = Trace(config=self.trace_config, num_inference_steps=num_steps)
+        self._budget = TraceBudget(self.trace)
         self._kept = self.trace_config.step_indices(num_steps)
         self._previous = None if initial_latents is None else initial_latents.detach().float()
         self._warned = False
@@ -77,17 +78,16 @@ class LatentTraceCallback(PipelineCallback):
             t = float(timestep.flatten()[0]) if isinstance(timestep, torch.Tensor) else float(timestep)
             step = TraceStep(step_index=step_index, timestep=int(round(t)))
             if self.trace_config.latents:
-                step.latents = self._store(latents, step)
+                step.latents = self._store(latents)
             if self.trace_config.pred_original_sample and x0 is not None:
-                step.pred_original_sample = self._store(x0, step)
+                step.pred_original_sample = self._store(x0)
             if not self.trace.truncated:
                 self.trace.steps.append(step)
 
-    def _store(self, tensor: torch.Tensor, pending: TraceStep) -> torch.Tensor | None:
+    def _store(self, tensor: torch.Tensor) -> torch.Tensor | None:
         config = self.trace_config
         stored = tensor.detach().to(device=config.device, dtype=config.dtype)
-        if self.trace.nbytes + pending.nbytes + stored.numel() * stored.element_size() > config.max_bytes:
-            self.trace.truncated = True
+        if not self._budget.admit(stored):  # counts the pending step's tensors too
             if not self._warned:
                 logger.warning(
                     "LatentTraceCallback reached TraceConfig.max_bytes=%d; later steps are not recorded. Raise "

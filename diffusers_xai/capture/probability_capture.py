@@ -24,7 +24,7 @@ from .query_key import (
     chunked_attention_probabilities,
     seen_query_key,
 )
-from .trace import Trace, TraceStep
+from .trace import Trace, TraceBudget, TraceStep
 
 __all__ = ["AttentionCall", "AttentionProbabilityCapture", "find_all_attention_modules"]
 
@@ -200,6 +200,7 @@ class AttentionProbabilityCapture:
         self.image_to_text, self.self_attention_queries = image_to_text, self_attention_queries
         self.max_chunk_bytes, self.step_filter = max_chunk_bytes, step_filter
         self.trace = Trace(config=trace_config, num_inference_steps=num_steps) if trace_config is not None else None
+        self._budget = TraceBudget(self.trace) if self.trace is not None else None
         self._kept_steps = trace_config.step_indices(num_steps) if trace_config is not None else None
         self._forward_signature = inspect.signature(model.forward)
         self.step_index, self.timestep, self.rows, self.text_length = -1, None, None, None
@@ -305,8 +306,7 @@ class AttentionProbabilityCapture:
         if config.head_reduction == "mean":
             probs = probs.mean(dim=1)
         stored = probs.detach().to(device=config.device, dtype=config.dtype)
-        if trace.nbytes + stored.numel() * stored.element_size() > config.max_bytes:
-            trace.truncated = True
+        if not self._budget.admit(stored):
             if not self._warned:
                 logger.warning(
                     "Attention capture reached TraceConfig.max_bytes=%d at step %d (layer %s); later maps are not "
@@ -317,6 +317,7 @@ class AttentionProbabilityCapture:
                 )
                 self._warned = True
             return
+        self._budget.release(trace.steps[-1].attentions.get(call.layer))
         trace.steps[-1].attentions[call.layer] = stored
 
     # ---- install / restore ----

@@ -9,7 +9,7 @@ import torch
 from .config import TraceConfig
 from .hooks import ActivationCapture, resolve_module_names
 from .processor import CapturingAttnProcessor, find_attention_modules, restore_processors
-from .trace import Trace, TraceStep
+from .trace import Trace, TraceBudget, TraceStep
 
 __all__ = ["TraceRecorder"]
 
@@ -48,6 +48,7 @@ class TraceRecorder:
         self.num_steps = num_steps
         self._recorded = self.config.step_indices(num_steps)
         self.trace = Trace(config=self.config, num_inference_steps=num_steps)
+        self._budget = TraceBudget(self.trace)
         attn_modules = find_attention_modules(model)
         if self.config.attention:
             if not attn_modules:
@@ -122,9 +123,7 @@ class TraceRecorder:
     # ---- storage ----
     def _store(self, tensor: torch.Tensor) -> torch.Tensor | None:
         stored = tensor.detach().to(device=self.config.device, dtype=self.config.dtype)
-        size = stored.numel() * stored.element_size()
-        if self.trace.nbytes + size > self.config.max_bytes:
-            self.trace.truncated = True
+        if not self._budget.admit(stored):
             if not self._warned_budget:
                 logger.warning(
                     "Trace reached its budget of %d bytes at step %d; later steps are not recorded. Raise "
@@ -144,6 +143,7 @@ class TraceRecorder:
             probs = probs.mean(dim=1)
         stored = self._store(probs)
         if stored is not None:
+            self._budget.release(self._current.attentions.get(name))
             self._current.attentions[name] = stored
 
     def _on_activation(self, name: str, tensor: torch.Tensor) -> None:
@@ -151,6 +151,7 @@ class TraceRecorder:
             return
         stored = self._store(self._kept(tensor))
         if stored is not None:
+            self._budget.release(self._current.activations.get(name))
             self._current.activations[name] = stored
 
     def record_latents(
@@ -168,7 +169,8 @@ class TraceRecorder:
             ("model_output", model_output),
         ):
             if value is not None and getattr(self.config, field_name):
-                setattr(self._current, field_name, None)  # a value replaced (the hook's output) leaves the budget
+                self._budget.release(getattr(self._current, field_name))  # a value replaced (the hook's output)
+                setattr(self._current, field_name, None)
                 stored = self._store(value)
                 if stored is not None:
                     setattr(self._current, field_name, stored)

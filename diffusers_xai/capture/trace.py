@@ -13,9 +13,14 @@ from safetensors.torch import load_file, save_file
 from ..utils.io import atomic_path
 from .config import TraceConfig
 
-__all__ = ["Trace", "TraceStep"]
+__all__ = ["Trace", "TraceBudget", "TraceStep"]
 
 _TENSOR_FIELDS = ("latents", "pred_original_sample", "model_output")
+
+
+def tensor_nbytes(tensor: torch.Tensor | None) -> int:
+    """Bytes of a stored tensor (0 for `None`)."""
+    return 0 if tensor is None else tensor.numel() * tensor.element_size()
 
 
 @dataclass
@@ -50,7 +55,7 @@ class TraceStep:
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in self.tensors().values())
+        return sum(tensor_nbytes(t) for t in self.tensors().values())
 
 
 @dataclass
@@ -183,3 +188,33 @@ class Trace:
                     setattr(step, name, value)
             trace.steps.append(step)
         return trace
+
+
+class TraceBudget:
+    r"""
+    The bytes a writer has stored in its own [`Trace`], held against `TraceConfig.max_bytes`.
+
+    Every writer (the recorder, the latent callback, the attention capture) owns its trace and stores into it only
+    through its budget, so `used` equals `trace.nbytes` without summing every stored tensor again at each store: that
+    sum made recording S steps cost O(S²) (a 1,000-step trace re-read half a million tensors).
+
+    Args:
+        trace ([`Trace`]): the trace written to; `used` starts at what it already holds.
+    """
+
+    def __init__(self, trace: Trace):
+        self.trace = trace
+        self.used = trace.nbytes
+
+    def admit(self, tensor: torch.Tensor) -> bool:
+        """Count `tensor` in and return `True` if it fits; else mark the trace truncated and return `False`."""
+        size = tensor_nbytes(tensor)
+        if self.used + size > self.trace.config.max_bytes:
+            self.trace.truncated = True
+            return False
+        self.used += size
+        return True
+
+    def release(self, tensor: torch.Tensor | None) -> None:
+        """Count out a stored tensor that is being replaced or dropped."""
+        self.used -= tensor_nbytes(tensor)
