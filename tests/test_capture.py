@@ -12,6 +12,7 @@ from diffusers_xai import (
     TraceRecorder,
     find_attention_modules,
 )
+from diffusers_xai.capture import TraceStep
 from diffusers_xai.testing import tiny_conditional_unet, tiny_pipeline, tiny_unet
 
 
@@ -158,6 +159,21 @@ def test_default_trace_of_1000_steps_64_images_fits_64mb():
             model(x, t)
             rec.record_latents(pred_original_sample=x)
     assert rec.trace.truncated and rec.trace.nbytes <= 64 * 2**20
+
+
+def test_recording_never_re_reads_the_stored_steps(monkeypatch):
+    # the budget is counted as tensors are stored: re-summing every stored step at each store made a trace of S steps
+    # cost O(S^2) (a 1,000-step attention trace took 4.6x its untraced run)
+    reads = []
+    monkeypatch.setattr(TraceStep, "nbytes", property(lambda step: reads.append(step) or 0))
+    model = _Identity()
+    x = torch.randn(2, 1, 4, 4)
+    with TraceRecorder(model, TraceConfig(steps="all", model_output=True), num_steps=200) as rec:
+        for t in range(199, -1, -1):
+            model(x, t)
+            rec.record_latents(pred_original_sample=x, model_output=x)
+    assert len(rec.trace) == 200 and not rec.trace.truncated
+    assert reads == []
 
 
 def test_a_pipeline_records_the_model_output_once_per_step_within_its_budget():
