@@ -1,9 +1,13 @@
 """Cost of tracing: DiffusionXAIPipeline vs stock DDPMPipeline / DDIMPipeline on the same UNet, in one run.
 
-    python bench/trace_overhead.py [--threads 2] [--steps 50] [--batch_size 16] [--repeats 5]
+    python bench/trace_overhead.py [--threads 2] [--steps 50] [--batch_size 16] [--repeats 5] [--tables]
 
 Prints, per scheduler, the median wall time of each variant and its ratio to the stock pipeline, plus the
 trace's bytes. Targets (foundation issue): latents-only <= 1.05x, attention <= 1.5x.
+
+`--tables` instead times the tables' pipeline (wine, the recipe's 256-256 MLP, DDPM with `--steps` steps, as many
+rows as the table has) untraced, with the default trace (`trace=True`: at most 100 evenly spaced steps) and with
+every step recorded, round-robin, and prints the median per-round ratio to the untraced call.
 """
 
 from __future__ import annotations
@@ -35,13 +39,51 @@ def digits_unet(seed: int = 0) -> UNet2DModel:
     ).eval()
 
 
+def tables(steps: int, repeats: int) -> None:
+    """The tables' pipeline untraced, with the default trace and with every step recorded (see the docstring)."""
+    from diffusers_xai.modalities.tabular import (
+        TabularDenoiser,
+        TabularPreprocessor,
+        TabularXAIPipeline,
+        load_wine_frame,
+    )
+
+    frame = load_wine_frame()
+    pre = TabularPreprocessor.fit(frame)
+    torch.manual_seed(0)
+    denoiser = TabularDenoiser(in_features=pre.num_features, hidden_dims=(256, 256), time_embedding_dim=64).eval()
+    pipe = TabularXAIPipeline.from_denoiser(denoiser, pre, "ddpm", num_train_timesteps=1000)
+    pipe.set_progress_bar_config(disable=True)
+    variants = {"no trace": None, "default trace": True, "every step": TraceConfig(steps="all", max_bytes=2**31)}
+
+    def run(trace) -> float:
+        start = time.perf_counter()
+        pipe(num_rows=len(frame), generator=torch.Generator().manual_seed(0), num_inference_steps=steps, trace=trace)
+        return time.perf_counter() - start
+
+    for trace in variants.values():  # warm-up
+        run(trace)
+    times = {label: [] for label in variants}
+    for _ in range(repeats):
+        for label, trace in variants.items():
+            times[label].append(run(trace))
+    print(f"tables (wine, {len(frame)} rows, MLP 256-256), DDPM {steps} steps, repeats={repeats} (round-robin)")
+    for label in variants:
+        ratio = statistics.median(a / b for a, b in zip(times[label], times["no trace"]))
+        print(f"  {label:<14} {statistics.median(times[label]) * 1000:8.1f} ms  median ratio {ratio:5.3f}x")
+
+
 def main() -> None:
     parser = bench_parser(__doc__, threads=2)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--tables", action="store_true", help="time the tables' pipeline instead (see above)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.tables:
+        tables(args.steps, args.repeats)
+        return
     unet = digits_unet()
     variants = {
         "no trace": None,
