@@ -169,7 +169,8 @@ class TraceRecorder:
             ("model_output", model_output),
         ):
             if value is not None and getattr(self.config, field_name):
-                self._budget.release(getattr(self._current, field_name))  # a value replaced (the hook's output)
+                # a value replaced (the hook's model output by the guided one) leaves the budget
+                self._budget.release(getattr(self._current, field_name))
                 setattr(self._current, field_name, None)
                 stored = self._store(value)
                 if stored is not None:

@@ -196,7 +196,7 @@ class TraceBudget:
 
     Every writer (the recorder, the latent callback, the attention capture) owns its trace and stores into it only
     through its budget, so `used` equals `trace.nbytes` without summing every stored tensor again at each store: that
-    sum made recording S steps cost O(S²) (a 1,000-step trace re-read half a million tensors).
+    sum made recording S steps cost O(S²) (1,000 steps of one tensor each re-read half a million tensors).
 
     Args:
         trace ([`Trace`]): the trace written to; `used` starts at what it already holds.
