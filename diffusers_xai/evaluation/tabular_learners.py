@@ -80,6 +80,7 @@ class TSTRResult:
 
 
 def task_of(metadata: dict, target: str, task: Task | None) -> Task:
+    """`task` checked, or else the target's: classification for a categorical or boolean target, else regression."""
     if task is not None:
         if task not in ("classification", "regression"):
             raise ValueError(f"`task` must be 'classification' or 'regression', got {task!r}.")
