@@ -1,8 +1,10 @@
 """Chunked Euclidean nearest-neighbour search: never materialises an N×M distance matrix larger than a budget.
 
-Hand-written because sklearn's `NearestNeighbors` builds trees that are slower than brute force in the 64–2048-D
-feature spaces used here, and `pairwise_distances_chunked` has no top-k; torch matmuls on row chunks are exact,
-device-agnostic and bounded in memory.
+Hand-written because the features are torch tensors that may live on a GPU: torch matmuls on row chunks run on the
+features' device, in float64 by default, and bounded in memory. sklearn's `NearestNeighbors` builds trees that are
+slower than brute force in the 64–2048-D feature spaces used here; its brute search is chunked too and, on a CPU, a
+little faster than this one (`python bench/eval_cost.py`: 0.053 s against sklearn's 0.043 s for 1,000 queries
+against 1,797 training images, k = 50), but it runs on the CPU only.
 """
 
 from __future__ import annotations
