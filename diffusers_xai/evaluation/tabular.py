@@ -173,14 +173,8 @@ def _add_dcr(report, real, synthetic, real_test, metadata: dict, test_notes: lis
         higher_is_better=False,
     )
     if real_test is not None:
-        holdout_dcr = distance_to_closest_record(real_test, real, metadata)
-        report.add("Median DCR real holdout→real (baseline)", float(np.median(holdout_dcr)), key="dcr_median_holdout")
-        median_holdout = float(np.median(holdout_dcr))
-        ratio = DCRRatio(
-            ratio=float(np.median(dcr)) / median_holdout if median_holdout > 0 else float("nan"),
-            median_synthetic=float(np.median(dcr)),
-            median_holdout=median_holdout,
-        )
+        ratio = DCRRatio.from_distances(dcr, distance_to_closest_record(real_test, real, metadata))
+        report.add("Median DCR real holdout→real (baseline)", ratio.median_holdout, key="dcr_median_holdout")
         report.add(
             "DCR ratio (median DCR synthetic→train / holdout→train)",
             ratio.ratio,

@@ -127,6 +127,13 @@ class DCRRatio:
     def to_dict(self) -> dict:
         return {**asdict(self), "warning": self.warning}
 
+    @classmethod
+    def from_distances(cls, synthetic_dcr: np.ndarray, holdout_dcr: np.ndarray) -> DCRRatio:
+        """The ratio of the two sets' median distances to the closest training record (NaN if the holdout's is 0)."""
+        median_synthetic, median_holdout = float(np.median(synthetic_dcr)), float(np.median(holdout_dcr))
+        ratio = median_synthetic / median_holdout if median_holdout > 0 else float("nan")
+        return cls(ratio=ratio, median_synthetic=median_synthetic, median_holdout=median_holdout)
+
 
 def dcr_ratio(
     synthetic: pd.DataFrame, train: pd.DataFrame, holdout: pd.DataFrame, metadata: dict | None = None
@@ -137,11 +144,9 @@ def dcr_ratio(
     (TabSyn and TabDiff report the same comparison). Both sets are measured against the same `train` rows.
     """
     metadata = metadata or infer_metadata(train)
-    synthetic_dcr = distance_to_closest_record(synthetic, train, metadata)
-    holdout_dcr = distance_to_closest_record(holdout, train, metadata)
-    median_synthetic, median_holdout = float(np.median(synthetic_dcr)), float(np.median(holdout_dcr))
-    ratio = median_synthetic / median_holdout if median_holdout > 0 else float("nan")
-    return DCRRatio(ratio=ratio, median_synthetic=median_synthetic, median_holdout=median_holdout)
+    return DCRRatio.from_distances(
+        distance_to_closest_record(synthetic, train, metadata), distance_to_closest_record(holdout, train, metadata)
+    )
 
 
 @dataclass
