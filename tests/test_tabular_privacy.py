@@ -30,6 +30,18 @@ def test_dcr_ratio_separates_copies_from_fresh_rows():
     assert dcr_ratio(half, train_rows, holdout).ratio < 0.9 < fresh.ratio
 
 
+def test_an_undefined_dcr_ratio_says_so_instead_of_reporting_memorisation():
+    # a table of few distinct rows: most held-out rows duplicate a training row, so the holdout's median DCR is 0
+    rng = np.random.default_rng(0)
+    levels = pd.DataFrame({"a": [0.0, 1.0, 2.0], "g": ["u", "v", "u"]})
+    train_rows = levels.iloc[rng.integers(0, 3, 60)].reset_index(drop=True)
+    holdout = levels.iloc[rng.integers(0, 3, 20)].reset_index(drop=True)
+    ratio = dcr_ratio(gaussian_table(50, 2)[["a", "g"]], train_rows, holdout)
+    assert np.isnan(ratio.ratio) and ratio.median_holdout == 0.0
+    assert ratio.warning.startswith("DCR ratio undefined: the median held-out row's distance to the closest training")
+    assert "memorisation" not in ratio.warning
+
+
 def test_evaluation_reports_the_dcr_ratio_with_a_warning():
     train_rows, holdout = gaussian_table(200, 0), gaussian_table(80, 1)
     synthetic = pd.concat([train_rows.iloc[:150], gaussian_table(50, 2)], ignore_index=True)

@@ -5,6 +5,7 @@ near-copies of training rows."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -116,6 +117,13 @@ class DCRRatio:
 
     @property
     def warning(self) -> str | None:
+        if math.isnan(self.ratio):  # `nan >= 0.9` is false: without this a NaN ratio read as memorisation
+            return (
+                f"DCR ratio undefined: the median held-out row's distance to the closest training row is "
+                f"{self.median_holdout:g} (at least half the held-out rows duplicate a training row), so the ratio "
+                "cannot tell copying from the table's own duplicates. Compare the share of synthetic rows that "
+                "duplicate a training row with the holdout's (`distance_to_closest_record(...) == 0`)."
+            )
         if self.ratio >= DCR_RATIO_WARNING:
             return None
         return (
