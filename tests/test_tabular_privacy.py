@@ -342,6 +342,24 @@ def test_dcr_early_stopping_needs_checks(tmp_path):
             early_stopping_config(tmp_path, 0.9, early_stopping_confidence=bad).validate()
 
 
+def test_dcr_early_stopping_refuses_a_table_of_duplicates_before_training(tmp_path):
+    """Most rows repeat a few distinct ones: every DCR ratio would be NaN and the first check would stop the run as
+    if the model copied; the guard refuses the table before the first update instead."""
+    rows = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0] * 30, "g": ["u", "v", "u", "v"] * 30})
+    rows.to_csv(tmp_path / "repeats.csv", index=False)
+    config = early_stopping_config(tmp_path / "run", 0.9, dataset_name=str(tmp_path / "repeats.csv"))
+    with pytest.raises(ValueError) as err:
+        train(config)
+    assert str(err.value) == (
+        "`early_stopping_dcr_ratio` cannot judge this table: 120 of its 120 real rows duplicate a training row "
+        "exactly, so the median real row's distance to the closest training row is 0 and every DCR ratio is "
+        "undefined; set early_stopping_dcr_ratio: null (and compare the share of synthetic rows that duplicate a "
+        "training row with the real rows')."
+    )
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    train(early_stopping_config(tmp_path / "off", None, dataset_name=str(tmp_path / "repeats.csv"), max_train_steps=2))
+
+
 def test_wine_recipe_trains_with_the_dcr_guard_on():
     """train/configs/wine.yaml, the recipe a user copies for a small table, has the privacy guard on by default: a
     20% holdout and a DCR check every 250 of its 4,000 updates; with the holdout off it says how to turn it off."""

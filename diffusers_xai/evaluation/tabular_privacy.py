@@ -20,9 +20,11 @@ __all__ = [
     "DCRRatio",
     "DCRRatioBound",
     "GuardedSample",
+    "check_guard_can_judge",
     "dcr_ratio",
     "dcr_ratio_lower_bound",
     "distance_to_closest_record",
+    "reference_distances",
     "reject_near_copies",
 ]
 
@@ -169,6 +171,33 @@ class DCRRatioBound:
     reference_rows: int
 
 
+def reference_distances(train: pd.DataFrame, holdout: pd.DataFrame | None, metadata: dict) -> np.ndarray:
+    """The reference of [`dcr_ratio_lower_bound`]: the holdout rows' distances to the closest training row (if
+    any), then each training row's distance to its closest other training row (leave-one-out)."""
+    reference = distance_to_closest_record(train, train, metadata, exclude_self=True)
+    if holdout is None:
+        return reference
+    return np.concatenate([distance_to_closest_record(holdout, train, metadata), reference])
+
+
+def check_guard_can_judge(train: pd.DataFrame, holdout: pd.DataFrame | None, metadata: dict | None = None) -> None:
+    """
+    Raise a `ValueError` before training when the DCR-ratio guard cannot judge the table: when at least half its
+    real rows duplicate a training row exactly, the reference median of [`dcr_ratio_lower_bound`] is 0, every
+    ratio is undefined (NaN), and the first check would stop the run as if the model copied.
+    """
+    reference = reference_distances(train, holdout, metadata or infer_metadata(train))
+    if np.median(reference) > 0:
+        return
+    duplicated = int((reference == 0).sum())
+    raise ValueError(
+        f"`early_stopping_dcr_ratio` cannot judge this table: {duplicated} of its {len(reference)} real rows "
+        "duplicate a training row exactly, so the median real row's distance to the closest training row is 0 and "
+        "every DCR ratio is undefined; set early_stopping_dcr_ratio: null (and compare the share of synthetic rows "
+        "that duplicate a training row with the real rows')."
+    )
+
+
 def dcr_ratio_lower_bound(
     synthetic: pd.DataFrame,
     train: pd.DataFrame,
@@ -207,9 +236,7 @@ def dcr_ratio_lower_bound(
         raise ValueError(f"`num_bootstrap` must be an int >= 100, got {num_bootstrap!r}.")
     metadata = metadata or infer_metadata(train)
     synthetic_dcr = distance_to_closest_record(synthetic, train, metadata)
-    reference = distance_to_closest_record(train, train, metadata, exclude_self=True)
-    if holdout is not None:
-        reference = np.concatenate([distance_to_closest_record(holdout, train, metadata), reference])
+    reference = reference_distances(train, holdout, metadata)
     median_reference = float(np.median(reference))
     ratio = lower = float("nan")  # stays nan when more than half the reference rows have an exact duplicate
     if median_reference > 0:  # percentile bootstrap (BCa's jackknife would take n medians of n rows per check)

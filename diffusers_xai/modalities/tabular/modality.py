@@ -233,6 +233,10 @@ class TabularModality(PreprocessedModality):
 
     def fit_preprocessor(self, dataset, config) -> TabularPreprocessor:
         opts = config.modality_options
+        if opts.early_stopping_dcr_ratio is not None:  # the last look at the rows before training starts
+            from ...evaluation.tabular_privacy import check_guard_can_judge
+
+            check_guard_can_judge(*self._train_and_holdout(config, 10_000))
         return TabularPreprocessor.fit(
             dataset.to_pandas(),
             categorical_columns=opts.categorical_columns,
