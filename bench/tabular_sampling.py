@@ -26,8 +26,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from diffusers_xai.modalities.tabular.data import TabularPreprocessor  # noqa: E402
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline  # noqa: E402
+from diffusers_xai.modalities.tabular.preprocessor import TabularPreprocessor  # noqa: E402
 from diffusers_xai.models import TabularDenoiser  # noqa: E402
 
 # name: (scheduler, steps, `set_scheduler` settings); sde_dpm25 is the README's few-step sampler for tables

@@ -76,7 +76,8 @@ def test_other_labels_do_not_resume_and_unconditional_models_refuse_labels(condi
 
 def test_series_refuse_labels_naming_the_pipeline(tmp_path):
     from diffusers_xai.modalities.timeseries import TimeSeriesXAIPipeline
-    from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, make_sines
+    from diffusers_xai.modalities.timeseries.data import make_sines
+    from diffusers_xai.modalities.timeseries.preprocessor import TimeSeriesPreprocessor
     from diffusers_xai.models import TimeSeriesDenoiser
 
     pre = TimeSeriesPreprocessor.fit(make_sines(16, sequence_length=8), sequence_length=8)

@@ -10,8 +10,9 @@ import torch
 from diffusers_xai.generation import generate_dataset, load_pipeline, model_fingerprint
 from diffusers_xai.generation.card import dataset_card
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
-from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, make_sines
+from diffusers_xai.modalities.timeseries.data import make_sines
 from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
+from diffusers_xai.modalities.timeseries.preprocessor import TimeSeriesPreprocessor
 from diffusers_xai.models import TimeSeriesDenoiser
 
 STEPS = 3

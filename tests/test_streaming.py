@@ -12,8 +12,9 @@ from torch.utils.data import DataLoader
 from diffusers_xai import DiffusionXAIPipeline
 from diffusers_xai.modalities.image.data import load_digits_dataset
 from diffusers_xai.modalities.registry import get_modality
-from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
+from diffusers_xai.modalities.tabular.data import load_wine_frame
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.modalities.tabular.preprocessor import TabularPreprocessor
 from diffusers_xai.training import TrainingConfig, train
 from diffusers_xai.training.data import prepare_data, prepare_stream
 from tests import test_training

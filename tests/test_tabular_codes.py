@@ -12,8 +12,8 @@ from diffusers_xai.modalities.tabular.codes import (
     level_centroids,
     pooled_centroids,
 )
-from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.levels import level_statistics
+from diffusers_xai.modalities.tabular.preprocessor import TabularPreprocessor
 
 
 def test_codebook_without_codes_is_the_sorted_label_binary_code():

@@ -19,8 +19,8 @@ from diffusers_xai.explain import (
     column_commit_steps,
     column_target,
 )
-from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.modalities.tabular.preprocessor import TabularPreprocessor
 from diffusers_xai.testing import tiny_tabular_pipeline
 from diffusers_xai.viz import plot_column_attributions, plot_column_commit_steps
 

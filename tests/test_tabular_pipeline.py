@@ -9,13 +9,9 @@ import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
-from diffusers_xai.modalities.tabular.data import (
-    QUANTILE_NORMAL_BOUND,
-    TabularPreprocessor,
-    load_breast_cancer_frame,
-    load_wine_frame,
-)
+from diffusers_xai.modalities.tabular.data import load_breast_cancer_frame, load_wine_frame
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline, TabularXAIPipelineOutput
+from diffusers_xai.modalities.tabular.preprocessor import QUANTILE_NORMAL_BOUND, TabularPreprocessor
 from diffusers_xai.models import TabularDenoiser
 from diffusers_xai.testing import seeded_generator as gen
 from diffusers_xai.testing import tiny_tabular_pipeline
@@ -166,7 +162,7 @@ def test_save_and_from_pretrained_round_trip(tmp_path, wine_pipe):
     pipe, _ = wine_pipe
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["preprocessor"] == ["diffusers_xai.modalities.tabular.data", "TabularPreprocessor"]
+    assert index["preprocessor"] == ["diffusers_xai.modalities.tabular.preprocessor", "TabularPreprocessor"]
     assert index["denoiser"] == ["diffusers_xai.modalities.tabular.denoiser", "TabularDenoiser"]
     assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pkl"))
     loaded = TabularXAIPipeline.from_pretrained(tmp_path)
@@ -175,13 +171,15 @@ def test_save_and_from_pretrained_round_trip(tmp_path, wine_pipe):
     b = loaded(num_rows=8, generator=gen(3), num_inference_steps=4).rows
     pd.testing.assert_frame_equal(a, b)
     assert loaded.scheduler.config.clip_sample_range == QUANTILE_NORMAL_BOUND
-    # pipelines saved before the modality folders name the old modules; they still load
-    index.update(preprocessor=["diffusers_xai.data.tabular", "TabularPreprocessor"])
-    index.update(denoiser=["diffusers_xai.models.tabular_denoiser", "TabularDenoiser"])
-    (tmp_path / "model_index.json").write_text(json.dumps(index))
-    old = TabularXAIPipeline.from_pretrained(tmp_path)
-    old.set_progress_bar_config(disable=True)
-    pd.testing.assert_frame_equal(a, old(num_rows=8, generator=gen(3), num_inference_steps=4).rows)
+    # pipelines saved before the modality folders, or before the preprocessor left data.py, name the old modules;
+    # they still load
+    for module in ("diffusers_xai.data.tabular", "diffusers_xai.modalities.tabular.data"):
+        index.update(preprocessor=[module, "TabularPreprocessor"])
+        index.update(denoiser=["diffusers_xai.models.tabular_denoiser", "TabularDenoiser"])
+        (tmp_path / "model_index.json").write_text(json.dumps(index))
+        old = TabularXAIPipeline.from_pretrained(tmp_path)
+        old.set_progress_bar_config(disable=True)
+        pd.testing.assert_frame_equal(a, old(num_rows=8, generator=gen(3), num_inference_steps=4).rows)
 
 
 def test_schedulers_clip_to_the_data_support_not_to_unit_range(wine_pipe, caplog):

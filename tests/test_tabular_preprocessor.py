@@ -9,12 +9,12 @@ import torch
 from sklearn.preprocessing import QuantileTransformer
 
 from diffusers_xai.modalities.tabular.data import (
-    TabularPreprocessor,
     load_breast_cancer_frame,
     load_table,
     load_tabular_dataset,
     load_wine_frame,
 )
+from diffusers_xai.modalities.tabular.preprocessor import TabularPreprocessor
 
 
 def mixed_frame(n=120, seed=0):

@@ -10,8 +10,8 @@ import torch
 
 from diffusers_xai.modalities.tabular import schema
 from diffusers_xai.modalities.tabular.columns import once_seen_hint
-from diffusers_xai.modalities.tabular.data import TabularPreprocessor
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.modalities.tabular.preprocessor import TabularPreprocessor
 from diffusers_xai.modalities.tabular.schema import fresh_ids, id_spec, learn_decimals, learn_step, snap_to_support
 from diffusers_xai.models import TabularDenoiser
 

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from diffusers_xai.modalities.tabular.data import TabularPreprocessor, load_wine_frame
+from diffusers_xai.modalities.tabular.data import load_wine_frame
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.modalities.tabular.preprocessor import TabularPreprocessor
 from diffusers_xai.training import TrainingConfig, train
 from tests.test_training import QUIET
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from diffusers_xai.modalities.timeseries.data import (
-    TimeSeriesPreprocessor,
     clean_series,
     load_co2_frame,
     load_series,
@@ -15,6 +14,7 @@ from diffusers_xai.modalities.timeseries.data import (
     make_windows,
     windows_from_columns,
 )
+from diffusers_xai.modalities.timeseries.preprocessor import TimeSeriesPreprocessor
 
 
 def test_sines_follow_the_timegan_protocol():

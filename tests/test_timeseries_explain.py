@@ -16,8 +16,9 @@ from diffusers_xai.explain import (
     series_commit_steps,
     series_target,
 )
-from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, make_sines
+from diffusers_xai.modalities.timeseries.data import make_sines
 from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
+from diffusers_xai.modalities.timeseries.preprocessor import TimeSeriesPreprocessor
 from diffusers_xai.models import TimeSeriesDenoiser
 from diffusers_xai.viz import plot_series_attributions, plot_series_commit_steps
 

@@ -8,9 +8,10 @@ import torch
 from diffusers import UNet1DModel
 
 from diffusers_xai import TraceConfig
-from diffusers_xai.modalities.timeseries.data import TimeSeriesPreprocessor, load_co2_frame, make_sines
+from diffusers_xai.modalities.timeseries.data import load_co2_frame, make_sines
 from diffusers_xai.modalities.timeseries.modality import unet1d
 from diffusers_xai.modalities.timeseries.pipeline_timeseries import TimeSeriesXAIPipeline
+from diffusers_xai.modalities.timeseries.preprocessor import TimeSeriesPreprocessor
 from diffusers_xai.models import TimeSeriesDenoiser
 from diffusers_xai.testing import seeded_generator as gen
 from diffusers_xai.training import TrainingConfig, train
@@ -103,12 +104,20 @@ def test_save_and_from_pretrained_round_trip(tmp_path):
     assert pipe.scheduler.config.clip_sample_range == bound
     pipe.save_pretrained(tmp_path)
     index = json.loads((tmp_path / "model_index.json").read_text())
-    assert index["preprocessor"] == ["diffusers_xai.modalities.timeseries.data", "TimeSeriesPreprocessor"]
+    assert index["preprocessor"] == ["diffusers_xai.modalities.timeseries.preprocessor", "TimeSeriesPreprocessor"]
     loaded = TimeSeriesXAIPipeline.from_pretrained(tmp_path)
     loaded.set_progress_bar_config(disable=True)
     a = pipe(num_series=2, generator=gen(1), num_inference_steps=3).series
     b = loaded(num_series=2, generator=gen(1), num_inference_steps=3).series
     np.testing.assert_array_equal(a, b)
+    # pipelines saved before the modality folders, or before the preprocessor left data.py, name the old modules
+    for module in ("diffusers_xai.data.timeseries", "diffusers_xai.modalities.timeseries.data"):
+        (tmp_path / "model_index.json").write_text(
+            json.dumps({**index, "preprocessor": [module, index["preprocessor"][1]]})
+        )
+        old = TimeSeriesXAIPipeline.from_pretrained(tmp_path)
+        old.set_progress_bar_config(disable=True)
+        np.testing.assert_array_equal(a, old(num_series=2, generator=gen(1), num_inference_steps=3).series)
     loaded.set_scheduler("dpmsolver")
     assert loaded.scheduler.config.thresholding is False
     assert loaded(num_series=2, generator=gen(1), num_inference_steps=3).series.shape == (2, 24, 5)

@@ -17,9 +17,10 @@ from ..hf_datasets import load_hf_dataset, to_stream
 from ..preprocessed import PreprocessedModality
 from ..registry import register_modality
 from ..sampling import ddim_copy, sample_per_generator, sampling_steps
-from .data import TABULAR_DATASETS, TabularPreprocessor, load_tabular_dataset
+from .data import TABULAR_DATASETS, load_tabular_dataset
 from .denoiser import TabularDenoiser, auto_hidden_dims, class_embed_count
 from .pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline
+from .preprocessor import TabularPreprocessor
 
 __all__ = ["TabularModality", "TabularOptions"]
 

@@ -18,10 +18,10 @@ from diffusers.utils import BaseOutput
 from ...capture import Trace, TraceConfig
 from ...pipelines.base import PreprocessedPipelineMixin, SamplingRun
 from ...pipelines.guidance import check_guidance_scale
-from .data import QUANTILE_NORMAL_BOUND, TabularPreprocessor
 
 # diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
 from .denoiser import TabularDenoiser  # noqa: F401
+from .preprocessor import QUANTILE_NORMAL_BOUND, TabularPreprocessor
 
 __all__ = [
     "TABLE_SCHEDULER_KWARGS",

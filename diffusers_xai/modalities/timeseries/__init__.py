@@ -2,10 +2,11 @@
 [`TimeSeriesDenoiser`], [`TimeSeriesXAIPipeline`]."""
 
 from ...utils.moved_modules import alias_moved_modules
-from .data import TIMESERIES_DATASETS, TimeSeriesPreprocessor, load_co2_frame, load_series, make_sines, make_windows
+from .data import TIMESERIES_DATASETS, load_co2_frame, load_series, make_sines, make_windows
 from .denoiser import TimeSeriesDenoiser, TimeSeriesDenoiserOutput
 from .modality import TimeSeriesModality
 from .pipeline_timeseries import TimeSeriesXAIPipeline, TimeSeriesXAIPipelineOutput
+from .preprocessor import TimeSeriesPreprocessor
 
 alias_moved_modules()  # pipelines saved before the move name the old modules
 

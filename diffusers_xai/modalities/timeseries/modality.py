@@ -18,7 +18,6 @@ from ..registry import register_modality
 from ..sampling import sample_per_generator, sampling_steps
 from .data import (
     TIMESERIES_DATASETS,
-    TimeSeriesPreprocessor,
     iter_windows,
     load_series,
     load_timeseries_dataset,
@@ -26,6 +25,7 @@ from .data import (
 )
 from .denoiser import TimeSeriesDenoiser
 from .pipeline_timeseries import TimeSeriesXAIPipeline
+from .preprocessor import TimeSeriesPreprocessor
 
 __all__ = ["TimeSeriesModality", "TimeSeriesOptions", "unet1d"]
 

@@ -16,10 +16,10 @@ from diffusers.utils import BaseOutput
 
 from ...capture import Trace, TraceConfig
 from ...pipelines.base import PreprocessedPipelineMixin
-from .data import TimeSeriesPreprocessor
 
 # diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
 from .denoiser import TimeSeriesDenoiser  # noqa: F401
+from .preprocessor import TimeSeriesPreprocessor
 
 __all__ = ["TimeSeriesXAIPipeline", "TimeSeriesXAIPipelineOutput"]
 
