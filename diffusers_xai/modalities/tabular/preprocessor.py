@@ -78,6 +78,55 @@ def _spelled_levels(levels: list, values: Any) -> list:
     return [by_text.get(v, v) if isinstance(v, str) and v not in levels else v for v in values]
 
 
+def _column_specs(
+    df: pd.DataFrame,
+    categorical_columns: list[str] | None,
+    condition_column: str | None,
+    categorical_encoding: CategoricalEncoding,
+    nan_policy: NanPolicy,
+    id_columns: IdPolicy,
+    condition_bins: int,
+    marginal_columns: list[str] | Literal["auto"] | None,
+) -> list[dict]:
+    """Each column's kind, encoding and spec (the config's `columns`), from the arguments of
+    [`TabularPreprocessor.fit`], with their checks: the part of the fit that reads no numbers' quantiles."""
+    categorical_columns = list(categorical_columns or [])
+    binned = condition_column is not None and is_binnable(df, condition_column, categorical_columns, condition_bins)
+    if condition_column is not None and not binned and condition_column not in categorical_columns:
+        categorical_columns.append(condition_column)
+    unknown = [c for c in categorical_columns if c not in df.columns]
+    if unknown:
+        raise ValueError(f"Columns {unknown} are not in the table; its columns are {df.columns.tolist()}.")
+    check_policies(nan_policy, id_columns)
+    if condition_column is not None and df[condition_column].isna().any():
+        raise ValueError(
+            f"The condition column {condition_column!r} has {int(df[condition_column].isna().sum())} missing "
+            "values; drop those rows (df.dropna(subset=[...])) or fill them with a level of their own first."
+        )
+    columns = [
+        describe_column(str(name), df[name], name in categorical_columns, name == condition_column)
+        for name in df.columns
+    ]
+    if marginal_columns == "auto":
+        marginal_columns = auto_marginal_columns(columns, categorical_encoding, condition_column)
+        for name in marginal_columns:
+            logger.warning(
+                f"Column {name!r} has more levels than half its rows and their first words do not repeat (a "
+                "name, an address): drawn from its training frequencies outside the model (marginal_columns: "
+                "auto; pass a list of the columns to draw so, or [] to model every column)."
+            )
+    elif isinstance(marginal_columns, str):
+        raise ValueError(
+            f'`marginal_columns` must be a list of column names, "auto" or None, got {marginal_columns!r}.'
+        )
+    mark_marginal(columns, list(marginal_columns or []), condition_column)
+    resolve_columns(columns, df, categorical_encoding, nan_policy, id_columns)
+    if binned:
+        spec = next(c for c in columns if c["name"] == condition_column)
+        spec.update(quantile_bins(spec, df[condition_column], condition_bins))
+    return columns
+
+
 class TabularPreprocessor(ModelMixin, ConfigMixin):
     r"""
     Maps a table to the Gaussian-diffusion space of [`TabularDenoiser`] and back, with the table's exact schema.
@@ -248,42 +297,16 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
 
         df = load_table(data)
         check_table(df)
-        categorical_columns = list(categorical_columns or [])
-        binned = condition_column is not None and is_binnable(
-            df, condition_column, categorical_columns, condition_bins
+        columns = _column_specs(
+            df,
+            categorical_columns,
+            condition_column,
+            categorical_encoding,
+            nan_policy,
+            id_columns,
+            condition_bins,
+            marginal_columns,
         )
-        if condition_column is not None and not binned and condition_column not in categorical_columns:
-            categorical_columns.append(condition_column)
-        unknown = [c for c in categorical_columns if c not in df.columns]
-        if unknown:
-            raise ValueError(f"Columns {unknown} are not in the table; its columns are {df.columns.tolist()}.")
-        check_policies(nan_policy, id_columns)
-        if condition_column is not None and df[condition_column].isna().any():
-            raise ValueError(
-                f"The condition column {condition_column!r} has {int(df[condition_column].isna().sum())} missing "
-                "values; drop those rows (df.dropna(subset=[...])) or fill them with a level of their own first."
-            )
-        columns = [
-            describe_column(str(name), df[name], name in categorical_columns, name == condition_column)
-            for name in df.columns
-        ]
-        if marginal_columns == "auto":
-            marginal_columns = auto_marginal_columns(columns, categorical_encoding, condition_column)
-            for name in marginal_columns:
-                logger.warning(
-                    f"Column {name!r} has more levels than half its rows and their first words do not repeat (a "
-                    "name, an address): drawn from its training frequencies outside the model (marginal_columns: "
-                    "auto; pass a list of the columns to draw so, or [] to model every column)."
-                )
-        elif isinstance(marginal_columns, str):
-            raise ValueError(
-                f'`marginal_columns` must be a list of column names, "auto" or None, got {marginal_columns!r}.'
-            )
-        mark_marginal(columns, list(marginal_columns or []), condition_column)
-        resolve_columns(columns, df, categorical_encoding, nan_policy, id_columns)
-        if binned:
-            spec = next(c for c in columns if c["name"] == condition_column)
-            spec.update(quantile_bins(spec, df[condition_column], condition_bins))
         numerical = [c["name"] for c in columns if c["kind"] == "numerical"]
         if n_quantiles is None:
             n_quantiles = max(min(len(df) // 30, 1000), 10)
