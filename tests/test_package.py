@@ -32,3 +32,14 @@ def test_fresh_process_loads_saved_pipelines_from_the_lazy_top_level():
     out = subprocess.run([sys.executable, "-c", FRESH], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["TabularDenoiser", "TimeSeriesDenoiser"]
+
+
+def test_a_preprocessors_old_module_forwards_only_the_names_its_new_module_has():
+    import pytest
+
+    from diffusers_xai.modalities.tabular import data, preprocessor
+
+    assert data.TabularPreprocessor is preprocessor.TabularPreprocessor  # what a model_index.json naming data.py needs
+    assert data.ModelMixin is preprocessor.ModelMixin  # diffusers checks the class against the module's base classes
+    with pytest.raises(AttributeError, match=r"^module 'diffusers_xai.modalities.tabular.data' has no attribute 'x'$"):
+        data.x  # noqa: B018

@@ -46,9 +46,7 @@ def moved_attribute_getter(module: str) -> Callable[[str], Any]:
     """
 
     def __getattr__(name: str) -> Any:
-        value = _MISSING
-        if not name.startswith("__"):  # never a module's own dunders (`__path__`, `__file__`, ...)
-            value = getattr(importlib.import_module(MOVED_COMPONENTS[module]), name, _MISSING)
+        value = getattr(importlib.import_module(MOVED_COMPONENTS[module]), name, _MISSING)
         if value is _MISSING:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
         return value
