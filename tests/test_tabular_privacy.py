@@ -293,6 +293,23 @@ def test_a_guard_that_would_keep_its_first_check_trains_again_with_finer_checks(
     assert "8 check(s) from update 2 to 16; update 16 failed" in (tmp_path / "README.md").read_text()
 
 
+def test_the_guard_computes_its_reference_distances_once_per_run(tmp_path, monkeypatch):
+    """Four checks (every 2 of 8 updates) against the same rows: the holdout's and the training rows' leave-one-out
+    distances are computed once, before training, and every check's bound uses them."""
+    from diffusers_xai.evaluation import tabular_privacy
+
+    real, calls = tabular_privacy.reference_distances, []
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[0]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tabular_privacy, "reference_distances", counted)
+    result = train(early_stopping_config(tmp_path, 0.01))  # every check passes: all four run
+    assert [step for step, _ in result.early_stopping_history] == [2, 4, 6, 8]
+    assert calls == [142]  # wine's 178 rows less the 20% holdout
+
+
 def test_dcr_early_stopping_measures_the_dcr_ratio_of_default_samples(tmp_path):
     # an unreachable ratio fails the first check: the run stops there, with no passing weights to go back to
     result = train(early_stopping_config(tmp_path / "strict", 100.0))

@@ -180,15 +180,17 @@ def reference_distances(train: pd.DataFrame, holdout: pd.DataFrame | None, metad
     return np.concatenate([distance_to_closest_record(holdout, train, metadata), reference])
 
 
-def check_guard_can_judge(train: pd.DataFrame, holdout: pd.DataFrame | None, metadata: dict | None = None) -> None:
+def check_guard_can_judge(
+    train: pd.DataFrame, holdout: pd.DataFrame | None, metadata: dict | None = None
+) -> np.ndarray:
     """
-    Raise a `ValueError` before training when the DCR-ratio guard cannot judge the table: when at least half its
-    real rows duplicate a training row exactly, the reference median of [`dcr_ratio_lower_bound`] is 0, every
-    ratio is undefined (NaN), and the first check would stop the run as if the model copied.
+    The guard's [`reference_distances`], checked before training: when at least half the real rows duplicate a
+    training row exactly, the reference median of [`dcr_ratio_lower_bound`] is 0, every ratio is undefined (NaN),
+    and the first check would stop the run as if the model copied, so this raises a `ValueError` instead.
     """
     reference = reference_distances(train, holdout, metadata or infer_metadata(train))
     if np.median(reference) > 0:
-        return
+        return reference
     duplicated = int((reference == 0).sum())
     raise ValueError(
         f"`early_stopping_dcr_ratio` cannot judge this table: {duplicated} of its {len(reference)} real rows "
@@ -206,6 +208,7 @@ def dcr_ratio_lower_bound(
     metadata: dict | None = None,
     num_bootstrap: int = 1000,
     seed: int = 0,
+    reference: np.ndarray | None = None,
 ) -> DCRRatioBound:
     r"""
     The DCR ratio with its sampling error, for a guard whose verdict must carry over to rows it did not see.
@@ -229,6 +232,9 @@ def dcr_ratio_lower_bound(
         metadata (`dict`, *optional*): SDMetrics metadata; default [`infer_metadata`]`(train)`.
         num_bootstrap (`int`, *optional*, defaults to 1000).
         seed (`int`, *optional*, defaults to 0): the bootstrap's random seed.
+        reference (`np.ndarray`, *optional*): [`reference_distances`]`(train, holdout, metadata)` when already
+            computed. A guard checks against the same rows every time, and on 8,000 training rows this reference
+            is most of a check's distance work.
     """
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.5 <= confidence < 1:
         raise ValueError(f"`confidence` must be a number in [0.5, 1) (e.g. 0.9), got {confidence!r}.")
@@ -236,7 +242,8 @@ def dcr_ratio_lower_bound(
         raise ValueError(f"`num_bootstrap` must be an int >= 100, got {num_bootstrap!r}.")
     metadata = metadata or infer_metadata(train)
     synthetic_dcr = distance_to_closest_record(synthetic, train, metadata)
-    reference = reference_distances(train, holdout, metadata)
+    if reference is None:
+        reference = reference_distances(train, holdout, metadata)
     median_reference = float(np.median(reference))
     ratio = lower = float("nan")  # stays nan when more than half the reference rows have an exact duplicate
     if median_reference > 0:  # percentile bootstrap (BCa's jackknife would take n medians of n rows per check)
