@@ -354,16 +354,16 @@ class TabularModality(PreprocessedModality):
     def _guard_rows(self, config) -> tuple[pd.DataFrame, pd.DataFrame | None, np.ndarray]:
         """
         The guard's training rows, holdout and reference distances ([`check_guard_can_judge`], which refuses a table
-        it cannot judge). The trainer builds one modality per run, and the rows never change between its checks, so
-        they are computed once, before training: on 8,000 training rows a check then takes 14.9 s instead of 19.7 s
-        (`bench/guard_check_cost.py`, 2 threads).
+        it cannot judge). The rows never change between a run's checks, so they are computed once per run (per
+        `config` object: the trainer passes its run's own), before training: on 8,000 training rows a check then
+        takes 14.9 s instead of 19.7 s (`bench/guard_check_cost.py`, 2 threads).
         """
-        if self._guard_cache is None:
+        if self._guard_cache is None or self._guard_cache[0] is not config:
             from ...evaluation.tabular_privacy import check_guard_can_judge
 
             train_rows, holdout = self._train_and_holdout(config, 10_000)
-            self._guard_cache = (train_rows, holdout, check_guard_can_judge(train_rows, holdout))
-        return self._guard_cache
+            self._guard_cache = (config, train_rows, holdout, check_guard_can_judge(train_rows, holdout))
+        return self._guard_cache[1:]
 
     def refit_on_all_rows(self, config) -> bool:
         return config.modality_options.refit_on_all_rows
