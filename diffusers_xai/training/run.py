@@ -20,16 +20,7 @@ from .publishing import check_push
 from .schedule import TimeBudget, get_budgeted_scheduler
 from .state_hooks import register_state_hooks
 
-__all__ = [
-    "Run",
-    "build_dataloaders",
-    "build_model",
-    "build_optimization",
-    "main_process_value",
-    "resume",
-    "resume_path",
-    "start_run",
-]
+__all__ = ["Run", "main_process_value", "prepare_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +223,19 @@ def resume(run: Run, checkpoint: str | None) -> None:
                 logger.warning(f"{checkpoint} was not written by a streaming run; the data order restarts.")
             run.stream_position = {k: int(v) for k, v in state.get("stream_position", run.stream_position).items()}
     run.initial_global_step = run.global_step
+
+
+def prepare_run(config: TrainingConfig) -> Run:
+    """Everything before the loop, in the order of diffusers' `train_unconditional.py`."""
+    # 1. accelerator, seed, data (every input check happens before the first step)
+    run = start_run(config)
+    checkpoint = resume_path(config)
+    build_dataloaders(run)
+    # 2. model, noise schedule, EMA; 3. optimisation; 4. resume
+    build_model(run)
+    build_optimization(run)
+    resume(run, checkpoint)
+    return run
 
 
 def main_process_value(run: Run, value: float) -> float:

@@ -27,16 +27,7 @@ from .early_stopping import finer_check_steps, record_check, restored_step, stop
 from .finetune import save_finetuned
 from .finish import RunSummary, early_stopping_line, finish_run
 from .objective import diffusion_loss, validation_loss
-from .run import (
-    Run,
-    build_dataloaders,
-    build_model,
-    build_optimization,
-    main_process_value,
-    resume,
-    resume_path,
-    start_run,
-)
+from .run import Run, main_process_value, prepare_run
 
 __all__ = ["NonFiniteLossError", "TrainResult", "train"]
 
@@ -387,14 +378,8 @@ def _train_and_refit(config: TrainingConfig, modality) -> TrainResult:
 def _train_pass(config: TrainingConfig, finer_checks: bool = True) -> TrainResult:
     """One run of the loop of [`train`]: setup, steps, save, evaluation, card, push; or, when the guard would keep
     its first check's weights, the same run again with finer checks (see [`finer_check_steps`])."""
-    # 1. accelerator, seed, data (every input check happens before the first step)
-    run = start_run(config)
-    checkpoint = resume_path(config)
-    build_dataloaders(run)
-    # 2. model, noise schedule, EMA; 3. optimisation; 4. resume
-    build_model(run)
-    build_optimization(run)
-    resume(run, checkpoint)
+    # 1.-4. accelerator, seed, data, model, noise schedule, EMA, optimisation, resume (see `run.prepare_run`)
+    run = prepare_run(config)
     accelerator = run.accelerator
     _log_start(run)
     # 5. the loop
