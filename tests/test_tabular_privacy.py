@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from diffusers_xai.evaluation import distance_to_closest_record, evaluate_table, infer_metadata
-from diffusers_xai.evaluation.tabular_privacy import DCRRatio, dcr_ratio, dcr_ratio_lower_bound, reject_near_copies
+from diffusers_xai.evaluation.tabular_privacy import (
+    DCRRatio,
+    check_guard_can_judge,
+    dcr_ratio,
+    dcr_ratio_lower_bound,
+    independent_columns,
+    independent_columns_ratio,
+    reject_near_copies,
+)
 from diffusers_xai.training import TrainingConfig, train
 
 
@@ -48,8 +56,62 @@ def test_evaluation_reports_the_dcr_ratio_with_a_warning():
     report = evaluate_table(train_rows, synthetic, real_test=holdout, sdmetrics_privacy=False)
     expected = dcr_ratio(synthetic, train_rows, holdout)
     assert report["dcr_ratio"].value == pytest.approx(expected.ratio) and expected.ratio < 0.9
-    assert any(w.startswith("DCR ratio") for w in report.warnings)
+    assert any(w.startswith("DCR ratio") and "(memorisation)" in w for w in report.warnings)
     assert report.details["dcr_ratio"]["median_holdout"] == pytest.approx(expected.median_holdout)
+    # beside it, the ratio of rows that copy no row (only a and b correlate: about 1), above 0.9: the warning stands
+    baseline = report["dcr_ratio_independent_columns"].value
+    assert (
+        baseline == report.details["dcr_ratio"]["independent_columns"] == pytest.approx(expected.independent_columns)
+    )
+    assert baseline == pytest.approx(1.0493, abs=5e-4)
+
+
+def barley_split():
+    """vega's barley: 10 varieties x 6 sites x 2 years, each combination once, with its yield; 24 rows held out."""
+    from vega_datasets import local_data
+
+    rows = local_data.barley()
+    order = np.random.default_rng(0).permutation(len(rows))
+    return rows.iloc[order[24:]].reset_index(drop=True), rows.iloc[order[:24]].reset_index(drop=True)
+
+
+def test_rows_drawn_column_by_column_keep_each_columns_values_and_copy_no_row():
+    train_rows = gaussian_table(300, 0)
+    rows = independent_columns(train_rows, 1000, seed=3)
+    assert rows.dtypes.equals(train_rows.dtypes) and len(rows) == 1000
+    for column in train_rows:
+        assert set(rows[column]) <= set(train_rows[column])
+    assert rows.equals(independent_columns(train_rows, 1000, seed=3))
+    copied = rows.merge(train_rows, how="inner")
+    assert len(copied) == 0  # three independent continuous columns: a training row is redrawn only by chance
+
+
+def test_a_table_whose_held_out_rows_differ_by_design_reads_undetermined_not_memorisation():
+    """On barley a held-out row's variety x site x year is by construction missing from the training rows, while rows
+    that reuse the columns' values mostly land on a training combination: rows that copy no row read 0.23, and the
+    warning says the ratio cannot tell copying instead of reporting memorisation."""
+    train_rows, holdout = barley_split()
+    metadata = infer_metadata(train_rows)
+    holdout_dcr = distance_to_closest_record(holdout, train_rows, metadata)
+    baseline = independent_columns_ratio(train_rows, holdout_dcr, metadata)
+    assert baseline == pytest.approx(0.2265, abs=5e-4)
+    ratio = dcr_ratio(independent_columns(train_rows, 500, seed=1), train_rows, holdout)
+    assert ratio.independent_columns == pytest.approx(baseline) and ratio.ratio < 0.9
+    assert ratio.warning.startswith(
+        f"DCR ratio {ratio.ratio:.3f} cannot tell copying on this table: rows whose columns are drawn independently "
+        "from the training rows' values, which copy no row, read 0.226 (< 0.9)"
+    )
+    assert "memorisation" not in ratio.warning
+    # the sampling guard would refuse 84-86% of such rows (the holdout's 5% quantile is 0.25): it refuses the table
+    with pytest.raises(
+        ValueError, match=r"^`reject_near_copies` cannot judge this table: .* read a DCR ratio of 0\.226"
+    ):
+        reject_near_copies(lambda n, r: independent_columns(train_rows, n, seed=r), 100, train_rows, holdout)
+    # a table without that design keeps its verdict: gaussian rows copied from the training rows are memorisation
+    assert (
+        "(memorisation)"
+        in dcr_ratio(gaussian_table(300, 0).iloc[:100], gaussian_table(300, 0), holdout=gaussian_table(100, 1)).warning
+    )
 
 
 def test_near_copy_guard_rejects_rows_closer_than_the_holdout_quantile():
@@ -160,8 +222,14 @@ def test_dcr_early_stopping_without_a_holdout_trains_on_every_row_against_the_le
 
 
 def test_dcr_ratio_dataclass_round_trip():
-    ok = DCRRatio(ratio=1.02, median_synthetic=0.102, median_holdout=0.1)
-    assert ok.to_dict() == {"ratio": 1.02, "median_synthetic": 0.102, "median_holdout": 0.1, "warning": None}
+    ok = DCRRatio(ratio=1.02, median_synthetic=0.102, median_holdout=0.1, independent_columns=2.0)
+    assert ok.to_dict() == {
+        "ratio": 1.02,
+        "median_synthetic": 0.102,
+        "median_holdout": 0.1,
+        "independent_columns": 2.0,
+        "warning": None,
+    }
 
 
 def test_training_with_a_holdout_reports_the_dcr_ratio(tmp_path):
@@ -375,6 +443,35 @@ def test_dcr_early_stopping_refuses_a_table_of_duplicates_before_training(tmp_pa
     )
     assert not (tmp_path / "run" / "checkpoints").exists()
     train(early_stopping_config(tmp_path / "off", None, dataset_name=str(tmp_path / "repeats.csv"), max_train_steps=2))
+
+
+def test_dcr_early_stopping_refuses_a_table_whose_rows_differ_by_design_before_training(tmp_path, monkeypatch):
+    """Barley through the recipe stopped at its first check (update 250, lower bound 0.161) and kept untrained
+    weights, reporting memorisation; the guard now refuses the table before the first update, with the ratio that rows
+    copying no row read, and trains without it."""
+    from vega_datasets import local_data
+
+    path = local_data.barley.filepath
+    config = early_stopping_config(tmp_path / "run", 0.9, dataset_name=path)
+    with pytest.raises(ValueError) as err:
+        train(config)
+    assert str(err.value).startswith(
+        "`early_stopping_dcr_ratio` cannot judge this table: rows whose columns are drawn independently from the "
+        "training rows' values, which copy no row, already read a DCR ratio of 0.226 (< 0.9), because the real rows "
+        "differ from each other by the table's design"
+    )
+    assert not (tmp_path / "run" / "checkpoints").exists()
+    # bench/dcr_baseline.py prints the ratio the guard compares, on the guard's own split
+    from tests.repo_scripts import ROOT, load_script
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    assert f"{load_script('bench/dcr_baseline.py').guard_baseline(local_data.barley(), 0):.3f}" == "0.226"
+    # a threshold below what those rows read is the user's to set: the guard then runs
+    train_rows, holdout = barley_split()
+    check_guard_can_judge(train_rows, holdout, threshold=0.2)
+    with pytest.raises(ValueError, match=r"read a DCR ratio of 0\.2\d\d \(< 0\.9\)"):
+        check_guard_can_judge(train_rows, holdout, threshold=0.9)
+    train(early_stopping_config(tmp_path / "off", None, dataset_name=path, max_train_steps=2))
 
 
 def test_wine_recipe_trains_with_the_dcr_guard_on():

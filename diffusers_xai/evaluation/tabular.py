@@ -13,7 +13,7 @@ import pandas as pd
 
 from .report import EvaluationReport
 from .tabular_learners import MODEL_NAME, Task, detection_auc, task_of, train_synthetic_test_real
-from .tabular_privacy import DCRRatio, distance_to_closest_record
+from .tabular_privacy import DCRRatio, distance_to_closest_record, independent_columns_ratio
 from .tabular_schema import check_table_pair, infer_metadata
 
 __all__ = ["DETECTION_WARNING", "evaluate_table"]
@@ -87,7 +87,7 @@ def evaluate_table(
     if target is not None:
         _add_utility(report, real, synthetic, real_test, target, metadata, task, test_size, seed)
     # 4. privacy: distance to closest record (against a holdout when given), and SDMetrics' DCR protection scores
-    _add_dcr(report, real, synthetic, real_test, metadata, test_notes)
+    _add_dcr(report, real, synthetic, real_test, metadata, test_notes, seed)
     if sdmetrics_privacy:
         _add_sdmetrics_privacy(report, real, synthetic, real_test, metadata, seed)
     if output_dir is not None:
@@ -162,8 +162,9 @@ def _add_utility(report, real, synthetic, real_test, target: str, metadata: dict
     report.details["tstr"] = tstr.to_dict()
 
 
-def _add_dcr(report, real, synthetic, real_test, metadata: dict, test_notes: list[str]) -> None:
-    """Distance to closest record synthetic→real, the exact-copy rate, and the DCR ratio against a holdout."""
+def _add_dcr(report, real, synthetic, real_test, metadata: dict, test_notes: list[str], seed: int) -> None:
+    """Distance to closest record synthetic→real, the exact-copy rate, and the DCR ratio against a holdout beside
+    that of rows that copy no row (`independent_columns_ratio`, seeded by `seed`)."""
     dcr = distance_to_closest_record(synthetic, real, metadata)
     report.add("Median DCR synthetic→real (SDMetrics definition)", float(np.median(dcr)), key="dcr_median")
     report.add(
@@ -173,13 +174,21 @@ def _add_dcr(report, real, synthetic, real_test, metadata: dict, test_notes: lis
         higher_is_better=False,
     )
     if real_test is not None:
-        ratio = DCRRatio.from_distances(dcr, distance_to_closest_record(real_test, real, metadata))
+        holdout_dcr = distance_to_closest_record(real_test, real, metadata)
+        baseline = independent_columns_ratio(real, holdout_dcr, metadata, seed)
+        ratio = DCRRatio.from_distances(dcr, holdout_dcr, baseline)
         report.add("Median DCR real holdout→real (baseline)", ratio.median_holdout, key="dcr_median_holdout")
         report.add(
             "DCR ratio (median DCR synthetic→train / holdout→train)",
             ratio.ratio,
             key="dcr_ratio",
             description="About 1: as far from the training rows as unseen real rows; below 0.9: memorisation.",
+        )
+        report.add(
+            "DCR ratio of rows that copy no row (each column drawn on its own)",
+            baseline,
+            key="dcr_ratio_independent_columns",
+            description="Below 0.9 the DCR ratio cannot tell copying on this table.",
         )
         report.details["dcr_ratio"] = ratio.to_dict()
         report.warnings += test_notes + ([ratio.warning] if ratio.warning else [])

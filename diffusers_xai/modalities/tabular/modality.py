@@ -362,7 +362,10 @@ class TabularModality(PreprocessedModality):
             from ...evaluation.tabular_privacy import check_guard_can_judge
 
             train_rows, holdout = self._train_and_holdout(config, 10_000)
-            self._guard_cache = (config, train_rows, holdout, check_guard_can_judge(train_rows, holdout))
+            reference = check_guard_can_judge(
+                train_rows, holdout, threshold=config.modality_options.early_stopping_dcr_ratio, seed=config.seed or 0
+            )
+            self._guard_cache = (config, train_rows, holdout, reference)
         return self._guard_cache[1:]
 
     def refit_on_all_rows(self, config) -> bool:
