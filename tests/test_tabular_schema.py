@@ -153,6 +153,50 @@ def test_dates_over_years_carry_their_season():
     assert unseasoned.num_features == 10 and unseasoned.column_slices("date") == [slice(0, 1)]
 
 
+def test_weekdays_known_answers():
+    """A daily column keeps to the weekdays it holds only when missing the others is unlikely by chance ((k/7)^n <
+    1%); it is then counted in those weekdays, from the first of them on or after 1970-01-01 (a Thursday)."""
+    trading = pd.bdate_range("2000-01-03", periods=800)  # Monday to Friday, three years
+    days = (trading.asi8 // 86_400_000_000_000).astype(np.float64)
+    assert schema.learn_weekdays(days[:14]) == [0, 1, 2, 3, 4]  # (5/7)^14 = 0.009
+    assert schema.learn_weekdays(days[:13]) is None  # (5/7)^13 = 0.013: could be chance
+    assert schema.learn_weekdays(np.arange(0.0, 30.0)) is None  # every weekday
+    # Thu 1970-01-01 -> 0, Fri -> 1, Mon 1970-01-05 -> 2, Wed 1969-12-31 -> -1, NaN stays NaN
+    counts = schema.to_weekday_count(np.array([0.0, 1.0, 4.0, -1.0, np.nan]), [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(counts, [0.0, 1.0, 2.0, -1.0, np.nan])
+    np.testing.assert_array_equal(schema.from_weekday_count(np.array([0, 1, 2, -1]), [0, 1, 2, 3, 4]), [0, 1, 4, -1])
+    # weekends only (Sat 1970-01-03 is count 0), before and after 1970
+    weekends = np.array([-5.0, -4.0, 2.0, 3.0, 9.0])  # Sat, Sun 1969-12-27/28; Sat, Sun; Sat
+    np.testing.assert_array_equal(schema.to_weekday_count(weekends, [5, 6]), [-2.0, -1.0, 0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(schema.from_weekday_count(np.array([-2, -1, 0, 1, 2]), [5, 6]), weekends)
+    # the year of a trading-day count: 5/7 of the mean Gregorian year
+    counted = schema.to_weekday_count(days, [0, 1, 2, 3, 4])
+    assert schema.seasonal_cycles(counted, "D", [0, 1, 2, 3, 4]) == [["year", 365.2425 * 5 / 7]]
+
+
+def test_trading_days_are_written_on_trading_days():
+    """vega's ohlc holds 44 trading days: modelled as calendar days, 23.5% of a trained model's dates fell on a
+    weekend; counted in trading days, every generated date is a weekday, each about as often as the others, and the
+    dates round-trip exactly (as datetimes and as strings)."""
+    from vega_datasets import local_data
+
+    ohlc = local_data.ohlc()
+    pre = TabularPreprocessor.fit(ohlc)
+    spec = next(c for c in pre.numerical if c["name"] == "date")
+    assert spec["datetime"]["weekdays"] == [0, 1, 2, 3, 4] and (spec["min"], spec["max"]) == (10_282.0, 10_326.0)
+    pd.testing.assert_series_equal(pre.inverse_transform(pre.transform(ohlc))["date"], ohlc["date"])
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal((2000, pre.num_features)).astype(np.float32))
+    dates = pre.inverse_transform(noise)["date"]
+    shares = dates.dt.dayofweek.value_counts(normalize=True).sort_index()
+    assert shares.index.tolist() == [0, 1, 2, 3, 4] and shares.between(0.17, 0.23).all()
+    assert dates.between(ohlc["date"].min(), ohlc["date"].max()).all()
+    as_text = ohlc.assign(date=ohlc["date"].dt.strftime("%Y-%m-%d"))  # the same dates as strings
+    pre = TabularPreprocessor.fit(as_text)
+    pd.testing.assert_series_equal(pre.inverse_transform(pre.transform(as_text))["date"], as_text["date"])
+    weather = TabularPreprocessor.fit(local_data.seattle_weather())  # every day of four years: no weekday count
+    assert "weekdays" not in next(c for c in weather.numerical if c["name"] == "date")["datetime"]
+
+
 def test_numbers_on_a_grid_are_written_back_on_it():
     """penguins' body masses are multiples of 25 g: generated rows are too, inside the observed range; a column
     without a grid keeps its decimals only."""

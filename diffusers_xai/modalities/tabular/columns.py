@@ -159,7 +159,7 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
         "step": step,
         "support": unique.tolist() if discrete else None,
         "lattice": lattice,
-        "season": (seasonal_cycles(finite, date["unit"]) or None) if date is not None else None,
+        "season": (seasonal_cycles(finite, date["unit"], date.get("weekdays")) or None) if date is not None else None,
         "datetime": date,
         "fill": float(np.median(finite)),
     }
