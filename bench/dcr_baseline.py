@@ -9,9 +9,10 @@ For each of the benchmark's tables and seeds: the benchmark's 70% training split
 `split`), then the guard's own 20% holdout of it (`TabularModality.holdout_split`, unconditional as the benchmark
 trains), and the ratio against the guard's reference (the holdout's distances to the training rows pooled with the
 training rows' leave-one-out distances), seeded as the guard seeds it. Then vega's barley (each variety x site x year
-once), whole, through the same guard split. Distances only: no model is trained (a few seconds per table).
+once), whole, through the same guard split; `--packaged` adds more small tables that ship in packages (vega's local
+files, statsmodels' datasets), each whole. Distances only: no model is trained (seconds per table).
 
-    python bench/dcr_baseline.py
+    python bench/dcr_baseline.py [--packaged]
 """
 
 from __future__ import annotations
@@ -39,10 +40,32 @@ def guard_baseline(frame: pd.DataFrame, seed: int) -> float:
     return independent_columns_ratio(train, reference_distances(train, holdout, metadata), metadata, seed)
 
 
+# small tables of few columns, where rows of exact values would sit on a training row's value in all but one column
+VEGA_FILES = ("anscombe.json", "la-riots.csv", "crimea.json", "driving.json", "wheat.json", "burtin.json",
+              "iowa-electricity.csv", "ohlc.json", "stocks.csv", "seattle-weather.csv")  # fmt: skip
+STATSMODELS = ("ccard", "heart", "spector", "strikes", "engel", "stackloss", "longley", "committee", "cpunish",
+               "scotland", "copper", "statecrime")  # fmt: skip
+
+
+def packaged_tables() -> dict[str, pd.DataFrame]:
+    import os
+
+    import statsmodels.datasets
+    import vega_datasets
+
+    folder = os.path.join(os.path.dirname(vega_datasets.__file__), "_data")
+    tables = {name: getattr(statsmodels.datasets, name).load_pandas().data for name in STATSMODELS}
+    for name in VEGA_FILES:
+        path = os.path.join(folder, name)
+        tables[name] = pd.read_json(path) if name.endswith(".json") else pd.read_csv(path)
+    return tables
+
+
 def main(argv=None) -> None:
     parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--packaged", action="store_true", help="also vega's and statsmodels' small tables, whole")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from vega_datasets import local_data
@@ -52,8 +75,9 @@ def main(argv=None) -> None:
     for name in args.tables:
         ratios = [guard_baseline(split(name, seed)[0], seed) for seed in args.seeds]
         print(f"| {name} | " + " | ".join(f"{r:.3f}" for r in ratios) + " |", flush=True)
-    barley = local_data.barley()
-    print("| barley (whole) | " + " | ".join(f"{guard_baseline(barley, s):.3f}" for s in args.seeds) + " |")
+    wholes = {"barley": local_data.barley(), **(packaged_tables() if args.packaged else {})}
+    for name, frame in wholes.items():
+        print(f"| {name} (whole) | " + " | ".join(f"{guard_baseline(frame, s):.3f}" for s in args.seeds) + " |")
 
 
 if __name__ == "__main__":
