@@ -247,8 +247,8 @@ def learn_weekdays(days: np.ndarray) -> list[int] | None:
     Friday; modelled as calendar days, 23.5% of ohlc's generated dates fell on a weekend. Such a date is modelled as a
     count of those weekdays instead ([`encode_datetime`]).
     """
-    distinct = np.unique(np.rint(days[np.isfinite(days)])).astype("datetime64[D]")
-    weekdays = np.unique((distinct.astype(np.int64) + 3) % 7)  # 1970-01-01, day 0, was a Thursday
+    distinct = np.unique(np.rint(days[np.isfinite(days)])).astype(np.int64)
+    weekdays = np.unique((distinct + 3) % 7)  # 1970-01-01, day 0, was a Thursday
     if len(weekdays) == 7 or (len(weekdays) / 7) ** len(distinct) >= WEEKDAY_CHANCE:
         return None
     return weekdays.tolist()
