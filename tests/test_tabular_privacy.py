@@ -269,9 +269,15 @@ def test_training_with_a_holdout_reports_the_dcr_ratio(tmp_path):
     assert result.summary().splitlines()[1:] == report.summary().splitlines()  # printed at the end of the run
     # rows copied from the training rows: the evaluation warns, and the card shows the warning under its results
     from diffusers_xai.modalities.tabular.modality import TabularModality
+    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
     from diffusers_xai.training.finish import RunSummary, write_card
 
     train_rows, holdout = TabularModality()._train_and_holdout(config, 10_000)
+    # the rows scored are those a user gets by default from the saved pipeline (its scheduler, all 50 steps; the
+    # evaluation's generator is seeded seed + 1), not the validation's 4 DDIM steps
+    pipe = TabularXAIPipeline.from_pretrained(str(tmp_path))
+    rows = pipe(num_rows=60, generator=torch.Generator("cpu").manual_seed(1), num_inference_steps=50).rows
+    assert report["dcr_ratio"].value == pytest.approx(dcr_ratio(rows, train_rows, holdout).ratio, rel=1e-9)
     copied = evaluate_table(train_rows, train_rows.head(60), real_test=holdout, sdmetrics_privacy=False)
     [warning] = [w for w in copied.warnings if w.startswith("DCR ratio")]
     write_card(tmp_path, str(tmp_path), config, RunSummary(3, None, 1, 1.0, "max_train_steps"), copied)

@@ -57,12 +57,17 @@ class PreprocessedModality(Modality):
         """`num_samples` samples of `pipeline` (its `sample_field`); `kwargs` go to the pipeline."""
         return getattr(pipeline(**{pipeline.count_name: num_samples}, **kwargs), self.sample_field)
 
+    def evaluation_sampler(self, pipeline, config) -> tuple[Any, int]:
+        """The pipeline and step count [`sample_for_evaluation`] samples with: DDIM with
+        `validation_num_inference_steps`."""
+        return self.ddim(pipeline), sampling_steps(config)
+
     def sample_for_evaluation(self, pipeline, config, num_samples: int) -> list:
-        """`num_samples` DDIM samples in batches of `evaluation_batch_size` ([`sample_in_batches`]): the list of
-        batch outputs."""
-        ddim, steps = self.ddim(pipeline), sampling_steps(config)
+        """`num_samples` samples of [`evaluation_sampler`] in batches of `evaluation_batch_size`
+        ([`sample_in_batches`]): the list of batch outputs."""
+        sampler, steps = self.evaluation_sampler(pipeline, config)
         return sample_in_batches(
-            lambda n, g: self.draw(ddim, n, generator=g, num_inference_steps=steps),
+            lambda n, g: self.draw(sampler, n, generator=g, num_inference_steps=steps),
             num_samples,
             config,
             batch_size=self.evaluation_batch_size,
