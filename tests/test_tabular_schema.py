@@ -2,6 +2,7 @@
 high-cardinality categoricals, and the bad input refused before training."""
 
 import logging
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -195,6 +196,59 @@ def test_trading_days_are_written_on_trading_days():
     pd.testing.assert_series_equal(pre.inverse_transform(pre.transform(as_text))["date"], as_text["date"])
     weather = TabularPreprocessor.fit(local_data.seattle_weather())  # every day of four years: no weekday count
     assert "weekdays" not in next(c for c in weather.numerical if c["name"] == "date")["datetime"]
+
+
+def country_table(seed: int = 0) -> pd.DataFrame:
+    """30 countries x 4 years: each country's continent, ISO code and number fixed, its population drawn."""
+    rng = np.random.default_rng(seed)
+    countries = [f"country {i:02d}" for i in range(30)]
+    continent = {c: ["Africa", "Asia", "Europe"][i % 3] for i, c in enumerate(countries)}
+    rows = [(c, y) for c in countries for y in (1990, 2000, 2010, 2020)]
+    return pd.DataFrame(
+        {
+            "country": [c for c, _ in rows],
+            "continent": [continent[c] for c, _ in rows],
+            "iso": [c.replace("country ", "C") for c, _ in rows],
+            "iso_num": [100 + int(c[-2:]) for c, _ in rows],
+            "year": [y for _, y in rows],
+            "pop": rng.lognormal(10, 1, len(rows)).round(1),
+        }
+    )
+
+
+def test_columns_another_column_determines_are_written_from_its_level():
+    """A country's continent, ISO code and number are written from the generated country, so every generated row
+    keeps them together (gapminder through the recipe: 30% of its rows kept the continent); a column that differs
+    once within a level, a source whose levels are mostly seen once, and the condition column are not derived."""
+    table = country_table()
+    pre = TabularPreprocessor.fit(table)
+    derived = {c["name"]: c["source"] for c in pre.columns if c["kind"] == "derived"}
+    assert derived == {"continent": "country", "iso": "country", "iso_num": "country"}
+    names = pre.feature_names()
+    assert "country=country 00" in names and not [n for n in names if n.startswith(("continent", "iso"))]
+    pd.testing.assert_frame_equal(
+        pre.inverse_transform(pre.transform(table)).drop(columns="pop"), table.drop(columns="pop")
+    )
+    noise = torch.from_numpy(np.random.default_rng(1).standard_normal((400, pre.num_features)).astype(np.float32))
+    rows = pre.inverse_transform(noise, levels="posterior", seed=0)
+    truth = table.drop_duplicates("country").set_index("country")
+    for column in ("continent", "iso", "iso_num"):
+        assert (rows[column].to_numpy() == truth.loc[rows["country"], column].to_numpy()).all()
+    assert rows.dtypes.equals(table.dtypes) and rows["country"].nunique() > 20
+    assert pre.column_levels("continent", ["Asia"]).tolist() == ["Asia"]  # rows by a derived level: by rejection
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+
+    [note] = TabularModality().card_limitations(SimpleNamespace(preprocessor=pre))
+    assert note.startswith("`continent`, `iso`, `iso_num` are written from the generated level of the column that")
+    modelled = TabularPreprocessor.fit(table, derived_columns=False)
+    assert not [c for c in modelled.columns if c["kind"] == "derived"] and "continent=Asia" in modelled.feature_names()
+    broken = table.copy()
+    broken.loc[5, "continent"] = "Europe"  # country 01 is in Asia on its other rows
+    assert {c["name"] for c in TabularPreprocessor.fit(broken).columns if c["kind"] == "derived"} == {"iso", "iso_num"}
+    once = table.drop_duplicates("country").reset_index(drop=True)  # each country once: no level shows anything
+    assert not [c for c in TabularPreprocessor.fit(once).columns if c["kind"] == "derived"]
+    conditioned = TabularPreprocessor.fit(table, condition_column="continent")
+    assert {c["name"] for c in conditioned.columns if c["kind"] == "derived"} == {"iso", "iso_num"}
 
 
 def test_numbers_on_a_grid_are_written_back_on_it():

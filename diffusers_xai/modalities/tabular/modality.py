@@ -82,6 +82,8 @@ class TabularOptions(ModalityOptions):
     # categorical columns drawn from their training frequencies, outside the model (`TabularPreprocessor.fit`): a
     # list, "auto" (`auto_marginal_columns`: names and addresses, near-keys of the rows) or null; `Any`, as hidden_dims
     marginal_columns: Any | None = "auto"
+    # columns a categorical column determines on every row (a country's continent) are written from its level
+    derived_columns: bool = True
     condition_bins: int = 10
     n_quantiles: int | None = None
     architecture: Literal["mlp", "resnet"] = "mlp"
@@ -247,6 +249,7 @@ class TabularModality(PreprocessedModality):
             id_columns=opts.id_columns,
             condition_bins=opts.condition_bins,
             marginal_columns=opts.marginal_columns,
+            derived_columns=opts.derived_columns,
             n_quantiles=opts.n_quantiles,
             seed=config.seed or 0,
         )
@@ -506,8 +509,9 @@ class TabularModality(PreprocessedModality):
 
     def card_limitations(self, pipeline) -> list[str]:
         """The card's notes on what the preprocessor's config publishes of the training rows: the per-level statistics
-        of columns decoded by their level's posterior (`levels="posterior"`), and the levels and counts of the
-        columns drawn outside the model (`marginal_columns`), which no explanation covers either."""
+        of columns decoded by their level's posterior (`levels="posterior"`), the levels and counts of the columns
+        drawn outside the model (`marginal_columns`), which no explanation covers either, and the columns written from
+        another column's level (`derived_columns`)."""
         pre = getattr(pipeline, "preprocessor", None)
         notes = []
         posterior = [c["name"] for c in getattr(pre, "categorical", []) if c.get("level_stats")]
@@ -528,6 +532,15 @@ class TabularModality(PreprocessedModality):
                 "saved preprocessor config holds every training value with its count: publishing the model publishes "
                 "those values (names, addresses); drop such a column from the table before training if its values "
                 "are private."
+            )
+        derived = [c for c in getattr(pre, "columns", []) if c["kind"] == "derived"]
+        if derived:
+            notes.append(
+                f"{_quoted([c['name'] for c in derived])} {'is' if len(derived) == 1 else 'are'} written from the "
+                f"generated level of the column that determines {'it' if len(derived) == 1 else 'them'} on every "
+                f"training row ({_quoted(sorted({c['source'] for c in derived}))}; `derived_columns`), not by the "
+                "denoiser: an explanation of that column covers them, and the saved preprocessor config holds the "
+                "value of each of its levels."
             )
         return notes
 

@@ -34,6 +34,7 @@ from .columns import (
     to_python,
 )
 from .data import load_table
+from .derived import derived_values, mark_derived
 from .levels import level_statistics, posterior_levels
 from .schema import (
     decode_datetime,
@@ -87,6 +88,7 @@ def _column_specs(
     id_columns: IdPolicy,
     condition_bins: int,
     marginal_columns: list[str] | Literal["auto"] | None,
+    derived_columns: bool = True,
 ) -> list[dict]:
     """Each column's kind, encoding and spec (the config's `columns`), from the arguments of
     [`TabularPreprocessor.fit`], with their checks: the part of the fit that reads no numbers' quantiles."""
@@ -120,6 +122,8 @@ def _column_specs(
             f'`marginal_columns` must be a list of column names, "auto" or None, got {marginal_columns!r}.'
         )
     mark_marginal(columns, list(marginal_columns or []), condition_column)
+    if derived_columns:  # before the encodings: a derived column has none
+        mark_derived(columns, df, condition_column)
     resolve_columns(columns, df, categorical_encoding, nan_policy, id_columns)
     if binned:
         spec = next(c for c in columns if c["name"] == condition_column)
@@ -165,6 +169,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
     - **Marginal** columns (`marginal_columns`: names or addresses of mostly once-seen levels, listed, or chosen by
       `"auto"`, the training recipe's default) are not modelled either: each generated row draws their level from
       the training frequencies.
+    - **Derived** columns (`derived_columns`, on by default), which a categorical column whose levels hold rows of
+      their own determines on every training row (a country's continent and ISO code), are written from that column's
+      generated level (`derived.mark_derived`), so generated rows keep the dependency.
     - **Constant** columns are kept and written back as they were.
     - An optional **condition column** (categorical) is taken out of the features and given to the denoiser as
       `class_labels`; its empirical class frequencies are stored to sample labels when none are given.
@@ -260,6 +267,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         id_columns: IdPolicy = "regenerate",
         condition_bins: int = 10,
         marginal_columns: list[str] | Literal["auto"] | None = None,
+        derived_columns: bool = True,
     ) -> TabularPreprocessor:
         """
         Learn the schema and the quantile transform of a table.
@@ -292,6 +300,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 frequencies, each row independently, outside the model (see [`mark_marginal`]): names or addresses
                 whose levels nearly all occur once, which a model can learn only by learning its rows. `"auto"` (the
                 training recipe's default): the columns of [`auto_marginal_columns`].
+            derived_columns (`bool`, *optional*, defaults to `True`): columns that a categorical column determines on
+                every training row (a country's continent and ISO code) are written from its generated level
+                instead of modelled (see [`mark_derived`]).
         """
         from sklearn.preprocessing import QuantileTransformer
 
@@ -306,6 +317,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             id_columns,
             condition_bins,
             marginal_columns,
+            derived_columns,
         )
         numerical = [c["name"] for c in columns if c["kind"] == "numerical"]
         if n_quantiles is None:
@@ -590,7 +602,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         must hold. `ValueError` naming the column or value and the fix for the condition column, a numerical,
         identifier or unknown column, or a value that is not one of the column's levels.
         """
-        spec = next((c for c in self.categorical if c["name"] == column), None)
+        derived = [c for c in self.columns if c["kind"] == "derived" and "categories" in c]  # written from a level
+        spec = next((c for c in self.categorical + derived if c["name"] == column), None)
         if spec is None:
             raise ValueError(self._not_a_level_column(column))
         levels = spec["categories"]
@@ -742,6 +755,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 out[c["name"]] = self._restore_dtype(marginal_draws(c, level_rng, len(x)), c)
             elif c["kind"] in ("constant", "id") and not c.get("drop"):
                 out[c["name"]] = self._decode_other(c, np.arange(len(x)))
+        for c in self.columns:  # from their source column's generated level
+            if c["kind"] == "derived":
+                out[c["name"]] = self._restore_dtype(derived_values(c, out[c["source"]]), c)
         for c in self.missing:
             missing = x[:, self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"]][:, 0] > c.get("missing_threshold", 0.0)
             out[c["name"]] = out[c["name"]].where(~missing)
