@@ -256,3 +256,19 @@ def test_holdout_rows_with_levels_the_training_rows_lack_do_not_stop_training(tm
     result = train(config)
     assert result.global_step == 2 and len(result.validation_loss_history) == 1
     assert np.isfinite(result.validation_loss_history[0][1])
+
+
+def test_every_preprocessor_argument_is_a_training_key():
+    """The training keys handed to `TabularPreprocessor.fit` are exactly its arguments (but the table and the seed),
+    so a new argument cannot be left unreachable from a config; `nan_policy: drop` reaches it as "raise"."""
+    import inspect
+
+    from diffusers_xai.modalities.tabular.modality import TabularOptions
+
+    config = TrainingConfig.from_dict(
+        {"modality": "tabular", "dataset_name": "wine", "nan_policy": "drop", "derived_columns": False}
+    )
+    kwargs = config.modality_options.preprocessor_kwargs()
+    arguments = set(inspect.signature(TabularPreprocessor.fit).parameters) - {"data", "seed"}
+    assert set(kwargs) == arguments and arguments <= set(TabularOptions.__dataclass_fields__)
+    assert kwargs["nan_policy"] == "raise" and kwargs["derived_columns"] is False

@@ -70,6 +70,19 @@ def _complete_row(row: dict) -> bool:
     return not any(value is None or (isinstance(value, float) and value != value) for value in row.values())
 
 
+# the tabular keys that are `TabularPreprocessor.fit`'s arguments of the same name (and `nan_policy`)
+PREPROCESSOR_KEYS = (
+    "categorical_columns",
+    "condition_column",
+    "categorical_encoding",
+    "id_columns",
+    "condition_bins",
+    "marginal_columns",
+    "derived_columns",
+    "n_quantiles",
+)
+
+
 @dataclass
 class TabularOptions(ModalityOptions):
     """The tabular keys (see [`TabularModality`])."""
@@ -97,6 +110,12 @@ class TabularOptions(ModalityOptions):
     # the share of training rows whose condition is dropped to a null class K, so that the model also learns p(x) and
     # can be sampled with classifier-free guidance (the pipeline's `guidance_scale`); 0: no null class
     class_dropout_prob: float = 0.0
+
+    def preprocessor_kwargs(self) -> dict[str, Any]:
+        """The keys [`TabularPreprocessor.fit`] takes, with their values (`nan_policy: drop` drops incomplete rows
+        while loading, so the preprocessor then refuses any NaN left)."""
+        kwargs = {key: getattr(self, key) for key in PREPROCESSOR_KEYS}
+        return {**kwargs, "nan_policy": "raise" if self.nan_policy == "drop" else self.nan_policy}
 
     def validate(self) -> None:
         self.categorical_columns = _str_list("categorical_columns", self.categorical_columns)
@@ -240,19 +259,7 @@ class TabularModality(PreprocessedModality):
         opts = config.modality_options
         if opts.early_stopping_dcr_ratio is not None:  # the last look at the rows before training starts
             self._guard_rows(config)
-        return TabularPreprocessor.fit(
-            dataset.to_pandas(),
-            categorical_columns=opts.categorical_columns,
-            condition_column=opts.condition_column,
-            categorical_encoding=opts.categorical_encoding,
-            nan_policy="raise" if opts.nan_policy == "drop" else opts.nan_policy,
-            id_columns=opts.id_columns,
-            condition_bins=opts.condition_bins,
-            marginal_columns=opts.marginal_columns,
-            derived_columns=opts.derived_columns,
-            n_quantiles=opts.n_quantiles,
-            seed=config.seed or 0,
-        )
+        return TabularPreprocessor.fit(dataset.to_pandas(), **opts.preprocessor_kwargs(), seed=config.seed or 0)
 
     def to_tensors(self, examples: dict[str, list], preprocessor, config) -> dict[str, torch.Tensor]:
         frame = pd.DataFrame(examples)
