@@ -105,7 +105,8 @@ def test_a_table_whose_held_out_rows_differ_by_design_reads_undetermined_not_mem
     assert ratio.independent_columns == pytest.approx(baseline) and ratio.ratio < 0.9
     assert ratio.warning.startswith(
         f"DCR ratio {ratio.ratio:.3f} cannot tell copying on this table: rows whose every column is drawn on its own "
-        "from the training rows, which copy no row, read 0.268 (< 0.9), because the held-out rows differ"
+        "from the training rows, which copy no row, read a DCR ratio of 0.268 (< 0.9), because the held-out rows "
+        "differ"
     )
     assert "memorisation" not in ratio.warning
     # the sampling guard would refuse 83% of such rows (the holdout's 5% quantile is 0.25): it refuses the table
@@ -469,8 +470,8 @@ def test_dcr_early_stopping_refuses_a_table_whose_rows_differ_by_design_before_t
         train(config)
     assert str(err.value).startswith(
         "`early_stopping_dcr_ratio` cannot judge this table: rows whose every column is drawn on its own from the "
-        "training rows, which copy no row, already read a DCR ratio of 0.268 (< 0.9), because the real rows differ "
-        "from each other by the table's design"
+        "training rows, which copy no row, read a DCR ratio of 0.268 (< 0.9), because the held-out rows differ from "
+        "the training rows by the table's design"
     )
     assert not (tmp_path / "run" / "checkpoints").exists()
     # bench/dcr_baseline.py prints the ratio the guard compares, on the guard's own split

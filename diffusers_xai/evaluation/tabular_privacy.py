@@ -136,11 +136,9 @@ class DCRRatio:
             return None
         if self.independent_columns is not None and self.independent_columns < DCR_RATIO_WARNING:
             return (
-                f"DCR ratio {self.ratio:.3f} cannot tell copying on this table: rows whose every column is drawn on "
-                f"its own from the training rows, which copy no row, read {self.independent_columns:.3f} "
-                f"(< {DCR_RATIO_WARNING}), because the held-out rows differ from the training rows by the table's "
-                "design (e.g. each combination of its categories occurs once). Compare the exact-copy rate with the "
-                "holdout's, and look at synthetic rows beside their closest training rows."
+                f"DCR ratio {self.ratio:.3f} cannot tell copying on this table: "
+                f"{_no_copy_reading(self.independent_columns, DCR_RATIO_WARNING)}. Compare the exact-copy rate with "
+                "the holdout's, and look at synthetic rows beside their closest training rows."
             )
         return (
             f"DCR ratio {self.ratio:.3f} < {DCR_RATIO_WARNING}: synthetic rows are closer to the training rows than "
@@ -204,6 +202,25 @@ def independent_columns(train: pd.DataFrame, num_rows: int = BASELINE_ROWS, seed
             drawn = (drawn + rng.normal(0.0, bandwidth, num_rows)).clip(values.min(), values.max())
         rows[column] = drawn
     return pd.DataFrame(rows)
+
+
+def _no_copy_reading(baseline: float, limit: float) -> str:
+    """Why a DCR ratio cannot judge a table whose rows that copy no row read `baseline` < `limit`."""
+    return (
+        f"rows whose every column is drawn on its own from the training rows, which copy no row, read a DCR ratio of "
+        f"{baseline:.3f} (< {limit}), because the held-out rows differ from the training rows by the table's design "
+        "(e.g. each combination of its categories occurs once)"
+    )
+
+
+def _refuse_if_no_copy_reads_below(
+    who: str, train: pd.DataFrame, reference: np.ndarray, metadata: dict, limit: float, fix: str, seed: int = 0
+) -> None:
+    """A `ValueError` saying `who` cannot judge the table, and `fix`, when [`independent_columns_ratio`] against
+    `reference` is below `limit` (never for a NaN ratio)."""
+    baseline = independent_columns_ratio(train, reference, metadata, seed)
+    if baseline < limit:
+        raise ValueError(f"`{who}` cannot judge this table: {_no_copy_reading(baseline, limit)}, {fix}")
 
 
 def independent_columns_ratio(train: pd.DataFrame, reference: np.ndarray, metadata: dict, seed: int = 0) -> float:
@@ -271,17 +288,13 @@ def check_guard_can_judge(
         )
     # below 0.9 the table defeats the ratio itself (as in the evaluation's warning); a threshold set below that
     # is the user's own, and rows that copy no row need only pass it
-    limit = None if threshold is None else min(threshold, DCR_RATIO_WARNING)
-    baseline = None if limit is None else independent_columns_ratio(train, reference, metadata, seed)
-    if baseline is not None and baseline < limit:
-        raise ValueError(
-            f"`early_stopping_dcr_ratio` cannot judge this table: rows whose every column is drawn on its own from "
-            f"the training rows, which copy no row, already read a DCR ratio of {baseline:.3f} (< "
-            f"{limit}), because the real rows differ from each other by the table's design (e.g. each "
-            "combination of its categories occurs once), so the first check would stop any model; set "
-            "early_stopping_dcr_ratio: null and choose max_train_steps (the end-of-run evaluation reports the ratio "
-            "beside this baseline)."
+    if threshold is not None:
+        fix = (
+            "so the first check would stop any model; set early_stopping_dcr_ratio: null and choose max_train_steps "
+            "(the end-of-run evaluation reports the ratio beside this baseline)."
         )
+        limit = min(threshold, DCR_RATIO_WARNING)
+        _refuse_if_no_copy_reads_below("early_stopping_dcr_ratio", train, reference, metadata, limit, fix, seed)
     return reference
 
 
@@ -411,14 +424,8 @@ def reject_near_copies(
         raise ValueError(f"`num_rows` must be a positive int, got {num_rows!r}.")
     metadata = metadata or infer_metadata(train)
     holdout_dcr = distance_to_closest_record(holdout, train, metadata)
-    baseline = independent_columns_ratio(train, holdout_dcr, metadata)
-    if baseline < DCR_RATIO_WARNING:  # on vega's barley 0.27: 83% of rows that copy no row would be refused
-        raise ValueError(
-            f"`reject_near_copies` cannot judge this table: rows whose every column is drawn on its own from the "
-            f"training rows, which copy no row, read a DCR ratio of {baseline:.3f} (< {DCR_RATIO_WARNING}), "
-            "because the held-out rows differ from the training rows by the table's design (e.g. each combination of "
-            "its categories occurs once), so it would refuse rows that copy nothing; sample without it."
-        )
+    fix = "so it would refuse rows that copy nothing; sample without it."  # on barley 83% of them
+    _refuse_if_no_copy_reads_below("reject_near_copies", train, holdout_dcr, metadata, DCR_RATIO_WARNING, fix)
     threshold = float(np.quantile(holdout_dcr, quantile))
     kept, drawn = [], 0
     for round_index in range(max_rounds):
