@@ -374,6 +374,38 @@ def test_a_guard_that_would_keep_its_first_check_trains_again_with_finer_checks(
     assert "8 check(s) from update 2 to 16; update 16 failed" in (tmp_path / "README.md").read_text()
 
 
+def test_a_guard_whose_first_check_fails_trains_again_with_finer_checks(tmp_path, monkeypatch, caplog):
+    """Checks every 10 updates, scripted: the first fails, so no weights passed and the run would save the failing
+    ones (plotly's 100-row experiment table did, at update 250). It is trained again with a check every 2 updates,
+    which pass up to update 8 and fail at 10: update 8's weights are saved."""
+    import logging
+
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+
+    real_check, seen = TabularModality.early_stopping_check, []
+
+    def scripted(self, pipeline, config):
+        name, value, _ = real_check(self, pipeline, config)
+        seen.append(
+            (config.validation_steps, value, {k: v.clone() for k, v in pipeline.denoiser.state_dict().items()})
+        )
+        return name, value, 1 < len(seen) < 6  # call 1: update 10; then 2, 4, 6, 8 pass and 10 fails
+
+    monkeypatch.setattr(TabularModality, "early_stopping_check", scripted)
+    with caplog.at_level(logging.WARNING):
+        result = train(early_stopping_config(tmp_path, 0.9, max_train_steps=40, validation_steps=10))
+    assert [interval for interval, _, _ in seen] == [10] + [2] * 5
+    assert (result.stop_reason, result.global_step, result.restored_step) == ("early_stopping", 10, 8)
+    saved = TabularXAIPipeline.from_pretrained(str(tmp_path)).denoiser.state_dict()
+    assert all(torch.equal(saved[k], seen[4][2][k]) for k in saved)  # update 8's weights
+    assert (
+        f"The first early-stopping check, at update 10, failed ({seen[0][1]:.4f}): no weights passed. Training again "
+        "with a check every 2 updates."
+    ) in caplog.text
+    assert "5 check(s) from update 2 to 10; update 10 failed" in (tmp_path / "README.md").read_text()
+
+
 def test_the_guard_computes_its_reference_distances_once_per_run(tmp_path, monkeypatch):
     """Four checks (every 2 of 8 updates) against the same rows: the holdout's and the training rows' leave-one-out
     distances are computed once, before training, and every check's bound uses them."""

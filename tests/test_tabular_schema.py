@@ -1,6 +1,7 @@
 """Exact output schema of synthetic tables: decimals, bounds, discrete supports, dates, missing values, identifiers,
 high-cardinality categoricals, and the bad input refused before training."""
 
+import json
 import logging
 from types import SimpleNamespace
 
@@ -512,6 +513,30 @@ def test_fresh_identifiers_known_answers():
     codes = id_spec("code", pd.Series(["A", "B", "C", "AA", "AB", "BA", "BB", "AB2", "BA2", "CB7"]))
     assert codes == {"type": "str", "prefix": "", "lengths": [1, 2, 3], "alphabet": "27ABC", "next_rank": 117}
     assert fresh_ids(codes, [0, 1, 7, 8]) == ["CBA", "CBB", "CCC", "7222"]
+
+
+def test_unique_free_text_is_numbered_not_counted_on_from_the_largest_value():
+    """Plotly's packaged election table: its districts' names (`"101-Bois-de-Liesse"`, 12 to 51 characters) were
+    counted on from the longest as codes are, and came back as `"161-Saint-HenriPetite-BourgognePointe-Saint-Charlet"`
+    (a real name, mangled, and stored in the model)."""
+    import plotly.express as px
+
+    election = px.data.election()
+    spec = id_spec("district", election["district"])
+    assert spec == {"type": "text", "label": "district_", "start": 1}
+    assert fresh_ids(spec, [0, 1, 57]) == ["district_1", "district_2", "district_58"]
+    named = ["district_7", "district_3", "district_x", "district_12b", *(f"north side {i}" for i in range(40))]
+    assert id_spec("district", pd.Series(named))["start"] == 8  # after the training labels of that form
+    # codes of one length still count on, whatever their characters
+    assert id_spec("key", pd.Series([f"k é {i:03d}" for i in range(40)]))["type"] == "str"
+    pre = TabularPreprocessor.fit(election)
+    assert [c["kind"] for c in pre.columns][:1] == ["id"]
+    torch.manual_seed(0)
+    pipe = TabularXAIPipeline.from_denoiser(TabularDenoiser(in_features=pre.num_features, hidden_dims=(16,)), pre)
+    pipe.set_progress_bar_config(disable=True)
+    rows = pipe(num_rows=3, generator=torch.Generator().manual_seed(0), num_inference_steps=2).rows
+    assert rows["district"].tolist() == ["district_1", "district_2", "district_3"]
+    assert "Bois" not in json.dumps(pre.config["columns"])
 
 
 def test_pipeline_rows_keep_the_schema_of_a_packaged_table():

@@ -27,7 +27,7 @@ def infer_metadata(df: pd.DataFrame) -> dict:
         if date is not None:
             columns[str(name)] = {"sdtype": "datetime", "datetime_format": date["format"]}
             continue
-        if pd.api.types.is_object_dtype(s) and (id_spec(str(name), s) or {}).get("type") == "str":
+        if pd.api.types.is_object_dtype(s) and (id_spec(str(name), s) or {}).get("type") in ("str", "text"):
             columns[str(name)] = {"sdtype": "id"}
             continue
         if pd.api.types.is_bool_dtype(s):

@@ -3,19 +3,133 @@ image folder, map-style or streamed; shared by every modality's `load_dataset`."
 
 from __future__ import annotations
 
+import logging
 import os
 
-__all__ = ["DATA_FILE_BUILDERS", "STREAM_SHARDS", "load_hf_dataset", "to_stream"]
+__all__ = [
+    "COMPRESSIONS",
+    "DATA_FILE_BUILDERS",
+    "STREAM_SHARDS",
+    "data_file_suffix",
+    "load_data_file",
+    "load_hf_dataset",
+    "to_stream",
+]
+
+logger = logging.getLogger(__name__)
 
 # `dataset_name` values ending like this are read with the matching `datasets` builder (`load_dataset("csv", ...)`).
-DATA_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
+DATA_FILE_BUILDERS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".json": "json",
+    ".jsonl": "json",
+}
+# ... also when compressed (plotly's packaged tables are `.csv.gz`): `datasets` and pandas both decompress these
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+def data_file_suffix(name: str | os.PathLike) -> str:
+    """The data format's suffix of a file name, under a compression suffix: `"wind.csv.gz"` → `".csv"`."""
+    base, suffix = os.path.splitext(os.fspath(name).lower())
+    return os.path.splitext(base)[1] if suffix in COMPRESSIONS else suffix
+
+
+def _unsupported_file(name: str) -> ValueError:
+    return ValueError(
+        f"{name!r} is a file of a type this cannot read; use a "
+        f"{'/'.join(DATA_FILE_BUILDERS)} file (also {'/'.join(COMPRESSIONS)}-compressed), a `save_to_disk` folder "
+        "or a Hub dataset id."
+    )
+
+
+def load_data_file(name: str | os.PathLike, cache_dir: str | None = None, streaming: bool = False):
+    """
+    A `.csv`/`.tsv`/`.parquet`/`.json(l)` file (also compressed) as the `"train"` split of a `datasets.DatasetDict`,
+    read by the matching `datasets` builder; the trainer and [`load_table`] both read files through here, so a
+    table's columns have the same types wherever it is read (pyarrow reads ISO dates in JSON as timestamps).
+    """
+    import datasets
+
+    name = os.fspath(name)
+    if data_file_suffix(name) not in DATA_FILE_BUILDERS:
+        raise _unsupported_file(name)
+    builder = DATA_FILE_BUILDERS[data_file_suffix(name)]
+    kwargs = _csv_dialect(name) if builder == "csv" else {}
+    try:
+        return datasets.load_dataset(
+            builder, data_files={"train": name}, cache_dir=cache_dir, streaming=streaming, **kwargs
+        )
+    except datasets.exceptions.DatasetGenerationError as err:  # pyarrow typed a column from its first rows
+        cause = err.__cause__ or err.__context__
+        column, detail = _mixed_column(name, kwargs.get("delimiter", ",")) if builder == "csv" else (None, "")
+        raise ValueError(
+            f"{name!r} could not be read: {detail or f'{type(cause).__name__}: {cause}'}. Make every column one "
+            "type: mark its non-numbers as missing (pd.to_numeric(errors='coerce')), or, if it holds categories, "
+            f"write it as text to a Parquet file (df.astype({{{column or 'column'!r}: str}}).to_parquet(...)) and "
+            "read that."
+        ) from err
+
+
+# separators other than a comma that a `.csv` may hold (statsmodels' packaged anes96.csv: tabs, modechoice.csv: `;`,
+# spector.csv: spaces, with `'` quotes)
+OTHER_SEPARATORS = "\t;| "
+
+
+def _csv_dialect(name: str) -> dict:
+    """
+    The `delimiter` (and `quotechar`) of a CSV or TSV file for `datasets`' csv builder. A `.csv` whose header holds
+    no comma but another separator is read with the separator `csv.Sniffer` finds: read with commas it was one
+    column (anes96's 944 rows became a 943-level categorical). A header with a comma keeps the comma.
+    """
+    import csv
+
+    import fsspec
+
+    if data_file_suffix(name) == ".tsv":
+        return {"delimiter": "\t"}
+    with fsspec.open(name, "rt", compression="infer", encoding="utf-8", errors="replace") as f:
+        head = f.read(1 << 16)
+    header = head.splitlines()[0] if head else ""
+    if "," in header or not any(c in header for c in OTHER_SEPARATORS):
+        return {}
+    try:
+        dialect = csv.Sniffer().sniff(head[: head.rfind("\n") + 1] or head, delimiters=OTHER_SEPARATORS)
+    except csv.Error:  # one column after all
+        return {}
+    lines = head.splitlines()[:2]
+    widths = {len(row) for row in csv.reader(lines, dialect)}
+    if len(lines) < 2 or widths != {max(widths)} or max(widths) < 2:  # "CO2 ppm" over numbers is one column
+        return {}
+    logger.info(f"{name!r} has no comma in its header: read with delimiter {dialect.delimiter!r}.")
+    return {"delimiter": dialect.delimiter, "quotechar": dialect.quotechar}
+
+
+def _mixed_column(name: str, delimiter: str) -> tuple[str | None, str]:
+    """The first column of a CSV holding both numbers and text, described for the error of [`load_data_file`]."""
+    import pandas as pd
+
+    frame = pd.read_csv(name, sep=delimiter, dtype=str)
+    for column in frame.columns:
+        values = frame[column].dropna()
+        numeric = pd.to_numeric(values, errors="coerce").notna()
+        if numeric.any() and not numeric.all():
+            row = values.index[~numeric.to_numpy()][0]
+            return column, (
+                f"column {column!r} holds numbers in {int(numeric.sum())} rows and text in {int((~numeric).sum())} "
+                f"(e.g. {values[row]!r} at row {row})"
+            )
+    return None, ""
 
 
 def load_hf_dataset(config, split: str | None = None, streaming: bool = False):
     """
     Read `config.dataset_name` / `config.train_data_dir` as an HF `datasets.Dataset` (shared by all modalities).
 
-    `dataset_name` may be a directory written by `save_to_disk`, a `.csv`/`.parquet`/`.json(l)` file, or a Hub
+    `dataset_name` may be a directory written by `save_to_disk`, a `.csv`/`.tsv`/`.parquet`/`.json(l)` file (optionally
+    compressed: `.csv.gz`), or a Hub
     dataset id; `train_data_dir` is an `imagefolder`. `split` defaults to `config.split` (or `"train"`).
     With `streaming=True` the result is a `datasets.IterableDataset`: files, Hub ids and image folders are read with
     `load_dataset(..., streaming=True)`, a `save_to_disk` folder (memory-mapped) through [`to_stream`].
@@ -66,14 +180,12 @@ def _load(config, name: str | None, cache_dir: str | None, streaming: bool = Fal
         os.path.isfile(os.path.join(name, f)) for f in ("dataset_info.json", "state.json", "dataset_dict.json")
     ):
         data = datasets.load_from_disk(name)
-    elif os.path.splitext(name)[1].lower() in DATA_FILE_BUILDERS:
+    elif data_file_suffix(name) in DATA_FILE_BUILDERS:
         if not os.path.isfile(name):
             raise ValueError(f"`dataset_name` {name!r} looks like a data file but does not exist.")
-        builder = DATA_FILE_BUILDERS[os.path.splitext(name)[1].lower()]
-        kwargs = {"delimiter": "\t"} if name.lower().endswith(".tsv") else {}
-        data = datasets.load_dataset(
-            builder, data_files={"train": name}, cache_dir=cache_dir, streaming=streaming, **kwargs
-        )
+        data = load_data_file(name, cache_dir, streaming)
+    elif os.path.isfile(name):  # `load_dataset` would look for a Hub repository of that name
+        raise _unsupported_file(name)
     else:
         data = datasets.load_dataset(
             name, getattr(config, "dataset_config_name", None), cache_dir=cache_dir, streaming=streaming

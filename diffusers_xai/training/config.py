@@ -67,7 +67,8 @@ class TrainingConfig:
         "Modality plug-in: `image` (UNet2DModel), or another registered one such as `tabular`.", "image"
     )
     dataset_name: str | None = _help(
-        "`sklearn-digits` (built in, no files), a Hub dataset id, a save_to_disk folder or a .csv/.parquet/.json path."
+        "`sklearn-digits` (built in, no files), a Hub dataset id, a save_to_disk folder or a .csv/.tsv/.parquet/"
+        ".json(l) path (also compressed: .csv.gz)."
     )
     dataset_config_name: str | None = _help("Config name of a Hub dataset.")
     train_data_dir: str | None = _help(

@@ -1,5 +1,5 @@
 """The tables a training run reads: the built-in ones (sklearn's wine and breast cancer) and any DataFrame, CSV,
-Parquet file or HF `datasets.Dataset`, as a `pandas.DataFrame`."""
+Parquet or JSON file or HF `datasets.Dataset`, as a `pandas.DataFrame`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ...utils.moved_modules import moved_attribute_getter
+from ..hf_datasets import load_data_file
 
 __all__ = ["TABULAR_DATASETS", "load_breast_cancer_frame", "load_table", "load_tabular_dataset", "load_wine_frame"]
 
@@ -45,8 +46,9 @@ TABULAR_DATASETS = {"wine": load_wine_frame, "breast_cancer": load_breast_cancer
 
 def load_table(source: Any) -> pd.DataFrame:
     """
-    A table as a `pandas.DataFrame` from a DataFrame, a `.csv`/`.parquet` path, a built-in name (`"wine"`,
-    `"breast_cancer"`) or an HF `datasets.Dataset`.
+    A table as a `pandas.DataFrame` from a DataFrame, a file path read as the trainer reads it ([`load_data_file`]:
+    CSV/TSV, Parquet, JSON(L), also compressed, e.g. `.csv.gz`), a built-in name (`"wine"`, `"breast_cancer"`) or an HF
+    `datasets.Dataset`.
     """
     if isinstance(source, pd.DataFrame):
         return source
@@ -58,11 +60,7 @@ def load_table(source: Any) -> pd.DataFrame:
             raise ValueError(
                 f"Table {str(source)!r} is neither a file nor a built-in dataset ({sorted(TABULAR_DATASETS)})."
             )
-        if path.suffix == ".csv":
-            return pd.read_csv(path)
-        if path.suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        raise ValueError(f"Unsupported table file {path.name!r}: use a .csv or .parquet file.")
+        return load_data_file(path)["train"].to_pandas()
     if hasattr(source, "to_pandas") and hasattr(source, "column_names"):
         return source.to_pandas()
     raise TypeError(

@@ -426,8 +426,9 @@ def decode_datetime(values: np.ndarray, spec: dict, dtype: str) -> pd.Series:
 # ---- identifiers ----
 def id_spec(name: str, series: pd.Series) -> dict | None:
     """
-    The identifier description of a column whose values are all present and unique, or `None`: strings (their
-    common prefix, lengths, tail characters and where fresh tails start, see [`fresh_ids`]), or integers forming a
+    The identifier description of a column whose values are all present and unique, or `None`: codes (their
+    common prefix, lengths, tail characters and where fresh tails start, see [`fresh_ids`]), free text (numbered
+    labels), or integers forming a
     contiguous range (a row number). Such a column carries no distribution to learn and would be copied row for row.
     """
     if len(series) < MIN_ID_ROWS or series.isna().any() or not series.is_unique:
@@ -441,7 +442,10 @@ def id_spec(name: str, series: pd.Series) -> dict | None:
         return None
     values = series.tolist()
     prefix = _common_prefix(values)
-    alphabet = _id_alphabet("".join(v[len(prefix) :] for v in values))
+    tails = [v[len(prefix) :] for v in values]
+    if not _code_like(tails):
+        return _text_id_spec(name, values)
+    alphabet = _id_alphabet("".join(tails))
     return {
         "type": "str",
         "prefix": prefix,
@@ -449,6 +453,30 @@ def id_spec(name: str, series: pd.Series) -> dict | None:
         "alphabet": alphabet,
         "next_rank": _next_rank(values, prefix, alphabet),  # fresh tails start after the largest training tail
     }
+
+
+# the tails of codes (after their common prefix): at most this long when their lengths differ, in these characters
+MAX_CODE_TAIL = 16
+CODE_CHARACTERS = frozenset(string.ascii_letters + string.digits + "-_")
+
+
+def _code_like(tails: list[str]) -> bool:
+    """
+    Whether unique strings read as codes that continue by counting (`ORD-00178`, airport codes, UUIDs: tails of one
+    length, or short tails of letters and digits), not as unique free text: districts' names
+    (`"101-Bois-de-Liesse"`, 12 to 51 characters) counted on from the largest read as a mangled real name.
+    """
+    if len({len(t) for t in tails}) == 1:
+        return True
+    return max(len(t) for t in tails) <= MAX_CODE_TAIL and set("".join(tails)) <= CODE_CHARACTERS
+
+
+def _text_id_spec(name: str, values: list[str]) -> dict:
+    """Unique free text is written as `"<column>_<n>"`, numbered after any training value of that form; the spec
+    stores no training value."""
+    label = f"{name}_"
+    taken = [int(v[len(label) :]) for v in values if v.startswith(label) and v[len(label) :].isdigit()]
+    return {"type": "text", "label": label, "start": max(taken, default=0) + 1}
 
 
 def _common_prefix(values: list[str]) -> str:
@@ -470,6 +498,7 @@ def fresh_ids(spec: dict, indices) -> list:
       length, the tail read as a number whose digits are the tails' characters in sorted order (`ORD-00000` to
       `ORD-00177` continue at `ORD-00178`); past the last value of that length the tail gains a character, as a
       number gains a digit.
+    - unique free text (names, addresses: see `_code_like`) is numbered: `district_1`, `district_2`, ...
 
     Not drawn at random: the model stores no training identifier but the largest, so random strings could repeat
     real ones, and independent draws repeat each other across calls.
@@ -477,6 +506,8 @@ def fresh_ids(spec: dict, indices) -> list:
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if spec["type"] == "int":
         return (spec["max"] + 1 + indices).tolist()
+    if spec["type"] == "text":
+        return [f"{spec['label']}{spec['start'] + int(i)}" for i in indices]
     alphabet = _id_alphabet(spec.get("alphabet") or "")
     prefix = spec.get("prefix") or ""
     width = max(max(spec.get("lengths") or [len(prefix) + 8]) - len(prefix), 1)

@@ -1,0 +1,97 @@
+"""Data files as the trainer and the library read them: compressed files, and the errors for files they cannot read."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from diffusers_xai.modalities.hf_datasets import data_file_suffix, load_hf_dataset
+from diffusers_xai.modalities.tabular import TabularPreprocessor, load_table
+
+
+def test_data_file_suffix_reads_under_a_compression_suffix():
+    assert [data_file_suffix(n) for n in ("a.csv.gz", "b.CSV", "c.jsonl.bz2", "d.gz", "e.parquet")] == [
+        ".csv",
+        ".csv",
+        ".jsonl",
+        "",
+        ".parquet",
+    ]
+
+
+def test_a_compressed_packaged_table_reads_alike_in_the_trainer_and_the_library():
+    """plotly ships its tables as `.csv.gz`: the trainer said "Couldn't find any data file" for a file that exists,
+    and `load_table` refused it as unsupported."""
+    import plotly
+
+    path = Path(plotly.__file__).parent / "package_data" / "datasets" / "wind.csv.gz"
+    expected = pd.read_csv(path)
+    pd.testing.assert_frame_equal(load_table(path), expected)
+    pd.testing.assert_frame_equal(load_hf_dataset(SimpleNamespace(dataset_name=str(path))).to_pandas(), expected)
+
+
+def test_a_json_table_has_the_same_columns_from_the_library_as_from_the_trainer():
+    """vega's cars.json: pyarrow (the trainer's reader) reads its ISO `Year` as a timestamp, pandas' read_json as
+    text; the library now reads files through the same `datasets` builder."""
+    from vega_datasets import local_data
+
+    path = local_data.cars.filepath
+    trainer = load_hf_dataset(SimpleNamespace(dataset_name=path)).to_pandas()
+    pd.testing.assert_frame_equal(load_table(path), trainer)
+    assert str(trainer["Year"].dtype).startswith("datetime64")
+
+
+def test_a_column_that_turns_to_text_after_the_first_chunk_is_named(tmp_path):
+    """`datasets` types a CSV column from its first 10,000 rows; text after them raised its DatasetGenerationError
+    ("An error occurred while generating the dataset") from deep inside pyarrow."""
+    path = tmp_path / "late.csv"
+    pd.DataFrame({"a": np.arange(25_000), "b": [1.5] * 15_000 + ["x"] * 10_000}).to_csv(path, index=False)
+    message = (
+        f"{str(path)!r} could not be read: column 'b' holds numbers in 15000 rows and text in 10000 (e.g. 'x' at row "
+        "15000). Make every column one type: mark its non-numbers as missing (pd.to_numeric(errors='coerce')), or, "
+        "if it holds categories, write it as text to a Parquet file (df.astype({'b': str}).to_parquet(...)) and read "
+        "that."
+    )
+    with pytest.raises(ValueError) as library:
+        TabularPreprocessor.fit(path)
+    with pytest.raises(ValueError) as trainer:
+        load_hf_dataset(SimpleNamespace(dataset_name=str(path)))
+    assert str(library.value) == str(trainer.value) == message
+
+
+def test_an_existing_file_of_another_type_is_refused_by_name(tmp_path):
+    """It was taken for a Hub id and refused as "Couldn't find any data file" (or a missing repository)."""
+    path = tmp_path / "rows.npz"
+    np.savez(path, x=np.zeros(3))
+    expected = f"{str(path)!r} is a file of a type this cannot read; use a .csv/.tsv/.parquet/.pq/.json/.jsonl"
+    for read in (lambda: load_table(path), lambda: load_hf_dataset(SimpleNamespace(dataset_name=str(path)))):
+        with pytest.raises(ValueError, match="^" + expected.replace(".", r"\.")):
+            read()
+
+
+@pytest.mark.parametrize(
+    "name, shape, first_columns",
+    [
+        ("anes96", (944, 10), ["popul", "TVnews", "selfLR"]),  # tabs, `'` quotes
+        ("modechoice", (840, 9), ["individual", "mode", "choice"]),  # semicolons
+        ("spector", (32, 5), ["OBS", "GPA", "TUCE"]),  # spaces, `'` quotes
+        ("fair", (6366, 9), ["rate_marriage", "age", "yrs_married"]),  # commas
+    ],
+)
+def test_a_csv_separated_by_another_character_is_read_in_its_columns(name, shape, first_columns):
+    """statsmodels ships these as `.csv`; read with commas, anes96 was one column of 943 levels and modechoice one
+    identifier column (no model feature at all)."""
+    import statsmodels.datasets
+
+    path = Path(statsmodels.datasets.__file__).parent / name / f"{name}.csv"
+    for frame in (load_table(path), load_hf_dataset(SimpleNamespace(dataset_name=str(path))).to_pandas()):
+        assert frame.shape == shape and list(frame.columns[:3]) == first_columns
+        assert pd.api.types.is_numeric_dtype(frame[first_columns[1]])
+
+
+def test_a_one_column_csv_whose_header_has_a_space_stays_one_column(tmp_path):
+    path = tmp_path / "co2.csv"
+    path.write_text("CO2 ppm\n315.2\n316.1\n")
+    assert load_table(path).columns.tolist() == ["CO2 ppm"]
