@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 TABLE_DATASETS = ("wine", "breast_cancer")
 ARRAY_SUFFIXES = (".npy", ".npz", ".safetensors")
-TABLE_SUFFIXES = (".csv", ".parquet")
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".json", ".jsonl")  # also compressed (`hf_datasets.load_data_file`)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -109,7 +109,7 @@ def _load_image_folder(path: str):
 
 def _load(spec: str, resolution: int = 16):
     """Real data or samples from a name or a path: a tensor/array, a list of PIL images or a DataFrame."""
-    import pandas as pd
+    from ..modalities.hf_datasets import DATA_FILE_BUILDERS, data_file_suffix, load_data_file
 
     if spec == "digits":
         from ..modalities.image.data import load_digits_tensors
@@ -129,10 +129,8 @@ def _load(spec: str, resolution: int = 16):
         raise ValueError(
             f"--data/--samples {spec!r} is neither a known dataset (digits, wine, breast_cancer) nor a file."
         )
-    if spec.endswith(".csv"):
-        return pd.read_csv(spec)
-    if spec.endswith(".parquet"):
-        return pd.read_parquet(spec)
+    if data_file_suffix(spec) in DATA_FILE_BUILDERS:  # read as the trainer reads it
+        return load_data_file(spec)["train"].to_pandas()
     if spec.endswith(ARRAY_SUFFIXES):
         return _load_array(spec)
     raise ValueError(f"Unsupported file type for {spec!r}; use {ARRAY_SUFFIXES + TABLE_SUFFIXES} or an image folder.")

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 
 from ...utils.moved_modules import moved_attribute_getter
+from ..hf_datasets import load_data_file
 
 __all__ = [
     "TIMESERIES_DATASETS",
@@ -80,9 +81,7 @@ def load_series(source: Any, channels: list[str] | None = None) -> tuple[np.ndar
                 raise ValueError(
                     f"Series {str(source)!r} is neither a file nor a built-in dataset {TIMESERIES_DATASETS}."
                 )
-            if path.suffix not in (".csv", ".parquet", ".pq"):
-                raise ValueError(f"Unsupported series file {path.name!r}: use a .csv or .parquet file.")
-            source = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+            source = load_data_file(path)["train"].to_pandas()  # as the trainer reads it
     if hasattr(source, "to_pandas") and hasattr(source, "column_names"):
         names = channels or source.column_names
         absent = [c for c in names if c not in source.column_names]
