@@ -1,6 +1,7 @@
 """Privacy of synthetic tables: the DCR ratio against a holdout (report, training run) and the near-copy guard."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -517,6 +518,22 @@ def test_dcr_early_stopping_refuses_a_table_whose_rows_differ_by_design_before_t
     with pytest.raises(ValueError, match=r"read a DCR ratio of 0\.2\d\d \(< 0\.9\)"):
         check_guard_can_judge(train_rows, holdout, threshold=0.9)
     train(early_stopping_config(tmp_path / "off", None, dataset_name=path, max_train_steps=2))
+
+
+def test_a_tiny_table_is_refused_for_its_size_not_its_design(tmp_path):
+    """plotly's medals (3 rows: 2 train, 1 held out) was refused as a table whose rows differ by design."""
+    import plotly.express as px
+
+    path = tmp_path / "medals.csv"
+    px.data.medals_wide().to_csv(path, index=False)
+    with pytest.raises(ValueError) as err:
+        train(early_stopping_config(tmp_path / "run", 0.9, dataset_name=str(path)))
+    assert re.fullmatch(
+        r"`early_stopping_dcr_ratio` cannot judge this table: rows whose every column is drawn on its own from the "
+        r"training rows, which copy no row, read a DCR ratio of 0\.\d{3} \(< 0\.9\), because 2 training rows are too "
+        r"few for distances to tell copying, so the first check would stop any model; .*",
+        str(err.value),
+    )
 
 
 def test_wine_recipe_trains_with_the_dcr_guard_on():
