@@ -252,6 +252,59 @@ def test_columns_another_column_determines_are_written_from_its_level():
     assert {c["name"] for c in conditioned.columns if c["kind"] == "derived"} == {"iso", "iso_num"}
 
 
+def test_a_total_of_other_columns_is_written_as_their_sum():
+    """plotly's election table: `total` is the three candidates' votes on every row, and came back matching them in
+    2.4% of the rows through the recipe. vega's us-employment nests sector counts in totals (some of rounded float
+    parts); its every total is found, each from modelled columns, and written within half a unit of its parts' sum.
+    A column that misses its sum on one row, or a pool whose own identity leaves the parts ambiguous, is no sum."""
+    import plotly.express as px
+    from vega_datasets import local_data
+
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+
+    election = px.data.election()
+    pre = TabularPreprocessor.fit(election)
+    assert {c["name"]: c["parts"] for c in pre.columns if c["kind"] == "sum"} == {
+        "total": ["Coderre", "Bergeron", "Joly"]
+    }
+    rows = pre.inverse_transform(random_rows(pre), seed=0)
+    assert rows.dtypes.equals(election.dtypes) and rows["total"].nunique() > 20
+    assert (rows["total"] == rows[["Coderre", "Bergeron", "Joly"]].sum(axis=1)).all()
+    [note] = TabularModality().card_limitations(SimpleNamespace(preprocessor=pre))
+    assert "(total = Coderre + Bergeron + Joly; `derived_columns`)" in note
+    assert "total" in [c["name"] for c in TabularPreprocessor.fit(election, derived_columns=False).numerical]
+
+    employment = local_data.us_employment()
+    pre = TabularPreprocessor.fit(employment)
+    sums = {c["name"]: c["parts"] for c in pre.columns if c["kind"] == "sum"}
+    assert set(sums) == {
+        "manufacturing", "goods_producing", "trade_transportation_utilties", "private_service_providing", "private",
+        "service_providing", "nonfarm",
+    }  # fmt: skip
+    assert sums["goods_producing"] == ["mining_and_logging", "construction", "durable_goods", "nondurable_goods"]
+    assert not set(sums) & {part for parts in sums.values() for part in parts}  # parts are modelled
+    # the real rows come back exactly: a total of rounded parts is rounded half up (`nonfarm`: 136,058.5 -> 136,059)
+    pd.testing.assert_frame_equal(pre.inverse_transform(pre.transform(employment)), employment)
+    rows = pre.inverse_transform(random_rows(pre), seed=0)
+    assert rows.dtypes.equals(employment.dtypes)
+    for total, parts in sums.items():  # integer totals of parts with one decimal: rounded, as in the real rows
+        assert (rows[total] - rows[parts].sum(axis=1)).abs().max() <= 0.5 + 1e-9 * rows[total].max()
+
+    rng = np.random.default_rng(0)
+    parts = pd.DataFrame({"a": rng.integers(0, 100, 60), "b": rng.integers(0, 100, 60), "c": rng.integers(0, 9, 60)})
+    almost = parts.assign(total=parts["a"] + parts["b"])
+    almost.loc[7, "total"] += 1
+    assert not [c for c in TabularPreprocessor.fit(almost).columns if c["kind"] == "sum"]
+    exact = parts.assign(total=parts["a"] + parts["b"])
+    assert [c["parts"] for c in TabularPreprocessor.fit(exact).columns if c["kind"] == "sum"] == [["a", "b"]]
+    # `a + b == d + e` on every row: `total` sums either pair, the least-squares coefficients are 1/2 each, and no
+    # column is taken for a sum rather than one of two
+    e = rng.integers(0, exact["total"] + 1)
+    twins = exact.assign(d=exact["total"] - e, e=e)
+    assert ((twins["a"] + twins["b"]) == (twins["d"] + twins["e"])).all()
+    assert not [c for c in TabularPreprocessor.fit(twins).columns if c["kind"] == "sum"]
+
+
 def test_numbers_on_a_grid_are_written_back_on_it():
     """penguins' body masses are multiples of 25 g: generated rows are too, inside the observed range; a column
     without a grid keeps its decimals only."""

@@ -518,7 +518,7 @@ class TabularModality(PreprocessedModality):
         """The card's notes on what the preprocessor's config publishes of the training rows: the per-level statistics
         of columns decoded by their level's posterior (`levels="posterior"`), the levels and counts of the columns
         drawn outside the model (`marginal_columns`), which no explanation covers either, and the columns written from
-        another column's level (`derived_columns`)."""
+        another column's level or as the sum of others (`derived_columns`)."""
         pre = getattr(pipeline, "preprocessor", None)
         notes = []
         posterior = [c["name"] for c in getattr(pre, "categorical", []) if c.get("level_stats")]
@@ -548,6 +548,14 @@ class TabularModality(PreprocessedModality):
                 f"training row ({_quoted(sorted({c['source'] for c in derived}))}; `derived_columns`), not by the "
                 "denoiser: an explanation of that column covers them, and the saved preprocessor config holds the "
                 "value of each of its levels."
+            )
+        sums = [c for c in getattr(pre, "columns", []) if c["kind"] == "sum"]
+        if sums:
+            notes.append(
+                f"{_quoted([c['name'] for c in sums])} {'is' if len(sums) == 1 else 'are'} written as the sum of "
+                f"{'its' if len(sums) == 1 else 'their'} parts, as on every training row "
+                f"({'; '.join(c['name'] + ' = ' + ' + '.join(c['parts']) for c in sums)}; `derived_columns`), not by "
+                "the denoiser: such a total may leave its training range, and an explanation of its parts covers it."
             )
         return notes
 

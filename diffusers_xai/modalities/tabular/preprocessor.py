@@ -34,7 +34,7 @@ from .columns import (
     to_python,
 )
 from .data import load_table
-from .derived import derived_values, mark_derived
+from .derived import derived_values, mark_derived, mark_sums, sum_values
 from .levels import level_statistics, posterior_levels
 from .schema import (
     decode_datetime,
@@ -124,6 +124,7 @@ def _column_specs(
     mark_marginal(columns, list(marginal_columns or []), condition_column)
     if derived_columns:  # before the encodings: a derived column has none
         mark_derived(columns, df, condition_column)
+        mark_sums(columns, df, condition_column)
     resolve_columns(columns, df, categorical_encoding, nan_policy, id_columns)
     if binned:
         spec = next(c for c in columns if c["name"] == condition_column)
@@ -171,7 +172,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
       the training frequencies.
     - **Derived** columns (`derived_columns`, on by default), which a categorical column whose levels hold rows of
       their own determines on every training row (a country's continent and ISO code), are written from that column's
-      generated level (`derived.mark_derived`), so generated rows keep the dependency.
+      generated level (`derived.mark_derived`), so generated rows keep the dependency; and **sums**, numerical
+      columns that equal the sum of other numerical columns on every training row (a total and its parts), are
+      written as that sum (`derived.mark_sums`).
     - **Constant** columns are kept and written back as they were.
     - An optional **condition column** (categorical) is taken out of the features and given to the denoiser as
       `class_labels`; its empirical class frequencies are stored to sample labels when none are given.
@@ -302,7 +305,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 training recipe's default): the columns of [`auto_marginal_columns`].
             derived_columns (`bool`, *optional*, defaults to `True`): columns that a categorical column determines on
                 every training row (a country's continent and ISO code) are written from its generated level
-                instead of modelled (see [`mark_derived`]).
+                instead of modelled (see [`mark_derived`]), and a column that is the sum of others on every
+                training row is written as their sum (see [`mark_sums`]).
         """
         from sklearn.preprocessing import QuantileTransformer
 
@@ -755,9 +759,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 out[c["name"]] = self._restore_dtype(marginal_draws(c, level_rng, len(x)), c)
             elif c["kind"] in ("constant", "id") and not c.get("drop"):
                 out[c["name"]] = self._decode_other(c, np.arange(len(x)))
-        for c in self.columns:  # from their source column's generated level
+        for c in self.columns:  # from their source column's generated level, or their parts' values
             if c["kind"] == "derived":
                 out[c["name"]] = self._restore_dtype(derived_values(c, out[c["source"]]), c)
+            elif c["kind"] == "sum":
+                out[c["name"]] = self._restore_dtype(sum_values(c, out), c)
         for c in self.missing:
             missing = x[:, self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"]][:, 0] > c.get("missing_threshold", 0.0)
             out[c["name"]] = out[c["name"]].where(~missing)
