@@ -310,21 +310,32 @@ def early_stopping_config(tmp_path, ratio, **overrides):
     )
 
 
-def test_dcr_early_stopping_keeps_the_weights_of_the_last_passing_check(tmp_path, monkeypatch):
-    """The real check (DCR ratio of sampled rows against the holdout) runs every 2 steps; its verdict is scripted
-    (pass, pass, fail) so the test knows where the run must stop and which weights it must keep."""
+def scripted_checks(monkeypatch, passes) -> list:
+    """Run the guard's real check but script its verdict: call n (from 1) passes iff `passes(n)`. Returns the list
+    each call appends `(check interval, value, the EMA weights checked)` to."""
     from diffusers_xai.modalities.tabular.modality import TabularModality
-    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 
     real_check, seen = TabularModality.early_stopping_check, []
 
     def scripted(self, pipeline, config):
         name, value, _ = real_check(self, pipeline, config)
-        seen.append((value, {k: v.clone() for k, v in pipeline.denoiser.state_dict().items()}))
-        return name, value, len(seen) < 3
+        seen.append(
+            (config.validation_steps, value, {k: v.clone() for k, v in pipeline.denoiser.state_dict().items()})
+        )
+        return name, value, passes(len(seen))
 
     monkeypatch.setattr(TabularModality, "early_stopping_check", scripted)
+    return seen
+
+
+def test_dcr_early_stopping_keeps_the_weights_of_the_last_passing_check(tmp_path, monkeypatch):
+    """The real check (DCR ratio of sampled rows against the holdout) runs every 2 steps; its verdict is scripted
+    (pass, pass, fail) so the test knows where the run must stop and which weights it must keep."""
+    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+
+    checks_seen = scripted_checks(monkeypatch, lambda n: n < 3)
     result = train(early_stopping_config(tmp_path, 0.9))
+    seen = [check[1:] for check in checks_seen]  # (value, weights)
     assert result.stop_reason == "early_stopping" and result.global_step == 6 and result.restored_step == 4
     assert result.early_stopping_history == [(2, seen[0][0]), (4, seen[1][0]), (6, seen[2][0])]
     saved = TabularXAIPipeline.from_pretrained(str(tmp_path)).denoiser.state_dict()
@@ -345,19 +356,10 @@ def test_a_guard_that_would_keep_its_first_check_trains_again_with_finer_checks(
     updates: the finer run's check at update 10 sees exactly the first run's weights there."""
     import logging
 
-    from diffusers_xai.modalities.tabular.modality import TabularModality
     from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 
-    real_check, seen = TabularModality.early_stopping_check, []
-
-    def scripted(self, pipeline, config):
-        name, value, _ = real_check(self, pipeline, config)
-        seen.append(
-            (config.validation_steps, value, {k: v.clone() for k, v in pipeline.denoiser.state_dict().items()})
-        )
-        return name, value, len(seen) != 2 and len(seen) < 10  # calls 1-2: updates 10, 20; then 2, 4, ..., 16
-
-    monkeypatch.setattr(TabularModality, "early_stopping_check", scripted)
+    # calls 1-2: updates 10, 20; then 2, 4, ..., 16
+    seen = scripted_checks(monkeypatch, lambda n: n != 2 and n < 10)
     with caplog.at_level(logging.WARNING):
         result = train(early_stopping_config(tmp_path, 0.9, max_train_steps=40, validation_steps=10))
     assert [interval for interval, _, _ in seen] == [10, 10] + [2] * 8
@@ -381,19 +383,9 @@ def test_a_guard_whose_first_check_fails_trains_again_with_finer_checks(tmp_path
     which pass up to update 8 and fail at 10: update 8's weights are saved."""
     import logging
 
-    from diffusers_xai.modalities.tabular.modality import TabularModality
     from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 
-    real_check, seen = TabularModality.early_stopping_check, []
-
-    def scripted(self, pipeline, config):
-        name, value, _ = real_check(self, pipeline, config)
-        seen.append(
-            (config.validation_steps, value, {k: v.clone() for k, v in pipeline.denoiser.state_dict().items()})
-        )
-        return name, value, 1 < len(seen) < 6  # call 1: update 10; then 2, 4, 6, 8 pass and 10 fails
-
-    monkeypatch.setattr(TabularModality, "early_stopping_check", scripted)
+    seen = scripted_checks(monkeypatch, lambda n: 1 < n < 6)  # call 1: update 10; then 2, 4, 6, 8 pass and 10 fails
     with caplog.at_level(logging.WARNING):
         result = train(early_stopping_config(tmp_path, 0.9, max_train_steps=40, validation_steps=10))
     assert [interval for interval, _, _ in seen] == [10] + [2] * 5

@@ -305,16 +305,38 @@ def test_a_total_of_other_columns_is_written_as_their_sum():
     assert not [c for c in TabularPreprocessor.fit(twins).columns if c["kind"] == "sum"]
 
 
-def test_of_the_packaged_tables_only_election_and_us_employment_have_totals(monkeypatch, capsys):
-    """`python bench/tabular_sums.py`, the README's count: no benchmark table gets a sum column, so its numbers
-    stand."""
+def test_of_the_packaged_tables_only_three_have_totals_or_fractions(monkeypatch, capsys):
+    """`python bench/tabular_structure.py`, the README's count: no benchmark table gets a sum column or a column of
+    q-ths, so its numbers stand."""
     from tests.repo_scripts import ROOT, load_script
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
-    load_script("bench/tabular_sums.py").main([])
+    load_script("bench/tabular_structure.py").main([])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(" (")[0] for line in lines[:-1]] == ["election.csv.gz", "us-employment.csv"]
+    assert [line.split(" (")[0] for line in lines[:-1]] == ["carshare.csv.gz", "election.csv.gz", "us-employment.csv"]
+    assert lines[0] == "carshare.csv.gz (249 rows): car_hours in 12ths"
     assert lines[-1].startswith("61 tables fitted; refused: {'fertility.csv': \"Column '2012' is entirely missing")
+
+
+def test_averages_over_twelve_are_written_as_twelfths():
+    """Plotly's carshare averages car hours over 12 (`986.3333333335024` for 11,836 / 12, with float error): the
+    generated numbers were on no such grid. Rounded values are tried only where a q-th that close is unlikely by
+    chance, and decimal grids stay `learn_step`'s."""
+    import plotly.express as px
+
+    carshare = px.data.carshare()
+    pre = TabularPreprocessor.fit(carshare)
+    assert {c["name"]: c["denominator"] for c in pre.numerical} == {
+        "centroid_lat": None, "centroid_lon": None, "car_hours": 12, "peak_hour": None
+    }  # fmt: skip
+    hours = pre.inverse_transform(random_rows(pre), seed=0)["car_hours"]
+    assert hours.nunique() > 100 and np.allclose(hours * 12, np.rint(hours * 12), rtol=0, atol=1e-9)
+    assert hours.between(carshare["car_hours"].min(), carshare["car_hours"].max()).all()
+    thirds = np.round(np.arange(1, 40) / 3, 6)  # 0.333333, 0.666667, 1.0, ...: rounded to 6 decimals
+    assert schema.learn_denominator(thirds, 6) == 3
+    assert schema.learn_denominator(np.round(thirds, 2), 2) is None  # to 2 decimals, q² / 10^2 = 0.09: likely by chance
+    assert schema.learn_denominator(np.arange(1, 40) / 4, 2) is None  # quarters are a decimal grid (step 0.25)
+    assert schema.learn_denominator(np.random.default_rng(0).uniform(0, 1000, 50), None) is None
 
 
 def test_numbers_on_a_grid_are_written_back_on_it():

@@ -19,6 +19,7 @@ from .schema import (
     encode_datetime,
     id_spec,
     learn_decimals,
+    learn_denominator,
     learn_lattice,
     learn_step,
     seasonal_cycles,
@@ -142,6 +143,7 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
     discrete = len(unique) <= min(MAX_DISCRETE_SUPPORT, len(finite) // 4)
     decimals = 0 if integer or date is not None else learn_decimals(finite)
     step = None if discrete else learn_step(finite, decimals)
+    denominator = None if discrete or step else learn_denominator(finite, decimals)
     lattice = None if discrete else learn_lattice(finite, decimals, step)
     if lattice is not None:
         logger.info(
@@ -157,6 +159,7 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
         "integer": bool(integer),
         "decimals": decimals,
         "step": step,
+        "denominator": denominator,
         "support": unique.tolist() if discrete else None,
         "lattice": lattice,
         "season": (seasonal_cycles(finite, date["unit"], date.get("weekdays")) or None) if date is not None else None,

@@ -126,7 +126,7 @@ def mark_sums(columns: list[dict], df: pd.DataFrame, condition_column: str | Non
 
     Why: plotly's election table (`total` = the three candidates' votes) came back with a total that matched its
     parts in 2.4% of the rows; vega's us-employment nests its sectors' job counts in totals five levels deep. SDV
-    keeps such identities only when told (its `FixedIncrements`-style constraints); this finds the exact ones.
+    has no constraint for a sum (a user writes a custom one); this finds the exact ones.
     """
     candidates = [c for c in columns if _summable(c, df, condition_column)]
     if len(df) < MIN_SUM_ROWS or len(candidates) < 3:

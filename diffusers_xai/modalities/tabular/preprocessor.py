@@ -648,10 +648,13 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         return pd.Series(values).astype(dtype)
 
     def _round(self, values: np.ndarray, spec: dict) -> np.ndarray:
-        """Decoded numbers on the column's grid: observed values, its step, whole date units, ints, decimals."""
+        """Decoded numbers on the column's grid: observed values, q-ths, its step, whole date units, ints, decimals."""
         observed = spec.get("support") or spec.get("lattice")
         if observed:
             return snap_to_support(values, observed)
+        if spec.get("denominator"):  # whole q-ths, as k / q is written (then its decimals, if it has them)
+            values = np.rint(values * spec["denominator"]) / spec["denominator"]
+            return values if spec.get("decimals") is None else np.round(values, spec["decimals"])
         if spec.get("step"):  # on the column's grid: min + k * step (then its decimals, against float error)
             values = spec["min"] + np.round((values - spec["min"]) / spec["step"]) * spec["step"]
             return np.round(values, spec["decimals"])
