@@ -349,54 +349,53 @@ def test_dcr_early_stopping_keeps_the_weights_of_the_last_passing_check(tmp_path
     assert result.summary().splitlines()[1] == f"Early-stopping checks: {checks}."
 
 
-def test_a_guard_that_would_keep_its_first_check_trains_again_with_finer_checks(tmp_path, monkeypatch, caplog):
-    """Checks every 10 updates, scripted: the first passes and the second fails, so the weights kept would be the
-    least trained the guard saw. The run is trained again from scratch with a check every 2 updates (5 times as
-    often), which pass up to update 14 and fail at 16: update 14's weights are saved. The same seed gives the same
-    updates: the finer run's check at update 10 sees exactly the first run's weights there."""
+@pytest.mark.parametrize(
+    "passes, intervals, stopped, kept_call, message, card",
+    [
+        (  # the first check passes and the second fails: the weights kept would be the least trained the guard saw
+            lambda n: n != 2 and n < 10,
+            [10, 10] + [2] * 8,
+            (16, 14),
+            8,
+            "The early-stopping check at update 20 failed ({1:.4f}) right after the first one: the weights of update "
+            "10 may not have learnt the data yet. Training again with a check every 2 updates.",
+            "8 check(s) from update 2 to 16; update 16 failed",
+        ),
+        (  # the first check fails: no weights passed, and the run saved the failing ones (plotly's experiment table)
+            lambda n: 1 < n < 6,
+            [10] + [2] * 5,
+            (10, 8),
+            4,
+            "The first early-stopping check, at update 10, failed ({0:.4f}): no weights passed. Training again with a "
+            "check every 2 updates.",
+            "5 check(s) from update 2 to 10; update 10 failed",
+        ),
+    ],
+)
+def test_a_guard_that_would_keep_unchecked_weights_trains_again_with_finer_checks(
+    tmp_path, monkeypatch, caplog, passes, intervals, stopped, kept_call, message, card
+):
+    """Checks every 10 updates, scripted. When the weights kept would be the first check's (it passed, the second
+    failed) or none passed, the run is trained again from scratch with a check every 2 updates (5 times as often),
+    and the weights of the last check that passes there are saved. The same seed gives the same updates: the finer
+    run's check at update 10 sees exactly the first run's weights there."""
     import logging
 
     from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
 
-    # calls 1-2: updates 10, 20; then 2, 4, ..., 16
-    seen = scripted_checks(monkeypatch, lambda n: n != 2 and n < 10)
+    seen = scripted_checks(monkeypatch, passes)
     with caplog.at_level(logging.WARNING):
         result = train(early_stopping_config(tmp_path, 0.9, max_train_steps=40, validation_steps=10))
-    assert [interval for interval, _, _ in seen] == [10, 10] + [2] * 8
-    assert (result.stop_reason, result.global_step, result.restored_step) == ("early_stopping", 16, 14)
-    assert [step for step, _ in result.early_stopping_history] == [2, 4, 6, 8, 10, 12, 14, 16]
-    first_at_10, finer_at_10 = seen[0], seen[2 + 4]
+    assert [interval for interval, _, _ in seen] == intervals
+    assert (result.stop_reason, result.global_step, result.restored_step) == ("early_stopping", *stopped)
+    assert [step for step, _ in result.early_stopping_history] == list(range(2, stopped[0] + 1, 2))
+    first_at_10, finer_at_10 = seen[0], seen[intervals.count(10) + 4]
     assert finer_at_10[1] == first_at_10[1]
     assert all(torch.equal(finer_at_10[2][k], first_at_10[2][k]) for k in first_at_10[2])
     saved = TabularXAIPipeline.from_pretrained(str(tmp_path)).denoiser.state_dict()
-    assert all(torch.equal(saved[k], seen[8][2][k]) for k in saved)  # update 14's weights
-    assert (
-        f"The early-stopping check at update 20 failed ({seen[1][1]:.4f}) right after the first one: the weights of "
-        "update 10 may not have learnt the data yet. Training again with a check every 2 updates."
-    ) in caplog.text
-    assert "8 check(s) from update 2 to 16; update 16 failed" in (tmp_path / "README.md").read_text()
-
-
-def test_a_guard_whose_first_check_fails_trains_again_with_finer_checks(tmp_path, monkeypatch, caplog):
-    """Checks every 10 updates, scripted: the first fails, so no weights passed and the run would save the failing
-    ones (plotly's 100-row experiment table did, at update 250). It is trained again with a check every 2 updates,
-    which pass up to update 8 and fail at 10: update 8's weights are saved."""
-    import logging
-
-    from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
-
-    seen = scripted_checks(monkeypatch, lambda n: 1 < n < 6)  # call 1: update 10; then 2, 4, 6, 8 pass and 10 fails
-    with caplog.at_level(logging.WARNING):
-        result = train(early_stopping_config(tmp_path, 0.9, max_train_steps=40, validation_steps=10))
-    assert [interval for interval, _, _ in seen] == [10] + [2] * 5
-    assert (result.stop_reason, result.global_step, result.restored_step) == ("early_stopping", 10, 8)
-    saved = TabularXAIPipeline.from_pretrained(str(tmp_path)).denoiser.state_dict()
-    assert all(torch.equal(saved[k], seen[4][2][k]) for k in saved)  # update 8's weights
-    assert (
-        f"The first early-stopping check, at update 10, failed ({seen[0][1]:.4f}): no weights passed. Training again "
-        "with a check every 2 updates."
-    ) in caplog.text
-    assert "5 check(s) from update 2 to 10; update 10 failed" in (tmp_path / "README.md").read_text()
+    assert all(torch.equal(saved[k], seen[kept_call][2][k]) for k in saved)
+    assert message.format(*(value for _, value, _ in seen)) in caplog.text
+    assert card in (tmp_path / "README.md").read_text()
 
 
 def test_the_guard_computes_its_reference_distances_once_per_run(tmp_path, monkeypatch):

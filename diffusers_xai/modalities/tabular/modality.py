@@ -61,6 +61,33 @@ def _check_columns(options: TabularOptions, columns: list[str]) -> None:
         raise ValueError(f"Columns {missing} (from the config) are not in the dataset; its columns are {columns}.")
 
 
+def _written_from_others_note(columns: list[dict]) -> str | None:
+    """The card's note on the columns written from others (`derived_columns`): a level's value, or a sum."""
+    derived = [c for c in columns if c["kind"] == "derived"]
+    sums = [c for c in columns if c["kind"] == "sum"]
+    if not derived and not sums:
+        return None
+    said = []
+    if derived:
+        one = len(derived) == 1
+        said.append(
+            f"{_quoted([c['name'] for c in derived])} {'is' if one else 'are'} written from the generated level of "
+            f"the column that determines {'it' if one else 'them'} on every training row "
+            f"({_quoted(sorted({c['source'] for c in derived}))})"
+        )
+    if sums:
+        said.append(
+            f"{_quoted([c['name'] for c in sums])} {'is' if len(sums) == 1 else 'are'} written as the sum of its "
+            f"parts, as on every training row ({'; '.join(c['name'] + ' = ' + ' + '.join(c['parts']) for c in sums)}),"
+            " and may leave its training range"
+        )
+    levels = ", and the saved preprocessor config holds the value of each source level" if derived else ""
+    return (
+        f"{'; '.join(said)}; by `derived_columns`, not by the denoiser: an explanation of the columns they are "
+        f"written from covers them{levels}."
+    )
+
+
 def _quoted(names: list[str]) -> str:
     return ", ".join(f"`{n}`" for n in names)
 
@@ -540,23 +567,9 @@ class TabularModality(PreprocessedModality):
                 "those values (names, addresses); drop such a column from the table before training if its values "
                 "are private."
             )
-        derived = [c for c in getattr(pre, "columns", []) if c["kind"] == "derived"]
-        if derived:
-            notes.append(
-                f"{_quoted([c['name'] for c in derived])} {'is' if len(derived) == 1 else 'are'} written from the "
-                f"generated level of the column that determines {'it' if len(derived) == 1 else 'them'} on every "
-                f"training row ({_quoted(sorted({c['source'] for c in derived}))}; `derived_columns`), not by the "
-                "denoiser: an explanation of that column covers them, and the saved preprocessor config holds the "
-                "value of each of its levels."
-            )
-        sums = [c for c in getattr(pre, "columns", []) if c["kind"] == "sum"]
-        if sums:
-            notes.append(
-                f"{_quoted([c['name'] for c in sums])} {'is' if len(sums) == 1 else 'are'} written as the sum of "
-                f"{'its' if len(sums) == 1 else 'their'} parts, as on every training row "
-                f"({'; '.join(c['name'] + ' = ' + ' + '.join(c['parts']) for c in sums)}; `derived_columns`), not by "
-                "the denoiser: such a total may leave its training range, and an explanation of its parts covers it."
-            )
+        written = _written_from_others_note(getattr(pre, "columns", []))
+        if written:
+            notes.append(written)
         return notes
 
     # ---- sharded datasets ----
