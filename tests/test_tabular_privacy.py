@@ -400,19 +400,28 @@ def test_a_guard_that_would_keep_unchecked_weights_trains_again_with_finer_check
 
 def test_the_guard_computes_its_reference_distances_once_per_run(tmp_path, monkeypatch):
     """Four checks (every 2 of 8 updates) against the same rows: the holdout's and the training rows' leave-one-out
-    distances are computed once, before training, and every check's bound uses them."""
+    distances are computed once, before training, and every check's bound uses them. The guard and the end-of-run
+    evaluation take the trainer's own split: the table is read once per run (three times before)."""
     from diffusers_xai.evaluation import tabular_privacy
+    from diffusers_xai.modalities.tabular.modality import TabularModality
 
     real, calls = tabular_privacy.reference_distances, []
+    real_load, loads = TabularModality.load_dataset, []
 
     def counted(*args, **kwargs):
         calls.append(len(args[0]))
         return real(*args, **kwargs)
 
+    def counted_load(self, config):
+        loads.append(config.dataset_name)
+        return real_load(self, config)
+
     monkeypatch.setattr(tabular_privacy, "reference_distances", counted)
-    result = train(early_stopping_config(tmp_path, 0.01))  # every check passes: all four run
+    monkeypatch.setattr(TabularModality, "load_dataset", counted_load)
+    result = train(early_stopping_config(tmp_path, 0.01, eval_samples=40))  # every check passes: all four run
     assert [step for step, _ in result.early_stopping_history] == [2, 4, 6, 8]
     assert calls == [142]  # wine's 178 rows less the 20% holdout
+    assert loads == ["wine"] and result.evaluation.num_real == 142
 
 
 def test_dcr_early_stopping_measures_the_dcr_ratio_of_default_samples(tmp_path):

@@ -226,6 +226,7 @@ class TabularModality(PreprocessedModality):
     sample_field = "rows"
     evaluation_batch_size = 1024
     _guard_cache: tuple | None = None  # see `_guard_rows`
+    _split_cache: tuple | None = None  # see `holdout_split`
 
     def validate_config(self, config) -> None:
         """`early_stopping_dcr_ratio` needs checks to run and the training rows in memory; `refit_on_all_rows` a
@@ -475,12 +476,24 @@ class TabularModality(PreprocessedModality):
         """
         if not config.validation_split or getattr(config, "streaming", False):
             return self.reference_dataset(config, max_rows).to_pandas(), None
-        train_rows, holdout = self.holdout_split(self.load_dataset(config), config)  # the trainer's own split
+        if self._split_cache is not None and self._split_cache[0] is config:  # the trainer's own split, kept
+            train_rows, holdout = self._split_cache[1:]
+        else:
+            train_rows, holdout = self.holdout_split(self.load_dataset(config), config)  # drawn again, alike
         if len(train_rows) > max_rows:
             train_rows = train_rows.shuffle(seed=config.seed or 0).select(range(max_rows))
         return train_rows.to_pandas(), holdout.to_pandas()
 
     def holdout_split(self, dataset, config):
+        """
+        [`draw_holdout`], kept for the run whose `config` it is: the guard and the end-of-run evaluation measure
+        against the trainer's own split instead of reading the table and drawing it again (twice per run before).
+        """
+        train_rows, holdout = self.draw_holdout(dataset, config)
+        self._split_cache = (config, train_rows, holdout)
+        return train_rows, holdout
+
+    def draw_holdout(self, dataset, config):
         """
         With a `condition_column`, the holdout is drawn stratified by it (scikit-learn's `train_test_split`; a
         numerical column by `condition_bins` quantile bins), so the model learns from, samples labels by, and is
