@@ -1,10 +1,11 @@
-"""Which packaged tables have totals or fractions: columns the preprocessor writes as the sum of others
-(`derived.mark_sums`), and numbers it writes as whole q-ths (`schema.learn_denominator`).
+"""Which packaged tables have totals, winners or fractions: columns the preprocessor writes as the sum of others
+(`derived.mark_sums`) or as the name of the largest of others (`derived.mark_argmax`), and numbers it writes as
+whole q-ths (`schema.learn_denominator`).
 
 Every table that ships inside an installed package and is read here: sklearn's wine, breast_cancer, iris and
 diabetes, palmerpenguins, and every data file of statsmodels' datasets, vega_datasets' local files and plotly's
 packaged tables, each read as the trainer reads a file (`load_table`: compressed CSVs, other separators, JSON) and
-fitted as the recipe fits it. Prints one line per table that gets a sum column or a column of q-ths, then how many
+fitted as the recipe fits it. Prints one line per table that gets such a column, then how many
 tables were fitted and which were refused (with the first line of why). No model is trained (seconds).
 
     python bench/tabular_structure.py
@@ -63,6 +64,7 @@ def main(argv=None) -> None:
             refused[name] = str(err).splitlines()[0]
             continue
         found = [f"{c['name']} = {' + '.join(c['parts'])}" for c in pre.columns if c["kind"] == "sum"]
+        found += [f"{c['name']} = the largest of {', '.join(c['over'])}" for c in pre.columns if c["kind"] == "argmax"]
         found += [f"{c['name']} in {c['denominator']}ths" for c in pre.numerical if c.get("denominator")]
         if found:
             print(f"{name} ({len(frame)} rows): " + "; ".join(found))

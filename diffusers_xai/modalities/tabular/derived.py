@@ -10,7 +10,7 @@ import pandas as pd
 
 from .columns import MIN_ORDERING_ROWS, to_python
 
-__all__ = ["MIN_SUM_ROWS", "derived_values", "mark_derived", "mark_sums", "sum_values"]
+__all__ = ["MIN_SUM_ROWS", "argmax_values", "derived_values", "mark_argmax", "mark_derived", "mark_sums", "sum_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,3 +158,40 @@ def sum_values(spec: dict, rows: dict) -> np.ndarray:
         return total
     scale = 10.0**decimals
     return np.floor(total * scale + 0.5 + 1e-9) / scale  # + 1e-9: a sum's float error below the half
+
+
+def mark_argmax(columns: list[dict], df: pd.DataFrame, condition_column: str | None) -> dict[str, list[str]]:
+    """
+    Turn every categorical column whose levels are names of modelled numerical columns, and whose value on every
+    training row (at least `MIN_SUM_ROWS`) names the one of them that is strictly largest there, into kind
+    `"argmax"` over those columns: a generated row writes the name of its largest ([`argmax_values`]). Not the
+    condition column, nor a column with missing values. Returns `{column: the columns it names}`.
+
+    Why: plotly's election table names each district's `winner`, the candidate with the most votes; through the
+    recipe the generated winner had the most generated votes in 70-73% of the rows.
+    """
+    numerical = {c["name"] for c in columns if c["kind"] == "numerical"}
+    found: dict[str, list[str]] = {}
+    if len(df) < MIN_SUM_ROWS:
+        return found
+    for spec in columns:
+        if spec["kind"] != "categorical" or spec["name"] == condition_column or df[spec["name"]].isna().any():
+            continue
+        over = [str(level) for level in spec["categories"]]
+        if len(over) < 2 or not set(over) <= numerical:
+            continue
+        values = df[over].to_numpy(dtype=np.float64)
+        top = np.sort(values, axis=1)
+        largest = np.asarray(over)[values.argmax(axis=1)]
+        if (top[:, -1] > top[:, -2]).all() and (largest == df[spec["name"]].astype(str).to_numpy()).all():
+            spec.update(kind="argmax", over=over)
+            found[spec["name"]] = over
+            logger.info(f"Column {spec['name']!r} names the largest of {over} on every row: written so, not modelled.")
+    return found
+
+
+def argmax_values(spec: dict, rows: dict) -> list:
+    """The `"argmax"` column `spec` of generated rows: the name of the largest of its columns (the first of ties),
+    as the column's level (its categories keep their dtype)."""
+    values = np.column_stack([np.asarray(rows[name], dtype=np.float64) for name in spec["over"]])
+    return [spec["categories"][i] for i in values.argmax(axis=1)]

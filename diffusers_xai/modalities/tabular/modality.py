@@ -62,10 +62,12 @@ def _check_columns(options: TabularOptions, columns: list[str]) -> None:
 
 
 def _written_from_others_note(columns: list[dict]) -> str | None:
-    """The card's note on the columns written from others (`derived_columns`): a level's value, or a sum."""
+    """The card's note on the columns written from others (`derived_columns`): a level's value, a sum, or the name
+    of the largest of some columns."""
     derived = [c for c in columns if c["kind"] == "derived"]
     sums = [c for c in columns if c["kind"] == "sum"]
-    if not derived and not sums:
+    largest = [c for c in columns if c["kind"] == "argmax"]
+    if not derived and not sums and not largest:
         return None
     said = []
     if derived:
@@ -81,6 +83,8 @@ def _written_from_others_note(columns: list[dict]) -> str | None:
             f"parts, as on every training row ({'; '.join(c['name'] + ' = ' + ' + '.join(c['parts']) for c in sums)}),"
             " and may leave its training range"
         )
+    for c in largest:
+        said.append(f"`{c['name']}` names the largest of {_quoted(c['over'])}, as on every training row")
     levels = ", and the saved preprocessor config holds the value of each source level" if derived else ""
     return (
         f"{'; '.join(said)}; by `derived_columns`, not by the denoiser: an explanation of the columns they are "

@@ -34,7 +34,7 @@ from .columns import (
     to_python,
 )
 from .data import load_table
-from .derived import derived_values, mark_derived, mark_sums, sum_values
+from .derived import argmax_values, derived_values, mark_argmax, mark_derived, mark_sums, sum_values
 from .levels import level_statistics, posterior_levels
 from .schema import (
     decode_datetime,
@@ -125,6 +125,7 @@ def _column_specs(
     if derived_columns:  # before the encodings: a derived column has none
         mark_derived(columns, df, condition_column)
         mark_sums(columns, df, condition_column)
+        mark_argmax(columns, df, condition_column)
     resolve_columns(columns, df, categorical_encoding, nan_policy, id_columns)
     if binned:
         spec = next(c for c in columns if c["name"] == condition_column)
@@ -606,7 +607,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         must hold. `ValueError` naming the column or value and the fix for the condition column, a numerical,
         identifier or unknown column, or a value that is not one of the column's levels.
         """
-        derived = [c for c in self.columns if c["kind"] == "derived" and "categories" in c]  # written from a level
+        derived = [c for c in self.columns if c["kind"] in ("derived", "argmax") and "categories" in c]  # written
         spec = next((c for c in self.categorical + derived if c["name"] == column), None)
         if spec is None:
             raise ValueError(self._not_a_level_column(column))
@@ -767,6 +768,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 out[c["name"]] = self._restore_dtype(derived_values(c, out[c["source"]]), c)
             elif c["kind"] == "sum":
                 out[c["name"]] = self._restore_dtype(sum_values(c, out), c)
+            elif c["kind"] == "argmax":
+                out[c["name"]] = self._restore_dtype(argmax_values(c, out), c)
         for c in self.missing:
             missing = x[:, self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"]][:, 0] > c.get("missing_threshold", 0.0)
             out[c["name"]] = out[c["name"]].where(~missing)
