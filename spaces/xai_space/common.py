@@ -117,14 +117,18 @@ def check_choice(name: str, value, choices: Sequence) -> None:
         raise ValueError(f"Unknown {name} {value!r}; choose one of {list(choices)}.")
 
 
-def check_work(what: str, steps: int, batch: int, budget: int) -> None:
-    """A request's work (`steps` x `batch` denoiser evaluations) within the tab's `budget` (x `WORK_SCALE`):
-    the real bound on a handler's run time, checked before any model runs."""
+def check_work(what: str, steps: int, batch: int, budget: int, draws: int = 1, why: str = "") -> None:
+    """A request's work (`steps` x `batch` denoiser evaluations, x `draws` per row when rows are drawn until they
+    hold a value, which `why` then says) within the tab's `budget` (x `WORK_SCALE`): the real bound on a handler's
+    run time, checked before any model runs."""
     limit = int(budget * WORK_SCALE)
-    if steps * batch > limit:
+    work = steps * batch * draws
+    if work > limit:
+        factors = f"steps x {what}" + (" x draws" if draws > 1 else "")
+        numbers = " x ".join(str(n) for n in (steps, batch, draws)[: 3 if draws > 1 else 2])
+        said = f"{factors} = {numbers} = {work} is more than this Space runs per request ({limit})"
         raise ValueError(
-            f"Steps x {what} = {steps} x {batch} = {steps * batch} is more than this Space runs per request "
-            f"({limit}); lower the steps or the {what.lower()}."
+            f"{why + said if why else said[0].upper() + said[1:]}; lower the steps or the {what.lower()}."
         )
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from diffusers_xai.generation import sample_given_values
 from diffusers_xai.modalities import get_modality
 
-from .common import MODEL_LOCK, WORK_SCALE, check_choice
+from .common import MODEL_LOCK, check_choice, check_work
 
 ANY_ROW = "any row"
 # a row that has not drawn the value after this many draws is an error: the work bound counts them all
@@ -62,13 +62,8 @@ class GivenValueSeeds:
         self.wanted = parse_given(pipe.preprocessor, self.given)
         if self.wanted is None:
             return seed
-        limit = int(self.max_work * WORK_SCALE)
-        if steps * count * MAX_GIVEN_DRAWS > limit:
-            raise ValueError(
-                f"Rows with a given value take up to {MAX_GIVEN_DRAWS} draws each: steps x rows x draws = {steps} x "
-                f"{count} x {MAX_GIVEN_DRAWS} = {steps * count * MAX_GIVEN_DRAWS} is more than this Space runs per "
-                f"request ({limit}); lower the steps or the rows."
-            )
+        why = f"Rows with a given value take up to {MAX_GIVEN_DRAWS} draws each: "
+        check_work("rows", steps, count, self.max_work, draws=MAX_GIVEN_DRAWS, why=why)
         column, level = self.wanted
         settings = {
             "given_column": column,
