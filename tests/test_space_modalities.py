@@ -179,6 +179,21 @@ def test_tabular_rows_with_a_given_value_are_one_traced_run(tab, penguins_model)
     assert set(both["species"]) == {"Gentoo"} and set(both["island"]) == {"Torgersen"}
 
 
+def test_given_values_offer_the_columns_written_from_others(app):
+    """The dropdown offers every column of levels the library can hold rows to: plotly's election's `winner`, written
+    as the name of the candidate with most votes, as well as its modelled `result`."""
+    import plotly.express as px
+
+    from diffusers_xai.modalities.tabular import TabularPreprocessor
+    from xai_space import given_values  # importable once the app is loaded
+
+    choices = given_values.given_choices(TabularPreprocessor.fit(px.data.election()))
+    assert list(choices) == [
+        "result = majority", "result = plurality", "winner = Bergeron", "winner = Coderre", "winner = Joly"
+    ]  # fmt: skip
+    assert given_values.parse_given(TabularPreprocessor.fit(px.data.election()), "winner = Joly") == ("winner", "Joly")
+
+
 def test_tabular_given_value_bad_input(tab, penguins_model, monkeypatch):
     with pytest.raises(gr.Error, match=r"Unknown given value 'island = Mars'; choose one of \['any row', 'island = "):
         tab.generate(penguins_model, "ddim", 10, 0, 12, tab.RANDOM_LABEL, 1.0, "island = Mars")

@@ -325,6 +325,7 @@ def test_a_column_naming_the_largest_of_others_is_written_so():
     assert (rows["winner"] == rows[["Coderre", "Bergeron", "Joly"]].idxmax(axis=1)).all()
     assert rows["winner"].nunique() == 3 and rows.dtypes.equals(election.dtypes)
     assert pre.column_levels("winner", ["Joly"]).tolist() == ["Joly"]
+    assert [c["name"] for c in pre.level_columns] == ["result", "winner"]  # what rows can be asked to hold
     upset = election.copy()
     upset.loc[3, "winner"] = "Bergeron" if upset.loc[3, "winner"] != "Bergeron" else "Joly"
     assert {c["name"]: c["kind"] for c in TabularPreprocessor.fit(upset).columns}["winner"] == "categorical"

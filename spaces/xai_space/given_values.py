@@ -25,11 +25,12 @@ MAX_GIVEN_LEVELS = 32
 
 
 def given_choices(preprocessor) -> dict[str, tuple[str, object]]:
-    """`{"column = level": (column, level)}` for every level of the generated categorical columns of at most
-    `MAX_GIVEN_LEVELS` levels (the condition column is chosen with the class instead)."""
+    """`{"column = level": (column, level)}` for every level of the generated columns of levels (`level_columns`:
+    modelled, or written from other columns) of at most `MAX_GIVEN_LEVELS` levels (the condition column is chosen
+    with the class instead)."""
     return {
         f"{c['name']} = {level}": (c["name"], level)
-        for c in preprocessor.categorical
+        for c in preprocessor.level_columns
         if len(c["categories"]) <= MAX_GIVEN_LEVELS
         for level in c["categories"]
     }

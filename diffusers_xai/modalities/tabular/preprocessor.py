@@ -600,6 +600,14 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         values = _spelled_levels(self.condition["categories"], values)
         return torch.from_numpy(self._category_indices(pd.Series(values, dtype=object), self.condition))
 
+    @property
+    def level_columns(self) -> list[dict]:
+        """The generated columns of levels a row can be asked to hold ([`column_levels`], `sample_with_values`, the
+        Space's *Rows with a given value*): the modelled categorical columns (not the condition column), then those
+        written from other columns (a country's continent, a winner)."""
+        written = [c for c in self.columns if c["kind"] in ("derived", "argmax") and "categories" in c]
+        return self.categorical + written
+
     def column_levels(self, column: str, values: Any) -> pd.Series:
         """
         The levels of the generated categorical column `column` that `values` name, in the column's dtype (a string
@@ -607,8 +615,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         must hold. `ValueError` naming the column or value and the fix for the condition column, a numerical,
         identifier or unknown column, or a value that is not one of the column's levels.
         """
-        derived = [c for c in self.columns if c["kind"] in ("derived", "argmax") and "categories" in c]  # written
-        spec = next((c for c in self.categorical + derived if c["name"] == column), None)
+        spec = next((c for c in self.level_columns if c["name"] == column), None)
         if spec is None:
             raise ValueError(self._not_a_level_column(column))
         levels = spec["categories"]
