@@ -183,9 +183,9 @@ def test_given_values_offer_the_columns_written_from_others(app):
     """The dropdown offers every column of levels the library can hold rows to: plotly's election's `winner`, written
     as the name of the candidate with most votes, as well as its modelled `result`."""
     import plotly.express as px
+    from xai_space import given_values  # importable once the app is loaded
 
     from diffusers_xai.modalities.tabular import TabularPreprocessor
-    from xai_space import given_values  # importable once the app is loaded
 
     choices = given_values.given_choices(TabularPreprocessor.fit(px.data.election()))
     assert list(choices) == [
