@@ -562,7 +562,7 @@ class TabularModality(PreprocessedModality):
         """The card's notes on what the preprocessor's config publishes of the training rows: the per-level statistics
         of columns decoded by their level's posterior (`levels="posterior"`), the levels and counts of the columns
         drawn outside the model (`marginal_columns`), which no explanation covers either, and the columns written from
-        another column's level or as the sum of others (`derived_columns`)."""
+        others: a level's value, a sum, the name of the largest (`derived_columns`)."""
         pre = getattr(pipeline, "preprocessor", None)
         notes = []
         posterior = [c["name"] for c in getattr(pre, "categorical", []) if c.get("level_stats")]
