@@ -175,7 +175,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
       their own determines on every training row (a country's continent and ISO code), are written from that column's
       generated level (`derived.mark_derived`), so generated rows keep the dependency; and **sums**, numerical
       columns that equal the sum of other numerical columns on every training row (a total and its parts), are
-      written as that sum (`derived.mark_sums`).
+      written as that sum (`derived.mark_sums`); and **winners**, categorical columns that name the largest of the
+      numerical columns they name on every training row, are written as that name (`derived.mark_argmax`).
     - **Constant** columns are kept and written back as they were.
     - An optional **condition column** (categorical) is taken out of the features and given to the denoiser as
       `class_labels`; its empirical class frequencies are stored to sample labels when none are given.
@@ -306,8 +307,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 training recipe's default): the columns of [`auto_marginal_columns`].
             derived_columns (`bool`, *optional*, defaults to `True`): columns that a categorical column determines on
                 every training row (a country's continent and ISO code) are written from its generated level
-                instead of modelled (see [`mark_derived`]), and a column that is the sum of others on every
-                training row is written as their sum (see [`mark_sums`]).
+                instead of modelled (see [`mark_derived`]), a column that is the sum of others on every training
+                row is written as their sum (see [`mark_sums`]), and one that names the largest of the columns it
+                names, as that name (see [`mark_argmax`]).
         """
         from sklearn.preprocessing import QuantileTransformer
 
