@@ -95,3 +95,17 @@ def test_a_one_column_csv_whose_header_has_a_space_stays_one_column(tmp_path):
     path = tmp_path / "co2.csv"
     path.write_text("CO2 ppm\n315.2\n316.1\n")
     assert load_table(path).columns.tolist() == ["CO2 ppm"]
+
+
+def test_a_semicolon_csv_with_decimal_commas_reads_numbers(tmp_path):
+    """A European export: `;` between fields and `,` in numbers. Read with commas it was one column; with `;` alone
+    its numbers were text, modelled as categories."""
+    euro = tmp_path / "euro.csv"
+    euro.write_text("name;height;weight\nanna;1,62;55,5\nben;1,80;80,0\ncarl;1,75;72,25\n")
+    expected = pd.DataFrame(
+        {"name": ["anna", "ben", "carl"], "height": [1.62, 1.80, 1.75], "weight": [55.5, 80.0, 72.25]}
+    )
+    pd.testing.assert_frame_equal(load_table(euro), expected)
+    points = tmp_path / "points.csv"  # `;` with decimal points keeps them
+    points.write_text("a;b\n1.5;2\n2.5;3\n")
+    assert load_table(points)["a"].tolist() == [1.5, 2.5]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 __all__ = [
     "COMPRESSIONS",
@@ -103,8 +104,23 @@ def _csv_dialect(name: str) -> dict:
     widths = {len(row) for row in csv.reader(lines, dialect)}
     if len(lines) < 2 or widths != {max(widths)} or max(widths) < 2:  # "CO2 ppm" over numbers is one column
         return {}
-    logger.info(f"{name!r} has no comma in its header: read with delimiter {dialect.delimiter!r}.")
-    return {"delimiter": dialect.delimiter, "quotechar": dialect.quotechar}
+    dialect_kwargs = {"delimiter": dialect.delimiter, "quotechar": dialect.quotechar}
+    if dialect.delimiter == ";" and _decimal_commas(head, dialect):  # a European export: 1,5 is one and a half
+        dialect_kwargs["decimal"] = ","
+    logger.info(f"{name!r} has no comma in its header: read with {dialect_kwargs}.")
+    return dialect_kwargs
+
+
+_DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+
+
+def _decimal_commas(head: str, dialect) -> bool:
+    """Whether the first rows of a `;`-separated file write numbers with a decimal comma (`1,5`) and none with a
+    decimal point."""
+    import csv
+
+    fields = [f.strip() for row in list(csv.reader(head.splitlines()[1:20], dialect)) for f in row]
+    return any(_DECIMAL_COMMA.match(f) for f in fields) and not any(re.match(r"^-?\d+\.\d+$", f) for f in fields)
 
 
 def _mixed_column(name: str, delimiter: str) -> tuple[str | None, str]:
