@@ -112,6 +112,7 @@ def _csv_dialect(name: str) -> dict:
 
 
 _DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
+_DECIMAL_POINT = re.compile(r"^-?\d+\.\d+$")
 
 
 def _decimal_commas(head: str, dialect) -> bool:
@@ -120,7 +121,7 @@ def _decimal_commas(head: str, dialect) -> bool:
     import csv
 
     fields = [f.strip() for row in list(csv.reader(head.splitlines()[1:20], dialect)) for f in row]
-    return any(_DECIMAL_COMMA.match(f) for f in fields) and not any(re.match(r"^-?\d+\.\d+$", f) for f in fields)
+    return any(_DECIMAL_COMMA.match(f) for f in fields) and not any(_DECIMAL_POINT.match(f) for f in fields)
 
 
 def _mixed_column(name: str, delimiter: str) -> tuple[str | None, str]:

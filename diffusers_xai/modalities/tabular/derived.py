@@ -10,7 +10,15 @@ import pandas as pd
 
 from .columns import MIN_ORDERING_ROWS, to_python
 
-__all__ = ["MIN_SUM_ROWS", "argmax_values", "derived_values", "mark_argmax", "mark_derived", "mark_sums", "sum_values"]
+__all__ = [
+    "MIN_RULE_ROWS",
+    "argmax_values",
+    "derived_values",
+    "mark_argmax",
+    "mark_derived",
+    "mark_sums",
+    "sum_values",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +85,8 @@ def derived_values(spec: dict, source_values: pd.Series) -> list:
     return [mapping[level] for level in source_values]
 
 
-# a sum found on fewer training rows could hold by chance
-MIN_SUM_ROWS = 20
+# a sum or a winner found on fewer training rows could hold by chance
+MIN_RULE_ROWS = 20
 # the rows a sum is looked for on (then checked on every row)
 SUM_SEARCH_ROWS = 10_000
 
@@ -129,7 +137,7 @@ def mark_sums(columns: list[dict], df: pd.DataFrame, condition_column: str | Non
     has no constraint for a sum (a user writes a custom one); this finds the exact ones.
     """
     candidates = [c for c in columns if _summable(c, df, condition_column)]
-    if len(df) < MIN_SUM_ROWS or len(candidates) < 3:
+    if len(df) < MIN_RULE_ROWS or len(candidates) < 3:
         return {}
     values = {c["name"]: df[c["name"]].to_numpy(dtype=np.float64) for c in candidates}
     sums: dict[str, list[str]] = {}
@@ -163,7 +171,7 @@ def sum_values(spec: dict, rows: dict) -> np.ndarray:
 def mark_argmax(columns: list[dict], df: pd.DataFrame, condition_column: str | None) -> dict[str, list[str]]:
     """
     Turn every categorical column whose levels are names of modelled numerical columns, and whose value on every
-    training row (at least `MIN_SUM_ROWS`) names the one of them that is strictly largest there, into kind
+    training row (at least `MIN_RULE_ROWS`) names the one of them that is strictly largest there, into kind
     `"argmax"` over those columns: a generated row writes the name of its largest ([`argmax_values`]). Not the
     condition column, nor a column with missing values. Returns `{column: the columns it names}`.
 
@@ -172,7 +180,7 @@ def mark_argmax(columns: list[dict], df: pd.DataFrame, condition_column: str | N
     """
     numerical = {c["name"] for c in columns if c["kind"] == "numerical"}
     found: dict[str, list[str]] = {}
-    if len(df) < MIN_SUM_ROWS:
+    if len(df) < MIN_RULE_ROWS:
         return found
     for spec in columns:
         if spec["kind"] != "categorical" or spec["name"] == condition_column or df[spec["name"]].isna().any():

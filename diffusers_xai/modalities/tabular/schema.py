@@ -119,6 +119,8 @@ MAX_DENOMINATOR = 60
 MAX_FRACTION_CHANCE = 0.01
 # the relative error of a fraction computed in floats (carshare's 986.3333333335024 for 11,836 / 12: 1.7e-13)
 FRACTION_FLOAT_ERROR = 1e-9
+# the values a denominator is tried on before all of them
+FRACTION_PROBE = 64
 
 
 def learn_denominator(values: np.ndarray, decimals: int | None) -> int | None:
@@ -136,17 +138,27 @@ def learn_denominator(values: np.ndarray, decimals: int | None) -> int | None:
     values = values[np.isfinite(values)]
     if np.unique(values).size < MIN_STEP_VALUES or np.all(values % 1 == 0):
         return None
+    head = values[:FRACTION_PROBE]
     for q in range(2, MAX_DENOMINATOR + 1):
-        tolerance = FRACTION_FLOAT_ERROR * np.maximum(1.0, np.abs(values * q))
+        rounding = 0.0
         if decimals is not None:
             if q * q > MAX_FRACTION_CHANCE * 10.0**decimals:
                 return None
             if 10**decimals % q == 0:  # q-ths are a decimal grid: `learn_step`'s
                 continue
-            tolerance = tolerance + q * 0.5 * 10.0**-decimals
-        if np.all(np.abs(values * q - np.rint(values * q)) <= tolerance):
+            rounding = q * 0.5 * 10.0**-decimals
+        # the first values first: a measured column fails there, so a large table is not scanned 59 times
+        if _whole_qths(head, q, rounding) and _whole_qths(values, q, rounding):
             return q
     return None
+
+
+def _whole_qths(values: np.ndarray, q: int, rounding: float) -> bool:
+    """Whether every value is a whole number of q-ths, within float error plus `rounding`."""
+    scaled = values * q
+    return bool(
+        np.all(np.abs(scaled - np.rint(scaled)) <= FRACTION_FLOAT_ERROR * np.maximum(1.0, np.abs(scaled)) + rounding)
+    )
 
 
 def learn_lattice(values: np.ndarray, decimals: int | None, step: float | None = None) -> list[float] | None:
