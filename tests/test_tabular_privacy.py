@@ -16,6 +16,7 @@ from diffusers_xai.evaluation.tabular_privacy import (
     dcr_ratio_lower_bound,
     independent_columns,
     independent_columns_ratio,
+    reference_distances,
     reject_near_copies,
 )
 from diffusers_xai.training import TrainingConfig, train
@@ -31,7 +32,11 @@ def test_dcr_ratio_separates_copies_from_fresh_rows():
     train_rows, holdout = gaussian_table(300, 0), gaussian_table(100, 1)
     copies = dcr_ratio(train_rows.iloc[:100], train_rows, holdout)
     assert copies.ratio == 0.0 and copies.median_synthetic == 0.0
-    assert copies.warning.startswith("DCR ratio 0.000 < 0.9: synthetic rows are closer to the training rows")
+    assert copies.pooled_ratio == 0.0 and (copies.holdout_rows, copies.reference_rows) == (100, 400)
+    assert copies.warning.startswith(
+        "DCR ratio 0.000 < 0.9 (against the 100 held-out rows pooled with the training rows' leave-one-out distances; "
+        "0.000 against the held-out rows alone): synthetic rows are closer to the training rows"
+    )
     fresh = dcr_ratio(gaussian_table(1000, 2), train_rows, holdout)
     # a fresh draw of the same distribution is as far from the training rows as the holdout is
     assert abs(fresh.ratio - 1) < 0.1 and fresh.warning is None
@@ -59,12 +64,40 @@ def test_evaluation_reports_the_dcr_ratio_with_a_warning():
     assert report["dcr_ratio"].value == pytest.approx(expected.ratio) and expected.ratio < 0.9
     assert any(w.startswith("DCR ratio") and "(memorisation)" in w for w in report.warnings)
     assert report.details["dcr_ratio"]["median_holdout"] == pytest.approx(expected.median_holdout)
-    # beside it, the ratio of rows that copy no row (only a and b correlate: about 1), above 0.9: the warning stands
+    assert report["dcr_ratio_pooled"].value == pytest.approx(expected.pooled_ratio) and expected.pooled_ratio < 0.9
+    # beside it, the ratio of rows that copy no row against the same pooled reference (only a and b correlate: about
+    # 1; 1.1137 against the 80 held-out rows alone), above 0.9: the warning stands
     baseline = report["dcr_ratio_independent_columns"].value
     assert (
         baseline == report.details["dcr_ratio"]["independent_columns"] == pytest.approx(expected.independent_columns)
     )
-    assert baseline == pytest.approx(1.1137, abs=5e-4)
+    assert baseline == pytest.approx(1.0205, abs=5e-4)
+
+
+def test_the_verdict_reads_the_pooled_reference_and_says_what_the_holdout_alone_reads():
+    """Hand-made distances: 3 held-out rows at 1.0, 1.1, 1.2 (median 1.1) and 7 training rows whose closest other
+    training row is 0.85 away, so the pooled median of 10 is 0.85. statsmodels' danish_data (11 held-out rows) read
+    0.878 alone and 1.02-1.06 pooled after a guard whose check's lower bound was 0.968."""
+    holdout, loo = np.array([1.0, 1.1, 1.2]), np.full(7, 0.85)
+    reference = np.concatenate([holdout, loo])
+    near = DCRRatio.from_distances(np.full(20, 0.9), holdout, 2.0, reference)
+    assert near.ratio == pytest.approx(0.9 / 1.1) and near.pooled_ratio == pytest.approx(0.9 / 0.85)
+    assert near.warning == (
+        "DCR ratio 0.818 against the 3 held-out rows alone, but 1.059 against them pooled with the training rows' "
+        "leave-one-out distances (10 rows, the guard's reference): the held-out rows' median distance alone is "
+        "noisier, and the pooled ratio, above 0.9, is the one to read."
+    )
+    copies = DCRRatio.from_distances(np.full(20, 0.5), holdout, 2.0, reference)
+    assert copies.warning.startswith(
+        "DCR ratio 0.588 < 0.9 (against the 3 held-out rows pooled with the training rows' leave-one-out distances; "
+        "0.455 against the held-out rows alone): synthetic rows are closer to the training rows than real held-out "
+        "rows are (memorisation)."
+    )
+    # a pooled median of 0 (most training rows duplicate another) leaves the verdict to the holdout alone
+    duplicated = DCRRatio.from_distances(np.full(20, 0.9), holdout, 2.0, np.concatenate([holdout, np.zeros(7)]))
+    assert np.isnan(duplicated.pooled_ratio) and duplicated.verdict_ratio == duplicated.ratio
+    assert duplicated.warning.startswith("DCR ratio 0.818 < 0.9: synthetic rows are closer")
+    assert DCRRatio.from_distances(np.full(20, 0.9), holdout, 2.0).warning.startswith("DCR ratio 0.818 < 0.9: synth")
 
 
 def barley_split():
@@ -103,11 +136,14 @@ def test_a_table_whose_held_out_rows_differ_by_design_reads_undetermined_not_mem
     baseline = independent_columns_ratio(train_rows, holdout_dcr, metadata)
     assert baseline == pytest.approx(0.2682, abs=5e-4)
     ratio = dcr_ratio(independent_columns(train_rows, 500, seed=1), train_rows, holdout)
-    assert ratio.independent_columns == pytest.approx(baseline) and ratio.ratio < 0.9
+    # against the guard's pooled reference (which the verdict reads) the baseline reads the same to 3 decimals
+    pooled = independent_columns_ratio(train_rows, reference_distances(train_rows, holdout, metadata), metadata)
+    assert ratio.independent_columns == pytest.approx(pooled) == pytest.approx(baseline, abs=5e-4)
+    assert ratio.verdict_ratio == ratio.pooled_ratio < 0.9
     assert ratio.warning.startswith(
-        f"DCR ratio {ratio.ratio:.3f} cannot tell copying on this table: rows whose every column is drawn on its own "
-        "from the training rows, which copy no row, read a DCR ratio of 0.268 (< 0.9), because the held-out rows "
-        "differ"
+        f"DCR ratio {ratio.pooled_ratio:.3f} cannot tell copying on this table: rows whose every column is drawn on "
+        "its own from the training rows, which copy no row, read a DCR ratio of 0.268 (< 0.9), because the held-out "
+        "rows differ"
     )
     assert "memorisation" not in ratio.warning
     # the sampling guard would refuse 83% of such rows (the holdout's 5% quantile is 0.25): it refuses the table
@@ -236,6 +272,9 @@ def test_dcr_ratio_dataclass_round_trip():
         "median_synthetic": 0.102,
         "median_holdout": 0.1,
         "independent_columns": 2.0,
+        "pooled_ratio": None,
+        "holdout_rows": None,
+        "reference_rows": None,
         "warning": None,
     }
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .report import EvaluationReport
 from .tabular_learners import MODEL_NAME, Task, detection_auc, task_of, train_synthetic_test_real
-from .tabular_privacy import DCRRatio, distance_to_closest_record, independent_columns_ratio
+from .tabular_privacy import DCRRatio, distance_to_closest_record, independent_columns_ratio, reference_distances
 from .tabular_schema import check_table_pair, infer_metadata
 
 __all__ = ["DETECTION_WARNING", "evaluate_table"]
@@ -48,7 +48,9 @@ def evaluate_table(
     - Utility (when `target` is given): [`train_synthetic_test_real`] on a real test set.
     - Privacy: distance to closest record (SDMetrics' range-normalised DCR, [`distance_to_closest_record`]) of
       synthetic rows to the real training rows (median, fraction of exact copies), the same for real held-out rows
-      as the baseline when `real_test` is given and their ratio (`dcr_ratio`, a warning below 0.9), and
+      as the baseline when `real_test` is given and their ratio (`dcr_ratio`), the ratio against the guard's
+      reference (`dcr_ratio_pooled`: the holdout pooled with the training rows' leave-one-out distances; a warning
+      below 0.9), and
       SDMetrics' own `DCRBaselineProtection` (and `DCROverfittingProtection` with `real_test`) unless
       `sdmetrics_privacy=False`: those run SDMetrics' pandas DCR twice each, ~10-25 s per 1,000 x 1,000 rows on a CPU.
 
@@ -174,15 +176,21 @@ def _add_dcr(report, real, synthetic, real_test, metadata: dict, test_notes: lis
         higher_is_better=False,
     )
     if real_test is not None:
-        holdout_dcr = distance_to_closest_record(real_test, real, metadata)
-        baseline = independent_columns_ratio(real, holdout_dcr, metadata, seed)
-        ratio = DCRRatio.from_distances(dcr, holdout_dcr, baseline)
+        reference = reference_distances(real, real_test, metadata)  # the holdout's distances first
+        baseline = independent_columns_ratio(real, reference, metadata, seed)
+        ratio = DCRRatio.from_distances(dcr, reference[: len(real_test)], baseline, reference)
         report.add("Median DCR real holdout→real (baseline)", ratio.median_holdout, key="dcr_median_holdout")
         report.add(
             "DCR ratio (median DCR synthetic→train / holdout→train)",
             ratio.ratio,
             key="dcr_ratio",
-            description="About 1: as far from the training rows as unseen real rows; below 0.9: memorisation.",
+            description="About 1: as far from the training rows as unseen real rows; below 1: closer (copying).",
+        )
+        report.add(
+            "DCR ratio against holdout + leave-one-out training rows (the guard's reference)",
+            ratio.pooled_ratio,
+            key="dcr_ratio_pooled",
+            description="The same ratio over more real rows; below 0.9: memorisation (the warning reads this one).",
         )
         report.add(
             "DCR ratio of rows that copy no row (each column drawn on its own)",
