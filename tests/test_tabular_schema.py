@@ -346,7 +346,7 @@ def test_of_the_packaged_tables_only_three_have_totals_winners_or_fractions(monk
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" (")[0] for line in lines[:-1]] == ["carshare.csv.gz", "election.csv.gz", "us-employment.csv"]
     assert lines[0] == "carshare.csv.gz (249 rows): car_hours in 12ths"
-    assert lines[-1].startswith("61 tables fitted; refused: {'fertility.csv': \"Column '2012' is entirely missing")
+    assert lines[-1].startswith("61 tables fitted; refused: {'fertility.csv': \"Columns ['2012', '2013'] are entirely")
 
 
 def test_averages_over_twelve_are_written_as_twelfths():
@@ -456,6 +456,54 @@ def test_dates_without_leading_zeros_are_written_without_them():
     assert text.tolist() == ["3/7/2021 9:05", "12/25/2021 0:30"]
     mixed = pd.DataFrame({"day": ["Jan 1 2000", "Jan 02 2000"] * 10, "x": np.arange(20.0)})
     assert "unpadded" not in TabularPreprocessor.fit(mixed).numerical[0]["datetime"]
+
+
+def statsmodels_table(folder, name):
+    import os
+
+    import statsmodels.datasets
+
+    from diffusers_xai.modalities.tabular import load_table
+
+    return load_table(os.path.join(os.path.dirname(statsmodels.datasets.__file__), folder, name))
+
+
+def test_integer_dates_and_quarters_are_written_as_dates():
+    """statsmodels' co2 writes its weekly dates as integers (19580329): modelled as numbers, 89% of a trained
+    model's dates were no dates (19993320). danish_data writes quarters (1974Q1): as codes, its fresh ones read
+    1987QQ and 198800. Both are dates now: they round-trip exactly, and rows decoded from noise hold dates in the
+    column's own format and range (co2's on Saturdays, as every real one is)."""
+    co2 = statsmodels_table("co2", "co2.csv")
+    pre = TabularPreprocessor.fit(co2)
+    assert pre.columns[0]["datetime"] == {
+        "source": "int",
+        "format": "%Y%m%d",
+        "tz": None,
+        "unit": "D",
+        "weekdays": [5],
+    }
+    pd.testing.assert_frame_equal(pre.inverse_transform(pre.transform(co2)), co2)
+    dates = pre.inverse_transform(random_rows(pre))["date"]
+    days = pd.to_datetime(dates.astype(str), format="%Y%m%d")  # raises on a number that is no date
+    assert dates.dtype == np.int64 and (days.dt.dayofweek == 5).all()
+    assert dates.between(co2["date"].min(), co2["date"].max()).all() and dates.nunique() > 300
+    danish = statsmodels_table("danish_data", "data.csv")
+    pre = TabularPreprocessor.fit(danish)
+    period = pre.columns[0]
+    assert period["datetime"] == {"source": "string", "format": "%YQ%q", "tz": None, "unit": "M"}
+    assert (period["kind"], period["step"]) == ("numerical", 3.0)  # quarters: every third month
+    pd.testing.assert_frame_equal(pre.inverse_transform(pre.transform(danish)), danish)
+    periods = pre.inverse_transform(random_rows(pre))["period"]
+    assert set(periods) <= set(danish["period"]) and periods.nunique() > 40  # 1974Q1-1987Q3, every quarter
+    assert schema._quarter_format(pd.Series(["Q3 1999", "Q4 1999"]))[0] == "Q%q %Y"
+    fmt, parsed = schema._quarter_format(pd.Series(["1999-q4", "2000-q1"]))
+    assert fmt == "%Y-q%q" and parsed.tolist() == [pd.Timestamp("1999-10-01"), pd.Timestamp("2000-01-01")]
+    assert schema.format_datetime(parsed, fmt).tolist() == ["1999-q4", "2000-q1"]
+    assert schema._quarter_format(pd.Series(["1974Q1", "1974Q5"])) == (None, None)  # Q5 is no quarter
+    # integers stay numbers unless at least 10 distinct ones all read as YYYYMMDD
+    assert schema.datetime_spec("n", pd.Series(np.arange(20240101, 20240110))) is None  # 9 dates
+    assert schema.datetime_spec("n", pd.Series([*range(20240101, 20240111), 20241301])) is None  # month 13
+    assert schema.datetime_spec("n", pd.Series(np.arange(20240101, 20240111)))["source"] == "int"
 
 
 def test_numbers_with_float_noise_are_written_with_their_decimals():
@@ -621,6 +669,24 @@ def test_identifiers_are_regenerated_or_dropped(caplog):
     assert as_levels.columns[0]["kind"] == "categorical" and as_levels.columns[0]["encoding"] == "analog_bits"
 
 
+def test_unique_integers_named_as_identifiers_are_regenerated():
+    """statsmodels' fair_pt: `identifier` holds 601 survey ids between 4 and 9,029. Not a contiguous range, it was
+    modelled as a number, and 601 generated rows repeated 75 ids. Unique integers whose name holds the word `id` or
+    `identifier` are identifiers; other unique integers are measurements (cancer's `population`)."""
+    fair = statsmodels_table("fair", "fair_pt.csv")
+    pre = TabularPreprocessor.fit(fair)
+    assert pre.columns[0]["kind"] == "id" and pre.columns[0]["id"] == {"type": "int", "min": 4, "max": 9029}
+    ids = pre.inverse_transform(random_rows(pre, 300), seed=0)["identifier"]
+    assert ids.tolist() == list(range(9030, 9330)) and ids.dtype == np.int64
+    cancer = TabularPreprocessor.fit(statsmodels_table("cancer", "cancer.csv"))
+    assert [c["kind"] for c in cancer.columns] == ["numerical", "numerical"]
+    sparse = pd.Series(np.arange(0, 280, 7))  # unique, not contiguous
+    assert id_spec("paid", sparse) is None and id_spec("orderId", sparse) == {"type": "int", "min": 0, "max": 273}
+    assert schema.name_tokens("Customer ID") == schema.name_tokens("customer_id") == ["customer", "id"]
+    assert schema.name_tokens("userID") == ["user", "id"]
+    assert schema.name_tokens("VC100k96") == ["vc", "100", "k", "96"]
+
+
 def test_fresh_identifiers_known_answers():
     assert fresh_ids({"type": "int", "min": 1, "max": 40}, [0, 1, 4]) == [41, 42, 45]
     orders = id_spec("order", pd.Series([f"ORD-{i:05d}" for i in range(178)]))
@@ -694,6 +760,14 @@ def test_pipeline_rows_keep_the_schema_of_a_packaged_table():
 def test_inconsistent_columns_are_refused_naming_the_column(column, values, message):
     df = pd.DataFrame({"x": np.linspace(0, 1, 40), column: values})
     with pytest.raises(ValueError, match=message):
+        TabularPreprocessor.fit(df)
+
+
+def test_every_entirely_missing_column_is_named_at_once():
+    """statsmodels' fertility has two empty years: it was refused for '2012', and once that was dropped, for
+    '2013'."""
+    df = pd.DataFrame({"x": np.linspace(0, 1, 40), "2012": np.nan, "2013": np.nan})
+    with pytest.raises(ValueError, match=r"^Columns \['2012', '2013'\] are entirely missing \(40 NaN values each\)"):
         TabularPreprocessor.fit(df)
 
 

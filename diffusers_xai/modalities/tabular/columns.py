@@ -206,6 +206,12 @@ def check_table(df: pd.DataFrame) -> None:
         )
     if df.columns.duplicated().any():
         raise ValueError(f"Duplicate column names: {df.columns[df.columns.duplicated()].tolist()}; rename them.")
+    empty = [str(name) for name in df.columns if df[name].isna().all()]
+    if len(empty) > 1:  # one at a time, statsmodels' fertility was refused for '2012', then for '2013'
+        raise ValueError(
+            f"Columns {empty} are entirely missing ({len(df)} NaN values each); drop them before fitting (they "
+            "cannot be learned) and add them back after sampling if needed."
+        )
 
 
 def check_policies(nan_policy: str, id_columns: str) -> None:
