@@ -2,6 +2,7 @@
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,16 @@ def test_dcr_ratio_separates_copies_from_fresh_rows():
     assert abs(fresh.ratio - 1) < 0.1 and fresh.warning is None
     half = pd.concat([train_rows.iloc[:500], gaussian_table(500, 3)], ignore_index=True)
     assert dcr_ratio(half, train_rows, holdout).ratio < 0.9 < fresh.ratio
+
+
+def test_an_all_missing_column_is_measured_without_numpy_warnings():
+    """statsmodels' fertility (two empty years): the guard's distances printed numpy's "All-NaN slice encountered"
+    three times before the table was refused. Such a column has no range; two missing values are equal."""
+    train_rows = gaussian_table(50, 0).assign(empty=np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        distances = distance_to_closest_record(train_rows.iloc[:10], train_rows, infer_metadata(train_rows))
+    np.testing.assert_array_equal(distances, np.zeros(10))
 
 
 def test_an_undefined_dcr_ratio_says_so_instead_of_reporting_memorisation():

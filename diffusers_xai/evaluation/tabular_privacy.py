@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -73,7 +74,9 @@ def distance_to_closest_record(
         return torch.from_numpy(np.stack(cols, 1) if cols else np.zeros((len(df), 0)))
 
     a_num, b_num = numbers(dataset), numbers(reference)
-    ranges = torch.from_numpy(np.nan_to_num(np.nanmax(b_num.numpy(), 0) - np.nanmin(b_num.numpy(), 0)))
+    with warnings.catch_warnings():  # an all-missing column has no range ("All-NaN slice"): 0, as a constant's
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ranges = torch.from_numpy(np.nan_to_num(np.nanmax(b_num.numpy(), 0) - np.nanmin(b_num.numpy(), 0)))
     codes = []
     for c in categorical:  # shared integer codes; missing -> -1 on both sides, so two missing values are equal
         joint = pd.concat([dataset[c], reference[c]], ignore_index=True).astype(object)
