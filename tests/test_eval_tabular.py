@@ -105,6 +105,30 @@ def test_infer_metadata(wine):
     assert md["proline"]["sdtype"] == "numerical"
 
 
+def test_identifiers_are_not_scored_and_quarters_are_dates():
+    """The evaluation reads a table as the preprocessor writes it. statsmodels' fair_pt: its regenerated `identifier`
+    (ids after the largest real one) was scored as a number, and a run read detection AUC 1.0, that column's Shape 0.
+    danish_data's quarters (`1974Q1`) stopped the trainer: SDMetrics and the distances parse a `datetime_format` with
+    pandas, which has no quarter field."""
+    rng = np.random.default_rng(0)
+    n = 200
+    real = pd.DataFrame(
+        {
+            "identifier": rng.permutation(np.arange(4, 4 * n + 4, 4))[:n],  # unique, not contiguous
+            "quarter": [f"{1974 + k // 4}Q{k % 4 + 1}" for k in rng.integers(0, 40, n)],
+            "x": rng.normal(size=n),
+        }
+    )
+    md = infer_metadata(real)["columns"]
+    assert md["identifier"] == {"sdtype": "id"} and md["quarter"] == {"sdtype": "datetime", "datetime_format": "%YQ%q"}
+    assert infer_metadata(real.rename(columns={"identifier": "count"}))["columns"]["count"]["sdtype"] == "numerical"
+    synthetic = real.assign(identifier=np.arange(1000, 1000 + n), x=rng.normal(size=n))  # fresh ids
+    report = evaluate_table(real, synthetic, real_test=real.assign(x=rng.normal(size=n)), sdmetrics_privacy=False)
+    assert set(report.details["column_shapes"]) == {"quarter", "x"}
+    assert report["detection_auc"].value < 0.7 and report["quality_score"].value > 0.9
+    assert report.details["metadata"]["columns"]["quarter"] == {"sdtype": "datetime"}  # parsed before SDMetrics
+
+
 @pytest.mark.slow
 def test_evaluate_table_report(wine, tmp_path):
     train, test = wine

@@ -14,7 +14,7 @@ import pandas as pd
 from .report import EvaluationReport
 from .tabular_learners import MODEL_NAME, Task, detection_auc, task_of, train_synthetic_test_real
 from .tabular_privacy import DCRRatio, distance_to_closest_record, independent_columns_ratio, reference_distances
-from .tabular_schema import check_table_pair, infer_metadata
+from .tabular_schema import check_table_pair, infer_metadata, parse_own_date_formats
 
 __all__ = ["DETECTION_WARNING", "evaluate_table"]
 
@@ -73,7 +73,9 @@ def evaluate_table(
         warnings.simplefilter("ignore")
         from sdmetrics.reports.single_table import QualityReport
 
-    metadata = metadata or infer_metadata(real)
+    metadata, (real, synthetic, real_test) = parse_own_date_formats(
+        metadata or infer_metadata(real), real, synthetic, real_test
+    )
     synthetic, notes = check_table_pair(real, synthetic, metadata)
     test_notes = []
     if real_test is not None:
