@@ -250,8 +250,8 @@ def mark_products(columns: list[dict], df: pd.DataFrame, condition_column: str |
     `{product column: factors}`.
 
     Why: statsmodels' star98 ships interaction columns (`PERMINTE_AVYRSEXP` = `PERMINTE` x `AVYRSEXP`, and two of
-    three factors); through the recipe the generated ones were off their factors' product by a median of 6.9. An
-    invoice's amount is its price times its quantity.
+    three factors); modelled through the recipe, 303 generated rows had them off their factors' product by a median
+    of 1.2 to 449 per column. An invoice's amount is its price times its quantity.
     """
     candidates = [c for c in columns if _multipliable(c, df, condition_column)]
     if len(df) < MIN_RULE_ROWS or len(candidates) < 3:
