@@ -1,6 +1,6 @@
-"""Which packaged tables have totals, winners or fractions: columns the preprocessor writes as the sum of others
-(`derived.mark_sums`) or as the name of the largest of others (`derived.mark_argmax`), and numbers it writes as
-whole q-ths (`schema.learn_denominator`).
+"""Which packaged tables have totals, products, winners or fractions: columns the preprocessor writes as the sum of
+others (`derived.mark_sums`), as the product of others (`derived.mark_products`) or as the name of the largest of
+others (`derived.mark_argmax`), and numbers it writes as whole q-ths (`schema.learn_denominator`).
 
 Every table that ships inside an installed package and is read here: sklearn's wine, breast_cancer, iris and
 diabetes, palmerpenguins, and every data file of statsmodels' datasets, vega_datasets' local files and plotly's
@@ -64,6 +64,7 @@ def main(argv=None) -> None:
             refused[name] = str(err).splitlines()[0]
             continue
         found = [f"{c['name']} = {' + '.join(c['parts'])}" for c in pre.columns if c["kind"] == "sum"]
+        found += [f"{c['name']} = {' x '.join(c['factors'])}" for c in pre.columns if c["kind"] == "product"]
         found += [f"{c['name']} = the largest of {', '.join(c['over'])}" for c in pre.columns if c["kind"] == "argmax"]
         found += [f"{c['name']} in {c['denominator']}ths" for c in pre.numerical if c.get("denominator")]
         if found:

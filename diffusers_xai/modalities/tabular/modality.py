@@ -62,12 +62,13 @@ def _check_columns(options: TabularOptions, columns: list[str]) -> None:
 
 
 def _written_from_others_note(columns: list[dict]) -> str | None:
-    """The card's note on the columns written from others (`derived_columns`): a level's value, a sum, or the name
-    of the largest of some columns."""
+    """The card's note on the columns written from others (`derived_columns`): a level's value, a sum, a product, or
+    the name of the largest of some columns."""
     derived = [c for c in columns if c["kind"] == "derived"]
     sums = [c for c in columns if c["kind"] == "sum"]
+    products = [c for c in columns if c["kind"] == "product"]
     largest = [c for c in columns if c["kind"] == "argmax"]
-    if not derived and not sums and not largest:
+    if not derived and not sums and not products and not largest:
         return None
     said = []
     if derived:
@@ -82,6 +83,14 @@ def _written_from_others_note(columns: list[dict]) -> str | None:
             f"{_quoted([c['name'] for c in sums])} {'is' if len(sums) == 1 else 'are'} written as the sum of its "
             f"parts, as on every training row ({'; '.join(c['name'] + ' = ' + ' + '.join(c['parts']) for c in sums)}),"
             " and may leave its training range"
+        )
+    if products:
+        one = len(products) == 1
+        said.append(
+            f"{_quoted([c['name'] for c in products])} {'is' if one else 'are'} written as the product of "
+            f"{'its' if one else 'their'} factors, as on every training row "
+            f"({'; '.join(c['name'] + ' = ' + ' × '.join(c['factors']) for c in products)}), and may leave "
+            f"{'its' if one else 'their'} training range"
         )
     for c in largest:
         said.append(f"`{c['name']}` names the largest of {_quoted(c['over'])}, as on every training row")
@@ -126,7 +135,8 @@ class TabularOptions(ModalityOptions):
     # categorical columns drawn from their training frequencies, outside the model (`TabularPreprocessor.fit`): a
     # list, "auto" (`auto_marginal_columns`: names and addresses, near-keys of the rows) or null; `Any`, as hidden_dims
     marginal_columns: Any | None = "auto"
-    # columns a categorical column determines on every row (a country's continent) are written from its level
+    # columns a categorical column determines on every row (a country's continent) are written from its level, totals
+    # and products of other columns (an amount, its price and its quantity) from those columns
     derived_columns: bool = True
     condition_bins: int = 10
     n_quantiles: int | None = None
@@ -562,7 +572,7 @@ class TabularModality(PreprocessedModality):
         """The card's notes on what the preprocessor's config publishes of the training rows: the per-level statistics
         of columns decoded by their level's posterior (`levels="posterior"`), the levels and counts of the columns
         drawn outside the model (`marginal_columns`), which no explanation covers either, and the columns written from
-        others: a level's value, a sum, the name of the largest (`derived_columns`)."""
+        others: a level's value, a sum, a product, the name of the largest (`derived_columns`)."""
         pre = getattr(pipeline, "preprocessor", None)
         notes = []
         posterior = [c["name"] for c in getattr(pre, "categorical", []) if c.get("level_stats")]

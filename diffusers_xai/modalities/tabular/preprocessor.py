@@ -34,7 +34,16 @@ from .columns import (
     to_python,
 )
 from .data import load_table
-from .derived import argmax_values, derived_values, mark_argmax, mark_derived, mark_sums, sum_values
+from .derived import (
+    argmax_values,
+    derived_values,
+    mark_argmax,
+    mark_derived,
+    mark_products,
+    mark_sums,
+    product_values,
+    sum_values,
+)
 from .levels import level_statistics, posterior_levels
 from .schema import (
     decode_datetime,
@@ -125,6 +134,7 @@ def _column_specs(
     if derived_columns:  # before the encodings: a derived column has none
         mark_derived(columns, df, condition_column)
         mark_sums(columns, df, condition_column)
+        mark_products(columns, df, condition_column)
         mark_argmax(columns, df, condition_column)
     resolve_columns(columns, df, categorical_encoding, nan_policy, id_columns)
     if binned:
@@ -175,8 +185,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
       their own determines on every training row (a country's continent and ISO code), are written from that column's
       generated level (`derived.mark_derived`), so generated rows keep the dependency; and **sums**, numerical
       columns that equal the sum of other numerical columns on every training row (a total and its parts), are
-      written as that sum (`derived.mark_sums`); and **winners**, categorical columns that name the largest of the
-      numerical columns they name on every training row, are written as that name (`derived.mark_argmax`).
+      written as that sum (`derived.mark_sums`); and **products**, numerical columns that equal the product of two
+      (or three) other numerical columns on every training row (an amount, its price and its quantity; star98's
+      interaction columns), are written as that product (`derived.mark_products`); and **winners**, categorical
+      columns that name the largest of the numerical columns they name on every training row, are written as that
+      name (`derived.mark_argmax`).
     - **Constant** columns are kept and written back as they were.
     - An optional **condition column** (categorical) is taken out of the features and given to the denoiser as
       `class_labels`; its empirical class frequencies are stored to sample labels when none are given.
@@ -308,8 +321,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             derived_columns (`bool`, *optional*, defaults to `True`): columns that a categorical column determines on
                 every training row (a country's continent and ISO code) are written from its generated level
                 instead of modelled (see [`mark_derived`]), a column that is the sum of others on every training
-                row is written as their sum (see [`mark_sums`]), and one that names the largest of the columns it
-                names, as that name (see [`mark_argmax`]).
+                row is written as their sum (see [`mark_sums`]), one that is the product of others as their product
+                (see [`mark_products`]), and one that names the largest of the columns it names, as that name (see
+                [`mark_argmax`]).
         """
         from sklearn.preprocessing import QuantileTransformer
 
@@ -772,6 +786,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 out[c["name"]] = self._restore_dtype(marginal_draws(c, level_rng, len(x)), c)
             elif c["kind"] in ("constant", "id") and not c.get("drop"):
                 out[c["name"]] = self._decode_other(c, np.arange(len(x)))
+        for c in self.columns:  # from their factors' values, first: a product can be a part of a sum
+            if c["kind"] == "product":
+                out[c["name"]] = self._restore_dtype(product_values(c, out), c)
         for c in self.columns:  # from their source column's generated level, or their parts' values
             if c["kind"] == "derived":
                 out[c["name"]] = self._restore_dtype(derived_values(c, out[c["source"]]), c)
