@@ -635,6 +635,10 @@ def test_integer_dates_and_quarters_are_written_as_dates():
     assert fmt == "%Y-q%q" and parsed.tolist() == [pd.Timestamp("1999-10-01"), pd.Timestamp("2000-01-01")]
     assert schema.format_datetime(parsed, fmt).tolist() == ["1999-q4", "2000-q1"]
     assert schema._quarter_format(pd.Series(["1974Q1", "1974Q5"])) == (None, None)  # Q5 is no quarter
+    gaps = danish.assign(period=danish["period"].where(danish.index % 7 != 3))  # a missing quarter now and then
+    pre = TabularPreprocessor.fit(gaps)
+    assert pre.columns[0]["datetime"]["format"] == "%YQ%q" and pre.columns[0]["missing"]
+    pd.testing.assert_frame_equal(pre.inverse_transform(pre.transform(gaps)), gaps)
     # integers stay numbers unless at least 10 distinct ones all read as YYYYMMDD
     assert schema.datetime_spec("n", pd.Series(np.arange(20240101, 20240110))) is None  # 9 dates
     assert schema.datetime_spec("n", pd.Series([*range(20240101, 20240111), 20241301])) is None  # month 13

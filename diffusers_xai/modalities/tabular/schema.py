@@ -353,6 +353,8 @@ def _int_dates(series: pd.Series) -> pd.Series | None:
     parsed; else `None`. Modelled as a number, 89% of co2's generated `date`s were not dates (`19993320`).
     """
     values = series.dropna()
+    if len(values) < len(series):  # a nullable integer column with missing values: not read as dates
+        return None
     if values.nunique() < MIN_INT_DATES or not values.between(10_000_101, 29_991_231).all():
         return None
     parsed = pd.to_datetime(values.astype(np.int64).astype(str), format=INT_DATE_FORMAT, errors="coerce")
@@ -381,10 +383,11 @@ def parse_datetime(values: pd.Series, fmt: str, errors: str = "coerce") -> pd.Se
         return pd.to_datetime(values, format=fmt, errors=errors)
     fields = {"%Y": r"(?P<year>\d{4})", QUARTER: r"(?P<quarter>[1-4])"}
     pattern = "^" + "".join(fields.get(token, re.escape(token)) for token in _tokens(fmt)) + "$"
-    found = pd.Series(values, dtype=object).astype(str).str.extract(pattern).astype(float)
-    if errors == "raise" and found.isna().any(axis=None):
-        bad = pd.Series(values)[found["year"].isna().to_numpy()].iloc[0]
-        raise ValueError(f"{bad!r} is not a quarter in format {fmt!r}.")
+    values = pd.Series(values, dtype=object)
+    found = values.astype(str).str.extract(pattern).astype(float)
+    unread = found["year"].isna().to_numpy() & values.notna().to_numpy()  # a missing value stays missing (NaT)
+    if errors == "raise" and unread.any():
+        raise ValueError(f"{values[unread].iloc[0]!r} is not a quarter in format {fmt!r}.")
     months = (found["quarter"] - 1) * 3 + 1
     return pd.to_datetime({"year": found["year"], "month": months, "day": 1}, errors="coerce")
 
