@@ -484,6 +484,31 @@ def test_of_the_packaged_tables_only_five_have_totals_products_winners_or_fracti
     assert lines[-1].startswith("61 tables fitted; refused: {'fertility.csv': \"Columns ['2012', '2013'] are entirely")
 
 
+def test_the_schema_check_names_what_generated_rows_write_differently(monkeypatch):
+    """`bench/tabular_schema_check.py`, which read 31 runs of session 30 as OK: each difference it looks for, on
+    hand-made columns."""
+    from tests.repo_scripts import ROOT, load_script
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    check = load_script("bench/tabular_schema_check.py").column_differences
+    real = pd.Series([1.5, 2.25, np.nan, 4.0] * 25)
+    assert check("x", real, real.sample(frac=1, random_state=0), "numerical") == []
+    assert check("x", real, real.fillna(3.0), "numerical") == ["x: missing rate 0.250 -> 0.000"]
+    assert check("x", real, real.replace(4.0, 4.125), "numerical") == [
+        "x: range [1.5, 4.0] -> [1.5, 4.125]",
+        "x: decimals 2 -> 3",
+    ]
+    assert check("x", real, real.replace(4.0, 5.0), "sum") == []  # a total may leave its range
+    assert check("n", pd.Series(range(100)), pd.Series(range(100, 200)), "id") == []  # fresh by design
+    assert check("n", pd.Series(range(100)), pd.Series(range(100)).astype(float), "numerical") == [
+        "n: dtype int64 -> float64"
+    ]
+    levels = pd.Series(["a", "b"] * 50)
+    assert check("g", levels, levels.replace("b", "c"), "categorical") == [
+        "g: 1 levels the real column lacks, e.g. ['c']"
+    ]
+
+
 def test_averages_over_twelve_are_written_as_twelfths():
     """Plotly's carshare averages car hours over 12 (`986.3333333335024` for 11,836 / 12, with float error): the
     generated numbers were on no such grid. Rounded values are tried only where a q-th that close is unlikely by
