@@ -38,6 +38,14 @@ def shop_frame(n=200, seed=0):
     )
 
 
+def card_note(pre) -> str:
+    """The one limitation the tabular card writes for preprocessor `pre`."""
+    from diffusers_xai.modalities.tabular.modality import TabularModality
+
+    [note] = TabularModality().card_limitations(SimpleNamespace(preprocessor=pre))
+    return note
+
+
 def random_rows(pre, n=400, seed=0, scale=1.5):
     return torch.randn(n, pre.num_features, generator=torch.Generator().manual_seed(seed)) * scale
 
@@ -238,10 +246,9 @@ def test_columns_another_column_determines_are_written_from_its_level():
         assert (rows[column].to_numpy() == truth.loc[rows["country"], column].to_numpy()).all()
     assert rows.dtypes.equals(table.dtypes) and rows["country"].nunique() > 20
     assert pre.column_levels("continent", ["Asia"]).tolist() == ["Asia"]  # rows by a derived level: by rejection
-    from diffusers_xai.modalities.tabular.modality import TabularModality
-
-    [note] = TabularModality().card_limitations(SimpleNamespace(preprocessor=pre))
-    assert note.startswith("`continent`, `iso`, `iso_num` are written from the generated level of the column that")
+    assert card_note(pre).startswith(
+        "`continent`, `iso`, `iso_num` are written from the generated level of the column that"
+    )
     modelled = TabularPreprocessor.fit(table, derived_columns=False)
     assert not [c for c in modelled.columns if c["kind"] == "derived"] and "continent=Asia" in modelled.feature_names()
     broken = table.copy()
@@ -261,8 +268,6 @@ def test_a_total_of_other_columns_is_written_as_their_sum():
     import plotly.express as px
     from vega_datasets import local_data
 
-    from diffusers_xai.modalities.tabular.modality import TabularModality
-
     election = px.data.election()
     pre = TabularPreprocessor.fit(election)
     assert {c["name"]: c["parts"] for c in pre.columns if c["kind"] == "sum"} == {
@@ -271,8 +276,7 @@ def test_a_total_of_other_columns_is_written_as_their_sum():
     rows = pre.inverse_transform(random_rows(pre), seed=0)
     assert rows.dtypes.equals(election.dtypes) and rows["total"].nunique() > 20
     assert (rows["total"] == rows[["Coderre", "Bergeron", "Joly"]].sum(axis=1)).all()
-    [note] = TabularModality().card_limitations(SimpleNamespace(preprocessor=pre))
-    assert note == (
+    assert card_note(pre) == (
         "`total` is written as the sum of its parts, as on every training row (total = Coderre + Bergeron + Joly), "
         "and may leave its training range; `winner` names the largest of `Bergeron`, `Coderre`, `Joly`, as on every "
         "training row; by `derived_columns`, not by the denoiser: an explanation of the columns they are written "
@@ -345,7 +349,6 @@ def test_a_product_of_other_columns_is_written_as_their_product():
     total. A column off its product by one cent on one row, one with two sets of factors (a copied price), one whose
     factor is 1 but on a few rows, one nonzero on too few rows, and the condition column are no product;
     `derived_columns=False` models it."""
-    from diffusers_xai.modalities.tabular.modality import TabularModality
 
     table = invoice_table()
     pre = TabularPreprocessor.fit(table)
@@ -365,8 +368,7 @@ def test_a_product_of_other_columns_is_written_as_their_product():
     assert np.array_equal(rows["refunded_shipping"], rows["shipping"] * rows["returned"])
     assert 0 < (rows["refunded_shipping"] == 0).mean() < 1
     assert np.array_equal(rows["total"], np.round(rows["amount"] + rows["shipping"], 2))  # a product's sum
-    [note] = TabularModality().card_limitations(SimpleNamespace(preprocessor=pre))
-    assert note == (
+    assert card_note(pre) == (
         "`total` is written as the sum of its parts, as on every training row (total = amount + shipping), and may "
         "leave its training range; `amount`, `signed_amount`, `refunded_shipping` are written as the product of "
         "their factors, as on every training row (amount = price × quantity; signed_amount = price × "

@@ -16,7 +16,7 @@ __all__ = [
     "record_check",
     "restored_step",
     "stopped_early",
-    "warn_if_finer_checks_kept_the_first",
+    "warn_finer_kept_first",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def finer_check_steps(run: Run) -> int | None:
     return int(main_process_value(run, finer)) or None
 
 
-def warn_if_finer_checks_kept_the_first(run: Run) -> None:
+def warn_finer_kept_first(run: Run) -> None:
     """
     After the finer pass of [`finer_check_steps`]: when it too keeps its first check's weights, say that they may
     not have learnt the table; when no check passed at all, that the saved weights are those that failed.

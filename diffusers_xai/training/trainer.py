@@ -23,13 +23,7 @@ from ..modalities.registry import get_modality
 from ..utils.io import atomic_write
 from .checkpointing import prune_checkpoints, save_checkpoint
 from .config import TrainingConfig
-from .early_stopping import (
-    finer_check_steps,
-    record_check,
-    restored_step,
-    stopped_early,
-    warn_if_finer_checks_kept_the_first,
-)
+from .early_stopping import finer_check_steps, record_check, restored_step, stopped_early, warn_finer_kept_first
 from .finetune import save_finetuned
 from .finish import RunSummary, early_stopping_line, finish_run
 from .objective import diffusion_loss, validation_loss
@@ -406,7 +400,7 @@ def _train_pass(config: TrainingConfig, finer_checks: bool = True) -> TrainResul
         progress_bar.close()
         finer = finer_check_steps(run) if finer_checks else None
         if not finer_checks and accelerator.is_main_process:
-            warn_if_finer_checks_kept_the_first(run)
+            warn_finer_kept_first(run)
         if finer is None:  # 6. save the pipeline (EMA weights), the model card, push
             pipeline, evaluation, commit_url = _save_and_finish(run, train_seconds)
     finally:
