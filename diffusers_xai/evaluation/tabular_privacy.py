@@ -121,9 +121,10 @@ class DCRRatio:
     pooled with each training row's distance to its closest *other* training row), over `reference_rows` rows
     instead of `holdout_rows`. When it is known, the verdict reads it: a small holdout's median is noisy, and the
     warning then says what the holdout alone reads. statsmodels' danish_data through the recipe (44 training rows, 11
-    held out): the guard kept weights whose check read a lower bound of 0.968, and the end-of-run evaluation then
-    warned of memorisation at 0.878, because the 11 held-out rows' median distance was 19% above the training rows'
-    leave-one-out median; against the pooled reference the same rows read 1.02-1.06 over four draws of 1,000.
+    held out, its quarters then read as identifiers): the guard kept weights whose check read a lower bound of
+    0.968, and the end-of-run evaluation then warned of memorisation at 0.878, because the 11 held-out rows' median
+    distance was 19% above the training rows' leave-one-out median; against the pooled reference the same rows read
+    1.02-1.06 over four draws of 1,000.
 
     `independent_columns` is the ratio of rows that copy no row ([`independent_columns_ratio`], against the verdict's
     reference); below 0.9 the ratio cannot tell copying on this table, and the warning says so instead of reporting
