@@ -22,22 +22,10 @@ from _common import bench_parser
 
 from diffusers_xai.modalities.tabular import load_table
 from diffusers_xai.modalities.tabular.pipeline_tabular import TabularXAIPipeline
+from diffusers_xai.modalities.tabular.schema import learn_decimals
 
 # a missing-value rate differs when it is this many binomial standard errors off the real one
 NAN_RATE_SE = 4
-# decimals are read up to float64's 15 significant digits
-MAX_DECIMALS = 15
-
-
-def decimals(values: pd.Series) -> int | None:
-    """The fewest decimals that write every value of a float column (within float error), or `None`."""
-    values = values.dropna()
-    if not pd.api.types.is_float_dtype(values) or values.empty:
-        return None
-    scale = max(1.0, float(values.abs().max()))
-    return next(
-        (d for d in range(MAX_DECIMALS) if np.allclose(values, values.round(d), rtol=0, atol=1e-12 * scale)), None
-    )
 
 
 def column_differences(name: str, real: pd.Series, rows: pd.Series, kind: str) -> list[str]:
@@ -53,8 +41,10 @@ def column_differences(name: str, real: pd.Series, rows: pd.Series, kind: str) -
     if (numeric and kind not in ("sum", "product")) or dated:
         if rows.min() < real.min() or rows.max() > real.max():
             out.append(f"{name}: range [{real.min()}, {real.max()}] -> [{rows.min()}, {rows.max()}]")
-    if numeric and (decimals(rows) or 0) > (decimals(real) if decimals(real) is not None else MAX_DECIMALS):
-        out.append(f"{name}: decimals {decimals(real)} -> {decimals(rows)}")
+    if numeric:  # the preprocessor's own reading of decimals (`None`: a measured float, more than 14)
+        real_decimals, row_decimals = (learn_decimals(c.to_numpy(np.float64, na_value=np.nan)) for c in (real, rows))
+        if real_decimals is not None and (row_decimals is None or row_decimals > real_decimals):
+            out.append(f"{name}: decimals {real_decimals} -> {row_decimals}")
     if not numeric and not dated and kind != "numerical":  # levels (a date string is numerical to the model)
         unseen = set(rows.dropna()) - set(real.dropna())
         if unseen:

@@ -352,13 +352,12 @@ def _int_dates(series: pd.Series) -> pd.Series | None:
     An integer column whose values all read as `YYYYMMDD` dates (statsmodels' co2: `19580329`, 2,284 weekly dates),
     parsed; else `None`. Modelled as a number, 89% of co2's generated `date`s were not dates (`19993320`).
     """
-    values = series.dropna()
-    if len(values) < len(series):  # a nullable integer column with missing values: not read as dates
+    if series.isna().any():  # a nullable integer column with missing values: not read as dates
         return None
-    if values.nunique() < MIN_INT_DATES or not values.between(10_000_101, 29_991_231).all():
+    if series.nunique() < MIN_INT_DATES or not series.between(10_000_101, 29_991_231).all():
         return None
-    parsed = pd.to_datetime(values.astype(np.int64).astype(str), format=INT_DATE_FORMAT, errors="coerce")
-    return parsed.reindex(series.index) if parsed.notna().all() else None
+    parsed = pd.to_datetime(series.astype(np.int64).astype(str), format=INT_DATE_FORMAT, errors="coerce")
+    return parsed if parsed.notna().all() else None
 
 
 def _quarter_format(values: pd.Series) -> tuple[str | None, pd.Series | None]:
