@@ -109,3 +109,18 @@ def test_a_semicolon_csv_with_decimal_commas_reads_numbers(tmp_path):
     points = tmp_path / "points.csv"  # `;` with decimal points keeps them
     points.write_text("a;b\n1.5;2\n2.5;3\n")
     assert load_table(points)["a"].tolist() == [1.5, 2.5]
+
+
+def test_comment_lines_above_the_header_are_skipped(tmp_path):
+    """matplotlib's packaged Stocks.csv opens with `# Data source: https://finance.yahoo.com`. Read as the header,
+    that line gave a one-column table whose dates became `__index_level_0__`, refused as "not dates" over a stray
+    `Date`. A `#` inside a row stays a value."""
+    import matplotlib
+
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "Stocks.csv"
+    for frame in (load_table(path), load_hf_dataset(SimpleNamespace(dataset_name=str(path))).to_pandas()):
+        assert frame.shape == (524, 11) and list(frame.columns[:3]) == ["Date", "IBM", "AAPL"]
+        assert frame["Date"].iloc[0] == "1990-01-01" and frame["IBM"].dtype == np.float64
+    notes = tmp_path / "notes.tsv"
+    notes.write_text("# exported 2026-12-07\n#   by hand\nroom\tcode\nA\t#12\nB\t#7\n")
+    pd.testing.assert_frame_equal(load_table(notes), pd.DataFrame({"room": ["A", "B"], "code": ["#12", "#7"]}))

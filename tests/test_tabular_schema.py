@@ -3,6 +3,7 @@ high-cardinality categoricals, and the bad input refused before training."""
 
 import json
 import logging
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -620,6 +621,34 @@ def test_dates_without_leading_zeros_are_written_without_them():
     assert "unpadded" not in TabularPreprocessor.fit(mixed).numerical[0]["datetime"]
 
 
+def test_two_digit_years_and_capital_month_names_are_dates():
+    """pandas' format guesser returns no two-digit year: matplotlib's packaged msft.csv (`19-Sep-03`) was read as
+    unique codes and its generated dates counted on from the last one (`31-Jul-08`). It is a date column now, written
+    back in its own format; so are `03/15/99`, `Sep 2003` and Oracle's capitals (`19-SEP-03`)."""
+    import matplotlib
+
+    msft = pd.read_csv(os.path.join(matplotlib.get_data_path(), "sample_data", "msft.csv"))
+    pre = TabularPreprocessor.fit(msft)
+    spec = pre.columns[0]["datetime"]
+    assert (spec["format"], spec["unit"], spec["weekdays"]) == ("%d-%b-%y", "D", [0, 1, 2, 3, 4])
+    assert pre.inverse_transform(pre.transform(msft))["Date"].tolist() == msft["Date"].tolist()
+    days = pd.to_datetime(pre.inverse_transform(random_rows(pre))["Date"], format="%d-%b-%y")  # raises if not
+    assert days.between(pd.Timestamp("2003-06-19"), pd.Timestamp("2003-09-19")).all() and days.dt.dayofweek.lt(5).all()
+    for values, fmt in [
+        (["03/15/99", "12/01/03", "01/02/04"], "%m/%d/%y"),
+        (["15/03/99", "12/01/03"], "%d/%m/%y"),
+        (["Sep 2003", "Jan 2004"], "%b %Y"),
+        (["09/2003", "10/2004"], "%m/%Y"),
+    ]:
+        assert schema.datetime_spec("d", pd.Series(values))["format"] == fmt, values
+    days = [f"{d:02d}-{m}-0{y}" for d in (1, 15, 28) for m in ("JAN", "SEP") for y in range(4)]
+    oracle = pd.DataFrame({"day": days})
+    pre = TabularPreprocessor.fit(oracle)
+    assert pre.columns[0]["datetime"]["upper"] is True
+    assert pre.inverse_transform(pre.transform(oracle))["day"].tolist() == oracle["day"].tolist()
+    assert pre.inverse_transform(random_rows(pre))["day"].str.fullmatch(r"\d\d-[A-Z]{3}-0\d").all()
+
+
 def statsmodels_table(folder, name):
     import os
 
@@ -812,6 +841,45 @@ def test_missingness_thresholds_are_calibrated_to_the_training_rate(tmp_path):
     pre.save_pretrained(tmp_path)
     reloaded = TabularPreprocessor.from_pretrained(tmp_path)
     pd.testing.assert_frame_equal(reloaded.inverse_transform(z).isna(), rows.isna())
+
+
+def test_samplers_that_add_noise_decide_missing_values_at_their_own_threshold(tmp_path):
+    """titanic's `Age` is missing in 19.9% of its rows. Its trained model's DDPM-1000 rows were missing it in 11.7%
+    at the threshold calibrated on DDIM-50 rows (19.6%). A second threshold is calibrated on a noise-adding sampler's
+    rows and used for them; ODE samplers keep theirs, and a config saved without it falls back to the one it has."""
+    import palmerpenguins
+
+    pre = TabularPreprocessor.fit(palmerpenguins.load_penguins())
+    ode, noisy = random_rows(pre, 3440, seed=0, scale=1.0), random_rows(pre, 3440, seed=1, scale=1.0)
+    noisy[:, pre.feature_slices["sex:missing"]] -= 1.0  # this sampler writes the indicator lower
+    pre.calibrate_missingness(ode)
+    assert pre.inverse_transform(noisy, stochastic=True)["sex"].isna().sum() < 40  # ODE threshold: too few
+    thresholds = pre.calibrate_missingness(noisy, stochastic=True)
+    sex = next(c for c in pre.columns if c["name"] == "sex")
+    assert sex["missing_threshold_stochastic"] == thresholds["sex"] < sex["missing_threshold"] - 0.5
+    assert pre.inverse_transform(noisy, stochastic=True)["sex"].isna().sum() == 110  # 11/344 of 3440
+    assert pre.inverse_transform(ode)["sex"].isna().sum() == 110
+    pre.save_pretrained(tmp_path)
+    reloaded = TabularPreprocessor.from_pretrained(tmp_path)
+    assert reloaded.inverse_transform(noisy, stochastic=True)["sex"].isna().sum() == 110
+    for c in reloaded.columns:
+        c.pop("missing_threshold_stochastic", None)
+    assert (
+        reloaded.inverse_transform(noisy, stochastic=True)["sex"]
+        .isna()
+        .equals(reloaded.inverse_transform(noisy)["sex"].isna())
+    )
+
+
+def test_which_samplers_add_noise():
+    from diffusers import DDIMScheduler, DDPMScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler
+
+    from diffusers_xai.pipelines.schedulers import injects_noise, make_scheduler
+
+    assert injects_noise(DDPMScheduler()) and not injects_noise(DDIMScheduler()) and injects_noise(DDIMScheduler(), 1)
+    assert not injects_noise(make_scheduler("dpmsolver", DDPMScheduler().config))
+    assert injects_noise(make_scheduler("dpmsolver", DDPMScheduler().config, algorithm_type="sde-dpmsolver++"))
+    assert injects_noise(EulerAncestralDiscreteScheduler()) and not injects_noise(EulerDiscreteScheduler())
 
 
 def test_identifiers_are_regenerated_or_dropped(caplog):

@@ -68,6 +68,33 @@ def test_nan_policy_drop_trains_on_complete_rows(tmp_path):
     assert modelled.config.nan_policy == "model" and [c["name"] for c in modelled.missing] == ["alcohol"]
 
 
+def test_the_saved_pipeline_decides_missing_values_at_its_samplers_threshold(tmp_path):
+    """The trainer calibrates the missingness thresholds on DDIM rows at every check and, once before saving, on
+    rows of the saved sampler (DDPM); the pipeline reads the one of the sampler it runs, by whether it adds noise."""
+    frame = load_wine_frame()
+    frame.loc[frame.index % 4 == 0, "alcohol"] = np.nan
+    path = tmp_path / "wine_nan.csv"
+    frame.to_csv(path, index=False)
+    train(
+        TrainingConfig.from_dict(
+            {**TINY, "dataset_name": str(path), "max_train_steps": 2, "output_dir": str(tmp_path)}
+        )
+    )
+    pipe = TabularXAIPipeline.from_pretrained(tmp_path)
+    pipe.set_progress_bar_config(disable=True)
+    alcohol = pipe.preprocessor.missing[0]
+    assert {"missing_threshold", "missing_threshold_stochastic"} <= set(alcohol)
+    alcohol.update(missing_threshold=-10.0, missing_threshold_stochastic=10.0)  # ODE: all missing; DDPM: none
+
+    def missing(**kwargs):
+        rows = pipe(num_rows=20, generator=torch.Generator().manual_seed(0), num_inference_steps=5, **kwargs).rows
+        return int(rows["alcohol"].isna().sum())
+
+    assert missing() == 0  # the saved DDPM
+    pipe.set_scheduler("ddim")
+    assert (missing(), missing(eta=1.0)) == (20, 0)
+
+
 @pytest.mark.parametrize(
     "key, value, message",
     [
@@ -272,3 +299,23 @@ def test_every_preprocessor_argument_is_a_training_key():
     arguments = set(inspect.signature(TabularPreprocessor.fit).parameters) - {"data", "seed"}
     assert set(kwargs) == arguments and arguments <= set(TabularOptions.__dataclass_fields__)
     assert kwargs["nan_policy"] == "raise" and kwargs["derived_columns"] is False
+
+
+def test_a_mixed_column_is_refused_with_the_files_row_numbers(tmp_path):
+    """titanic's `Ticket` (`A/5 21171` beside `349909`): checked on the training rows, the refusal counted 528 and
+    185 rows of a shuffled split and named "row 5" of it. It now counts the file's rows and names the file's row."""
+    from diffusers_xai.modalities.registry import get_modality
+
+    path = tmp_path / "tickets.csv"
+    tickets = ["349909", "A/5 21171", *[str(110_000 + i) for i in range(28)]]
+    pd.DataFrame({"fare": np.linspace(7.25, 80.0, 30).round(2), "ticket": tickets}).to_csv(path, index=False)
+    settings = {**TINY, "dataset_name": str(path), "output_dir": str(tmp_path / "run")}
+    config = TrainingConfig.from_dict(settings)
+    with pytest.raises(
+        ValueError,
+        match=r"^Column 'ticket' holds numbers in 29 rows but non-numbers in 1 \(e\.g\. "
+        r"'A/5 21171' at row 1\)",
+    ):
+        get_modality("tabular").load_dataset(config)
+    config = TrainingConfig.from_dict({**settings, "categorical_columns": ["ticket"]})
+    assert get_modality("tabular").load_dataset(config).num_rows == 30

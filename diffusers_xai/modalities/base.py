@@ -146,6 +146,11 @@ class Modality(ABC):
     def build_pipeline(self, model, scheduler, preprocessor):
         """The `DiffusionPipeline` to save at the end of training (the preprocessor is saved with it)."""
 
+    def finalize_pipeline(self, pipeline, config) -> None:
+        """Optional: the last changes to the pipeline of the weights to save, made once before it is saved, where
+        [`build_pipeline`] (also run at every validation) would be too slow (e.g. a calibration on its own
+        sampler)."""
+
     def holdout_split(self, dataset, config) -> tuple[Any, Any]:
         """
         `(training rows, held-out rows)`: `validation_split` of the rows, drawn by `datasets`' seeded shuffle split.

@@ -65,7 +65,7 @@ def load_data_file(name: str | os.PathLike, cache_dir: str | None = None, stream
         )
     except datasets.exceptions.DatasetGenerationError as err:  # pyarrow typed a column from its first rows
         cause = err.__cause__ or err.__context__
-        column, detail = _mixed_column(name, kwargs.get("delimiter", ",")) if builder == "csv" else (None, "")
+        column, detail = _mixed_column(name, kwargs) if builder == "csv" else (None, "")
         raise ValueError(
             f"{name!r} could not be read: {detail or f'{type(cause).__name__}: {cause}'}. Make every column one "
             "type: mark its non-numbers as missing (pd.to_numeric(errors='coerce')), or, if it holds categories, "
@@ -89,26 +89,42 @@ def _csv_dialect(name: str) -> dict:
 
     import fsspec
 
-    if data_file_suffix(name) == ".tsv":
-        return {"delimiter": "\t"}
     with fsspec.open(name, "rt", compression="infer", encoding="utf-8", errors="replace") as f:
         head = f.read(1 << 16)
+    skip = _comment_lines(head)
+    comments = {"skiprows": skip} if skip else {}
+    if data_file_suffix(name) == ".tsv":
+        return {"delimiter": "\t", **comments}
+    head = "".join(head.splitlines(keepends=True)[skip:])
     header = head.splitlines()[0] if head else ""
     if "," in header or not any(c in header for c in OTHER_SEPARATORS):
-        return {}
+        return comments
     try:
         dialect = csv.Sniffer().sniff(head[: head.rfind("\n") + 1] or head, delimiters=OTHER_SEPARATORS)
     except csv.Error:  # one column after all
-        return {}
+        return comments
     lines = head.splitlines()[:2]
     widths = {len(row) for row in csv.reader(lines, dialect)}
     if len(lines) < 2 or widths != {max(widths)} or max(widths) < 2:  # "CO2 ppm" over numbers is one column
-        return {}
-    dialect_kwargs = {"delimiter": dialect.delimiter, "quotechar": dialect.quotechar}
+        return comments
+    dialect_kwargs = {"delimiter": dialect.delimiter, "quotechar": dialect.quotechar, **comments}
     if dialect.delimiter == ";" and _decimal_commas(head, dialect):  # a European export: 1,5 is one and a half
         dialect_kwargs["decimal"] = ","
     logger.info(f"{name!r} has no comma in its header: read with {dialect_kwargs}.")
     return dialect_kwargs
+
+
+def _comment_lines(head: str) -> int:
+    """
+    How many lines at the top of a CSV are comments (`# Data source: https://finance.yahoo.com` above matplotlib's
+    packaged Stocks.csv): read as the header, that line made a one-column table whose rows' other fields became an
+    index. Only leading lines are skipped; pandas' `comment="#"` would also cut a value holding `#` mid-row.
+    """
+    lines = head.splitlines()
+    skip = 0
+    while skip < len(lines) - 1 and lines[skip].lstrip().startswith("#"):
+        skip += 1
+    return skip
 
 
 _DECIMAL_COMMA = re.compile(r"^-?\d+,\d+$")
@@ -124,11 +140,11 @@ def _decimal_commas(head: str, dialect) -> bool:
     return any(_DECIMAL_COMMA.match(f) for f in fields) and not any(_DECIMAL_POINT.match(f) for f in fields)
 
 
-def _mixed_column(name: str, delimiter: str) -> tuple[str | None, str]:
+def _mixed_column(name: str, dialect: dict) -> tuple[str | None, str]:
     """The first column of a CSV holding both numbers and text, described for the error of [`load_data_file`]."""
     import pandas as pd
 
-    frame = pd.read_csv(name, sep=delimiter, dtype=str)
+    frame = pd.read_csv(name, sep=dialect.get("delimiter", ","), skiprows=dialect.get("skiprows"), dtype=str)
     for column in frame.columns:
         values = frame[column].dropna()
         numeric = pd.to_numeric(values, errors="coerce").notna()

@@ -13,6 +13,7 @@ __all__ = [
     "NOISE_SCHEDULE_KEYS",
     "SCHEDULERS",
     "SchedulerName",
+    "injects_noise",
     "make_scheduler",
     "noise_schedule",
     "predict_original_sample",
@@ -64,6 +65,17 @@ def noise_schedule(config) -> dict:
     denoiser keeps. `set_scheduler("dpmsolver")` after `set_scheduler("dpmsolver", algorithm_type="sde-dpmsolver++")`
     is then the ODE solver again, not the SDE one that `from_config` of the whole config would give."""
     return {key: config[key] for key in NOISE_SCHEDULE_KEYS if key in config}
+
+
+def injects_noise(scheduler: SchedulerMixin, eta: float = 0.0) -> bool:
+    """Whether sampling with `scheduler` (and DDIM's `eta`) adds fresh noise at each step, as DDPM's ancestral steps,
+    DDIM with `eta > 0` and DPM-Solver's SDE forms do; the ODE samplers (DDIM with `eta = 0`, DPM-Solver's ODE forms)
+    map $x_T$ to $x_0$ deterministically."""
+    if isinstance(scheduler, DDIMScheduler):
+        return eta > 0
+    if isinstance(scheduler, DPMSolverMultistepScheduler):
+        return scheduler.config.algorithm_type.startswith("sde")
+    return isinstance(scheduler, DDPMScheduler) or "Ancestral" in type(scheduler).__name__
 
 
 def scheduler_name(scheduler: SchedulerMixin) -> str:

@@ -263,6 +263,7 @@ def _save_and_finish(run: Run, train_seconds: float) -> tuple:
             unwrapped.load_state_dict(run.passed_state[1])
         unwrapped.eval()
         pipeline = run.modality.build_pipeline(unwrapped, run.noise_scheduler, run.preprocessor)
+        run.modality.finalize_pipeline(pipeline, config)
         if config.lora_rank:
             save_finetuned(pipeline, config)
         else:

@@ -18,6 +18,7 @@ from diffusers.utils import BaseOutput
 from ...capture import Trace, TraceConfig
 from ...pipelines.base import PreprocessedPipelineMixin, SamplingRun
 from ...pipelines.guidance import check_guidance_scale
+from ...pipelines.schedulers import injects_noise
 
 # diffusers' `from_pretrained` only loads a component class from a module that is already imported: our denoisers
 from .denoiser import TabularDenoiser  # noqa: F401
@@ -175,7 +176,8 @@ class TabularXAIPipeline(PreprocessedPipelineMixin, DiffusionPipeline):
             return x
         labels = run.model_kwargs.get("class_labels") if run is not None else None
         seed = _level_seeds(run.generator if run is not None else None)
-        return self.preprocessor.inverse_transform(x, labels, seed, levels="posterior")
+        stochastic = injects_noise(self.scheduler, run.eta if run is not None else 0.0)
+        return self.preprocessor.inverse_transform(x, labels, seed, levels="posterior", stochastic=stochastic)
 
     def prepare_class_labels(self, class_labels: Any, num_rows: int, generator=None) -> torch.Tensor | None:
         """

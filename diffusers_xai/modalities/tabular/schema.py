@@ -63,6 +63,8 @@ _NS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "min": 60 * 10**9, "s": 10**9, "
 DATETIME_UNITS = ("Y", "M", *_NS)
 # the date fields a file may write without their leading zero ("Jan 1 2000", "3/7/2021 9:05")
 PADDED_FIELDS = ("%d", "%m", "%H", "%I")
+# fields written as names, which a column may write in capitals (`SEP`, `MON`)
+NAME_FIELDS = ("%b", "%B", "%a", "%A")
 # the cycles a date/time column may carry as features (`seasonal_cycles`): the mean Gregorian year and the day, each
 # when the column's unit is finer than it and its values span at least `MIN_CYCLES` of it
 CYCLES = (("year", 365.2425 * 86_400 * 10**9), ("day", 86_400 * 10**9))
@@ -278,7 +280,11 @@ def datetime_spec(name: str, series: pd.Series) -> dict | None:
                 "non-dates as missing."
             )
         spec = {"source": "string", "format": fmt, "tz": None}
-        unpadded = _unpadded_fields(values, parsed[values.index], fmt)
+        # Oracle writes month names in capitals (`19-SEP-03`); strptime reads them, strftime writes `Sep`
+        upper = any(t in fmt for t in NAME_FIELDS) and bool((values == values.str.upper()).all())
+        if upper:
+            spec["upper"] = True
+        unpadded = _unpadded_fields(values, parsed[values.index], fmt, upper)
         if unpadded:
             spec["unpadded"] = unpadded
     elif pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
@@ -391,8 +397,27 @@ def parse_datetime(values: pd.Series, fmt: str, errors: str = "coerce") -> pd.Se
     return pd.to_datetime({"year": found["year"], "month": months, "day": 1}, errors="coerce")
 
 
+# Formats pandas' `guess_datetime_format` never returns (it guesses no two-digit year, and no month without a day),
+# tried after its guesses: Yahoo Finance's and Oracle's `19-Sep-03` (matplotlib's packaged msft.csv), `03/15/99`,
+# `Sep 2003`, `09/2003`. Month-first before day-first, as for the guesses.
+UNGUESSED_DATE_FORMATS = (
+    "%d-%b-%y",
+    "%m/%d/%y",
+    "%d/%m/%y",
+    "%m-%d-%y",
+    "%d-%m-%y",
+    "%d.%m.%y",
+    "%d %b %y",
+    "%b-%y",
+    "%b %Y",
+    "%b-%Y",
+    "%m/%Y",
+)
+
+
 def _best_format(values: pd.Series) -> tuple[str | None, pd.Series | None]:
-    """The date format (guessed from the first values, month-first and day-first) that parses the most values."""
+    """The date format (guessed from the first values, month-first and day-first, then `UNGUESSED_DATE_FORMATS`)
+    that parses the most values."""
     from pandas.tseries.api import guess_datetime_format
 
     candidates = []  # month-first guesses first: they win ties ("2006-01-01" is %Y-%m-%d, not %Y-%d-%m)
@@ -403,21 +428,30 @@ def _best_format(values: pd.Series) -> tuple[str | None, pd.Series | None]:
                 fmt = guess_datetime_format(value, dayfirst=dayfirst)
             if fmt is not None and fmt not in candidates and any(d in fmt for d in ("%Y", "%y", "%d", "%b", "%B")):
                 candidates.append(fmt)
+    head = values.iloc[:20]  # a format that reads none of the first values is not tried on the whole column
+    candidates += [
+        fmt
+        for fmt in UNGUESSED_DATE_FORMATS
+        if fmt not in candidates and pd.to_datetime(head, format=fmt, errors="coerce").notna().any()
+    ]
     best, best_parsed = None, None
     for fmt in candidates:
         parsed = pd.to_datetime(values, format=fmt, errors="coerce")
         if best_parsed is None or parsed.notna().sum() > best_parsed.notna().sum():
             best, best_parsed = fmt, parsed
+    if best_parsed is None or not best_parsed.notna().any():
+        return None, None  # no format reads a value (quarters are tried next)
     return best, best_parsed
 
 
-def _unpadded_fields(values: pd.Series, parsed: pd.Series, fmt: str) -> list[str]:
+def _unpadded_fields(values: pd.Series, parsed: pd.Series, fmt: str, upper: bool = False) -> list[str]:
     """The fields of `fmt` the strings write without a leading zero (`"Jan 1 2000"`: `["%d"]`), the fewest that
-    reproduce every value; none if no choice does (padding mixed within the column)."""
+    reproduce every value (in capitals if `upper`); none if no choice does (padding mixed within the column)."""
     present = [field for field in PADDED_FIELDS if field in _tokens(fmt)]
     for n in range(len(present) + 1):
         for fields in itertools.combinations(present, n):
-            if (format_datetime(parsed, fmt, fields) == values).all():
+            text = format_datetime(parsed, fmt, fields)
+            if ((text.str.upper() if upper else text) == values).all():
                 return list(fields)
     return []
 
@@ -540,6 +574,7 @@ def decode_datetime(values: np.ndarray, spec: dict, dtype: str) -> pd.Series:
         return format_datetime(stamps, spec["format"]).astype(np.int64).astype(dtype)
     if spec["source"] == "string":
         text = format_datetime(stamps, spec["format"], spec.get("unpadded", ()))
+        text = text.str.upper() if spec.get("upper") else text
         return pd.Series(text.where(~missing, np.nan), dtype=object)
     return stamps.astype(dtype)
 
