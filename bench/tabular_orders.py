@@ -4,12 +4,13 @@ sampled x0: ours is trained as `bench/tabular_quality.py` trains it, its rows ar
 twice, once as fitted and once with the orders removed from the preprocessor, and both are scored as the benchmark
 scores them (Trend, detection AUC, TSTR, DCR ratio), with the rows that break an order of the training rows.
 
-    python bench/tabular_orders.py --tables breast_cancer iris --seeds 0 1 2 --threads 1
+    python bench/tabular_orders.py --tables breast_cancer iris --seeds 0 1 2 --threads 1 --out orders.json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -23,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tabular_quality as tq  # noqa: E402 (the benchmark's own split, training, sampling and scores)
 
 from diffusers_xai.modalities.tabular.orders import reduced_orders  # noqa: E402
+from diffusers_xai.utils.io import atomic_write  # noqa: E402
 
 METRICS = ("column_pair_trends", "detection_auc", "tstr", "dcr_ratio")
 
@@ -65,17 +67,31 @@ def run(name: str, seed: int, args) -> list[dict]:
     return out
 
 
+def markdown(frame: pd.DataFrame, digits: int) -> str:
+    """A markdown table of `frame` (pandas' `to_markdown` needs `tabulate`, which is not a dependency)."""
+    cells = frame.map(lambda v: f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+    lines = [list(frame.columns), ["---"] * frame.shape[1], *cells.to_numpy().tolist()]
+    return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines)
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", nargs="+", default=["breast_cancer", "iris"], choices=list(tq.TABLES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=None, help="Write the rows as JSON here (after every table and seed).")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    frame = pd.DataFrame([row for name in args.tables for seed in args.seeds for row in run(name, seed, args)])
-    print(frame.to_markdown(index=False, floatfmt=".3f"))
-    means = frame.groupby(["table", "decode"])[list(METRICS)].mean()
-    print("\nmean over seeds\n" + means.to_markdown(floatfmt=".4f"))
+    rows = []
+    for name in args.tables:
+        for seed in args.seeds:
+            rows += run(name, seed, args)
+            if args.out:
+                atomic_write(args.out, json.dumps(rows, indent=1))
+    frame = pd.DataFrame(rows)
+    print(markdown(frame, 3))
+    means = frame.groupby(["table", "decode"], as_index=False)[list(METRICS)].mean()
+    print("\nmean over seeds\n" + markdown(means, 4))
     return frame
 
 

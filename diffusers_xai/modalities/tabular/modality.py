@@ -21,6 +21,7 @@ from ..registry import register_modality
 from ..sampling import ddim_copy, sample_per_generator, sampling_steps
 from .data import TABULAR_DATASETS, load_tabular_dataset
 from .denoiser import TabularDenoiser, auto_hidden_dims, class_embed_count
+from .orders import reduced_orders
 from .pipeline_tabular import TABLE_SCHEDULER_KWARGS, TabularXAIPipeline
 from .preprocessor import TabularPreprocessor
 from .schema import check_mixed_types
@@ -120,6 +121,28 @@ def _written_from_others_note(columns: list[dict]) -> str | None:
         f"{'; '.join(said)}; by `derived_columns`, not by the denoiser: an explanation of the columns they are "
         f"written from covers them{levels}."
     )
+
+
+def _kept_by_rule_note(columns: list[dict]) -> str | None:
+    """The card's note on what every generated row keeps by rule (`derived_columns`): orders between columns, and
+    gaps another column decides."""
+    said = []
+    orders = reduced_orders(columns)
+    if orders:
+        said.append(
+            f"the orders {', '.join(f'`{low}` ≤ `{high}`' for low, high in orders)} hold on every training row, and a "
+            "generated row that breaks one has the two values swapped"
+        )
+    for c in columns:
+        rule = c.get("missing_when")
+        if rule is not None:
+            levels = " or ".join(f"`{level}`" for level in rule["levels"])
+            said.append(f"`{c['name']}` is missing exactly where `{rule['column']}` is {levels}, as on training rows")
+        elif c.get("missing_with") is not None:
+            said.append(f"`{c['name']}` is missing exactly where `{c['missing_with']}` is, as on training rows")
+    if not said:
+        return None
+    return f"Kept by rule on every generated row, not by the denoiser (`derived_columns`): {'; '.join(said)}."
 
 
 def _quoted(names: list[str]) -> str:
@@ -633,6 +656,9 @@ class TabularModality(PreprocessedModality):
         written = _written_from_others_note(getattr(pre, "columns", []))
         if written:
             notes.append(written)
+        kept = _kept_by_rule_note(getattr(pre, "columns", []))
+        if kept:
+            notes.append(kept)
         return notes
 
     # ---- sharded datasets ----

@@ -44,6 +44,7 @@ from .derived import (
     product_values,
     sum_values,
 )
+from .gaps import gap_masks, mark_gap_rules
 from .levels import level_statistics, posterior_levels
 from .orders import mark_orders, order_values, reduced_orders
 from .schema import (
@@ -149,7 +150,14 @@ def _column_specs(
     if derived_columns and mark_orders(columns, df):
         shown = ", ".join(f"{low!r} <= {high!r}" for low, high in reduced_orders(columns))
         logger.info(f"Orders that hold on every row, kept on generated rows: {shown}.")
+    if derived_columns:
+        mark_gap_rules(columns, df)
     return columns
+
+
+def _ruled(spec: dict) -> bool:
+    """Whether another column decides where this one is missing (`gaps.mark_gap_rules`)."""
+    return spec.get("missing_when") is not None or spec.get("missing_with") is not None
 
 
 class TabularPreprocessor(ModelMixin, ConfigMixin):
@@ -770,25 +778,15 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 f"Expected rows of shape [N, {self.num_features}] for this preprocessor, got {x.shape}; the denoiser "
                 "and the preprocessor do not match (use the preprocessor saved with the model)."
             )
-        out: dict[str, pd.Series] = {}
         normal = np.nan_to_num(x[:, : len(self.numerical)], nan=0.0, posinf=10, neginf=-10)
+        level_rng = _level_generators(seed, len(x))
+        out = self._decode_levels(x, normal, class_labels, levels, level_rng)
+        own = {c["name"]: self._missing_rows(x, c, stochastic) for c in self.missing if not _ruled(c)}
+        gaps = gap_masks(self.columns, out, own)  # a column's own indicator, or the column that decides its gaps
         if self.numerical:
-            numbers = self._numbers(x, normal, class_labels, stochastic)
+            numbers = self._numbers(x, normal, class_labels, gaps)
             for c in self.numerical:
                 out[c["name"]] = self._decode_numerical(numbers[c["name"]], c)
-        level_rng = _level_generators(seed, len(x))
-        for c in self.categorical:
-            bits = x[:, self.feature_slices[c["name"]]]
-            if levels == "posterior" and c.get("level_stats"):
-                idx = posterior_levels(bits, self.codebooks[c["name"]], normal, c["level_stats"], level_rng)
-            else:
-                idx = self._decode_categorical(bits, c)
-            out[c["name"]] = self._restore_dtype([c["categories"][i] for i in idx], c)
-        if self.condition is not None and not self.condition.get("bins"):
-            cats = self.condition["categories"]
-            out[self.condition["name"]] = self._restore_dtype(
-                [cats[i] for i in self._labels(class_labels, len(x))], self.condition
-            )
         for c in self.columns:  # the columns outside the model
             if c["kind"] == "marginal":
                 out[c["name"]] = self._restore_dtype(marginal_draws(c, level_rng, len(x)), c)
@@ -805,8 +803,28 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             elif c["kind"] == "argmax":
                 out[c["name"]] = self._restore_dtype(argmax_values(c, out), c)
         for c in self.missing:
-            out[c["name"]] = out[c["name"]].where(~self._missing_rows(x, c, stochastic))
+            out[c["name"]] = out[c["name"]].where(~gaps[c["name"]])
         return pd.DataFrame({name: out[name] for name in self.column_names if name in out})
+
+    def _decode_levels(
+        self, x: np.ndarray, normal: np.ndarray, class_labels: Any, levels: str, level_rng
+    ) -> dict[str, pd.Series]:
+        """The modelled categorical columns and the condition column of model-space rows (see [`inverse_transform`]
+        for `levels`): decoded first, as they may decide where other columns are missing (`gaps.py`)."""
+        out: dict[str, pd.Series] = {}
+        for c in self.categorical:
+            bits = x[:, self.feature_slices[c["name"]]]
+            if levels == "posterior" and c.get("level_stats"):
+                idx = posterior_levels(bits, self.codebooks[c["name"]], normal, c["level_stats"], level_rng)
+            else:
+                idx = self._decode_categorical(bits, c)
+            out[c["name"]] = self._restore_dtype([c["categories"][i] for i in idx], c)
+        if self.condition is not None and not self.condition.get("bins"):
+            cats = self.condition["categories"]
+            out[self.condition["name"]] = self._restore_dtype(
+                [cats[i] for i in self._labels(class_labels, len(x))], self.condition
+            )
+        return out
 
     def _missing_rows(self, x: np.ndarray, spec: dict, stochastic: bool = False) -> np.ndarray:
         """The rows of `x` whose missingness indicator of the column marks it missing, at the threshold calibrated
@@ -817,11 +835,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         return x[:, self.feature_slices[f"{spec['name']}{MISSING_SUFFIX}"]][:, 0] > threshold
 
     def _numbers(
-        self, x: np.ndarray, normal: np.ndarray, class_labels: Any, stochastic: bool = False
+        self, x: np.ndarray, normal: np.ndarray, class_labels: Any, gaps: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
         """The numerical columns' values of model-space rows, before rounding: the inverse quantile transform of
         `normal`, a binned condition inside its bin, a date at its season's time of year, and the orders between
-        columns written (`orders.order_values`, compared where both are present in the row)."""
+        columns written (`orders.order_values`, compared where both are present in the row: not in `gaps`)."""
         num = self._quantile_normal(normal, inverse=True)
         values = {}
         for j, c in enumerate(self.numerical):
@@ -835,7 +853,6 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             values[c["name"]] = num[:, j]
         if not any(c.get("at_least") for c in self.numerical):
             return values
-        gaps = {c["name"]: self._missing_rows(x, c, stochastic) for c in self.numerical if c.get("missing")}
         ordered = order_values({k: np.where(gaps.get(k, False), np.nan, v) for k, v in values.items()}, self.numerical)
         return {k: np.where(gaps.get(k, False), values[k], ordered[k]) for k in values}
 
