@@ -859,6 +859,8 @@ def test_samplers_that_add_noise_decide_missing_values_at_their_own_threshold(tm
     assert sex["missing_threshold_stochastic"] == thresholds["sex"] < sex["missing_threshold"] - 0.5
     assert pre.inverse_transform(noisy, stochastic=True)["sex"].isna().sum() == 110  # 11/344 of 3440
     assert pre.inverse_transform(ode)["sex"].isna().sum() == 110
+    body = next(c for c in pre.columns if c["name"] == "body_mass_g")  # its indicator is drawn alike by both
+    assert body["missing_threshold_stochastic"] == body["missing_threshold"]  # within 3 standard errors: kept
     pre.save_pretrained(tmp_path)
     reloaded = TabularPreprocessor.from_pretrained(tmp_path)
     assert reloaded.inverse_transform(noisy, stochastic=True)["sex"].isna().sum() == 110
