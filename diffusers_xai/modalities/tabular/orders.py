@@ -27,6 +27,8 @@ MIN_ORDER_ROWS = 20
 # independent: wine's `hue` (0.48-1.71) sits below its `total_phenols` (0.98-3.88) on all 124 training rows, which two
 # independent columns of those values would do with probability 0.46; breast_cancer's mean and worst radius: 1e-78
 MAX_ORDER_CHANCE = 0.01
+# candidate orders are read from this many first rows, then checked on all
+ORDER_PROBE = 1_000
 # at most this many passes over the orders when writing them (the swaps end well before: see the module docstring)
 MAX_ORDER_PASSES = 1_000
 
@@ -66,21 +68,30 @@ def mark_orders(columns: list[dict], df: pd.DataFrame) -> dict[str, list[str]]:
         if len(specs) < 2:
             continue
         v = np.stack([_values(df, s) for s in specs], axis=1)  # [n, k]
-        present = ~np.isnan(v)
         for j, high in enumerate(specs):
-            both = present & present[:, [j]]
-            with np.errstate(invalid="ignore"):
-                above = np.where(both, v[:, [j]] >= v, True).all(0)
-                strict = (both & (v[:, [j]] > v)).any(0)
-            lows = [
-                specs[i]["name"]
-                for i in np.flatnonzero(above & strict & (both.sum(0) >= MIN_ORDER_ROWS))
-                if i != j and _log_chance(v[both[:, i], i], v[both[:, i], j]) < np.log(MAX_ORDER_CHANCE)
-            ]
+            lows = [specs[i]["name"] for i in _probe(v[:ORDER_PROBE], j) if i != j and _is_order(v[:, i], v[:, j])]
             if lows:
                 high["at_least"] = lows
                 found[high["name"]] = lows
     return found
+
+
+def _probe(head: np.ndarray, j: int) -> np.ndarray:
+    """The columns of `head` (`[rows, k]`) that column `j` is at least on every row where both are present: the
+    only candidates for an order, checked on all rows by [`_is_order`] (k columns cost k x k x `ORDER_PROBE`
+    comparisons, not k x k x all rows)."""
+    with np.errstate(invalid="ignore"):
+        broken = head[:, [j]] < head  # False where either is NaN
+    return np.flatnonzero(~broken.any(0))
+
+
+def _is_order(low: np.ndarray, high: np.ndarray) -> bool:
+    """Whether `low <= high` is an order of the table (see [`mark_orders`])."""
+    both = ~np.isnan(low) & ~np.isnan(high)
+    low, high = low[both], high[both]
+    if len(low) < MIN_ORDER_ROWS or (high < low).any() or not (high > low).any():
+        return False
+    return _log_chance(low, high) < np.log(MAX_ORDER_CHANCE)
 
 
 def _log_chance(low: np.ndarray, high: np.ndarray) -> float:
