@@ -641,6 +641,7 @@ def test_two_digit_years_and_capital_month_names_are_dates():
         (["09/2003", "10/2004"], "%m/%Y"),
     ]:
         assert schema.datetime_spec("d", pd.Series(values))["format"] == fmt, values
+    assert schema.datetime_spec("version", pd.Series(["1.2.10", "2.11.3", "3.1.0"])) is None
     days = [f"{d:02d}-{m}-0{y}" for d in (1, 15, 28) for m in ("JAN", "SEP") for y in range(4)]
     oracle = pd.DataFrame({"day": days})
     pre = TabularPreprocessor.fit(oracle)

@@ -319,3 +319,5 @@ def test_a_mixed_column_is_refused_with_the_files_row_numbers(tmp_path):
         get_modality("tabular").load_dataset(config)
     config = TrainingConfig.from_dict({**settings, "categorical_columns": ["ticket"]})
     assert get_modality("tabular").load_dataset(config).num_rows == 30
+    config = TrainingConfig.from_dict({**settings, "condition_column": "ticket"})  # a condition is categorical too
+    assert get_modality("tabular").load_dataset(config).num_rows == 30

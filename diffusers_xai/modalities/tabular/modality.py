@@ -67,15 +67,16 @@ def _check_columns(options: TabularOptions, columns: list[str]) -> None:
 def _check_text_columns(options: TabularOptions, dataset) -> None:
     """The preprocessor's mixed-type refusal, run on the whole table before the holdout is drawn, so that its row
     numbers are the file's (on the training rows, titanic's `Ticket` was refused for a value "at row 5", which sits
-    at row 12 of the file). Text columns only, as the check is."""
+    at row 12 of the file). Text columns only, as the check is, and not the columns modelled as categories."""
     import datasets
 
+    categories = [*(options.categorical_columns or []), options.condition_column]
     text = [
         name
         for name, feature in dataset.features.items()
         if isinstance(feature, datasets.Value)
         and feature.dtype in ("string", "large_string")
-        and name not in (options.categorical_columns or [])
+        and name not in categories
     ]
     if text:
         frame = dataset.select_columns(text).to_pandas()

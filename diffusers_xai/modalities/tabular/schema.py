@@ -399,14 +399,14 @@ def parse_datetime(values: pd.Series, fmt: str, errors: str = "coerce") -> pd.Se
 
 # Formats pandas' `guess_datetime_format` never returns (it guesses no two-digit year, and no month without a day),
 # tried after its guesses: Yahoo Finance's and Oracle's `19-Sep-03` (matplotlib's packaged msft.csv), `03/15/99`,
-# `Sep 2003`, `09/2003`. Month-first before day-first, as for the guesses.
+# `Sep 2003`, `09/2003`. Month-first before day-first, as for the guesses. Not `%d.%m.%y`: version strings
+# (`1.2.10`) would read as dates.
 UNGUESSED_DATE_FORMATS = (
     "%d-%b-%y",
     "%m/%d/%y",
     "%d/%m/%y",
     "%m-%d-%y",
     "%d-%m-%y",
-    "%d.%m.%y",
     "%d %b %y",
     "%b-%y",
     "%b %Y",
