@@ -19,23 +19,26 @@ import pandas as pd
 from .columns import to_python
 from .derived import MIN_RULE_ROWS
 
-__all__ = ["MAX_GAP_SOURCE_LEVELS", "gap_masks", "mark_gap_rules"]
+__all__ = ["MAX_GAP_SOURCE_LEVELS", "MIN_GAP_LEVEL_ROWS", "gap_masks", "mark_gap_rules"]
 
 logger = logging.getLogger(__name__)
 
 # a column whose levels decide another's gaps has at most this many levels (with many, e.g. one level per row, any
 # pattern of gaps would split along them)
 MAX_GAP_SOURCE_LEVELS = 32
+# ... and at least this many rows in its median level (a level of one row agrees with any gap)
+MIN_GAP_LEVEL_ROWS = 5
 
 
 def _sources(columns: list[dict], df: pd.DataFrame) -> list[dict]:
-    """Modelled categorical columns (the condition column too) with 2 to `MAX_GAP_SOURCE_LEVELS` levels and no
-    missing value: decoded before the gaps are decided."""
+    """Modelled categorical columns (the condition column too) with 2 to `MAX_GAP_SOURCE_LEVELS` levels,
+    `MIN_GAP_LEVEL_ROWS` rows in the median level and no missing value: decoded before the gaps are decided."""
     return [
         c
         for c in columns
         if c["kind"] == "categorical"
         and 2 <= len(c["categories"]) <= MAX_GAP_SOURCE_LEVELS
+        and np.median(c["counts"]) >= MIN_GAP_LEVEL_ROWS
         and not df[c["name"]].isna().any()
     ]
 
