@@ -162,6 +162,23 @@ def test_a_column_missing_because_of_another_is_written_so():
     assert (free["end_note"].isna() != free["end_date"].isna()).sum() > 100
 
 
+def test_a_column_of_small_levels_decides_no_gaps():
+    """A code of 30 levels with two rows each splits any pattern of gaps that pairs its rows: not a rule."""
+    rng = np.random.default_rng(0)
+    pair = np.arange(60) // 2
+    gap = rng.permutation(np.repeat([True, False], 15))[pair]  # 15 pairs of rows missing, 15 present
+    table = pd.DataFrame(
+        {
+            "score": rng.normal(60, 10, 60).round(1),
+            "pair": [f"p{i}" for i in pair],
+            "salary": pd.Series(rng.normal(30_000, 5_000, 60).round(-2)).where(~gap),
+        }
+    )
+    columns = TabularPreprocessor.fit(table, marginal_columns=None).columns
+    assert {c["name"]: c.get("missing_when") for c in columns}["salary"] is None
+    assert next(c for c in columns if c["name"] == "pair")["kind"] == "categorical"
+
+
 def test_the_card_says_what_is_kept_by_rule():
     from types import SimpleNamespace
 
