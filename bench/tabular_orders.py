@@ -5,6 +5,11 @@ twice, once as fitted and once with the orders removed from the preprocessor, an
 scores them (Trend, detection AUC, TSTR, DCR ratio), with the rows that break an order of the training rows.
 
     python bench/tabular_orders.py --tables breast_cancer iris --seeds 0 1 2 --threads 1 --out orders.json
+
+or, for a table trained through the recipe with `--derived_columns false`, its saved pipeline decoded with and
+without the orders its file holds, scored against the whole file:
+
+    python bench/tabular_orders.py --saved runs/ohlc=<vega_datasets>/_data/ohlc.json --seeds 0 1
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import tabular_quality as tq  # noqa: E402 (the benchmark's own split, training, sampling and scores)
 
+from diffusers_xai.evaluation.tabular import evaluate_table  # noqa: E402
+from diffusers_xai.modalities.tabular import TabularPreprocessor, TabularXAIPipeline, load_table  # noqa: E402
 from diffusers_xai.modalities.tabular.orders import reduced_orders  # noqa: E402
 from diffusers_xai.utils.io import atomic_write  # noqa: E402
 
@@ -74,14 +81,55 @@ def markdown(frame: pd.DataFrame, digits: int) -> str:
     return "\n".join("| " + " | ".join(map(str, line)) + " |" for line in lines)
 
 
+def run_saved(pair: str, seeds: list[int]) -> list[dict]:
+    """`RUN=FILE`: a pipeline trained with `--derived_columns false` (so without orders) and its data file. Its rows
+    are decoded as trained and with the orders a preprocessor fitted on the file finds, and both are scored against
+    the whole file (Quality, Trend, detection)."""
+    run, path = pair.split("=", 1)
+    real = load_table(path)
+    found = {c["name"]: c["at_least"] for c in TabularPreprocessor.fit(real).columns if c.get("at_least")}
+    pipe = TabularXAIPipeline.from_pretrained(run)
+    pipe.set_progress_bar_config(disable=True)
+    out = []
+    for label in ("orders off", "orders on"):
+        for spec in pipe.preprocessor.columns:
+            if label == "orders on" and spec["name"] in found:
+                spec["at_least"] = found[spec["name"]]
+        for seed in seeds:
+            rows = pipe(num_rows=1000, generator=torch.Generator().manual_seed(seed)).rows
+            report = evaluate_table(real, rows, sdmetrics_privacy=False, seed=0)
+            orders = [(low, high) for high, lows in found.items() for low in lows]
+            out.append(
+                {
+                    "table": os.path.basename(os.path.normpath(run)),
+                    "seed": seed,
+                    "decode": label,
+                    "orders": len(reduced_orders(pipe.preprocessor.columns)),
+                    "broken_rows": broken_rows(rows, orders),
+                    **{k: float(report[k].value) for k in ("quality_score", "column_pair_trends", "detection_auc")},
+                }
+            )
+    return out
+
+
 def main(argv=None) -> pd.DataFrame:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", nargs="+", default=["breast_cancer", "iris"], choices=list(tq.TABLES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None, help="Write the rows as JSON here (after every table and seed).")
+    parser.add_argument(
+        "--saved",
+        nargs="+",
+        default=None,
+        help="RUN=FILE pairs of pipelines trained with --derived_columns false, instead of the benchmark's tables.",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.saved:
+        frame = pd.DataFrame([row for pair in args.saved for row in run_saved(pair, args.seeds)])
+        print(markdown(frame, 4))
+        return frame
     rows = []
     for name in args.tables:
         for seed in args.seeds:
