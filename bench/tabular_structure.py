@@ -1,10 +1,13 @@
-"""Which packaged tables have totals, products, winners or fractions: columns the preprocessor writes as the sum of
-others (`derived.mark_sums`), as the product of others (`derived.mark_products`) or as the name of the largest of
-others (`derived.mark_argmax`), and numbers it writes as whole q-ths (`schema.learn_denominator`).
+"""Which packaged tables have totals, products, winners, fractions, orders or decided gaps: columns the preprocessor
+writes as the sum of others (`derived.mark_sums`), as the product of others (`derived.mark_products`) or as the name
+of the largest of others (`derived.mark_argmax`), numbers it writes as whole q-ths (`schema.learn_denominator`),
+orders between columns it keeps (`orders.mark_orders`, the ones others imply left out) and columns missing where
+another column says (`gaps.mark_gap_rules`).
 
 Every table that ships inside an installed package and is read here: sklearn's wine, breast_cancer, iris and
 diabetes, palmerpenguins, and every data file of statsmodels' datasets, vega_datasets' local files and plotly's
-packaged tables, each read as the trainer reads a file (`load_table`: compressed CSVs, other separators, JSON) and
+packaged tables, matplotlib's sample CSVs, gradio's titanic.csv, and the single-table demos of sdmetrics and deepecho,
+each read as the trainer reads a file (`load_table`: compressed CSVs, other separators, comment lines, JSON) and
 fitted as the recipe fits it. Prints one line per table that gets such a column, then how many
 tables were fitted and which were refused (with the first line of why). No model is trained (seconds).
 
@@ -14,6 +17,7 @@ tables were fitted and which were refused (with the first line of why). No model
 from __future__ import annotations
 
 import glob
+import importlib.util
 import logging
 import os
 
@@ -22,9 +26,17 @@ import torch
 from _common import bench_parser
 
 from diffusers_xai.modalities.tabular import TabularPreprocessor, load_table
+from diffusers_xai.modalities.tabular.orders import reduced_orders
+
+
+def _package_dir(name: str) -> str:
+    """An installed package's folder, without importing it (gradio takes seconds to import); "" if not installed."""
+    spec = importlib.util.find_spec(name)
+    return spec.submodule_search_locations[0] if spec is not None and spec.submodule_search_locations else ""
 
 
 def packaged_tables() -> dict[str, pd.DataFrame]:
+    import matplotlib
     import palmerpenguins
     import plotly
     import sklearn.datasets
@@ -42,6 +54,10 @@ def packaged_tables() -> dict[str, pd.DataFrame]:
         *glob.glob(os.path.join(os.path.dirname(vega_datasets.__file__), "_data", "*.csv")),
         *glob.glob(os.path.join(os.path.dirname(vega_datasets.__file__), "_data", "*.json")),
         *glob.glob(os.path.join(os.path.dirname(plotly.__file__), "package_data", "datasets", "*.csv.gz")),
+        *glob.glob(os.path.join(matplotlib.get_data_path(), "sample_data", "*.csv")),
+        *glob.glob(os.path.join(_package_dir("gradio"), "media_assets", "data", "titanic.csv")),
+        *glob.glob(os.path.join(_package_dir("sdmetrics"), "demos", "single_table", "*_real.csv")),
+        *glob.glob(os.path.join(_package_dir("deepecho"), "data", "demo.csv")),
     ]
     for path in sorted(files):
         try:
@@ -49,6 +65,13 @@ def packaged_tables() -> dict[str, pd.DataFrame]:
         except ValueError as err:  # not a table (e.g. a GeoJSON-like nesting): said, not counted
             print(f"not read: {os.path.basename(path)}: {str(err).splitlines()[0]}")
     return tables
+
+
+def _gap_rule(spec: dict) -> str | None:
+    rule = spec.get("missing_when")
+    if rule is not None:
+        return f"{rule['column']} is {' or '.join(map(str, rule['levels']))}"
+    return f"{spec['missing_with']} is" if spec.get("missing_with") else None
 
 
 def main(argv=None) -> None:
@@ -67,6 +90,8 @@ def main(argv=None) -> None:
         found += [f"{c['name']} = {' x '.join(c['factors'])}" for c in pre.columns if c["kind"] == "product"]
         found += [f"{c['name']} = the largest of {', '.join(c['over'])}" for c in pre.columns if c["kind"] == "argmax"]
         found += [f"{c['name']} in {c['denominator']}ths" for c in pre.numerical if c.get("denominator")]
+        found += [f"{low} <= {high}" for low, high in reduced_orders(pre.columns)]
+        found += [f"{c['name']} missing where {_gap_rule(c)}" for c in pre.columns if _gap_rule(c)]
         if found:
             print(f"{name} ({len(frame)} rows): " + "; ".join(found))
     print(f"{len(tables) - len(refused)} tables fitted; refused: {refused}")
