@@ -470,21 +470,35 @@ def test_a_column_naming_the_largest_of_others_is_written_so():
     assert {c["name"]: c["kind"] for c in modelled.columns}["winner"] == "categorical"
 
 
-def test_of_the_packaged_tables_only_five_have_totals_products_winners_or_fractions(monkeypatch, capsys):
-    """`python bench/tabular_structure.py`, the README's count: no benchmark table gets a sum, a product, a winner
-    or a column of q-ths, so its numbers stand; statsmodels' star98 and scotland get their interaction columns."""
+def test_what_the_packaged_tables_get_written_by_rule(monkeypatch, capsys):
+    """`python bench/tabular_structure.py`, the README's counts: five tables get a sum, a product, a winner or a
+    column of q-ths, none of them a benchmark table (statsmodels' star98 and scotland get their interaction columns);
+    15 get orders, among them breast_cancer and iris; two get gap rules."""
     from tests.repo_scripts import ROOT, load_script
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     load_script("bench/tabular_structure.py").main([])
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(" (")[0] for line in lines[:-1]] == [
-        "carshare.csv.gz", "election.csv.gz", "scotvote.csv", "star98.csv", "us-employment.csv"
+    found = {line.split(" (")[0]: line.split("): ", 1)[1].split("; ") for line in lines[:-1]}
+    written = [name for name, rules in found.items() if any(" = " in r or r.endswith("ths") for r in rules)]
+    assert written == ["carshare.csv.gz", "election.csv.gz", "scotvote.csv", "star98.csv", "us-employment.csv"]
+    assert found["carshare.csv.gz"] == ["car_hours in 12ths"]
+    assert found["scotvote.csv"] == ["COUTAX_FEMALEUNEMP = COUTAX x UNEMPF"]
+    assert sum(" x " in r for r in found["star98.csv"]) == 8 and found["star98.csv"][-1] == "PR50M <= MATHTOT"
+    ordered = [name for name, rules in found.items() if any(" <= " in r for r in rules)]
+    assert ordered == [
+        "Stocks.csv", "breast_cancer", "elnino.csv", "engel.csv", "grunfeld.csv", "iris", "iris.csv.gz", "iris.json",
+        "macrodata.csv", "modechoice.csv", "msft.csv", "ohlc.json", "star98.csv", "student_placements_real.csv",
+        "us-employment.csv",
     ]  # fmt: skip
-    assert lines[0] == "carshare.csv.gz (249 rows): car_hours in 12ths"
-    assert lines[2] == "scotvote.csv (32 rows): COUTAX_FEMALEUNEMP = COUTAX x UNEMPF"
-    assert lines[3].count(" x ") == 10 and lines[3].endswith("PERSPEN_PTRATIO_PCTAF = PERSPENK x PTRATIO x PCTAF")
-    assert lines[-1].startswith("61 tables fitted; refused: {'fertility.csv': \"Columns ['2012', '2013'] are entirely")
+    assert found["engel.csv"] == ["foodexp <= income"] and found["iris"] == [
+        "petal length (cm) <= sepal length (cm)",
+        "petal width (cm) <= petal length (cm)",
+    ]
+    gaps = [name for name, rules in found.items() if any(" missing where " in r for r in rules)]
+    assert gaps == ["Stocks.csv", "student_placements_real.csv"]
+    assert "salary missing where placed is False" in found["student_placements_real.csv"]
+    assert lines[-1].startswith("66 tables fitted; refused: {'fertility.csv': \"Columns ['2012', '2013'] are entirely")
 
 
 def test_the_schema_check_names_what_generated_rows_write_differently(monkeypatch):
