@@ -474,6 +474,8 @@ def test_what_the_packaged_tables_get_written_by_rule(monkeypatch, capsys):
     """`python bench/tabular_structure.py`, the README's counts: five tables get a sum, a product, a winner or a
     column of q-ths, none of them a benchmark table (statsmodels' star98 and scotland get their interaction columns);
     15 get orders, among them breast_cancer and iris; two get gap rules."""
+    import importlib.util
+
     from tests.repo_scripts import ROOT, load_script
 
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
@@ -498,7 +500,8 @@ def test_what_the_packaged_tables_get_written_by_rule(monkeypatch, capsys):
     gaps = [name for name, rules in found.items() if any(" missing where " in r for r in rules)]
     assert gaps == ["Stocks.csv", "student_placements_real.csv"]
     assert "salary missing where placed is False" in found["student_placements_real.csv"]
-    assert lines[-1].startswith("66 tables fitted; refused: {'fertility.csv': \"Columns ['2012', '2013'] are entirely")
+    fitted = 65 + (importlib.util.find_spec("deepecho") is not None)  # its demo.csv, where some SDV versions bring it
+    assert lines[-1].startswith(f"{fitted} tables fitted; refused: {{'fertility.csv': \"Columns ['2012', '2013'] are")
 
 
 def test_the_schema_check_names_what_generated_rows_write_differently(monkeypatch):
