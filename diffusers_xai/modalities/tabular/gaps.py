@@ -19,7 +19,7 @@ import pandas as pd
 from .columns import to_python
 from .derived import MIN_RULE_ROWS
 
-__all__ = ["MAX_GAP_SOURCE_LEVELS", "MIN_GAP_LEVEL_ROWS", "gap_masks", "mark_gap_rules"]
+__all__ = ["MAX_GAP_SOURCE_LEVELS", "MIN_GAP_LEVEL_ROWS", "gap_masks", "is_ruled", "mark_gap_rules"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,11 @@ def mark_gap_rules(columns: list[dict], df: pd.DataFrame) -> dict[str, str]:
     for name, source in ruled.items():
         logger.info(f"Column {name!r} is missing exactly where {source!r} says: written so on generated rows.")
     return ruled
+
+
+def is_ruled(spec: dict) -> bool:
+    """Whether another column decides where this one is missing ([`mark_gap_rules`])."""
+    return spec.get("missing_when") is not None or spec.get("missing_with") is not None
 
 
 def gap_masks(columns: list[dict], decoded: dict[str, pd.Series], own: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -382,29 +382,26 @@ class TabularModality(PreprocessedModality):
         pipeline = super().build_pipeline(model, scheduler, preprocessor)
         if preprocessor.missing:
             # NaN counts at the training rate: thresholds from 2,000 DDIM-50 rows of this model (about a second)
-            rows = self.draw(
-                self.ddim(pipeline),
-                CALIBRATION_ROWS,
-                generator=torch.Generator("cpu").manual_seed(0),
-                num_inference_steps=min(50, pipeline.scheduler.config.num_train_timesteps),
-                output_type="pt",
-            )
-            preprocessor.calibrate_missingness(rows)
+            self._calibrate_missingness(self.ddim(pipeline), min(50, pipeline.scheduler.config.num_train_timesteps))
         return pipeline
 
-    def finalize_pipeline(self, pipeline, config) -> None:
-        """When the saved pipeline's sampler adds noise at each step (DDPM, the default), the missingness thresholds
-        of its rows too: 2,000 rows at its training step count, once (DDPM-1000 on titanic: ~20 s)."""
-        if not pipeline.preprocessor.missing or not injects_noise(pipeline.scheduler):
-            return
+    def _calibrate_missingness(self, pipeline, num_inference_steps: int, stochastic: bool = False) -> None:
+        """The missingness thresholds of `pipeline`'s preprocessor, from `CALIBRATION_ROWS` rows of `pipeline` (seed
+        0) at `num_inference_steps` (`TabularPreprocessor.calibrate_missingness`)."""
         rows = self.draw(
             pipeline,
             CALIBRATION_ROWS,
             generator=torch.Generator("cpu").manual_seed(0),
-            num_inference_steps=pipeline.scheduler.config.num_train_timesteps,
+            num_inference_steps=num_inference_steps,
             output_type="pt",
         )
-        pipeline.preprocessor.calibrate_missingness(rows, stochastic=True)
+        pipeline.preprocessor.calibrate_missingness(rows, stochastic=stochastic)
+
+    def finalize_pipeline(self, pipeline, config) -> None:
+        """When the saved pipeline's sampler adds noise at each step (DDPM, the default), the missingness thresholds
+        of its rows too: 2,000 rows at its training step count, once (DDPM-1000 on titanic: ~20 s)."""
+        if pipeline.preprocessor.missing and injects_noise(pipeline.scheduler):
+            self._calibrate_missingness(pipeline, pipeline.scheduler.config.num_train_timesteps, stochastic=True)
 
     def ddim(self, pipeline) -> TabularXAIPipeline:
         return ddim_copy(pipeline, **TABLE_SCHEDULER_KWARGS["ddim"])

@@ -132,7 +132,7 @@ def order_values(values: dict[str, np.ndarray], columns: list[dict]) -> dict[str
             with np.errstate(invalid="ignore"):
                 broken = out[low] > out[high]  # False where either is NaN
             if broken.any():
-                out[low][broken], out[high][broken] = out[high][broken], out[low][broken].copy()
+                out[low][broken], out[high][broken] = out[high][broken], out[low][broken]  # read before written: a mask index copies
                 swapped = True
         if not swapped:
             break

@@ -44,7 +44,7 @@ from .derived import (
     product_values,
     sum_values,
 )
-from .gaps import gap_masks, mark_gap_rules
+from .gaps import gap_masks, is_ruled, mark_gap_rules
 from .levels import level_statistics, posterior_levels
 from .orders import mark_orders, order_values, reduced_orders
 from .schema import (
@@ -147,10 +147,10 @@ def _column_specs(
     if binned:
         spec = next(c for c in columns if c["name"] == condition_column)
         spec.update(quantile_bins(spec, df[condition_column], condition_bins))
-    if derived_columns and mark_orders(columns, df):
-        shown = ", ".join(f"{low!r} <= {high!r}" for low, high in reduced_orders(columns))
-        logger.info(f"Orders that hold on every row, kept on generated rows: {shown}.")
     if derived_columns:
+        if mark_orders(columns, df):
+            shown = ", ".join(f"{low!r} <= {high!r}" for low, high in reduced_orders(columns))
+            logger.info(f"Orders that hold on every row, kept on generated rows: {shown}.")
         mark_gap_rules(columns, df)
     return columns
 
@@ -166,11 +166,6 @@ def _rate_holds(score: np.ndarray, threshold: float | None, rate: float) -> bool
     if threshold is None:
         return False
     return abs(float(np.mean(score > threshold)) - rate) <= RATE_HOLDS_SE * np.sqrt(rate * (1 - rate) / len(score))
-
-
-def _ruled(spec: dict) -> bool:
-    """Whether another column decides where this one is missing (`gaps.mark_gap_rules`)."""
-    return spec.get("missing_when") is not None or spec.get("missing_with") is not None
 
 
 class TabularPreprocessor(ModelMixin, ConfigMixin):
@@ -794,7 +789,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         normal = np.nan_to_num(x[:, : len(self.numerical)], nan=0.0, posinf=10, neginf=-10)
         level_rng = _level_generators(seed, len(x))
         out = self._decode_levels(x, normal, class_labels, levels, level_rng)
-        own = {c["name"]: self._missing_rows(x, c, stochastic) for c in self.missing if not _ruled(c)}
+        own = {c["name"]: self._missing_rows(x, c, stochastic) for c in self.missing if not is_ruled(c)}
         gaps = gap_masks(self.columns, out, own)  # a column's own indicator, or the column that decides its gaps
         if self.numerical:
             numbers = self._numbers(x, normal, class_labels, gaps)
