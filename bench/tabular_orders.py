@@ -1,10 +1,12 @@
 """
-Orders between columns (`diffusers_xai.modalities.tabular.orders`) on and off, on the same trained model and the same
-sampled x0: ours is trained as `bench/tabular_quality.py` trains it, its rows are sampled with DDPM-1000 and decoded
-twice, once as fitted and once with the orders removed from the preprocessor, and both are scored as the benchmark
-scores them (Trend, detection AUC, TSTR, DCR ratio), with the rows that break an order of the training rows.
+Orders between columns (`diffusers_xai.modalities.tabular.orders`), or with `--rule nesting` nested levels
+(`nesting.py`), on and off, on the same trained model and the same sampled x0: ours is trained as
+`bench/tabular_quality.py` trains it, its rows are sampled with DDPM-1000 and decoded twice, once as fitted and once
+with the rule removed from the preprocessor, and both are scored as the benchmark scores them (Trend, detection AUC,
+TSTR, DCR ratio), with the rows that break a rule of the training rows.
 
     python bench/tabular_orders.py --tables breast_cancer iris --seeds 0 1 2 --threads 1 --out orders.json
+    python bench/tabular_orders.py --tables cars --rule nesting --seeds 0 1 --threads 1
 
 or, for a table trained through the recipe with `--derived_columns false`, its saved pipeline decoded with and
 without the orders its file holds, scored against the whole file:
@@ -47,18 +49,36 @@ def broken_rows(rows: pd.DataFrame, orders: list[tuple[str, str]]) -> int:
     return int(broken.sum())
 
 
+def unnested_rows(rows: pd.DataFrame, columns: list[dict]) -> int:
+    """Rows where a nested column's level goes with another level of its coarse column than the row's."""
+    broken = np.zeros(len(rows), dtype=bool)
+    for spec in columns:
+        for rule in spec.get("within", []):
+            coarse = rows[spec["name"]].map(dict(map(tuple, rule["mapping"])))
+            broken |= (coarse != rows[rule["column"]]).to_numpy()
+    return int(broken.sum())
+
+
+# --rule: the spec key that holds it, and the rows that break it
+RULES = {
+    "orders": ("at_least", lambda rows, columns: broken_rows(rows, reduced_orders(columns))),
+    "nesting": ("within", unnested_rows),
+}
+
+
 def run(name: str, seed: int, args) -> list[dict]:
     train_df, test_df = tq.split(name, seed)
     targets, metadata = tq.TABLES[name][1], tq.metadata_for(name, train_df)
     bench_args = tq.parse_args(["--tables", name, "--seed", str(seed), "--threads", str(args.threads)])
+    key, count_broken = RULES[args.rule]
     with tempfile.TemporaryDirectory() as workdir:
         pipe, _ = tq.fit_ours_from_args(name, train_df, workdir, bench_args)
-        orders = reduced_orders(pipe.preprocessor.columns)
+        columns = [dict(spec) for spec in pipe.preprocessor.columns]  # as fitted: what the rows are checked against
         out = []
-        for label in ("orders on", "orders off"):
-            if label == "orders off":
+        for label in (f"{args.rule} on", f"{args.rule} off"):
+            if label.endswith("off"):
                 for spec in pipe.preprocessor.columns:
-                    spec.pop("at_least", None)
+                    spec.pop(key, None)
             rows = tq.sample_ours(pipe, "ddpm1000", len(train_df), seed)
             scores = tq.score(train_df, test_df, rows, targets, metadata, seed, name)
             out.append(
@@ -66,9 +86,10 @@ def run(name: str, seed: int, args) -> list[dict]:
                     "table": name,
                     "seed": seed,
                     "decode": label,
-                    "orders": len(orders),
-                    "broken_rows": broken_rows(rows, orders),
+                    "rules": sum(len(spec.get(key, [])) for spec in columns),
+                    "broken_rows": count_broken(rows, columns),
                     **{k: scores[k] for k in METRICS},
+                    **tq.stop_info(pipe),
                 }
             )
     return out
@@ -117,6 +138,12 @@ def main(argv=None) -> pd.DataFrame:
     parser.add_argument("--tables", nargs="+", default=["breast_cancer", "iris"], choices=list(tq.TABLES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--rule",
+        choices=list(RULES),
+        default="orders",
+        help="What the second decoding leaves out: the orders, or the nested levels (`nesting.mark_nesting`).",
+    )
     parser.add_argument("--out", default=None, help="Write the rows as JSON here (after every table and seed).")
     parser.add_argument(
         "--saved",

@@ -1,8 +1,9 @@
-"""Which packaged tables have totals, products, winners, fractions, orders or decided gaps: columns the preprocessor
-writes as the sum of others (`derived.mark_sums`), as the product of others (`derived.mark_products`) or as the name
-of the largest of others (`derived.mark_argmax`), numbers it writes as whole q-ths (`schema.learn_denominator`),
-orders between columns it keeps (`orders.mark_orders`, the ones others imply left out) and columns missing where
-another column says (`gaps.mark_gap_rules`).
+"""Which packaged tables have totals, products, winners, fractions, orders, decided gaps or nested levels: columns the
+preprocessor writes as the sum of others (`derived.mark_sums`), as the product of others (`derived.mark_products`) or
+as the name of the largest of others (`derived.mark_argmax`), numbers it writes as whole q-ths
+(`schema.learn_denominator`), orders between columns it keeps (`orders.mark_orders`, the ones others imply left out),
+columns missing where another column says (`gaps.mark_gap_rules`) and columns of mostly once-seen levels nested in a
+coarser column's levels (`nesting.mark_nesting`).
 
 Every table that ships inside an installed package and is read here: sklearn's wine, breast_cancer, iris and
 diabetes, palmerpenguins, and every data file of statsmodels' datasets, vega_datasets' local files and plotly's
@@ -92,6 +93,9 @@ def main(argv=None) -> None:
         found += [f"{c['name']} in {c['denominator']}ths" for c in pre.numerical if c.get("denominator")]
         found += [f"{low} <= {high}" for low, high in reduced_orders(pre.columns)]
         found += [f"{c['name']} missing where {_gap_rule(c)}" for c in pre.columns if _gap_rule(c)]
+        found += [
+            f"{c['name']} within {', '.join(r['column'] for r in c['within'])}" for c in pre.columns if c.get("within")
+        ]
         if found:
             print(f"{name} ({len(frame)} rows): " + "; ".join(found))
     print(f"{len(tables) - len(refused)} tables fitted; refused: {refused}")

@@ -473,7 +473,7 @@ def test_a_column_naming_the_largest_of_others_is_written_so():
 def test_what_the_packaged_tables_get_written_by_rule(monkeypatch, capsys):
     """`python bench/tabular_structure.py`, the README's counts: five tables get a sum, a product, a winner or a
     column of q-ths, none of them a benchmark table (statsmodels' star98 and scotland get their interaction columns);
-    15 get orders, among them breast_cancer and iris; two get gap rules."""
+    15 get orders, among them breast_cancer and iris; two get gap rules; two get nested levels."""
     import importlib.util
 
     from tests.repo_scripts import ROOT, load_script
@@ -500,6 +500,11 @@ def test_what_the_packaged_tables_get_written_by_rule(monkeypatch, capsys):
     gaps = [name for name, rules in found.items() if any(" missing where " in r for r in rules)]
     assert gaps == ["Stocks.csv", "student_placements_real.csv"]
     assert "salary missing where placed is False" in found["student_placements_real.csv"]
+    nested = {name: [r for r in rules if " within " in r] for name, rules in found.items()}
+    assert {name: rules for name, rules in nested.items() if rules} == {
+        "cars.json": ["Name within Origin"],
+        "la-riots.csv": ["last_name within race", "address within race, neighborhood"],
+    }
     fitted = 65 + (importlib.util.find_spec("deepecho") is not None)  # its demo.csv, where some SDV versions bring it
     assert lines[-1].startswith(f"{fitted} tables fitted; refused: {{'fertility.csv': \"Columns ['2012', '2013'] are")
 

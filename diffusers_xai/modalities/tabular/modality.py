@@ -125,8 +125,8 @@ def _written_from_others_note(columns: list[dict]) -> str | None:
 
 
 def _kept_by_rule_note(columns: list[dict]) -> str | None:
-    """The card's note on what every generated row keeps by rule (`derived_columns`): orders between columns, and
-    gaps another column decides."""
+    """The card's note on what every generated row keeps by rule (`derived_columns`): orders between columns, gaps
+    another column decides, and levels nested in a coarser column's."""
     said = []
     orders = reduced_orders(columns)
     if orders:
@@ -141,6 +141,9 @@ def _kept_by_rule_note(columns: list[dict]) -> str | None:
             said.append(f"`{c['name']}` is missing exactly where `{rule['column']}` is {levels}, as on training rows")
         elif c.get("missing_with") is not None:
             said.append(f"`{c['name']}` is missing exactly where `{c['missing_with']}` is, as on training rows")
+        if c.get("within"):
+            coarse = " and ".join(f"`{rule['column']}`" for rule in c["within"])
+            said.append(f"each level of `{c['name']}` goes with the one level of {coarse} it has on training rows")
     if not said:
         return None
     return f"Kept by rule on every generated row, not by the denoiser (`derived_columns`): {'; '.join(said)}."

@@ -132,7 +132,8 @@ def order_values(values: dict[str, np.ndarray], columns: list[dict]) -> dict[str
             with np.errstate(invalid="ignore"):
                 broken = out[low] > out[high]  # False where either is NaN
             if broken.any():
-                out[low][broken], out[high][broken] = out[high][broken], out[low][broken]  # read before written: a mask index copies
+                # both sides are read before either is written: a mask index returns copies
+                out[low][broken], out[high][broken] = out[high][broken], out[low][broken]
                 swapped = True
         if not swapped:
             break

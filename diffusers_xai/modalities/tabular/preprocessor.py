@@ -46,6 +46,7 @@ from .derived import (
 )
 from .gaps import gap_masks, is_ruled, mark_gap_rules
 from .levels import level_statistics, posterior_levels
+from .nesting import allowed_levels, mark_nesting, nested_levels
 from .orders import mark_orders, order_values, reduced_orders
 from .schema import (
     decode_datetime,
@@ -152,6 +153,7 @@ def _column_specs(
             shown = ", ".join(f"{low!r} <= {high!r}" for low, high in reduced_orders(columns))
             logger.info(f"Orders that hold on every row, kept on generated rows: {shown}.")
         mark_gap_rules(columns, df)
+        mark_nesting(columns, df, condition_column)
     return columns
 
 
@@ -214,7 +216,11 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
       (or three) other numerical columns on every training row (an amount, its price and its quantity; star98's
       interaction columns), are written as that product (`derived.mark_products`); and **winners**, categorical
       columns that name the largest of the numerical columns they name on every training row, are written as that
-      name (`derived.mark_argmax`).
+      name (`derived.mark_argmax`). A column of mostly once-seen levels cannot decide another that way (one row
+      agrees with anything); when each of its levels still goes with one level of a coarser categorical column (a
+      car's name with its origin; evidence from its repeated levels, `nesting.mark_nesting`), the coarse column stays
+      modelled and a generated row whose decoded level goes with another coarse level draws one that goes with its
+      own, by training frequency (`nesting.nested_levels`).
     - **Constant** columns are kept and written back as they were.
     - An optional **condition column** (categorical) is taken out of the features and given to the denoiser as
       `class_labels`; its empirical class frequencies are stored to sample labels when none are given.
@@ -348,7 +354,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 instead of modelled (see [`mark_derived`]), a column that is the sum of others on every training
                 row is written as their sum (see [`mark_sums`]), one that is the product of others as their product
                 (see [`mark_products`]), and one that names the largest of the columns it names, as that name (see
-                [`mark_argmax`]).
+                [`mark_argmax`]); orders between columns and gaps another column decides are kept, and a column of
+                mostly once-seen levels nested in a coarser one's levels follows them (see [`mark_nesting`]).
         """
         from sklearn.preprocessing import QuantileTransformer
 
@@ -820,18 +827,21 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         """The modelled categorical columns and the condition column of model-space rows (see [`inverse_transform`]
         for `levels`): decoded first, as they may decide where other columns are missing (`gaps.py`)."""
         out: dict[str, pd.Series] = {}
-        for c in self.categorical:
-            bits = x[:, self.feature_slices[c["name"]]]
-            if levels == "posterior" and c.get("level_stats"):
-                idx = posterior_levels(bits, self.codebooks[c["name"]], normal, c["level_stats"], level_rng)
-            else:
-                idx = self._decode_categorical(bits, c)
-            out[c["name"]] = self._restore_dtype([c["categories"][i] for i in idx], c)
         if self.condition is not None and not self.condition.get("bins"):
             cats = self.condition["categories"]
             out[self.condition["name"]] = self._restore_dtype(
                 [cats[i] for i in self._labels(class_labels, len(x))], self.condition
             )
+        # a nested column after the coarser columns it follows (`nesting.py`), which have fewer levels
+        for c in sorted(self.categorical, key=lambda c: (bool(c.get("within")), len(c["categories"]))):
+            bits = x[:, self.feature_slices[c["name"]]]
+            if levels == "posterior" and c.get("level_stats"):
+                idx = posterior_levels(bits, self.codebooks[c["name"]], normal, c["level_stats"], level_rng)
+            else:
+                idx = self._decode_categorical(bits, c)
+                if c.get("within"):
+                    idx = nested_levels(idx, allowed_levels(c, out, len(x)), c["counts"], level_rng)
+            out[c["name"]] = self._restore_dtype([c["categories"][i] for i in idx], c)
         return out
 
     def _missing_rows(self, x: np.ndarray, spec: dict, stochastic: bool = False) -> np.ndarray:
