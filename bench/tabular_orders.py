@@ -6,7 +6,7 @@ with the rule removed from the preprocessor, and both are scored as the benchmar
 TSTR, DCR ratio), with the rows that break a rule of the training rows.
 
     python bench/tabular_orders.py --tables breast_cancer iris --seeds 0 1 2 --threads 1 --out orders.json
-    python bench/tabular_orders.py --tables cars --rule nesting --seeds 0 1 --threads 1
+    python bench/tabular_orders.py --tables cars --rule nesting --seeds 0 1 2 --threads 1
 
 or, for a table trained through the recipe with `--derived_columns false`, its saved pipeline decoded with and
 without the orders its file holds, scored against the whole file:
