@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from diffusers_xai.modalities.tabular import TabularPreprocessor
-from diffusers_xai.modalities.tabular.nesting import mark_nesting, nested_levels, nesting_chance
+from diffusers_xai.modalities.tabular.nesting import decoding_order, mark_nesting, nested_levels, nesting_chance
 from tests.test_tabular_schema import random_rows
 
 
@@ -106,3 +106,13 @@ def test_the_rule_survives_save_and_load(tmp_path):
     rows = loaded.inverse_transform(x, seed=1)
     assert rows.equals(pre.inverse_transform(x, seed=1))
     assert (rows.Name.map(origin_of(table)) == rows.Origin).all()
+
+
+def test_nested_columns_are_decoded_after_their_coarse_columns_and_the_others_keep_their_order():
+    """The others' order decides which random draws their posterior levels get: it must not move."""
+
+    def spec(name, levels, within=False):
+        return {"name": name, "categories": list(range(levels)), **({"within": [{"column": "x"}]} if within else {})}
+
+    columns = [spec("a", 30), spec("fine", 10, True), spec("c", 2), spec("middle", 5, True), spec("e", 40)]
+    assert [c["name"] for c in decoding_order(columns)] == ["a", "c", "e", "middle", "fine"]

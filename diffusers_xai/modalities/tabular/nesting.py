@@ -19,7 +19,7 @@ import pandas as pd
 
 from .columns import MIN_ORDERING_ROWS, to_python
 
-__all__ = ["MAX_NESTING_CHANCE", "allowed_levels", "mark_nesting", "nesting_chance"]
+__all__ = ["MAX_NESTING_CHANCE", "allowed_levels", "decoding_order", "mark_nesting", "nested_levels", "nesting_chance"]
 
 logger = logging.getLogger(__name__)
 
@@ -87,13 +87,20 @@ def allowed_levels(spec: dict, decoded: dict[str, pd.Series], num_rows: int) -> 
     index = {level: k for k, level in enumerate(spec["categories"])}
     allowed = np.ones((num_rows, len(index)), dtype=bool)
     for rule in spec["within"]:
-        mapped = np.empty(len(index), dtype=object)
-        for level, coarse in rule["mapping"]:
-            mapped[index[level]] = coarse
-        rows = np.asarray(decoded[rule["column"]].tolist(), dtype=object)
+        coarse = pd.Index(list(dict.fromkeys(b for _, b in rule["mapping"])))  # integer codes: [N, K] int compares
+        mapped = np.full(len(index), -2)
+        mapped[[index[a] for a, _ in rule["mapping"]]] = coarse.get_indexer([b for _, b in rule["mapping"]])
+        rows = coarse.get_indexer(decoded[rule["column"]].tolist())  # -1: a coarse level no fine level goes with
         allowed &= rows[:, None] == mapped[None, :]
     allowed[~allowed.any(axis=1)] = True
     return allowed
+
+
+def decoding_order(categorical: list[dict]) -> list[dict]:
+    """The categorical columns in the order they are decoded: as given, but a nested column after the coarser
+    columns it follows (those have fewer levels), so that a row's coarse levels are known when its fine one is drawn;
+    the other columns keep their order, and with it the random draws of their posterior levels."""
+    return sorted(categorical, key=lambda c: (1, len(c["categories"])) if c.get("within") else (0, 0))
 
 
 def nested_levels(

@@ -46,7 +46,7 @@ from .derived import (
 )
 from .gaps import gap_masks, is_ruled, mark_gap_rules
 from .levels import level_statistics, posterior_levels
-from .nesting import allowed_levels, mark_nesting, nested_levels
+from .nesting import allowed_levels, decoding_order, mark_nesting, nested_levels
 from .orders import mark_orders, order_values, reduced_orders
 from .schema import (
     decode_datetime,
@@ -832,8 +832,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             out[self.condition["name"]] = self._restore_dtype(
                 [cats[i] for i in self._labels(class_labels, len(x))], self.condition
             )
-        # a nested column after the coarser columns it follows (`nesting.py`), which have fewer levels
-        for c in sorted(self.categorical, key=lambda c: (bool(c.get("within")), len(c["categories"]))):
+        for c in decoding_order(self.categorical):
             bits = x[:, self.feature_slices[c["name"]]]
             if levels == "posterior" and c.get("level_stats"):
                 idx = posterior_levels(bits, self.codebooks[c["name"]], normal, c["level_stats"], level_rng)
