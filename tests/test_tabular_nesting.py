@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from diffusers_xai.modalities.tabular import TabularPreprocessor
 from diffusers_xai.modalities.tabular.nesting import decoding_order, mark_nesting, nested_levels, nesting_chance
@@ -48,6 +49,18 @@ def test_a_cars_name_goes_with_its_origin():
     assert agree.mean() < 0.8
     assert rows.Name[agree].equals(free.Name[agree])  # a name that goes with its origin is left as decoded
     assert rows.drop(columns="Name").equals(free.drop(columns="Name"))  # and nothing else moves
+
+
+def test_a_name_goes_with_the_origin_it_is_sampled_for():
+    """With `Origin` as the condition column, the name follows the class a row is sampled for."""
+    table = cars()
+    pre = TabularPreprocessor.fit(table, condition_column="Origin")
+    name = next(c for c in pre.columns if c["name"] == "Name")
+    assert [rule["column"] for rule in name["within"]] == ["Origin"]
+    labels = torch.arange(600) % 3
+    rows = pre.inverse_transform(random_rows(pre, n=600), class_labels=labels, seed=0)
+    assert rows.Origin.tolist() == [pre.condition["categories"][k] for k in labels.tolist()]
+    assert (rows.Name.map(origin_of(table)) == rows.Origin).all()
 
 
 def test_the_card_names_the_nesting():
