@@ -4,10 +4,10 @@ every level goes with one level of a coarser column (the car's origin, the ticke
 fine level among those that go with its generated coarse level.
 
 Why: on vega_datasets' cars, every name has one origin in the training rows, and 22% of 284 generated rows wrote a
-name with another origin ("toyota corolla", USA): the origin is decoded from its own one-hot features, the name from
-8 analog bits, and nothing tied them. A column whose median level has rows of its own already decides the columns it
-determines (`derived.mark_derived`); a column of once-seen levels cannot (one row agrees with anything), so there the
-coarse column stays modelled and the fine one follows it.
+name with another origin ("audi 100 ls", USA; "toyota corona", Europe): the origin is decoded from its own one-hot
+features, the name from 8 analog bits, and nothing tied them. A column whose median level has rows of its own already
+decides the columns it determines (`derived.mark_derived`); a column of once-seen levels cannot (one row agrees with
+anything), so there the coarse column stays modelled and the fine one follows it.
 """
 
 from __future__ import annotations
