@@ -60,11 +60,11 @@ def mark_nesting(columns: list[dict], df: pd.DataFrame, condition_column: str | 
             or np.median(fine["counts"]) >= MIN_ORDERING_ROWS
         ):
             continue
-        rules = []
+        rules, groups = [], df.groupby(fine["name"], sort=False)
         for coarse in columns:
             if coarse is fine or not _modelled(coarse, df) or len(coarse["categories"]) >= len(fine["categories"]):
                 continue
-            pairs = df.groupby(fine["name"], sort=False)[coarse["name"]]
+            pairs = groups[coarse["name"]]
             if pairs.nunique().max() != 1 or nesting_chance(df[fine["name"]], df[coarse["name"]]) >= np.log(
                 MAX_NESTING_CHANCE
             ):
@@ -78,12 +78,10 @@ def mark_nesting(columns: list[dict], df: pd.DataFrame, condition_column: str | 
     return found
 
 
-def allowed_levels(spec: dict, decoded: dict[str, pd.Series], num_rows: int) -> np.ndarray | None:
-    """`[N, K]` whether each level of the nested column `spec` goes with each row's decoded coarse levels (`decoded`:
-    the coarse columns' generated values), or `None` when it nests in nothing. A row whose coarse levels no level
-    goes with together (two coarse columns that disagree) may take any level."""
-    if not spec.get("within"):
-        return None
+def allowed_levels(spec: dict, decoded: dict[str, pd.Series], num_rows: int) -> np.ndarray:
+    """`[N, K]` whether each level of the nested column `spec` (one with `within` rules) goes with each row's decoded
+    coarse levels (`decoded`: the coarse columns' generated values). A row whose coarse levels no level goes with
+    together (two coarse columns that disagree) may take any level."""
     index = {level: k for k, level in enumerate(spec["categories"])}
     allowed = np.ones((num_rows, len(index)), dtype=bool)
     for rule in spec["within"]:
