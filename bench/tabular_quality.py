@@ -47,6 +47,7 @@ SDV is a bench-only dependency: `pip install -c constraints.txt -e ".[bench]"`.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -342,44 +343,46 @@ def _conditioned_ours(name: str, train_df, test_df, targets, metadata, labels: p
             name, train_df, workdir, args, condition_column=target, categorical_columns=others,
             class_dropout_prob=args.class_dropout_prob,
         )  # fmt: skip
-        for sampler in args.samplers:
-            for scale in args.guidance_scales:
-                synthetic = sample_ours(
-                    pipe, sampler, len(train_df), args.seed, class_labels=labels.tolist(), guidance_scale=scale
-                )
-                guided = f", guidance {scale:g}" if scale != 1 else ""
-                rows[f"ours ({sampler}, cond{guided})"] = {
-                    **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
-                    "train_s": seconds,
-                    **stop_info(pipe),
-                }
+        for sampler, scale, k in itertools.product(args.samplers, args.guidance_scales, range(args.draws)):
+            synthetic = sample_ours(
+                pipe, sampler, len(train_df), args.seed + DRAW_SEED_STEP * k, class_labels=labels.tolist(),
+                guidance_scale=scale,
+            )  # fmt: skip
+            guided = f", guidance {scale:g}" if scale != 1 else ""
+            rows[f"ours ({sampler}, cond{guided}{f', draw {k + 1}' if k else ''})"] = {
+                **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
+                "train_s": seconds,
+                **stop_info(pipe),
+            }
     return rows
 
 
 def _rejection_ours(name: str, train_df, test_df, targets, metadata, labels: pd.Series, args) -> dict:
     """Ours trained as the unconditional bench trains it (the class an ordinary column), then sampled by rejection
-    until every class has its training count; round r of a sampler draws with seed `seed + r * DRAW_SEED_STEP`."""
+    until every class has its training count; round r of a sampler's draw k (`--draws`, from 0) draws with seed
+    `seed + k + r * DRAW_SEED_STEP`."""
     rows = {}
     if not args.samplers:
         return rows
     with tempfile.TemporaryDirectory() as workdir:
         pipe, seconds = fit_ours_from_args(name, train_df, workdir, args)
         for sampler in args.samplers:
-            drawn = []
+            for k in range(args.draws):  # draw 1 is the table's row; more: the sampling noise of every number
+                drawn = []
 
-            def sample(k: int, round_index: int, sampler=sampler, drawn=drawn) -> pd.DataFrame:
-                drawn.append(k)
-                return sample_ours(pipe, sampler, k, args.seed + round_index * DRAW_SEED_STEP)
+                def sample(n: int, round_index: int, sampler=sampler, drawn=drawn, k=k) -> pd.DataFrame:
+                    drawn.append(n)
+                    return sample_ours(pipe, sampler, n, args.seed + k + round_index * DRAW_SEED_STEP)
 
-            synthetic = sample_with_values(
-                sample, targets[0], labels.tolist(), progress=False, preprocessor=pipe.preprocessor
-            )
-            rows[f"ours ({sampler}, rejection)"] = {
-                **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
-                "train_s": seconds,
-                "rows_drawn": sum(drawn),
-                **stop_info(pipe),
-            }
+                synthetic = sample_with_values(
+                    sample, targets[0], labels.tolist(), progress=False, preprocessor=pipe.preprocessor
+                )
+                rows[f"ours ({sampler}, rejection{f', draw {k + 1}' if k else ''})"] = {
+                    **score(train_df, test_df, synthetic, targets, metadata, args.seed, name),
+                    "train_s": seconds,
+                    "rows_drawn": sum(drawn),
+                    **stop_info(pipe),
+                }
     return rows
 
 
@@ -701,8 +704,9 @@ def parse_args(argv=None):
         "--draws",
         type=int,
         default=1,
-        help=f"Samples per sampler from ours' one trained model (sampling seeds seed, seed + {DRAW_SEED_STEP}, ...): "
-        "how much a number moves with the draw alone.",
+        help=f"Samples per sampler (and guidance scale) from ours' one trained model (sampling seeds seed, seed + "
+        f"{DRAW_SEED_STEP}, ...; by rejection, draw k's rounds from seed + k): how much a number moves with the draw "
+        "alone.",
     )
     parser.add_argument(
         "--set",

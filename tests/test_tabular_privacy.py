@@ -3,6 +3,7 @@
 import json
 import re
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -744,3 +745,37 @@ def test_bench_per_pair_trends_names_the_column_whose_pairs_lower_trend():
     assert set(pairs) == {"a | b", "a | c", "b | c"} and out["__all__"] == pytest.approx(np.mean(list(pairs.values())))
     assert out["a | b"] < 0.6 and out["b | c"] < 0.6 and out["a | c"] > 0.95
     assert out["without:b"] == pytest.approx(out["a | c"]) and out["without:a"] == pytest.approx(out["b | c"])
+
+
+def test_bench_draws_sample_the_one_trained_model_from_their_own_seeds(monkeypatch):
+    """`--draws 2` in both conditional modes: one fit, and each draw's rows from seeds no other draw uses (rejection:
+    draw k's round r from seed + k + 100 r; `condition_column`: draw k from seed + 100 k), draw 1 as without it."""
+    from sklearn.datasets import load_iris
+
+    bench = _bench()
+    real = load_iris(as_frame=True).frame
+    seeds, fits = [], []
+
+    def sample_ours(pipe, sampler, n, seed, **kwargs):
+        seeds.append(seed)
+        rows = real.sample(n, replace=True, random_state=seed).reset_index(drop=True)
+        return rows.assign(target=(np.arange(n) + seed) % 3)  # each round holds every class
+
+    def fit(*args, **kwargs):
+        fits.append(1)
+        return SimpleNamespace(preprocessor=None), 1.0
+
+    monkeypatch.setattr(bench, "fit_ours_from_args", fit)
+    monkeypatch.setattr(bench, "sample_ours", sample_ours)
+    monkeypatch.setattr(bench, "score", lambda train_df, test_df, synthetic, *a: {"rows": len(synthetic)})
+    monkeypatch.setattr(bench, "stop_info", lambda pipe: {})
+    args = bench.parse_args(["--draws", "2", "--seed", "3", "--samplers", "ddpm1000"])
+    labels = pd.Series([0, 1, 2] * 4)
+    rows = bench._rejection_ours("iris", real, real, ["target"], None, labels, args)
+    assert list(rows) == ["ours (ddpm1000, rejection)", "ours (ddpm1000, rejection, draw 2)"] and len(fits) == 1
+    assert seeds[0] == 3 and seeds[-1] % 100 == 4 and len(set(seeds)) == len(seeds)  # draw 2: seed + 1, + 101, ...
+    assert [row["rows"] for row in rows.values()] == [12, 12]  # every draw: the labels' exact counts
+    seeds.clear()
+    rows = bench._conditioned_ours("iris", real, real, ["target"], None, labels, args)
+    assert list(rows) == ["ours (ddpm1000, cond)", "ours (ddpm1000, cond, draw 2)"] and seeds == [3, 103]
+    assert all(row == {"rows": len(real), "train_s": 1.0} for row in rows.values())  # as many as the training rows
