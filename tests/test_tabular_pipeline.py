@@ -222,7 +222,7 @@ def test_ddim_copy_keeps_the_datas_clipping_and_not_a_hand_set_sampler(wine_pipe
 def test_preprocessor_model_mismatch_and_bad_arguments(wine_pipe):
     pipe, frame = wine_pipe
     other = TabularPreprocessor.fit(load_breast_cancer_frame())
-    with pytest.raises(ValueError, match="expects 13 features per row but the preprocessor produces 32"):
+    with pytest.raises(ValueError, match="expects 13 features per row but the preprocessor produces 38"):
         TabularXAIPipeline(pipe.denoiser, pipe.scheduler, other)
     unconditional = TabularPreprocessor.fit(frame)  # cultivar becomes an ordinary 3-level column: 16 features
     with pytest.raises(ValueError, match="expects 13 features per row but the preprocessor produces 16"):

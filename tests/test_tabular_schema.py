@@ -152,7 +152,9 @@ def test_dates_over_years_carry_their_season():
 
     weather = local_data.seattle_weather()
     pre = TabularPreprocessor.fit(weather)
-    assert pre.feature_names()[-2:] == ["date@year:sin", "date@year:cos"] and pre.num_features == 12
+    # then the indicator of precipitation's point mass at 0.0 (838 of 1,461 days; `atoms.py`)
+    assert pre.feature_names()[-3:] == ["date@year:sin", "date@year:cos", "precipitation=0"]
+    assert pre.num_features == 13
     assert pre.column_slices("date") == [slice(0, 1), slice(10, 12)] and pre.column_slices("wind") == [slice(4, 5)]
     x = pre.transform(weather)
     pd.testing.assert_frame_equal(pre.inverse_transform(x), weather)
@@ -161,8 +163,8 @@ def test_dates_over_years_carry_their_season():
     dates = pre.inverse_transform(x)["date"]
     assert dates.dt.month.isin([6, 7]).all() and dates.between(weather["date"].min(), weather["date"].max()).all()
     assert (dates.dt.year - weather["date"].dt.year).abs().max() <= 1
-    unseasoned = TabularPreprocessor.fit(weather.iloc[:400])  # 400 days: no season features
-    assert unseasoned.num_features == 10 and unseasoned.column_slices("date") == [slice(0, 1)]
+    unseasoned = TabularPreprocessor.fit(weather.iloc[:400])  # 400 days: no season features (but precipitation=0)
+    assert unseasoned.num_features == 11 and unseasoned.column_slices("date") == [slice(0, 1)]
 
 
 def test_weekdays_known_answers():

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from .atoms import bound_atoms
 from .codes import code_width, leading_word_groups
 from .schema import (
     MAX_DISCRETE_SUPPORT,
@@ -187,7 +188,8 @@ def describe_column(name: str, series: pd.Series, categorical: bool, condition: 
     is_numeric = pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
     if categorical or not is_numeric:
         return _describe_categorical(name, series, condition)
-    spec = _describe_numerical(name, series.to_numpy(dtype=np.float64, na_value=np.nan), dtype, None)
+    numbers = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    spec = _describe_numerical(name, numbers, dtype, None)
     if spec.get("support") and not condition:
         # A few repeated numbers (years, counts, cylinders) are levels, modelled as categories and written back as
         # numbers of the column's dtype. Through the quantile transform their lowest and highest values sit at the
@@ -195,7 +197,18 @@ def describe_column(name: str, series: pd.Series, categorical: bool, condition: 
         # 43% / 3% / 54% for a real 30% / 33% / 37%, and a GBM told the rows apart on it alone (AUC 0.61).
         logger.info(f"Column {name!r} has {len(spec['support'])} distinct numbers: modelled as categories.")
         return _describe_categorical(name, series, condition)
+    if spec["kind"] == "numerical" and not condition:
+        spec["atoms"] = _bound_atoms(name, spec, numbers[np.isfinite(numbers)])
     return spec
+
+
+def _bound_atoms(name: str, spec: dict, finite: np.ndarray) -> list[float] | None:
+    """The point masses on a modelled numerical column's bounds (`atoms.bound_atoms`), said when there are some."""
+    atoms = bound_atoms(finite)
+    if atoms:
+        said = [f"{share:.1%} on its {end} {spec[end]:g}" for share, end in zip(atoms, ("min", "max")) if share]
+        logger.info(f"Column {name!r} has {' and '.join(said)}: generated rows keep those shares exactly there.")
+    return atoms
 
 
 def check_table(df: pd.DataFrame) -> None:

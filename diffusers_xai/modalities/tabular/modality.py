@@ -126,7 +126,7 @@ def _written_from_others_note(columns: list[dict]) -> str | None:
 
 def _kept_by_rule_note(columns: list[dict]) -> str | None:
     """The card's note on what every generated row keeps by rule (`derived_columns`): orders between columns, gaps
-    another column decides, and levels nested in a coarser column's."""
+    another column decides, levels nested in a coarser column's, and point masses at bounds that fall together."""
     said = []
     orders = reduced_orders(columns)
     if orders:
@@ -144,9 +144,23 @@ def _kept_by_rule_note(columns: list[dict]) -> str | None:
         if c.get("within"):
             coarse = " and ".join(f"`{rule['column']}`" for rule in c["within"])
             said.append(f"each level of `{c['name']}` goes with the one level of {coarse} it has on training rows")
+    said += _tied_bounds_note(columns)
     if not said:
         return None
     return f"Kept by rule on every generated row, not by the denoiser (`derived_columns`): {'; '.join(said)}."
+
+
+def _tied_bounds_note(columns: list[dict]) -> list[str]:
+    """Point masses at bounds that fall on the same training rows (`atoms.mark_bound_ties`), one clause per leader."""
+    followers: dict[tuple[str, str], list[str]] = {}
+    for c in columns:
+        for suffix, (leader, end) in c.get("bound_with", {}).items():
+            followers.setdefault((leader, end), []).append(f"`{c['name']}` = {c[suffix[1:]]:g}")
+    specs = {c["name"]: c for c in columns}
+    return [
+        f"{', '.join(names)} exactly where `{leader}` = {specs[leader][end[1:]]:g}, as on training rows"
+        for (leader, end), names in followers.items()
+    ]
 
 
 def _quoted(names: list[str]) -> str:
@@ -383,8 +397,9 @@ class TabularModality(PreprocessedModality):
 
     def build_pipeline(self, model, scheduler, preprocessor) -> TabularXAIPipeline:
         pipeline = super().build_pipeline(model, scheduler, preprocessor)
-        if preprocessor.missing:
-            # NaN counts at the training rate: thresholds from 2,000 DDIM-50 rows of this model (about a second)
+        if preprocessor.missing or preprocessor.bounded:
+            # NaN counts (and point masses at bounds) at the training rate: thresholds from 2,000 DDIM-50 rows of this
+            # model (about a second)
             self._calibrate_missingness(self.ddim(pipeline), min(50, pipeline.scheduler.config.num_train_timesteps))
         return pipeline
 
@@ -403,7 +418,8 @@ class TabularModality(PreprocessedModality):
     def finalize_pipeline(self, pipeline, config) -> None:
         """When the saved pipeline's sampler adds noise at each step (DDPM, the default), the missingness thresholds
         of its rows too: 2,000 rows at its training step count, once (DDPM-1000 on titanic: ~20 s)."""
-        if pipeline.preprocessor.missing and injects_noise(pipeline.scheduler):
+        pre = pipeline.preprocessor
+        if (pre.missing or pre.bounded) and injects_noise(pipeline.scheduler):
             self._calibrate_missingness(pipeline, pipeline.scheduler.config.num_train_timesteps, stochastic=True)
 
     def ddim(self, pipeline) -> TabularXAIPipeline:

@@ -13,6 +13,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from scipy.special import ndtr, ndtri
 
+from .atoms import BOUND_ENDS, atom_rows, bound_ends, mark_bound_ties, without_atoms
 from .codes import bisection_codes, codebook, leading_word_groups, level_centroids, pooled_centroids
 from .columns import (
     CATEGORICAL_ENCODINGS,
@@ -61,6 +62,9 @@ from .schema import (
 # `missing_threshold`, the ODE samplers' (DDIM). On titanic (Age missing in 19.9% of rows), 2,000 rows read 19.6%
 # missing under DDIM-50 and 11.7% under DDPM-1000 at DDIM's threshold: the two draw the indicator differently.
 STOCHASTIC_THRESHOLD = "missing_threshold_stochastic"
+# the calibrated thresholds of a column's bound indicators (`atoms.py`), `{":min": t, ":max": t}`, and with
+# `_stochastic` those for samplers that add noise at each step
+BOUND_THRESHOLDS = "bound_thresholds"
 
 __all__ = ["MISSING_SUFFIX", "QUANTILE_NORMAL_BOUND", "SEASON_SUFFIX", "TabularPreprocessor"]
 
@@ -296,6 +300,12 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         for c in self.seasonal:  # then the dates' season features (sin, cos per cycle)
             self.feature_slices[f"{c['name']}{SEASON_SUFFIX}"] = slice(start, start + 2 * len(c["season"]))
             start += 2 * len(c["season"])
+        self.bounded = [c for c in self.numerical if c.get("atoms")]
+        self._numerical_index = {c["name"]: j for j, c in enumerate(self.numerical)}
+        for c in self.bounded:  # last, the ±1 indicators of point masses at a column's bounds (`atoms.py`)
+            for _, suffix, _ in bound_ends(c):
+                self.feature_slices[f"{c['name']}{suffix}"] = slice(start, start + 1)
+                start += 1
         self.num_features = start
         self.column_names = [c["name"] for c in self.columns]
         # the fitted QuantileTransformer, as data (filled by `fit` or by `from_pretrained`'s state dict)
@@ -386,7 +396,12 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             num_rows=len(df),  # the training rows (`hidden_dims: auto` sizes the denoiser by them)
         )
         if numerical:
-            values = pre._numerical_values(df, fill=False)
+            raw = pre._numerical_values(df, fill=False)
+            ties = mark_bound_ties(pre.numerical, raw) if derived_columns else []
+            if ties:
+                logger.info(f"Point masses on the same rows, the first deciding: {', '.join(ties)}.")
+                pre.register_to_config(columns=[dict(c) for c in pre.columns])
+            values = without_atoms(raw, pre.numerical)
             qt = QuantileTransformer(
                 n_quantiles=n_quantiles, output_distribution="normal", subsample=10**9, random_state=seed
             ).fit(values)  # NaNs are ignored by the fit (np.nanpercentile)
@@ -407,7 +422,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         if not self.numerical:
             logger.info(f"No numerical columns to order {[c['name'] for c in ordered]} by: sorted-label codes.")
             return
-        values = self._quantile_normal(self._numerical_values(df))
+        values = self._normal(self._numerical_values(df))
         for c in ordered:
             index = self._category_indices(self._filled(df, c), c)
             centroids, counts = level_centroids(index, values, len(c["categories"]))
@@ -443,6 +458,15 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             f"seen at least {MIN_ORDERING_ROWS} times and of the other levels' first words ({words} groups)."
         )
         return pooled
+
+    def _normal(self, values: np.ndarray) -> np.ndarray:
+        """The numerical columns' features of filled `values` `[N, len(numerical)]`: quantile-normal, and 0 (the
+        median of a column's other values) on a point mass at one of its bounds, which its indicator carries."""
+        normal = self._quantile_normal(values)
+        for j, c in enumerate(self.numerical):
+            if c.get("atoms"):
+                normal[atom_rows(values[:, j], c).any(axis=1), j] = 0.0
+        return normal
 
     def _quantile_normal(self, values: np.ndarray, inverse: bool = False) -> np.ndarray:
         """
@@ -512,7 +536,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
 
     def feature_names(self) -> list[str]:
         """One name per model feature: the column name, with `=level` (one-hot) or `#bit` (analog bits), and
-        `=NaN` for missingness indicators."""
+        `=NaN` for missingness indicators, `@cycle:sin|cos` for a date's season and `=value` for a point mass at a
+        bound."""
         names = [c["name"] for c in self.numerical]
         for c in self.categorical:
             if c["encoding"] == "onehot":
@@ -520,15 +545,16 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             else:
                 names += [f"{c['name']}#{b}" for b in range(self.codebooks[c["name"]].shape[1])]
         names += [f"{c['name']}=NaN" for c in self.missing]
-        return names + [
+        names += [
             f"{c['name']}@{cycle}:{part}" for c in self.seasonal for cycle, _ in c["season"] for part in ("sin", "cos")
         ]
+        return names + [f"{c['name']}={c[key]:g}" for c in self.bounded for _, _, key in bound_ends(c)]
 
     def column_slices(self, name: str) -> list[slice]:
-        """The model features written from column `name`: its own, then a date's season features (not its
-        missingness indicator, which [`feature_slices`] keys apart)."""
-        season = self.feature_slices.get(f"{name}{SEASON_SUFFIX}")
-        return [self.feature_slices[name], *([season] if season is not None else [])]
+        """The model features written from column `name`: its own, then a date's season features and the indicators
+        of its bounds' point masses (not its missingness indicator, which [`feature_slices`] keys apart)."""
+        keys = [name, f"{name}{SEASON_SUFFIX}", *(f"{name}{suffix}" for suffix, _ in BOUND_ENDS)]
+        return [self.feature_slices[key] for key in keys if key in self.feature_slices]
 
     # ---- table -> model space ----
     def _check_frame(self, df: pd.DataFrame, needed: list[dict]) -> None:
@@ -610,7 +636,8 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
     def transform(self, data: Any, unseen_levels: Literal["raise", "nearest"] = "raise") -> torch.Tensor:
         """
         The features $x_0$ of every row, `[N, num_features]` float32: quantile-normal numericals, the ±1 codes of
-        the categoricals, then the ±1 missingness indicators (+1 = missing; see `feature_slices`). The condition
+        the categoricals, then the ±1 missingness indicators (+1 = missing), the dates' season features and the ±1
+        indicators of point masses at a column's bounds (+1 = on it; `atoms.py`); see `feature_slices`. The condition
         column is not included (see `encode_labels`); identifier and constant columns are not needed.
 
         A level not seen at fit time raises, unless `unseen_levels="nearest"`: then it is encoded as the nearest
@@ -624,13 +651,16 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         parts = []
         raw = self._numerical_values(df, fill=False) if self.numerical else None  # dates encoded once
         if self.numerical:
-            parts.append(self._quantile_normal(self._fill_missing(raw)))
+            parts.append(self._normal(self._fill_missing(raw)))
         for c in self.categorical:
             parts.append(self.codebooks[c["name"]][self._category_indices(self._filled(df, c), c, unseen_levels)])
         for c in self.missing:
             parts.append(np.where(df[c["name"]].isna().to_numpy(), 1.0, -1.0)[:, None])
         for c in self.seasonal:  # the date's own numbers (NaN where missing: no season)
             parts.append(season_features(raw[:, self.numerical.index(c)], c["season"]))
+        for c in self.bounded:
+            on = atom_rows(raw[:, self.numerical.index(c)], c)
+            parts += [np.where(on[:, end], 1.0, -1.0)[:, None] for end, _, _ in bound_ends(c)]
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
         return torch.from_numpy(x.astype(np.float32))
 
@@ -799,7 +829,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         own = {c["name"]: self._missing_rows(x, c, stochastic) for c in self.missing if not is_ruled(c)}
         gaps = gap_masks(self.columns, out, own)  # a column's own indicator, or the column that decides its gaps
         if self.numerical:
-            numbers = self._numbers(x, normal, class_labels, gaps)
+            numbers = self._numbers(x, normal, class_labels, gaps, stochastic)
             for c in self.numerical:
                 out[c["name"]] = self._decode_numerical(numbers[c["name"]], c)
         for c in self.columns:  # the columns outside the model
@@ -852,14 +882,17 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         return x[:, self.feature_slices[f"{spec['name']}{MISSING_SUFFIX}"]][:, 0] > threshold
 
     def _numbers(
-        self, x: np.ndarray, normal: np.ndarray, class_labels: Any, gaps: dict[str, np.ndarray]
+        self, x: np.ndarray, normal: np.ndarray, class_labels: Any, gaps: dict[str, np.ndarray], stochastic: bool
     ) -> dict[str, np.ndarray]:
         """The numerical columns' values of model-space rows, before rounding: the inverse quantile transform of
-        `normal`, a binned condition inside its bin, a date at its season's time of year, and the orders between
-        columns written (`orders.order_values`, compared where both are present in the row: not in `gaps`)."""
+        `normal`, a bound where its indicator says so, a binned condition inside its bin, a date at its season's time
+        of year, and the orders between columns written (`orders.order_values`, compared where both are present in
+        the row: not in `gaps`)."""
         num = self._quantile_normal(normal, inverse=True)
         values = {}
         for j, c in enumerate(self.numerical):
+            if c.get("atoms"):
+                num[:, j] = self._on_bounds(x, num[:, j], c, stochastic)
             if c.get("bins"):  # a binned condition column: its value stays inside the bin it was sampled for
                 edges = np.asarray(c["bins"])
                 labels = self._labels(class_labels, len(x))
@@ -873,6 +906,20 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         ordered = order_values({k: np.where(gaps.get(k, False), np.nan, v) for k, v in values.items()}, self.numerical)
         return {k: np.where(gaps.get(k, False), values[k], ordered[k]) for k in values}
 
+    def _on_bounds(self, x: np.ndarray, values: np.ndarray, spec: dict, stochastic: bool) -> np.ndarray:
+        """`values` of a column with point masses at its bounds, set to the bound on the rows whose indicator is above
+        its calibrated threshold (the one further above where both are; [`calibrate_missingness`])."""
+        margins = np.full((len(x), 2), -np.inf)
+        for end, suffix, _ in bound_ends(spec):
+            name, suffix = spec.get("bound_with", {}).get(suffix, (spec["name"], suffix))  # a tie: the leader decides
+            leader = spec if name == spec["name"] else self.numerical[self._numerical_index[name]]
+            thresholds = leader.get(BOUND_THRESHOLDS, {})
+            if stochastic:
+                thresholds = {**thresholds, **leader.get(f"{BOUND_THRESHOLDS}_stochastic", {})}
+            margins[:, end] = x[:, self.feature_slices[f"{name}{suffix}"]][:, 0] - thresholds.get(suffix, 0.0)
+        bound = np.where(margins[:, 1] > margins[:, 0], spec["max"], spec["min"])
+        return np.where(margins.max(axis=1) > 0, bound, values)
+
     def calibrate_missingness(self, x: torch.Tensor | np.ndarray, stochastic: bool = False) -> dict[str, float]:
         """
         Set each missingness indicator's decision threshold so that the model-space rows `x` (a large sample of the
@@ -884,7 +931,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         config (`missing_threshold` of each column), or, with `stochastic=True` (rows of a sampler that adds noise at
         each step, such as DDPM), as `missing_threshold_stochastic`: the two kinds of sampler draw the indicator
         differently. That one keeps the ODE threshold where it gives the rate within `RATE_HOLDS_SE` standard errors
-        on `x` already. Returns `{column: threshold}`.
+        on `x` already. The indicators of point masses at a column's bounds (`atoms.py`) are calibrated alike, to
+        their training shares (`bound_thresholds`, keyed `":min"`/`":max"`). Returns `{column or
+        "column:min"/"column:max": threshold}`.
         """
         x = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float64)
         thresholds = {}
@@ -896,6 +945,20 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             if stochastic and _rate_holds(score, c.get("missing_threshold"), c["missing_rate"]):
                 threshold = c["missing_threshold"]  # a tail quantile of a rare gap moves more than the rate does
             c[STOCHASTIC_THRESHOLD if stochastic else "missing_threshold"] = thresholds[c["name"]] = threshold
+        for c in self.bounded:
+            key = f"{BOUND_THRESHOLDS}_stochastic" if stochastic else BOUND_THRESHOLDS
+            calibrated = dict(c.get(key, {}))
+            for end, suffix, _ in bound_ends(c):
+                if suffix in c.get("bound_with", {}):
+                    continue  # decided by the point mass it falls with
+                score = x[:, self.feature_slices[f"{c['name']}{suffix}"]][:, 0]
+                rate = c["atoms"][end] * (1.0 - c.get("missing_rate", 0.0))  # a share of the values, not of the rows
+                threshold = float(np.quantile(score, 1 - rate))
+                ode = c.get(BOUND_THRESHOLDS, {}).get(suffix)
+                if stochastic and _rate_holds(score, ode, rate):
+                    threshold = ode
+                calibrated[suffix] = thresholds[f"{c['name']}{suffix}"] = threshold
+            c[key] = calibrated
         self.register_to_config(columns=[dict(c) for c in self.columns])
         return thresholds
 
