@@ -3,7 +3,7 @@ preprocessor writes as the sum of others (`derived.mark_sums`), as the product o
 as the name of the largest of others (`derived.mark_argmax`), numbers it writes as whole q-ths
 (`schema.learn_denominator`), orders between columns it keeps (`orders.mark_orders`, the ones others imply left out),
 columns missing where another column says (`gaps.mark_gap_rules`) and columns of mostly once-seen levels nested in a
-coarser column's levels (`nesting.mark_nesting`).
+coarser column's levels (`nesting.mark_nesting`), and numbers with a point mass at a bound (`atoms.bound_atoms`).
 
 Every table that ships inside an installed package and is read here: sklearn's wine, breast_cancer, iris and
 diabetes, palmerpenguins, and every data file of statsmodels' datasets, vega_datasets' local files and plotly's
@@ -75,6 +75,16 @@ def _gap_rule(spec: dict) -> str | None:
     return f"{spec['missing_with']} is" if spec.get("missing_with") else None
 
 
+def _point_masses(spec: dict) -> str:
+    """A column's point masses at its bounds (`atoms.bound_atoms`): `x at 0 on 2.3%`, and the mass deciding it."""
+    said = []
+    for share, key, suffix in zip(spec["atoms"], ("min", "max"), (":min", ":max")):
+        if share:
+            tie = spec.get("bound_with", {}).get(suffix)
+            said.append(f"at {spec[key]:g} on {share:.1%}" + (f" with {tie[0]}" if tie else ""))
+    return f"{spec['name']} {' and '.join(said)}"
+
+
 def main(argv=None) -> None:
     args = bench_parser(__doc__, threads=1).parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -91,6 +101,7 @@ def main(argv=None) -> None:
         found += [f"{c['name']} = {' x '.join(c['factors'])}" for c in pre.columns if c["kind"] == "product"]
         found += [f"{c['name']} = the largest of {', '.join(c['over'])}" for c in pre.columns if c["kind"] == "argmax"]
         found += [f"{c['name']} in {c['denominator']}ths" for c in pre.numerical if c.get("denominator")]
+        found += [_point_masses(c) for c in pre.bounded]
         found += [f"{low} <= {high}" for low, high in reduced_orders(pre.columns)]
         found += [f"{c['name']} missing where {_gap_rule(c)}" for c in pre.columns if _gap_rule(c)]
         found += [

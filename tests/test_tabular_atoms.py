@@ -32,8 +32,8 @@ def test_bound_atoms_known_answers():
     assert bound_atoms(np.r_[np.zeros(2), rest]) is None  # two rows on the bound: not a mass
     assert bound_atoms(np.r_[np.zeros(5), np.linspace(1.0, 2.0, 995)]) is None  # 0.5% of the rows
     assert bound_atoms(np.r_[np.zeros(95), rest[:5]]) is None  # too few other values to fit a grid on
-    assert bound_atoms(np.r_[np.zeros(5), rest, np.full(6, 1.5)]) is None  # 1.5 is more frequent: a grid, not a floor
-    assert bound_atoms(np.r_[np.zeros(5), rest, np.full(4, 1.5)]) == [5 / 104, 0.0]  # 1.5: 5 rows, as many as 0.0
+    assert bound_atoms(np.r_[np.zeros(5), rest, np.full(4, 1.5)]) is None  # 1.5 as frequent: a grid, not a floor
+    assert bound_atoms(np.r_[np.zeros(5), rest, np.full(3, 1.5)]) == [5 / 103, 0.0]  # 1.5 on 4 rows, 0.0 on 5
 
 
 def test_a_bound_is_an_indicator_and_round_trips():

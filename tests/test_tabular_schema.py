@@ -475,7 +475,8 @@ def test_a_column_naming_the_largest_of_others_is_written_so():
 def test_what_the_packaged_tables_get_written_by_rule(monkeypatch, capsys):
     """`python bench/tabular_structure.py`, the README's counts: five tables get a sum, a product, a winner or a
     column of q-ths, none of them a benchmark table (statsmodels' star98 and scotland get their interaction columns);
-    15 get orders, among them breast_cancer and iris; two get gap rules; two get nested levels."""
+    15 get orders, among them breast_cancer and iris; two get gap rules; two get nested levels; nine get point masses
+    at a bound, all at 0 but us-employment's lowest count."""
     import importlib.util
 
     from tests.repo_scripts import ROOT, load_script
@@ -507,6 +508,15 @@ def test_what_the_packaged_tables_get_written_by_rule(monkeypatch, capsys):
         "cars.json": ["Name within Origin"],
         "la-riots.csv": ["last_name within race", "address within race, neighborhood"],
     }
+    masses = {name: [r for r in rules if " on " in r and "%" in r] for name, rules in found.items()}
+    assert [name for name, rules in masses.items() if rules] == [
+        "anes96.csv", "breast_cancer", "crimea.json", "fair.csv", "modechoice.csv", "randhie.csv",
+        "seattle-weather.csv", "star98.csv", "us-employment.csv",
+    ]  # fmt: skip
+    assert masses["seattle-weather.csv"] == ["precipitation at 0 on 57.4%"]
+    assert masses["breast_cancer"][0] == "mean concavity at 0 on 2.3%" and len(masses["breast_cancer"]) == 6
+    assert all(rule.endswith("with mean concavity") for rule in masses["breast_cancer"][1:])
+    assert masses["us-employment.csv"] == ["financial_activities at 7676 on 2.5%"]
     fitted = 65 + (importlib.util.find_spec("deepecho") is not None)  # its demo.csv, where some SDV versions bring it
     assert lines[-1].startswith(f"{fitted} tables fitted; refused: {{'fertility.csv': \"Columns ['2012', '2013'] are")
 

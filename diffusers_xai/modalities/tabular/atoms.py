@@ -43,15 +43,15 @@ BOUND_ENDS = ((":min", "min"), (":max", "max"))
 def bound_atoms(finite: np.ndarray) -> list[float] | None:
     """`[low, high]`: the shares of the (finite) training values on the minimum and on the maximum that count as
     point masses (0.0 where the bound does not), or `None` when neither does. A bound counts when `MIN_ATOM_ROWS`
-    values and `MIN_ATOM_SHARE` of them sit on it and no value between the bounds is more frequent: a floor or a
-    ceiling (a concavity of 0.0, 100%), not the end of a coarse grid whose every value repeats (iris' petal width,
-    0.1 cm on 5 rows and 0.2 cm on 29; wine's magnesium, whole mg)."""
+    values and `MIN_ATOM_SHARE` of them sit on it and it is more frequent than any value between the bounds: a floor
+    or a ceiling (a concavity of 0.0, 0 mm of rain), not the end of a coarse grid whose values repeat (iris' petal
+    width, 0.1 cm on 5 rows and 0.2 cm on 29; wine's magnesium, whole mg; a store id on 7 rows, as every other)."""
     n = len(finite)
     counts = np.unique(finite, return_counts=True)[1]
     inner = int(counts[1:-1].max()) if len(counts) > 2 else 0
     shares = []
     for count in (int(counts[0]), int(counts[-1])):
-        shares.append(count / n if count >= max(MIN_ATOM_ROWS, MIN_ATOM_SHARE * n, inner) else 0.0)
+        shares.append(count / n if count >= max(MIN_ATOM_ROWS, MIN_ATOM_SHARE * n) and count > inner else 0.0)
     if not any(shares) or n * (1.0 - sum(shares)) < MIN_OTHER_ROWS:
         return None
     return shares
