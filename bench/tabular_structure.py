@@ -1,9 +1,10 @@
-"""Which packaged tables have totals, products, winners, fractions, orders, decided gaps or nested levels: columns the
-preprocessor writes as the sum of others (`derived.mark_sums`), as the product of others (`derived.mark_products`) or
-as the name of the largest of others (`derived.mark_argmax`), numbers it writes as whole q-ths
-(`schema.learn_denominator`), orders between columns it keeps (`orders.mark_orders`, the ones others imply left out),
-columns missing where another column says (`gaps.mark_gap_rules`) and columns of mostly once-seen levels nested in a
-coarser column's levels (`nesting.mark_nesting`), and numbers with a point mass at a bound (`atoms.bound_atoms`).
+"""Which packaged tables have totals, products, winners, fractions, orders, decided gaps, nested levels or point
+masses: columns the preprocessor writes as the sum of others (`derived.mark_sums`), as the product of others
+(`derived.mark_products`) or as the name of the largest of others (`derived.mark_argmax`), numbers it writes as
+whole q-ths (`schema.learn_denominator`), orders between columns it keeps (`orders.mark_orders`, the ones others
+imply left out), columns missing where another column says (`gaps.mark_gap_rules`) and columns of mostly once-seen
+levels nested in a coarser column's levels (`nesting.mark_nesting`), and numbers with a point mass at a bound
+(`atoms.bound_atoms`).
 
 Every table that ships inside an installed package and is read here: sklearn's wine, breast_cancer, iris and
 diabetes, palmerpenguins, and every data file of statsmodels' datasets, vega_datasets' local files and plotly's
