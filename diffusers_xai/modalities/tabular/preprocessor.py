@@ -65,6 +65,7 @@ STOCHASTIC_THRESHOLD = "missing_threshold_stochastic"
 # the calibrated thresholds of a column's bound indicators (`atoms.py`), `{":min": t, ":max": t}`, and with
 # `_stochastic` those for samplers that add noise at each step
 BOUND_THRESHOLDS = "bound_thresholds"
+BOUND_THRESHOLDS_STOCHASTIC = f"{BOUND_THRESHOLDS}_stochastic"
 
 __all__ = ["MISSING_SUFFIX", "QUANTILE_NORMAL_BOUND", "SEASON_SUFFIX", "TabularPreprocessor"]
 
@@ -174,6 +175,15 @@ def _rate_holds(score: np.ndarray, threshold: float | None, rate: float) -> bool
     return abs(float(np.mean(score > threshold)) - rate) <= RATE_HOLDS_SE * np.sqrt(rate * (1 - rate) / len(score))
 
 
+def _calibrated_threshold(score: np.ndarray, rate: float, ode_threshold: float | None, stochastic: bool) -> float:
+    """The threshold above which `rate` of an indicator's `score`s lie; for a noise-adding sampler the ODE samplers'
+    threshold where it already gives the rate (`_rate_holds`): a tail quantile of a rare gap moves more than the rate
+    does."""
+    if stochastic and _rate_holds(score, ode_threshold, rate):
+        return ode_threshold
+    return float(np.quantile(score, 1 - rate))
+
+
 class TabularPreprocessor(ModelMixin, ConfigMixin):
     r"""
     Maps a table to the Gaussian-diffusion space of [`TabularDenoiser`] and back, with the table's exact schema.
@@ -276,6 +286,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                     "numerical one."
                 )
         self.numerical = [c for c in self.columns if c["kind"] == "numerical"]
+        self._numerical_index = {c["name"]: j for j, c in enumerate(self.numerical)}
         self.categorical = [c for c in self.columns if c["kind"] == "categorical" and c["name"] != condition_column]
         self.condition = next((c for c in self.columns if c["name"] == condition_column), None)
         self.missing = [c for c in self.columns if c.get("missing")]
@@ -301,7 +312,6 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             self.feature_slices[f"{c['name']}{SEASON_SUFFIX}"] = slice(start, start + 2 * len(c["season"]))
             start += 2 * len(c["season"])
         self.bounded = [c for c in self.numerical if c.get("atoms")]
-        self._numerical_index = {c["name"]: j for j, c in enumerate(self.numerical)}
         for c in self.bounded:  # last, the ±1 indicators of point masses at a column's bounds (`atoms.py`)
             for _, suffix, _ in bound_ends(c):
                 self.feature_slices[f"{c['name']}{suffix}"] = slice(start, start + 1)
@@ -657,9 +667,9 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
         for c in self.missing:
             parts.append(np.where(df[c["name"]].isna().to_numpy(), 1.0, -1.0)[:, None])
         for c in self.seasonal:  # the date's own numbers (NaN where missing: no season)
-            parts.append(season_features(raw[:, self.numerical.index(c)], c["season"]))
+            parts.append(season_features(raw[:, self._numerical_index[c["name"]]], c["season"]))
         for c in self.bounded:
-            on = atom_rows(raw[:, self.numerical.index(c)], c)
+            on = atom_rows(raw[:, self._numerical_index[c["name"]]], c)
             parts += [np.where(on[:, end], 1.0, -1.0)[:, None] for end, _, _ in bound_ends(c)]
         x = np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0))
         return torch.from_numpy(x.astype(np.float32))
@@ -915,7 +925,7 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             leader = spec if name == spec["name"] else self.numerical[self._numerical_index[name]]
             thresholds = leader.get(BOUND_THRESHOLDS, {})
             if stochastic:
-                thresholds = {**thresholds, **leader.get(f"{BOUND_THRESHOLDS}_stochastic", {})}
+                thresholds = {**thresholds, **leader.get(BOUND_THRESHOLDS_STOCHASTIC, {})}
             margins[:, end] = x[:, self.feature_slices[f"{name}{suffix}"]][:, 0] - thresholds.get(suffix, 0.0)
         bound = np.where(margins[:, 1] > margins[:, 0], spec["max"], spec["min"])
         return np.where(margins.max(axis=1) > 0, bound, values)
@@ -941,22 +951,17 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
             if "missing_rate" not in c:
                 continue  # saved before rates were stored: keep the threshold at 0
             score = x[:, self.feature_slices[f"{c['name']}{MISSING_SUFFIX}"]][:, 0]
-            threshold = float(np.quantile(score, 1 - c["missing_rate"]))
-            if stochastic and _rate_holds(score, c.get("missing_threshold"), c["missing_rate"]):
-                threshold = c["missing_threshold"]  # a tail quantile of a rare gap moves more than the rate does
+            threshold = _calibrated_threshold(score, c["missing_rate"], c.get("missing_threshold"), stochastic)
             c[STOCHASTIC_THRESHOLD if stochastic else "missing_threshold"] = thresholds[c["name"]] = threshold
         for c in self.bounded:
-            key = f"{BOUND_THRESHOLDS}_stochastic" if stochastic else BOUND_THRESHOLDS
+            key = BOUND_THRESHOLDS_STOCHASTIC if stochastic else BOUND_THRESHOLDS
             calibrated = dict(c.get(key, {}))
             for end, suffix, _ in bound_ends(c):
                 if suffix in c.get("bound_with", {}):
                     continue  # decided by the point mass it falls with
                 score = x[:, self.feature_slices[f"{c['name']}{suffix}"]][:, 0]
                 rate = c["atoms"][end] * (1.0 - c.get("missing_rate", 0.0))  # a share of the values, not of the rows
-                threshold = float(np.quantile(score, 1 - rate))
-                ode = c.get(BOUND_THRESHOLDS, {}).get(suffix)
-                if stochastic and _rate_holds(score, ode, rate):
-                    threshold = ode
+                threshold = _calibrated_threshold(score, rate, c.get(BOUND_THRESHOLDS, {}).get(suffix), stochastic)
                 calibrated[suffix] = thresholds[f"{c['name']}{suffix}"] = threshold
             c[key] = calibrated
         self.register_to_config(columns=[dict(c) for c in self.columns])
