@@ -36,6 +36,22 @@ def test_bound_atoms_known_answers():
     assert bound_atoms(np.r_[np.zeros(5), rest, np.full(3, 1.5)]) == [5 / 103, 0.0]  # 1.5 on 4 rows, 0.0 on 5
 
 
+def test_the_lattice_benchs_draws_read_the_bounds_holding_a_share_of_the_rows():
+    from tests.repo_scripts import load_script
+
+    bench = load_script("bench/tabular_lattice.py")
+    rows = pd.DataFrame(
+        {
+            "x": [0.0] * 10 + list(range(1, 191)),  # minimum on 5% of the rows; the maximum on one row of 200
+            "z": [np.nan] * 100 + [3.0] + list(range(4, 103)),  # 1% of the values that are not missing, at each end
+            "s": ["a"] * 200,
+        }
+    )
+    assert bench.bounds_held(rows) == [("x", 0.0), ("z", 3.0), ("z", 102.0)]
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--pipeline", "runs/x", "--draws", "0"])
+
+
 def test_a_bound_is_an_indicator_and_round_trips():
     df = dosage()
     pre = TabularPreprocessor.fit(df)
