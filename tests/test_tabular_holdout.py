@@ -82,3 +82,16 @@ def test_a_holdout_of_every_row_is_refused_by_name(tmp_path, caplog):
     ):
         tabular.holdout_split(tabular.load_dataset(config), config)
     assert "unstratified" not in caplog.text  # refused before any split is tried
+
+
+def test_a_single_example_is_told_to_hold_none_out():
+    """`lower it (e.g. 0.2)` was the advice at 0.2 itself: one example cannot be split at any positive share."""
+    from diffusers_xai.modalities.base import holdout_size
+
+    assert holdout_size(2, 0.2) == 1 and holdout_size(178, 0.2) == 36
+    with pytest.raises(
+        ValueError,
+        match=r"^`validation_split` 0.2 holds out 1 of the 1 examples and leaves none to train on: one example cannot "
+        r"be split; set it to 0, and train on many examples.$",
+    ):
+        holdout_size(1, 0.2)

@@ -321,3 +321,34 @@ def test_a_mixed_column_is_refused_with_the_files_row_numbers(tmp_path):
     assert get_modality("tabular").load_dataset(config).num_rows == 30
     config = TrainingConfig.from_dict({**settings, "condition_column": "ticket"})  # a condition is categorical too
     assert get_modality("tabular").load_dataset(config).num_rows == 30
+
+
+@pytest.mark.parametrize(
+    "columns, condition_column, message",
+    [
+        ({"a": [1.5], "c": ["x"]}, None, r"^The table has 1 row\(s\); a generative model needs many rows"),
+        (  # the file's 50 rows are counted, not the 40 training rows of its split
+            {"a": np.arange(50.0), "b": [np.nan] * 50, "c": ["x", "y"] * 25},
+            None,
+            r"^Column 'b' is entirely missing \(50 NaN values\); drop it",
+        ),
+        ({"a": np.arange(50.0), "c": ["x"] * 50}, "c", r"^The condition column 'c' has a single level 'x'"),
+    ],
+)
+def test_bad_tables_are_refused_for_what_they_are_with_the_guard_on(tmp_path, columns, condition_column, message):
+    """The recipe (wine.yaml: a 20% holdout, the DCR guard on) refused a one-row table as a holdout that leaves none to
+    train on ("lower it (e.g. 0.2)", at 0.2), and a table whose other columns are an identifier (`a`) and an empty
+    column, or one conditioned on its single level, as one the guard cannot judge, naming neither."""
+    path = tmp_path / "table.csv"
+    pd.DataFrame(columns).to_csv(path, index=False)
+    config = TrainingConfig.from_yaml(
+        "train/configs/wine.yaml",
+        {
+            "dataset_name": str(path),
+            "condition_column": condition_column,
+            "output_dir": str(tmp_path / "run"),
+            "max_train_steps": 5,
+        },
+    )
+    with pytest.raises(ValueError, match=message):
+        train(config)

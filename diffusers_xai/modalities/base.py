@@ -287,8 +287,13 @@ def holdout_size(num_rows: int, validation_split: float) -> int:
     """How many of `num_rows` rows `validation_split` holds out (at least one); raises if none would be left."""
     n_val = max(1, round(num_rows * validation_split))
     if n_val >= num_rows:
+        fix = (
+            "one example cannot be split; set it to 0, and train on many examples"
+            if num_rows == 1
+            else "lower it (e.g. 0.2), or set it to 0 with a dataset of many examples"
+        )
         raise ValueError(
             f"`validation_split` {validation_split} holds out {n_val} of the {num_rows} examples and leaves none to "
-            "train on: lower it (e.g. 0.2), or set it to 0 with a dataset of many examples."
+            f"train on: {fix}."
         )
     return n_val

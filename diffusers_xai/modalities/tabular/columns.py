@@ -80,13 +80,9 @@ def to_python(value: Any, column: str) -> Any:
 
 
 def _check_supported(name: str, series: pd.Series) -> None:
-    """Refuse what no column kind can hold (all missing, timedeltas, complex numbers, nested objects)."""
+    """Refuse what no column kind can hold (timedeltas, complex numbers, nested objects; an entirely missing column
+    is refused by [`check_table`])."""
     dtype = series.dtype
-    if series.isna().all():
-        raise ValueError(
-            f"Column {name!r} is entirely missing ({len(series)} NaN values); drop it before fitting (it cannot be "
-            "learned) and add it back after sampling if needed."
-        )
     if pd.api.types.is_timedelta64_dtype(dtype):
         raise TypeError(
             f"Column {name!r} has dtype {dtype}, which is not supported; convert it to a number (e.g. "
@@ -212,6 +208,8 @@ def _bound_atoms(name: str, spec: dict, finite: np.ndarray) -> list[float] | Non
 
 
 def check_table(df: pd.DataFrame) -> None:
+    """Refuse a table no column can be learnt from: fewer than 2 rows, duplicate column names, entirely missing
+    columns (all of them named at once)."""
     if len(df) < 2:
         raise ValueError(
             f"The table has {len(df)} row(s); a generative model needs many rows to learn from (at least 2, in "
@@ -220,7 +218,12 @@ def check_table(df: pd.DataFrame) -> None:
     if df.columns.duplicated().any():
         raise ValueError(f"Duplicate column names: {df.columns[df.columns.duplicated()].tolist()}; rename them.")
     empty = [str(name) for name in df.columns if df[name].isna().all()]
-    if len(empty) > 1:  # one at a time, statsmodels' fertility was refused for '2012', then for '2013'
+    if len(empty) == 1:
+        raise ValueError(
+            f"Column {empty[0]!r} is entirely missing ({len(df)} NaN values); drop it before fitting (it cannot be "
+            "learned) and add it back after sampling if needed."
+        )
+    if empty:  # all at once: named one at a time, statsmodels' fertility was refused for '2012', then for '2013'
         raise ValueError(
             f"Columns {empty} are entirely missing ({len(df)} NaN values each); drop them before fitting (they "
             "cannot be learned) and add them back after sampling if needed."

@@ -19,6 +19,7 @@ from ..hf_datasets import load_hf_dataset, to_stream
 from ..preprocessed import PreprocessedModality
 from ..registry import register_modality
 from ..sampling import ddim_copy, sample_per_generator, sampling_steps
+from .columns import check_table
 from .data import TABULAR_DATASETS, load_tabular_dataset
 from .denoiser import TabularDenoiser, auto_hidden_dims, class_embed_count
 from .orders import reduced_orders
@@ -343,6 +344,9 @@ class TabularModality(PreprocessedModality):
             complete = frame.dropna().reset_index(drop=True)
             logger.info(f"nan_policy=drop: training on {len(complete)} of {len(frame)} rows (complete cases).")
             dataset = datasets.Dataset.from_pandas(complete, preserve_index=False)
+        # the whole table, before the `validation_split` holdout is drawn from it and the guard looks at it: a single
+        # row was refused as a holdout that leaves none to train on, an empty column with the training rows' count
+        check_table(dataset.to_pandas())
         return dataset
 
     def load_streaming_dataset(self, config):
@@ -362,9 +366,13 @@ class TabularModality(PreprocessedModality):
 
     def fit_preprocessor(self, dataset, config) -> TabularPreprocessor:
         opts = config.modality_options
+        # the columns are checked first: a table whose condition column has one level, or whose only other column is
+        # empty, was refused by the guard as one it cannot judge, which named neither
+        frame = dataset.to_pandas()
+        preprocessor = TabularPreprocessor.fit(frame, **opts.preprocessor_kwargs(), seed=config.seed or 0)
         if opts.early_stopping_dcr_ratio is not None:  # the last look at the rows before training starts
             self._guard_rows(config)
-        return TabularPreprocessor.fit(dataset.to_pandas(), **opts.preprocessor_kwargs(), seed=config.seed or 0)
+        return preprocessor
 
     def to_tensors(self, examples: dict[str, list], preprocessor, config) -> dict[str, torch.Tensor]:
         frame = pd.DataFrame(examples)
