@@ -779,3 +779,13 @@ def test_bench_draws_sample_the_one_trained_model_from_their_own_seeds(monkeypat
     rows = bench._conditioned_ours("iris", real, real, ["target"], None, labels, args)
     assert list(rows) == ["ours (ddpm1000, cond)", "ours (ddpm1000, cond, draw 2)"] and seeds == [3, 103]
     assert all(row == {"rows": len(real), "train_s": 1.0} for row in rows.values())  # as many as the training rows
+
+
+def test_the_curve_bench_reads_the_update_the_guard_keeps():
+    from tests.repo_scripts import load_script
+
+    kept_update = load_script("bench/tabular_curve.py").kept_update
+    checks = [(50, 2.0, {}), (100, 1.5, {}), (150, 0.95, {}), (200, 0.85, {}), (250, 0.95, {}), (300, 0.8, {})]
+    assert [kept_update(checks, every, 0.9) for every in (50, 100, 150)] == [150, 100, 150]
+    assert kept_update(checks, 50, 3.0) is None  # the first check fails
+    assert kept_update(checks, 50, 0.1) == 300  # none fails: the run's last check
