@@ -30,7 +30,6 @@ method lists read. Heavy: run it under the shared lock.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -38,6 +37,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import bench_parser  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {
@@ -76,7 +79,7 @@ TARGETS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = bench_parser(__doc__, threads=1)
     parser.add_argument("--modalities", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--methods", nargs="+", default=None, help="override the candidate methods (every modality)")
     parser.add_argument("--samples", type=int, default=32, help="generated samples explained per modality")
@@ -97,7 +100,6 @@ def parse_args(argv=None):
         "up block has one channel per group, so GradCAM's weights vanish there)",
     )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--out", default="explain_faithfulness.json", help="JSON with every number")
     parser.add_argument("--write-verdicts", action="store_true", help="store the results as the package's verdicts")
     parser.add_argument(
