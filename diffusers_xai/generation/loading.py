@@ -53,9 +53,12 @@ def load_pipeline(name_or_path: str, revision: str | None = None, **kwargs):
         except OSError as err:
             if isinstance(err, HfHubHTTPError):  # the Hub answered (repo/revision not found, gated): its own message
                 raise
+            # huggingface_hub's own text here is a paragraph ("An error happened while trying to locate the files
+            # on the Hub, and we cannot find the appropriate snapshot folder ... Please check your internet
+            # connection"), which the command line then printed inside its own line: its class name says it
             raise ConnectionError(
-                f"Could not download the pipeline {name_or_path!r} from the Hub and it is not cached "
-                f"({type(err).__name__}: {err})"
+                f"{name_or_path!r} is not a local folder, and it could neither be downloaded from the Hub nor found "
+                f"in its cache ({type(err).__name__})"
             ) from err
         resolved = local.name  # .../snapshots/<commit sha>
     class_name = json.loads((local / "model_index.json").read_text())["_class_name"]

@@ -38,14 +38,31 @@ def load_pretrained_configs(name_or_path: str) -> tuple[dict, dict]:
     from diffusers import DDPMScheduler, UNet2DModel
 
     _check_local_layout(name_or_path)
-    unet_config = dict(UNet2DModel.load_config(name_or_path, subfolder=UNET_FOLDER))
-    scheduler_config = dict(DDPMScheduler.load_config(name_or_path, subfolder=SCHEDULER_FOLDER))
+    unet_config = _load_config(UNet2DModel, name_or_path, UNET_FOLDER)
+    scheduler_config = _load_config(DDPMScheduler, name_or_path, SCHEDULER_FOLDER)
     if unet_config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise ValueError(
             f"The pretrained pipeline {name_or_path!r} has a {unet_config['_class_name']} denoiser; image fine-tuning "
             "needs a UNet2DModel (a DDPMPipeline / DiffusionXAIPipeline)."
         )
     return unet_config, scheduler_config
+
+
+def _load_config(cls, name_or_path: str, subfolder: str) -> dict:
+    """`cls.load_config` of one subfolder. Offline, diffusers words a Hub file it could neither download nor find in
+    the cache as one the repo lacks ("someone/x does not appear to have a file named config.json"); the exception's
+    context says which it was, and this says it."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return dict(cls.load_config(name_or_path, subfolder=subfolder))
+    except OSError as err:
+        if os.path.isdir(name_or_path) or not isinstance(err.__context__, LocalEntryNotFoundError):
+            raise
+        raise ConnectionError(
+            f"{name_or_path!r} is not a local folder, and its {subfolder}/ config could neither be downloaded from "
+            "the Hub nor found in its cache (LocalEntryNotFoundError)"
+        ) from err
 
 
 def _sample_size(unet_config: dict) -> tuple[int, int]:
