@@ -82,6 +82,8 @@ def user_error_message(err: BaseException) -> str | None:
             f"Corrupt or unreadable weights ({_one_line(err)}): the .safetensors file is damaged or not a "
             "safetensors file; re-save it with `save_pretrained` or download it again."
         )
+    if type(err).__name__ == "EmptyDatasetError":  # datasets': a folder with no file it can read
+        return f"{_one_line(err)}: put the images (or a CSV, Parquet or JSON table) in it, or pass another folder."
     if isinstance(err, (HubPushError, NonFiniteLossError)):
         return _one_line(err)
     if isinstance(err, ImportError):

@@ -188,6 +188,40 @@ def test_train_ddpm_bad_input(argv, error, needle, saved, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    ("files", "error", "needle"),
+    [
+        ({}, FileNotFoundError, "doesn't contain any data files: put the images (or a CSV, Parquet or JSON table)"),
+        (
+            {"a.png": None, "b.png": b"not a png"},
+            ValueError,
+            "b.png' (row 1 of column 'image') cannot be read as an image (UnidentifiedImageError): it is damaged",
+        ),
+    ],
+    ids=["empty-folder", "damaged-image"],
+)
+def test_train_ddpm_image_folder_bad_input(files, error, needle, saved, tmp_path, capsys):
+    """A damaged image stopped the run at the batch that decoded it, after the run folder and its logs were written;
+    now it is named before training, and a refused run leaves no folder behind."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, content in files.items():
+        if content is None:
+            Image.new("L", (8, 8)).save(folder / name)
+        else:
+            (folder / name).write_bytes(content)
+    script = _train_ddpm()
+    argv = ["--config", str(saved / "tiny.yaml"), "--dataset_name", str(folder), "--output_dir", str(tmp_path / "out")]
+    with pytest.raises(error):
+        script.main(script.parse_args([*argv, "--debug"]))
+    assert not (tmp_path / "out").exists()
+    assert script.main(script.parse_args(argv)) == 2
+    _assert_one_line(capsys.readouterr().err, needle, "train_ddpm.py")
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_ddpm_non_finite_loss_is_one_line(saved, tmp_path, capsys, monkeypatch):
     from diffusers_xai.training import trainer
 

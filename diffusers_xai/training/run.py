@@ -228,9 +228,16 @@ def resume(run: Run, checkpoint: str | None) -> None:
 def prepare_run(config: TrainingConfig) -> Run:
     """Everything before the loop, in the order of diffusers' `train_unconditional.py`."""
     # 1. accelerator, seed, data (every input check happens before the first step)
+    created = not os.path.exists(config.output_dir)
     run = start_run(config)
     checkpoint = resume_path(config)
-    build_dataloaders(run)
+    try:
+        build_dataloaders(run)
+    except Exception:  # bad data leaves no run folder behind (an empty one was made for the run, none existed)
+        if created and run.accelerator.is_main_process and os.path.isdir(config.output_dir):
+            if not os.listdir(config.output_dir):
+                os.rmdir(config.output_dir)
+        raise
     # 2. model, noise schedule, EMA; 3. optimisation; 4. resume
     build_model(run)
     build_optimization(run)

@@ -15,6 +15,7 @@ from ..base import Modality, SampleBatch
 from ..hf_datasets import load_hf_dataset, to_stream
 from ..registry import register_modality
 from ..sampling import ddim_copy, sample_in_batches, sample_per_generator, sampling_steps
+from .files import check_image_files
 from .labels import ImageLabels, ImageOptions, fit_labels
 from .pipeline_diffusion_xai import DiffusionXAIPipeline
 
@@ -139,6 +140,7 @@ class ImageModality(Modality):
                 f"Column {column!r} holds {feature!r}, not images; it must be a `datasets.Image()` feature or file "
                 "paths (use `dataset.cast_column(column, datasets.Image())`)."
             )
+        check_image_files(dataset, column)
         return dataset
 
     def load_streaming_dataset(self, config):
