@@ -21,7 +21,9 @@ from huggingface_hub.errors import RepositoryNotFoundError
 
 from diffusers_xai import DiffusionXAIPipeline, Trace
 from diffusers_xai.cli import main as cli_main
+from diffusers_xai.generation import load_pipeline
 from diffusers_xai.hub import HubPushError, save_pretrained_with_card
+from diffusers_xai.modalities.image.pretrained import load_pretrained_configs
 from diffusers_xai.testing import tiny_pipeline, tiny_tabular_pipeline
 from tests import hub_fixtures
 from tests.repo_scripts import load_script
@@ -143,6 +145,29 @@ def test_cli_no_network_is_one_line(tmp_path, capsys, monkeypatch):
     assert cli_main(argv) == 2
     _assert_one_line(capsys.readouterr().err, "someone/model", "diffusers-xai generate")
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("load", "what"),
+    [
+        (load_pipeline, "it could neither"),
+        (load_pretrained_configs, "its unet/ config could neither"),
+    ],
+    ids=["pipeline", "pretrained-unet"],
+)
+def test_a_hub_id_neither_here_nor_reachable_is_one_line(load, what):
+    """Offline (as every test runs), a Hub id that is not cached. `generate`/`evaluate --pipeline` printed
+    huggingface_hub's paragraph inside their own message, twice wrapped; fine-tuning's `pretrained_model_name_or_path`
+    was refused as a repo without config.json (diffusers' wording of a `LocalEntryNotFoundError`)."""
+    from diffusers_xai.errors import user_error_message
+
+    with pytest.raises(ConnectionError) as caught:
+        load("someone/not-a-pipeline")
+    assert user_error_message(caught.value) == (
+        "Could not reach the Hugging Face Hub (ConnectionError: 'someone/not-a-pipeline' is not a local folder, and "
+        f"{what} be downloaded from the Hub nor found in its cache (LocalEntryNotFoundError)). Check the network (or "
+        "HF_ENDPOINT), or pass a local folder and set HF_HUB_OFFLINE=1."
+    )
 
 
 def test_cli_failed_push_is_one_line(local_hub, saved, tmp_path, capsys):
