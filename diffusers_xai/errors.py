@@ -13,7 +13,7 @@ import re
 import sys
 from collections.abc import Callable
 
-__all__ = ["DEBUG_ENV", "EXIT_BAD_INPUT", "report_user_errors", "user_error_message"]
+__all__ = ["DEBUG_ENV", "EXIT_BAD_INPUT", "report_user_errors", "uncached_hub_error", "user_error_message"]
 
 DEBUG_ENV = "DIFFUSERS_XAI_DEBUG"
 EXIT_BAD_INPUT = 2
@@ -24,6 +24,18 @@ def _debug_hint(prog: str) -> str:
     name, _, command = prog.partition(" ")
     flag = f"`{name} --debug {command} ...`" if command else "--debug"
     return f" (for the traceback: {flag} or {DEBUG_ENV}=1)"
+
+
+def uncached_hub_error(name_or_path: str, what: str, cause: BaseException) -> ConnectionError:
+    """
+    The error for a Hub id that is not a local folder and that could neither be downloaded nor found in the cache
+    (offline, or no network): `what` is what was looked for ("it", "its unet/ config"), `cause` the loader's error.
+    huggingface_hub's own text for it is a paragraph, and diffusers' names a file the repo may well have.
+    """
+    return ConnectionError(
+        f"{name_or_path!r} is not a local folder, and {what} could neither be downloaded from the Hub nor found in "
+        f"its cache ({type(cause).__name__})"
+    )
 
 
 def _one_line(text: str) -> str:
@@ -82,7 +94,9 @@ def user_error_message(err: BaseException) -> str | None:
             f"Corrupt or unreadable weights ({_one_line(err)}): the .safetensors file is damaged or not a "
             "safetensors file; re-save it with `save_pretrained` or download it again."
         )
-    if type(err).__name__ == "EmptyDatasetError":  # datasets': a folder with no file it can read
+    from datasets.data_files import EmptyDatasetError
+
+    if isinstance(err, EmptyDatasetError):  # a folder with no file `datasets` can read
         return f"{_one_line(err)}: put the images (or a CSV, Parquet or JSON table) in it, or pass another folder."
     if isinstance(err, (HubPushError, NonFiniteLossError)):
         return _one_line(err)

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from ..errors import uncached_hub_error
+
 __all__ = ["load_generated_samples", "load_pipeline"]
 
 
@@ -53,13 +55,7 @@ def load_pipeline(name_or_path: str, revision: str | None = None, **kwargs):
         except OSError as err:
             if isinstance(err, HfHubHTTPError):  # the Hub answered (repo/revision not found, gated): its own message
                 raise
-            # huggingface_hub's own text here is a paragraph ("An error happened while trying to locate the files
-            # on the Hub, and we cannot find the appropriate snapshot folder ... Please check your internet
-            # connection"), which the command line then printed inside its own line: its class name says it
-            raise ConnectionError(
-                f"{name_or_path!r} is not a local folder, and it could neither be downloaded from the Hub nor found "
-                f"in its cache ({type(err).__name__})"
-            ) from err
+            raise uncached_hub_error(name_or_path, "it", err) from err
         resolved = local.name  # .../snapshots/<commit sha>
     class_name = json.loads((local / "model_index.json").read_text())["_class_name"]
     cls = _pipeline_class(class_name, name_or_path)

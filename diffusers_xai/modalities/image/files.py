@@ -13,7 +13,7 @@ def check_image_files(dataset, column: str, batch_size: int = 1000) -> None:
     file it cannot read is named before training starts: `datasets` decodes an image only when its batch is drawn,
     and a damaged `b.png` in a folder stopped a run at that batch, after the run folder and its logs were written.
     Rows holding the image's bytes (a Parquet or Hub dataset) are not checked: they were written as images; when the
-    first batch holds no file path, no more batches are read.
+    first batch holds no local file, no more batches are read.
     """
     import datasets
     from tqdm.auto import tqdm

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+from ...errors import uncached_hub_error
+
 __all__ = ["check_pretrained_fits", "load_pretrained_configs", "load_pretrained_unet"]
 
 UNET_FOLDER = "unet"
@@ -59,10 +61,7 @@ def _load_config(cls, name_or_path: str, subfolder: str) -> dict:
     except OSError as err:
         if os.path.isdir(name_or_path) or not isinstance(err.__context__, LocalEntryNotFoundError):
             raise
-        raise ConnectionError(
-            f"{name_or_path!r} is not a local folder, and its {subfolder}/ config could neither be downloaded from "
-            "the Hub nor found in its cache (LocalEntryNotFoundError)"
-        ) from err
+        raise uncached_hub_error(name_or_path, f"its {subfolder}/ config", err.__context__) from err
 
 
 def _sample_size(unet_config: dict) -> tuple[int, int]:
