@@ -23,6 +23,7 @@ from diffusers_xai import DiffusionXAIPipeline, Trace
 from diffusers_xai.cli import main as cli_main
 from diffusers_xai.generation import load_pipeline
 from diffusers_xai.hub import HubPushError, save_pretrained_with_card
+from diffusers_xai.modalities.hf_datasets import NoRowsError
 from diffusers_xai.modalities.image.pretrained import load_pretrained_configs
 from diffusers_xai.testing import tiny_pipeline, tiny_tabular_pipeline
 from tests import hub_fixtures
@@ -47,6 +48,11 @@ def saved(tmp_path_factory):
     weights.write_bytes(weights.read_bytes()[:64])
     (root / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "output_dir": str(root / "unused")}))
     (root / "notes.txt").write_text("not a table")
+    (root / "header_only.csv").write_text("a,b\n")
+    (root / "latin1.csv").write_bytes("city,n\nK\u00f6ln,1\n".encode("latin-1"))
+    (root / "broken.parquet").write_bytes(b"PAR1")
+    (root / "images").mkdir()
+    (root / "images" / "a.png").write_text("not a png")
     return root
 
 
@@ -91,6 +97,16 @@ CLI_CASES = [
      OUT + "/r.json"], ValueError, "mnist"),
     ("evaluate-corrupt-weights", ["evaluate", "--pipeline", "{saved}/corrupt", "--data", "digits", "--num_samples",
      "4", "--out", OUT + "/r.json"], OSError, "diffusion_pytorch_model.safetensors"),
+    ("evaluate-header-only-table", ["evaluate", "--samples", "{saved}/header_only.csv", "--data", "wine", "--out",
+     OUT + "/r.json"], NoRowsError, "header_only.csv' has no rows (a header at most); give a table with at least one"),
+    ("evaluate-latin1-table", ["evaluate", "--samples", "{saved}/latin1.csv", "--data", "wine", "--out",
+     OUT + "/r.json"], ValueError, "latin1.csv' is not UTF-8 text (invalid start byte: byte b'\\xf6' at position 8)"),
+    ("evaluate-broken-parquet", ["evaluate", "--samples", "{saved}/broken.parquet", "--data", "wine", "--out",
+     OUT + "/r.json"], ValueError, "broken.parquet' could not be read as Parquet (ArrowInvalid: "),
+    ("evaluate-damaged-image", ["evaluate", "--samples", "{saved}/images", "--data", "digits", "--out",
+     OUT + "/r.json"], ValueError, "a.png' cannot be read as an image (UnidentifiedImageError)"),
+    ("evaluate-out-under-a-file", ["evaluate", "--samples", "{saved}/pipe", "--data", "digits", "--out",
+     "{saved}/notes.txt/r.json"], ValueError, "notes.txt' is a file, not a folder; pick another path"),
     ("quickstart-zero-steps", ["quickstart", "--output_dir", OUT, "--max_train_steps", "0"], ValueError,
      "`max_train_steps` must be >= 1, got 0"),
     ("quickstart-zero-samples", ["quickstart", "--output_dir", OUT, "--num_samples", "0"], ValueError,

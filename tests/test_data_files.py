@@ -72,6 +72,38 @@ def test_an_existing_file_of_another_type_is_refused_by_name(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("empty.csv", b"", "is empty: it has no header and no rows; give a table with a header row."),
+        (
+            "rows.jsonl",
+            b'{"a": 1}\n{"a": \n',
+            "is not valid JSON (JSON parse error: Invalid value. in row 1); write one object per line (JSON Lines: "
+            "df.to_json(path, orient='records', lines=True)) or one array of objects.",
+        ),
+        (
+            "cp1252.csv",
+            "name,price\nCaf\u00e9,2\n".encode("cp1252"),
+            "is not UTF-8 text (invalid continuation byte: byte b'\\xe9' at position 14); save it as UTF-8, e.g. "
+            "pd.read_csv(path, encoding='latin-1').to_csv(new_path, index=False).",
+        ),
+        ("cut.parquet", b"PAR1\x00\x00", "could not be read as Parquet (ArrowInvalid: "),
+    ],
+    ids=["empty", "bad-json", "not-utf8", "cut-parquet"],
+)
+def test_a_file_that_cannot_be_read_is_named_with_the_fix(tmp_path, name, content, message):
+    """pandas' and pyarrow's own words ("No columns to parse from file", "'utf-8' codec can't decode byte 0xe9",
+    "Parquet file size is 6 bytes, ...") named neither the file nor the fix; the JSON case was told to make its
+    columns one type."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    for read in (lambda: load_table(path), lambda: load_hf_dataset(SimpleNamespace(dataset_name=str(path)))):
+        with pytest.raises(ValueError) as info:
+            read()
+        assert str(info.value).startswith(f"{str(path)!r} {message}"), str(info.value)
+
+
+@pytest.mark.parametrize(
     "name, shape, first_columns",
     [
         ("anes96", (944, 10), ["popul", "TVnews", "selfLR"]),  # tabs, `'` quotes

@@ -99,12 +99,23 @@ def _load_array(path: str) -> np.ndarray:
 
 
 def _load_image_folder(path: str):
-    from PIL import Image
-
     files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_SUFFIXES))
     if not files:
         raise ValueError(f"No images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}.")
-    return [Image.open(os.path.join(path, f)).copy() for f in files]
+    return [_open_image(os.path.join(path, f)) for f in files]
+
+
+def _open_image(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.copy()
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(
+            f"Image file {path!r} cannot be read as an image ({type(err).__name__}): it is damaged or not an image; "
+            "remove or re-save it."
+        ) from err
 
 
 def _load(spec: str, resolution: int = 16):
@@ -245,12 +256,26 @@ def _generate(pipe, modality, args, device: str):
     return torch.cat(chunks)
 
 
+def _writable_folder(flag: str, folder: str) -> None:
+    """Refuse a folder that could not be written before the evaluation runs (nothing is created here: a later
+    error leaves no empty folder behind)."""
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is a file, not a folder" if not os.path.isdir(existing) else "is not writable"
+        raise ValueError(f"{flag}: cannot write into {folder!r}: {existing!r} {what}; pick another path.")
+
+
 def run(args) -> int:
     from ..modalities import get_modality
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.num_samples < 2:
         raise ValueError(f"--num_samples must be at least 2, got {args.num_samples}.")
+    output_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.out)), "eval_plots")
+    for flag, folder in (("--out", os.path.dirname(os.path.abspath(args.out))), ("--output_dir", output_dir)):
+        _writable_folder(flag, folder)  # before the evaluation's minutes, not after
     pipe = _load_pipeline(args.pipeline, device) if args.pipeline else None
     size = _image_size(pipe)
     resolution = 16 if size is None else size
@@ -264,7 +289,6 @@ def run(args) -> int:
             # match the digits to the samples' resolution ([N, C, H, W] tensors or [N, H, W(, C)] arrays)
             h = samples.shape[2] if isinstance(samples, torch.Tensor) and samples.ndim == 4 else samples.shape[1]
             real = _load("digits", int(h))
-    output_dir = args.output_dir or os.path.join(os.path.dirname(os.path.abspath(args.out)), "eval_plots")
     options = {
         **vars(args),
         "device": device,

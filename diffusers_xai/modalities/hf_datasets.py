@@ -10,6 +10,7 @@ import re
 __all__ = [
     "COMPRESSIONS",
     "DATA_FILE_BUILDERS",
+    "NoRowsError",
     "STREAM_SHARDS",
     "data_file_suffix",
     "load_data_file",
@@ -46,6 +47,10 @@ def _unsupported_file(name: str) -> ValueError:
     )
 
 
+class NoRowsError(ValueError):
+    """A data file that holds a header at most."""
+
+
 def load_data_file(name: str | os.PathLike, cache_dir: str | None = None, streaming: bool = False):
     """
     A `.csv`/`.tsv`/`.parquet`/`.json(l)` file (also compressed) as the `"train"` split of a `datasets.DatasetDict`,
@@ -58,13 +63,22 @@ def load_data_file(name: str | os.PathLike, cache_dir: str | None = None, stream
     if data_file_suffix(name) not in DATA_FILE_BUILDERS:
         raise _unsupported_file(name)
     builder = DATA_FILE_BUILDERS[data_file_suffix(name)]
-    kwargs = _csv_dialect(name) if builder == "csv" else {}
     try:
+        kwargs = _csv_dialect(name) if builder == "csv" else {}
+        if builder == "parquet":
+            _check_parquet(name)
         return datasets.load_dataset(
             builder, data_files={"train": name}, cache_dir=cache_dir, streaming=streaming, **kwargs
         )
     except datasets.exceptions.DatasetGenerationError as err:  # pyarrow typed a column from its first rows
         cause = err.__cause__ or err.__context__
+        if isinstance(cause, ValueError) and (mapped := _read_error(name, cause)) is not None:
+            raise mapped from err
+        if "JSON parse error" in str(cause):
+            raise ValueError(
+                f"{name!r} is not valid JSON ({cause}); write one object per line (JSON Lines: "
+                "df.to_json(path, orient='records', lines=True)) or one array of objects."
+            ) from err
         column, detail = _mixed_column(name, kwargs) if builder == "csv" else (None, "")
         raise ValueError(
             f"{name!r} could not be read: {detail or f'{type(cause).__name__}: {cause}'}. Make every column one "
@@ -72,6 +86,51 @@ def load_data_file(name: str | os.PathLike, cache_dir: str | None = None, stream
             f"write it as text to a Parquet file (df.astype({{{column or 'column'!r}: str}}).to_parquet(...)) and "
             "read that."
         ) from err
+    except ValueError as err:  # UnicodeDecodeError too
+        mapped = _read_error(name, err)
+        if mapped is None:
+            raise
+        raise mapped from err
+
+
+def _read_error(name: str, err: ValueError) -> ValueError | None:
+    """
+    One line for a file `datasets` cannot read at all; its own words are pandas' or pyarrow's ("No columns to parse
+    from file", "Instruction \"train\" corresponds to no data!", "Parquet file size is 1 bytes, ..."), which name
+    neither the file nor the fix.
+    """
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(err, UnicodeDecodeError):
+        return ValueError(
+            f"{name!r} is not UTF-8 text ({err.reason}: byte {err.object[err.start : err.start + 1]!r} at position "
+            f"{err.start}); save it as UTF-8, e.g. pd.read_csv(path, encoding='latin-1').to_csv(new_path, "
+            "index=False)."
+        )
+    if isinstance(err, pd.errors.EmptyDataError):
+        return ValueError(f"{name!r} is empty: it has no header and no rows; give a table with a header row.")
+    if "corresponds to no data" in str(err):
+        return NoRowsError(f"{name!r} has no rows (a header at most); give a table with at least one data row.")
+    if isinstance(err, pa.ArrowException) and data_file_suffix(name) in (".parquet", ".pq"):
+        return ValueError(
+            f"{name!r} could not be read as Parquet ({type(err).__name__}: {_first_line(err)}); is it complete? "
+            "Write it again with df.to_parquet(path)."
+        )
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _check_parquet(name: str) -> None:
+    """Read a Parquet file's footer: `datasets` logs a broken one as an error line of its own before raising."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(name, "rb", compression="infer") as f:
+        pq.read_schema(f)
 
 
 # separators other than a comma that a `.csv` may hold (statsmodels' packaged anes96.csv: tabs, modechoice.csv: `;`,
@@ -173,8 +232,8 @@ def load_hf_dataset(config, split: str | None = None, streaming: bool = False):
     name = getattr(config, "dataset_name", None)
     try:
         data = _load(config, name, getattr(config, "cache_dir", None), streaming)
-    except ValueError as err:  # datasets' wording for a source with no rows
-        if "corresponds to no data" not in str(err):
+    except ValueError as err:  # datasets' wording for a source with no rows, or a file's (`NoRowsError`)
+        if not isinstance(err, NoRowsError) and "corresponds to no data" not in str(err):
             raise
         raise ValueError(
             f"The dataset {name or config.train_data_dir!r} (split {split!r}) is empty; there is nothing to train on."
