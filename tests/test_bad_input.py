@@ -91,6 +91,8 @@ CLI_CASES = [
      "--push_to_hub"], ValueError, "--hub_dataset_id"),
     ("generate-bad-report-json", ["generate", "--pipeline", "{saved}/pipe", "--num_samples", "2", "--out", OUT,
      "--evaluation_report", "{saved}/notes.txt"], ValueError, "notes.txt"),
+    ("generate-more-steps-than-trained", ["generate", "--pipeline", "{saved}/pipe", "--num_samples", "2", "--out", OUT,
+     "--num_inference_steps", "5000"], ValueError, "num_train_timesteps (100), got 5000"),
     ("evaluate-missing-samples", ["evaluate", "--samples", "{tmp}/nope.npy", "--data", "digits", "--out",
      OUT + "/r.json"], ValueError, "nope.npy"),
     ("evaluate-unknown-data", ["evaluate", "--samples", "{saved}/notes.txt", "--data", "mnist", "--out",

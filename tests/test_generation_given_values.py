@@ -83,6 +83,13 @@ def test_the_condition_column_and_images_are_refused_naming_the_fix(tmp_path):
     conditional, _ = tiny_tabular_pipeline()
     with pytest.raises(ValueError, match="'cultivar' is the model's condition column: it samples its values exactly"):
         _generate(conditional, tmp_path / "e")
+    # wine's only categorical column is its condition column: no list of none to choose from
+    with pytest.raises(ValueError) as err:
+        _generate(conditional, tmp_path / "e", given_column="colour")
+    assert str(err.value) == (
+        "'colour' is not a generated categorical column: this table generates none (its condition column "
+        "'cultivar': pass its values as `class_labels` alone)."
+    )
     with pytest.raises(ValueError, match="only tables have; the image modality has none: drop --given_column"):
         _generate(tiny_pipeline(), tmp_path / "f", given_column="label")
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..capture import find_attention_modules
+from ..pipelines.sampling import check_sampling_args
 from ..pipelines.schedulers import scheduler_name
 from ..utils.faults import crash_point
 from ..utils.io import atomic_path
@@ -239,6 +240,8 @@ def generate_dataset(
         num_samples, shard_size, batch_size, num_inference_steps, base_seed, summary_steps, commit_eps
     )
     modality = sample_modality(pipeline)
+    # the steps against this scheduler's training steps, as the pipeline call would check them: before the manifest
+    check_sampling_args(pipeline.scheduler, batch_size, num_inference_steps, None, "batch_size")
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ValueError(f"--out {output_dir} exists and is not a directory; choose a directory path.")

@@ -730,6 +730,12 @@ class TabularPreprocessor(ModelMixin, ConfigMixin):
                 f"`condition_column: {column}` (binned by `condition_bins`) to condition on it, or give a "
                 f"categorical column ({names})."
             )
+        if not names:
+            message = f"{column!r} is not a generated categorical column: this table generates none"
+            if self.condition is not None:
+                condition = self.condition["name"]
+                message += f" (its condition column {condition!r}: pass its values as `class_labels` alone)"
+            return message + "."
         return f"{column!r} is not a generated categorical column of this table; give one of {names}."
 
     # ---- model space -> table ----
