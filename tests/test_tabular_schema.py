@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.datasets import load_wine
 
 from diffusers_xai.modalities.tabular import schema
 from diffusers_xai.modalities.tabular.columns import once_seen_hint
@@ -64,6 +65,31 @@ def test_learn_decimals_known_answers():
     assert learn_decimals(np.array([0.1 + 0.2, 0.3 + 5e-16])) is None  # 0.3 + 9 ulps: a digit, not an error
     assert learn_decimals(np.array([-0.32258064516129503, 1.5])) is None  # a computed ratio, 17 decimals: measured
     np.testing.assert_array_equal(snap_to_support(np.array([0.2, 2.9, 3.6, 99.0]), [1, 3, 8]), [1, 3, 3, 8])
+
+
+def test_single_precision_and_a_stray_noisy_value_keep_their_decimals():
+    """float32's 12.8 is 12.800000190734863 in float64, which has no decimals for the float64 test; sklearn's wine
+    `color_intensity` holds one 9.899999 among 177 values of at most two decimals."""
+    single = np.float32([12.8, 13.3, 0.25, 101.7]).astype(np.float64)
+    assert learn_decimals(single) == 14 and learn_decimals(single, np.float32) == 2
+    assert learn_decimals(np.float16([0.5, 1.25, 2.0]).astype(np.float64), np.float16) == 2
+    assert learn_decimals(np.float32([0.1234567, 1.5]).astype(np.float64), np.float32) == 7
+    noisy = np.r_[np.round(np.linspace(1.28, 13.0, 177), 2), 9.899999]
+    assert learn_decimals(noisy) == 2
+    assert learn_decimals(noisy[-10:]) == 6  # one value of ten is not a stray: more than 1% of the values
+    assert learn_decimals(np.r_[noisy[:-1], 9.8999]) == 4  # a thousandth of the last unit, not a tenth
+    assert learn_decimals(load_wine().data[:, 9]) == 2  # color_intensity
+
+
+def test_a_float32_column_is_written_with_its_decimals_in_float32():
+    frame = pd.DataFrame({"t": np.round(np.random.default_rng(0).normal(12, 3, 300), 1).astype(np.float32)})
+    pre = TabularPreprocessor.fit(frame)
+    rows = pre.inverse_transform(random_rows(pre))
+    assert rows["t"].dtype == np.float32
+    # float32's shortest repr of every written value has one decimal at most, as the real ones (12.8, not 12.8374...)
+    written = {len(np.format_float_positional(v, trim="-").partition(".")[2]) for v in rows["t"].to_numpy()}
+    assert written == {0, 1}
+    assert pre.columns[0]["decimals"] == 1
 
 
 def test_learn_step_known_answers():

@@ -138,7 +138,7 @@ def _describe_numerical(name: str, values: np.ndarray, dtype, date: dict | None)
     # a few repeated values (counts, ratings, years): write back observed values only, never 3.4 children; not
     # on small tables, where every column has few distinct values and snapping would copy rows
     discrete = len(unique) <= min(MAX_DISCRETE_SUPPORT, len(finite) // 4)
-    decimals = 0 if integer or date is not None else learn_decimals(finite)
+    decimals = 0 if integer or date is not None else learn_decimals(finite, dtype)
     step = None if discrete else learn_step(finite, decimals)
     denominator = None if discrete or step else learn_denominator(finite, decimals)
     lattice = None if discrete else learn_lattice(finite, decimals, step)
