@@ -99,7 +99,10 @@ def test_yaml_floats_without_dot_and_cosine_alias():
         ({"mixed_precision": "fp32"}, r"`mixed_precision` must be one of \['no', 'fp16', 'bf16'\], got 'fp32'"),
         ({"lr_scheduler": "cosin"}, r"Did you mean 'cosine'"),
         ({"prediction_type": "noise"}, r"prediction_type"),
-        ({"train_batch_size": 0}, r"`train_batch_size` must be >= 1, got 0"),
+        ({"train_batch_size": 0}, r"`train_batch_size` must be >= 1, got 0\.$"),
+        # 0 reads as "off", which is null: the message says so
+        ({"eval_samples": 0}, r"`eval_samples` must be >= 1, got 0; null means no end-of-run evaluation \(`--eval_"),
+        ({"validation_steps": 0}, r"`validation_steps` must be >= 1, got 0; null means never \(`--validation_steps"),
         ({"learning_rate": -1.0}, r"`learning_rate` must be > 0"),
         ({"learning_rate": "fast"}, r"`learning_rate` must be a number, got 'fast'"),
         ({"validation_split": 1.0}, r"validation_split"),

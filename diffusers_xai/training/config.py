@@ -295,7 +295,7 @@ class TrainingConfig:
             _positive(name, getattr(self, name))
         for name in OPTIONAL_POSITIVE_KEYS:
             if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
+                _positive(name, getattr(self, name), optional=True)
         for name in ("lr_warmup_steps", "dataloader_num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
@@ -431,6 +431,17 @@ def _choice(name: str, value, choices: tuple[str, ...]):
     return value
 
 
-def _positive(name: str, value) -> None:
+# what `null` means for an optional count, named when 0 is given (0 reads as "off", which is null)
+NULL_MEANS = {
+    "max_train_samples": "every example",
+    "validation_steps": "never",
+    "checkpointing_steps": "never",
+    "eval_samples": "no end-of-run evaluation",
+    "checkpoints_total_limit": "keep every checkpoint",
+}
+
+
+def _positive(name: str, value, optional: bool = False) -> None:
     if value < 1:
-        raise ValueError(f"`{name}` must be >= 1, got {value}.")
+        off = f"; null means {NULL_MEANS[name]} (`--{name} null`)" if optional and name in NULL_MEANS else ""
+        raise ValueError(f"`{name}` must be >= 1, got {value}{off}.")
