@@ -432,3 +432,32 @@ def test_space_generate_bad_input(space_client, model, scheduler, steps, seed, b
     assert needle in str(info.value)
     after = sorted(app.common.OUTPUT_DIR.iterdir()) if app.common.OUTPUT_DIR.exists() else []
     assert after == before  # nothing written for a refused request
+
+
+def test_a_folder_loaded_with_another_modalitys_pipeline_class_names_the_class(tmp_path):
+    """diffusers' own error was "Pipeline <class 'DiffusionXAIPipeline'> expected ['scheduler', 'unet'], but only
+    {'scheduler'} were passed", after two warnings about unexpected config attributes; a table loaded as a series
+    failed on the preprocessor's type."""
+    from diffusers_xai import TabularXAIPipeline, TimeSeriesXAIPipeline
+
+    tiny_tabular_pipeline()[0].save_pretrained(tmp_path / "table")
+    tiny_pipeline(seed=0).save_pretrained(tmp_path / "images")
+    with pytest.raises(ValueError) as images:
+        DiffusionXAIPipeline.from_pretrained(tmp_path / "table")
+    assert str(images.value) == (
+        f"{str(tmp_path / 'table')!r} holds a TabularXAIPipeline, which DiffusionXAIPipeline cannot load (it needs "
+        "['scheduler', 'unet'], the folder has ['denoiser', 'preprocessor', 'scheduler']): load it with "
+        "TabularXAIPipeline.from_pretrained."
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"holds a TabularXAIPipeline, which TimeSeriesXAIPipeline cannot load "
+        r"\(another modality's pipeline\): load it with TabularXAIPipeline\.from_pretrained\.$",
+    ):
+        TimeSeriesXAIPipeline.from_pretrained(tmp_path / "table")
+    with pytest.raises(ValueError, match=r"holds a DiffusionXAIPipeline, which TabularXAIPipeline cannot load"):
+        TabularXAIPipeline.from_pretrained(str(tmp_path / "images"))
+    # the right class, and a component passed in place of a saved one, still load
+    assert type(TabularXAIPipeline.from_pretrained(tmp_path / "table")) is TabularXAIPipeline
+    unet = DiffusionXAIPipeline.from_pretrained(tmp_path / "images").unet
+    assert DiffusionXAIPipeline.from_pretrained(tmp_path / "images", unet=unet).unet is unet

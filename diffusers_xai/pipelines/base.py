@@ -12,6 +12,7 @@ the progress bar -- is written once here, so `__call__` only drains `progressive
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -60,6 +61,53 @@ class XAIPipelineMixin:
     count_name: ClassVar[str] = "batch_size"
     output_types: ClassVar[tuple[str, ...]] = ("pt",)
     _callback_tensor_inputs: ClassVar[list[str]] = ["latents"]  # what `callback_on_step_end` may read and replace
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """`DiffusionPipeline.from_pretrained`, after checking that the folder or repo saved components this class
+        takes ([`check_saved_components`])."""
+        cls.check_saved_components(pretrained_model_name_or_path, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def check_saved_components(cls, pretrained_model_name_or_path, kwargs: dict) -> None:
+        """
+        `ValueError` naming the class to load with when a local folder's `model_index.json` was saved by another
+        diffusers-xai pipeline, or lacks a component this class needs: a table's folder loaded with
+        `DiffusionXAIPipeline` failed inside diffusers with "expected ['scheduler', 'unet'], but only {'scheduler'}
+        were passed", after two warnings about unexpected config attributes. Hub ids and folders without a
+        `model_index.json` are left to `from_pretrained` (and its own errors).
+        """
+        import json
+
+        from ..modalities import list_modalities
+
+        if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
+            return
+        index = os.path.join(os.fspath(pretrained_model_name_or_path), "model_index.json")
+        if not os.path.isfile(index):
+            return
+        try:
+            with open(index, encoding="utf-8") as f:
+                config = json.load(f)
+        except ValueError:  # not JSON: `from_pretrained` names the file
+            return
+        saved = config.get("_class_name")
+        expected, _ = cls._get_signature_keys(cls)
+        missing = set(expected) - set(config) - set(kwargs)
+        ours = [m.pipeline_class for m in list_modalities() if m.pipeline_class.__name__ == saved]
+        if not missing and not (ours and not issubclass(cls, ours[0])):
+            return
+        present = sorted(k for k, v in config.items() if not k.startswith("_") and isinstance(v, list))
+        fix = (
+            f"load it with {saved}.from_pretrained"
+            if ours
+            else "load it with its own class, or with diffusers_xai.generation.load_pipeline, which reads the class"
+        )
+        why = f"it needs {sorted(expected)}, the folder has {present}" if missing else "another modality's pipeline"
+        raise ValueError(
+            f"{str(pretrained_model_name_or_path)!r} holds a {saved}, which {cls.__name__} cannot load ({why}): {fix}."
+        )
 
     @property
     def num_timesteps(self) -> int:
