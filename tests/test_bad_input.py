@@ -49,6 +49,8 @@ def saved(tmp_path_factory):
     (root / "tiny.yaml").write_text(yaml.safe_dump({**TINY, "output_dir": str(root / "unused")}))
     (root / "notes.txt").write_text("not a table")
     (root / "header_only.csv").write_text("a,b\n")
+    (root / "broken.yaml").write_text("block_out_channels: [4, 8\n")
+    (root / "repeated.yaml").write_text(yaml.safe_dump({**TINY, "output_dir": OUT}) + "learning_rate: 0.5\n")
     (root / "latin1.csv").write_bytes("city,n\nK\u00f6ln,1\n".encode("latin-1"))
     (root / "broken.parquet").write_bytes(b"PAR1")
     (root / "images").mkdir()
@@ -63,6 +65,10 @@ def _fill(argv, tmp, saved):
 # (id, argv, exception class, text the message must contain)
 CLI_CASES = [
     ("train-missing-config", ["train", "--config", "{tmp}/nope.yaml"], ValueError, "nope.yaml"),
+    ("train-broken-yaml", ["train", "--config", "{saved}/broken.yaml"], ValueError,
+     "broken.yaml' is not valid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>' (train/"),
+    ("train-repeated-key", ["train", "--config", "{saved}/repeated.yaml", "--output_dir", OUT], ValueError,
+     "'learning_rate' is set twice (first at line "),
     ("train-typo-key", ["train", "--config", "{saved}/tiny.yaml", "--learning_rat", "1e-4", "--output_dir", OUT],
      ValueError, "Did you mean 'learning_rate'"),
     ("train-zero-steps", ["train", "--config", "{saved}/tiny.yaml", "--max_train_steps", "0", "--output_dir", OUT],

@@ -219,7 +219,7 @@ class TrainingConfig:
         if not os.path.isfile(path):
             raise ValueError(f"Config file {str(path)!r} does not exist; see train/configs/ for examples.")
         with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
+            values = _load_yaml(f, str(path)) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{str(path)!r} must hold a mapping of keys to values, got {type(values).__name__}.")
         return cls.from_dict({**values, **(overrides or {})}, source=str(path))
@@ -402,6 +402,34 @@ def _pairs(tokens: list[str]) -> dict[str, Any]:
             out[key.replace("-", "_")] = _parse_value(value)
         i += 1
     return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently: a
+    config that sets `learning_rate` twice trained with the second)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is set twice (first at line {seen[key]}); keep one", key_node.start_mark
+                )
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(stream, source: str) -> Any:
+    """A config file's YAML; a syntax error, a repeated key or a bad value (`2024-13-01` read as a date) as one
+    `ValueError` naming the file and the line."""
+    try:
+        return yaml.load(stream, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except (yaml.YAMLError, ValueError) as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{source!r} is not valid YAML{where}: {problem} (train/configs/ has examples).") from err
 
 
 def _parse_value(text: str) -> Any:
