@@ -104,6 +104,7 @@ def test_yaml_floats_without_dot_and_cosine_alias():
         ({"eval_samples": 0}, r"`eval_samples` must be >= 1, got 0; null means no end-of-run evaluation \(`--eval_"),
         ({"validation_steps": 0}, r"`validation_steps` must be >= 1, got 0; null means never \(`--validation_steps"),
         ({"learning_rate": -1.0}, r"`learning_rate` must be > 0"),
+        ({"seed": -3}, r"`seed` must be in \[0, 2\*\*32 - 1\] \(or null\), got -3\.$"),  # numpy's words named neither
         ({"learning_rate": "fast"}, r"`learning_rate` must be a number, got 'fast'"),
         ({"validation_split": 1.0}, r"validation_split"),
         ({"channels": 2}, r"`channels` must be 1 \(grayscale\) or 3 \(RGB\), got 2"),

@@ -299,6 +299,8 @@ class TrainingConfig:
         for name in ("lr_warmup_steps", "dataloader_num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        if self.seed is not None and not 0 <= self.seed < 2**32:  # numpy's seeding bound (accelerate's set_seed)
+            raise ValueError(f"`seed` must be in [0, 2**32 - 1] (or null), got {self.seed}.")
         if not self.learning_rate > 0:
             raise ValueError(f"`learning_rate` must be > 0, got {self.learning_rate}.")
         if self.max_train_minutes is not None and not self.max_train_minutes > 0:
