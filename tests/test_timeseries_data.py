@@ -111,3 +111,27 @@ def test_preprocessor_bad_input():
         pre.windows(np.zeros((40, 2)))
     with pytest.raises(ValueError, match="`normalization` must be"):
         TimeSeriesPreprocessor(normalization="robust")
+
+
+def test_columns_left_out_of_a_series_and_dates_out_of_order_are_said(tmp_path, caplog):
+    """A text column was dropped without a word, and a file listing its newest day first was learnt backwards."""
+    days = pd.date_range("2020-01-01", periods=30, freq="D")
+    frame = pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "level": np.arange(30.0), "site": ["a"] * 30})
+    frame.to_csv(tmp_path / "in_order.csv", index=False)
+    frame.iloc[::-1].to_csv(tmp_path / "newest_first.csv", index=False)
+    with caplog.at_level("WARNING", logger="diffusers_xai.modalities.timeseries.data"):
+        values, names = load_series(tmp_path / "in_order.csv")
+    assert names == ["level"] and values[:, 0].tolist() == list(range(30))
+    assert [r.getMessage() for r in caplog.records] == [
+        "Columns ['site'] are not numbers: they are not channels of the series and are not modelled (pass `channels` "
+        "to choose, or encode them as numbers)."
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="diffusers_xai.modalities.timeseries.data"):
+        values, _ = load_series(tmp_path / "newest_first.csv")
+    assert values[0, 0] == 29.0  # still the file's order: said, not reordered
+    assert "The date column 'date' does not increase down the rows" in caplog.records[-1].getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="diffusers_xai.modalities.timeseries.data"):
+        load_series(frame[["date", "level"]])  # in order, nothing left out but the dates: nothing to say
+    assert caplog.records == []

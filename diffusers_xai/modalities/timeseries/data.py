@@ -4,7 +4,9 @@ preprocessor."""
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +16,8 @@ import torch
 
 from ...utils.moved_modules import moved_attribute_getter
 from ..hf_datasets import load_data_file
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "TIMESERIES_DATASETS",
@@ -99,6 +103,7 @@ def load_series(source: Any, channels: list[str] | None = None) -> tuple[np.ndar
         frame = source if channels is None else source[channels]
         bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c]) or frame[c].dtype == bool]
         if bad and channels is None:
+            _warn_dropped(frame[bad])
             frame = frame.drop(columns=bad)  # e.g. a date column
         elif bad:
             raise TypeError(f"Channels {bad} are not numeric; a time-series channel must be int or float.")
@@ -121,6 +126,34 @@ def load_series(source: Any, channels: list[str] | None = None) -> tuple[np.ndar
         f"Cannot read a time series from {type(source).__name__}; pass a DataFrame, an array, a CSV/Parquet path "
         "or a datasets.Dataset."
     )
+
+
+def _warn_dropped(frame: pd.DataFrame) -> None:
+    """Say which columns are not channels: a text column left out was silently not modelled, and a date column
+    that does not increase means the rows (the time axis) are not in time order (an export listing the newest
+    first)."""
+    dates = {}
+    for column in frame.columns:
+        parsed = frame[column] if pd.api.types.is_datetime64_any_dtype(frame[column]) else None
+        if parsed is None and frame[column].dtype == object:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas' "could not infer format" for text that is no date
+                parsed = pd.to_datetime(frame[column], errors="coerce")
+            parsed = parsed if parsed.notna().all() else None
+        if parsed is not None:
+            dates[column] = parsed
+    others = [str(c) for c in frame.columns if c not in dates]
+    if others:
+        logger.warning(
+            f"Columns {others} are not numbers: they are not channels of the series and are not modelled "
+            "(pass `channels` to choose, or encode them as numbers)."
+        )
+    for column, parsed in dates.items():
+        if not parsed.is_monotonic_increasing:
+            logger.warning(
+                f"The date column {str(column)!r} does not increase down the rows, but the rows are the time axis: "
+                "sort the table by it (df.sort_values(...)) before training."
+            )
 
 
 def clean_series(values: np.ndarray, channels: list[str], nan_policy: SeriesNanPolicy = "raise") -> np.ndarray:
