@@ -2,11 +2,13 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
-from sklearn.datasets import load_wine
 
 from diffusers_xai.cli import main
+from diffusers_xai.commands.evaluate import _load
 from diffusers_xai.evaluation import EvaluationReport, MetricResult
+from diffusers_xai.modalities.tabular.data import TABULAR_DATASETS, load_wine_frame
 from diffusers_xai.testing import tiny_pipeline
 
 
@@ -42,18 +44,25 @@ def test_evaluate_pipeline_on_digits(tmp_path, capsys):
     assert "FID (digits-CNN features)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("name", ["wine", "breast_cancer"])
+def test_built_in_tables_are_read_as_the_trainer_reads_them(name):
+    """`--data wine` was sklearn's raw frame (`target`, `od280/od315_of_diluted_wines`), so the rows of a
+    `dataset_name: wine` run (`cultivar`, `od280_od315`) were refused as having other columns."""
+    pd.testing.assert_frame_equal(_load(name), TABULAR_DATASETS[name]())
+
+
 @pytest.mark.slow
 def test_evaluate_saved_table_samples(tmp_path):
-    df = load_wine(as_frame=True).frame
+    df = load_wine_frame()  # the columns a `dataset_name: wine` run generates
     df.sample(100, random_state=0).to_csv(tmp_path / "synthetic.csv", index=False)
     out = tmp_path / "wine.json"
-    argv = ["evaluate", "--samples", str(tmp_path / "synthetic.csv"), "--data", "wine", "--target", "target"]
+    argv = ["evaluate", "--samples", str(tmp_path / "synthetic.csv"), "--data", "wine", "--target", "cultivar"]
     assert main([*argv, "--out", str(out), "--no_progress", "--no_sdmetrics_privacy"]) == 0
     data = json.loads(out.read_text())
     keys = {m["key"] for m in data["metrics"]}
     assert data["modality"] == "tabular" and {"quality_score", "tstr", "detection_auc", "dcr_median"} <= keys
     assert "dcr_baseline_protection" not in keys
-    assert data["details"]["metadata"]["columns"]["target"] == {"sdtype": "categorical"}
+    assert data["details"]["metadata"]["columns"]["cultivar"] == {"sdtype": "categorical"}
 
 
 def test_evaluate_saved_windows(tmp_path):

@@ -126,10 +126,10 @@ def _load(spec: str, resolution: int = 16):
         from ..modalities.image.data import load_digits_tensors
 
         return load_digits_tensors(resolution=resolution)[0]
-    if spec in TABLE_DATASETS:
-        import sklearn.datasets
+    if spec in TABLE_DATASETS:  # as the trainer reads `dataset_name: wine` (its column names: `cultivar`, ...)
+        from ..modalities.tabular.data import TABULAR_DATASETS
 
-        return getattr(sklearn.datasets, f"load_{spec}")(as_frame=True).frame
+        return TABULAR_DATASETS[spec]()
     if os.path.isdir(spec):
         from ..generation import MANIFEST_NAME, load_generated_samples
 

@@ -155,7 +155,8 @@ def _add_utility(report, real, synthetic, real_test, target: str, metadata: dict
         real_train, held_out = train_test_split(real, test_size=test_size, random_state=seed, stratify=stratify)
         report.warnings.append(
             "TSTR is scored on a split of `real`; if the generator was trained on all of `real` it has seen those "
-            "test rows. Pass `real_test` (rows the generator never saw) for an unbiased utility estimate."
+            "test rows. Pass `real_test` (rows the generator never saw; `--test_data` in `diffusers-xai evaluate`) "
+            "for an unbiased utility estimate."
         )
     else:
         real_train, held_out = real, real_test
