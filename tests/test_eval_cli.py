@@ -9,7 +9,7 @@ from diffusers_xai.cli import main
 from diffusers_xai.commands.evaluate import _load
 from diffusers_xai.evaluation import EvaluationReport, MetricResult
 from diffusers_xai.modalities.tabular.data import TABULAR_DATASETS, load_wine_frame
-from diffusers_xai.testing import tiny_pipeline
+from diffusers_xai.testing import tiny_pipeline, tiny_tabular_pipeline
 
 
 def test_evaluate_pipeline_on_digits(tmp_path, capsys):
@@ -126,3 +126,17 @@ def test_report_json_round_trip_with_nan(tmp_path):
     assert len(restored.to_eval_results(include_nan=True)) == 2
     with pytest.raises(KeyError, match="available keys"):
         restored["kid"]
+
+
+def test_a_table_models_condition_column_is_the_default_tstr_target(tmp_path):
+    """With --pipeline and no --target, TSTR was left out; the end-of-run evaluation scores it on the condition."""
+    pipe, frame = tiny_tabular_pipeline()
+    pipe.save_pretrained(tmp_path / "pipe")
+    frame.to_csv(tmp_path / "real.csv", index=False)
+    argv = ["evaluate", "--pipeline", str(tmp_path / "pipe"), "--data", str(tmp_path / "real.csv")]
+    argv += ["--num_samples", "40", "--num_inference_steps", "2", "--no_progress", "--no_sdmetrics_privacy"]
+    assert main([*argv, "--out", str(tmp_path / "r.json")]) == 0
+    report = EvaluationReport.load(tmp_path / "r.json")
+    assert report["tstr"].name == "TSTR macro F1 (HistGradientBoosting, target cultivar)"
+    assert main([*argv, "--out", str(tmp_path / "r2.json"), "--target", "alcohol"]) == 0
+    assert EvaluationReport.load(tmp_path / "r2.json")["tstr"].name == "TSTR R² (HistGradientBoosting, target alcohol)"

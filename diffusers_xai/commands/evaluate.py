@@ -1,7 +1,7 @@
 """`diffusers-xai evaluate`: sample from a saved pipeline (or read saved samples) and score them against real data.
 
 diffusers-xai evaluate --pipeline outputs/quickstart/pipeline --data digits --num_samples 1000 --out report.json
-diffusers-xai evaluate --samples synthetic.csv --data wine --target target --out wine_report.json
+diffusers-xai evaluate --samples synthetic.csv --data wine --target cultivar --out wine_report.json
 diffusers-xai evaluate --samples windows.npy --data real_windows.npy --modality timeseries --out ts.json
 """
 
@@ -256,6 +256,12 @@ def _generate(pipe, modality, args, device: str):
     return torch.cat(chunks)
 
 
+def _condition_column(pipe) -> str | None:
+    """A table model's condition column, `None` for any other pipeline (or none)."""
+    condition = getattr(getattr(pipe, "preprocessor", None), "condition", None)
+    return None if condition is None else condition["name"]
+
+
 def _writable_folder(flag: str, folder: str) -> None:
     """Refuse a folder that could not be written before the evaluation runs (nothing is created here: a later
     error leaves no empty folder behind)."""
@@ -277,6 +283,9 @@ def run(args) -> int:
     for flag, folder in (("--out", os.path.dirname(os.path.abspath(args.out))), ("--output_dir", output_dir)):
         _writable_folder(flag, folder)  # before the evaluation's minutes, not after
     pipe = _load_pipeline(args.pipeline, device) if args.pipeline else None
+    if args.target is None and _condition_column(pipe) is not None:  # as the end-of-run evaluation scores TSTR
+        args.target = _condition_column(pipe)
+        logger.info(f"TSTR on the model's condition column {args.target!r} (--target to choose another).")
     size = _image_size(pipe)
     resolution = 16 if size is None else size
     real = _load(args.data, resolution)
