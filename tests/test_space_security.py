@@ -16,7 +16,7 @@ from diffusers import UNet2DModel  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from huggingface_hub import HfApi  # noqa: E402
 
-from diffusers_xai.testing import tiny_pipeline  # noqa: E402
+from diffusers_xai.testing import tiny_pipeline, tiny_tabular_pipeline  # noqa: E402
 from tests import hub_fixtures  # noqa: E402
 from tests.space_fixtures import load_space_app, serve_space_app  # noqa: E402
 
@@ -64,6 +64,17 @@ def test_the_owner_allow_list_is_loaded(client, app, folder, monkeypatch):
     assert str(folder) in app.common.model_choices("DIFFUSERS_XAI_MODEL", app.images.BUNDLED_LABEL)
     gallery = client.predict(str(folder), "ddim", 2, 0, 1, api_name="/generate")[0]
     assert len(gallery) == 1
+
+
+def test_a_model_of_another_modality_is_sent_to_its_tab(client, tmp_path, monkeypatch):
+    """The Images tab on an allowed table model said "load it with TabularXAIPipeline.from_pretrained"."""
+    table = tmp_path / "table-model"
+    tiny_tabular_pipeline()[0].save_pretrained(table)
+    monkeypatch.setenv(ALLOWED, str(table))
+    with pytest.raises(AppError) as info:
+        client.predict(str(table), "ddim", 2, 0, 1, api_name="/generate")
+    assert "holds a TabularXAIPipeline, not a DiffusionXAIPipeline: open it in the tabular tab." in str(info.value)
+    assert str(tmp_path) not in str(info.value)
 
 
 def _push(repo_id, files):

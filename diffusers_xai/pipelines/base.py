@@ -27,7 +27,15 @@ from .guidance import ClassifierFreeGuidance
 from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
 from .schedulers import make_scheduler, noise_schedule
 
-__all__ = ["PreprocessedPipelineMixin", "SamplingRun", "XAIPipelineMixin"]
+__all__ = ["PreprocessedPipelineMixin", "SamplingRun", "SavedPipelineMismatchError", "XAIPipelineMixin"]
+
+
+class SavedPipelineMismatchError(ValueError):
+    """A folder saved by another pipeline class than the one loading it (`saved_class`: its `_class_name`)."""
+
+    def __init__(self, message: str, saved_class: str | None):
+        super().__init__(message)
+        self.saved_class = saved_class
 
 
 @dataclass
@@ -105,8 +113,9 @@ class XAIPipelineMixin:
             else "load it with its own class, or with diffusers_xai.generation.load_pipeline, which reads the class"
         )
         why = f"it needs {sorted(expected)}, the folder has {present}" if missing else "another modality's pipeline"
-        raise ValueError(
-            f"{str(pretrained_model_name_or_path)!r} holds a {saved}, which {cls.__name__} cannot load ({why}): {fix}."
+        where = str(pretrained_model_name_or_path)
+        raise SavedPipelineMismatchError(
+            f"{where!r} holds a {saved}, which {cls.__name__} cannot load ({why}): {fix}.", saved
         )
 
     @property
