@@ -4,12 +4,16 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from diffusers_xai.cli import main
 from diffusers_xai.commands.evaluate import _load
 from diffusers_xai.evaluation import EvaluationReport, MetricResult
 from diffusers_xai.modalities.tabular.data import TABULAR_DATASETS, load_wine_frame
+from diffusers_xai.modalities.timeseries import TimeSeriesPreprocessor, TimeSeriesXAIPipeline
+from diffusers_xai.modalities.timeseries.data import make_sines
 from diffusers_xai.testing import tiny_pipeline, tiny_tabular_pipeline
+from tests.test_timeseries_pipeline import tiny_series_denoiser
 
 
 def test_evaluate_pipeline_on_digits(tmp_path, capsys):
@@ -97,7 +101,10 @@ def test_evaluate_saved_windows(tmp_path):
 def test_evaluate_bad_data_spec(tmp_path, capsys):
     argv = ["evaluate", "--samples", str(tmp_path / "nope.npy"), "--data", "digits", "--out", str(tmp_path / "r.json")]
     assert main(argv) == 2  # the CLI turns bad-input errors into one line on stderr
-    assert "neither a known dataset (digits, wine, breast_cancer) nor a file" in capsys.readouterr().err
+    assert (
+        "neither a known dataset (digits, wine, breast_cancer; co2 and sines as --data) nor a file"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "r.json").exists()
 
 
@@ -140,3 +147,25 @@ def test_a_table_models_condition_column_is_the_default_tstr_target(tmp_path):
     assert report["tstr"].name == "TSTR macro F1 (HistGradientBoosting, target cultivar)"
     assert main([*argv, "--out", str(tmp_path / "r2.json"), "--target", "alcohol"]) == 0
     assert EvaluationReport.load(tmp_path / "r2.json")["tstr"].name == "TSTR R² (HistGradientBoosting, target alcohol)"
+
+
+@pytest.mark.parametrize(
+    ("name", "fit", "windows"),
+    [
+        # co2.yaml's cut: 2,284 weeks in windows of 52 every 2 weeks, the gaps interpolated: (2284 - 52) / 2 + 1
+        ("co2", {"data": "co2", "sequence_length": 52, "stride": 2, "nan_policy": "interpolate"}, [1117, 52, 1]),
+        ("sines", {"data": make_sines(64), "sequence_length": 24}, [10_000, 24, 5]),  # TimeGAN's 10,000 sines
+    ],
+)
+def test_built_in_series_are_cut_as_the_pipeline_was_trained(tmp_path, name, fit, windows):
+    """`--data co2` was neither a known dataset nor a file, so co2.yaml's model could not be evaluated by name."""
+    pre = TimeSeriesPreprocessor.fit(**fit)
+    torch.manual_seed(0)
+    denoiser = tiny_series_denoiser(windows[2], windows[1], "conv", width=8)
+    TimeSeriesXAIPipeline.from_denoiser(denoiser, pre, "ddim", num_train_timesteps=20).save_pretrained(tmp_path / "p")
+    argv = ["evaluate", "--pipeline", str(tmp_path / "p"), "--data", name, "--out", str(tmp_path / "r.json")]
+    argv += ["--num_samples", "8", "--num_inference_steps", "2", "--no_progress"]
+    assert main([*argv, "--discriminative_iterations", "2", "--predictive_iterations", "2"]) == 0
+    report = EvaluationReport.load(tmp_path / "r.json")
+    assert report.modality == "timeseries" and report.num_real == windows[0] and report.num_generated == 8
+    assert report.details["window_shape"] == windows[1:]
