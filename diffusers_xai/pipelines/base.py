@@ -72,7 +72,7 @@ class XAIPipelineMixin:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """`DiffusionPipeline.from_pretrained`, after checking that the folder or repo saved components this class
+        """`DiffusionPipeline.from_pretrained`, after checking that a local folder holds the components this class
         takes ([`check_saved_components`])."""
         cls.check_saved_components(pretrained_model_name_or_path, kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
@@ -80,11 +80,11 @@ class XAIPipelineMixin:
     @classmethod
     def check_saved_components(cls, pretrained_model_name_or_path, kwargs: dict) -> None:
         """
-        `ValueError` naming the class to load with when a local folder's `model_index.json` was saved by another
-        diffusers-xai pipeline, or lacks a component this class needs: a table's folder loaded with
-        `DiffusionXAIPipeline` failed inside diffusers with "expected ['scheduler', 'unet'], but only {'scheduler'}
-        were passed", after two warnings about unexpected config attributes. Hub ids and folders without a
-        `model_index.json` are left to `from_pretrained` (and its own errors).
+        [`SavedPipelineMismatchError`] (a `ValueError`) naming the class to load with when a local folder's
+        `model_index.json` was saved by another diffusers-xai pipeline, or lacks a component this class needs: a
+        table's folder loaded with `DiffusionXAIPipeline` failed inside diffusers with "expected ['scheduler',
+        'unet'], but only {'scheduler'} were passed", after two warnings about unexpected config attributes. Hub
+        ids and folders without a `model_index.json` are left to `from_pretrained` (and its own errors).
         """
         import json
 
