@@ -22,7 +22,7 @@ from diffusers_xai.models.lora import (
     save_lora,
     unload_lora,
 )
-from diffusers_xai.testing import tiny_unet
+from diffusers_xai.testing import tiny_tabular_pipeline, tiny_unet
 from diffusers_xai.training import TrainingConfig, train
 from tests.test_training import QUIET
 
@@ -224,6 +224,10 @@ def test_not_a_pipeline_folder(setup, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"has no unet/config.json or scheduler/scheduler_config.json"):
         finetune_config(data, str(tmp_path / "empty"), tmp_path / "o")
+    # a table model's folder: what it holds is named (it had the same words as an empty folder)
+    tiny_tabular_pipeline()[0].save_pretrained(tmp_path / "table")
+    with pytest.raises(ValueError, match=r"has no unet/config.json \(it holds a TabularXAIPipeline; fine-tuning"):
+        finetune_config(data, str(tmp_path / "table"), tmp_path / "o")
 
 
 def test_lora_on_a_unet_without_attention_names_the_fix(setup, tmp_path):
