@@ -330,8 +330,8 @@ def run(args) -> int:
     for flag, folder in (("--out", os.path.dirname(os.path.abspath(args.out))), ("--output_dir", output_dir)):
         _writable_folder(flag, folder)  # before the evaluation's minutes, not after
     pipe = _load_pipeline(args.pipeline, device) if args.pipeline else None
-    if args.target is None and _condition_column(pipe) is not None:  # as the end-of-run evaluation scores TSTR
-        args.target = _condition_column(pipe)
+    if args.target is None and (condition := _condition_column(pipe)) is not None:  # as the end-of-run evaluation
+        args.target = condition
         logger.info(f"TSTR on the model's condition column {args.target!r} (--target to choose another).")
     modality, real, samples = _real_and_samples(args, pipe, device)
     options = {

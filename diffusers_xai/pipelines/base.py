@@ -27,7 +27,28 @@ from .guidance import ClassifierFreeGuidance
 from .sampling import DiffusionStep, check_sampling_args, denoise_progressive, prepare_latents, run_progressive
 from .schedulers import make_scheduler, noise_schedule
 
-__all__ = ["PreprocessedPipelineMixin", "SamplingRun", "SavedPipelineMismatchError", "XAIPipelineMixin"]
+__all__ = [
+    "PreprocessedPipelineMixin",
+    "SamplingRun",
+    "SavedPipelineMismatchError",
+    "XAIPipelineMixin",
+    "read_model_index",
+]
+
+
+def read_model_index(folder) -> dict | None:
+    """A local pipeline folder's `model_index.json`, `None` for a Hub id, a folder without one or one that is not a
+    JSON object (`from_pretrained` then raises its own error)."""
+    import json
+
+    if not isinstance(folder, (str, os.PathLike)):
+        return None
+    try:
+        with open(os.path.join(os.fspath(folder), "model_index.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
 
 
 class SavedPipelineMismatchError(ValueError):
@@ -86,25 +107,19 @@ class XAIPipelineMixin:
         'unet'], but only {'scheduler'} were passed", after two warnings about unexpected config attributes. Hub
         ids and folders without a `model_index.json` are left to `from_pretrained` (and its own errors).
         """
-        import json
+        from ..modalities import modality_of
 
-        from ..modalities import list_modalities
-
-        if not isinstance(pretrained_model_name_or_path, (str, os.PathLike)):
-            return
-        index = os.path.join(os.fspath(pretrained_model_name_or_path), "model_index.json")
-        if not os.path.isfile(index):
-            return
-        try:
-            with open(index, encoding="utf-8") as f:
-                config = json.load(f)
-        except ValueError:  # not JSON: `from_pretrained` names the file
+        config = read_model_index(pretrained_model_name_or_path)
+        if config is None:
             return
         saved = config.get("_class_name")
         expected, _ = cls._get_signature_keys(cls)
         missing = set(expected) - set(config) - set(kwargs)
-        ours = [m.pipeline_class for m in list_modalities() if m.pipeline_class.__name__ == saved]
-        if not missing and not (ours and not issubclass(cls, ours[0])):
+        try:
+            ours = modality_of(saved).pipeline_class if isinstance(saved, str) else None
+        except ValueError:  # not a registered modality's pipeline
+            ours = None
+        if not missing and not (ours and not issubclass(cls, ours)):
             return
         present = sorted(k for k, v in config.items() if not k.startswith("_") and isinstance(v, list))
         fix = (

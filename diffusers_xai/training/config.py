@@ -296,7 +296,7 @@ class TrainingConfig:
             _positive(name, getattr(self, name))
         for name in OPTIONAL_POSITIVE_KEYS:
             if getattr(self, name) is not None:
-                _positive(name, getattr(self, name), optional=True)
+                _positive(name, getattr(self, name))
         for name in ("lr_warmup_steps", "dataloader_num_workers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
@@ -474,7 +474,7 @@ NULL_MEANS = {
 }
 
 
-def _positive(name: str, value, optional: bool = False) -> None:
+def _positive(name: str, value) -> None:
     if value < 1:
-        off = f"; null means {NULL_MEANS[name]} (`--{name} null`)" if optional and name in NULL_MEANS else ""
+        off = f"; null means {NULL_MEANS[name]} (`--{name} null`)" if name in NULL_MEANS else ""
         raise ValueError(f"`{name}` must be >= 1, got {value}{off}.")

@@ -20,7 +20,7 @@ import gradio as gr
 import torch
 from safetensors.torch import save_file
 
-from diffusers_xai import SCHEDULERS, Trace, list_modalities
+from diffusers_xai import SCHEDULERS, Trace, modality_of
 from diffusers_xai.pipelines import SavedPipelineMismatchError
 from diffusers_xai.utils.io import atomic_path, atomic_write
 
@@ -268,8 +268,10 @@ def _from_pretrained(pipeline_class: type, source: str):
         # safetensors only: a pickled .bin from an unknown repo is never unpickled here
         pipe = pipeline_class.from_pretrained(_fetch(source), use_safetensors=True)
     except SavedPipelineMismatchError as err:  # "load it with X.from_pretrained" means nothing to a visitor
-        names = {m.pipeline_class.__name__: m.name for m in list_modalities()}
-        tab = f": open it in the {names[err.saved_class]} tab" if err.saved_class in names else ""
+        try:
+            tab = f": open it in the {modality_of(err.saved_class).name} tab"
+        except ValueError:  # not a registered modality's pipeline
+            tab = ""
         raise ValueError(f"{source!r} holds a {err.saved_class}, not a {pipeline_class.__name__}{tab}.") from err
     except ValueError as err:
         if "this Space" in str(err) or "pipeline repo" in str(err):

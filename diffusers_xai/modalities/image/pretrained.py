@@ -5,10 +5,10 @@ adapter) is `diffusers_xai.training.finetune`."""
 
 from __future__ import annotations
 
-import json
 import os
 
 from ...errors import uncached_hub_error
+from ...pipelines.base import read_model_index
 
 __all__ = ["check_pretrained_fits", "load_pretrained_configs", "load_pretrained_unet"]
 
@@ -30,22 +30,13 @@ def _check_local_layout(name_or_path: str) -> None:
         if not os.path.isfile(os.path.join(name_or_path, sub, name))
     ]
     if missing:
-        saved = _saved_class(name_or_path)
+        saved = (read_model_index(name_or_path) or {}).get("_class_name")
         holds = f" (it holds a {saved}; fine-tuning takes an image pipeline)" if saved else ""
         raise ValueError(
             f"`pretrained_model_name_or_path` {name_or_path!r} has no {' or '.join(missing)}{holds}; pass the folder "
             "of a whole pipeline (model_index.json, unet/, scheduler/), as written by `save_pretrained` or "
             "`train_ddpm.py`."
         )
-
-
-def _saved_class(folder: str) -> str | None:
-    """The pipeline class a folder's `model_index.json` names, `None` without a readable one."""
-    try:
-        with open(os.path.join(folder, "model_index.json"), encoding="utf-8") as f:
-            return json.load(f).get("_class_name")
-    except (OSError, ValueError, AttributeError):
-        return None
 
 
 def load_pretrained_configs(name_or_path: str) -> tuple[dict, dict]:
